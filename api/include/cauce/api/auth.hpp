@@ -1,0 +1,95 @@
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cauce::api {
+
+// shared/API.md §Auth: reader < operator < admin; a higher role may do all a lower one may.
+enum class Role { kReader = 1, kOperator = 2, kAdmin = 3 };
+
+std::string_view role_name(Role role);
+std::optional<Role> parse_role(std::string_view name);
+
+// Who is asking: the key's id and its holder's name (the `actor` of their commands).
+struct Principal {
+  std::string key_id;
+  std::string name;
+  Role role = Role::kReader;
+};
+
+// A stored key: never the key itself, only a salted hash of its secret.
+struct ApiKeyRecord {
+  std::string id;
+  std::string name;
+  Role role = Role::kReader;
+  std::string salt;
+  std::string secret_hash;
+  std::string created_at;  // RFC 3339, filled in by the store
+  std::optional<std::string> revoked_at;
+};
+
+// Port: where key records live (PostgreSQL in production: PgApiKeyStore).
+class ApiKeyStore {
+ public:
+  virtual ~ApiKeyStore() = default;
+  // Stores the record; returns its created_at as the store recorded it.
+  virtual std::string insert(const ApiKeyRecord& record) = 0;
+  // Inserts only when no unrevoked key exists, atomically with that check. True if inserted.
+  virtual bool insert_if_none_active(const ApiKeyRecord& record) = 0;
+  virtual std::optional<ApiKeyRecord> find(const std::string& id) = 0;
+  virtual std::vector<ApiKeyRecord> list() = 0;
+  // True when an unrevoked key with this id was revoked now.
+  virtual bool revoke(const std::string& id) = 0;
+};
+
+// The key as handed to its holder, once: ck_<16 hex id>_<64 hex secret>.
+struct IssuedKey {
+  ApiKeyRecord record;
+  std::string token;
+};
+
+// Issues and verifies API keys. Verification parses the token, finds the record by id and
+// compares sha256(salt || secret) in constant time. Records are cached for `cache_ttl`, so a
+// revocation takes effect everywhere within that time.
+class ApiKeys {
+ public:
+  explicit ApiKeys(ApiKeyStore& store,
+                   std::chrono::milliseconds cache_ttl = std::chrono::seconds(5));
+
+  // Throws std::invalid_argument for an empty or over-long name.
+  IssuedKey create(const std::string& name, Role role);
+
+  // The principal of a valid, unrevoked key; nullopt for anything else. May throw
+  // core::DependencyError when the store is unreachable.
+  std::optional<Principal> authenticate(std::string_view token);
+
+  std::vector<ApiKeyRecord> list() { return store_.list(); }
+  bool revoke(const std::string& id);
+
+  // On a system with no active key, creates an admin key and writes it to
+  // <data_dir>/admin.key (mode 0600). Returns the file's path when it did.
+  std::optional<std::filesystem::path> ensure_admin_key(const std::filesystem::path& data_dir);
+
+ private:
+  struct CacheEntry {
+    std::optional<ApiKeyRecord> record;
+    std::chrono::steady_clock::time_point fetched;
+  };
+
+  ApiKeyRecord make_record(const std::string& name, Role role, std::string& token) const;
+  std::optional<ApiKeyRecord> lookup(const std::string& id);
+
+  ApiKeyStore& store_;
+  std::chrono::milliseconds cache_ttl_;
+  std::mutex mutex_;
+  std::map<std::string, CacheEntry> cache_;
+};
+
+}  // namespace cauce::api

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/beast/http.hpp>
+
+#include <cauce/api/auth.hpp>
+
+namespace cauce::api {
+
+namespace http = boost::beast::http;
+using Response = http::response<http::string_body>;
+
+struct Request {
+  http::request<http::string_body> message;
+  std::string request_id;
+  std::string route;  // the matched pattern, e.g. "/v1/keys/{id}"
+  std::vector<std::pair<std::string, std::string>> path_params;
+  std::optional<Principal> principal;
+
+  // The value of a {name} segment of the route ("" when absent).
+  std::string_view path_param(std::string_view name) const;
+};
+
+// A handler answers a request or throws ApiError (problem.hpp) / core::DependencyError; the
+// server maps every exception to problem+json in one place.
+using Handler = std::function<Response(Request&)>;
+
+struct Route {
+  http::verb method;
+  std::string pattern;       // "/v1/keys/{id}": literal segments and {param} segments
+  std::optional<Role> role;  // nullopt: public (health, metrics)
+  Handler handler;
+};
+
+// Matches method + path to a route. A path that exists with another method is a 405 (with the
+// allowed methods); a path that matches nothing is a 404.
+class Router {
+ public:
+  void add(http::verb method, std::string pattern, std::optional<Role> role, Handler handler);
+
+  struct Match {
+    const Route* route = nullptr;
+    std::vector<std::pair<std::string, std::string>> params;
+    std::vector<http::verb> allowed;  // filled when the path exists with other methods
+  };
+  Match match(http::verb method, std::string_view path) const;
+
+  const std::vector<Route>& routes() const { return routes_; }
+
+ private:
+  std::vector<Route> routes_;
+};
+
+// A JSON response with the request's id and no caching.
+Response json_response(const Request& request, http::status status, std::string body);
+
+}  // namespace cauce::api

@@ -1,0 +1,74 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <cauce/core/config.hpp>
+
+namespace cauce::api {
+
+// One dependency /readyz looks at. check() returns normally when it is usable and throws
+// (with a client-safe message) when it is not; it must bound its own time.
+class DependencyCheck {
+ public:
+  virtual ~DependencyCheck() = default;
+  virtual std::string name() const = 0;
+  virtual void check() = 0;
+};
+
+// PostgreSQL answers `SELECT 1` on a connection it keeps (reconnecting with a 1 s timeout).
+std::unique_ptr<DependencyCheck> make_postgres_check(const core::PostgresConfig& config);
+// The broker answers a metadata request within 1 s and cauce's three topics exist.
+std::unique_ptr<DependencyCheck> make_kafka_check(const core::KafkaConfig& config);
+
+// Runs each check on its own thread every `interval`, so /readyz answers at once from the
+// latest results and a hanging dependency never holds up a request. A result older than
+// `max_age` counts as a failure (the check itself is stuck).
+class ReadinessProbe {
+ public:
+  struct CheckStatus {
+    std::string name;
+    bool ok = false;
+    std::string detail;
+    double age_s = 0;
+  };
+  struct Report {
+    bool ready = false;
+    std::vector<CheckStatus> checks;
+  };
+
+  ReadinessProbe(std::vector<std::unique_ptr<DependencyCheck>> checks,
+                 std::chrono::milliseconds interval = std::chrono::milliseconds(500),
+                 std::chrono::milliseconds max_age = std::chrono::milliseconds(2500));
+  ~ReadinessProbe();
+  ReadinessProbe(const ReadinessProbe&) = delete;
+  ReadinessProbe& operator=(const ReadinessProbe&) = delete;
+
+  Report report() const;
+
+ private:
+  struct Slot {
+    std::unique_ptr<DependencyCheck> check;
+    bool has_result = false;
+    bool ok = false;
+    std::string detail;
+    std::chrono::steady_clock::time_point at;
+  };
+
+  void loop(Slot& slot);
+
+  std::chrono::milliseconds interval_;
+  std::chrono::milliseconds max_age_;
+  mutable std::mutex mutex_;
+  std::condition_variable stop_requested_;
+  bool stopping_ = false;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<std::jthread> threads_;
+};
+
+}  // namespace cauce::api

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <cauce/api/http.hpp>
+#include <cauce/core/config.hpp>
+
+namespace cauce::api {
+
+class ApiKeys;
+class HttpMetrics;
+
+// HTTP/1.1 server (Boost.Beast) running the router on `threads` I/O threads. Each connection
+// is a coroutine on its own strand; bodies above the limit get 413, idle keep-alive
+// connections close after the idle timeout.
+class HttpServer {
+ public:
+  HttpServer(const core::HttpConfig& config, const Router& router, ApiKeys& keys,
+             HttpMetrics& metrics);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts serving; returns the bound port. Throws std::system_error naming the
+  // address when it cannot bind (e.g. the port is in use).
+  std::uint16_t start();
+
+  // Graceful shutdown: stops accepting, closes idle connections, lets in-flight requests
+  // finish (up to the drain timeout), then stops the I/O threads.
+  void stop();
+
+  // The whole request pipeline without the network: request id, routing, auth, handler,
+  // problem mapping, metrics. Used by the connections and by tests and benchmarks.
+  Response handle(http::request<http::string_body>&& message) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cauce::api

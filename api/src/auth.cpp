@@ -1,0 +1,140 @@
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+#include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cauce/api/auth.hpp>
+#include <cauce/core/crypto.hpp>
+
+namespace cauce::api {
+namespace {
+
+constexpr std::string_view kPrefix = "ck_";
+constexpr std::size_t kIdHexLength = 16;      // 8 random bytes
+constexpr std::size_t kSecretHexLength = 64;  // 32 random bytes
+constexpr std::size_t kMaxCachedKeys = 10000;
+
+bool is_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
+  });
+}
+
+std::string hash_secret(const std::string& salt, std::string_view secret) {
+  return core::sha256_hex(salt + std::string(secret));
+}
+
+// Writes `content` to `path` with mode 0600 via a temporary file and rename, so the key is
+// never readable by others, not even for a moment.
+void write_private_file(const std::filesystem::path& path, const std::string& content) {
+  std::filesystem::create_directories(path.parent_path());
+  const auto tmp = path.string() + ".tmp";
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot create " + tmp);
+  const auto written = ::write(fd, content.data(), content.size());
+  const bool ok = written == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw std::system_error(errno, std::generic_category(), "cannot write " + path.string());
+  }
+}
+
+}  // namespace
+
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::kReader:
+      return "reader";
+    case Role::kOperator:
+      return "operator";
+    case Role::kAdmin:
+      return "admin";
+  }
+  return "reader";
+}
+
+std::optional<Role> parse_role(std::string_view name) {
+  if (name == "reader") return Role::kReader;
+  if (name == "operator") return Role::kOperator;
+  if (name == "admin") return Role::kAdmin;
+  return std::nullopt;
+}
+
+ApiKeys::ApiKeys(ApiKeyStore& store, std::chrono::milliseconds cache_ttl)
+    : store_(store), cache_ttl_(cache_ttl) {}
+
+ApiKeyRecord ApiKeys::make_record(const std::string& name, Role role, std::string& token) const {
+  if (name.empty() || name.size() > 100) {
+    throw std::invalid_argument("a key's name must be 1 to 100 characters");
+  }
+  ApiKeyRecord record;
+  record.id = core::random_hex(kIdHexLength / 2);
+  record.name = name;
+  record.role = role;
+  record.salt = core::random_hex(16);
+  const std::string secret = core::random_hex(kSecretHexLength / 2);
+  record.secret_hash = hash_secret(record.salt, secret);
+  token = std::string(kPrefix) + record.id + "_" + secret;
+  return record;
+}
+
+IssuedKey ApiKeys::create(const std::string& name, Role role) {
+  IssuedKey issued;
+  issued.record = make_record(name, role, issued.token);
+  issued.record.created_at = store_.insert(issued.record);
+  return issued;
+}
+
+std::optional<ApiKeyRecord> ApiKeys::lookup(const std::string& id) {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    const std::lock_guard lock(mutex_);
+    const auto it = cache_.find(id);
+    if (it != cache_.end() && now - it->second.fetched < cache_ttl_) return it->second.record;
+  }
+  auto record = store_.find(id);  // outside the lock: a slow store must not serialise requests
+  const std::lock_guard lock(mutex_);
+  if (cache_.size() >= kMaxCachedKeys) cache_.clear();
+  cache_[id] = CacheEntry{record, now};
+  return record;
+}
+
+std::optional<Principal> ApiKeys::authenticate(std::string_view token) {
+  if (token.size() != kPrefix.size() + kIdHexLength + 1 + kSecretHexLength ||
+      !token.starts_with(kPrefix) || token[kPrefix.size() + kIdHexLength] != '_') {
+    return std::nullopt;
+  }
+  const auto id = token.substr(kPrefix.size(), kIdHexLength);
+  const auto secret = token.substr(kPrefix.size() + kIdHexLength + 1);
+  if (!is_hex(id) || !is_hex(secret)) return std::nullopt;
+  const auto record = lookup(std::string(id));
+  if (!record || record->revoked_at) return std::nullopt;
+  if (!core::constant_time_equal(hash_secret(record->salt, secret), record->secret_hash)) {
+    return std::nullopt;
+  }
+  return Principal{record->id, record->name, record->role};
+}
+
+bool ApiKeys::revoke(const std::string& id) {
+  const bool revoked = store_.revoke(id);
+  const std::lock_guard lock(mutex_);
+  cache_.erase(id);
+  return revoked;
+}
+
+std::optional<std::filesystem::path> ApiKeys::ensure_admin_key(
+    const std::filesystem::path& data_dir) {
+  std::string token;
+  const auto record = make_record("admin", Role::kAdmin, token);
+  if (!store_.insert_if_none_active(record)) return std::nullopt;
+  const auto path = data_dir / "admin.key";
+  write_private_file(path, token + "\n");
+  return path;
+}
+
+}  // namespace cauce::api

@@ -1,0 +1,205 @@
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include <cauce/api/auth.hpp>
+#include <cauce/api/cli.hpp>
+#include <cauce/api/pg_api_key_store.hpp>
+#include <cauce/core/errors.hpp>
+#include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/core/migrations.hpp>
+#include <cauce/core/postgres.hpp>
+
+#include "service.hpp"
+
+namespace cauce::api {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+core::Config effective_config(const std::string& config_file,
+                              const std::map<std::string, std::string>& flag_values,
+                              const CLI::App& app) {
+  core::ConfigSources sources;
+  if (!config_file.empty()) {
+    sources.file = config_file;
+  } else if (const char* env_file = std::getenv("CAUCE_CONFIG"); env_file && *env_file) {
+    sources.file = env_file;
+  }
+  sources.env = core::cauce_environment();
+  for (const auto& option : core::config_options()) {
+    if (option.secret) continue;
+    if (app.get_option(option.flag)->count() > 0) {
+      sources.flags.emplace_back(option.key, flag_values.at(option.key));
+    }
+  }
+  auto config = core::load_config(sources);
+  core::set_log_level(core::parse_log_level(config.log_level));
+  return config;
+}
+
+int topics_create(const core::Config& config) {
+  const core::Logger log("topics");
+  core::KafkaAdmin admin(config.kafka);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(config.startup_timeout_s);
+  for (;;) {
+    try {
+      for (const auto& topic :
+           admin.ensure_topics(core::cauce_topics(config.kafka), config.kafka.partitions,
+                               config.kafka.replication_factor)) {
+        std::cout << topic.name << ": "
+                  << (topic.state == core::TopicState::kCreated ? "created" : "exists") << " ("
+                  << topic.partitions << " partitions)\n";
+      }
+      return 0;
+    } catch (const core::DependencyError& e) {
+      if (!e.is_retryable() || std::chrono::steady_clock::now() >= deadline) throw;
+      log.warn("Kafka not reachable yet, retrying", {{"error", e.what()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+}
+
+int migrate(const core::Config& config) {
+  auto connection = core::connect_postgres_with_retry(
+      core::postgres_conninfo(config.postgres), std::chrono::seconds(config.startup_timeout_s));
+  const auto files = config.postgres.migrations_dir.empty()
+                         ? core::embedded_migration_files()
+                         : core::read_migration_files(config.postgres.migrations_dir);
+  const auto report = core::migrate(*connection, core::parse_migrations(files));
+  for (const auto& name : report.applied) std::cout << "applied " << name << "\n";
+  std::cout << report.applied.size() << " applied, " << report.already_applied
+            << " already applied\n";
+  return 0;
+}
+
+// Key management runs against the database directly: it is how the first operator keys are
+// made, before anyone holds a key for the HTTP API.
+template <typename Fn>
+int with_keys(const core::Config& config, Fn&& fn) {
+  core::PgPool pool(core::postgres_conninfo(config.postgres), 1, std::chrono::seconds(10));
+  PgApiKeyStore store(pool);
+  ApiKeys keys(store);
+  return fn(keys);
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"cauce: an event-sourced operations backend (Kafka log, PostgreSQL read models)",
+               "cauce"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("cauce ") + CAUCE_VERSION);
+
+  std::string config_file;
+  app.add_option("--config", config_file, "JSON config file (also CAUCE_CONFIG)")
+      ->group("Configuration");
+  std::map<std::string, std::string> flag_values;
+  for (const auto& option : core::config_options()) {
+    if (option.secret) continue;  // secrets come from the environment or a file only
+    app.add_option(option.flag, flag_values[option.key], option.help + " [" + option.env + "]")
+        ->group("Configuration");
+  }
+
+  auto* serve = app.add_subcommand("serve", "Run cauce (all roles unless --roles says otherwise)");
+  auto* topics = app.add_subcommand("topics", "Manage cauce's Kafka topics");
+  topics->require_subcommand(1);
+  auto* topics_create_cmd = topics->add_subcommand(
+      "create", "Create cauce.commands/events/replies (idempotent; refuses a partition mismatch)");
+  auto* migrate_cmd = app.add_subcommand("migrate", "Apply the SQL migrations to PostgreSQL");
+  auto* keys = app.add_subcommand("keys", "Manage API keys");
+  keys->require_subcommand(1);
+  std::string key_role = "operator";
+  std::string key_name;
+  auto* keys_create = keys->add_subcommand("create", "Create a key and print it (shown once)");
+  keys_create->add_option("--role", key_role, "reader, operator or admin")
+      ->check(CLI::IsMember({"reader", "operator", "admin"}));
+  keys_create->add_option("--name", key_name, "Who holds the key (default: the role)");
+  auto* keys_list = keys->add_subcommand("list", "List keys (never their secrets)");
+  std::string revoke_id;
+  auto* keys_revoke = keys->add_subcommand("revoke", "Revoke a key by id");
+  keys_revoke->add_option("id", revoke_id, "The key's id")->required();
+  auto* config_cmd = app.add_subcommand("config", "Show the effective configuration");
+  bool print = false;
+  config_cmd->add_flag("--print", print, "Print every setting (secrets masked)");
+  auto* version = app.add_subcommand("version", "Print the version");
+  for (auto* sub : {serve, topics, topics_create_cmd, migrate_cmd, keys, keys_create, keys_list,
+                    keys_revoke, config_cmd, version}) {
+    sub->fallthrough();  // configuration flags may follow the subcommand
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "cauce: " << e.what() << "\nRun `cauce --help` for usage.\n";
+    return kExitUsage;
+  }
+
+  const core::Logger log("cli");
+  try {
+    const auto config = effective_config(config_file, flag_values, app);
+    if (*version) {
+      std::cout << "cauce " << CAUCE_VERSION << " (librdkafka " << core::kafka_client_version()
+                << ")\n";
+      return 0;
+    }
+    if (*config_cmd) {
+      for (const auto& [key, value] : core::describe(config)) {
+        std::cout << key << " = " << value << "\n";
+      }
+      return 0;
+    }
+    if (*serve) return run_serve(config);
+    if (*topics_create_cmd) return topics_create(config);
+    if (*migrate_cmd) return migrate(config);
+    if (*keys_create) {
+      return with_keys(config, [&](ApiKeys& k) {
+        const auto issued = k.create(key_name.empty() ? key_role : key_name, *parse_role(key_role));
+        std::cerr << "created " << key_role << " key " << issued.record.id
+                  << "; it is shown only now:\n";
+        std::cout << issued.token << "\n";
+        return 0;
+      });
+    }
+    if (*keys_list) {
+      return with_keys(config, [](ApiKeys& k) {
+        for (const auto& r : k.list()) {
+          std::cout << r.id << "  " << role_name(r.role) << "  " << r.name << "  " << r.created_at
+                    << (r.revoked_at ? "  revoked " + *r.revoked_at : "") << "\n";
+        }
+        return 0;
+      });
+    }
+    if (*keys_revoke) {
+      return with_keys(config, [&](ApiKeys& k) {
+        if (!k.revoke(revoke_id)) {
+          std::cerr << "cauce: no active key with id " << revoke_id << "\n";
+          return kExitFailure;
+        }
+        std::cout << "revoked " << revoke_id << "\n";
+        return 0;
+      });
+    }
+  } catch (const core::ConfigError& e) {
+    std::cerr << "cauce: invalid configuration: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    log.error("failed", {{"error", e.what()}});
+    return kExitFailure;
+  }
+  return kExitUsage;
+}
+
+}  // namespace cauce::api

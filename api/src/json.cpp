@@ -1,0 +1,53 @@
+#include <rapidjson/error/en.h>
+
+#include <cauce/api/json.hpp>
+#include <cauce/api/problem.hpp>
+
+namespace cauce::api {
+
+rapidjson::Document parse_json_object(const Request& request) {
+  const auto content_type = request.message[http::field::content_type];
+  const auto media = content_type.substr(0, content_type.find(';'));
+  if (media != "application/json" &&
+      !(media.starts_with("application/") && media.ends_with("+json"))) {
+    throw ApiError(http::status::unsupported_media_type, "unsupported-media-type",
+                   "the body must be application/json");
+  }
+  const auto& body = request.message.body();
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+  if (doc.HasParseError()) {
+    throw ApiError(http::status::bad_request, "malformed-json",
+                   "the body is not valid JSON: " +
+                       std::string(rapidjson::GetParseError_En(doc.GetParseError())) + " at byte " +
+                       std::to_string(doc.GetErrorOffset()),
+                   {{"body", "malformed JSON at byte " + std::to_string(doc.GetErrorOffset())}});
+  }
+  if (!doc.IsObject()) throw invalid_field("body", "must be a JSON object");
+  return doc;
+}
+
+void reject_unknown_fields(const rapidjson::Value& object,
+                           std::initializer_list<std::string_view> allowed) {
+  for (const auto& member : object.GetObject()) {
+    const std::string_view name(member.name.GetString(), member.name.GetStringLength());
+    bool known = false;
+    for (const auto a : allowed) known = known || a == name;
+    if (!known) throw invalid_field(std::string(name), "unknown field");
+  }
+}
+
+std::string required_string(const rapidjson::Value& object, const char* field,
+                            std::size_t max_length) {
+  const auto it = object.FindMember(field);
+  if (it == object.MemberEnd()) throw invalid_field(field, "is required");
+  if (!it->value.IsString()) throw invalid_field(field, "must be a string");
+  std::string value(it->value.GetString(), it->value.GetStringLength());
+  if (value.empty()) throw invalid_field(field, "must not be empty");
+  if (value.size() > max_length) {
+    throw invalid_field(field, "must be at most " + std::to_string(max_length) + " bytes");
+  }
+  return value;
+}
+
+}  // namespace cauce::api

@@ -1,0 +1,156 @@
+#include <cauce/api/readiness.hpp>
+#include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/core/postgres.hpp>
+
+namespace cauce::api {
+namespace {
+
+// A failed check: a client-safe message for /readyz and the cause for the log.
+class CheckFailed : public std::runtime_error {
+ public:
+  CheckFailed(const std::string& message, std::string cause)
+      : std::runtime_error(message), cause_(std::move(cause)) {}
+  const std::string& cause() const noexcept { return cause_; }
+
+ private:
+  std::string cause_;
+};
+
+class PostgresCheck final : public DependencyCheck {
+ public:
+  explicit PostgresCheck(core::PostgresConfig config) {
+    config.connect_timeout_s = 1;
+    conninfo_ = core::postgres_conninfo(config) + " options='-c statement_timeout=1000'";
+  }
+  std::string name() const override { return "postgres"; }
+  void check() override {
+    try {
+      if (!connection_) connection_ = core::connect_postgres(conninfo_);
+      pqxx::nontransaction n(*connection_);
+      n.exec1("SELECT 1");
+    } catch (const std::exception& e) {
+      connection_.reset();
+      // The cause (host, port, libpq's reason) goes to the log; /readyz says only this.
+      throw CheckFailed("PostgreSQL is unreachable", e.what());
+    }
+  }
+
+ private:
+  std::string conninfo_;
+  std::unique_ptr<pqxx::connection> connection_;
+};
+
+class KafkaCheck final : public DependencyCheck {
+ public:
+  explicit KafkaCheck(core::KafkaConfig config)
+      : topics_(core::cauce_topics(config)), admin_(std::move(config)) {}
+  std::string name() const override { return "kafka"; }
+  void check() override {
+    core::ClusterInfo info;
+    try {
+      info = admin_.describe(std::chrono::milliseconds(1000));
+    } catch (const std::exception& e) {
+      throw CheckFailed("Kafka is unreachable", e.what());
+    }
+    for (const auto& topic : topics_) {
+      if (!info.partitions_by_topic.contains(topic.name)) {
+        throw std::runtime_error("topic " + topic.name +
+                                 " does not exist; run `cauce topics create`");
+      }
+    }
+  }
+
+ private:
+  std::vector<core::TopicSpec> topics_;
+  core::KafkaAdmin admin_;
+};
+
+}  // namespace
+
+std::unique_ptr<DependencyCheck> make_postgres_check(const core::PostgresConfig& config) {
+  return std::make_unique<PostgresCheck>(config);
+}
+
+std::unique_ptr<DependencyCheck> make_kafka_check(const core::KafkaConfig& config) {
+  return std::make_unique<KafkaCheck>(config);
+}
+
+ReadinessProbe::ReadinessProbe(std::vector<std::unique_ptr<DependencyCheck>> checks,
+                               std::chrono::milliseconds interval,
+                               std::chrono::milliseconds max_age)
+    : interval_(interval), max_age_(max_age) {
+  for (auto& check : checks) {
+    auto slot = std::make_unique<Slot>();
+    slot->check = std::move(check);
+    slots_.push_back(std::move(slot));
+  }
+  for (auto& slot : slots_) threads_.emplace_back([this, s = slot.get()] { loop(*s); });
+}
+
+ReadinessProbe::~ReadinessProbe() {
+  {
+    const std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  stop_requested_.notify_all();
+  threads_.clear();  // joins
+}
+
+void ReadinessProbe::loop(Slot& slot) {
+  static const core::Logger log("readiness");
+  for (;;) {
+    bool ok = true;
+    std::string detail = "ok";
+    std::string cause;
+    try {
+      slot.check->check();
+    } catch (const CheckFailed& e) {
+      ok = false;
+      detail = e.what();
+      cause = e.cause();
+    } catch (const std::exception& e) {
+      ok = false;
+      detail = e.what();
+    }
+    std::unique_lock lock(mutex_);
+    if (!slot.has_result || slot.ok != ok) {
+      const auto name = slot.check->name();
+      if (ok) {
+        log.info("dependency ready", {{"dependency", name}});
+      } else {
+        log.warn("dependency not ready",
+                 {{"dependency", name}, {"detail", detail}, {"cause", cause}});
+      }
+    }
+    slot.has_result = true;
+    slot.ok = ok;
+    slot.detail = std::move(detail);
+    slot.at = std::chrono::steady_clock::now();
+    if (stop_requested_.wait_for(lock, interval_, [this] { return stopping_; })) return;
+  }
+}
+
+ReadinessProbe::Report ReadinessProbe::report() const {
+  const auto now = std::chrono::steady_clock::now();
+  const std::lock_guard lock(mutex_);
+  Report report{true, {}};
+  for (const auto& slot : slots_) {
+    CheckStatus status{slot->check->name(), slot->ok, slot->detail, 0};
+    if (!slot->has_result) {
+      status.ok = false;
+      status.detail = "not checked yet";
+    } else {
+      status.age_s = std::chrono::duration<double>(now - slot->at).count();
+      if (now - slot->at > max_age_) {
+        status.ok = false;
+        status.detail = "no answer for " + std::to_string(static_cast<int>(status.age_s)) + " s";
+      }
+    }
+    report.ready = report.ready && status.ok;
+    report.checks.push_back(std::move(status));
+  }
+  return report;
+}
+
+}  // namespace cauce::api

@@ -1,0 +1,316 @@
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>  // before Boost: asio/awaitable.hpp (1.74) uses std::exchange unincluded
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <cauce/api/auth.hpp>
+#include <cauce/api/http_metrics.hpp>
+#include <cauce/api/problem.hpp>
+#include <cauce/api/server.hpp>
+#include <cauce/core/crypto.hpp>
+#include <cauce/core/log.hpp>
+
+namespace cauce::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+constexpr std::size_t kHeaderLimit = 16 * 1024;
+
+// A client-supplied X-Request-Id is kept when it is short and plain, else we mint one.
+bool usable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<std::string_view> bearer_token(std::string_view header) {
+  constexpr std::string_view kScheme = "Bearer ";
+  if (header.size() <= kScheme.size()) return std::nullopt;
+  for (std::size_t i = 0; i < kScheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(header[i])) !=
+        std::tolower(static_cast<unsigned char>(kScheme[i]))) {
+      return std::nullopt;
+    }
+  }
+  auto token = header.substr(kScheme.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  if (token.empty()) return std::nullopt;
+  return token;
+}
+
+bool is_disconnect(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+         ec == beast::error::timeout || ec == asio::error::broken_pipe;
+}
+
+struct Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  bool idle = true;  // waiting for a request's header; touched only on the connection's strand
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(const core::HttpConfig& c, const Router& r, ApiKeys& k, HttpMetrics& m)
+      : config(c),
+        router(r),
+        keys(k),
+        metrics(m),
+        ioc(c.threads),
+        acceptor(asio::make_strand(ioc)) {}
+
+  Response handle(http::request<http::string_body>&& message) const;
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
+  void forget(const std::shared_ptr<Connection>& connection);
+
+  core::HttpConfig config;
+  const Router& router;
+  ApiKeys& keys;
+  HttpMetrics& metrics;
+  core::Logger log{"http"};
+
+  asio::io_context ioc;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<bool> draining{false};
+  std::mutex mutex;
+  std::condition_variable connections_closed;
+  std::set<std::shared_ptr<Connection>> connections;
+};
+
+Response HttpServer::Impl::handle(http::request<http::string_body>&& message) const {
+  const auto started = std::chrono::steady_clock::now();
+  Request request;
+  request.message = std::move(message);
+  const auto incoming_id = request.message["X-Request-Id"];
+  request.request_id =
+      usable_request_id(incoming_id) ? std::string(incoming_id) : core::random_hex(8);
+  std::string route_label = "unmatched";
+  Response response;
+  try {
+    const auto target = request.message.target();
+    auto match = router.match(request.message.method(), target);
+    if (match.route == nullptr) {
+      const auto path = std::string(target.substr(0, target.find('?')));
+      if (!match.allowed.empty()) {
+        std::string allow;
+        for (const auto verb : match.allowed) {
+          allow += (allow.empty() ? "" : ", ") + std::string(http::to_string(verb));
+        }
+        ApiError error(http::status::method_not_allowed, "method-not-allowed",
+                       std::string(request.message.method_string()) + " is not allowed on " + path +
+                           "; allowed: " + allow);
+        error.headers.emplace_back("Allow", allow);
+        throw error;
+      }
+      throw ApiError(http::status::not_found, "not-found", "there is nothing at " + path);
+    }
+    route_label = match.route->pattern;
+    request.route = match.route->pattern;
+    request.path_params = std::move(match.params);
+    if (match.route->role) {
+      const auto token = bearer_token(request.message[http::field::authorization]);
+      std::optional<Principal> principal;
+      if (token) principal = keys.authenticate(*token);
+      if (!principal) {
+        ApiError error(http::status::unauthorized, "unauthenticated",
+                       token ? "the API key is unknown or revoked"
+                             : "this route needs an API key: Authorization: Bearer <key>");
+        error.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cauce\"");
+        throw error;
+      }
+      if (principal->role < *match.route->role) {
+        throw ApiError(http::status::forbidden, "forbidden",
+                       "this route needs the " + std::string(role_name(*match.route->role)) +
+                           " role; the key has the " + std::string(role_name(principal->role)) +
+                           " role");
+      }
+      request.principal = std::move(principal);
+    }
+    response = match.route->handler(request);
+  } catch (...) {
+    response = problem_response(request, std::current_exception());
+  }
+  response.set("X-Request-Id", request.request_id);
+  response.keep_alive(request.message.keep_alive());
+  const auto method = request.message.method() == http::verb::unknown
+                          ? std::string("OTHER")
+                          : std::string(http::to_string(request.message.method()));
+  metrics.observe(
+      route_label, method, response.result_int(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return response;
+}
+
+asio::awaitable<void> HttpServer::Impl::accept_loop() {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket(asio::make_strand(ioc));
+    co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      // e.g. EMFILE: back off briefly instead of spinning.
+      log.warn("accept failed", {{"error", ec.message()}});
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    auto connection = std::make_shared<Connection>(std::move(socket));
+    {
+      const std::lock_guard lock(mutex);
+      connections.insert(connection);
+    }
+    asio::co_spawn(connection->stream.get_executor(), serve(connection), asio::detached);
+  }
+}
+
+asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connection) {
+  auto& stream = connection->stream;
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  try {
+    while (!draining.load()) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(config.body_limit_bytes);
+      parser.header_limit(kHeaderLimit);
+      connection->idle = true;
+      stream.expires_after(std::chrono::seconds(config.idle_timeout_s));
+      co_await http::async_read_header(stream, buffer, parser,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      connection->idle = false;
+      if (!ec && parser.get()[http::field::expect] == "100-continue") {
+        http::response<http::empty_body> go_on(http::status::continue_, parser.get().version());
+        co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!ec && !parser.is_done()) {
+        co_await http::async_read(stream, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (ec) {
+        if (is_disconnect(ec)) break;
+        std::optional<ApiError> problem;
+        if (ec == http::error::body_limit) {
+          problem.emplace(http::status::payload_too_large, "payload-too-large",
+                          "the body exceeds the limit of " +
+                              std::to_string(config.body_limit_bytes) + " bytes");
+        } else if (ec == http::error::header_limit) {
+          problem.emplace(http::status::request_header_fields_too_large, "headers-too-large",
+                          "the request headers exceed " + std::to_string(kHeaderLimit) + " bytes");
+        } else {
+          problem.emplace(http::status::bad_request, "bad-request",
+                          "the request is not valid HTTP/1.1: " + ec.message());
+        }
+        auto response = render_problem(*problem, core::random_hex(8), 11, false);
+        metrics.observe("unmatched", "OTHER", response.result_int(), 0.0);
+        co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+        break;
+      }
+      auto response = handle(parser.release());
+      const bool keep_alive = response.keep_alive() && !draining.load();
+      response.keep_alive(keep_alive);
+      co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || !keep_alive) break;
+    }
+  } catch (const std::exception& e) {
+    log.error("connection failed", {{"error", e.what()}});
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.close();
+  forget(connection);
+}
+
+void HttpServer::Impl::forget(const std::shared_ptr<Connection>& connection) {
+  const std::lock_guard lock(mutex);
+  connections.erase(connection);
+  if (connections.empty()) connections_closed.notify_all();
+}
+
+HttpServer::HttpServer(const core::HttpConfig& config, const Router& router, ApiKeys& keys,
+                       HttpMetrics& metrics)
+    : impl_(std::make_unique<Impl>(config, router, keys, metrics)) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+std::uint16_t HttpServer::start() {
+  auto& acceptor = impl_->acceptor;
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(impl_->config.host, ec);
+  if (ec)
+    throw std::system_error(ec, "http.host \"" + impl_->config.host + "\" is not an IP address");
+  const tcp::endpoint endpoint(address, impl_->config.port);
+  const auto where = impl_->config.host + ":" + std::to_string(impl_->config.port);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  acceptor.bind(endpoint, ec);
+  if (ec) throw std::system_error(ec, "cannot listen on " + where);
+  acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::system_error(ec, "cannot listen on " + where);
+  asio::co_spawn(acceptor.get_executor(), impl_->accept_loop(), asio::detached);
+  for (int i = 0; i < impl_->config.threads; ++i) {
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+  return acceptor.local_endpoint().port();
+}
+
+void HttpServer::stop() {
+  if (impl_->threads.empty()) return;
+  impl_->draining.store(true);
+  asio::post(impl_->acceptor.get_executor(), [this] {
+    beast::error_code ignored;
+    impl_->acceptor.close(ignored);
+  });
+  std::vector<std::shared_ptr<Connection>> open;
+  {
+    const std::lock_guard lock(impl_->mutex);
+    open.assign(impl_->connections.begin(), impl_->connections.end());
+  }
+  for (const auto& connection : open) {
+    asio::post(connection->stream.get_executor(), [connection] {
+      if (connection->idle) connection->stream.cancel();
+    });
+  }
+  {
+    std::unique_lock lock(impl_->mutex);
+    const bool drained = impl_->connections_closed.wait_for(
+        lock, std::chrono::seconds(impl_->config.drain_timeout_s),
+        [this] { return impl_->connections.empty(); });
+    if (!drained) {
+      impl_->log.warn("drain timeout: closing connections with requests still in flight",
+                      {{"connections", impl_->connections.size()}});
+    }
+  }
+  impl_->ioc.stop();
+  for (auto& thread : impl_->threads) thread.join();
+  impl_->threads.clear();
+}
+
+Response HttpServer::handle(http::request<http::string_body>&& message) const {
+  return impl_->handle(std::move(message));
+}
+
+}  // namespace cauce::api

@@ -1,0 +1,123 @@
+#include "service.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include <cauce/api/auth.hpp>
+#include <cauce/api/http_metrics.hpp>
+#include <cauce/api/pg_api_key_store.hpp>
+#include <cauce/api/readiness.hpp>
+#include <cauce/api/routes.hpp>
+#include <cauce/api/server.hpp>
+#include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/core/migrations.hpp>
+#include <cauce/core/postgres.hpp>
+
+namespace cauce::api {
+namespace {
+
+bool has_role(const core::Config& config, std::string_view role) {
+  return std::find(config.roles.begin(), config.roles.end(), role) != config.roles.end();
+}
+
+// Waits (bounded) for the broker to answer; returns what it said.
+core::ClusterInfo wait_for_kafka(core::KafkaAdmin& admin, std::chrono::seconds timeout,
+                                 const core::Logger& log) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return admin.describe(std::chrono::milliseconds(2000));
+    } catch (const core::DependencyError& e) {
+      if (!e.is_retryable() || std::chrono::steady_clock::now() >= deadline) throw;
+      log.warn("Kafka not reachable yet, retrying", {{"attempt", attempt}, {"error", e.what()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+}
+
+std::vector<core::Migration> migrations_for(const core::PostgresConfig& config) {
+  return core::parse_migrations(config.migrations_dir.empty()
+                                    ? core::embedded_migration_files()
+                                    : core::read_migration_files(config.migrations_dir));
+}
+
+}  // namespace
+
+int run_serve(const core::Config& config) {
+  const core::Logger log("serve");
+  // Block the stop signals before any thread starts, so every thread inherits the mask and
+  // this one receives them with sigwait below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::string roles;
+  for (const auto& role : config.roles) roles += (roles.empty() ? "" : ",") + role;
+  log.info("starting",
+           {{"roles", roles},
+            {"kafka", config.kafka.bootstrap_servers},
+            {"postgres", config.postgres.host + ":" + std::to_string(config.postgres.port) + "/" +
+                             config.postgres.database},
+            {"data_dir", config.data_dir}});
+  const auto startup_timeout = std::chrono::seconds(config.startup_timeout_s);
+
+  std::filesystem::create_directories(config.data_dir);
+  const auto conninfo = core::postgres_conninfo(config.postgres);
+  {
+    auto connection = core::connect_postgres_with_retry(conninfo, startup_timeout);
+    const auto report = core::migrate(*connection, migrations_for(config.postgres));
+    log.info("database schema up to date",
+             {{"applied_now", report.applied.size()}, {"already_applied", report.already_applied}});
+  }
+
+  core::KafkaAdmin admin(config.kafka);
+  const auto cluster = wait_for_kafka(admin, startup_timeout, log);
+  log.info("Kafka reachable", {{"brokers", cluster.brokers}});
+  for (const auto& topic : core::cauce_topics(config.kafka)) {
+    if (!cluster.partitions_by_topic.contains(topic.name)) {
+      log.warn("topic missing; /readyz stays 503 until `cauce topics create` has run",
+               {{"topic", topic.name}});
+    }
+  }
+
+  core::PgPool pool(conninfo, static_cast<std::size_t>(config.postgres.pool_size));
+  PgApiKeyStore key_store(pool);
+  ApiKeys keys(key_store);
+  if (const auto path = keys.ensure_admin_key(config.data_dir)) {
+    log.info("no API keys existed: created an admin key", {{"file", path->string()}});
+  }
+
+  prometheus::Registry registry;
+  HttpMetrics http_metrics(registry);
+  std::vector<std::unique_ptr<DependencyCheck>> checks;
+  checks.push_back(make_postgres_check(config.postgres));
+  checks.push_back(make_kafka_check(config.kafka));
+  ReadinessProbe probe(std::move(checks));
+
+  Router router;
+  add_operations_routes(router, probe, registry);
+  if (has_role(config, "api")) add_key_routes(router, keys);
+  for (const auto* role : {"processor", "projector", "workers"}) {
+    if (has_role(config, role)) {
+      log.info("role has nothing to run in this build yet", {{"role", role}});
+    }
+  }
+
+  HttpServer server(config.http, router, keys, http_metrics);
+  const auto port = server.start();
+  log.info("listening", {{"host", config.http.host}, {"port", port}});
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  log.info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
+  server.stop();
+  log.info("stopped");
+  return 0;
+}
+
+}  // namespace cauce::api

@@ -1,0 +1,100 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cauce::core {
+
+// A value that must never reach a log line, an error message or `cauce config --print`.
+class Secret {
+ public:
+  Secret() = default;
+  explicit Secret(std::string value) : value_(std::move(value)) {}
+
+  const std::string& reveal() const noexcept { return value_; }
+  bool empty() const noexcept { return value_.empty(); }
+  std::string masked() const { return value_.empty() ? "" : "********"; }
+
+ private:
+  std::string value_;
+};
+
+struct HttpConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0 picks a free port; the bound port is logged
+  int threads = 4;
+  std::size_t body_limit_bytes = 1024 * 1024;
+  int idle_timeout_s = 30;   // a keep-alive connection with no request is closed after this
+  int drain_timeout_s = 10;  // on shutdown, in-flight requests get this long to finish
+};
+
+struct KafkaConfig {
+  std::string bootstrap_servers = "127.0.0.1:9092";
+  std::string commands_topic = "cauce.commands";
+  std::string events_topic = "cauce.events";
+  std::string replies_topic = "cauce.replies";
+  int partitions = 12;
+  int replication_factor = 1;
+  int request_timeout_ms = 5000;
+};
+
+struct PostgresConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5432;
+  std::string database = "cauce";
+  std::string user = "cauce";
+  Secret password;            // CAUCE_POSTGRES_PASSWORD or password_file only
+  std::string password_file;  // a file holding the password (first line)
+  int connect_timeout_s = 2;  // per connection attempt
+  int pool_size = 8;
+  std::string migrations_dir;  // empty: the migrations compiled into the binary
+};
+
+struct Config {
+  std::string data_dir = ".data";
+  std::string log_level = "info";
+  std::vector<std::string> roles = {"api", "processor", "projector", "workers"};
+  int startup_timeout_s = 30;  // how long start-up retries an unreachable Kafka/PostgreSQL
+  HttpConfig http;
+  KafkaConfig kafka;
+  PostgresConfig postgres;
+};
+
+// Where the layers come from, lowest priority first: defaults < file < env < flags.
+struct ConfigSources {
+  std::optional<std::filesystem::path> file;               // JSON, nested objects
+  std::vector<std::pair<std::string, std::string>> env;    // every CAUCE_* variable
+  std::vector<std::pair<std::string, std::string>> flags;  // dotted key -> value
+};
+
+// One configurable setting: its dotted key ("http.port"), environment variable
+// (CAUCE_HTTP_PORT), flag (--http-port) and help text.
+struct ConfigOption {
+  std::string key;
+  std::string env;
+  std::string flag;
+  std::string help;
+  bool secret = false;
+};
+
+const std::vector<ConfigOption>& config_options();
+
+// Builds the effective configuration. Throws ConfigError naming the key for an unknown key,
+// a value of the wrong type or out of range, or a secret given anywhere but env or a file.
+Config load_config(const ConfigSources& sources);
+
+// The CAUCE_* variables of this process's environment (CAUCE_CONFIG excluded: it names the
+// file and is read by the caller).
+std::vector<std::pair<std::string, std::string>> cauce_environment();
+
+// key -> value for every option, secrets masked. For `cauce config --print` and the start log.
+std::vector<std::pair<std::string, std::string>> describe(const Config& config);
+
+}  // namespace cauce::core

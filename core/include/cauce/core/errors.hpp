@@ -1,0 +1,37 @@
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace cauce::core {
+
+// A dependency (Kafka, PostgreSQL) could not do what was asked. Retryable errors are
+// transient (connection refused, timeout, leader moving); the caller may try again later,
+// and the HTTP boundary answers 503 with Retry-After. Non-retryable ones are not expected to
+// heal by waiting (an authentication failure, a topic with the wrong partition count).
+class DependencyError : public std::runtime_error {
+ public:
+  DependencyError(std::string dependency, const std::string& message, bool retryable)
+      : std::runtime_error(message), dependency_(std::move(dependency)), retryable_(retryable) {}
+
+  const std::string& dependency() const noexcept { return dependency_; }
+  bool is_retryable() const noexcept { return retryable_; }
+
+ private:
+  std::string dependency_;
+  bool retryable_;
+};
+
+// Invalid configuration: names the offending key. The CLI exits with code 2.
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string key, const std::string& message)
+      : std::runtime_error(key.empty() ? message : key + ": " + message), key_(std::move(key)) {}
+
+  const std::string& key() const noexcept { return key_; }
+
+ private:
+  std::string key_;
+};
+
+}  // namespace cauce::core

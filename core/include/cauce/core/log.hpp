@@ -1,0 +1,66 @@
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace cauce::core {
+
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+
+// Parses "debug" / "info" / "warn" / "error"; anything else is kInfo.
+LogLevel parse_log_level(std::string_view name);
+void set_log_level(LogLevel level);
+
+// One structured field of a log line. Never put secrets or personal data in one.
+struct LogField {
+  using Value = std::variant<std::string_view, std::int64_t, double, bool>;
+
+  LogField(std::string_view k, std::string_view v) : key(k), value(v) {}
+  LogField(std::string_view k, const std::string& v) : key(k), value(std::string_view(v)) {}
+  LogField(std::string_view k, const char* v) : key(k), value(std::string_view(v)) {}
+  LogField(std::string_view k, bool v) : key(k), value(v) {}
+  LogField(std::string_view k, double v) : key(k), value(v) {}
+  template <std::integral T>
+  requires(!std::same_as<T, bool>) LogField(std::string_view k, T v)
+      : key(k), value(static_cast<std::int64_t>(v)) {}
+
+  std::string_view key;
+  Value value;
+};
+
+// Writes one JSON object per line to stderr: {"ts","level","component","msg",...fields}.
+// Thread-safe; a line is written with a single write so lines never interleave.
+class Logger {
+ public:
+  explicit Logger(std::string component) : component_(std::move(component)) {}
+
+  void debug(std::string_view msg, std::initializer_list<LogField> fields = {}) const {
+    write(LogLevel::kDebug, msg, fields);
+  }
+  void info(std::string_view msg, std::initializer_list<LogField> fields = {}) const {
+    write(LogLevel::kInfo, msg, fields);
+  }
+  void warn(std::string_view msg, std::initializer_list<LogField> fields = {}) const {
+    write(LogLevel::kWarn, msg, fields);
+  }
+  void error(std::string_view msg, std::initializer_list<LogField> fields = {}) const {
+    write(LogLevel::kError, msg, fields);
+  }
+  void write(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) const;
+
+ private:
+  std::string component_;
+};
+
+// The line Logger::write would print, without the trailing newline (for tests).
+std::string format_log_line(LogLevel level, std::string_view component, std::string_view msg,
+                            std::initializer_list<LogField> fields);
+
+// RFC 3339 UTC with microseconds: 2026-11-24T07:41:22.123456Z.
+std::string format_utc_micros(std::int64_t micros_since_epoch);
+
+}  // namespace cauce::core

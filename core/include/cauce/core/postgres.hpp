@@ -1,0 +1,75 @@
+#pragma once
+
+// PostgreSQL adapter plumbing (libpqxx). Only adapter .cpp files include this header.
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include <cauce/core/config.hpp>
+#include <cauce/core/errors.hpp>
+
+namespace cauce::core {
+
+// libpq keyword/value connection string. Holds the password: never log it.
+std::string postgres_conninfo(const PostgresConfig& config);
+
+// Opens one connection, mapping failures to a retryable DependencyError whose message carries
+// no secret.
+std::unique_ptr<pqxx::connection> connect_postgres(const std::string& conninfo);
+
+// Opens one connection, retrying with backoff until `timeout` has passed (start-up).
+std::unique_ptr<pqxx::connection> connect_postgres_with_retry(const std::string& conninfo,
+                                                              std::chrono::seconds timeout);
+
+// A bounded pool of connections. acquire() waits up to the acquire timeout for a free slot;
+// a connection that broke while leased is dropped, not returned.
+class PgPool {
+ public:
+  PgPool(std::string conninfo, std::size_t max_size,
+         std::chrono::milliseconds acquire_timeout = std::chrono::seconds(2));
+  PgPool(const PgPool&) = delete;
+  PgPool& operator=(const PgPool&) = delete;
+
+  // Runs fn(pqxx::connection&) on a pooled connection. A broken connection (PostgreSQL down,
+  // restarted) becomes a retryable DependencyError and the connection is discarded.
+  template <typename Fn>
+  auto with_connection(Fn&& fn) {
+    Lease lease = acquire();
+    try {
+      return fn(*lease.connection);
+    } catch (const pqxx::broken_connection& e) {
+      lease.broken = true;
+      throw DependencyError("postgres", "connection to PostgreSQL lost", true);
+    }
+  }
+
+ private:
+  struct Lease {
+    PgPool* pool = nullptr;
+    std::unique_ptr<pqxx::connection> connection;
+    bool broken = false;
+    Lease(PgPool* p, std::unique_ptr<pqxx::connection> c) : pool(p), connection(std::move(c)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease();
+  };
+
+  Lease acquire();
+  void release(std::unique_ptr<pqxx::connection> connection, bool broken);
+
+  std::string conninfo_;
+  std::size_t max_size_;
+  std::chrono::milliseconds acquire_timeout_;
+  std::mutex mutex_;
+  std::condition_variable freed_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;
+  std::size_t leased_ = 0;
+};
+
+}  // namespace cauce::core

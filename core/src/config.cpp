@@ -1,0 +1,343 @@
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+
+#include <cauce/core/config.hpp>
+#include <cauce/core/errors.hpp>
+
+extern char** environ;  // NOLINT: POSIX
+
+namespace cauce::core {
+namespace {
+
+std::string trim(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return "";
+  const auto last = s.find_last_not_of(" \t\r\n");
+  return std::string(s.substr(first, last - first + 1));
+}
+
+long long parse_integer(const std::string& key, const std::string& raw, long long min,
+                        long long max) {
+  const std::string value = trim(raw);
+  long long out = 0;
+  const auto* end = value.data() + value.size();
+  const auto [ptr, ec] = std::from_chars(value.data(), end, out);
+  if (value.empty() || ec != std::errc{} || ptr != end) {
+    throw ConfigError(key, "expected an integer, got \"" + raw + "\"");
+  }
+  if (out < min || out > max) {
+    throw ConfigError(key, "must be between " + std::to_string(min) + " and " +
+                               std::to_string(max) + ", got " + value);
+  }
+  return out;
+}
+
+std::string parse_nonempty(const std::string& key, const std::string& raw) {
+  std::string value = trim(raw);
+  if (value.empty()) throw ConfigError(key, "must not be empty");
+  return value;
+}
+
+std::vector<std::string> parse_list(const std::string& key, const std::string& raw) {
+  std::vector<std::string> out;
+  std::stringstream in(raw);
+  for (std::string item; std::getline(in, item, ',');) {
+    item = trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  if (out.empty()) throw ConfigError(key, "must list at least one value");
+  return out;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ",") + item;
+  return out;
+}
+
+struct Binding {
+  ConfigOption option;
+  std::function<void(Config&, const std::string&)> set;
+  std::function<std::string(const Config&)> get;
+};
+
+ConfigOption option(std::string key, std::string help, bool secret = false) {
+  std::string env = "CAUCE_";
+  std::string flag = "--";
+  for (char c : key) {
+    const bool sep = c == '.' || c == '_';
+    env += sep ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    flag += sep ? '-' : c;
+  }
+  return ConfigOption{std::move(key), std::move(env), std::move(flag), std::move(help), secret};
+}
+
+template <typename Int>
+Binding integer(std::string key, std::string help, Int Config::*field_of_config, long long min,
+                long long max) {
+  return {option(key, std::move(help)),
+          [key, field_of_config, min, max](Config& c, const std::string& v) {
+            c.*field_of_config = static_cast<Int>(parse_integer(key, v, min, max));
+          },
+          [field_of_config](const Config& c) { return std::to_string(c.*field_of_config); }};
+}
+
+// Builds bindings for fields of a nested struct (c.http.port) without a macro.
+template <typename Section>
+struct SectionBinder {
+  Section Config::*section;
+
+  template <typename Int>
+  Binding integer(std::string key, std::string help, Int Section::*field, long long min,
+                  long long max) const {
+    auto sec = section;
+    return {option(key, std::move(help)),
+            [key, sec, field, min, max](Config& c, const std::string& v) {
+              (c.*sec).*field = static_cast<Int>(parse_integer(key, v, min, max));
+            },
+            [sec, field](const Config& c) { return std::to_string((c.*sec).*field); }};
+  }
+
+  Binding text(std::string key, std::string help, std::string Section::*field,
+               bool may_be_empty = false) const {
+    auto sec = section;
+    return {option(key, std::move(help)),
+            [key, sec, field, may_be_empty](Config& c, const std::string& v) {
+              (c.*sec).*field = may_be_empty ? trim(v) : parse_nonempty(key, v);
+            },
+            [sec, field](const Config& c) { return (c.*sec).*field; }};
+  }
+};
+
+const std::vector<Binding>& bindings() {
+  static const std::vector<Binding> all = [] {
+    constexpr long long kPortMax = std::numeric_limits<std::uint16_t>::max();
+    const SectionBinder<HttpConfig> http{&Config::http};
+    const SectionBinder<KafkaConfig> kafka{&Config::kafka};
+    const SectionBinder<PostgresConfig> pg{&Config::postgres};
+    std::vector<Binding> b;
+    b.push_back(
+        {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
+         [](Config& c, const std::string& v) { c.data_dir = parse_nonempty("data_dir", v); },
+         [](const Config& c) { return c.data_dir; }});
+    b.push_back({option("log.level", "Lowest level logged: debug, info, warn, error"),
+                 [](Config& c, const std::string& v) {
+                   const std::string level = trim(v);
+                   static const std::set<std::string> kLevels = {"debug", "info", "warn", "error"};
+                   if (!kLevels.contains(level)) {
+                     throw ConfigError("log.level",
+                                       "expected debug, info, warn or error, got \"" + v + "\"");
+                   }
+                   c.log_level = level;
+                 },
+                 [](const Config& c) { return c.log_level; }});
+    b.push_back(
+        {option("roles", "Roles this process runs: api,processor,projector,workers"),
+         [](Config& c, const std::string& v) {
+           static const std::set<std::string> kRoles = {"api", "processor", "projector", "workers"};
+           auto roles = parse_list("roles", v);
+           for (const auto& role : roles) {
+             if (!kRoles.contains(role)) {
+               throw ConfigError("roles", "unknown role \"" + role +
+                                              "\" (expected api, processor, projector, "
+                                              "workers)");
+             }
+           }
+           c.roles = std::move(roles);
+         },
+         [](const Config& c) { return join(c.roles); }});
+    b.push_back(integer("startup_timeout_s",
+                        "Seconds start-up keeps retrying an unreachable Kafka or PostgreSQL",
+                        &Config::startup_timeout_s, 0, 3600));
+    b.push_back(http.text("http.host", "Address the HTTP server binds", &HttpConfig::host));
+    b.push_back(
+        http.integer("http.port", "HTTP port (0 = any free port)", &HttpConfig::port, 0, kPortMax));
+    b.push_back(http.integer("http.threads", "HTTP I/O threads", &HttpConfig::threads, 1, 256));
+    b.push_back(http.integer("http.body_limit_bytes", "Largest request body accepted (413 above)",
+                             &HttpConfig::body_limit_bytes, 1, 1LL << 30));
+    b.push_back(http.integer("http.idle_timeout_s", "Idle keep-alive connections close after",
+                             &HttpConfig::idle_timeout_s, 1, 3600));
+    b.push_back(http.integer("http.drain_timeout_s",
+                             "On shutdown, seconds in-flight requests get to finish",
+                             &HttpConfig::drain_timeout_s, 0, 600));
+    b.push_back(kafka.text("kafka.bootstrap_servers", "Kafka bootstrap servers (host:port,...)",
+                           &KafkaConfig::bootstrap_servers));
+    b.push_back(kafka.text("kafka.commands_topic", "Topic the API writes commands to",
+                           &KafkaConfig::commands_topic));
+    b.push_back(
+        kafka.text("kafka.events_topic", "The event log topic", &KafkaConfig::events_topic));
+    b.push_back(kafka.text("kafka.replies_topic", "Topic command outcomes are written to",
+                           &KafkaConfig::replies_topic));
+    b.push_back(kafka.integer("kafka.partitions", "Partitions of each topic (fixed at creation)",
+                              &KafkaConfig::partitions, 1, 10000));
+    b.push_back(kafka.integer("kafka.replication_factor", "Replication factor of new topics",
+                              &KafkaConfig::replication_factor, 1, 32));
+    b.push_back(kafka.integer("kafka.request_timeout_ms", "Timeout of one Kafka admin request",
+                              &KafkaConfig::request_timeout_ms, 100, 600000));
+    b.push_back(pg.text("postgres.host", "PostgreSQL host", &PostgresConfig::host));
+    b.push_back(pg.integer("postgres.port", "PostgreSQL port", &PostgresConfig::port, 1, kPortMax));
+    b.push_back(pg.text("postgres.database", "PostgreSQL database", &PostgresConfig::database));
+    b.push_back(pg.text("postgres.user", "PostgreSQL role", &PostgresConfig::user));
+    b.push_back({option("postgres.password",
+                        "PostgreSQL password (environment only: CAUCE_POSTGRES_PASSWORD)", true),
+                 [](Config& c, const std::string& v) { c.postgres.password = Secret(v); },
+                 [](const Config& c) { return c.postgres.password.masked(); }});
+    b.push_back(pg.text("postgres.password_file", "File holding the PostgreSQL password",
+                        &PostgresConfig::password_file, true));
+    b.push_back(pg.integer("postgres.connect_timeout_s", "Timeout of one connection attempt",
+                           &PostgresConfig::connect_timeout_s, 1, 600));
+    b.push_back(pg.integer("postgres.pool_size", "Connections the API keeps open",
+                           &PostgresConfig::pool_size, 1, 1000));
+    b.push_back(pg.text("postgres.migrations_dir",
+                        "Directory of *.sql migrations (empty: those built into cauce)",
+                        &PostgresConfig::migrations_dir, true));
+    return b;
+  }();
+  return all;
+}
+
+const Binding& find_by_key(const std::string& key, std::string_view source) {
+  for (const auto& b : bindings()) {
+    if (b.option.key == key) return b;
+  }
+  throw ConfigError(
+      key, "unknown setting (from " + std::string(source) + "); `cauce config --print` lists them");
+}
+
+// Flattens {"http": {"port": 8080}} into ("http.port", "8080").
+void flatten(const rapidjson::Value& value, const std::string& prefix,
+             std::vector<std::pair<std::string, std::string>>& out) {
+  if (value.IsObject()) {
+    for (const auto& member : value.GetObject()) {
+      const std::string name(member.name.GetString(), member.name.GetStringLength());
+      flatten(member.value, prefix.empty() ? name : prefix + "." + name, out);
+    }
+    return;
+  }
+  std::string text;
+  if (value.IsString()) {
+    text.assign(value.GetString(), value.GetStringLength());
+  } else if (value.IsBool()) {
+    text = value.GetBool() ? "true" : "false";
+  } else if (value.IsInt64()) {
+    text = std::to_string(value.GetInt64());
+  } else if (value.IsUint64()) {
+    text = std::to_string(value.GetUint64());
+  } else if (value.IsArray()) {
+    for (const auto& item : value.GetArray()) {
+      if (!item.IsString()) throw ConfigError(prefix, "expected a list of strings");
+      text += (text.empty() ? "" : ",") + std::string(item.GetString(), item.GetStringLength());
+    }
+  } else {
+    throw ConfigError(prefix, "expected a string, integer, boolean or list of strings");
+  }
+  out.emplace_back(prefix, std::move(text));
+}
+
+std::vector<std::pair<std::string, std::string>> read_config_file(
+    const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError("config", "cannot read config file " + path.string());
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  rapidjson::Document doc;
+  doc.Parse(text.c_str(), text.size());
+  if (doc.HasParseError()) {
+    throw ConfigError("config", path.string() + " is not valid JSON at offset " +
+                                    std::to_string(doc.GetErrorOffset()) + ": " +
+                                    rapidjson::GetParseError_En(doc.GetParseError()));
+  }
+  if (!doc.IsObject()) throw ConfigError("config", path.string() + " must hold a JSON object");
+  std::vector<std::pair<std::string, std::string>> out;
+  flatten(doc, "", out);
+  return out;
+}
+
+std::string read_secret_file(const std::string& key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(key, "cannot read " + path);
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+}  // namespace
+
+const std::vector<ConfigOption>& config_options() {
+  static const std::vector<ConfigOption> all = [] {
+    std::vector<ConfigOption> out;
+    for (const auto& b : bindings()) out.push_back(b.option);
+    return out;
+  }();
+  return all;
+}
+
+Config load_config(const ConfigSources& sources) {
+  Config config;
+  if (sources.file) {
+    for (const auto& [key, value] : read_config_file(*sources.file)) {
+      const auto& b = find_by_key(key, sources.file->string());
+      if (b.option.secret) {
+        throw ConfigError(key, "is a secret and is read only from " + b.option.env +
+                                   " or a file setting, never from the config file");
+      }
+      b.set(config, value);
+    }
+  }
+  for (const auto& [name, value] : sources.env) {
+    const auto it = std::find_if(bindings().begin(), bindings().end(),
+                                 [&](const Binding& b) { return b.option.env == name; });
+    if (it == bindings().end()) {
+      throw ConfigError(name,
+                        "unknown environment variable; `cauce config --print` lists the "
+                        "settings");
+    }
+    it->set(config, value);
+  }
+  for (const auto& [key, value] : sources.flags) {
+    const auto& b = find_by_key(key, "command line");
+    if (b.option.secret) {
+      throw ConfigError(key, "is a secret and is read only from " + b.option.env +
+                                 " or a file setting, never from the command line");
+    }
+    b.set(config, value);
+  }
+  if (config.postgres.password.empty() && !config.postgres.password_file.empty()) {
+    config.postgres.password =
+        Secret(read_secret_file("postgres.password_file", config.postgres.password_file));
+  }
+  return config;
+}
+
+std::vector<std::pair<std::string, std::string>> cauce_environment() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view var(*entry);
+    const auto eq = var.find('=');
+    if (eq == std::string_view::npos) continue;
+    const std::string name(var.substr(0, eq));
+    if (!name.starts_with("CAUCE_") || name == "CAUCE_CONFIG") continue;
+    out.emplace_back(name, std::string(var.substr(eq + 1)));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> describe(const Config& config) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& b : bindings()) out.emplace_back(b.option.key, b.get(config));
+  return out;
+}
+
+}  // namespace cauce::core

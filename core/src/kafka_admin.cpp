@@ -1,0 +1,179 @@
+#include <array>
+
+#include <librdkafka/rdkafka.h>
+
+#include <cauce/core/errors.hpp>
+#include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/log.hpp>
+
+namespace cauce::core {
+namespace {
+
+// RAII for librdkafka's C handles.
+template <typename T, void (*Destroy)(T*)>
+struct Deleter {
+  void operator()(T* p) const noexcept {
+    if (p != nullptr) Destroy(p);
+  }
+};
+using KafkaHandle = std::unique_ptr<rd_kafka_t, Deleter<rd_kafka_t, rd_kafka_destroy>>;
+using ConfHandle =
+    std::unique_ptr<rd_kafka_conf_t, Deleter<rd_kafka_conf_t, rd_kafka_conf_destroy>>;
+using QueueHandle =
+    std::unique_ptr<rd_kafka_queue_t, Deleter<rd_kafka_queue_t, rd_kafka_queue_destroy>>;
+using EventHandle =
+    std::unique_ptr<rd_kafka_event_t, Deleter<rd_kafka_event_t, rd_kafka_event_destroy>>;
+using NewTopicHandle =
+    std::unique_ptr<rd_kafka_NewTopic_t, Deleter<rd_kafka_NewTopic_t, rd_kafka_NewTopic_destroy>>;
+using AdminOptionsHandle =
+    std::unique_ptr<rd_kafka_AdminOptions_t,
+                    Deleter<rd_kafka_AdminOptions_t, rd_kafka_AdminOptions_destroy>>;
+
+void destroy_metadata(const rd_kafka_metadata_t* md) { rd_kafka_metadata_destroy(md); }
+using MetadataHandle = std::unique_ptr<const rd_kafka_metadata_t,
+                                       Deleter<const rd_kafka_metadata_t, destroy_metadata>>;
+
+void route_log(const rd_kafka_t* /*rk*/, int level, const char* facility, const char* message) {
+  static const Logger log("librdkafka");
+  const LogLevel ours = level <= 3   ? LogLevel::kError
+                        : level <= 5 ? LogLevel::kWarn
+                                     : LogLevel::kDebug;
+  log.write(ours, message, {{"facility", facility}, {"syslog_level", level}});
+}
+
+void set(rd_kafka_conf_t* conf, const char* key, const std::string& value) {
+  std::array<char, 512> err{};
+  if (rd_kafka_conf_set(conf, key, value.c_str(), err.data(), err.size()) != RD_KAFKA_CONF_OK) {
+    throw ConfigError(std::string("kafka.") + key, err.data());
+  }
+}
+
+}  // namespace
+
+std::string kafka_client_version() { return rd_kafka_version_str(); }
+
+std::vector<TopicSpec> cauce_topics(const KafkaConfig& config) {
+  return {
+      {config.commands_topic, {{"cleanup.policy", "delete"}, {"retention.ms", "604800000"}}},
+      {config.events_topic,
+       {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}, {"retention.bytes", "-1"}}},
+      {config.replies_topic, {{"cleanup.policy", "delete"}, {"retention.ms", "86400000"}}},
+  };
+}
+
+struct KafkaAdmin::Impl {
+  KafkaHandle rk;
+  int request_timeout_ms = 5000;
+};
+
+KafkaAdmin::KafkaAdmin(const KafkaConfig& config) : impl_(std::make_unique<Impl>()) {
+  impl_->request_timeout_ms = config.request_timeout_ms;
+  ConfHandle conf(rd_kafka_conf_new());
+  set(conf.get(), "bootstrap.servers", config.bootstrap_servers);
+  set(conf.get(), "client.id", "cauce-admin");
+  set(conf.get(), "socket.connection.setup.timeout.ms", "2000");
+  set(conf.get(), "reconnect.backoff.max.ms", "1000");
+  rd_kafka_conf_set_log_cb(conf.get(), route_log);
+  std::array<char, 512> err{};
+  impl_->rk.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err.data(), err.size()));
+  if (!impl_->rk) throw DependencyError("kafka", std::string("librdkafka: ") + err.data(), false);
+  static_cast<void>(conf.release());  // rd_kafka_new took ownership
+}
+
+KafkaAdmin::~KafkaAdmin() = default;
+
+ClusterInfo KafkaAdmin::describe(std::chrono::milliseconds timeout) const {
+  const rd_kafka_metadata_t* raw = nullptr;
+  const auto rc =
+      rd_kafka_metadata(impl_->rk.get(), 1, nullptr, &raw, static_cast<int>(timeout.count()));
+  MetadataHandle md(raw);
+  if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw DependencyError(
+        "kafka", std::string("Kafka metadata request failed: ") + rd_kafka_err2str(rc), true);
+  }
+  ClusterInfo info;
+  info.brokers = md->broker_cnt;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const auto& topic = md->topics[i];
+    if (topic.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      info.partitions_by_topic[topic.topic] = topic.partition_cnt;
+    }
+  }
+  return info;
+}
+
+std::vector<EnsuredTopic> KafkaAdmin::ensure_topics(const std::vector<TopicSpec>& topics,
+                                                    int partitions, int replication_factor) {
+  const auto timeout = std::chrono::milliseconds(impl_->request_timeout_ms);
+  std::vector<EnsuredTopic> out;
+  std::vector<NewTopicHandle> to_create;
+  const ClusterInfo before = describe(timeout);
+  for (const auto& spec : topics) {
+    const auto it = before.partitions_by_topic.find(spec.name);
+    if (it == before.partitions_by_topic.end()) {
+      std::array<char, 512> err{};
+      NewTopicHandle topic(rd_kafka_NewTopic_new(spec.name.c_str(), partitions, replication_factor,
+                                                 err.data(), err.size()));
+      if (!topic) throw ConfigError("kafka", "topic " + spec.name + ": " + err.data());
+      for (const auto& [key, value] : spec.configs) {
+        rd_kafka_NewTopic_set_config(topic.get(), key.c_str(), value.c_str());
+      }
+      to_create.push_back(std::move(topic));
+      continue;
+    }
+    if (it->second != partitions) {
+      throw DependencyError(
+          "kafka",
+          "topic " + spec.name + " exists with " + std::to_string(it->second) +
+              " partitions but kafka.partitions is " + std::to_string(partitions) +
+              "; a topic's partition count is fixed at creation (per-aggregate order depends "
+              "on it): set kafka.partitions=" +
+              std::to_string(it->second) + " or use new topic names",
+          false);
+    }
+    out.push_back({spec.name, TopicState::kExisted, it->second});
+  }
+  if (to_create.empty()) return out;
+
+  std::vector<rd_kafka_NewTopic_t*> raw;
+  for (const auto& t : to_create) raw.push_back(t.get());
+  AdminOptionsHandle options(
+      rd_kafka_AdminOptions_new(impl_->rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS));
+  std::array<char, 512> err{};
+  rd_kafka_AdminOptions_set_request_timeout(options.get(), impl_->request_timeout_ms, err.data(),
+                                            err.size());
+  rd_kafka_AdminOptions_set_operation_timeout(options.get(), impl_->request_timeout_ms, err.data(),
+                                              err.size());
+  QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
+  rd_kafka_CreateTopics(impl_->rk.get(), raw.data(), raw.size(), options.get(), queue.get());
+  EventHandle event(rd_kafka_queue_poll(queue.get(), impl_->request_timeout_ms * 2));
+  if (!event) throw DependencyError("kafka", "CreateTopics got no answer in time", true);
+  if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw DependencyError(
+        "kafka", std::string("CreateTopics failed: ") + rd_kafka_event_error_string(event.get()),
+        true);
+  }
+  std::size_t count = 0;
+  const auto* results =
+      rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event.get()), &count);
+  bool raced = false;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto code = rd_kafka_topic_result_error(results[i]);
+    const std::string name = rd_kafka_topic_result_name(results[i]);
+    if (code == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      raced = true;  // created concurrently by someone else: verify below
+    } else if (code != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* message = rd_kafka_topic_result_error_string(results[i]);
+      throw DependencyError("kafka",
+                            "creating topic " + name + " failed: " +
+                                (message != nullptr ? message : rd_kafka_err2str(code)),
+                            code == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    } else {
+      out.push_back({name, TopicState::kCreated, partitions});
+    }
+  }
+  if (raced) return ensure_topics(topics, partitions, replication_factor);
+  return out;
+}
+
+}  // namespace cauce::core

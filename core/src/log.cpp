@@ -1,0 +1,111 @@
+#include <atomic>
+#include <chrono>
+#include <ctime>
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <unistd.h>
+
+#include <cauce/core/log.hpp>
+
+namespace cauce::core {
+namespace {
+
+std::atomic<LogLevel> g_level{LogLevel::kInfo};
+
+std::string_view level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
+  }
+  return "info";
+}
+
+std::int64_t now_micros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+LogLevel parse_log_level(std::string_view name) {
+  if (name == "debug") return LogLevel::kDebug;
+  if (name == "warn") return LogLevel::kWarn;
+  if (name == "error") return LogLevel::kError;
+  return LogLevel::kInfo;
+}
+
+void set_log_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
+
+std::string format_utc_micros(std::int64_t micros_since_epoch) {
+  const std::time_t seconds = static_cast<std::time_t>(micros_since_epoch / 1'000'000);
+  const auto micros = static_cast<int>(micros_since_epoch % 1'000'000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[40];
+  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%.*s.%06dZ", static_cast<int>(n), buf, micros);
+  return out;
+}
+
+std::string format_log_line(LogLevel level, std::string_view component, std::string_view msg,
+                            std::initializer_list<LogField> fields) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+  auto key = [&w](std::string_view k) { w.Key(k.data(), static_cast<unsigned>(k.size())); };
+  auto str = [&w](std::string_view v) { w.String(v.data(), static_cast<unsigned>(v.size())); };
+  w.StartObject();
+  key("ts");
+  str(format_utc_micros(now_micros()));
+  key("level");
+  str(level_name(level));
+  key("component");
+  str(component);
+  key("msg");
+  str(msg);
+  for (const auto& field : fields) {
+    key(field.key);
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string_view>) {
+            str(v);
+          } else if constexpr (std::is_same_v<T, std::int64_t>) {
+            w.Int64(v);
+          } else if constexpr (std::is_same_v<T, double>) {
+            w.Double(v);
+          } else {
+            w.Bool(v);
+          }
+        },
+        field.value);
+  }
+  w.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+void Logger::write(LogLevel level, std::string_view msg,
+                   std::initializer_list<LogField> fields) const {
+  if (level < g_level.load(std::memory_order_relaxed)) return;
+  std::string line = format_log_line(level, component_, msg, fields);
+  line += '\n';
+  // One write(2) per line: stderr is unbuffered and lines from threads do not interleave.
+  const char* data = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    const auto n = ::write(STDERR_FILENO, data, left);
+    if (n <= 0) return;
+    data += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace cauce::core

@@ -1,0 +1,96 @@
+#include <algorithm>
+#include <thread>
+
+#include <cauce/core/log.hpp>
+#include <cauce/core/postgres.hpp>
+
+namespace cauce::core {
+namespace {
+
+std::string quote(const std::string& value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+std::string postgres_conninfo(const PostgresConfig& config) {
+  std::string out = "host=" + quote(config.host) + " port=" + std::to_string(config.port) +
+                    " dbname=" + quote(config.database) + " user=" + quote(config.user) +
+                    " connect_timeout=" + std::to_string(config.connect_timeout_s) +
+                    " application_name='cauce'";
+  if (!config.password.empty()) out += " password=" + quote(config.password.reveal());
+  return out;
+}
+
+std::unique_ptr<pqxx::connection> connect_postgres(const std::string& conninfo) {
+  try {
+    return std::make_unique<pqxx::connection>(conninfo);
+  } catch (const pqxx::broken_connection& e) {
+    // libpq's message names host and port and the reason; it never contains the password.
+    std::string reason = e.what();
+    while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+    throw DependencyError("postgres", "cannot connect to PostgreSQL: " + reason, true);
+  }
+}
+
+std::unique_ptr<pqxx::connection> connect_postgres_with_retry(const std::string& conninfo,
+                                                              std::chrono::seconds timeout) {
+  const Logger log("postgres");
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto backoff = std::chrono::milliseconds(100);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return connect_postgres(conninfo);
+    } catch (const DependencyError& e) {
+      if (std::chrono::steady_clock::now() + backoff >= deadline) throw;
+      log.warn("PostgreSQL not reachable yet, retrying",
+               {{"attempt", attempt}, {"error", e.what()}});
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    }
+  }
+}
+
+PgPool::PgPool(std::string conninfo, std::size_t max_size,
+               std::chrono::milliseconds acquire_timeout)
+    : conninfo_(std::move(conninfo)), max_size_(max_size), acquire_timeout_(acquire_timeout) {}
+
+PgPool::Lease::~Lease() {
+  if (pool != nullptr) pool->release(std::move(connection), broken);
+}
+
+PgPool::Lease PgPool::acquire() {
+  std::unique_lock lock(mutex_);
+  if (!freed_.wait_for(lock, acquire_timeout_, [this] { return leased_ < max_size_; })) {
+    throw DependencyError("postgres", "no PostgreSQL connection free within the timeout", true);
+  }
+  ++leased_;
+  if (!idle_.empty()) {
+    auto connection = std::move(idle_.back());
+    idle_.pop_back();
+    return Lease(this, std::move(connection));
+  }
+  lock.unlock();
+  try {
+    return Lease(this, connect_postgres(conninfo_));
+  } catch (...) {
+    release(nullptr, true);
+    throw;
+  }
+}
+
+void PgPool::release(std::unique_ptr<pqxx::connection> connection, bool broken) {
+  {
+    const std::lock_guard lock(mutex_);
+    --leased_;
+    if (connection && !broken && connection->is_open()) idle_.push_back(std::move(connection));
+  }
+  freed_.notify_one();
+}
+
+}  // namespace cauce::core

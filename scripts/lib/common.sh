@@ -1,0 +1,185 @@
+# Shared by scripts/run and scripts/test: install what is missing, start and stop the embedded
+# PostgreSQL and Kafka. Source it; every function prints what it does on stderr.
+# shellcheck shell=bash
+
+CAUCE_ROOT=${CAUCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$CAUCE_ROOT/infra/kafka/pom.xml")
+
+# Debian packages the build, the embedded runtime and the tests need.
+CAUCE_PACKAGES=(
+  cmake ninja-build g++ pkg-config git ca-certificates iproute2 procps util-linux
+  librdkafka-dev libpqxx-dev rapidjson-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  libboost-dev libcurl4-openssl-dev libcairo2-dev libpango1.0-dev libcli11-dev libssl-dev
+  postgresql-15 postgresql-client-15 openjdk-17-jre-headless maven curl clang-format
+)
+
+log() { printf '\033[1m[cauce]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[cauce] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_packages() {
+  local missing=()
+  local pkg
+  for pkg in "${CAUCE_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${#missing[@]} Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Kafka's jars from Maven Central (pinned in infra/kafka/pom.xml; -C: fail on a bad checksum).
+KAFKA_HOME=${CAUCE_KAFKA_HOME:-$CAUCE_ROOT/.cache/kafka-$KAFKA_VERSION}
+fetch_kafka() {
+  local stamp="$KAFKA_HOME/.complete"
+  [ -f "$stamp" ] && return 0
+  log "fetching Apache Kafka $KAFKA_VERSION from Maven Central"
+  rm -rf "$KAFKA_HOME"
+  mkdir -p "$KAFKA_HOME/lib"
+  mvn -q -B -C -f "$CAUCE_ROOT/infra/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/lib" >&2 ||
+    die "could not fetch Kafka $KAFKA_VERSION with Maven"
+  touch "$stamp"
+}
+
+configure_build() { # preset
+  cmake --preset "$1" >/dev/null || die "cmake configure ($1) failed"
+  cmake --build --preset "$1" || die "build ($1) failed"
+}
+
+port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+
+# A free TCP port on 127.0.0.1 (not listened on now; chosen at random to avoid races between
+# concurrent runs).
+free_port() {
+  local port
+  for _ in $(seq 1 200); do
+    port=$((20000 + RANDOM % 40000))
+    port_in_use "$port" || { echo "$port"; return 0; }
+  done
+  die "no free port found"
+}
+
+require_port_free() { # port variable-name
+  port_in_use "$1" && die "port $1 is already in use; stop what listens there or set $2 to another port"
+  return 0
+}
+
+wait_for_port() { # port seconds what
+  local deadline=$((SECONDS + $2))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.2
+  done
+}
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+# Runs as the `postgres` user when we are root (PostgreSQL refuses root), else as ourselves.
+PG_BIN=${CAUCE_PG_BIN:-/usr/lib/postgresql/15/bin}
+pg_as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# pg_start DIR PORT: initialises DIR/data on first use (superuser `postgres`, password in
+# DIR/superuser.password), then starts it on 127.0.0.1:PORT with its socket in DIR/run.
+pg_start() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then
+    local d=$dir
+    while [ "$d" != / ]; do
+      runuser -u postgres -- test -x "$d" 2>/dev/null ||
+        die "PostgreSQL runs as user postgres, which cannot enter $d; put the data dir elsewhere (CAUCE_DATA_DIR) or chmod o+x $d"
+      d=$(dirname "$d")
+    done
+    chown postgres: "$dir"
+  fi
+  chmod 700 "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    log "initialising PostgreSQL cluster in $dir/data"
+    pg_as_owner sh -c "umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > '$dir/superuser.password'"
+    pg_as_owner "$PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
+      --auth-local=trust --auth-host=scram-sha-256 --pwfile="$dir/superuser.password" >/dev/null ||
+      die "initdb failed"
+  fi
+  pg_as_owner mkdir -p "$dir/run"
+  if pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    log "stopping a PostgreSQL left running on $dir/data"
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+  fi
+  log "starting PostgreSQL on 127.0.0.1:$port"
+  pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $dir/run -c unix_socket_permissions=0700" \
+    start >/dev/null || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start (log: $dir/postgres.log)"; }
+}
+
+pg_stop() { # DIR
+  [ -f "$1/data/postmaster.pid" ] || return 0
+  pg_as_owner "$PG_BIN/pg_ctl" -D "$1/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+pg_psql() { # DIR PORT SQL...
+  local dir=$1 port=$2
+  shift 2
+  pg_as_owner "$PG_BIN/../bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/run" -p "$port" -U postgres -d postgres "$@"
+}
+
+# pg_ensure_role DIR PORT ROLE PASSWORD_FILE [SUPERUSER]: a login role with its own database.
+pg_ensure_role() {
+  local dir=$1 port=$2 role=$3 pwfile=$4 super=${5:-}
+  local password
+  password=$(cat "$pwfile")
+  local attrs="LOGIN"
+  [ -n "$super" ] && attrs="LOGIN SUPERUSER"
+  pg_psql "$dir" "$port" -v role="$role" -v pw="$password" <<SQL >/dev/null
+SELECT format('CREATE ROLE %I $attrs PASSWORD %L', :'role', :'pw')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
+SELECT format('ALTER ROLE %I $attrs PASSWORD %L', :'role', :'pw') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'role', :'role')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'role') \gexec
+SQL
+}
+
+# ---- Kafka (KRaft, one combined broker + controller) ------------------------------------------
+# kafka_start DIR PORT CONTROLLER_PORT: writes DIR/server.properties, formats DIR/logs once,
+# starts the broker in the background (pid in DIR/kafka.pid) and waits until it serves.
+kafka_start() {
+  local dir=$1 port=$2 cport=$3
+  mkdir -p "$dir/logs"
+  sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$cport|g" -e "s|@LOG_DIR@|$dir/logs|g" \
+    "$CAUCE_ROOT/infra/kafka/server.properties.in" >"$dir/server.properties"
+  local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j.configuration=file:$CAUCE_ROOT/infra/kafka/log4j.properties")
+  if [ ! -f "$dir/logs/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(java -cp "$KAFKA_HOME/lib/*" kafka.tools.StorageTool random-uuid 2>/dev/null)
+    log "formatting Kafka storage in $dir/logs (cluster $cluster_id)"
+    java "${java_opts[@]}" -cp "$KAFKA_HOME/lib/*" kafka.tools.StorageTool format \
+      -t "$cluster_id" -c "$dir/server.properties" >/dev/null || die "formatting Kafka storage failed"
+  fi
+  kafka_stop "$dir"
+  log "starting Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$port"
+  setsid java "${java_opts[@]}" -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$dir/server.properties" \
+    >"$dir/kafka.log" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+  local deadline=$((SECONDS + 90))
+  until grep -q 'Kafka Server started' "$dir/kafka.log" 2>/dev/null && wait_for_port "$port" 1; do
+    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null || { tail -30 "$dir/kafka.log" >&2; die "Kafka exited (log: $dir/kafka.log)"; }
+    [ $SECONDS -ge $deadline ] && die "Kafka did not start within 90 s (log: $dir/kafka.log)"
+    sleep 0.3
+  done
+}
+
+kafka_stop() { # DIR
+  local pidfile="$1/kafka.pid" pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}

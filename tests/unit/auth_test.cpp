@@ -1,0 +1,105 @@
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cauce/api/auth.hpp>
+
+#include "memory_key_store.hpp"
+
+namespace cauce::api {
+namespace {
+
+using testing::MemoryKeyStore;
+
+TEST(ApiKeysTest, IssuedKeyAuthenticatesAsItsHolderAndRole) {
+  MemoryKeyStore store;
+  ApiKeys keys(store);
+  const auto issued = keys.create("night shift", Role::kOperator);
+  EXPECT_TRUE(issued.token.starts_with("ck_" + issued.record.id + "_"));
+  const auto principal = keys.authenticate(issued.token);
+  ASSERT_TRUE(principal);
+  EXPECT_EQ(principal->name, "night shift");
+  EXPECT_EQ(principal->role, Role::kOperator);
+  EXPECT_EQ(principal->key_id, issued.record.id);
+}
+
+TEST(ApiKeysTest, OnlyASaltedHashIsStored) {
+  MemoryKeyStore store;
+  ApiKeys keys(store);
+  const auto issued = keys.create("a", Role::kReader);
+  const auto secret = issued.token.substr(issued.token.rfind('_') + 1);
+  const auto stored = store.find(issued.record.id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->secret_hash.find(secret), std::string::npos);
+  EXPECT_EQ(stored->secret_hash.size(), 64u);
+  EXPECT_NE(stored->salt, keys.create("b", Role::kReader).record.salt);
+}
+
+TEST(ApiKeysTest, WrongMalformedAndRevokedKeysAreRefused) {
+  MemoryKeyStore store;
+  ApiKeys keys(store, std::chrono::milliseconds(0));
+  const auto issued = keys.create("a", Role::kAdmin);
+  auto tampered = issued.token;
+  tampered.back() = tampered.back() == '0' ? '1' : '0';
+  EXPECT_FALSE(keys.authenticate(tampered));
+  EXPECT_FALSE(keys.authenticate(""));
+  EXPECT_FALSE(keys.authenticate("ck_"));
+  EXPECT_FALSE(keys.authenticate(issued.token + "0"));
+  auto upper = issued.token;
+  upper[5] = 'G';
+  EXPECT_FALSE(keys.authenticate(upper));
+  EXPECT_FALSE(keys.authenticate("ck_0000000000000000_" + std::string(64, '0')));
+  ASSERT_TRUE(keys.authenticate(issued.token));
+  EXPECT_TRUE(keys.revoke(issued.record.id));
+  EXPECT_FALSE(keys.authenticate(issued.token));
+  EXPECT_FALSE(keys.revoke(issued.record.id));
+}
+
+TEST(ApiKeysTest, RecordsAreCachedWithinTheTtl) {
+  MemoryKeyStore store;
+  ApiKeys keys(store, std::chrono::hours(1));
+  const auto issued = keys.create("a", Role::kReader);
+  ASSERT_TRUE(keys.authenticate(issued.token));
+  ASSERT_TRUE(keys.authenticate(issued.token));
+  EXPECT_EQ(store.finds, 1);
+}
+
+TEST(ApiKeysTest, NamesAreBounded) {
+  MemoryKeyStore store;
+  ApiKeys keys(store);
+  EXPECT_THROW(keys.create("", Role::kReader), std::invalid_argument);
+  EXPECT_THROW(keys.create(std::string(101, 'x'), Role::kReader), std::invalid_argument);
+}
+
+TEST(ApiKeysTest, FirstStartWritesOneAdminKeyFileReadableOnlyByOwner) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("cauce-admin-key-test-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  MemoryKeyStore store;
+  ApiKeys keys(store);
+  const auto path = keys.ensure_admin_key(dir);
+  ASSERT_TRUE(path);
+  EXPECT_EQ(*path, dir / "admin.key");
+  struct stat st {};
+  ASSERT_EQ(::stat(path->c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  std::string token;
+  std::getline(std::ifstream(*path), token);
+  const auto principal = keys.authenticate(token);
+  ASSERT_TRUE(principal);
+  EXPECT_EQ(principal->role, Role::kAdmin);
+  EXPECT_FALSE(keys.ensure_admin_key(dir)) << "a key exists now: nothing more is created";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(RoleTest, NamesRoundTrip) {
+  for (const auto role : {Role::kReader, Role::kOperator, Role::kAdmin}) {
+    EXPECT_EQ(parse_role(role_name(role)), role);
+  }
+  EXPECT_FALSE(parse_role("root"));
+}
+
+}  // namespace
+}  // namespace cauce::api

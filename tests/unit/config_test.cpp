@@ -1,0 +1,148 @@
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cauce/core/config.hpp>
+#include <cauce/core/errors.hpp>
+
+namespace cauce::core {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  std::filesystem::path write_file(const std::string& name, const std::string& text) {
+    const auto path = dir_ / name;
+    std::ofstream(path) << text;
+    return path;
+  }
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("cauce-config-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::filesystem::path dir_;
+};
+
+// Runs load_config and returns the key the ConfigError named.
+std::string rejected_key(const ConfigSources& sources) {
+  try {
+    load_config(sources);
+  } catch (const ConfigError& e) {
+    return e.key();
+  }
+  return "<accepted>";
+}
+
+TEST_F(ConfigTest, DefaultsAreTheEmbeddedSetup) {
+  const auto config = load_config({});
+  EXPECT_EQ(config.http.host, "127.0.0.1");
+  EXPECT_EQ(config.http.port, 8080);
+  EXPECT_EQ(config.http.body_limit_bytes, 1024u * 1024u);
+  EXPECT_EQ(config.kafka.partitions, 12);
+  EXPECT_EQ(config.kafka.events_topic, "cauce.events");
+  EXPECT_EQ(config.postgres.port, 5432);
+  EXPECT_THAT(config.roles, ::testing::ElementsAre("api", "processor", "projector", "workers"));
+}
+
+TEST_F(ConfigTest, LayersAreDefaultsThenFileThenEnvThenFlags) {
+  const auto file = write_file("c.json", R"({"http": {"port": 9001, "threads": 3},
+                                              "kafka": {"partitions": 6},
+                                              "roles": ["api", "projector"],
+                                              "log": {"level": "debug"}})");
+  ConfigSources sources;
+  sources.file = file;
+  sources.env = {{"CAUCE_HTTP_PORT", "9002"}, {"CAUCE_KAFKA_PARTITIONS", "4"}};
+  sources.flags = {{"http.port", "9003"}};
+  const auto config = load_config(sources);
+  EXPECT_EQ(config.http.port, 9003);      // flag beats env and file
+  EXPECT_EQ(config.kafka.partitions, 4);  // env beats file
+  EXPECT_EQ(config.http.threads, 3);      // file beats default
+  EXPECT_EQ(config.log_level, "debug");
+  EXPECT_THAT(config.roles, ::testing::ElementsAre("api", "projector"));
+  EXPECT_EQ(config.postgres.database, "cauce");  // untouched default
+}
+
+TEST_F(ConfigTest, UnknownKeysAreRefusedByName) {
+  EXPECT_EQ(rejected_key({.file = {}, .env = {{"CAUCE_HTTP_PROT", "1"}}, .flags = {}}),
+            "CAUCE_HTTP_PROT");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"kafka.partitons", "3"}}}),
+            "kafka.partitons");
+  ConfigSources from_file;
+  from_file.file = write_file("typo.json", R"({"http": {"prot": 1}})");
+  EXPECT_EQ(rejected_key(from_file), "http.prot");
+}
+
+TEST_F(ConfigTest, WrongTypesAndRangesAreRefusedByName) {
+  EXPECT_EQ(rejected_key({.file = {}, .env = {{"CAUCE_HTTP_PORT", "eighty"}}, .flags = {}}),
+            "http.port");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"http.port", "70000"}}}), "http.port");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"kafka.partitions", "0"}}}),
+            "kafka.partitions");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"http.threads", "2x"}}}),
+            "http.threads");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"roles", "api,cooking"}}}), "roles");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"log.level", "loud"}}}), "log.level");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"kafka.bootstrap_servers", " "}}}),
+            "kafka.bootstrap_servers");
+  ConfigSources bad_json;
+  bad_json.file = write_file("bad.json", R"({"http": {"port": 80,}})");
+  EXPECT_EQ(rejected_key(bad_json), "config");
+  ConfigSources wrong_type_in_file;
+  wrong_type_in_file.file = write_file("float.json", R"({"http": {"port": 80.5}})");
+  EXPECT_EQ(rejected_key(wrong_type_in_file), "http.port");
+}
+
+TEST_F(ConfigTest, SecretsComeOnlyFromEnvironmentOrFile) {
+  const auto env =
+      load_config({.file = {}, .env = {{"CAUCE_POSTGRES_PASSWORD", "s3cret"}}, .flags = {}});
+  EXPECT_EQ(env.postgres.password.reveal(), "s3cret");
+
+  const auto secret_file = write_file("pw", "from-file\n");
+  const auto from_file = load_config(
+      {.file = {}, .env = {}, .flags = {{"postgres.password_file", secret_file.string()}}});
+  EXPECT_EQ(from_file.postgres.password.reveal(), "from-file");
+
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"postgres.password", "x"}}}),
+            "postgres.password");
+  ConfigSources in_file;
+  in_file.file = write_file("secret.json", R"({"postgres": {"password": "x"}})");
+  EXPECT_EQ(rejected_key(in_file), "postgres.password");
+}
+
+TEST_F(ConfigTest, DescribeMasksSecrets) {
+  const auto config =
+      load_config({.file = {}, .env = {{"CAUCE_POSTGRES_PASSWORD", "hunter2"}}, .flags = {}});
+  bool saw_password = false;
+  for (const auto& [key, value] : describe(config)) {
+    EXPECT_THAT(value, ::testing::Not(HasSubstr("hunter2"))) << key;
+    if (key == "postgres.password") {
+      saw_password = true;
+      EXPECT_EQ(value, "********");
+    }
+  }
+  EXPECT_TRUE(saw_password);
+}
+
+TEST_F(ConfigTest, EveryOptionHasEnvAndFlagNamesDerivedFromItsKey) {
+  for (const auto& option : config_options()) {
+    EXPECT_TRUE(option.env.starts_with("CAUCE_")) << option.key;
+    EXPECT_TRUE(option.flag.starts_with("--")) << option.key;
+    EXPECT_FALSE(option.help.empty()) << option.key;
+    // Every option round-trips through describe(): load its described default back.
+    for (const auto& [key, value] : describe(Config{})) {
+      if (key == option.key && !option.secret && !value.empty()) {
+        EXPECT_NO_THROW(load_config({.file = {}, .env = {}, .flags = {{key, value}}})) << key;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cauce::core

@@ -1,0 +1,39 @@
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <cauce/core/log.hpp>
+
+namespace cauce::core {
+namespace {
+
+TEST(LogTest, LineIsOneJsonObjectWithFields) {
+  const auto line = format_log_line(LogLevel::kWarn, "http", "quote \" and\nnewline",
+                                    {{"port", 8080}, {"ok", true}, {"path", "/x"}, {"ratio", 0.5}});
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  rapidjson::Document doc;
+  doc.Parse(line.c_str());
+  ASSERT_FALSE(doc.HasParseError()) << line;
+  EXPECT_STREQ(doc["level"].GetString(), "warn");
+  EXPECT_STREQ(doc["component"].GetString(), "http");
+  EXPECT_STREQ(doc["msg"].GetString(), "quote \" and\nnewline");
+  EXPECT_EQ(doc["port"].GetInt(), 8080);
+  EXPECT_TRUE(doc["ok"].GetBool());
+  EXPECT_STREQ(doc["path"].GetString(), "/x");
+  EXPECT_DOUBLE_EQ(doc["ratio"].GetDouble(), 0.5);
+  EXPECT_TRUE(doc.HasMember("ts"));
+}
+
+TEST(LogTest, TimestampsAreRfc3339UtcWithMicroseconds) {
+  EXPECT_EQ(format_utc_micros(0), "1970-01-01T00:00:00.000000Z");
+  EXPECT_EQ(format_utc_micros(1'795'000'000'123'456), "2026-11-18T11:06:40.123456Z");
+}
+
+TEST(LogTest, LevelNamesParse) {
+  EXPECT_EQ(parse_log_level("debug"), LogLevel::kDebug);
+  EXPECT_EQ(parse_log_level("warn"), LogLevel::kWarn);
+  EXPECT_EQ(parse_log_level("error"), LogLevel::kError);
+  EXPECT_EQ(parse_log_level("info"), LogLevel::kInfo);
+}
+
+}  // namespace
+}  // namespace cauce::core
