@@ -1,0 +1,128 @@
+#pragma once
+
+// Fixtures shared by the integration tests. They use the one Kafka broker and the one
+// PostgreSQL that scripts/test starts (addresses in TEST_* variables); each test gets its
+// own database and its own topic names, so tests run in parallel without seeing each other.
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/beast/http.hpp>
+
+#include <cauce/core/config.hpp>
+
+namespace cauce::testing {
+
+namespace http = boost::beast::http;
+using namespace std::chrono_literals;
+
+// The value of a TEST_* variable set by scripts/test; throws (failing the test) when unset.
+std::string test_env(const char* name);
+
+// A name no other test (or run) uses: prefix-<pid>-<counter>-<random>.
+std::string unique_name(const std::string& prefix);
+
+// PostgreSQL settings for the test cluster, database `database`.
+core::PostgresConfig test_postgres(const std::string& database = "postgres");
+
+// Kafka settings for the test broker with topic names unique to this test.
+core::KafkaConfig test_kafka(int partitions = 3);
+
+// Polls `condition` until it holds or `timeout` passes; never a fixed sleep.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 20s,
+                std::chrono::milliseconds every = 50ms);
+
+// A database of its own, dropped at the end of the test.
+class TempDatabase {
+ public:
+  TempDatabase();
+  ~TempDatabase();
+  TempDatabase(const TempDatabase&) = delete;
+  TempDatabase& operator=(const TempDatabase&) = delete;
+
+  const core::PostgresConfig& config() const { return config_; }
+  // Runs one SQL statement and returns the first column of the first row ("" if none).
+  std::string query_value(const std::string& sql) const;
+
+ private:
+  std::string name_;
+  core::PostgresConfig config_;
+};
+
+// A temporary directory removed at the end of the test.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct HttpResult {
+  unsigned status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+};
+
+// A plain HTTP/1.1 client over a real socket. Throws std::runtime_error when nothing answers
+// within the timeout, so a hang fails the test instead of stalling it.
+HttpResult http_request(std::uint16_t port, http::verb method, const std::string& target,
+                        const std::string& body = "",
+                        const std::vector<std::pair<std::string, std::string>>& headers = {},
+                        std::chrono::milliseconds timeout = 10s);
+
+// Sends raw bytes and returns whatever the server answers before closing (for malformed HTTP).
+std::string raw_exchange(std::uint16_t port, const std::string& bytes,
+                         std::chrono::milliseconds timeout = 10s);
+
+// A TCP port nothing listens on right now.
+std::uint16_t free_port();
+
+// `cauce` started as a child process (posix_spawn) with exactly the given CAUCE_* environment;
+// stderr (the JSON log) is collected line by line.
+class CauceProcess {
+ public:
+  CauceProcess(std::vector<std::string> args, std::map<std::string, std::string> env);
+  ~CauceProcess();
+  CauceProcess(const CauceProcess&) = delete;
+  CauceProcess& operator=(const CauceProcess&) = delete;
+
+  // Waits for a stderr line containing `needle`; returns it.
+  std::optional<std::string> wait_for_line(const std::string& needle,
+                                           std::chrono::milliseconds timeout = 60s);
+  void signal(int sig) const;
+  // Waits for the exit; returns the exit code (128 + signal when killed), nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout = 30s);
+  std::string output() const;  // stdout + stderr so far
+
+ private:
+  void read_loop(int fd);
+
+  pid_t pid_ = -1;
+  std::optional<int> exit_code_;
+  mutable std::mutex mutex_;
+  std::string output_;
+  std::vector<std::thread> readers_;
+};
+
+// Runs cauce to completion; returns {exit code, stdout+stderr}.
+std::pair<int, std::string> run_cauce(std::vector<std::string> args,
+                                      std::map<std::string, std::string> env);
+
+// CAUCE_* variables pointing cauce at a database and topics.
+std::map<std::string, std::string> cauce_env(const core::PostgresConfig& pg,
+                                             const core::KafkaConfig& kafka);
+
+// The HTTP port from a `"msg":"listening"` log line.
+std::uint16_t listening_port(const std::string& log_line);
+
+}  // namespace cauce::testing
