@@ -1,0 +1,110 @@
+#pragma once
+
+// The Contact aggregate: a person a call centre talks to, with a call log.
+// Pure: decide(state, command, context) -> events | rejection; evolve(state, event) -> state.
+
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <cauce/commands/domain.hpp>
+
+namespace cauce::commands::contact {
+
+// Commands (payloads as the API accepts them).
+struct Register {
+  std::string name;
+  std::string phone;
+  std::optional<std::string> email;
+  std::vector<std::string> tags;
+  std::optional<std::string> notes;
+};
+struct Update {
+  std::optional<std::string> name = std::nullopt;
+  std::optional<std::string> phone = std::nullopt;
+  std::optional<std::string> email = std::nullopt;
+  std::optional<std::vector<std::string>> tags = std::nullopt;
+  std::optional<std::string> notes = std::nullopt;
+};
+struct LogCall {
+  std::string call_id;  // chosen by the API (derived from the command id: retries agree)
+  std::string outcome;  // answered, no_answer, busy, voicemail, wrong_number
+  int duration_s = 0;
+  std::optional<std::string> notes;
+  std::optional<std::string> operator_name;
+};
+struct Assign {
+  std::string operator_name;
+};
+struct Archive {
+  std::optional<std::string> reason;
+};
+
+// Events (data of contact.* events; field names are the JSON names in schemas/).
+struct Registered {
+  std::string name;
+  std::string phone;  // E.164
+  std::optional<std::string> email;
+  std::vector<std::string> tags;
+  std::optional<std::string> notes;
+  friend bool operator==(const Registered&, const Registered&) = default;
+};
+struct Updated {  // only the fields that changed
+  std::optional<std::string> name;
+  std::optional<std::string> phone;
+  std::optional<std::string> email;
+  std::optional<std::vector<std::string>> tags;
+  std::optional<std::string> notes;
+  friend bool operator==(const Updated&, const Updated&) = default;
+};
+struct CallLogged {
+  std::string call_id;
+  std::string outcome;
+  int duration_s = 0;
+  std::optional<std::string> notes;
+  std::optional<std::string> operator_name;
+  std::int64_t called_at_us = 0;
+  friend bool operator==(const CallLogged&, const CallLogged&) = default;
+};
+struct Assigned {
+  std::string operator_name;
+  std::optional<std::string> previous;
+  friend bool operator==(const Assigned&, const Assigned&) = default;
+};
+struct Archived {
+  std::optional<std::string> reason;
+  friend bool operator==(const Archived&, const Archived&) = default;
+};
+using Event = std::variant<Registered, Updated, CallLogged, Assigned, Archived>;
+
+struct State {
+  bool exists = false;
+  bool archived = false;
+  std::int64_t version = 0;
+  std::string name;
+  std::string phone;
+  std::optional<std::string> email;
+  std::vector<std::string> tags;
+  std::optional<std::string> notes;
+  std::optional<std::string> assigned_to;
+  int calls_count = 0;
+};
+
+using Result = std::variant<std::vector<Event>, Rejection>;
+
+Result decide(const State& state, const Register& command, const CommandContext& context);
+Result decide(const State& state, const Update& command, const CommandContext& context);
+Result decide(const State& state, const LogCall& command, const CommandContext& context);
+Result decide(const State& state, const Assign& command, const CommandContext& context);
+Result decide(const State& state, const Archive& command, const CommandContext& context);
+
+State evolve(State state, const Event& event);
+
+// Wire form: "contact.registered" etc. and the JSON data object (schemas/contact.*.v1.json).
+std::string event_type(const Event& event);
+std::string to_json(const Event& event);
+// Throws std::invalid_argument for an unknown type or data that does not fit it.
+Event event_from_json(std::string_view type, std::string_view data);
+
+}  // namespace cauce::commands::contact
