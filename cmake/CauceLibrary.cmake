@@ -19,3 +19,18 @@ function(cauce_interface_library)
   target_include_directories(cauce_${ARG_NAME} INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/include)
   target_link_libraries(cauce_${ARG_NAME} INTERFACE ${ARG_DEPS})
 endfunction()
+
+# cauce_embed_files(OUT_VAR DIR PATTERN HEADER NAMESPACE FUNCTION TYPE): compiles the files into
+# the library (see EmbedFiles.cmake) and sets OUT_VAR to the generated source.
+function(cauce_embed_files out_var dir pattern header namespace function type)
+  file(GLOB inputs CONFIGURE_DEPENDS ${dir}/${pattern})
+  set(output ${CMAKE_CURRENT_BINARY_DIR}/${function}.cpp)
+  add_custom_command(
+    OUTPUT ${output}
+    COMMAND ${CMAKE_COMMAND} -DDIR=${dir} -DPATTERN=${pattern} -DOUTPUT=${output} -DHEADER=${header}
+            -DNAMESPACE=${namespace} -DFUNCTION=${function} -DTYPE=${type}
+            -P ${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake
+    DEPENDS ${inputs} ${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake
+    COMMENT "Embedding ${dir}/${pattern}")
+  set(${out_var} ${output} PARENT_SCOPE)
+endfunction()
