@@ -1,6 +1,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -83,7 +84,8 @@ struct HttpServer::Impl {
         ioc(c.threads),
         acceptor(asio::make_strand(ioc)) {}
 
-  Response handle(http::request<http::string_body>&& message) const;
+  void dispatch(http::request<http::string_body>&& message,
+                std::function<void(Response)> done) const;
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
   void forget(const std::shared_ptr<Connection>& connection);
@@ -103,18 +105,30 @@ struct HttpServer::Impl {
   std::set<std::shared_ptr<Connection>> connections;
 };
 
-Response HttpServer::Impl::handle(http::request<http::string_body>&& message) const {
+void HttpServer::Impl::dispatch(http::request<http::string_body>&& message,
+                                std::function<void(Response)> done) const {
   const auto started = std::chrono::steady_clock::now();
-  Request request;
-  request.message = std::move(message);
-  const auto incoming_id = request.message["X-Request-Id"];
-  request.request_id =
+  auto request = std::make_shared<Request>();
+  request->message = std::move(message);
+  const auto incoming_id = request->message["X-Request-Id"];
+  request->request_id =
       usable_request_id(incoming_id) ? std::string(incoming_id) : core::random_hex(8);
-  std::string route_label = "unmatched";
-  Response response;
+  auto route_label = std::make_shared<std::string>("unmatched");
+  // Headers, metrics and hand-over: the same for sync, async and failed requests.
+  auto finish = [this, request, route_label, started, done = std::move(done)](Response response) {
+    response.set("X-Request-Id", request->request_id);
+    response.keep_alive(request->message.keep_alive());
+    const auto method = request->message.method() == http::verb::unknown
+                            ? std::string("OTHER")
+                            : std::string(http::to_string(request->message.method()));
+    metrics.observe(
+        *route_label, method, response.result_int(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    done(std::move(response));
+  };
   try {
-    const auto target = request.message.target();
-    auto match = router.match(request.message.method(), target);
+    const auto target = request->message.target();
+    auto match = router.match(request->message.method(), target);
     if (match.route == nullptr) {
       const auto path = std::string(target.substr(0, target.find('?')));
       if (!match.allowed.empty()) {
@@ -123,18 +137,18 @@ Response HttpServer::Impl::handle(http::request<http::string_body>&& message) co
           allow += (allow.empty() ? "" : ", ") + std::string(http::to_string(verb));
         }
         ApiError error(http::status::method_not_allowed, "method-not-allowed",
-                       std::string(request.message.method_string()) + " is not allowed on " + path +
-                           "; allowed: " + allow);
+                       std::string(request->message.method_string()) + " is not allowed on " +
+                           path + "; allowed: " + allow);
         error.headers.emplace_back("Allow", allow);
         throw error;
       }
       throw ApiError(http::status::not_found, "not-found", "there is nothing at " + path);
     }
-    route_label = match.route->pattern;
-    request.route = match.route->pattern;
-    request.path_params = std::move(match.params);
+    *route_label = match.route->pattern;
+    request->route = match.route->pattern;
+    request->path_params = std::move(match.params);
     if (match.route->role) {
-      const auto token = bearer_token(request.message[http::field::authorization]);
+      const auto token = bearer_token(request->message[http::field::authorization]);
       std::optional<Principal> principal;
       if (token) principal = keys.authenticate(*token);
       if (!principal) {
@@ -150,21 +164,26 @@ Response HttpServer::Impl::handle(http::request<http::string_body>&& message) co
                            " role; the key has the " + std::string(role_name(principal->role)) +
                            " role");
       }
-      request.principal = std::move(principal);
+      request->principal = std::move(principal);
     }
-    response = match.route->handler(request);
+    if (match.route->async_handler) {
+      // The responder may be called on another thread, once; a throw before it returns is
+      // mapped like a synchronous handler's.
+      auto answered = std::make_shared<std::atomic<bool>>(false);
+      auto respond = [finish, answered](Response response) {
+        if (!answered->exchange(true)) finish(std::move(response));
+      };
+      try {
+        match.route->async_handler(request, respond);
+      } catch (...) {
+        if (!answered->exchange(true)) finish(problem_response(*request, std::current_exception()));
+      }
+      return;
+    }
+    finish(match.route->handler(*request));
   } catch (...) {
-    response = problem_response(request, std::current_exception());
+    finish(problem_response(*request, std::current_exception()));
   }
-  response.set("X-Request-Id", request.request_id);
-  response.keep_alive(request.message.keep_alive());
-  const auto method = request.message.method() == http::verb::unknown
-                          ? std::string("OTHER")
-                          : std::string(http::to_string(request.message.method()));
-  metrics.observe(
-      route_label, method, response.result_int(),
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  return response;
 }
 
 asio::awaitable<void> HttpServer::Impl::accept_loop() {
@@ -230,7 +249,22 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
         co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
         break;
       }
-      auto response = handle(parser.release());
+      // The handler may answer later from another thread: park on a timer that the responder
+      // cancels on this connection's strand.
+      auto parked = std::make_shared<asio::steady_timer>(stream.get_executor(),
+                                                         asio::steady_timer::time_point::max());
+      auto answer = std::make_shared<std::optional<Response>>();
+      dispatch(parser.release(), [parked, answer](Response r) {
+        asio::post(parked->get_executor(), [parked, answer, r = std::move(r)]() mutable {
+          *answer = std::move(r);
+          parked->cancel();
+        });
+      });
+      if (!*answer) {
+        co_await parked->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        ec = {};
+      }
+      auto response = std::move(**answer);
       const bool keep_alive = response.keep_alive() && !draining.load();
       response.keep_alive(keep_alive);
       co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
@@ -309,8 +343,16 @@ void HttpServer::stop() {
   impl_->threads.clear();
 }
 
+void HttpServer::dispatch(http::request<http::string_body>&& message,
+                          std::function<void(Response)> done) const {
+  impl_->dispatch(std::move(message), std::move(done));
+}
+
 Response HttpServer::handle(http::request<http::string_body>&& message) const {
-  return impl_->handle(std::move(message));
+  std::promise<Response> promise;
+  auto future = promise.get_future();
+  impl_->dispatch(std::move(message), [&promise](Response r) { promise.set_value(std::move(r)); });
+  return future.get();
 }
 
 }  // namespace cauce::api

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,11 +32,18 @@ struct Request {
 // server maps every exception to problem+json in one place.
 using Handler = std::function<Response(Request&)>;
 
+// Completes an asynchronous request; call it exactly once, from any thread.
+using Responder = std::function<void(Response)>;
+// A handler that answers later (e.g. when the command's reply arrives from Kafka) without
+// holding an I/O thread. It may also throw like a Handler, before it returns.
+using AsyncHandler = std::function<void(const std::shared_ptr<Request>&, Responder)>;
+
 struct Route {
   http::verb method;
   std::string pattern;       // "/v1/keys/{id}": literal segments and {param} segments
   std::optional<Role> role;  // nullopt: public (health, metrics)
-  Handler handler;
+  Handler handler;           // exactly one of handler and async_handler is set
+  AsyncHandler async_handler;
 };
 
 // Matches method + path to a route. A path that exists with another method is a 405 (with the
@@ -43,6 +51,8 @@ struct Route {
 class Router {
  public:
   void add(http::verb method, std::string pattern, std::optional<Role> role, Handler handler);
+  void add_async(http::verb method, std::string pattern, std::optional<Role> role,
+                 AsyncHandler handler);
 
   struct Match {
     const Route* route = nullptr;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include <cauce/api/http.hpp>
@@ -31,7 +32,12 @@ class HttpServer {
   void stop();
 
   // The whole request pipeline without the network: request id, routing, auth, handler,
-  // problem mapping, metrics. Used by the connections and by tests and benchmarks.
+  // problem mapping, metrics. `done` gets the response exactly once, possibly later and on
+  // another thread (asynchronous routes). Used by the connections.
+  void dispatch(http::request<http::string_body>&& message,
+                std::function<void(Response)> done) const;
+
+  // dispatch() that waits for the response: for tests and benchmarks.
   Response handle(http::request<http::string_body>&& message) const;
 
  private:

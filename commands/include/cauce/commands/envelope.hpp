@@ -1,0 +1,69 @@
+#pragma once
+
+// Wire forms: the command on cauce.commands, the event envelope on cauce.events (DESIGN §3)
+// and the reply on cauce.replies. JSON, snake_case.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <cauce/commands/domain.hpp>
+
+namespace cauce::commands {
+
+struct CommandEnvelope {
+  std::string command_id;      // UUID; derived from the Idempotency-Key when one is given
+  std::string type;            // "contact.register"
+  std::string aggregate_type;  // "contact"
+  std::string aggregate_id;    // UUID
+  std::optional<std::int64_t> expected_version;  // If-Match
+  std::int64_t issued_at_us = 0;                 // the API's clock: the events' occurred_at
+  std::string actor;                             // the API key's name
+  std::string correlation_id;
+  std::string request_hash;  // sha256 of method, path and body: same key + other body = 422
+  std::string data;          // JSON object: the validated body (+ ids the API chose)
+};
+
+struct EventEnvelope {
+  std::string event_id;  // UUIDv7
+  std::string type;
+  int schema_version = 1;
+  std::string aggregate_type;
+  std::string aggregate_id;
+  std::int64_t version = 0;
+  std::int64_t occurred_at_us = 0;
+  std::string command_id;
+  std::string correlation_id;
+  std::string causation_id;  // the command that caused it
+  std::string actor;
+  std::string data;  // JSON object
+};
+
+enum class ReplyOutcome { kApplied, kDuplicate, kRejected, kKeyReused };
+
+struct Reply {
+  std::string command_id;
+  ReplyOutcome outcome = ReplyOutcome::kApplied;
+  std::string aggregate_id;
+  std::int64_t version = 0;        // the aggregate's version after the command
+  std::string position;            // "<partition>:<offset>" of the last event, "" if none
+  std::optional<std::string> call_id;
+  std::optional<Rejection> rejection;
+};
+
+std::string to_json(const CommandEnvelope& command);
+std::string to_json(const EventEnvelope& event);
+std::string to_json(const Reply& reply);
+// Throw std::invalid_argument naming what is wrong.
+CommandEnvelope command_from_json(std::string_view json);
+EventEnvelope event_from_json(std::string_view json);
+Reply reply_from_json(std::string_view json);
+
+// UUIDv7 (RFC 9562) for a Unix time in milliseconds, random bits from the OS.
+std::string uuid_v7(std::int64_t unix_ms);
+// A name-based UUID (version 8, SHA-256 of the name): the same name always gives the same id.
+std::string uuid_from_name(std::string_view name);
+bool is_uuid(std::string_view text);
+
+}  // namespace cauce::commands

@@ -1,0 +1,164 @@
+#include "json_fields.hpp"
+
+#include <cauce/commands/handler.hpp>
+
+namespace cauce::commands {
+namespace {
+
+Rejection invalid_body(const std::string& message) { return Rejection{"invalid", "body", message}; }
+
+// Decides with the aggregate's own decide(), then folds the events into a copy of the state.
+template <typename State, typename Result>
+Outcome finish(State state, const Result& result) {
+  Outcome out;
+  if (const auto* rejection = std::get_if<Rejection>(&result)) {
+    out.kind = ReplyOutcome::kRejected;
+    out.rejection = *rejection;
+    out.version = state.version;
+    return out;
+  }
+  for (const auto& event : std::get<0>(result)) {
+    out.events.push_back(NewEvent{event_type(event), 1, to_json(event)});
+    if constexpr (std::is_same_v<State, contact::State>) {
+      if (const auto* call = std::get_if<contact::CallLogged>(&event)) out.call_id = call->call_id;
+    }
+    state = evolve(std::move(state), event);
+  }
+  out.version = state.version;
+  out.state_after = std::move(state);
+  return out;
+}
+
+template <typename State>
+State current_or_new(const AggregateState* current) {
+  if (current != nullptr) {
+    if (const auto* s = std::get_if<State>(current)) return *s;
+  }
+  return State{};
+}
+
+Outcome decide_contact(const contact::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
+                       const CommandContext& ctx) {
+  using namespace contact;
+  if (c.type == "contact.register") {
+    return finish(s, decide(s, Register{json::string(d, "name"), json::string(d, "phone"),
+                                        json::opt_string(d, "email"),
+                                        json::opt_strings(d, "tags").value_or(std::vector<std::string>{}),
+                                        json::opt_string(d, "notes")},
+                            ctx));
+  }
+  if (c.type == "contact.update") {
+    return finish(s, decide(s, Update{json::opt_string(d, "name"), json::opt_string(d, "phone"),
+                                      json::opt_string(d, "email"), json::opt_strings(d, "tags"),
+                                      json::opt_string(d, "notes")},
+                            ctx));
+  }
+  if (c.type == "contact.log_call") {
+    return finish(s, decide(s, LogCall{json::string(d, "call_id"), json::string(d, "outcome"),
+                                       static_cast<int>(json::opt_int(d, "duration_s").value_or(-1)),
+                                       json::opt_string(d, "notes"), json::opt_string(d, "operator")},
+                            ctx));
+  }
+  if (c.type == "contact.assign") return finish(s, decide(s, Assign{json::string(d, "operator")}, ctx));
+  if (c.type == "contact.archive") return finish(s, decide(s, Archive{json::opt_string(d, "reason")}, ctx));
+  throw std::invalid_argument("unknown command type " + c.type);
+}
+
+Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
+                     const CommandContext& ctx) {
+  using namespace alert;
+  if (c.type == "alert.raise") {
+    return finish(s, decide(s, Raise{json::string(d, "level"), json::string(d, "title"),
+                                     json::opt_string(d, "region"), json::opt_string(d, "source"),
+                                     json::opt_string(d, "details")},
+                            ctx));
+  }
+  if (c.type == "alert.acknowledge") return finish(s, decide(s, Acknowledge{json::opt_string(d, "note")}, ctx));
+  if (c.type == "alert.escalate") return finish(s, decide(s, Escalate{json::string(d, "level")}, ctx));
+  if (c.type == "alert.close") return finish(s, decide(s, Close{json::string(d, "resolution")}, ctx));
+  throw std::invalid_argument("unknown command type " + c.type);
+}
+
+}  // namespace
+
+std::string store_key(std::string_view aggregate_type, std::string_view aggregate_id) {
+  return std::string(aggregate_type) + "/" + std::string(aggregate_id);
+}
+
+const AggregateState* MemoryAggregateStore::find(const std::string& key) const {
+  const auto it = aggregates_.find(key);
+  return it == aggregates_.end() ? nullptr : &it->second;
+}
+
+void MemoryAggregateStore::put(const std::string& key, AggregateState state) {
+  aggregates_.insert_or_assign(key, std::move(state));
+}
+
+const AppliedCommand* MemoryAggregateStore::find_command(const std::string& command_id) const {
+  const auto it = commands_.find(command_id);
+  return it == commands_.end() ? nullptr : &it->second;
+}
+
+void MemoryAggregateStore::record_command(const std::string& command_id, AppliedCommand applied) {
+  commands_.insert_or_assign(command_id, std::move(applied));
+}
+
+Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
+  if (const auto* applied = store.find_command(c.command_id)) {
+    Outcome out;
+    out.kind = applied->request_hash == c.request_hash ? ReplyOutcome::kDuplicate
+                                                       : ReplyOutcome::kKeyReused;
+    out.original = applied;
+    out.version = applied->version;
+    out.call_id = applied->call_id;
+    return out;
+  }
+  const CommandContext ctx{c.issued_at_us, c.expected_version};
+  const auto* current = store.find(store_key(c.aggregate_type, c.aggregate_id));
+  try {
+    const auto d = json::parse(c.data);
+    if (c.aggregate_type == "contact") {
+      return decide_contact(current_or_new<contact::State>(current), c, d, ctx);
+    }
+    if (c.aggregate_type == "alert") return decide_alert(current_or_new<alert::State>(current), c, d, ctx);
+    if (c.type == "report.request") {
+      const auto s = current_or_new<report::State>(current);
+      return finish(s, report::decide(s, report::Request{json::string(d, "title"), json::string(d, "source_url")}, ctx));
+    }
+    if (c.type == "backup.request") {
+      const auto s = current_or_new<backup::State>(current);
+      return finish(s, backup::decide(s, backup::Request{}, ctx));
+    }
+    throw std::invalid_argument("unknown command type " + c.type);
+  } catch (const std::invalid_argument& e) {
+    Outcome out;
+    out.kind = ReplyOutcome::kRejected;
+    out.rejection = invalid_body(e.what());
+    return out;
+  }
+}
+
+void fold(AggregateStore& store, const EventEnvelope& e, const std::string& position,
+          const std::string& request_hash) {
+  const auto key = store_key(e.aggregate_type, e.aggregate_id);
+  const auto* current = store.find(key);
+  std::optional<std::string> call_id;
+  AggregateState next;
+  if (e.aggregate_type == "contact") {
+    const auto event = contact::event_from_json(e.type, e.data);
+    if (const auto* call = std::get_if<contact::CallLogged>(&event)) call_id = call->call_id;
+    next = contact::evolve(current_or_new<contact::State>(current), event);
+  } else if (e.aggregate_type == "alert") {
+    next = alert::evolve(current_or_new<alert::State>(current), alert::event_from_json(e.type, e.data));
+  } else if (e.aggregate_type == "report") {
+    next = report::evolve(current_or_new<report::State>(current), report::event_from_json(e.type, e.data));
+  } else if (e.aggregate_type == "backup") {
+    next = backup::evolve(current_or_new<backup::State>(current), backup::event_from_json(e.type, e.data));
+  } else {
+    throw std::invalid_argument("unknown aggregate type " + e.aggregate_type);
+  }
+  store.put(key, std::move(next));
+  store.record_command(e.command_id, AppliedCommand{request_hash, e.aggregate_id, e.version, position, call_id});
+}
+
+}  // namespace cauce::commands
