@@ -1,11 +1,11 @@
-#include "json_fields.hpp"
+#include <cstdio>
+#include <ctime>
 
 #include <cauce/commands/envelope.hpp>
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/log.hpp>
 
-#include <cstdio>
-#include <ctime>
+#include "json_fields.hpp"
 
 namespace cauce::commands {
 namespace {
@@ -37,8 +37,8 @@ std::int64_t parse_utc_micros(const std::string& text) {
   std::tm tm{};
   int micros = 0;
   char z = 0;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &micros, &z) != 8 ||
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c", &tm.tm_year, &tm.tm_mon,
+                  &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &micros, &z) != 8 ||
       z != 'Z') {
     throw std::invalid_argument("occurred_at must look like 2026-01-31T12:00:00.000000Z");
   }

@@ -1,6 +1,6 @@
-#include "json_fields.hpp"
-
 #include <cauce/commands/handler.hpp>
+
+#include "json_fields.hpp"
 
 namespace cauce::commands {
 namespace {
@@ -41,26 +41,32 @@ Outcome decide_contact(const contact::State& s, const CommandEnvelope& c, const 
                        const CommandContext& ctx) {
   using namespace contact;
   if (c.type == "contact.register") {
-    return finish(s, decide(s, Register{json::string(d, "name"), json::string(d, "phone"),
-                                        json::opt_string(d, "email"),
-                                        json::opt_strings(d, "tags").value_or(std::vector<std::string>{}),
-                                        json::opt_string(d, "notes")},
-                            ctx));
+    return finish(s,
+                  decide(s,
+                         Register{json::string(d, "name"), json::string(d, "phone"),
+                                  json::opt_string(d, "email"),
+                                  json::opt_strings(d, "tags").value_or(std::vector<std::string>{}),
+                                  json::opt_string(d, "notes")},
+                         ctx));
   }
   if (c.type == "contact.update") {
-    return finish(s, decide(s, Update{json::opt_string(d, "name"), json::opt_string(d, "phone"),
-                                      json::opt_string(d, "email"), json::opt_strings(d, "tags"),
-                                      json::opt_string(d, "notes")},
+    return finish(s, decide(s,
+                            Update{json::opt_string(d, "name"), json::opt_string(d, "phone"),
+                                   json::opt_string(d, "email"), json::opt_strings(d, "tags"),
+                                   json::opt_string(d, "notes")},
                             ctx));
   }
   if (c.type == "contact.log_call") {
-    return finish(s, decide(s, LogCall{json::string(d, "call_id"), json::string(d, "outcome"),
-                                       static_cast<int>(json::opt_int(d, "duration_s").value_or(-1)),
-                                       json::opt_string(d, "notes"), json::opt_string(d, "operator")},
+    return finish(s, decide(s,
+                            LogCall{json::string(d, "call_id"), json::string(d, "outcome"),
+                                    static_cast<int>(json::opt_int(d, "duration_s").value_or(-1)),
+                                    json::opt_string(d, "notes"), json::opt_string(d, "operator")},
                             ctx));
   }
-  if (c.type == "contact.assign") return finish(s, decide(s, Assign{json::string(d, "operator")}, ctx));
-  if (c.type == "contact.archive") return finish(s, decide(s, Archive{json::opt_string(d, "reason")}, ctx));
+  if (c.type == "contact.assign")
+    return finish(s, decide(s, Assign{json::string(d, "operator")}, ctx));
+  if (c.type == "contact.archive")
+    return finish(s, decide(s, Archive{json::opt_string(d, "reason")}, ctx));
   throw std::invalid_argument("unknown command type " + c.type);
 }
 
@@ -68,14 +74,18 @@ Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapi
                      const CommandContext& ctx) {
   using namespace alert;
   if (c.type == "alert.raise") {
-    return finish(s, decide(s, Raise{json::string(d, "level"), json::string(d, "title"),
-                                     json::opt_string(d, "region"), json::opt_string(d, "source"),
-                                     json::opt_string(d, "details")},
+    return finish(s, decide(s,
+                            Raise{json::string(d, "level"), json::string(d, "title"),
+                                  json::opt_string(d, "region"), json::opt_string(d, "source"),
+                                  json::opt_string(d, "details")},
                             ctx));
   }
-  if (c.type == "alert.acknowledge") return finish(s, decide(s, Acknowledge{json::opt_string(d, "note")}, ctx));
-  if (c.type == "alert.escalate") return finish(s, decide(s, Escalate{json::string(d, "level")}, ctx));
-  if (c.type == "alert.close") return finish(s, decide(s, Close{json::string(d, "resolution")}, ctx));
+  if (c.type == "alert.acknowledge")
+    return finish(s, decide(s, Acknowledge{json::opt_string(d, "note")}, ctx));
+  if (c.type == "alert.escalate")
+    return finish(s, decide(s, Escalate{json::string(d, "level")}, ctx));
+  if (c.type == "alert.close")
+    return finish(s, decide(s, Close{json::string(d, "resolution")}, ctx));
   throw std::invalid_argument("unknown command type " + c.type);
 }
 
@@ -120,10 +130,13 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     if (c.aggregate_type == "contact") {
       return decide_contact(current_or_new<contact::State>(current), c, d, ctx);
     }
-    if (c.aggregate_type == "alert") return decide_alert(current_or_new<alert::State>(current), c, d, ctx);
+    if (c.aggregate_type == "alert")
+      return decide_alert(current_or_new<alert::State>(current), c, d, ctx);
     if (c.type == "report.request") {
       const auto s = current_or_new<report::State>(current);
-      return finish(s, report::decide(s, report::Request{json::string(d, "title"), json::string(d, "source_url")}, ctx));
+      return finish(
+          s, report::decide(
+                 s, report::Request{json::string(d, "title"), json::string(d, "source_url")}, ctx));
     }
     if (c.type == "backup.request") {
       const auto s = current_or_new<backup::State>(current);
@@ -149,16 +162,20 @@ void fold(AggregateStore& store, const EventEnvelope& e, const std::string& posi
     if (const auto* call = std::get_if<contact::CallLogged>(&event)) call_id = call->call_id;
     next = contact::evolve(current_or_new<contact::State>(current), event);
   } else if (e.aggregate_type == "alert") {
-    next = alert::evolve(current_or_new<alert::State>(current), alert::event_from_json(e.type, e.data));
+    next = alert::evolve(current_or_new<alert::State>(current),
+                         alert::event_from_json(e.type, e.data));
   } else if (e.aggregate_type == "report") {
-    next = report::evolve(current_or_new<report::State>(current), report::event_from_json(e.type, e.data));
+    next = report::evolve(current_or_new<report::State>(current),
+                          report::event_from_json(e.type, e.data));
   } else if (e.aggregate_type == "backup") {
-    next = backup::evolve(current_or_new<backup::State>(current), backup::event_from_json(e.type, e.data));
+    next = backup::evolve(current_or_new<backup::State>(current),
+                          backup::event_from_json(e.type, e.data));
   } else {
     throw std::invalid_argument("unknown aggregate type " + e.aggregate_type);
   }
   store.put(key, std::move(next));
-  store.record_command(e.command_id, AppliedCommand{request_hash, e.aggregate_id, e.version, position, call_id});
+  store.record_command(e.command_id,
+                       AppliedCommand{request_hash, e.aggregate_id, e.version, position, call_id});
 }
 
 }  // namespace cauce::commands

@@ -1,11 +1,11 @@
-#include <cauce/commands/schemas.hpp>
+#include <set>
+#include <stdexcept>
 
 #include <rapidjson/error/en.h>
 #include <rapidjson/schema.h>
 #include <rapidjson/stringbuffer.h>
 
-#include <set>
-#include <stdexcept>
+#include <cauce/commands/schemas.hpp>
 
 namespace cauce::commands {
 namespace {
@@ -30,7 +30,8 @@ std::string field_of(const std::string& pointer) {
   bool first = true;
   while (start <= pointer.size()) {
     const auto end = pointer.find('/', start);
-    const auto token = pointer.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const auto token =
+        pointer.substr(start, end == std::string::npos ? std::string::npos : end - start);
     const bool index = !token.empty() && token.find_first_not_of("0123456789") == std::string::npos;
     out += index ? "[" + token + "]" : (first ? "" : ".") + token;
     first = false;
@@ -75,7 +76,9 @@ const SchemaRegistry& SchemaRegistry::instance() {
   return registry;
 }
 
-bool SchemaRegistry::contains(std::string_view name) const { return entries_.find(name) != entries_.end(); }
+bool SchemaRegistry::contains(std::string_view name) const {
+  return entries_.find(name) != entries_.end();
+}
 
 std::vector<std::string> SchemaRegistry::names() const {
   std::vector<std::string> out;
@@ -113,8 +116,8 @@ std::optional<SchemaViolation> SchemaRegistry::validate_json(std::string_view na
   rapidjson::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError()) {
-    return SchemaViolation{"body", std::string("malformed JSON: ") +
-                                       rapidjson::GetParseError_En(doc.GetParseError())};
+    return SchemaViolation{
+        "body", std::string("malformed JSON: ") + rapidjson::GetParseError_En(doc.GetParseError())};
   }
   return validate(name, doc);
 }

@@ -1,9 +1,9 @@
+#include <gtest/gtest.h>
+
 #include <cauce/commands/alert.hpp>
 #include <cauce/commands/contact.hpp>
 #include <cauce/commands/jobs.hpp>
 #include <cauce/commands/schemas.hpp>
-
-#include <gtest/gtest.h>
 
 namespace cauce::commands {
 namespace {
@@ -17,28 +17,38 @@ std::string violation_field(std::string_view schema, std::string_view json) {
 
 TEST(SchemasTest, EveryCommandAndEventHasASchema) {
   for (const auto* name :
-       {"envelope.v1", "contact.register.v1", "contact.update.v1", "contact.log_call.v1",
-        "contact.assign.v1", "contact.archive.v1", "alert.raise.v1", "alert.acknowledge.v1",
-        "alert.escalate.v1", "alert.close.v1", "report.request.v1", "backup.request.v1",
-        "contact.registered.v1", "contact.updated.v1", "contact.call_logged.v1",
-        "contact.assigned.v1", "contact.archived.v1", "alert.raised.v1", "alert.acknowledged.v1",
-        "alert.escalated.v1", "alert.closed.v1", "report.requested.v1", "backup.requested.v1"}) {
+       {"envelope.v1",           "contact.register.v1",  "contact.update.v1",
+        "contact.log_call.v1",   "contact.assign.v1",    "contact.archive.v1",
+        "alert.raise.v1",        "alert.acknowledge.v1", "alert.escalate.v1",
+        "alert.close.v1",        "report.request.v1",    "backup.request.v1",
+        "contact.registered.v1", "contact.updated.v1",   "contact.call_logged.v1",
+        "contact.assigned.v1",   "contact.archived.v1",  "alert.raised.v1",
+        "alert.acknowledged.v1", "alert.escalated.v1",   "alert.closed.v1",
+        "report.requested.v1",   "backup.requested.v1"}) {
     EXPECT_TRUE(schemas().contains(name)) << name;
   }
 }
 
 TEST(SchemasTest, CommandBodiesAreCheckedNamingTheField) {
-  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"Ada","phone":"+44 20 7946 0958"})"), "<valid>");
+  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"Ada","phone":"+44 20 7946 0958"})"),
+            "<valid>");
   EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"Ada"})"), "phone");
-  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"Ada","phone":"1","colour":"red"})"), "colour");
+  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"Ada","phone":"1","colour":"red"})"),
+            "colour");
   EXPECT_EQ(violation_field("contact.register.v1", R"({"name":5,"phone":"1"})"), "name");
-  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"A","phone":"1","id":"not-a-uuid"})"), "id");
-  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"A","phone":"1","tags":["a","a"]})"), "tags[1]");
-  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"A","phone":"1","tags":["a",3]})"), "tags[1]");
-  EXPECT_EQ(violation_field("contact.log_call.v1", R"({"outcome":"answered","duration_s":"10"})"), "duration_s");
-  EXPECT_EQ(violation_field("contact.log_call.v1", R"({"outcome":"hung_up","duration_s":10})"), "outcome");
+  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"A","phone":"1","id":"not-a-uuid"})"),
+            "id");
+  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"A","phone":"1","tags":["a","a"]})"),
+            "tags[1]");
+  EXPECT_EQ(violation_field("contact.register.v1", R"({"name":"A","phone":"1","tags":["a",3]})"),
+            "tags[1]");
+  EXPECT_EQ(violation_field("contact.log_call.v1", R"({"outcome":"answered","duration_s":"10"})"),
+            "duration_s");
+  EXPECT_EQ(violation_field("contact.log_call.v1", R"({"outcome":"hung_up","duration_s":10})"),
+            "outcome");
   EXPECT_EQ(violation_field("alert.raise.v1", R"({"level":"panic","title":"x"})"), "level");
-  EXPECT_EQ(violation_field("report.request.v1", R"({"title":"x","source_url":"ftp://x"})"), "source_url");
+  EXPECT_EQ(violation_field("report.request.v1", R"({"title":"x","source_url":"ftp://x"})"),
+            "source_url");
   EXPECT_EQ(violation_field("backup.request.v1", R"({"x":1})"), "x");
   EXPECT_EQ(violation_field("backup.request.v1", "[]"), "body");
 }
@@ -54,11 +64,13 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
   {
     using namespace contact;
     State s;
-    const auto reg = decide(s, Register{"Ada", "+44 20 7946 0958", "ada@example.org", {"vip"}, "n"}, ctx);
+    const auto reg =
+        decide(s, Register{"Ada", "+44 20 7946 0958", "ada@example.org", {"vip"}, "n"}, ctx);
     collect(reg);
     s = evolve(s, std::get<0>(reg)[0]);
     collect(decide(s, Update{.name = "Ada K", .tags = std::vector<std::string>{"a"}}, ctx));
-    collect(decide(s, LogCall{"0190a5a0-0000-7000-8000-000000000001", "answered", 60, "ok", "op"}, ctx));
+    collect(decide(s, LogCall{"0190a5a0-0000-7000-8000-000000000001", "answered", 60, "ok", "op"},
+                   ctx));
     collect(decide(s, Assign{"op2"}, ctx));
     collect(decide(s, Archive{"gone"}, ctx));
   }
@@ -72,7 +84,8 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
     collect(decide(s, Escalate{"critical"}, ctx));
     collect(decide(s, Close{"fixed"}, ctx));
   }
-  collect(report::decide(report::State{}, report::Request{"Q3", "https://example.org/q3.csv"}, ctx));
+  collect(
+      report::decide(report::State{}, report::Request{"Q3", "https://example.org/q3.csv"}, ctx));
   collect(backup::decide(backup::State{}, backup::Request{}, ctx));
   EXPECT_EQ(produced.size(), 11u);
   for (const auto& [type, data] : produced) {

@@ -46,8 +46,8 @@ struct Reply {
   std::string command_id;
   ReplyOutcome outcome = ReplyOutcome::kApplied;
   std::string aggregate_id;
-  std::int64_t version = 0;        // the aggregate's version after the command
-  std::string position;            // "<partition>:<offset>" of the last event, "" if none
+  std::int64_t version = 0;  // the aggregate's version after the command
+  std::string position;      // "<partition>:<offset>" of the last event, "" if none
   std::optional<std::string> call_id;
   std::optional<Rejection> rejection;
 };

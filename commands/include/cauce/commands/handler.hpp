@@ -3,17 +3,17 @@
 // Deciding one command against the state of its partition, and folding the log back into that
 // state. Pure: the command processor does the I/O around it.
 
-#include <cauce/commands/alert.hpp>
-#include <cauce/commands/contact.hpp>
-#include <cauce/commands/envelope.hpp>
-#include <cauce/commands/jobs.hpp>
-
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <variant>
 #include <vector>
+
+#include <cauce/commands/alert.hpp>
+#include <cauce/commands/contact.hpp>
+#include <cauce/commands/envelope.hpp>
+#include <cauce/commands/jobs.hpp>
 
 namespace cauce::commands {
 
@@ -66,7 +66,7 @@ struct Outcome {
   std::int64_t version = 0;                   // aggregate version after the command
   std::optional<std::string> call_id;
   std::optional<Rejection> rejection;
-  const AppliedCommand* original = nullptr;   // for kDuplicate
+  const AppliedCommand* original = nullptr;  // for kDuplicate
 };
 
 // Decides `command` against `store` without changing it. Unknown types and malformed data are

@@ -3,14 +3,14 @@
 // The JSON Schemas of schemas/ (compiled in): every command body, every event's data and the
 // envelope. The API validates command bodies against them; tests validate every event.
 
-#include <rapidjson/document.h>
-
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <rapidjson/document.h>
 
 namespace rapidjson {
 template <typename ValueT, typename Allocator>
