@@ -33,6 +33,10 @@ Response render_problem(const ApiError& error, std::string_view request_id, unsi
     }
     w.EndArray();
   }
+  for (const auto& [name, value] : error.extensions) {
+    w.Key(name.c_str());
+    w.Int64(value);
+  }
   w.EndObject();
 
   Response response(error.status(), version);

@@ -11,6 +11,8 @@
 #include <cauce/api/readiness.hpp>
 #include <cauce/api/routes.hpp>
 #include <cauce/api/server.hpp>
+#include <cauce/commands/command_bus.hpp>
+#include <cauce/commands/processor.hpp>
 #include <cauce/core/kafka_admin.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/migrations.hpp>
@@ -78,11 +80,16 @@ int run_serve(const core::Config& config) {
   core::KafkaAdmin admin(config.kafka);
   const auto cluster = wait_for_kafka(admin, startup_timeout, log);
   log.info("Kafka reachable", {{"brokers", cluster.brokers}});
+  const bool writes = has_role(config, "api") || has_role(config, "processor");
   for (const auto& topic : core::cauce_topics(config.kafka)) {
-    if (!cluster.partitions_by_topic.contains(topic.name)) {
-      log.warn("topic missing; /readyz stays 503 until `cauce topics create` has run",
-               {{"topic", topic.name}});
+    if (cluster.partitions_by_topic.contains(topic.name)) continue;
+    if (writes) {
+      throw core::DependencyError(
+          "kafka", "topic " + topic.name + " does not exist; run `cauce topics create` first",
+          false);
     }
+    log.warn("topic missing; /readyz stays 503 until `cauce topics create` has run",
+             {{"topic", topic.name}});
   }
 
   core::PgPool pool(conninfo, static_cast<std::size_t>(config.postgres.pool_size));
@@ -99,10 +106,28 @@ int run_serve(const core::Config& config) {
   checks.push_back(make_kafka_check(config.kafka));
   ReadinessProbe probe(std::move(checks));
 
+  // Started in dependency order and stopped in reverse: the HTTP server drains requests that
+  // still wait for replies, so the bus and the processor outlive it.
+  std::unique_ptr<commands::CommandProcessor> processor;
+  if (has_role(config, "processor")) {
+    processor = std::make_unique<commands::CommandProcessor>(
+        commands::ProcessorOptions{.kafka = config.kafka, .commands = config.commands}, registry);
+    processor->start();
+  }
+  std::unique_ptr<commands::CommandBus> bus;
+  if (has_role(config, "api")) {
+    bus = std::make_unique<commands::CommandBus>(
+        commands::BusOptions{.kafka = config.kafka, .commands = config.commands}, registry);
+    bus->start();
+  }
+
   Router router;
   add_operations_routes(router, probe, registry);
-  if (has_role(config, "api")) add_key_routes(router, keys);
-  for (const auto* role : {"processor", "projector", "workers"}) {
+  if (has_role(config, "api")) {
+    add_key_routes(router, keys);
+    add_command_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
+  }
+  for (const auto* role : {"projector", "workers"}) {
     if (has_role(config, role)) {
       log.info("role has nothing to run in this build yet", {{"role", role}});
     }
@@ -116,6 +141,8 @@ int run_serve(const core::Config& config) {
   sigwait(&stop_signals, &signal);
   log.info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
   server.stop();
+  if (bus) bus->stop();
+  if (processor) processor->stop();
   log.info("stopped");
   return 0;
 }

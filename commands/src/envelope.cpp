@@ -63,6 +63,10 @@ const char* outcome_name(ReplyOutcome outcome) {
 
 }  // namespace
 
+std::string position_token(std::int32_t partition, std::int64_t offset) {
+  return std::to_string(partition) + ":" + std::to_string(offset);
+}
+
 std::string to_json(const CommandEnvelope& c) {
   return json::object([&](json::Writer& w) {
     json::field(w, "command_id", c.command_id);

@@ -124,6 +124,7 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<HttpConfig> http{&Config::http};
     const SectionBinder<KafkaConfig> kafka{&Config::kafka};
     const SectionBinder<PostgresConfig> pg{&Config::postgres};
+    const SectionBinder<CommandsConfig> commands{&Config::commands};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -200,6 +201,18 @@ const std::vector<Binding>& bindings() {
     b.push_back(pg.text("postgres.migrations_dir",
                         "Directory of *.sql migrations (empty: those built into cauce)",
                         &PostgresConfig::migrations_dir, true));
+    b.push_back(commands.integer("commands.batch_max",
+                                 "Most commands the processor decides in one Kafka transaction",
+                                 &CommandsConfig::batch_max, 1, 100000));
+    b.push_back(commands.integer("commands.linger_ms",
+                                 "How long a batch waits for more commands before committing",
+                                 &CommandsConfig::linger_ms, 0, 1000));
+    b.push_back(commands.integer("commands.reply_timeout_ms",
+                                 "How long the API waits for a command's outcome (then 503)",
+                                 &CommandsConfig::reply_timeout_ms, 100, 120000));
+    b.push_back(commands.text("commands.instance_id",
+                              "Names this API instance's replies (empty: host-pid-random)",
+                              &CommandsConfig::instance_id, true));
     return b;
   }();
   return all;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <optional>
 #include <string>
@@ -33,6 +34,8 @@ class ApiError : public std::exception {
 
   std::optional<int> retry_after_s;
   std::vector<std::pair<std::string, std::string>> headers;  // e.g. Allow for a 405
+  // Extension members of the problem (RFC 9457 §3.2), e.g. current_version for a 412.
+  std::vector<std::pair<std::string, std::int64_t>> extensions;
 
  private:
   http::status status_;

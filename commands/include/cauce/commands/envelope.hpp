@@ -52,6 +52,23 @@ struct Reply {
   std::optional<Rejection> rejection;
 };
 
+// Kafka record headers. Events carry their identity as headers too, so consumers can filter
+// without parsing the value; commands carry where their reply goes.
+namespace header {
+inline constexpr const char* kType = "type";                       // events, commands
+inline constexpr const char* kAggregateType = "aggregate_type";    // events, commands
+inline constexpr const char* kAggregateId = "aggregate_id";        // events, commands
+inline constexpr const char* kEventId = "event_id";                // events
+inline constexpr const char* kCommandId = "command_id";            // events, commands, replies
+inline constexpr const char* kRequestHash = "request_hash";        // events (deduplication)
+inline constexpr const char* kReplyInstance = "reply_instance";    // commands, replies
+inline constexpr const char* kReplyPartition = "reply_partition";  // commands
+inline constexpr const char* kReplyToken = "reply_token";          // commands, replies
+}  // namespace header
+
+// "<partition>:<offset>" of a record in cauce.events: the opaque position token clients get.
+std::string position_token(std::int32_t partition, std::int64_t offset);
+
 std::string to_json(const CommandEnvelope& command);
 std::string to_json(const EventEnvelope& event);
 std::string to_json(const Reply& reply);

@@ -57,6 +57,14 @@ struct PostgresConfig {
   std::string migrations_dir;  // empty: the migrations compiled into the binary
 };
 
+// The write side: how the processor batches and how long the API waits for a reply.
+struct CommandsConfig {
+  int batch_max = 1000;         // commands decided in one Kafka transaction at most
+  int linger_ms = 2;            // a batch waits this long for more commands before committing
+  int reply_timeout_ms = 4000;  // the API answers 503 when no reply came within this
+  std::string instance_id;      // names this API instance's replies; empty: host-pid-random
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -65,6 +73,7 @@ struct Config {
   HttpConfig http;
   KafkaConfig kafka;
   PostgresConfig postgres;
+  CommandsConfig commands;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.

@@ -1,0 +1,280 @@
+// The command routes of API.md. Each one validates its body against schemas/, turns the request
+// into a CommandEnvelope (ids, expected version, time, actor, request hash), sends it through
+// the CommandBus and answers from the processor's reply without holding an I/O thread.
+
+#include <charconv>
+#include <chrono>
+
+#include <cauce/api/json.hpp>
+#include <cauce/api/problem.hpp>
+#include <cauce/api/routes.hpp>
+#include <cauce/commands/schemas.hpp>
+#include <cauce/core/crypto.hpp>
+
+namespace cauce::api {
+namespace {
+
+using commands::CommandEnvelope;
+using commands::Reply;
+using commands::ReplyOutcome;
+
+constexpr std::size_t kMaxIdempotencyKey = 200;
+constexpr std::size_t kMaxCorrelationId = 200;
+
+// What the success response of a command looks like.
+enum class Answer {
+  kIdVersion,        // {id, version}
+  kIdCallIdVersion,  // {id, call_id, version}
+  kJobAccepted,      // {id, status: "requested", version}
+};
+
+struct CommandRoute {
+  http::verb method;
+  const char* pattern;
+  Role role;
+  const char* type;            // "contact.register"; its body schema is "<type>.v1"
+  const char* aggregate_type;  // "contact"
+  const char* collection;      // "/v1/contacts": Location of a created aggregate
+  http::status success;
+  Answer answer;
+  bool creates;  // the aggregate id is chosen here (or by the client's "id"), not in the path
+};
+
+const std::vector<CommandRoute>& command_routes() {
+  using enum http::verb;
+  using S = http::status;
+  static const std::vector<CommandRoute> routes = {
+      {post, "/v1/contacts", Role::kOperator, "contact.register", "contact", "/v1/contacts",
+       S::created, Answer::kIdVersion, true},
+      {patch, "/v1/contacts/{id}", Role::kOperator, "contact.update", "contact", nullptr, S::ok,
+       Answer::kIdVersion, false},
+      {post, "/v1/contacts/{id}/calls", Role::kOperator, "contact.log_call", "contact", nullptr,
+       S::created, Answer::kIdCallIdVersion, false},
+      {post, "/v1/contacts/{id}/assign", Role::kOperator, "contact.assign", "contact", nullptr,
+       S::ok, Answer::kIdVersion, false},
+      {post, "/v1/contacts/{id}/archive", Role::kOperator, "contact.archive", "contact", nullptr,
+       S::ok, Answer::kIdVersion, false},
+      {post, "/v1/alerts", Role::kOperator, "alert.raise", "alert", "/v1/alerts", S::created,
+       Answer::kIdVersion, true},
+      {post, "/v1/alerts/{id}/acknowledge", Role::kOperator, "alert.acknowledge", "alert", nullptr,
+       S::ok, Answer::kIdVersion, false},
+      {post, "/v1/alerts/{id}/escalate", Role::kOperator, "alert.escalate", "alert", nullptr, S::ok,
+       Answer::kIdVersion, false},
+      {post, "/v1/alerts/{id}/close", Role::kOperator, "alert.close", "alert", nullptr, S::ok,
+       Answer::kIdVersion, false},
+      {post, "/v1/reports", Role::kOperator, "report.request", "report", "/v1/reports", S::accepted,
+       Answer::kJobAccepted, true},
+      {post, "/v1/backups", Role::kAdmin, "backup.request", "backup", nullptr, S::accepted,
+       Answer::kJobAccepted, true},
+  };
+  return routes;
+}
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string json_text(const rapidjson::Value& value) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  value.Accept(w);
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+// The body as a JSON object; an empty body counts as {} (e.g. POST .../archive).
+rapidjson::Document body_of(const Request& request) {
+  if (request.message.body().empty()) {
+    rapidjson::Document empty;
+    empty.SetObject();
+    return empty;
+  }
+  return parse_json_object(request);
+}
+
+// If-Match: "7" (or W/"7", or 7). "*" asks for no particular version.
+std::optional<std::int64_t> expected_version(const Request& request) {
+  const auto it = request.message.find(http::field::if_match);
+  if (it == request.message.end()) return std::nullopt;
+  std::string_view value = it->value();
+  if (value == "*") return std::nullopt;
+  if (value.starts_with("W/")) value.remove_prefix(2);
+  if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+    value = value.substr(1, value.size() - 2);
+  }
+  std::int64_t version = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), version);
+  if (value.empty() || ec != std::errc{} || end != value.data() + value.size() || version < 0) {
+    throw invalid_field("If-Match", "must be a version as returned in ETag, e.g. \"3\"");
+  }
+  return version;
+}
+
+std::optional<std::string> idempotency_key(const Request& request) {
+  const auto it = request.message.find("Idempotency-Key");
+  if (it == request.message.end()) return std::nullopt;
+  const std::string key(it->value());
+  if (key.empty() || key.size() > kMaxIdempotencyKey) {
+    throw invalid_field("Idempotency-Key", "must be 1 to 200 characters");
+  }
+  return key;
+}
+
+std::string correlation_id(const Request& request) {
+  const auto it = request.message.find("X-Correlation-Id");
+  if (it != request.message.end()) {
+    const std::string_view value = it->value();
+    const bool printable =
+        std::all_of(value.begin(), value.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    if (value.empty() || value.size() > kMaxCorrelationId || !printable) {
+      throw invalid_field("X-Correlation-Id", "must be 1 to 200 printable ASCII characters");
+    }
+    return std::string(value);
+  }
+  return commands::uuid_v7(now_us() / 1000);
+}
+
+std::string path_id(const Request& request) {
+  const std::string id(request.path_param("id"));
+  if (!commands::is_uuid(id)) throw invalid_field("id", "must be a UUID");
+  return id;
+}
+
+CommandEnvelope envelope_for(const CommandRoute& route, const Request& request) {
+  auto body = body_of(request);
+  const std::string type = route.type;
+  if (const auto violation = commands::SchemaRegistry::instance().validate(type + ".v1", body)) {
+    throw invalid_field(violation->field, violation->message);
+  }
+  const auto& principal = *request.principal;
+  CommandEnvelope c;
+  c.type = type;
+  c.aggregate_type = route.aggregate_type;
+  c.expected_version = expected_version(request);
+  c.issued_at_us = now_us();
+  c.actor = principal.name;
+  c.correlation_id = correlation_id(request);
+  const auto key = idempotency_key(request);
+  // The same key from the same API key is the same command, forever (the processor keeps
+  // every applied command id).
+  c.command_id = key ? commands::uuid_from_name("idempotency\n" + principal.key_id + "\n" + *key)
+                     : commands::uuid_v7(c.issued_at_us / 1000);
+  c.request_hash =
+      core::sha256_hex(std::string(http::to_string(request.message.method())) + " " +
+                       std::string(request.message.target()) + "\n" +
+                       (c.expected_version ? std::to_string(*c.expected_version) : "") + "\n" +
+                       request.message.body());
+  if (route.creates) {
+    if (const auto it = body.FindMember("id"); it != body.MemberEnd()) {
+      c.aggregate_id.assign(it->value.GetString(), it->value.GetStringLength());
+      body.RemoveMember(it);
+    } else {
+      c.aggregate_id =
+          commands::uuid_from_name(std::string(route.aggregate_type) + "\n" + c.command_id);
+    }
+  } else {
+    c.aggregate_id = path_id(request);
+  }
+  if (c.type == "contact.log_call") {
+    const auto call_id = commands::uuid_from_name("call\n" + c.command_id);
+    body.AddMember("call_id", rapidjson::Value(call_id.c_str(), body.GetAllocator()),
+                   body.GetAllocator());
+  }
+  c.data = json_text(body);
+  return c;
+}
+
+ApiError rejection_error(const Reply& reply) {
+  if (reply.outcome == ReplyOutcome::kKeyReused) {
+    return ApiError(http::status::unprocessable_entity, "idempotency-key-reused",
+                    "this Idempotency-Key was used for a different request",
+                    {{"Idempotency-Key", "was used for a different request"}});
+  }
+  const auto& r = reply.rejection.value_or(commands::Rejection{"invalid", "body", "rejected"});
+  if (r.code == "not_found") {
+    return ApiError(http::status::not_found, "not-found", r.message, {{r.field, r.message}});
+  }
+  if (r.code == "already_exists" || r.code == "conflict") {
+    return ApiError(http::status::conflict, r.code == "conflict" ? "conflict" : "already-exists",
+                    r.message, {{r.field, r.message}});
+  }
+  if (r.code == "version_mismatch") {
+    ApiError error(http::status::precondition_failed, "version-mismatch", r.message,
+                   {{"If-Match", r.message}});
+    error.extensions.emplace_back("current_version", reply.version);
+    error.headers.emplace_back("ETag", "\"" + std::to_string(reply.version) + "\"");
+    return error;
+  }
+  return invalid_field(r.field, r.message);
+}
+
+Response success(const CommandRoute& route, const Request& request, const Reply& reply) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  write_string(w, "id", reply.aggregate_id);
+  if (route.answer == Answer::kIdCallIdVersion && reply.call_id) {
+    write_string(w, "call_id", *reply.call_id);
+  }
+  if (route.answer == Answer::kJobAccepted) write_string(w, "status", "requested");
+  w.Key("version");
+  w.Int64(reply.version);
+  w.EndObject();
+  auto response =
+      json_response(request, route.success, std::string(buffer.GetString(), buffer.GetSize()));
+  response.set(http::field::etag, "\"" + std::to_string(reply.version) + "\"");
+  if (!reply.position.empty()) response.set("Cauce-Position", reply.position);
+  if (route.collection != nullptr) {
+    response.set(http::field::location, std::string(route.collection) + "/" + reply.aggregate_id);
+  }
+  if (reply.outcome == ReplyOutcome::kDuplicate) response.set("Idempotent-Replayed", "true");
+  return response;
+}
+
+Response answer(const CommandRoute& route, const Request& request,
+                const commands::SendResult& result, std::uint32_t timeout_ms) {
+  if (const auto* error = std::get_if<commands::SendError>(&result)) {
+    ApiError problem(
+        http::status::service_unavailable,
+        *error == commands::SendError::kTimeout ? "command-timeout" : "dependency-unavailable",
+        *error == commands::SendError::kTimeout
+            ? "no outcome within " + std::to_string(timeout_ms) +
+                  " ms; the command is applied once or not at all: retry with the "
+                  "same Idempotency-Key to learn which"
+            : "kafka is unavailable; the command was not accepted");
+    problem.retry_after_s = 1;
+    throw problem;
+  }
+  const auto& reply = std::get<Reply>(result);
+  if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
+    return success(route, request, reply);
+  }
+  throw rejection_error(reply);
+}
+
+}  // namespace
+
+void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms) {
+  for (const auto& route : command_routes()) {
+    router.add_async(
+        route.method, route.pattern, route.role,
+        [&bus, &route, reply_timeout_ms](const std::shared_ptr<Request>& request,
+                                         Responder respond) {
+          const auto command = envelope_for(route, *request);
+          bus.send(command, [&route, request, respond = std::move(respond), reply_timeout_ms,
+                             correlation = command.correlation_id](commands::SendResult result) {
+            Response response;
+            try {
+              response = answer(route, *request, result, reply_timeout_ms);
+            } catch (...) {
+              response = problem_response(*request, std::current_exception());
+            }
+            response.set("X-Correlation-Id", correlation);
+            respond(std::move(response));
+          });
+        });
+  }
+}
+
+}  // namespace cauce::api

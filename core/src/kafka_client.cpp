@@ -1,0 +1,113 @@
+#include <cauce/core/kafka_client.hpp>
+#include <cauce/core/log.hpp>
+
+namespace cauce::core {
+namespace {
+
+// librdkafka's events (logs, client-level errors) as JSON log lines.
+class LogEvents final : public RdKafka::EventCb {
+ public:
+  void event_cb(RdKafka::Event& event) override {
+    static const Logger log("librdkafka");
+    switch (event.type()) {
+      case RdKafka::Event::EVENT_LOG: {
+        const int level = event.severity();
+        const LogLevel ours = level <= 3   ? LogLevel::kError
+                              : level <= 5 ? LogLevel::kWarn
+                                           : LogLevel::kDebug;
+        log.write(ours, event.str(), {{"facility", event.fac()}});
+        break;
+      }
+      case RdKafka::Event::EVENT_ERROR:
+        // Transient broker-down errors are reported here too and retried by librdkafka itself.
+        log.write(event.fatal() ? LogLevel::kError : LogLevel::kWarn, event.str(),
+                  {{"error", RdKafka::err2str(event.err())}, {"fatal", event.fatal()}});
+        break;
+      default:
+        break;
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config,
+                                          const KafkaSettings& settings) {
+  static LogEvents events;  // stateless; outlives every client
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  const auto set = [&](const std::string& key, const std::string& value) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
+      throw ConfigError("kafka." + key, err);
+    }
+  };
+  set("bootstrap.servers", config.bootstrap_servers);
+  set("socket.connection.setup.timeout.ms", std::to_string(config.request_timeout_ms));
+  if (conf->set("event_cb", &events, err) != RdKafka::Conf::CONF_OK) {
+    throw ConfigError("kafka.event_cb", err);
+  }
+  for (const auto& [key, value] : settings) set(key, value);
+  return conf;
+}
+
+void kafka_check(RdKafka::Error* raw, std::string_view what) {
+  const std::unique_ptr<RdKafka::Error> error(raw);
+  if (!error) return;
+  throw KafkaError(std::string(what) + ": " + error->str(), error->is_retriable(),
+                   error->is_fatal(), error->txn_requires_abort());
+}
+
+RdKafka::ErrorCode kafka_produce(RdKafka::Producer& producer, const std::string& topic,
+                                 std::int32_t partition, std::string_view key,
+                                 std::string_view value,
+                                 const std::vector<std::pair<std::string, std::string>>& headers,
+                                 void* opaque) {
+  std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
+  for (const auto& [name, header_value] : headers) h->add(name, header_value);
+  // librdkafka copies the payload (RK_MSG_COPY) and never writes through these pointers.
+  const auto rc = producer.produce(
+      topic, partition, RdKafka::Producer::RK_MSG_COPY,
+      const_cast<char*>(value.data()),  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+      value.size(), key.data(), key.size(), 0, h.get(), opaque);
+  if (rc == RdKafka::ERR_NO_ERROR) static_cast<void>(h.release());  // now owned by librdkafka
+  return rc;
+}
+
+std::optional<std::string> kafka_header(RdKafka::Message& message, std::string_view name) {
+  RdKafka::Headers* headers = message.headers();
+  if (headers == nullptr) return std::nullopt;
+  const auto header = headers->get_last(std::string(name));
+  if (header.err() != RdKafka::ERR_NO_ERROR || header.value() == nullptr) return std::nullopt;
+  return std::string(static_cast<const char*>(header.value()), header.value_size());
+}
+
+std::string kafka_payload(const RdKafka::Message& message) {
+  if (message.payload() == nullptr) return {};
+  return {static_cast<const char*>(message.payload()), message.len()};
+}
+
+int kafka_partition_count(RdKafka::Handle& handle, const std::string& topic,
+                          std::chrono::milliseconds timeout) {
+  std::string err;
+  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(&handle, topic, nullptr, err));
+  if (!t) throw DependencyError("kafka", "topic handle for " + topic + ": " + err, false);
+  RdKafka::Metadata* raw = nullptr;
+  const auto rc = handle.metadata(false, t.get(), &raw, static_cast<int>(timeout.count()));
+  const std::unique_ptr<RdKafka::Metadata> metadata(raw);
+  if (rc != RdKafka::ERR_NO_ERROR) {
+    throw DependencyError("kafka", "metadata for " + topic + ": " + RdKafka::err2str(rc), true);
+  }
+  for (const auto* info : *metadata->topics()) {
+    if (info->topic() != topic) continue;
+    if (info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) {
+      throw DependencyError("kafka",
+                            "topic " + topic + " is not available (" +
+                                RdKafka::err2str(info->err()) + "); run `cauce topics create`",
+                            info->err() == RdKafka::ERR_LEADER_NOT_AVAILABLE);
+    }
+    return static_cast<int>(info->partitions()->size());
+  }
+  throw DependencyError("kafka", "topic " + topic + " does not exist", false);
+}
+
+}  // namespace cauce::core

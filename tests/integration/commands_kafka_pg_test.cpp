@@ -1,0 +1,484 @@
+// The write side end to end on the real broker: HTTP command -> CommandBus -> cauce.commands ->
+// CommandProcessor (one Kafka transaction per batch) -> cauce.events + reply -> HTTP answer.
+// Every test reads the event log back with a plain read_committed consumer and checks every
+// event against schemas/.
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <cauce/commands/command_bus.hpp>
+#include <cauce/commands/processor.hpp>
+#include <cauce/core/kafka_admin.hpp>
+
+#include "event_log.hpp"
+#include "fixtures.hpp"
+#include "in_process_api.hpp"
+
+namespace cauce::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string field(const std::string& json, const char* name) {
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  if (!d.IsObject() || !d.HasMember(name)) return "";
+  const auto& v = d[name];
+  if (v.IsString()) return v.GetString();
+  if (v.IsInt64()) return std::to_string(v.GetInt64());
+  return "";
+}
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  CommandsTest() { commands_.reply_timeout_ms = 10000; }
+
+  void SetUp() override {
+    core::KafkaAdmin(kafka_).ensure_topics(core::cauce_topics(kafka_), kafka_.partitions, 1);
+    processor_ = start_processor();
+    bus_ = std::make_unique<commands::CommandBus>(
+        commands::BusOptions{.kafka = kafka_, .commands = commands_}, registry_);
+    bus_->start();
+    api_ = std::make_unique<InProcessApi>(
+        db_.config(), std::vector<std::unique_ptr<api::DependencyCheck>>{},
+        [this](api::Router& router) {
+          api::add_command_routes(router, *bus_,
+                                  static_cast<std::uint32_t>(commands_.reply_timeout_ms));
+        });
+    operator_ = api_->keys().create("test-operator", api::Role::kOperator).token;
+  }
+
+  void TearDown() override {
+    api_.reset();
+    bus_.reset();
+    processor_.reset();
+  }
+
+  std::unique_ptr<commands::CommandProcessor> start_processor(
+      std::vector<std::int32_t> static_partitions = {}) {
+    auto p = std::make_unique<commands::CommandProcessor>(
+        commands::ProcessorOptions{.kafka = kafka_,
+                                   .commands = commands_,
+                                   .group_id = group_,
+                                   .static_partitions = std::move(static_partitions)},
+        registry_);
+    p->start();
+    const auto expected = p->status().empty() ? kafka_.partitions : p->status().size();
+    EXPECT_TRUE(eventually(
+        [&] {
+          const auto s = p->status();
+          return s.size() == static_cast<std::size_t>(expected) &&
+                 std::all_of(s.begin(), s.end(), [](const auto& x) { return x.ready; });
+        },
+        60s));
+    return p;
+  }
+
+  HttpResult send(http::verb method, const std::string& target, const std::string& body,
+                  std::vector<std::pair<std::string, std::string>> headers = {},
+                  const std::string& token = "") {
+    headers.emplace_back("Authorization", "Bearer " + (token.empty() ? operator_ : token));
+    return http_request(api_->port(), method, target, body, headers, 30s);
+  }
+
+  std::string register_contact(const std::string& name = "Ana Lima") {
+    const auto r = send(http::verb::post, "/v1/contacts",
+                        R"({"name":")" + name + R"(","phone":"+351 912 345 678"})");
+    EXPECT_EQ(r.status, 201u) << r.body;
+    return field(r.body, "id");
+  }
+
+  std::vector<LoggedEvent> log_checked() {
+    auto events = read_event_log(kafka_);
+    EXPECT_THAT(schema_problems(events), ::testing::IsEmpty());
+    return events;
+  }
+
+  static std::size_t count_type(const std::vector<LoggedEvent>& events, const std::string& type,
+                                const std::string& aggregate_id = "") {
+    return static_cast<std::size_t>(std::count_if(events.begin(), events.end(), [&](const auto& e) {
+      return e.envelope.type == type &&
+             (aggregate_id.empty() || e.envelope.aggregate_id == aggregate_id);
+    }));
+  }
+
+  TempDatabase db_;
+  core::KafkaConfig kafka_ = test_kafka(3);
+  core::CommandsConfig commands_;
+  std::string group_ = unique_name("processor");
+  prometheus::Registry registry_;
+  std::unique_ptr<commands::CommandProcessor> processor_;
+  std::unique_ptr<commands::CommandBus> bus_;
+  std::unique_ptr<InProcessApi> api_;
+  std::string operator_;
+};
+
+TEST_F(CommandsTest, EveryCommandRouteAppendsSchemaValidEvents) {
+  auto r = send(http::verb::post, "/v1/contacts",
+                R"({"name":"Ana Lima","phone":"+351 912 345 678","email":"ana@example.com",
+                    "tags":["vip"],"notes":"prefers mornings"})",
+                {{"X-Correlation-Id", "corr-1"}});
+  ASSERT_EQ(r.status, 201u) << r.body;
+  const auto id = field(r.body, "id");
+  EXPECT_EQ(field(r.body, "version"), "1");
+  EXPECT_EQ(r.headers["location"], "/v1/contacts/" + id);
+  EXPECT_EQ(r.headers["etag"], "\"1\"");
+  EXPECT_THAT(r.headers["cauce-position"], ::testing::MatchesRegex("[0-9]+:[0-9]+"));
+  EXPECT_EQ(r.headers["x-correlation-id"], "corr-1");
+
+  r = send(http::verb::patch, "/v1/contacts/" + id, R"({"name":"Ana M. Lima"})",
+           {{"If-Match", "\"1\""}});
+  EXPECT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.headers["etag"], "\"2\"");
+  r = send(http::verb::post, "/v1/contacts/" + id + "/calls",
+           R"({"outcome":"answered","duration_s":95,"operator":"op-7"})");
+  EXPECT_EQ(r.status, 201u) << r.body;
+  EXPECT_TRUE(commands::is_uuid(field(r.body, "call_id"))) << r.body;
+  r = send(http::verb::post, "/v1/contacts/" + id + "/assign", R"({"operator":"op-7"})");
+  EXPECT_EQ(r.status, 200u) << r.body;
+  r = send(http::verb::post, "/v1/contacts/" + id + "/archive", "");
+  EXPECT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(field(r.body, "version"), "5");
+
+  r = send(http::verb::post, "/v1/alerts", R"({"level":"warning","title":"Queue over 50"})");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  const auto alert = field(r.body, "id");
+  EXPECT_EQ(
+      send(http::verb::post, "/v1/alerts/" + alert + "/acknowledge", R"({"note":"on it"})").status,
+      200u);
+  EXPECT_EQ(
+      send(http::verb::post, "/v1/alerts/" + alert + "/escalate", R"({"level":"critical"})").status,
+      200u);
+  EXPECT_EQ(send(http::verb::post, "/v1/alerts/" + alert + "/close", R"({"resolution":"staffed"})")
+                .status,
+            200u);
+
+  r = send(http::verb::post, "/v1/reports",
+           R"({"title":"Daily calls","source_url":"https://example.com/daily.csv"})");
+  EXPECT_EQ(r.status, 202u) << r.body;
+  EXPECT_EQ(field(r.body, "status"), "requested");
+  EXPECT_EQ(send(http::verb::post, "/v1/backups", "{}").status, 403u) << "backups are admin";
+  EXPECT_EQ(send(http::verb::post, "/v1/backups", "{}", {}, api_->admin_token()).status, 202u);
+
+  const auto events = log_checked();
+  std::vector<std::string> types;
+  for (const auto& e : events) types.push_back(e.envelope.type);
+  EXPECT_THAT(
+      types, ::testing::UnorderedElementsAre(
+                 "contact.registered", "contact.updated", "contact.call_logged", "contact.assigned",
+                 "contact.archived", "alert.raised", "alert.acknowledged", "alert.escalated",
+                 "alert.closed", "report.requested", "backup.requested"));
+  std::vector<std::int64_t> versions;
+  for (const auto& e : events) {
+    if (e.envelope.aggregate_id != id) continue;
+    versions.push_back(e.envelope.version);
+    EXPECT_EQ(e.envelope.actor, "test-operator");
+    EXPECT_EQ(e.envelope.causation_id, e.envelope.command_id);
+  }
+  EXPECT_THAT(versions, ::testing::ElementsAre(1, 2, 3, 4, 5)) << "one partition, in order";
+  const auto registered = std::find_if(events.begin(), events.end(), [](const auto& e) {
+    return e.envelope.type == "contact.registered";
+  });
+  ASSERT_NE(registered, events.end());
+  EXPECT_EQ(registered->envelope.correlation_id, "corr-1");
+}
+
+TEST_F(CommandsTest, ConcurrentPatchesWithTheSameIfMatchApplyExactlyOnce) {
+  const auto id = register_contact();
+  constexpr int kWriters = 200;
+  std::vector<std::future<unsigned>> results;
+  std::atomic<int> ready{0};
+  for (int i = 0; i < kWriters; ++i) {
+    results.push_back(std::async(std::launch::async, [&, i] {
+      ++ready;
+      while (ready < kWriters) std::this_thread::yield();
+      const auto r =
+          send(http::verb::patch, "/v1/contacts/" + id,
+               R"({"notes":"writer )" + std::to_string(i) + R"("})", {{"If-Match", "\"1\""}});
+      if (r.status == 412) {
+        EXPECT_EQ(field(r.body, "current_version"), "2") << r.body;
+      }
+      return r.status;
+    }));
+  }
+  std::map<unsigned, int> by_status;
+  for (auto& f : results) ++by_status[f.get()];
+  EXPECT_EQ(by_status[200], 1);
+  EXPECT_EQ(by_status[412], kWriters - 1);
+  const auto events = log_checked();
+  EXPECT_EQ(count_type(events, "contact.updated", id), 1u);
+}
+
+TEST_F(CommandsTest, AnIdempotencyKeyAppliesOnceAcrossConcurrentRetriesAndRestarts) {
+  const std::string body = R"({"name":"Rui Sousa","phone":"+351912345678"})";
+  const std::vector<std::pair<std::string, std::string>> key = {{"Idempotency-Key", "order-42"}};
+  constexpr int kRetries = 100;
+  std::vector<std::future<HttpResult>> results;
+  for (int i = 0; i < kRetries; ++i) {
+    results.push_back(std::async(
+        std::launch::async, [&] { return send(http::verb::post, "/v1/contacts", body, key); }));
+  }
+  std::set<std::string> ids;
+  int replayed = 0;
+  for (auto& f : results) {
+    const auto r = f.get();
+    EXPECT_EQ(r.status, 201u) << r.body;
+    ids.insert(field(r.body, "id"));
+    replayed += r.headers.contains("idempotent-replayed") ? 1 : 0;
+  }
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(replayed, kRetries - 1);
+
+  // A new processor rebuilds the applied command ids from the log: still a replay.
+  processor_.reset();
+  processor_ = start_processor();
+  auto again = send(http::verb::post, "/v1/contacts", body, key);
+  EXPECT_EQ(again.status, 201u) << again.body;
+  EXPECT_EQ(again.headers["idempotent-replayed"], "true");
+  EXPECT_EQ(field(again.body, "id"), *ids.begin());
+  EXPECT_EQ(again.headers["etag"], "\"1\"");
+
+  const auto other = send(http::verb::post, "/v1/contacts",
+                          R"({"name":"Someone Else","phone":"+351912345678"})", key);
+  EXPECT_EQ(other.status, 422u) << other.body;
+  EXPECT_THAT(other.body, HasSubstr("Idempotency-Key"));
+
+  const auto events = log_checked();
+  EXPECT_EQ(count_type(events, "contact.registered"), 1u);
+}
+
+TEST_F(CommandsTest, AZombieProcessorIsFencedAndAppendsNothing) {
+  processor_.reset();  // this test owns partitions by hand
+  auto old_owner = start_processor({0, 1, 2});
+  const auto first = register_contact("Before Takeover");
+  auto new_owner = start_processor({0, 1, 2});  // same transactional ids: fences the old one
+  // Both now read every command; only the new owner may append.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i)
+    ids.push_back(register_contact("After Takeover " + std::to_string(i)));
+  // The old owner learns it was fenced when it tries to commit what it decided.
+  EXPECT_TRUE(eventually(
+      [&] {
+        const auto s = old_owner->status();
+        return std::any_of(s.begin(), s.end(), [](const auto& p) { return p.fenced; });
+      },
+      30s));
+  for (const auto& p : new_owner->status()) EXPECT_FALSE(p.fenced) << p.partition;
+  const auto events = log_checked();
+  EXPECT_EQ(count_type(events, "contact.registered", first), 1u);
+  for (const auto& id : ids) EXPECT_EQ(count_type(events, "contact.registered", id), 1u) << id;
+  EXPECT_EQ(events.size(), 7u);
+}
+
+struct BadInput {
+  const char* name;
+  http::verb method;
+  std::string target;  // {id} is replaced by a registered contact's id
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  unsigned status;
+  std::string problem_field;  // "" when the problem has no field list
+};
+
+TEST_F(CommandsTest, BadInputIsAProblemAndAppendsNothing) {
+  const auto id = register_contact();
+  ASSERT_EQ(send(http::verb::post, "/v1/contacts/" + id + "/calls",
+                 R"({"outcome":"busy","duration_s":0})")
+                .status,
+            201u);
+  const auto archived = register_contact("Archived One");
+  ASSERT_EQ(send(http::verb::post, "/v1/contacts/" + archived + "/archive", "").status, 200u);
+  const auto before = read_event_log(kafka_).size();
+  const std::string missing = "0195a0c4-0000-7000-8000-000000000000";
+  const std::vector<BadInput> cases = {
+      {"malformed JSON", http::verb::post, "/v1/contacts", R"({"name": )", {}, 400, "body"},
+      {"not an object", http::verb::post, "/v1/contacts", "[1]", {}, 400, "body"},
+      {"wrong type",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"name":7,"phone":"+351912345678"})",
+       {},
+       400,
+       "name"},
+      {"unknown field",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"name":"A","phone":"+351912345678","nickname":"x"})",
+       {},
+       400,
+       "nickname"},
+      {"missing field", http::verb::post, "/v1/contacts", R"({"name":"A"})", {}, 400, "phone"},
+      {"oversize notes",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"name":"A","phone":"+351912345678","notes":")" + std::string(5000, 'x') + "\"}",
+       {},
+       400,
+       "notes"},
+      {"too many tags",
+       http::verb::patch,
+       "/v1/contacts/{id}",
+       R"({"tags":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q","r","s","t","u"]})",
+       {},
+       400,
+       "tags"},
+      {"bad phone",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"name":"A","phone":"call me"})",
+       {},
+       400,
+       "phone"},
+      {"bad email",
+       http::verb::patch,
+       "/v1/contacts/{id}",
+       R"({"email":"not-an-email"})",
+       {},
+       400,
+       "email"},
+      {"bad URL",
+       http::verb::post,
+       "/v1/reports",
+       R"({"title":"R","source_url":"ftp://example.com/x"})",
+       {},
+       400,
+       "source_url"},
+      {"bad UUID in the path",
+       http::verb::patch,
+       "/v1/contacts/not-a-uuid",
+       R"({"name":"B"})",
+       {},
+       400,
+       "id"},
+      {"bad UUID in the body",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"id":"xyz","name":"A","phone":"+351912345678"})",
+       {},
+       400,
+       "id"},
+      {"bad If-Match",
+       http::verb::patch,
+       "/v1/contacts/{id}",
+       R"({"name":"B"})",
+       {{"If-Match", "\"seven\""}},
+       400,
+       "If-Match"},
+      {"stale If-Match",
+       http::verb::patch,
+       "/v1/contacts/{id}",
+       R"({"name":"B"})",
+       {{"If-Match", "\"1\""}},
+       412,
+       "If-Match"},
+      {"empty Idempotency-Key",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"name":"A","phone":"+351912345678"})",
+       {{"Idempotency-Key", ""}},
+       400,
+       "Idempotency-Key"},
+      {"long Idempotency-Key",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"name":"A","phone":"+351912345678"})",
+       {{"Idempotency-Key", std::string(201, 'k')}},
+       400,
+       "Idempotency-Key"},
+      {"unknown contact",
+       http::verb::patch,
+       "/v1/contacts/" + missing,
+       R"({"name":"B"})",
+       {},
+       404,
+       "id"},
+      {"unknown alert",
+       http::verb::post,
+       "/v1/alerts/" + missing + "/close",
+       R"({"resolution":"x"})",
+       {},
+       404,
+       "id"},
+      {"archived contact",
+       http::verb::patch,
+       "/v1/contacts/" + archived,
+       R"({"name":"B"})",
+       {},
+       409,
+       "status"},
+      {"existing id",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"id":")" + id + R"(","name":"A","phone":"+351912345678"})",
+       {},
+       409,
+       "id"},
+      {"bad call outcome",
+       http::verb::post,
+       "/v1/contacts/{id}/calls",
+       R"({"outcome":"hung_up","duration_s":3})",
+       {},
+       400,
+       "outcome"},
+      {"bad alert level",
+       http::verb::post,
+       "/v1/alerts",
+       R"({"level":"panic","title":"x"})",
+       {},
+       400,
+       "level"},
+      {"wrong content type",
+       http::verb::post,
+       "/v1/contacts",
+       R"({"name":"A"})",
+       {{"Content-Type", "text/plain"}},
+       415,
+       ""},
+  };
+  for (const auto& c : cases) {
+    auto target = c.target;
+    if (const auto at = target.find("{id}"); at != std::string::npos) target.replace(at, 4, id);
+    auto r = send(c.method, target, c.body, c.headers);
+    EXPECT_EQ(r.status, c.status) << c.name << ": " << r.body;
+    EXPECT_EQ(r.headers["content-type"], "application/problem+json") << c.name;
+    if (!c.problem_field.empty()) {
+      EXPECT_THAT(r.body, HasSubstr(R"("field":")" + c.problem_field + "\""))
+          << c.name << ": " << r.body;
+    }
+  }
+  const auto r = send(http::verb::post, "/v1/contacts", std::string(2 * 1024 * 1024, ' '));
+  EXPECT_EQ(r.status, 413u);
+  EXPECT_EQ(log_checked().size(), before) << "no bad input appended anything";
+}
+
+class ShortReplyTimeoutTest : public CommandsTest {
+ protected:
+  ShortReplyTimeoutTest() { commands_.reply_timeout_ms = 1500; }
+};
+
+TEST_F(ShortReplyTimeoutTest, NoReplyInTimeIsA503AndARetryWithTheKeyTellsTheOutcome) {
+  processor_.reset();  // nobody decides commands for now
+  const std::vector<std::pair<std::string, std::string>> key = {{"Idempotency-Key", "slow-1"}};
+  const auto body = R"({"level":"critical","title":"Power loss"})";
+  const auto started = std::chrono::steady_clock::now();
+  auto first = send(http::verb::post, "/v1/alerts", body, key);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(first.status, 503u) << first.body;
+  EXPECT_EQ(first.headers["retry-after"], "1");
+  EXPECT_THAT(first.body, HasSubstr("urn:cauce:problem:command-timeout"));
+
+  // The command waited in Kafka; the processor decides it when it comes back, and the retry
+  // learns that it was applied (once).
+  processor_ = start_processor();
+  auto retry = send(http::verb::post, "/v1/alerts", body, key);
+  EXPECT_EQ(retry.status, 201u) << retry.body;
+  EXPECT_EQ(retry.headers["idempotent-replayed"], "true");
+  EXPECT_EQ(count_type(log_checked(), "alert.raised"), 1u);
+}
+
+}  // namespace
+}  // namespace cauce::testing

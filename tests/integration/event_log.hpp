@@ -1,0 +1,36 @@
+#pragma once
+
+// Reads a test's event topic the way any analytics consumer would (a plain read_committed
+// consumer, no cauce code in the way) and checks every event against schemas/.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <cauce/commands/envelope.hpp>
+#include <cauce/core/config.hpp>
+
+namespace cauce::testing {
+
+struct LoggedEvent {
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string key;
+  std::string value;
+  std::map<std::string, std::string> headers;
+  commands::EventEnvelope envelope;
+};
+
+// Every committed record of the events topic, all partitions, read to their current end.
+std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka);
+
+// What is wrong with the events: each record's envelope against envelope.v1, its data against
+// "<type>.v1" (e.g. contact.registered.v1), and its headers against its envelope. Empty: fine.
+std::vector<std::string> schema_problems(const std::vector<LoggedEvent>& events);
+
+// The events a command produced.
+std::vector<LoggedEvent> events_of_command(const std::vector<LoggedEvent>& events,
+                                           const std::string& command_id);
+
+}  // namespace cauce::testing
