@@ -189,14 +189,20 @@ void CommandBus::start() {
                                                           {"fetch.wait.max.ms", "10"}});
   i.replies.reset(RdKafka::KafkaConsumer::create(consumer_conf.get(), err));
   if (!i.replies) throw core::DependencyError("kafka", "reply consumer: " + err, false);
-  // From the current end: every reply to a command sent from now on lies beyond it.
+  // From the current end: every reply to a command sent from now on lies beyond it. Just after
+  // the topics were created the partition may still be electing its leader: retry briefly.
   std::int64_t low = 0;
   std::int64_t high = 0;
-  const auto rc =
-      i.replies->query_watermark_offsets(i.options.kafka.replies_topic, i.reply_partition, &low,
-                                         &high, static_cast<int>(timeout.count()));
-  if (rc != RdKafka::ERR_NO_ERROR) {
-    throw core::DependencyError("kafka", "replies topic offsets: " + RdKafka::err2str(rc), true);
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    const auto rc =
+        i.replies->query_watermark_offsets(i.options.kafka.replies_topic, i.reply_partition, &low,
+                                           &high, static_cast<int>(timeout.count()));
+    if (rc == RdKafka::ERR_NO_ERROR) break;
+    if (Clock::now() >= deadline) {
+      throw core::DependencyError("kafka", "replies topic offsets: " + RdKafka::err2str(rc), true);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   std::unique_ptr<RdKafka::TopicPartition> tp(
       RdKafka::TopicPartition::create(i.options.kafka.replies_topic, i.reply_partition, high));

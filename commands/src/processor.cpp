@@ -223,7 +223,7 @@ class PartitionWorker {
   }
 
   std::string transactional_id() const {
-    return options_.group_id + "-" + options_.kafka.commands_topic + "-" +
+    return options_.commands.processor_group + "-" + options_.kafka.commands_topic + "-" +
            std::to_string(partition_);
   }
 
@@ -268,11 +268,12 @@ class PartitionWorker {
   void rebuild() {
     const auto started = Clock::now();
     auto store = std::make_unique<MemoryAggregateStore>();
-    auto conf = core::kafka_conf(options_.kafka, {{"group.id", options_.group_id + "-rebuild"},
-                                                  {"enable.auto.commit", "false"},
-                                                  {"enable.partition.eof", "true"},
-                                                  {"isolation.level", "read_committed"},
-                                                  {"fetch.max.bytes", "52428800"}});
+    auto conf = core::kafka_conf(options_.kafka,
+                                 {{"group.id", options_.commands.processor_group + "-rebuild"},
+                                  {"enable.auto.commit", "false"},
+                                  {"enable.partition.eof", "true"},
+                                  {"isolation.level", "read_committed"},
+                                  {"fetch.max.bytes", "52428800"}});
     std::string err;
     std::unique_ptr<RdKafka::KafkaConsumer> reader(RdKafka::KafkaConsumer::create(conf.get(), err));
     if (!reader) throw core::KafkaError("rebuild consumer: " + err, false, false, false);
@@ -659,7 +660,7 @@ CommandProcessor::~CommandProcessor() { stop(); }
 
 void CommandProcessor::start() {
   auto& o = impl_->options;
-  auto conf = core::kafka_conf(o.kafka, {{"group.id", o.group_id},
+  auto conf = core::kafka_conf(o.kafka, {{"group.id", o.commands.processor_group},
                                          {"enable.auto.commit", "false"},
                                          {"enable.auto.offset.store", "false"},
                                          {"isolation.level", "read_committed"},
@@ -693,7 +694,7 @@ void CommandProcessor::start() {
   }
   impl_->running = true;
   impl_->poller = std::thread([impl = impl_.get()] { impl->poll_loop(); });
-  log().info("processor started", {{"group", o.group_id},
+  log().info("processor started", {{"group", o.commands.processor_group},
                                    {"topic", o.kafka.commands_topic},
                                    {"static_partitions", o.static_partitions.size()}});
 }

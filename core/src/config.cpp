@@ -213,6 +213,10 @@ const std::vector<Binding>& bindings() {
     b.push_back(commands.text("commands.instance_id",
                               "Names this API instance's replies (empty: host-pid-random)",
                               &CommandsConfig::instance_id, true));
+    b.push_back(commands.text("commands.processor_group",
+                              "Consumer group of the processors (also their transactional id "
+                              "prefix); one per cauce deployment",
+                              &CommandsConfig::processor_group));
     return b;
   }();
   return all;

@@ -35,7 +35,10 @@ std::string field(const std::string& json, const char* name) {
 
 class CommandsTest : public ::testing::Test {
  protected:
-  CommandsTest() { commands_.reply_timeout_ms = 10000; }
+  CommandsTest() {
+    commands_.reply_timeout_ms = 10000;
+    commands_.processor_group = unique_name("processor");
+  }
 
   void SetUp() override {
     core::KafkaAdmin(kafka_).ensure_topics(core::cauce_topics(kafka_), kafka_.partitions, 1);
@@ -63,7 +66,6 @@ class CommandsTest : public ::testing::Test {
     auto p = std::make_unique<commands::CommandProcessor>(
         commands::ProcessorOptions{.kafka = kafka_,
                                    .commands = commands_,
-                                   .group_id = group_,
                                    .static_partitions = std::move(static_partitions)},
         registry_);
     p->start();
@@ -109,7 +111,6 @@ class CommandsTest : public ::testing::Test {
   TempDatabase db_;
   core::KafkaConfig kafka_ = test_kafka(3);
   core::CommandsConfig commands_;
-  std::string group_ = unique_name("processor");
   prometheus::Registry registry_;
   std::unique_ptr<commands::CommandProcessor> processor_;
   std::unique_ptr<commands::CommandBus> bus_;

@@ -29,8 +29,7 @@ namespace cauce::commands {
 
 struct ProcessorOptions {
   core::KafkaConfig kafka;
-  core::CommandsConfig commands;
-  std::string group_id = "cauce-processor";
+  core::CommandsConfig commands;  // commands.processor_group names the group
   // Empty: partitions come from the consumer group. Otherwise exactly these partitions are
   // owned, without a group (tools and tests); fencing works the same.
   std::vector<std::int32_t> static_partitions = {};

@@ -63,6 +63,7 @@ struct CommandsConfig {
   int linger_ms = 2;            // a batch waits this long for more commands before committing
   int reply_timeout_ms = 4000;  // the API answers 503 when no reply came within this
   std::string instance_id;      // names this API instance's replies; empty: host-pid-random
+  std::string processor_group = "cauce-processor";  // consumer group + transactional id prefix
 };
 
 struct Config {
