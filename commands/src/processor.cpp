@@ -411,6 +411,17 @@ class PartitionWorker {
       decided.push_back(std::move(d));
     }
 
+    // The consumed commands' offsets join the transaction while the events are in flight
+    // (two round trips to the coordinators that overlap the events' delivery).
+    std::vector<RdKafka::TopicPartition*> offsets;
+    std::unique_ptr<RdKafka::TopicPartition> next(RdKafka::TopicPartition::create(
+        options_.kafka.commands_topic, partition_, batch.back()->offset() + 1));
+    offsets.push_back(next.get());
+    std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer_.groupMetadata());
+    core::kafka_check(
+        producer_->send_offsets_to_transaction(offsets, group.get(), kTransactionTimeoutMs),
+        "send_offsets_to_transaction");
+
     // Offsets of the events, for the position tokens in the replies.
     if (!slots.empty()) {
       producer_->flush(kTransactionTimeoutMs);
@@ -432,14 +443,6 @@ class PartitionWorker {
       send_reply(d);
     }
 
-    std::vector<RdKafka::TopicPartition*> offsets;
-    std::unique_ptr<RdKafka::TopicPartition> next(RdKafka::TopicPartition::create(
-        options_.kafka.commands_topic, partition_, batch.back()->offset() + 1));
-    offsets.push_back(next.get());
-    std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer_.groupMetadata());
-    core::kafka_check(
-        producer_->send_offsets_to_transaction(offsets, group.get(), kTransactionTimeoutMs),
-        "send_offsets_to_transaction");
     core::kafka_check(producer_->commit_transaction(kTransactionTimeoutMs), "commit_transaction");
 
     metrics_.committed.Increment();

@@ -1,0 +1,43 @@
+#pragma once
+
+// A closed-loop HTTP load generator for the benchmarks: `connections` keep-alive connections,
+// each sending its next request as soon as the previous answer arrived, for `duration`.
+// Latency is measured per request from write to complete response.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <boost/beast/http.hpp>
+
+namespace cauce::bench {
+
+namespace http = boost::beast::http;
+
+struct LoadRequest {
+  http::verb method = http::verb::get;
+  std::string target;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct LoadResult {
+  double seconds = 0;
+  std::size_t ok = 0;      // 2xx
+  std::size_t failed = 0;  // anything else, or a broken connection
+  std::vector<double> latencies_ms;
+
+  double per_second() const { return seconds > 0 ? static_cast<double>(ok) / seconds : 0; }
+  double percentile(double p) const;  // of latencies_ms, p in [0, 100]
+};
+
+// `next` builds the request for a connection; it runs on the load thread only.
+LoadResult run_load(std::uint16_t port, int connections, std::chrono::milliseconds duration,
+                    const std::function<LoadRequest(std::mt19937_64&)>& next);
+
+double median(std::vector<double> values);
+
+}  // namespace cauce::bench
