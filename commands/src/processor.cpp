@@ -113,14 +113,40 @@ struct DeliverySlot {
   RdKafka::ErrorCode error = RdKafka::ERR__IN_PROGRESS;
 };
 
+// Delivery reports of the current batch's events. A record's opaque is its batch generation and
+// index, never a pointer: reports of an aborted batch that arrive later are recognised as stale
+// and dropped instead of writing into memory that is gone. Used on the worker thread only
+// (reports are served by flush()/poll() there).
 class DeliveryReports final : public RdKafka::DeliveryReportCb {
  public:
-  void dr_cb(RdKafka::Message& message) override {
-    auto* slot = static_cast<DeliverySlot*>(message.msg_opaque());
-    if (slot == nullptr) return;
-    slot->offset = message.offset();
-    slot->error = message.err();
+  void begin_batch() {
+    ++generation_;
+    slots_.clear();
   }
+
+  // A slot for the next produced record; pass the result as the record's opaque.
+  void* track() {
+    slots_.emplace_back();
+    const auto key = (generation_ << 32U) | static_cast<std::uint64_t>(slots_.size() - 1);
+    return reinterpret_cast<void*>(static_cast<std::uintptr_t>(key));
+  }
+
+  std::size_t size() const { return slots_.size(); }
+  const DeliverySlot& operator[](std::size_t index) const { return slots_[index]; }
+
+  void dr_cb(RdKafka::Message& message) override {
+    const auto key =
+        static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(message.msg_opaque()));
+    if (key == 0 || (key >> 32U) != generation_) return;  // a reply, or a stale report
+    const auto index = static_cast<std::size_t>(key & 0xffffffffU);
+    if (index >= slots_.size()) return;
+    slots_[index].offset = message.offset();
+    slots_[index].error = message.err();
+  }
+
+ private:
+  std::uint64_t generation_ = 0;  // starts at 1 with the first batch: a key is never 0
+  std::vector<DeliverySlot> slots_;
 };
 
 // Where a command's reply goes (absent for commands written by other tools).
@@ -380,7 +406,7 @@ class PartitionWorker {
   void process(const std::vector<MessagePtr>& batch) {
     const auto started = Clock::now();
     core::kafka_check(producer_->begin_transaction(), "begin_transaction");
-    std::deque<DeliverySlot> slots;  // stable addresses for the delivery reports
+    deliveries_.begin_batch();
     std::vector<Decided> decided;
     decided.reserve(batch.size());
     for (const auto& message : batch) {
@@ -398,9 +424,9 @@ class PartitionWorker {
       }
       d.outcome = decide(*store_, *d.command);
       if (d.outcome.kind == ReplyOutcome::kApplied && !d.outcome.events.empty()) {
-        d.first_slot = slots.size();
+        d.first_slot = deliveries_.size();
         d.slots = d.outcome.events.size();
-        append_events(*d.command, d.outcome, slots);
+        append_events(*d.command, d.outcome);
         store_->put(store_key(d.command->aggregate_type, d.command->aggregate_id),
                     *d.outcome.state_after);
         // Remembered at once so that a repeat later in this batch is a duplicate.
@@ -423,9 +449,10 @@ class PartitionWorker {
         "send_offsets_to_transaction");
 
     // Offsets of the events, for the position tokens in the replies.
-    if (!slots.empty()) {
+    if (deliveries_.size() > 0) {
       producer_->flush(kTransactionTimeoutMs);
-      for (const auto& slot : slots) {
+      for (std::size_t i = 0; i < deliveries_.size(); ++i) {
+        const auto& slot = deliveries_[i];
         if (slot.error != RdKafka::ERR_NO_ERROR) {
           throw core::KafkaError(
               std::string("event not delivered: ") + RdKafka::err2str(slot.error), true,
@@ -435,7 +462,7 @@ class PartitionWorker {
     }
     for (auto& d : decided) {
       if (d.slots > 0) {
-        d.position = position_token(partition_, slots[d.first_slot + d.slots - 1].offset);
+        d.position = position_token(partition_, deliveries_[d.first_slot + d.slots - 1].offset);
         store_->record_command(d.command->command_id,
                                AppliedCommand{d.command->request_hash, d.command->aggregate_id,
                                               d.outcome.version, d.position, d.outcome.call_id});
@@ -458,8 +485,7 @@ class PartitionWorker {
     update_counts();
   }
 
-  void append_events(const CommandEnvelope& command, const Outcome& outcome,
-                     std::deque<DeliverySlot>& slots) {
+  void append_events(const CommandEnvelope& command, const Outcome& outcome) {
     const auto count = static_cast<std::int64_t>(outcome.events.size());
     std::int64_t version = outcome.version - count;
     for (const auto& event : outcome.events) {
@@ -476,7 +502,6 @@ class PartitionWorker {
       envelope.causation_id = command.command_id;
       envelope.actor = command.actor;
       envelope.data = event.data;
-      auto& slot = slots.emplace_back();
       const auto rc = core::kafka_produce(*producer_, options_.kafka.events_topic, partition_,
                                           command.aggregate_id, to_json(envelope),
                                           {{header::kType, envelope.type},
@@ -485,7 +510,7 @@ class PartitionWorker {
                                            {header::kEventId, envelope.event_id},
                                            {header::kCommandId, envelope.command_id},
                                            {header::kRequestHash, command.request_hash}},
-                                          &slot);
+                                          deliveries_.track());
       if (rc != RdKafka::ERR_NO_ERROR) {
         throw core::KafkaError(std::string("produce event: ") + RdKafka::err2str(rc), true,
                                rc == RdKafka::ERR__FENCED || rc == RdKafka::ERR__FATAL, true);
