@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 
@@ -186,6 +187,14 @@ std::string raw_exchange(std::uint16_t port, const std::string& bytes,
                        });
   ioc.run_for(timeout + 1s);
   return answer;
+}
+
+int common_sh(const std::string& call, const std::vector<std::string>& args) {
+  std::string command = "bash -c 'source \"$0/scripts/lib/common.sh\" && " + call + "' '" +
+                        std::string(CAUCE_SOURCE_DIR) + "'";
+  for (const auto& arg : args) command += " '" + arg + "'";
+  command += " >/dev/null 2>&1";
+  return std::system(command.c_str());
 }
 
 std::uint16_t free_port() {

@@ -84,6 +84,11 @@ HttpResult http_request(std::uint16_t port, http::verb method, const std::string
 std::string raw_exchange(std::uint16_t port, const std::string& bytes,
                          std::chrono::milliseconds timeout = 10s);
 
+// Runs `call` (e.g. "pg_stop \"$1\"") with scripts/lib/common.sh sourced and `args` as $1, $2,
+// ...; returns its exit status. Output is discarded. For tests that start and stop a
+// PostgreSQL or Kafka of their own.
+int common_sh(const std::string& call, const std::vector<std::string>& args);
+
 // A TCP port nothing listens on right now.
 std::uint16_t free_port();
 

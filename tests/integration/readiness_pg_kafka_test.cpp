@@ -24,10 +24,12 @@ class PrivatePostgres {
         port_(free_port()) {
     start();
   }
-  ~PrivatePostgres() { lib("pg_stop \"$2\""); }
+  ~PrivatePostgres() { common_sh("pg_stop \"$1\"", {dir_.string()}); }
 
-  void start() { ASSERT_EQ(lib("pg_start \"$2\" \"$3\""), 0); }
-  void stop() { ASSERT_EQ(lib("pg_stop \"$2\""), 0); }
+  void start() {
+    ASSERT_EQ(common_sh("pg_start \"$1\" \"$2\"", {dir_.string(), std::to_string(port_)}), 0);
+  }
+  void stop() { ASSERT_EQ(common_sh("pg_stop \"$1\"", {dir_.string()}), 0); }
 
   core::PostgresConfig config() const {
     core::PostgresConfig pg;
@@ -43,13 +45,6 @@ class PrivatePostgres {
   }
 
  private:
-  int lib(const std::string& call) const {
-    const std::string command = "bash -c 'source \"$1/scripts/lib/common.sh\" && " + call +
-                                "' _ '" CAUCE_SOURCE_DIR "' '" + dir_.string() + "' " +
-                                std::to_string(port_) + " >/dev/null 2>&1";
-    return std::system(command.c_str());
-  }
-
   std::filesystem::path dir_;
   std::uint16_t port_;
 };
