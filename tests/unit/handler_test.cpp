@@ -1,0 +1,208 @@
+// decide() over a store (deduplication by command id, routing, malformed data as a rejection),
+// fold() rebuilding the same state from the events, and the wire codecs and ids.
+#include <set>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cauce/commands/handler.hpp>
+#include <cauce/commands/schemas.hpp>
+
+namespace cauce::commands {
+namespace {
+
+CommandEnvelope command(std::string type, std::string aggregate_type, std::string aggregate_id,
+                        std::string data, std::string command_id, std::string hash = "h1") {
+  CommandEnvelope c;
+  c.command_id = std::move(command_id);
+  c.type = std::move(type);
+  c.aggregate_type = std::move(aggregate_type);
+  c.aggregate_id = std::move(aggregate_id);
+  c.issued_at_us = 1'700'000'000'123'456;
+  c.actor = "tester";
+  c.correlation_id = "corr";
+  c.request_hash = std::move(hash);
+  c.data = std::move(data);
+  return c;
+}
+
+const std::string kContact = "0195a0c4-1111-7000-8000-000000000001";
+const std::string kRegister = R"({"name":"Ana","phone":"+351 912 345 678"})";
+
+// Applies a decided outcome the way the processor does (without Kafka).
+void apply(AggregateStore& store, const CommandEnvelope& c, const Outcome& out,
+           const std::string& position) {
+  store.put(store_key(c.aggregate_type, c.aggregate_id), *out.state_after);
+  store.record_command(c.command_id,
+                       {c.request_hash, c.aggregate_id, out.version, position, out.call_id});
+}
+
+TEST(HandlerTest, ARepeatedCommandIdIsADuplicateWithTheOriginalAnswer) {
+  MemoryAggregateStore store;
+  const auto c = command("contact.register", "contact", kContact, kRegister, "cmd-1");
+  const auto first = decide(store, c);
+  ASSERT_EQ(first.kind, ReplyOutcome::kApplied);
+  ASSERT_EQ(first.events.size(), 1u);
+  EXPECT_EQ(first.events[0].type, "contact.registered");
+  apply(store, c, first, "2:41");
+
+  const auto again = decide(store, c);
+  EXPECT_EQ(again.kind, ReplyOutcome::kDuplicate);
+  EXPECT_TRUE(again.events.empty());
+  ASSERT_NE(again.original, nullptr);
+  EXPECT_EQ(again.original->position, "2:41");
+  EXPECT_EQ(again.version, 1);
+}
+
+TEST(HandlerTest, TheSameCommandIdWithAnotherRequestIsKeyReused) {
+  MemoryAggregateStore store;
+  const auto c = command("contact.register", "contact", kContact, kRegister, "cmd-1", "h1");
+  apply(store, c, decide(store, c), "0:0");
+  const auto other = command("contact.register", "contact", kContact, kRegister, "cmd-1", "h2");
+  EXPECT_EQ(decide(store, other).kind, ReplyOutcome::kKeyReused);
+}
+
+TEST(HandlerTest, DecidingDoesNotChangeTheStore) {
+  MemoryAggregateStore store;
+  const auto c = command("contact.register", "contact", kContact, kRegister, "cmd-1");
+  static_cast<void>(decide(store, c));
+  EXPECT_EQ(store.aggregate_count(), 0u);
+  EXPECT_EQ(store.command_count(), 0u);
+}
+
+TEST(HandlerTest, UnknownTypesAndMalformedDataAreInvalidRejections) {
+  MemoryAggregateStore store;
+  for (const auto& c : {command("contact.teleport", "contact", kContact, "{}", "a"),
+                        command("contact.register", "contact", kContact, R"({"name":7})", "b"),
+                        command("ship.launch", "ship", kContact, "{}", "c")}) {
+    const auto out = decide(store, c);
+    EXPECT_EQ(out.kind, ReplyOutcome::kRejected) << c.type;
+    ASSERT_TRUE(out.rejection) << c.type;
+    EXPECT_EQ(out.rejection->code, "invalid") << c.type;
+  }
+}
+
+TEST(HandlerTest, AggregatesOfAnotherTypeAreNotFound) {
+  MemoryAggregateStore store;
+  const auto c = command("contact.register", "contact", kContact, kRegister, "cmd-1");
+  apply(store, c, decide(store, c), "0:0");
+  const auto close = command("alert.close", "alert", kContact, R"({"resolution":"x"})", "cmd-2");
+  const auto out = decide(store, close);
+  ASSERT_TRUE(out.rejection);
+  EXPECT_EQ(out.rejection->code, "not_found");
+}
+
+TEST(HandlerTest, FoldingTheEventsRebuildsTheStateAndTheAppliedCommands) {
+  MemoryAggregateStore live;
+  std::vector<EventEnvelope> log;
+  const std::vector<CommandEnvelope> commands = {
+      command("contact.register", "contact", kContact, kRegister, "c1"),
+      command(
+          "contact.log_call", "contact", kContact,
+          R"({"call_id":"0195a0c4-2222-7000-8000-000000000002","outcome":"busy","duration_s":0})",
+          "c2"),
+      command("contact.update", "contact", kContact, R"({"tags":["vip"]})", "c3"),
+  };
+  for (const auto& c : commands) {
+    const auto out = decide(live, c);
+    ASSERT_EQ(out.kind, ReplyOutcome::kApplied) << c.type;
+    std::int64_t version = out.version - static_cast<std::int64_t>(out.events.size());
+    for (const auto& e : out.events) {
+      EventEnvelope env;
+      env.event_id = uuid_v7(c.issued_at_us / 1000);
+      env.type = e.type;
+      env.aggregate_type = c.aggregate_type;
+      env.aggregate_id = c.aggregate_id;
+      env.version = ++version;
+      env.occurred_at_us = c.issued_at_us;
+      env.command_id = c.command_id;
+      env.correlation_id = c.correlation_id;
+      env.causation_id = c.command_id;
+      env.actor = c.actor;
+      env.data = e.data;
+      log.push_back(event_from_json(to_json(env)));  // through the wire form
+    }
+    apply(live, c, out, "0:" + std::to_string(log.size() - 1));
+  }
+  MemoryAggregateStore rebuilt;
+  for (std::size_t i = 0; i < log.size(); ++i) {
+    fold(rebuilt, log[i], "0:" + std::to_string(i), "h1");
+  }
+  EXPECT_EQ(rebuilt.aggregate_count(), 1u);
+  EXPECT_EQ(rebuilt.command_count(), 3u);
+  const auto* state = std::get_if<contact::State>(rebuilt.find(store_key("contact", kContact)));
+  ASSERT_NE(state, nullptr);
+  EXPECT_EQ(state->version, 3);
+  EXPECT_EQ(rebuilt.find_command("c2")->call_id,
+            std::optional<std::string>("0195a0c4-2222-7000-8000-000000000002"));
+  // After the rebuild a retry is still a duplicate.
+  EXPECT_EQ(decide(rebuilt, commands[1]).kind, ReplyOutcome::kDuplicate);
+  const auto next = command("contact.archive", "contact", kContact, "{}", "c4");
+  EXPECT_EQ(decide(rebuilt, next).version, decide(live, next).version);
+}
+
+TEST(EnvelopeTest, UuidV7CarriesItsTimeAndIsUnique) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.insert(uuid_v7(1'700'000'000'000));
+  EXPECT_EQ(ids.size(), 1000u);
+  const auto id = *ids.begin();
+  EXPECT_TRUE(is_uuid(id));
+  EXPECT_EQ(id.substr(0, 8), "018bcfe5") << "48-bit ms timestamp first";
+  EXPECT_EQ(id[14], '7');
+  EXPECT_THAT(std::string(1, id[19]), ::testing::AnyOf("8", "9", "a", "b"));
+}
+
+TEST(EnvelopeTest, NameBasedIdsAreStablePerName) {
+  EXPECT_EQ(uuid_from_name("key-1"), uuid_from_name("key-1"));
+  EXPECT_NE(uuid_from_name("key-1"), uuid_from_name("key-2"));
+  EXPECT_TRUE(is_uuid(uuid_from_name("key-1")));
+  EXPECT_EQ(uuid_from_name("key-1")[14], '8');
+  EXPECT_FALSE(is_uuid("0195A0C4-1111-7000-8000-000000000001")) << "lower case only";
+  EXPECT_FALSE(is_uuid("not-a-uuid"));
+}
+
+TEST(EnvelopeTest, EventsRoundTripAndFitTheEnvelopeSchema) {
+  EventEnvelope e;
+  e.event_id = uuid_v7(1'700'000'000'000);
+  e.type = "alert.raised";
+  e.aggregate_type = "alert";
+  e.aggregate_id = kContact;
+  e.version = 1;
+  e.occurred_at_us = 1'700'000'000'123'456;
+  e.command_id = "0195a0c4-3333-7000-8000-000000000003";
+  e.correlation_id = "corr";
+  e.causation_id = e.command_id;
+  e.actor = "tester";
+  e.data = R"({"level":"info","title":"t"})";
+  const auto json = to_json(e);
+  EXPECT_THAT(json, ::testing::HasSubstr(R"("occurred_at":"2023-11-14T22:13:20.123456Z")"));
+  EXPECT_EQ(SchemaRegistry::instance().validate_json("envelope.v1", json), std::nullopt);
+  const auto back = event_from_json(json);
+  EXPECT_EQ(back.occurred_at_us, e.occurred_at_us);
+  EXPECT_EQ(back.data, e.data);
+  EXPECT_EQ(to_json(back), json);
+}
+
+TEST(EnvelopeTest, RepliesAndCommandsRoundTrip) {
+  Reply r;
+  r.command_id = "c";
+  r.outcome = ReplyOutcome::kRejected;
+  r.aggregate_id = kContact;
+  r.version = 4;
+  r.rejection = Rejection{"version_mismatch", "If-Match", "the contact is at version 4"};
+  const auto back = reply_from_json(to_json(r));
+  EXPECT_EQ(back.outcome, ReplyOutcome::kRejected);
+  EXPECT_EQ(back.rejection, r.rejection);
+  EXPECT_EQ(back.version, 4);
+
+  auto c = command("contact.update", "contact", kContact, R"({"name":"B"})", "c9");
+  c.expected_version = 3;
+  const auto cb = command_from_json(to_json(c));
+  EXPECT_EQ(cb.expected_version, std::optional<std::int64_t>(3));
+  EXPECT_EQ(cb.data, c.data);
+  EXPECT_THROW(command_from_json(R"({"type":"x"})"), std::invalid_argument);
+  EXPECT_THROW(event_from_json("not json"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace cauce::commands
