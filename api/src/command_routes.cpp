@@ -169,9 +169,12 @@ CommandEnvelope envelope_for(const CommandRoute& route, const Request& request) 
     if (const auto it = body.FindMember("id"); it != body.MemberEnd()) {
       c.aggregate_id.assign(it->value.GetString(), it->value.GetStringLength());
       body.RemoveMember(it);
-    } else {
+    } else if (key) {
+      // A retry with the same key must target the same aggregate.
       c.aggregate_id =
           commands::uuid_from_name(std::string(route.aggregate_type) + "\n" + c.command_id);
+    } else {
+      c.aggregate_id = commands::uuid_v7(c.issued_at_us / 1000);  // time-ordered
     }
   } else {
     c.aggregate_id = path_id(request);
