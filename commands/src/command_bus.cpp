@@ -1,7 +1,7 @@
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
 
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
@@ -74,7 +74,9 @@ struct CommandBus::Impl final : public RdKafka::DeliveryReportCb {
   std::unique_ptr<RdKafka::KafkaConsumer> replies;
 
   mutable std::mutex mutex;
-  std::unordered_map<std::uint64_t, Pending> pending;
+  // Ordered by token, which is the order of the deadlines (one timeout for all) up to the
+  // microseconds between taking a token and inserting it: expiry looks only at the front.
+  std::map<std::uint64_t, Pending> pending;
   std::atomic<std::uint64_t> next_token{1};
   std::atomic<bool> running{false};
   std::thread thread;
@@ -115,8 +117,8 @@ struct CommandBus::Impl final : public RdKafka::DeliveryReportCb {
     std::vector<std::uint64_t> expired;
     {
       const std::lock_guard lock(mutex);
-      for (const auto& [token, p] : pending) {
-        if (p.deadline <= now) expired.push_back(token);
+      for (auto it = pending.begin(); it != pending.end() && it->second.deadline <= now; ++it) {
+        expired.push_back(it->first);
       }
     }
     for (const auto token : expired) complete(token, SendError::kTimeout);

@@ -47,6 +47,8 @@ std::int64_t parse_utc_micros(const std::string& text) {
   return static_cast<std::int64_t>(timegm(&tm)) * 1'000'000 + micros;
 }
 
+}  // namespace
+
 const char* outcome_name(ReplyOutcome outcome) {
   switch (outcome) {
     case ReplyOutcome::kApplied:
@@ -60,9 +62,6 @@ const char* outcome_name(ReplyOutcome outcome) {
   }
   return "rejected";
 }
-
-}  // namespace
-
 std::string position_token(std::int32_t partition, std::int64_t offset) {
   return std::to_string(partition) + ":" + std::to_string(offset);
 }

@@ -123,6 +123,17 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     out.call_id = applied->call_id;
     return out;
   }
+  // Records on the commands topic may come from any producer: ids must be what the event
+  // schema promises before anything is decided.
+  for (const auto& [field, value] :
+       {std::pair{"aggregate_id", &c.aggregate_id}, std::pair{"command_id", &c.command_id}}) {
+    if (!is_uuid(*value)) {
+      Outcome out;
+      out.kind = ReplyOutcome::kRejected;
+      out.rejection = Rejection{"invalid", field, "must be a UUID"};
+      return out;
+    }
+  }
   const CommandContext ctx{c.issued_at_us, c.expected_version};
   const auto* current = store.find(store_key(c.aggregate_type, c.aggregate_id));
   try {
@@ -149,6 +160,28 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     out.rejection = invalid_body(e.what());
     return out;
   }
+}
+
+std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const Outcome& outcome) {
+  std::vector<EventEnvelope> out;
+  out.reserve(outcome.events.size());
+  auto version = outcome.version - static_cast<std::int64_t>(outcome.events.size());
+  for (const auto& event : outcome.events) {
+    EventEnvelope& e = out.emplace_back();
+    e.event_id = uuid_v7(command.issued_at_us / 1000);
+    e.type = event.type;
+    e.schema_version = event.schema_version;
+    e.aggregate_type = command.aggregate_type;
+    e.aggregate_id = command.aggregate_id;
+    e.version = ++version;
+    e.occurred_at_us = command.issued_at_us;
+    e.command_id = command.command_id;
+    e.correlation_id = command.correlation_id;
+    e.causation_id = command.command_id;
+    e.actor = command.actor;
+    e.data = event.data;
+  }
+  return out;
 }
 
 void fold(AggregateStore& store, const EventEnvelope& e, const std::string& position,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -44,20 +45,6 @@ std::string metric_type(const std::string& type) {
       "contact.archive",  "alert.raise",    "alert.acknowledge", "alert.escalate",
       "alert.close",      "report.request", "backup.request"};
   return kKnown.contains(type) ? type : "unknown";
-}
-
-const char* outcome_label(ReplyOutcome outcome) {
-  switch (outcome) {
-    case ReplyOutcome::kApplied:
-      return "applied";
-    case ReplyOutcome::kDuplicate:
-      return "duplicate";
-    case ReplyOutcome::kRejected:
-      return "rejected";
-    case ReplyOutcome::kKeyReused:
-      return "key_reused";
-  }
-  return "rejected";
 }
 
 struct Metrics {
@@ -156,16 +143,23 @@ struct ReplyTo {
   std::string token;
 };
 
-std::optional<ReplyTo> reply_to(RdKafka::Message& message) {
+// Absent when the record names no reply or a partition the replies topic does not have (a
+// reply that could never be produced must not block the partition).
+std::optional<ReplyTo> reply_to(RdKafka::Message& message, int reply_partitions) {
   const auto partition = core::kafka_header(message, header::kReplyPartition);
   const auto instance = core::kafka_header(message, header::kReplyInstance);
   const auto token = core::kafka_header(message, header::kReplyToken);
   if (!partition || !instance || !token) return std::nullopt;
-  try {
-    return ReplyTo{std::stoi(*partition), *instance, *token};
-  } catch (const std::exception&) {
+  std::int32_t p = -1;
+  const auto [end, ec] =
+      std::from_chars(partition->data(), partition->data() + partition->size(), p);
+  if (ec != std::errc{} || end != partition->data() + partition->size() || p < 0 ||
+      p >= reply_partitions) {
+    log().warn("command names no valid reply partition; no reply sent",
+               {{"reply_partition", *partition}, {"offset", message.offset()}});
     return std::nullopt;
   }
+  return ReplyTo{p, *instance, *token};
 }
 
 // One owned partition: its producer, its state and its queue of commands.
@@ -214,6 +208,13 @@ class PartitionWorker {
     for (int attempt = 1; !stopping_; ++attempt) {
       try {
         if (!producer_ && !init_producer()) break;
+        if (reply_partitions_ == 0) {
+          // Also learns the leaders now rather than in the first transaction.
+          const std::chrono::milliseconds timeout(options_.kafka.request_timeout_ms);
+          core::kafka_partition_count(*producer_, options_.kafka.events_topic, timeout);
+          reply_partitions_ =
+              core::kafka_partition_count(*producer_, options_.kafka.replies_topic, timeout);
+        }
         rebuild();
         set_ready(true);
         log().info("partition ready", {{"partition", partition_},
@@ -273,11 +274,6 @@ class PartitionWorker {
     while (!stopping_) {
       try {
         core::kafka_check(producer_->init_transactions(5000), "init_transactions");
-        // Learn the leaders now rather than in the first transaction.
-        core::kafka_partition_count(*producer_, options_.kafka.events_topic,
-                                    std::chrono::milliseconds(5000));
-        core::kafka_partition_count(*producer_, options_.kafka.replies_topic,
-                                    std::chrono::milliseconds(5000));
         return true;
       } catch (const core::KafkaError& e) {
         if (e.is_fatal()) throw;
@@ -411,7 +407,7 @@ class PartitionWorker {
     decided.reserve(batch.size());
     for (const auto& message : batch) {
       Decided d;
-      d.reply_to = reply_to(*message);
+      d.reply_to = reply_to(*message, reply_partitions_);
       try {
         d.command = command_from_json(core::kafka_payload(*message));
       } catch (const std::exception& e) {
@@ -479,29 +475,14 @@ class PartitionWorker {
     for (const auto& d : decided) {
       metrics_.commands
           .Add({{"type", metric_type(d.command ? d.command->type : "")},
-                {"outcome", outcome_label(d.outcome.kind)}})
+                {"outcome", outcome_name(d.outcome.kind)}})
           .Increment();
     }
     update_counts();
   }
 
   void append_events(const CommandEnvelope& command, const Outcome& outcome) {
-    const auto count = static_cast<std::int64_t>(outcome.events.size());
-    std::int64_t version = outcome.version - count;
-    for (const auto& event : outcome.events) {
-      EventEnvelope envelope;
-      envelope.event_id = uuid_v7(command.issued_at_us / 1000);
-      envelope.type = event.type;
-      envelope.schema_version = event.schema_version;
-      envelope.aggregate_type = command.aggregate_type;
-      envelope.aggregate_id = command.aggregate_id;
-      envelope.version = ++version;
-      envelope.occurred_at_us = command.issued_at_us;
-      envelope.command_id = command.command_id;
-      envelope.correlation_id = command.correlation_id;
-      envelope.causation_id = command.command_id;
-      envelope.actor = command.actor;
-      envelope.data = event.data;
+    for (const auto& envelope : event_envelopes(command, outcome)) {
       const auto rc = core::kafka_produce(*producer_, options_.kafka.events_topic, partition_,
                                           command.aggregate_id, to_json(envelope),
                                           {{header::kType, envelope.type},
@@ -572,6 +553,7 @@ class PartitionWorker {
   DeliveryReports deliveries_;
   std::unique_ptr<RdKafka::Producer> producer_;
   std::unique_ptr<AggregateStore> store_;
+  int reply_partitions_ = 0;  // of the replies topic; learnt once the producer exists
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

@@ -51,13 +51,16 @@ configure_build() { # preset
 
 port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 
-# A free TCP port on 127.0.0.1 (not listened on now; chosen at random to avoid races between
-# concurrent runs).
+# A free TCP port on 127.0.0.1, chosen at random (concurrent runs rarely collide) below the
+# kernel's ephemeral range: a port in that range may be taken by an outgoing connection between
+# this check and the server's bind. Any socket on the port counts, not only listeners.
 free_port() {
-  local port
+  local low port
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$low" -gt 11000 ] || low=32768
   for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
-    port_in_use "$port" || { echo "$port"; return 0; }
+    port=$((10000 + RANDOM % (low - 10000)))
+    ss -Htan "sport = :$port" 2>/dev/null | grep -q . || { echo "$port"; return 0; }
   done
   die "no free port found"
 }

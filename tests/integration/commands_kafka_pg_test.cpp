@@ -13,6 +13,7 @@
 #include <cauce/commands/command_bus.hpp>
 #include <cauce/commands/processor.hpp>
 #include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/kafka_client.hpp>
 
 #include "event_log.hpp"
 #include "fixtures.hpp"
@@ -454,6 +455,44 @@ TEST_F(CommandsTest, BadInputIsAProblemAndAppendsNothing) {
   const auto r = send(http::verb::post, "/v1/contacts", std::string(2 * 1024 * 1024, ' '));
   EXPECT_EQ(r.status, 413u);
   EXPECT_EQ(log_checked().size(), before) << "no bad input appended anything";
+}
+
+// Records on the commands topic that cauce did not write: garbage, invalid ids, reply
+// partitions that do not exist. They are skipped and never block the partition.
+TEST_F(CommandsTest, ForeignRecordsOnTheCommandsTopicNeverBlockAPartition) {
+  const auto id = register_contact();
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  ASSERT_EQ(conf->set("bootstrap.servers", kafka_.bootstrap_servers, err), RdKafka::Conf::CONF_OK);
+  ASSERT_EQ(conf->set("partitioner", "murmur2_random", err), RdKafka::Conf::CONF_OK);
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  ASSERT_TRUE(producer) << err;
+  commands::CommandEnvelope bad_id;
+  bad_id.command_id = "not-a-uuid";
+  bad_id.type = "contact.update";
+  bad_id.aggregate_type = "contact";
+  bad_id.aggregate_id = id;
+  bad_id.actor = "intruder";
+  bad_id.correlation_id = "x";
+  bad_id.data = R"({"name":"Hijacked"})";
+  for (const auto& [value, reply_partition] :
+       std::vector<std::pair<std::string, std::string>>{{"not json at all", "999"},
+                                                        {commands::to_json(bad_id), "-1"},
+                                                        {commands::to_json(bad_id), "x"}}) {
+    ASSERT_EQ(core::kafka_produce(*producer, kafka_.commands_topic, RdKafka::Topic::PARTITION_UA,
+                                  id, value,
+                                  {{commands::header::kReplyInstance, "someone"},
+                                   {commands::header::kReplyPartition, reply_partition},
+                                   {commands::header::kReplyToken, "1"}}),
+              RdKafka::ERR_NO_ERROR);
+  }
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+
+  const auto r = send(http::verb::patch, "/v1/contacts/" + id, R"({"name":"Still Mine"})");
+  EXPECT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.headers.at("etag"), "\"2\"");
+  const auto events = log_checked();
+  EXPECT_EQ(events.size(), 2u) << "registered + the one real update";
 }
 
 class ShortReplyTimeoutTest : public CommandsTest {

@@ -11,10 +11,11 @@
 namespace cauce::commands {
 namespace {
 
+// `name` names the command; its id is derived from it (ids are UUIDs).
 CommandEnvelope command(std::string type, std::string aggregate_type, std::string aggregate_id,
-                        std::string data, std::string command_id, std::string hash = "h1") {
+                        std::string data, const std::string& name, std::string hash = "h1") {
   CommandEnvelope c;
-  c.command_id = std::move(command_id);
+  c.command_id = uuid_from_name(name);
   c.type = std::move(type);
   c.aggregate_type = std::move(aggregate_type);
   c.aggregate_id = std::move(aggregate_id);
@@ -82,6 +83,19 @@ TEST(HandlerTest, UnknownTypesAndMalformedDataAreInvalidRejections) {
   }
 }
 
+TEST(HandlerTest, IdsThatAreNotUuidsAreInvalid) {
+  MemoryAggregateStore store;
+  auto c = command("contact.register", "contact", "contact-1", kRegister, "a");
+  auto out = decide(store, c);
+  ASSERT_TRUE(out.rejection);
+  EXPECT_EQ(out.rejection->field, "aggregate_id");
+  c = command("contact.register", "contact", kContact, kRegister, "b");
+  c.command_id = "b";
+  out = decide(store, c);
+  ASSERT_TRUE(out.rejection);
+  EXPECT_EQ(out.rejection->field, "command_id");
+}
+
 TEST(HandlerTest, AggregatesOfAnotherTypeAreNotFound) {
   MemoryAggregateStore store;
   const auto c = command("contact.register", "contact", kContact, kRegister, "cmd-1");
@@ -106,20 +120,7 @@ TEST(HandlerTest, FoldingTheEventsRebuildsTheStateAndTheAppliedCommands) {
   for (const auto& c : commands) {
     const auto out = decide(live, c);
     ASSERT_EQ(out.kind, ReplyOutcome::kApplied) << c.type;
-    std::int64_t version = out.version - static_cast<std::int64_t>(out.events.size());
-    for (const auto& e : out.events) {
-      EventEnvelope env;
-      env.event_id = uuid_v7(c.issued_at_us / 1000);
-      env.type = e.type;
-      env.aggregate_type = c.aggregate_type;
-      env.aggregate_id = c.aggregate_id;
-      env.version = ++version;
-      env.occurred_at_us = c.issued_at_us;
-      env.command_id = c.command_id;
-      env.correlation_id = c.correlation_id;
-      env.causation_id = c.command_id;
-      env.actor = c.actor;
-      env.data = e.data;
+    for (const auto& env : event_envelopes(c, out)) {
       log.push_back(event_from_json(to_json(env)));  // through the wire form
     }
     apply(live, c, out, "0:" + std::to_string(log.size() - 1));
@@ -133,7 +134,7 @@ TEST(HandlerTest, FoldingTheEventsRebuildsTheStateAndTheAppliedCommands) {
   const auto* state = std::get_if<contact::State>(rebuilt.find(store_key("contact", kContact)));
   ASSERT_NE(state, nullptr);
   EXPECT_EQ(state->version, 3);
-  EXPECT_EQ(rebuilt.find_command("c2")->call_id,
+  EXPECT_EQ(rebuilt.find_command(uuid_from_name("c2"))->call_id,
             std::optional<std::string>("0195a0c4-2222-7000-8000-000000000002"));
   // After the rebuild a retry is still a duplicate.
   EXPECT_EQ(decide(rebuilt, commands[1]).kind, ReplyOutcome::kDuplicate);

@@ -42,6 +42,9 @@ struct EventEnvelope {
 
 enum class ReplyOutcome { kApplied, kDuplicate, kRejected, kKeyReused };
 
+// "applied", "duplicate", "rejected", "key_reused": the reply's wire value and metric label.
+const char* outcome_name(ReplyOutcome outcome);
+
 struct Reply {
   std::string command_id;
   ReplyOutcome outcome = ReplyOutcome::kApplied;

@@ -73,6 +73,11 @@ struct Outcome {
 // rejections ("invalid"), never exceptions.
 Outcome decide(const AggregateStore& store, const CommandEnvelope& command);
 
+// The envelopes of an applied command's events, as the processor appends them: UUIDv7 ids,
+// versions ending at `outcome.version`, time, actor and correlation from the command, the
+// command as their cause.
+std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const Outcome& outcome);
+
 // Folds one event of the log into `store` (state and the command it came from).
 // `position` is "<partition>:<offset>"; `request_hash` comes from the record's header.
 void fold(AggregateStore& store, const EventEnvelope& event, const std::string& position,
