@@ -3,6 +3,7 @@
 
 #include <cauce/commands/contact.hpp>
 #include <cauce/commands/rules.hpp>
+#include <cauce/core/log.hpp>
 
 #include "json_fields.hpp"
 
@@ -184,7 +185,7 @@ std::string to_json(const Event& event) {
             json::field(w, "duration_s", std::int64_t{e.duration_s});
             json::optional_field(w, "notes", e.notes);
             json::optional_field(w, "operator", e.operator_name);
-            json::field(w, "called_at_us", e.called_at_us);
+            json::field(w, "called_at", core::format_utc_micros(e.called_at_us));
           } else if constexpr (std::is_same_v<T, Assigned>) {
             json::field(w, "operator", e.operator_name);
             json::optional_field(w, "previous", e.previous);
@@ -215,7 +216,7 @@ Event event_from_json(std::string_view type, std::string_view data) {
                       static_cast<int>(json::opt_int(d, "duration_s").value_or(0)),
                       json::opt_string(d, "notes"),
                       json::opt_string(d, "operator"),
-                      json::opt_int(d, "called_at_us").value_or(0)};
+                      core::parse_utc_micros(json::string(d, "called_at"))};
   }
   if (type == "contact.assigned") {
     return Assigned{json::string(d, "operator"), json::opt_string(d, "previous")};

@@ -32,20 +32,6 @@ std::int64_t required_int(const rapidjson::Value& o, const char* key) {
   return *v;
 }
 
-// "2026-11-24T07:41:22.123456Z" -> microseconds since the epoch.
-std::int64_t parse_utc_micros(const std::string& text) {
-  std::tm tm{};
-  int micros = 0;
-  char z = 0;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c", &tm.tm_year, &tm.tm_mon,
-                  &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &micros, &z) != 8 ||
-      z != 'Z') {
-    throw std::invalid_argument("occurred_at must look like 2026-01-31T12:00:00.000000Z");
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return static_cast<std::int64_t>(timegm(&tm)) * 1'000'000 + micros;
-}
 
 }  // namespace
 
@@ -123,7 +109,7 @@ EventEnvelope event_from_json(std::string_view text) {
   e.aggregate_type = json::string(d, "aggregate_type");
   e.aggregate_id = json::string(d, "aggregate_id");
   e.version = required_int(d, "version");
-  e.occurred_at_us = parse_utc_micros(json::string(d, "occurred_at"));
+  e.occurred_at_us = core::parse_utc_micros(json::string(d, "occurred_at"));
   e.command_id = json::string(d, "command_id");
   e.correlation_id = json::string(d, "correlation_id");
   e.causation_id = json::string(d, "causation_id");

@@ -1,4 +1,5 @@
 #include <cauce/commands/handler.hpp>
+#include <cauce/commands/upcast.hpp>
 
 #include "json_fields.hpp"
 
@@ -18,7 +19,8 @@ Outcome finish(State state, const Result& result) {
     return out;
   }
   for (const auto& event : std::get<0>(result)) {
-    out.events.push_back(NewEvent{event_type(event), 1, to_json(event)});
+    const auto type = event_type(event);
+    out.events.push_back(NewEvent{type, current_schema_version(type), to_json(event)});
     if constexpr (std::is_same_v<State, contact::State>) {
       if (const auto* call = std::get_if<contact::CallLogged>(&event)) out.call_id = call->call_id;
     }
@@ -184,8 +186,9 @@ std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const
   return out;
 }
 
-void fold(AggregateStore& store, const EventEnvelope& e, const std::string& position,
+void fold(AggregateStore& store, EventEnvelope e, const std::string& position,
           const std::string& request_hash) {
+  upcast(e);
   const auto key = store_key(e.aggregate_type, e.aggregate_id);
   const auto* current = store.find(key);
   std::optional<std::string> call_id;

@@ -125,6 +125,7 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<KafkaConfig> kafka{&Config::kafka};
     const SectionBinder<PostgresConfig> pg{&Config::postgres};
     const SectionBinder<CommandsConfig> commands{&Config::commands};
+    const SectionBinder<ProjectionsConfig> projections{&Config::projections};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -217,6 +218,32 @@ const std::vector<Binding>& bindings() {
                               "Consumer group of the processors (also their transactional id "
                               "prefix); one per cauce deployment",
                               &CommandsConfig::processor_group));
+    b.push_back(projections.text("projections.group", "Consumer group of the projectors",
+                                 &ProjectionsConfig::group));
+    b.push_back(
+        projections.text("projections.name",
+                         "The projection's name in projection_checkpoints (one per read model set)",
+                         &ProjectionsConfig::name));
+    b.push_back(projections.integer("projections.batch_max",
+                                    "Most events applied in one PostgreSQL transaction",
+                                    &ProjectionsConfig::batch_max, 1, 1000000));
+    b.push_back(projections.integer(
+        "projections.min_position_wait_ms",
+        "How long a query with Cauce-Min-Position waits for the projection (then 503)",
+        &ProjectionsConfig::min_position_wait_ms, 0, 120000));
+    b.push_back(projections.integer("projections.max_lag_events",
+                                    "/readyz is 503 while the projector lags more events",
+                                    &ProjectionsConfig::max_lag_events, 1, 1000000000));
+    b.push_back(projections.integer("projections.notifications_retention_h",
+                                    "Hours notifications are kept for Last-Event-ID resumes",
+                                    &ProjectionsConfig::notifications_retention_h, 1, 24 * 365));
+    b.push_back(projections.integer("projections.heartbeat_s",
+                                    "Seconds between SSE heartbeats and WebSocket pings",
+                                    &ProjectionsConfig::heartbeat_s, 1, 3600));
+    b.push_back(projections.integer(
+        "projections.client_buffer",
+        "Notifications queued for one live client before it is disconnected as too slow",
+        &ProjectionsConfig::client_buffer, 1, 1000000));
     return b;
   }();
   return all;

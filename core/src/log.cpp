@@ -1,6 +1,8 @@
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
+#include <stdexcept>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -54,6 +56,23 @@ std::string format_utc_micros(std::int64_t micros_since_epoch) {
   char out[48];
   std::snprintf(out, sizeof out, "%.*s.%06dZ", static_cast<int>(n), buf, micros);
   return out;
+}
+
+std::int64_t parse_utc_micros(std::string_view text) {
+  const std::string copy(text);  // sscanf needs a terminated string
+  std::tm tm{};
+  int micros = 0;
+  char z = 0;
+  int consumed = 0;
+  if (text.size() != 27 ||
+      std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c%n", &tm.tm_year, &tm.tm_mon,
+                  &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &micros, &z, &consumed) != 8 ||
+      z != 'Z' || consumed != 27) {
+    throw std::invalid_argument("a time must look like 2026-01-31T12:00:00.000000Z");
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<std::int64_t>(timegm(&tm)) * 1'000'000 + micros;
 }
 
 std::string format_log_line(LogLevel level, std::string_view component, std::string_view msg,

@@ -78,9 +78,10 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& command);
 // command as their cause.
 std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const Outcome& outcome);
 
-// Folds one event of the log into `store` (state and the command it came from).
-// `position` is "<partition>:<offset>"; `request_hash` comes from the record's header.
-void fold(AggregateStore& store, const EventEnvelope& event, const std::string& position,
+// Folds one event of the log into `store` (state and the command it came from), upcast to the
+// current schema version first. `position` is "<partition>:<offset>"; `request_hash` comes
+// from the record's header.
+void fold(AggregateStore& store, EventEnvelope event, const std::string& position,
           const std::string& request_hash);
 
 }  // namespace cauce::commands

@@ -66,6 +66,18 @@ struct CommandsConfig {
   std::string processor_group = "cauce-processor";  // consumer group + transactional id prefix
 };
 
+// The read side: the projector's batches, queries waiting for a position, live notifications.
+struct ProjectionsConfig {
+  std::string group = "cauce-projector";  // consumer group of the projectors
+  std::string name = "main";              // the projection's name in projection_checkpoints
+  int batch_max = 5000;                   // events applied in one PostgreSQL transaction at most
+  int min_position_wait_ms = 5000;        // Cauce-Min-Position waits this long, then 503
+  int max_lag_events = 10000;             // /readyz is 503 while the projector lags more
+  int notifications_retention_h = 168;    // notifications older than this are deleted (7 days)
+  int heartbeat_s = 15;                   // SSE comment / WebSocket ping interval
+  int client_buffer = 1000;               // notifications queued for one slow client, at most
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -75,6 +87,7 @@ struct Config {
   KafkaConfig kafka;
   PostgresConfig postgres;
   CommandsConfig commands;
+  ProjectionsConfig projections;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.

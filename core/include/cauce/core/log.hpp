@@ -62,5 +62,7 @@ std::string format_log_line(LogLevel level, std::string_view component, std::str
 
 // RFC 3339 UTC with microseconds: 2026-11-24T07:41:22.123456Z.
 std::string format_utc_micros(std::int64_t micros_since_epoch);
+// The inverse of format_utc_micros; throws std::invalid_argument for any other shape.
+std::int64_t parse_utc_micros(std::string_view text);
 
 }  // namespace cauce::core
