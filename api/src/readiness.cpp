@@ -2,6 +2,7 @@
 #include <cauce/core/kafka_admin.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/postgres.hpp>
+#include <cauce/projections/projector.hpp>
 
 namespace cauce::api {
 namespace {
@@ -24,11 +25,12 @@ class PostgresCheck final : public DependencyCheck {
     conninfo_ = core::postgres_conninfo(config) + " options='-c statement_timeout=1000'";
   }
   std::string name() const override { return "postgres"; }
-  void check() override {
+  std::string check() override {
     try {
       if (!connection_) connection_ = core::connect_postgres(conninfo_);
       pqxx::nontransaction n(*connection_);
       n.exec1("SELECT 1");
+      return "ok";
     } catch (const std::exception& e) {
       connection_.reset();
       // The cause (host, port, libpq's reason) goes to the log; /readyz says only this.
@@ -46,7 +48,7 @@ class KafkaCheck final : public DependencyCheck {
   explicit KafkaCheck(core::KafkaConfig config)
       : topics_(core::cauce_topics(config)), admin_(std::move(config)) {}
   std::string name() const override { return "kafka"; }
-  void check() override {
+  std::string check() override {
     core::ClusterInfo info;
     try {
       info = admin_.describe(std::chrono::milliseconds(1000));
@@ -59,6 +61,7 @@ class KafkaCheck final : public DependencyCheck {
                                  " does not exist; run `cauce topics create`");
       }
     }
+    return "ok";
   }
 
  private:
@@ -66,7 +69,31 @@ class KafkaCheck final : public DependencyCheck {
   core::KafkaAdmin admin_;
 };
 
+class ProjectionCheck final : public DependencyCheck {
+ public:
+  ProjectionCheck(const projections::Projector& projector, std::int64_t max_lag)
+      : projector_(projector), max_lag_(max_lag) {}
+  std::string name() const override { return "projection"; }
+  std::string check() override {
+    const auto status = projector_.status();
+    const auto lag =
+        "lag " + std::to_string(status.lag) + " events (bound " + std::to_string(max_lag_) + ")";
+    if (!status.postgres_ok) throw std::runtime_error("not projecting: PostgreSQL failed; " + lag);
+    if (status.lag > max_lag_) throw std::runtime_error("behind the log: " + lag);
+    return lag;
+  }
+
+ private:
+  const projections::Projector& projector_;
+  std::int64_t max_lag_;
+};
+
 }  // namespace
+
+std::unique_ptr<DependencyCheck> make_projection_check(const projections::Projector& projector,
+                                                       std::int64_t max_lag) {
+  return std::make_unique<ProjectionCheck>(projector, max_lag);
+}
 
 std::unique_ptr<DependencyCheck> make_postgres_check(const core::PostgresConfig& config) {
   return std::make_unique<PostgresCheck>(config);
@@ -101,10 +128,10 @@ void ReadinessProbe::loop(Slot& slot) {
   static const core::Logger log("readiness");
   for (;;) {
     bool ok = true;
-    std::string detail = "ok";
+    std::string detail;
     std::string cause;
     try {
-      slot.check->check();
+      detail = slot.check->check();
     } catch (const CheckFailed& e) {
       ok = false;
       detail = e.what();

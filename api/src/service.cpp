@@ -17,6 +17,7 @@
 #include <cauce/core/log.hpp>
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
+#include <cauce/projections/projector.hpp>
 
 namespace cauce::api {
 namespace {
@@ -101,9 +102,20 @@ int run_serve(const core::Config& config) {
 
   prometheus::Registry registry;
   HttpMetrics http_metrics(registry);
+  std::unique_ptr<projections::Projector> projector;
+  if (has_role(config, "projector")) {
+    projector = std::make_unique<projections::Projector>(
+        projections::ProjectorOptions{
+            .kafka = config.kafka, .postgres = config.postgres, .projections = config.projections},
+        registry);
+    projector->start();
+  }
   std::vector<std::unique_ptr<DependencyCheck>> checks;
   checks.push_back(make_postgres_check(config.postgres));
   checks.push_back(make_kafka_check(config.kafka));
+  if (projector) {
+    checks.push_back(make_projection_check(*projector, config.projections.max_lag_events));
+  }
   ReadinessProbe probe(std::move(checks));
 
   // Started in dependency order and stopped in reverse: the HTTP server drains requests that
@@ -127,10 +139,8 @@ int run_serve(const core::Config& config) {
     add_key_routes(router, keys);
     add_command_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
   }
-  for (const auto* role : {"projector", "workers"}) {
-    if (has_role(config, role)) {
-      log.info("role has nothing to run in this build yet", {{"role", role}});
-    }
+  if (has_role(config, "workers")) {
+    log.info("role has nothing to run in this build yet", {{"role", "workers"}});
   }
 
   HttpServer server(config.http, router, keys, http_metrics);
@@ -143,6 +153,7 @@ int run_serve(const core::Config& config) {
   server.stop();
   if (bus) bus->stop();
   if (processor) processor->stop();
+  if (projector) projector->stop();
   log.info("stopped");
   return 0;
 }

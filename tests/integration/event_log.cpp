@@ -13,7 +13,7 @@
 
 namespace cauce::testing {
 
-std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka) {
+std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka, bool skip_foreign) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
@@ -58,7 +58,12 @@ std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka) {
         e.headers[h.key()] = std::string(static_cast<const char*>(h.value()), h.value_size());
       }
     }
-    e.envelope = commands::event_from_json(e.value);
+    try {
+      e.envelope = commands::event_from_json(e.value);
+    } catch (const std::invalid_argument&) {
+      if (skip_foreign) continue;
+      throw;
+    }
     out.push_back(std::move(e));
   }
   consumer->close();

@@ -23,7 +23,9 @@ struct LoggedEvent {
 };
 
 // Every committed record of the events topic, all partitions, read to their current end.
-std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka);
+// A record that is not an event envelope throws, unless `skip_foreign` (tests that write
+// garbage on purpose).
+std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka, bool skip_foreign = false);
 
 // What is wrong with the events: each record's envelope against envelope.v1, its data against
 // "<type>.v1" (e.g. contact.registered.v1), and its headers against its envelope. Empty: fine.

@@ -10,21 +10,30 @@
 
 #include <cauce/core/config.hpp>
 
+namespace cauce::projections {
+class Projector;
+}
+
 namespace cauce::api {
 
-// One dependency /readyz looks at. check() returns normally when it is usable and throws
-// (with a client-safe message) when it is not; it must bound its own time.
+// One dependency /readyz looks at. check() returns a client-safe detail ("ok", or e.g. the
+// projection's lag) when it is usable and throws (with a client-safe message) when it is not;
+// it must bound its own time.
 class DependencyCheck {
  public:
   virtual ~DependencyCheck() = default;
   virtual std::string name() const = 0;
-  virtual void check() = 0;
+  virtual std::string check() = 0;
 };
 
 // PostgreSQL answers `SELECT 1` on a connection it keeps (reconnecting with a 1 s timeout).
 std::unique_ptr<DependencyCheck> make_postgres_check(const core::PostgresConfig& config);
 // The broker answers a metadata request within 1 s and cauce's three topics exist.
 std::unique_ptr<DependencyCheck> make_kafka_check(const core::KafkaConfig& config);
+// The in-process projector lags at most `max_lag` events and its last batch reached
+// PostgreSQL; the detail gives the lag either way.
+std::unique_ptr<DependencyCheck> make_projection_check(const projections::Projector& projector,
+                                                       std::int64_t max_lag);
 
 // Runs each check on its own thread every `interval`, so /readyz answers at once from the
 // latest results and a hanging dependency never holds up a request. A result older than

@@ -1,0 +1,62 @@
+#pragma once
+
+// The projector (role `projector`, DESIGN §4): folds cauce.events into the PostgreSQL read
+// models, exactly once.
+//
+// A consumer group on the event topic (read_committed, auto-commit off). Each batch is applied
+// in one PostgreSQL transaction together with its checkpoint (projection, partition -> next
+// offset) and its change notifications; on assignment a partition starts at its stored
+// checkpoint, never at Kafka's committed offset, so a crash or a rebalance re-delivers only what
+// the checkpoint already rejects. When PostgreSQL fails the batch is dropped, the partitions are
+// paused and, once PostgreSQL answers again, re-read from their checkpoints.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <prometheus/registry.h>
+
+#include <cauce/core/config.hpp>
+
+namespace cauce::projections {
+
+struct ProjectorOptions {
+  core::KafkaConfig kafka;
+  core::PostgresConfig postgres;
+  core::ProjectionsConfig projections;
+};
+
+struct ProjectionStatus {
+  struct Partition {
+    std::int32_t partition = 0;
+    std::int64_t next_offset = 0;  // the first offset not applied yet
+    std::int64_t end_offset = 0;   // the log's end as last seen (-1: unknown)
+    std::int64_t lag = 0;          // events (and transaction markers) not applied yet
+  };
+  std::vector<Partition> partitions;
+  std::int64_t lag = 0;       // sum over partitions
+  bool postgres_ok = true;    // the last batch (or checkpoint read) reached PostgreSQL
+  std::uint64_t applied = 0;  // events applied by this process
+};
+
+class Projector {
+ public:
+  Projector(ProjectorOptions options, prometheus::Registry& registry);
+  ~Projector();  // stop()
+  Projector(const Projector&) = delete;
+  Projector& operator=(const Projector&) = delete;
+
+  // Joins the group and returns; partitions are projected on a thread of their own. Throws
+  // core::DependencyError when the Kafka client cannot be created.
+  void start();
+  // Finishes the batch in hand, leaves the group. Idempotent.
+  void stop();
+
+  ProjectionStatus status() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cauce::projections

@@ -1,0 +1,333 @@
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+#include <unordered_map>
+#include <variant>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cauce/core/log.hpp>
+#include <cauce/projections/batch.hpp>
+
+namespace cauce::projections {
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using Value = std::variant<std::string, std::int64_t, std::vector<std::string>>;
+
+// What a batch does to one read-model row: its whole row when the batch creates it, else the
+// columns it sets (NULL in the statement = unchanged).
+struct Change {
+  std::string id;
+  bool created = false;
+  std::int64_t first_version = 0;
+  std::int64_t version = 0;
+  std::int64_t calls_added = 0;  // contacts only
+  std::map<std::string, Value> set = {};
+};
+
+// Changes per aggregate, in order of first appearance (deterministic statements).
+class Changes {
+ public:
+  Change& of(const commands::EventEnvelope& e) {
+    auto [it, inserted] = index_.try_emplace(e.aggregate_id, changes_.size());
+    if (inserted) changes_.push_back(Change{.id = e.aggregate_id, .first_version = e.version});
+    auto& change = changes_[it->second];
+    change.version = e.version;
+    return change;
+  }
+  const std::vector<Change>& all() const { return changes_; }
+
+ private:
+  std::unordered_map<std::string, std::size_t> index_;
+  std::vector<Change> changes_;
+};
+
+void key(Writer& w, std::string_view k) {
+  w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+}
+void str(Writer& w, std::string_view v) {
+  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+}
+void field(Writer& w, std::string_view k, std::string_view v) {
+  key(w, k);
+  str(w, v);
+}
+void field(Writer& w, std::string_view k, std::int64_t v) {
+  key(w, k);
+  w.Int64(v);
+}
+void raw(Writer& w, std::string_view k, std::string_view json) {
+  key(w, k);
+  w.RawValue(json.data(), json.size(), rapidjson::kObjectType);
+}
+
+// A JSON array being written.
+class Rows {
+ public:
+  Rows() : writer_(buffer_) { writer_.StartArray(); }
+  template <typename Fill>
+  void add(Fill&& fill) {
+    writer_.StartObject();
+    fill(writer_);
+    writer_.EndObject();
+  }
+  std::string finish() {
+    writer_.EndArray();
+    return {buffer_.GetString(), buffer_.GetSize()};
+  }
+
+ private:
+  rapidjson::StringBuffer buffer_;
+  Writer writer_;
+};
+
+std::string changes_json(const Changes& changes) {
+  Rows rows;
+  for (const auto& c : changes.all()) {
+    rows.add([&c](Writer& w) {
+      field(w, "id", c.id);
+      key(w, "created");
+      w.Bool(c.created);
+      field(w, "first_version", c.first_version);
+      field(w, "version", c.version);
+      field(w, "calls_added", c.calls_added);
+      for (const auto& [column, value] : c.set) {
+        key(w, column);
+        std::visit(
+            [&w](const auto& v) {
+              using T = std::decay_t<decltype(v)>;
+              if constexpr (std::is_same_v<T, std::string>) {
+                str(w, v);
+              } else if constexpr (std::is_same_v<T, std::int64_t>) {
+                w.Int64(v);
+              } else {
+                w.StartArray();
+                for (const auto& s : v) str(w, s);
+                w.EndArray();
+              }
+            },
+            value);
+      }
+    });
+  }
+  return rows.finish();
+}
+
+// The event's data, with typed access that names the event when a field has the wrong type.
+class Data {
+ public:
+  explicit Data(const commands::EventEnvelope& e) : event_(e) {
+    doc_.Parse(e.data.data(), e.data.size());
+    if (doc_.HasParseError() || !doc_.IsObject()) fail("", "is not a JSON object");
+  }
+  bool has(const char* k) const {
+    const auto it = doc_.FindMember(k);
+    return it != doc_.MemberEnd() && !it->value.IsNull();
+  }
+  std::string string(const char* k) const {
+    const auto it = doc_.FindMember(k);
+    if (it == doc_.MemberEnd() || !it->value.IsString()) fail(k, "must be a string");
+    return {it->value.GetString(), it->value.GetStringLength()};
+  }
+  std::int64_t integer(const char* k) const {
+    const auto it = doc_.FindMember(k);
+    if (it == doc_.MemberEnd() || !it->value.IsInt64()) fail(k, "must be an integer");
+    return it->value.GetInt64();
+  }
+  std::vector<std::string> strings(const char* k) const {
+    const auto it = doc_.FindMember(k);
+    if (it == doc_.MemberEnd() || !it->value.IsArray()) fail(k, "must be an array");
+    std::vector<std::string> out;
+    for (const auto& v : it->value.GetArray()) {
+      if (!v.IsString()) fail(k, "must hold strings");
+      out.emplace_back(v.GetString(), v.GetStringLength());
+    }
+    return out;
+  }
+  // Copies those of `keys` that are present (strings) into the change.
+  void copy_strings(Change& c, std::initializer_list<const char*> keys) const {
+    for (const auto* k : keys) {
+      if (has(k)) c.set[k] = string(k);
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(std::string_view k, std::string_view what) const {
+    throw std::invalid_argument(event_.type + " " + event_.event_id + ": data" +
+                                (k.empty() ? "" : "." + std::string(k)) + " " + std::string(what));
+  }
+  const commands::EventEnvelope& event_;
+  rapidjson::Document doc_;
+};
+
+struct Folder {
+  Changes contacts, alerts, reports, backups;
+  Rows calls, timeline;
+  std::vector<std::string> unprojected;
+
+  void unprojected_type(const std::string& type) {
+    if (std::find(unprojected.begin(), unprojected.end(), type) == unprojected.end()) {
+      unprojected.push_back(type);
+    }
+  }
+
+  void contact(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
+    auto& c = contacts.of(e);
+    c.set["updated_at"] = at;
+    if (e.type == "contact.registered") {
+      c.created = true;
+      d.copy_strings(c, {"name", "phone", "email", "notes"});
+      c.set["tags"] = d.strings("tags");
+      c.set["status"] = std::string("active");
+      c.set["created_at"] = at;
+    } else if (e.type == "contact.updated") {
+      d.copy_strings(c, {"name", "phone", "email", "notes"});
+      if (d.has("tags")) c.set["tags"] = d.strings("tags");
+    } else if (e.type == "contact.call_logged") {
+      const auto called_at = d.string("called_at");
+      ++c.calls_added;
+      auto& last = c.set["last_call_at"];
+      if (!std::holds_alternative<std::string>(last) || std::get<std::string>(last) < called_at) {
+        last = called_at;  // RFC 3339 with a fixed width: text order is time order
+      }
+      calls.add([&](Writer& w) {
+        field(w, "call_id", d.string("call_id"));
+        field(w, "contact_id", e.aggregate_id);
+        field(w, "outcome", d.string("outcome"));
+        field(w, "duration_s", d.integer("duration_s"));
+        if (d.has("notes")) field(w, "notes", d.string("notes"));
+        if (d.has("operator")) field(w, "operator", d.string("operator"));
+        field(w, "occurred_at", called_at);
+        field(w, "version", e.version);
+      });
+    } else if (e.type == "contact.assigned") {
+      c.set["assigned_to"] = d.string("operator");
+    } else if (e.type == "contact.archived") {
+      c.set["status"] = std::string("archived");
+    } else {
+      unprojected_type(e.type);
+    }
+  }
+
+  void alert(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
+    auto& c = alerts.of(e);
+    c.set["updated_at"] = at;
+    if (e.type == "alert.raised") {
+      c.created = true;
+      d.copy_strings(c, {"level", "title", "region", "source", "details"});
+      c.set["state"] = std::string("open");
+      c.set["raised_at"] = at;
+    } else if (e.type == "alert.acknowledged") {
+      c.set["state"] = std::string("acknowledged");
+    } else if (e.type == "alert.escalated") {
+      c.set["level"] = d.string("to");
+    } else if (e.type == "alert.closed") {
+      c.set["state"] = std::string("closed");
+      c.set["resolution"] = d.string("resolution");
+      c.set["closed_at"] = at;
+    } else {
+      unprojected_type(e.type);
+    }
+    timeline.add([&](Writer& w) {
+      field(w, "alert_id", e.aggregate_id);
+      field(w, "version", e.version);
+      field(w, "type", e.type);
+      field(w, "occurred_at", at);
+      field(w, "actor", e.actor);
+      raw(w, "data", e.data);
+    });
+  }
+
+  void report(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
+    auto& c = reports.of(e);
+    c.set["updated_at"] = at;
+    if (e.type == "report.requested") {
+      c.created = true;
+      d.copy_strings(c, {"title", "source_url"});
+      c.set["status"] = std::string("requested");
+      c.set["requested_at"] = at;
+    } else {
+      unprojected_type(e.type);
+    }
+  }
+
+  void backup(const commands::EventEnvelope& e, const std::string& at) {
+    auto& c = backups.of(e);
+    c.set["updated_at"] = at;
+    if (e.type == "backup.requested") {
+      c.created = true;
+      c.set["status"] = std::string("requested");
+      c.set["requested_at"] = at;
+    } else {
+      unprojected_type(e.type);
+    }
+  }
+};
+
+}  // namespace
+
+std::string topic_of(const std::string& aggregate_type) { return aggregate_type + "s"; }
+
+BatchRows fold_batch(const std::vector<LogRecord>& records) {
+  Folder folder;
+  Rows events;
+  Rows notifications;
+  for (const auto& r : records) {
+    const auto& e = r.event;
+    const auto at = core::format_utc_micros(e.occurred_at_us);
+    if (e.aggregate_type == "contact") {
+      folder.contact(e, at);
+    } else if (e.aggregate_type == "alert") {
+      folder.alert(e, at);
+    } else if (e.aggregate_type == "report") {
+      folder.report(e, at);
+    } else if (e.aggregate_type == "backup") {
+      folder.backup(e, at);
+    } else {
+      folder.unprojected_type(e.type);
+    }
+    events.add([&](Writer& w) {
+      field(w, "partition", std::int64_t{r.partition});
+      field(w, "offset", r.offset);
+      field(w, "event_id", e.event_id);
+      field(w, "type", e.type);
+      field(w, "schema_version", std::int64_t{e.schema_version});
+      field(w, "aggregate_type", e.aggregate_type);
+      field(w, "aggregate_id", e.aggregate_id);
+      field(w, "version", e.version);
+      field(w, "occurred_at", at);
+      field(w, "command_id", e.command_id);
+      field(w, "correlation_id", e.correlation_id);
+      field(w, "causation_id", e.causation_id);
+      field(w, "actor", e.actor);
+      raw(w, "data", e.data);
+    });
+    notifications.add([&](Writer& w) {
+      field(w, "topic", topic_of(e.aggregate_type));
+      field(w, "type", e.type);
+      field(w, "aggregate_id", e.aggregate_id);
+      field(w, "version", e.version);
+      field(w, "position", commands::position_token(r.partition, r.offset));
+    });
+  }
+  BatchRows out;
+  out.events = events.finish();
+  out.contacts = changes_json(folder.contacts);
+  out.calls = folder.calls.finish();
+  out.alerts = changes_json(folder.alerts);
+  out.alert_timeline = folder.timeline.finish();
+  out.reports = changes_json(folder.reports);
+  out.backups = changes_json(folder.backups);
+  out.notifications = notifications.finish();
+  out.event_count = records.size();
+  out.unprojected_types = std::move(folder.unprojected);
+  return out;
+}
+
+}  // namespace cauce::projections

@@ -1,0 +1,120 @@
+// The projector on the real broker and PostgreSQL: the read models must equal a fold of the log
+// computed independently (read_models.cpp), whatever restarts, rebalances or SIGKILLs happen.
+#include <csignal>
+
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/migrations.hpp>
+#include <cauce/core/postgres.hpp>
+#include <cauce/projections/projector.hpp>
+
+#include "read_models.hpp"
+
+namespace cauce::testing {
+namespace {
+
+class ProjectorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    core::KafkaAdmin(kafka_).ensure_topics(core::cauce_topics(kafka_), kafka_.partitions, 1);
+    auto connection = core::connect_postgres(core::postgres_conninfo(db_.config()));
+    core::migrate(*connection, core::parse_migrations(core::embedded_migration_files()));
+    projections_.group = unique_name("projector");
+    projections_.batch_max = 500;
+  }
+
+  std::unique_ptr<projections::Projector> start_projector() {
+    auto p = std::make_unique<projections::Projector>(
+        projections::ProjectorOptions{
+            .kafka = kafka_, .postgres = db_.config(), .projections = projections_},
+        registry_);
+    p->start();
+    return p;
+  }
+
+  // Waits until every record of the log (events and garbage) is behind the checkpoints.
+  bool caught_up(std::chrono::milliseconds timeout = 60s) {
+    const auto end = log_end_sum(kafka_);
+    return eventually([&] { return checkpoint_sum(db_) == end; }, timeout, 100ms);
+  }
+
+  TempDatabase db_;
+  core::KafkaConfig kafka_ = test_kafka(3);
+  core::ProjectionsConfig projections_;
+  prometheus::Registry registry_;
+};
+
+TEST_F(ProjectorTest, FoldsTheLogIntoReadModelsExactlyOnceAcrossRestarts) {
+  const auto written = write_synthetic_log(
+      kafka_, {.contacts = 60, .calls_per_contact = 4, .alerts = 20, .garbage = 5});
+  auto projector = start_projector();
+  ASSERT_TRUE(caught_up());
+  const auto events = read_event_log(kafka_, true);
+  ASSERT_EQ(events.size(), written);
+  const auto expected = reference_fold(events);
+  EXPECT_EQ(read_models_text(db_), expected);
+  EXPECT_EQ(row_count(db_, "alert_timeline"), 20 * 2 + 10 * 2);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM events WHERE type = 'contact.call_logged' AND "
+                            "schema_version <> 2"),
+            "0")
+      << "v1 events are stored upcast";
+  EXPECT_LT(projector->status().lag, 10);
+  EXPECT_TRUE(projector->status().postgres_ok);
+
+  // A new process of the same group starts from PostgreSQL's checkpoints: nothing twice.
+  projector.reset();
+  write_synthetic_log(kafka_, {.contacts = 5, .calls_per_contact = 2, .alerts = 1});
+  projector = start_projector();
+  ASSERT_TRUE(caught_up());
+  EXPECT_EQ(read_models_text(db_), reference_fold(read_event_log(kafka_, true)));
+}
+
+TEST_F(ProjectorTest, ARebalanceRedeliversButAppliesNothingTwice) {
+  write_synthetic_log(kafka_, {.contacts = 200, .calls_per_contact = 5, .alerts = 10});
+  auto first = start_projector();
+  // A second member joins while the first is busy, takes partitions over from it, then leaves
+  // again: partitions move twice, and either member may hold a batch of a partition it no
+  // longer owns.
+  ASSERT_TRUE(eventually([&] { return checkpoint_sum(db_) > 0; }, 30s, 10ms));
+  auto second = start_projector();
+  write_synthetic_log(kafka_, {.contacts = 100, .calls_per_contact = 5, .alerts = 10});
+  ASSERT_TRUE(eventually([&] { return second->status().partitions.size() > 0; }, 30s));
+  second.reset();
+  write_synthetic_log(kafka_, {.contacts = 50, .calls_per_contact = 5, .alerts = 10});
+  ASSERT_TRUE(caught_up());
+  EXPECT_EQ(read_models_text(db_), reference_fold(read_event_log(kafka_, true)));
+}
+
+TEST_F(ProjectorTest, SigkillMidBatchLosesNothingAndCountsNothingTwice) {
+  write_synthetic_log(kafka_, {.contacts = 3000, .calls_per_contact = 6, .alerts = 200});
+  const auto end = log_end_sum(kafka_);
+  auto env = cauce_env(db_.config(), kafka_);
+  env["CAUCE_ROLES"] = "projector";
+  env["CAUCE_HTTP_PORT"] = "0";
+  env["CAUCE_PROJECTIONS_GROUP"] = projections_.group;
+  env["CAUCE_PROJECTIONS_BATCH_MAX"] = "500";
+  {
+    CauceProcess cauce({"serve"}, env);
+    ASSERT_TRUE(cauce.wait_for_line("projector started")) << cauce.output();
+    // Kill it while it is part-way through the log (batches are in flight all the time).
+    ASSERT_TRUE(eventually([&] { return checkpoint_sum(db_) > end / 4; }, 60s, 5ms))
+        << cauce.output();
+    cauce.signal(SIGKILL);
+    ASSERT_TRUE(cauce.wait_exit());
+  }
+  const auto at_kill = checkpoint_sum(db_);
+  EXPECT_LT(at_kill, end) << "the projector finished before it could be killed";
+  {
+    CauceProcess cauce({"serve"}, env);
+    ASSERT_TRUE(caught_up(120s)) << cauce.output();
+    cauce.signal(SIGTERM);
+    EXPECT_EQ(cauce.wait_exit(), 0);
+  }
+  EXPECT_EQ(read_models_text(db_), reference_fold(read_event_log(kafka_, true)));
+  EXPECT_EQ(db_.query_value("SELECT sum(calls_count) FROM contacts"), std::to_string(3000 * 6));
+}
+
+}  // namespace
+}  // namespace cauce::testing
