@@ -8,6 +8,7 @@
 
 #include <cauce/api/auth.hpp>
 #include <cauce/core/crypto.hpp>
+#include <cauce/core/errors.hpp>
 
 namespace cauce::api {
 namespace {
@@ -16,6 +17,7 @@ constexpr std::string_view kPrefix = "ck_";
 constexpr std::size_t kIdHexLength = 16;      // 8 random bytes
 constexpr std::size_t kSecretHexLength = 64;  // 32 random bytes
 constexpr std::size_t kMaxCachedKeys = 10000;
+constexpr auto kStaleIfError = std::chrono::hours(1);  // see lookup()
 
 bool is_hex(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -97,7 +99,18 @@ std::optional<ApiKeyRecord> ApiKeys::lookup(const std::string& id) {
     const auto it = cache_.find(id);
     if (it != cache_.end() && now - it->second.fetched < cache_ttl_) return it->second.record;
   }
-  auto record = store_.find(id);  // outside the lock: a slow store must not serialise requests
+  std::optional<ApiKeyRecord> record;
+  try {
+    record = store_.find(id);  // outside the lock: a slow store must not serialise requests
+  } catch (const core::DependencyError&) {
+    // The store is down (PostgreSQL stopped): keys seen within the last hour keep working, so
+    // commands, which do not need PostgreSQL, are still accepted. Nothing can be revoked
+    // meanwhile either: revocation is a write to the same store.
+    const std::lock_guard lock(mutex_);
+    const auto it = cache_.find(id);
+    if (it != cache_.end() && now - it->second.fetched < kStaleIfError) return it->second.record;
+    throw;
+  }
   const std::lock_guard lock(mutex_);
   if (cache_.size() >= kMaxCachedKeys) cache_.clear();
   cache_[id] = CacheEntry{record, now};

@@ -71,7 +71,11 @@ struct Connection {
   explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
   bool idle = true;  // waiting for a request's header; touched only on the connection's strand
+  std::shared_ptr<StreamSession> session;  // set while a stream owns the connection (strand)
 };
+
+// What routing produced: a response, or a session that takes the connection over.
+using Done = std::function<void(Response, std::shared_ptr<StreamSession>)>;
 
 }  // namespace
 
@@ -84,8 +88,7 @@ struct HttpServer::Impl {
         ioc(c.threads),
         acceptor(asio::make_strand(ioc)) {}
 
-  void dispatch(http::request<http::string_body>&& message,
-                std::function<void(Response)> done) const;
+  void dispatch(http::request<http::string_body>&& message, Done done) const;
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
   void forget(const std::shared_ptr<Connection>& connection);
@@ -105,8 +108,7 @@ struct HttpServer::Impl {
   std::set<std::shared_ptr<Connection>> connections;
 };
 
-void HttpServer::Impl::dispatch(http::request<http::string_body>&& message,
-                                std::function<void(Response)> done) const {
+void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done done) const {
   const auto started = std::chrono::steady_clock::now();
   auto request = std::make_shared<Request>();
   request->message = std::move(message);
@@ -115,7 +117,9 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message,
       usable_request_id(incoming_id) ? std::string(incoming_id) : core::random_hex(8);
   auto route_label = std::make_shared<std::string>("unmatched");
   // Headers, metrics and hand-over: the same for sync, async and failed requests.
-  auto finish = [this, request, route_label, started, done = std::move(done)](Response response) {
+  auto session = std::make_shared<std::shared_ptr<StreamSession>>();
+  auto finish = [this, request, route_label, started, session,
+                 done = std::move(done)](Response response) {
     response.set("X-Request-Id", request->request_id);
     response.keep_alive(request->message.keep_alive());
     const auto method = request->message.method() == http::verb::unknown
@@ -124,7 +128,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message,
     metrics.observe(
         *route_label, method, response.result_int(),
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    done(std::move(response));
+    done(std::move(response), std::move(*session));
   };
   try {
     const auto target = request->message.target();
@@ -165,6 +169,11 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message,
                            " role");
       }
       request->principal = std::move(principal);
+    }
+    if (match.route->stream_handler) {
+      *session = match.route->stream_handler(*request);
+      finish(Response{http::status::ok, request->message.version()});
+      return;
     }
     if (match.route->async_handler) {
       // The responder may be called on another thread, once; a throw before it returns is
@@ -254,15 +263,26 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       auto parked = std::make_shared<asio::steady_timer>(stream.get_executor(),
                                                          asio::steady_timer::time_point::max());
       auto answer = std::make_shared<std::optional<Response>>();
-      dispatch(parser.release(), [parked, answer](Response r) {
-        asio::post(parked->get_executor(), [parked, answer, r = std::move(r)]() mutable {
-          *answer = std::move(r);
-          parked->cancel();
-        });
-      });
+      auto session = std::make_shared<std::shared_ptr<StreamSession>>();
+      dispatch(parser.release(),
+               [parked, answer, session](Response r, std::shared_ptr<StreamSession> s) {
+                 asio::post(parked->get_executor(), [parked, answer, session, r = std::move(r),
+                                                     s = std::move(s)]() mutable {
+                   *answer = std::move(r);
+                   *session = std::move(s);
+                   parked->cancel();
+                 });
+               });
       if (!*answer) {
         co_await parked->async_wait(asio::redirect_error(asio::use_awaitable, ec));
         ec = {};
+      }
+      if (*session) {
+        // The stream owns the connection from here; it ends with the connection.
+        connection->session = *session;
+        if (!draining.load()) co_await connection->session->run(stream);
+        connection->session.reset();
+        break;
       }
       auto response = std::move(**answer);
       const bool keep_alive = response.keep_alive() && !draining.load();
@@ -326,6 +346,7 @@ void HttpServer::stop() {
   for (const auto& connection : open) {
     asio::post(connection->stream.get_executor(), [connection] {
       if (connection->idle) connection->stream.cancel();
+      if (connection->session) connection->session->close();
     });
   }
   {
@@ -345,13 +366,17 @@ void HttpServer::stop() {
 
 void HttpServer::dispatch(http::request<http::string_body>&& message,
                           std::function<void(Response)> done) const {
-  impl_->dispatch(std::move(message), std::move(done));
+  impl_->dispatch(
+      std::move(message),
+      [done = std::move(done)](Response r, std::shared_ptr<StreamSession>) { done(std::move(r)); });
 }
 
 Response HttpServer::handle(http::request<http::string_body>&& message) const {
   std::promise<Response> promise;
   auto future = promise.get_future();
-  impl_->dispatch(std::move(message), [&promise](Response r) { promise.set_value(std::move(r)); });
+  impl_->dispatch(std::move(message), [&promise](Response r, std::shared_ptr<StreamSession>) {
+    promise.set_value(std::move(r));
+  });
   return future.get();
 }
 

@@ -4,6 +4,10 @@
 #include <csignal>
 #include <filesystem>
 #include <thread>
+#include <utility>  // before Boost: asio/awaitable.hpp (1.74) uses std::exchange unincluded
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <cauce/api/auth.hpp>
 #include <cauce/api/http_metrics.hpp>
@@ -17,7 +21,9 @@
 #include <cauce/core/log.hpp>
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
+#include <cauce/projections/notification_hub.hpp>
 #include <cauce/projections/projector.hpp>
+#include <cauce/projections/queries.hpp>
 
 namespace cauce::api {
 namespace {
@@ -133,11 +139,29 @@ int run_serve(const core::Config& config) {
     bus->start();
   }
 
+  // Queries run on their own threads (as many as the pool has connections), never on the I/O
+  // threads; the hub LISTENs for the projector's progress and feeds live clients.
+  std::unique_ptr<projections::NotificationHub> hub;
+  boost::asio::thread_pool query_threads(static_cast<std::size_t>(config.postgres.pool_size));
+  projections::ReadModels models(pool);
   Router router;
   add_operations_routes(router, probe, registry);
   if (has_role(config, "api")) {
+    hub = std::make_unique<projections::NotificationHub>(
+        config.postgres, config.projections.name, config.kafka.events_topic, config.projections);
+    hub->start();
     add_key_routes(router, keys);
     add_command_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
+    add_query_routes(router, QueryDeps{.models = models,
+                                       .hub = *hub,
+                                       .run_blocking =
+                                           [&query_threads](std::function<void()> work) {
+                                             boost::asio::post(query_threads, std::move(work));
+                                           },
+                                       .min_position_wait = std::chrono::milliseconds(
+                                           config.projections.min_position_wait_ms),
+                                       .data_dir = config.data_dir});
+    add_stream_routes(router, *hub, config.projections);
   }
   if (has_role(config, "workers")) {
     log.info("role has nothing to run in this build yet", {{"role", "workers"}});
@@ -151,6 +175,8 @@ int run_serve(const core::Config& config) {
   sigwait(&stop_signals, &signal);
   log.info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
   server.stop();
+  if (hub) hub->stop();
+  query_threads.join();
   if (bus) bus->stop();
   if (processor) processor->stop();
   if (projector) projector->stop();

@@ -11,43 +11,10 @@
 #include <cauce/core/kafka_admin.hpp>
 
 #include "in_process_api.hpp"
+#include "private_postgres.hpp"
 
 namespace cauce::testing {
 namespace {
-
-// A PostgreSQL cluster of this test's own, run by scripts/lib/common.sh (as `postgres` when
-// we are root), so that stopping it disturbs no other test.
-class PrivatePostgres {
- public:
-  PrivatePostgres()
-      : dir_(std::filesystem::path(test_env("TEST_WORK_DIR")) / unique_name("pg")),
-        port_(free_port()) {
-    start();
-  }
-  ~PrivatePostgres() { common_sh("pg_stop \"$1\"", {dir_.string()}); }
-
-  void start() {
-    ASSERT_EQ(common_sh("pg_start \"$1\" \"$2\"", {dir_.string(), std::to_string(port_)}), 0);
-  }
-  void stop() { ASSERT_EQ(common_sh("pg_stop \"$1\"", {dir_.string()}), 0); }
-
-  core::PostgresConfig config() const {
-    core::PostgresConfig pg;
-    pg.host = "127.0.0.1";
-    pg.port = port_;
-    pg.user = "postgres";
-    pg.database = "postgres";
-    std::ifstream in(dir_ / "superuser.password");
-    std::string password;
-    std::getline(in, password);
-    pg.password = core::Secret(password);
-    return pg;
-  }
-
- private:
-  std::filesystem::path dir_;
-  std::uint16_t port_;
-};
 
 // Listens, lets the kernel complete handshakes, and never says a word.
 class SilentListener {

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cauce/api/routes.hpp>
+#include <cauce/projections/notification_hub.hpp>
+#include <cauce/projections/queries.hpp>
 
 #include "memory_key_store.hpp"
 
@@ -49,6 +51,11 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndViceVersa) {
   add_key_routes(router, keys);
   commands::CommandBus bus({}, registry);  // never started: only its routes are listed
   add_command_routes(router, bus, 1000);
+  core::PgPool pool("", 1);  // never used: only the routes are listed
+  projections::ReadModels models(pool);
+  projections::NotificationHub hub({}, "main", "cauce.events", {});
+  add_query_routes(router, QueryDeps{.models = models, .hub = hub, .run_blocking = {}});
+  add_stream_routes(router, hub, {});
   std::set<std::string> registered;
   for (const auto& route : router.routes()) {
     registered.insert(std::string(http::to_string(route.method)) + " " + route.pattern);

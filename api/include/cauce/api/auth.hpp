@@ -57,7 +57,8 @@ struct IssuedKey {
 
 // Issues and verifies API keys. Verification parses the token, finds the record by id and
 // compares sha256(salt || secret) in constant time. Records are cached for `cache_ttl`, so a
-// revocation takes effect everywhere within that time.
+// revocation takes effect everywhere within that time. While the store is unreachable, a key
+// fetched within the last hour keeps working (stale-if-error).
 class ApiKeys {
  public:
   explicit ApiKeys(ApiKeyStore& store,

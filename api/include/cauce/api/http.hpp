@@ -6,8 +6,11 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <utility>  // before Boost: asio/awaitable.hpp (1.74) uses std::exchange unincluded
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
 #include <cauce/api/auth.hpp>
@@ -38,12 +41,27 @@ using Responder = std::function<void(Response)>;
 // holding an I/O thread. It may also throw like a Handler, before it returns.
 using AsyncHandler = std::function<void(const std::shared_ptr<Request>&, Responder)>;
 
+// A response that keeps its connection (Server-Sent Events, WebSocket): once the request is
+// routed and authorised, run() owns the connection until it returns; then it is closed.
+class StreamSession {
+ public:
+  virtual ~StreamSession() = default;
+  // Runs on the connection's strand.
+  virtual boost::asio::awaitable<void> run(boost::beast::tcp_stream& stream) = 0;
+  // Asks run() to end soon (server shutdown). Any thread.
+  virtual void close() = 0;
+};
+// Validates the request (throwing like a Handler: the client then gets problem+json) and
+// returns the session that takes the connection over.
+using StreamHandler = std::function<std::shared_ptr<StreamSession>(Request&)>;
+
 struct Route {
   http::verb method;
   std::string pattern;       // "/v1/keys/{id}": literal segments and {param} segments
   std::optional<Role> role;  // nullopt: public (health, metrics)
-  Handler handler;           // exactly one of handler and async_handler is set
+  Handler handler;           // exactly one of handler, async_handler and stream_handler is set
   AsyncHandler async_handler;
+  StreamHandler stream_handler;
 };
 
 // Matches method + path to a route. A path that exists with another method is a 405 (with the
@@ -53,6 +71,8 @@ class Router {
   void add(http::verb method, std::string pattern, std::optional<Role> role, Handler handler);
   void add_async(http::verb method, std::string pattern, std::optional<Role> role,
                  AsyncHandler handler);
+  void add_stream(http::verb method, std::string pattern, std::optional<Role> role,
+                  StreamHandler handler);
 
   struct Match {
     const Route* route = nullptr;

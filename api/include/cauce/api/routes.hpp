@@ -1,6 +1,9 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 
 #include <prometheus/registry.h>
 
@@ -8,6 +11,12 @@
 #include <cauce/api/http.hpp>
 #include <cauce/api/readiness.hpp>
 #include <cauce/commands/command_bus.hpp>
+#include <cauce/core/config.hpp>
+
+namespace cauce::projections {
+class NotificationHub;
+class ReadModels;
+}  // namespace cauce::projections
 
 namespace cauce::api {
 
@@ -18,6 +27,24 @@ void add_operations_routes(Router& router, const ReadinessProbe& probe,
 // Every command route of API.md: validated, sent through `bus`, answered from the reply (or
 // 503 after `reply_timeout_ms`, which only words the problem; the bus enforces it).
 void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms);
+
+// Runs blocking work (PostgreSQL queries) off the I/O threads.
+using BlockingExecutor = std::function<void(std::function<void()>)>;
+
+struct QueryDeps {
+  projections::ReadModels& models;
+  projections::NotificationHub& hub;  // Cauce-Min-Position waits
+  BlockingExecutor run_blocking = {};
+  std::chrono::milliseconds min_position_wait{5000};
+  std::filesystem::path data_dir = {};  // report PDFs are <data_dir>/reports/<id>.pdf
+};
+
+// Every GET route of API.md's read side.
+void add_query_routes(Router& router, QueryDeps deps);
+
+// GET /v1/stream (Server-Sent Events) and GET /v1/ws (WebSocket): live notifications.
+void add_stream_routes(Router& router, projections::NotificationHub& hub,
+                       const core::ProjectionsConfig& config);
 
 // GET/POST /v1/keys, DELETE /v1/keys/{id}: admin only.
 void add_key_routes(Router& router, ApiKeys& keys);

@@ -1,0 +1,38 @@
+#pragma once
+
+// Reading a query's inputs: the query string, opaque page cursors, position tokens. Every
+// failure is an ApiError 400 naming the parameter or header.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include <cauce/api/http.hpp>
+
+namespace cauce::api {
+
+// The decoded parameters of `target`'s query string. Unknown names (not in `allowed`),
+// repeated names and malformed percent-escapes are 400s naming the parameter.
+std::map<std::string, std::string> query_params(std::string_view target,
+                                                const std::set<std::string>& allowed);
+
+// `limit`: absent -> default_limit; else an integer 1..500.
+int page_limit(const std::map<std::string, std::string>& params, int default_limit = 50);
+
+// Opaque cursors: base64url of "<list>:<key>". decode_cursor checks the list and the key's shape
+// (`valid`) and names `cursor` when either is wrong.
+std::string encode_cursor(std::string_view list, std::string_view key);
+std::string decode_cursor(std::string_view cursor, std::string_view list,
+                          bool (*valid)(const std::string&));
+
+struct LogPosition {
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+};
+// The Cauce-Min-Position header ("<partition>:<offset>" as commands return it), if present.
+std::optional<LogPosition> min_position(const Request& request);
+
+}  // namespace cauce::api

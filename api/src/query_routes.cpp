@@ -1,0 +1,271 @@
+// The read side's GET routes (API.md "Read side"). Every route validates its inputs on the I/O
+// thread (400 naming the parameter), waits — without holding a thread — for Cauce-Min-Position
+// when given, then runs its PostgreSQL query on the blocking executor.
+#include <fstream>
+#include <sstream>
+
+#include <rapidjson/document.h>
+
+#include <cauce/api/json.hpp>
+#include <cauce/api/problem.hpp>
+#include <cauce/api/routes.hpp>
+#include <cauce/commands/envelope.hpp>
+#include <cauce/core/crypto.hpp>
+#include <cauce/projections/notification_hub.hpp>
+#include <cauce/projections/queries.hpp>
+
+#include "query_params.hpp"
+
+namespace cauce::api {
+namespace {
+
+using projections::Page;
+using projections::PageRequest;
+using Query = std::function<Response()>;  // the blocking part of a request
+using Prepare = std::function<Query(const std::shared_ptr<Request>&)>;
+
+std::string uuid_param(const Request& request, std::string_view name = "id") {
+  auto id = std::string(request.path_param(name));
+  if (!commands::is_uuid(id)) throw invalid_field(std::string(name), "must be a UUID");
+  return id;
+}
+
+// One of `allowed` (400 naming the parameter otherwise); "" when absent.
+std::string one_of(const std::map<std::string, std::string>& params, const std::string& name,
+                   std::initializer_list<std::string_view> allowed) {
+  const auto it = params.find(name);
+  if (it == params.end()) return "";
+  for (const auto a : allowed) {
+    if (it->second == a) return it->second;
+  }
+  std::string list;
+  for (const auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  throw invalid_field(name, "must be one of " + list);
+}
+
+// A free-text parameter of 1..max_length bytes; "" when absent.
+std::string text_param(const std::map<std::string, std::string>& params, const std::string& name,
+                       std::size_t max_length) {
+  const auto it = params.find(name);
+  if (it == params.end()) return "";
+  if (it->second.empty() || it->second.size() > max_length) {
+    throw invalid_field(name, "must be 1 to " + std::to_string(max_length) + " characters");
+  }
+  return it->second;
+}
+
+PageRequest page_request(const std::map<std::string, std::string>& params, std::string_view list,
+                         bool (*valid)(const std::string&)) {
+  PageRequest page;
+  page.limit = page_limit(params);
+  if (const auto it = params.find("cursor"); it != params.end()) {
+    page.after = decode_cursor(it->second, list, valid);
+  }
+  return page;
+}
+
+// 304 when the client already has this representation, else 200 with the body and its ETag.
+Response with_etag(const Request& request, std::string body, const std::string& etag) {
+  if (const auto it = request.message.find(http::field::if_none_match);
+      it != request.message.end()) {
+    const auto have = it->value();
+    if (have == "*" || have.find(etag) != std::string_view::npos) {
+      Response not_modified{http::status::not_modified, request.message.version()};
+      not_modified.set(http::field::etag, etag);
+      not_modified.set(http::field::cache_control, "no-cache");
+      return not_modified;
+    }
+  }
+  auto response = json_response(request, http::status::ok, std::move(body));
+  response.set(http::field::etag, etag);
+  response.set(http::field::cache_control, "no-cache");
+  return response;
+}
+
+// A resource's ETag is its version, like a command's (If-Match takes the same value).
+Response resource(const Request& request, const std::optional<std::string>& json,
+                  const std::string& what) {
+  if (!json) throw ApiError(http::status::not_found, "not-found", "there is no " + what);
+  rapidjson::Document d;
+  d.Parse(json->c_str());
+  const auto version = d.IsObject() && d.HasMember("version") && d["version"].IsInt64()
+                           ? d["version"].GetInt64()
+                           : 0;
+  return with_etag(request, *json, "\"" + std::to_string(version) + "\"");
+}
+
+// {"items": [...], "next_cursor": "..." | null}; the ETag is a digest of the body.
+Response list(const Request& request, const Page& page, std::string_view list_name) {
+  std::string body = "{\"items\":" + page.items + ",\"next_cursor\":";
+  body += page.next_key ? "\"" + encode_cursor(list_name, *page.next_key) + "\"" : "null";
+  body += "}";
+  const auto etag = "\"" + core::sha256_hex(body).substr(0, 32) + "\"";
+  return with_etag(request, std::move(body), etag);
+}
+
+class QueryRoutes {
+ public:
+  explicit QueryRoutes(QueryDeps deps) : deps_(std::move(deps)) {}
+
+  void add(Router& router, std::string pattern, Role role, Prepare prepare) {
+    router.add_async(http::verb::get, std::move(pattern), role,
+                     [this, prepare = std::move(prepare)](const std::shared_ptr<Request>& request,
+                                                          Responder respond) {
+                       serve(request, std::move(respond), prepare(request));
+                     });
+  }
+
+  projections::ReadModels& models() { return deps_.models; }
+  const std::filesystem::path& data_dir() const { return deps_.data_dir; }
+
+ private:
+  void serve(const std::shared_ptr<Request>& request, Responder respond, Query query) {
+    const auto position = min_position(*request);  // a malformed token is a 400 right here
+    auto run = [this, request, respond, query = std::move(query)] {
+      deps_.run_blocking([request, respond, query] {
+        try {
+          respond(query());
+        } catch (...) {
+          respond(problem_response(*request, std::current_exception()));
+        }
+      });
+    };
+    if (!position) {
+      run();
+      return;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + deps_.min_position_wait;
+    const auto wait_ms = deps_.min_position_wait.count();
+    deps_.hub.when_applied(
+        position->partition, position->offset, deadline,
+        [request, respond, run = std::move(run), wait_ms](bool applied) {
+          if (applied) {
+            run();
+            return;
+          }
+          ApiError error(http::status::service_unavailable, "position-not-reached",
+                         "the read model has not reached the requested Cauce-Min-Position within " +
+                             std::to_string(wait_ms) + " ms; retry later");
+          error.retry_after_s = 1;
+          respond(problem_response(*request, std::make_exception_ptr(error)));
+        });
+  }
+
+  QueryDeps deps_;
+};
+
+}  // namespace
+
+void add_query_routes(Router& router, QueryDeps deps) {
+  // Owned by the routes: they live as long as the router's handlers hold them.
+  auto routes = std::make_shared<QueryRoutes>(std::move(deps));
+  auto add = [&router, routes](std::string pattern, Role role, Prepare prepare) {
+    routes->add(router, std::move(pattern), role,
+                [routes, prepare = std::move(prepare)](const std::shared_ptr<Request>& r) {
+                  return prepare(r);
+                });
+  };
+  auto& models = routes->models();
+
+  add("/v1/contacts/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    query_params(r->message.target(), {});
+    return [r, &models, id = uuid_param(*r)] {
+      return resource(*r, models.contact(id), "contact " + id);
+    };
+  });
+
+  add("/v1/contacts", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    const auto params =
+        query_params(r->message.target(), {"status", "assigned_to", "tag", "q", "limit", "cursor"});
+    projections::ContactFilter filter;
+    filter.status = one_of(params, "status", {"active", "archived"});
+    filter.assigned_to = text_param(params, "assigned_to", 100);
+    filter.tag = text_param(params, "tag", 50);
+    filter.q = text_param(params, "q", 200);
+    const auto page = page_request(params, "contacts", projections::valid_contacts_key);
+    return
+        [r, &models, filter, page] { return list(*r, models.contacts(filter, page), "contacts"); };
+  });
+
+  add("/v1/contacts/{id}/calls", Role::kReader,
+      [&models](const std::shared_ptr<Request>& r) -> Query {
+        const auto params = query_params(r->message.target(), {"limit", "cursor"});
+        const auto page = page_request(params, "calls", projections::valid_calls_key);
+        return [r, &models, id = uuid_param(*r), page] {
+          const auto calls = models.calls(id, page);
+          if (!calls)
+            throw ApiError(http::status::not_found, "not-found", "there is no contact " + id);
+          return list(*r, *calls, "calls");
+        };
+      });
+
+  add("/v1/contacts/{id}/events", Role::kReader,
+      [&models](const std::shared_ptr<Request>& r) -> Query {
+        const auto params = query_params(r->message.target(), {"limit", "cursor"});
+        const auto page = page_request(params, "events", projections::valid_history_key);
+        return [r, &models, id = uuid_param(*r), page] {
+          const auto events = models.history(id, page);
+          if (!events) {
+            throw ApiError(http::status::not_found, "not-found", "there is no contact " + id);
+          }
+          return list(*r, *events, "events");
+        };
+      });
+
+  add("/v1/alerts", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    const auto params = query_params(r->message.target(), {"state", "level", "limit", "cursor"});
+    projections::AlertFilter filter;
+    filter.state = one_of(params, "state", {"open", "acknowledged", "closed"});
+    filter.level = one_of(params, "level", {"info", "warning", "critical"});
+    const auto page = page_request(params, "alerts", projections::valid_alerts_key);
+    return [r, &models, filter, page] { return list(*r, models.alerts(filter, page), "alerts"); };
+  });
+
+  add("/v1/alerts/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    query_params(r->message.target(), {});
+    return
+        [r, &models, id = uuid_param(*r)] { return resource(*r, models.alert(id), "alert " + id); };
+  });
+
+  add("/v1/reports/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    query_params(r->message.target(), {});
+    return [r, &models, id = uuid_param(*r)] {
+      return resource(*r, models.report(id), "report " + id);
+    };
+  });
+
+  const auto reports_dir = routes->data_dir() / "reports";
+  add("/v1/reports/{id}/pdf", Role::kReader,
+      [&models, reports_dir](const std::shared_ptr<Request>& r) -> Query {
+        query_params(r->message.target(), {});
+        return [r, &models, reports_dir, id = uuid_param(*r)] {
+          const auto report = models.report(id);
+          if (!report)
+            throw ApiError(http::status::not_found, "not-found", "there is no report " + id);
+          rapidjson::Document d;
+          d.Parse(report->c_str());
+          const std::string status = d["status"].GetString();
+          std::ifstream file(reports_dir / (id + ".pdf"), std::ios::binary);
+          if (status != "ready" || !file) {
+            throw ApiError(http::status::not_found, "not-ready",
+                           "report " + id + " is " + status + "; its PDF exists once it is ready");
+          }
+          std::ostringstream bytes;
+          bytes << file.rdbuf();
+          Response response{http::status::ok, r->message.version()};
+          response.set(http::field::content_type, "application/pdf");
+          response.set(http::field::etag, "\"" + std::to_string(d["version"].GetInt64()) + "\"");
+          response.body() = bytes.str();
+          response.prepare_payload();
+          return response;
+        };
+      });
+
+  add("/v1/backups", Role::kAdmin, [&models](const std::shared_ptr<Request>& r) -> Query {
+    const auto params = query_params(r->message.target(), {"limit", "cursor"});
+    const auto page = page_request(params, "backups", projections::valid_backups_key);
+    return [r, &models, page] { return list(*r, models.backups(page), "backups"); };
+  });
+}
+
+}  // namespace cauce::api

@@ -1,0 +1,367 @@
+// Live notifications (API.md): GET /v1/stream as Server-Sent Events, GET /v1/ws as WebSocket.
+// Both are fed by the NotificationHub: each connection has one Subscription whose queue the
+// connection drains on its own strand; the hub wakes it.
+#include <atomic>
+#include <utility>  // before Boost: asio/awaitable.hpp (1.74) uses std::exchange unincluded
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/websocket.hpp>
+#include <rapidjson/document.h>
+
+#include <cauce/api/json.hpp>
+#include <cauce/api/problem.hpp>
+#include <cauce/api/routes.hpp>
+#include <cauce/core/errors.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/projections/notification_hub.hpp>
+
+#include "query_params.hpp"
+
+namespace cauce::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using projections::Notification;
+using projections::NotificationHub;
+using projections::Subscription;
+
+const core::Logger& log() {
+  static const core::Logger logger("stream");
+  return logger;
+}
+
+// "contacts,alerts" -> the set; absent -> every topic; anything else is a 400 naming `field`.
+std::set<std::string> parse_topics(const std::optional<std::string>& text,
+                                   const std::string& field) {
+  const auto& known = projections::notification_topics();
+  if (!text) return known;
+  std::set<std::string> topics;
+  std::string_view rest = *text;
+  while (true) {
+    const auto comma = rest.find(',');
+    const auto topic = std::string(rest.substr(0, comma));
+    if (!known.contains(topic)) {
+      throw invalid_field(field,
+                          "\"" + topic + "\" is not a topic (contacts, alerts, reports, backups)");
+    }
+    topics.insert(topic);
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  return topics;
+}
+
+std::optional<std::int64_t> parse_event_id(std::string_view text, const std::string& field) {
+  std::int64_t value = 0;
+  if (text.empty() || text.size() > 18) throw invalid_field(field, "must be a notification id");
+  for (const char c : text) {
+    if (c < '0' || c > '9') throw invalid_field(field, "must be a notification id");
+    value = value * 10 + (c - '0');
+  }
+  return value;
+}
+
+// Wakes a connection's coroutine from the hub's thread: sets a flag (so a wake between taking
+// the queue and waiting is not lost) and cancels the timer the coroutine waits on.
+class Waker {
+ public:
+  explicit Waker(const asio::any_io_executor& executor)
+      : timer_(std::make_shared<asio::steady_timer>(executor)) {}
+
+  std::function<void()> callback() {
+    return [flag = flag_, timer = timer_] {
+      flag->store(true);
+      asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+    };
+  }
+  void close() {
+    closed_->store(true);
+    callback()();
+  }
+  bool closed() const { return closed_->load(); }
+  // Waits until woken or `timeout`; true when woken (or something is pending).
+  asio::awaitable<bool> wait(std::chrono::seconds timeout) {
+    if (flag_->exchange(false)) co_return true;
+    timer_->expires_after(timeout);
+    beast::error_code ec;
+    co_await timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_return flag_->exchange(false) || ec == asio::error::operation_aborted;
+  }
+
+ private:
+  std::shared_ptr<asio::steady_timer> timer_;
+  std::shared_ptr<std::atomic<bool>> flag_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> closed_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+class SseSession final : public StreamSession {
+ public:
+  SseSession(NotificationHub& hub, std::set<std::string> topics,
+             std::optional<std::int64_t> last_event_id, std::string request_id, int heartbeat_s)
+      : hub_(hub),
+        topics_(std::move(topics)),
+        last_event_id_(last_event_id),
+        request_id_(std::move(request_id)),
+        heartbeat_(heartbeat_s) {}
+
+  asio::awaitable<void> run(beast::tcp_stream& stream) override {
+    stream.expires_never();
+    waker_.emplace(stream.get_executor());
+    if (closing_) waker_->close();
+    auto subscription = hub_.subscribe(topics_, last_event_id_, waker_->callback());
+    beast::error_code ec;
+    std::string out =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+        "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n"
+        "X-Request-Id: " +
+        request_id_ + "\r\n\r\nretry: 1000\n\n";
+    co_await asio::async_write(stream.socket(), asio::buffer(out),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    while (!ec && !waker_->closed()) {
+      const bool woken = co_await waker_->wait(heartbeat_);
+      out.clear();
+      for (const auto& n : subscription->take()) {
+        out += "id: " + std::to_string(n.id) + "\nevent: " + n.topic +
+               "\ndata: " + projections::notification_data(n) + "\n\n";
+      }
+      const auto reason = subscription->closed_reason();
+      if (reason) out += "event: error\ndata: {\"reason\":\"" + *reason + "\"}\n\n";
+      if (out.empty() && !woken) out = ": heartbeat\n\n";
+      if (!out.empty()) {
+        co_await asio::async_write(stream.socket(), asio::buffer(out),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (reason) {
+        log().info("stream client closed", {{"request_id", request_id_}, {"reason", *reason}});
+        break;
+      }
+    }
+    hub_.unsubscribe(subscription);
+  }
+
+  void close() override {
+    closing_ = true;
+    if (waker_) waker_->close();
+  }
+
+ private:
+  NotificationHub& hub_;
+  std::set<std::string> topics_;
+  std::optional<std::int64_t> last_event_id_;
+  std::string request_id_;
+  std::chrono::seconds heartbeat_;
+  std::optional<Waker> waker_;  // strand only
+  bool closing_ = false;        // strand only
+};
+
+// The WebSocket: the client subscribes with {"subscribe": ["alerts"], "last_event_id": N?} (again
+// to change topics); the server sends {"id", "event", "data"} per notification, pings every
+// heartbeat, and answers a malformed message with {"error": {...}} without closing.
+class WsSession final : public StreamSession {
+ public:
+  WsSession(NotificationHub& hub, http::request<http::string_body> request, int heartbeat_s)
+      : hub_(hub), request_(std::move(request)), heartbeat_(heartbeat_s) {}
+
+  asio::awaitable<void> run(beast::tcp_stream& stream) override {
+    stream.expires_never();
+    waker_.emplace(stream.get_executor());
+    if (closing_) waker_->close();
+    websocket::stream<beast::tcp_stream&> ws(stream);
+    beast::error_code ec;
+    co_await ws.async_accept(request_, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    auto state = std::make_shared<ReaderState>();
+    asio::co_spawn(stream.get_executor(), read_loop(ws, state, waker_->callback()), asio::detached);
+    std::shared_ptr<Subscription> subscription;
+    std::int64_t last_sent = -1;
+    while (!waker_->closed() && !state->done) {
+      const bool woken = co_await waker_->wait(heartbeat_);
+      std::vector<std::string> messages = std::move(state->replies);
+      state->replies.clear();
+      if (state->subscribe) {
+        // (Re)subscribe without a gap: continue after the last id sent, else as asked.
+        if (subscription) hub_.unsubscribe(subscription);
+        const auto after =
+            last_sent >= 0 ? std::optional<std::int64_t>(last_sent) : state->subscribe->after;
+        subscription = hub_.subscribe(state->subscribe->topics, after, waker_->callback());
+        state->subscribe.reset();
+      }
+      std::optional<std::string> reason;
+      if (subscription) {
+        for (const auto& n : subscription->take()) {
+          messages.push_back("{\"id\":" + std::to_string(n.id) + ",\"event\":\"" + n.topic +
+                             "\",\"data\":" + projections::notification_data(n) + "}");
+          last_sent = n.id;
+        }
+        reason = subscription->closed_reason();
+      }
+      for (const auto& m : messages) {
+        co_await ws.async_write(asio::buffer(m), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+      }
+      if (ec) break;
+      if (reason) {
+        websocket::close_reason close(websocket::close_code::try_again_later);
+        close.reason = reason->substr(0, 120);
+        co_await ws.async_close(close, asio::redirect_error(asio::use_awaitable, ec));
+        break;
+      }
+      if (!woken && messages.empty()) {
+        co_await ws.async_ping({}, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+      }
+    }
+    if (waker_->closed() && !state->done) {
+      co_await ws.async_close(websocket::close_code::going_away,
+                              asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (subscription) hub_.unsubscribe(subscription);
+    // The reader ends with the connection; wait for it so `ws` outlives it.
+    while (!state->reader_finished) {
+      stream.socket().cancel(ec);
+      asio::steady_timer pause(stream.get_executor(), std::chrono::milliseconds(5));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  void close() override {
+    closing_ = true;
+    if (waker_) waker_->close();
+  }
+
+ private:
+  struct Subscribe {
+    std::set<std::string> topics;
+    std::optional<std::int64_t> after;
+  };
+  struct ReaderState {  // strand only
+    std::optional<Subscribe> subscribe;
+    std::vector<std::string> replies;
+    bool done = false;
+    bool reader_finished = false;
+  };
+
+  static std::string error_message(const std::string& field, const std::string& message) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    w.Key("error");
+    w.StartObject();
+    write_string(w, "type", "urn:cauce:problem:invalid-message");
+    write_string(w, "title", "Bad Request");
+    w.Key("status");
+    w.Int(400);
+    write_string(w, "detail", field + " " + message);
+    w.Key("errors");
+    w.StartArray();
+    w.StartObject();
+    write_string(w, "field", field);
+    write_string(w, "message", message);
+    w.EndObject();
+    w.EndArray();
+    w.EndObject();
+    w.EndObject();
+    return {buffer.GetString(), buffer.GetSize()};
+  }
+
+  static asio::awaitable<void> read_loop(websocket::stream<beast::tcp_stream&>& ws,
+                                         std::shared_ptr<ReaderState> state,
+                                         std::function<void()> wake) {
+    beast::flat_buffer buffer;
+    ws.read_message_max(64 * 1024);
+    for (;;) {
+      beast::error_code ec;
+      buffer.clear();
+      co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      const auto text = beast::buffers_to_string(buffer.data());
+      rapidjson::Document d;
+      d.Parse(text.c_str(), text.size());
+      try {
+        if (d.HasParseError() || !d.IsObject())
+          throw invalid_field("message", "must be a JSON object");
+        for (const auto& m : d.GetObject()) {
+          const std::string name = m.name.GetString();
+          if (name != "subscribe" && name != "last_event_id") {
+            throw invalid_field(name, "is not a field of a subscribe message");
+          }
+        }
+        if (!d.HasMember("subscribe") || !d["subscribe"].IsArray()) {
+          throw invalid_field("subscribe", "must be an array of topics");
+        }
+        std::string topics;
+        for (const auto& t : d["subscribe"].GetArray()) {
+          if (!t.IsString()) throw invalid_field("subscribe", "must hold topic names");
+          topics += (topics.empty() ? "" : ",") + std::string(t.GetString());
+        }
+        if (topics.empty()) throw invalid_field("subscribe", "must name at least one topic");
+        Subscribe s{parse_topics(topics, "subscribe"), std::nullopt};
+        if (d.HasMember("last_event_id")) {
+          if (!d["last_event_id"].IsInt64() || d["last_event_id"].GetInt64() < 0) {
+            throw invalid_field("last_event_id", "must be a notification id");
+          }
+          s.after = d["last_event_id"].GetInt64();
+        }
+        state->subscribe = std::move(s);
+      } catch (const ApiError& e) {
+        const auto& f = e.errors().front();
+        state->replies.push_back(error_message(f.field, f.message));
+      }
+      wake();
+    }
+    state->done = true;
+    state->reader_finished = true;
+    wake();
+  }
+
+  NotificationHub& hub_;
+  http::request<http::string_body> request_;
+  std::chrono::seconds heartbeat_;
+  std::optional<Waker> waker_;
+  bool closing_ = false;
+};
+
+}  // namespace
+
+void add_stream_routes(Router& router, NotificationHub& hub,
+                       const core::ProjectionsConfig& config) {
+  const int heartbeat_s = config.heartbeat_s;
+  router.add_stream(
+      http::verb::get, "/v1/stream", Role::kReader,
+      [&hub, heartbeat_s](Request& request) -> std::shared_ptr<StreamSession> {
+        const auto params = query_params(request.message.target(), {"topics", "last_event_id"});
+        const auto topics_it = params.find("topics");
+        const auto topics = parse_topics(
+            topics_it == params.end() ? std::nullopt : std::optional(topics_it->second), "topics");
+        std::optional<std::int64_t> after;
+        if (const auto it = request.message.find("Last-Event-ID"); it != request.message.end()) {
+          after = parse_event_id(it->value(), "Last-Event-ID");
+        } else if (const auto q = params.find("last_event_id"); q != params.end()) {
+          after = parse_event_id(q->second, "last_event_id");
+        }
+        if (!hub.connected()) {
+          throw core::DependencyError("postgres", "live notifications are unavailable", true);
+        }
+        return std::make_shared<SseSession>(hub, topics, after, request.request_id, heartbeat_s);
+      });
+  router.add_stream(
+      http::verb::get, "/v1/ws", Role::kReader,
+      [&hub, heartbeat_s](Request& request) -> std::shared_ptr<StreamSession> {
+        query_params(request.message.target(), {});
+        if (!websocket::is_upgrade(request.message)) {
+          throw ApiError(http::status::upgrade_required, "upgrade-required",
+                         "GET /v1/ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket");
+        }
+        return std::make_shared<WsSession>(hub, request.message, heartbeat_s);
+      });
+}
+
+}  // namespace cauce::api

@@ -1,0 +1,105 @@
+#pragma once
+
+// The API side of live notifications and read-your-writes (DESIGN §4).
+//
+// One thread holds one PostgreSQL connection that LISTENs on the projector's progress channel.
+// From it the hub knows (a) every partition's checkpoint, so a query carrying a position token
+// can wait — without polling — until the projection has passed it, and (b) the newest
+// notification id, so it can hand each live client (SSE, WebSocket) the rows of the
+// `notifications` table after the last one that client has, in id order: the same path serves a
+// `Last-Event-ID` resume and live delivery, so neither has gaps or duplicates.
+//
+// A client never holds the hub up: each has a bounded queue; one whose queue stays full is
+// closed with a reason. When PostgreSQL is unreachable the hub reconnects in the background;
+// position waits fail fast meanwhile, live clients simply get nothing until it is back.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <cauce/core/config.hpp>
+
+namespace cauce::projections {
+
+struct Notification {
+  std::int64_t id = 0;
+  std::string topic;  // contacts, alerts, reports, backups
+  std::string type;   // the event type
+  std::string aggregate_id;
+  std::int64_t version = 0;
+  std::string position;
+};
+
+// API.md's message data: {"type","id","version","position"}.
+std::string notification_data(const Notification& n);
+
+// The notification topics a client may subscribe to.
+const std::set<std::string>& notification_topics();
+
+// One live client's queue. The hub pushes, the client's connection takes.
+class Subscription {
+ public:
+  // Made by NotificationHub::subscribe().
+  Subscription(std::set<std::string> topics, std::int64_t cursor, std::size_t capacity,
+               std::function<void()> wake)
+      : topics_(std::move(topics)), cursor_(cursor), capacity_(capacity), wake_(std::move(wake)) {}
+
+  // Everything queued, oldest first. Empty when nothing is there.
+  std::vector<Notification> take();
+  // Set once the hub ended the subscription (e.g. the client was too slow); the client should
+  // say why and close.
+  std::optional<std::string> closed_reason() const;
+
+ private:
+  friend class NotificationHub;
+
+  const std::set<std::string> topics_;
+  std::int64_t cursor_;  // hub thread only: the last id considered for this client
+  const std::size_t capacity_;
+  const std::function<void()> wake_;
+  std::chrono::steady_clock::time_point full_since_{};  // hub thread only
+  mutable std::mutex mutex_;
+  std::deque<Notification> queue_;
+  std::optional<std::string> closed_;
+};
+
+class NotificationHub {
+ public:
+  NotificationHub(core::PostgresConfig postgres, std::string projection, std::string topic,
+                  core::ProjectionsConfig config);
+  ~NotificationHub();  // stop()
+  NotificationHub(const NotificationHub&) = delete;
+  NotificationHub& operator=(const NotificationHub&) = delete;
+
+  void start();
+  void stop();
+
+  // Notifications of `topics` with ids above `after_id`, or from now on when nullopt. `wake` is
+  // called on the hub's thread whenever take() has something or the subscription closed; it
+  // must only schedule work, never block.
+  std::shared_ptr<Subscription> subscribe(std::set<std::string> topics,
+                                          std::optional<std::int64_t> after_id,
+                                          std::function<void()> wake);
+  void unsubscribe(const std::shared_ptr<Subscription>& subscription);
+
+  // Calls `done(true)` on the hub thread once the projection has applied the record at
+  // (partition, offset), or `done(false)` at `deadline` or at once while PostgreSQL is
+  // unreachable.
+  void when_applied(std::int32_t partition, std::int64_t offset,
+                    std::chrono::steady_clock::time_point deadline, std::function<void(bool)> done);
+
+  bool connected() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cauce::projections

@@ -1,0 +1,71 @@
+#pragma once
+
+// Reading the read models (PostgreSQL, adapter behind this interface). Answers are JSON text in
+// API.md's shape (snake_case, RFC 3339 UTC times), built by PostgreSQL itself.
+//
+// Lists are keyset-paginated: a page is asked for "after" the key of the last item of the
+// previous page and answers with its own last key when more items follow. Keys are plain text
+// here (an id, a version, "<time>|<id>"); the API wraps them into opaque cursors.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <cauce/core/postgres.hpp>
+
+namespace cauce::projections {
+
+struct PageRequest {
+  int limit = 50;     // 1..500, checked by the caller
+  std::string after;  // "" for the first page; else a key this class handed out
+};
+
+struct Page {
+  std::string items;  // JSON array
+  std::optional<std::string> next_key;
+};
+
+// Filters; "" means not filtered.
+struct ContactFilter {
+  std::string status;
+  std::string assigned_to;
+  std::string tag;
+  std::string q;  // substring of name, phone or email, any case
+};
+
+struct AlertFilter {
+  std::string state;
+  std::string level;
+};
+
+// Whether a page key has the shape the list hands out (else the cursor is bad input).
+bool valid_contacts_key(const std::string& key);  // a UUID
+bool valid_calls_key(const std::string& key);     // "<RFC 3339 µs>|<UUID>"
+bool valid_history_key(const std::string& key);   // a version number
+bool valid_alerts_key(const std::string& key);    // a UUID
+bool valid_backups_key(const std::string& key);   // a UUID
+
+class ReadModels {
+ public:
+  explicit ReadModels(core::PgPool& pool) : pool_(pool) {}
+
+  // nullopt: no such row. Throws core::DependencyError when PostgreSQL is unreachable.
+  std::optional<std::string> contact(const std::string& id);
+  Page contacts(const ContactFilter& filter, const PageRequest& page);
+  // Newest first. nullopt: no such contact.
+  std::optional<Page> calls(const std::string& contact_id, const PageRequest& page);
+  // The contact's events as projected from the log, oldest first. nullopt: no such contact.
+  std::optional<Page> history(const std::string& contact_id, const PageRequest& page);
+  // Newest first.
+  Page alerts(const AlertFilter& filter, const PageRequest& page);
+  // One alert with its timeline (oldest first).
+  std::optional<std::string> alert(const std::string& id);
+  std::optional<std::string> report(const std::string& id);
+  // Newest first.
+  Page backups(const PageRequest& page);
+
+ private:
+  core::PgPool& pool_;
+};
+
+}  // namespace cauce::projections

@@ -1,0 +1,365 @@
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <thread>
+
+#include <pqxx/pqxx>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cauce/core/log.hpp>
+#include <cauce/core/postgres.hpp>
+#include <cauce/projections/notification_hub.hpp>
+
+#include "pg_projection.hpp"
+
+namespace cauce::projections {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const core::Logger& log() {
+  static const core::Logger logger("notifications");
+  return logger;
+}
+
+// Rows read from the table per round; a client far behind catches up over several rounds.
+constexpr int kPageRows = 5000;
+// A client whose queue stays full this long is closed as too slow.
+constexpr auto kSlowClientGrace = std::chrono::seconds(5);
+
+}  // namespace
+
+std::string notification_data(const Notification& n) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+  w.StartObject();
+  w.Key("type");
+  w.String(n.type.c_str(), static_cast<rapidjson::SizeType>(n.type.size()));
+  w.Key("id");
+  w.String(n.aggregate_id.c_str(), static_cast<rapidjson::SizeType>(n.aggregate_id.size()));
+  w.Key("version");
+  w.Int64(n.version);
+  w.Key("position");
+  w.String(n.position.c_str(), static_cast<rapidjson::SizeType>(n.position.size()));
+  w.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+const std::set<std::string>& notification_topics() {
+  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups"};
+  return topics;
+}
+
+std::vector<Notification> Subscription::take() {
+  const std::lock_guard lock(mutex_);
+  std::vector<Notification> out(std::make_move_iterator(queue_.begin()),
+                                std::make_move_iterator(queue_.end()));
+  queue_.clear();
+  return out;
+}
+
+std::optional<std::string> Subscription::closed_reason() const {
+  const std::lock_guard lock(mutex_);
+  return closed_;
+}
+
+struct NotificationHub::Impl {
+  struct Waiter {
+    std::int32_t partition;
+    std::int64_t offset;
+    Clock::time_point deadline;
+    std::function<void(bool)> done;
+  };
+
+  // Parses the projector's progress payloads into the hub's view (hub thread).
+  class Receiver final : public pqxx::notification_receiver {
+   public:
+    Receiver(pqxx::connection_base& c, Impl& impl)
+        : pqxx::notification_receiver(c, kProgressChannel), impl_(impl) {}
+    void operator()(const std::string& payload, int) override { impl_.on_progress(payload); }
+
+   private:
+    Impl& impl_;
+  };
+
+  Impl(core::PostgresConfig pg, std::string p, std::string t, core::ProjectionsConfig c)
+      : conninfo(core::postgres_conninfo(pg)),
+        projection(std::move(p)),
+        topic(std::move(t)),
+        config(std::move(c)) {}
+
+  const std::string conninfo;
+  const std::string projection;
+  const std::string topic;
+  const core::ProjectionsConfig config;
+
+  std::thread thread;
+  std::atomic<bool> running{false};
+  std::atomic<bool> is_connected{false};
+
+  mutable std::mutex mutex;  // guards what other threads touch: the lists below, latest_id
+  std::condition_variable changed;
+  std::vector<std::shared_ptr<Subscription>> subscriptions;
+  std::vector<Waiter> waiters;
+  std::int64_t latest_id = -1;  // -1: not known yet (not connected once)
+  bool kick = false;            // something to do without waiting for PostgreSQL
+
+  std::map<std::int32_t, std::int64_t> checkpoints;  // partition -> next offset applied
+
+  // Hub thread only.
+  std::unique_ptr<pqxx::connection> connection;
+  std::unique_ptr<Receiver> receiver;
+
+  void on_progress(const std::string& payload) {
+    rapidjson::Document d;
+    d.Parse(payload.c_str());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("projection") ||
+        !d["projection"].IsString() || d["projection"].GetString() != projection ||
+        !d.HasMember("topic") || !d["topic"].IsString() || d["topic"].GetString() != topic) {
+      return;
+    }
+    const std::lock_guard lock(mutex);
+    if (d.HasMember("checkpoints") && d["checkpoints"].IsObject()) {
+      for (const auto& m : d["checkpoints"].GetObject()) {
+        if (!m.value.IsInt64()) continue;
+        const auto partition = std::atoi(m.name.GetString());
+        checkpoints[partition] = std::max(checkpoints[partition], m.value.GetInt64());
+      }
+    }
+    if (d.HasMember("last_notification_id") && d["last_notification_id"].IsInt64()) {
+      latest_id = std::max(latest_id, d["last_notification_id"].GetInt64());
+    }
+  }
+
+  void connect() {
+    auto c = core::connect_postgres(conninfo);
+    auto r = std::make_unique<Receiver>(*c, *this);  // LISTEN before reading the state
+    pqxx::read_transaction txn(*c);
+    std::map<std::int32_t, std::int64_t> stored;
+    for (const auto& row :
+         txn.exec_params("SELECT partition, next_offset FROM projection_checkpoints "
+                         "WHERE projection = $1 AND topic = $2",
+                         projection, topic)) {
+      stored[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
+    }
+    const auto max_id =
+        txn.exec1("SELECT coalesce(max(id), 0) FROM notifications")[0].as<std::int64_t>();
+    txn.commit();
+    {
+      const std::lock_guard lock(mutex);
+      for (const auto& [p, next] : stored) checkpoints[p] = std::max(checkpoints[p], next);
+      latest_id = std::max(latest_id, max_id);
+      for (auto& s : subscriptions) {
+        if (s->cursor_ < 0) s->cursor_ = latest_id;  // subscribed "from now" while disconnected
+      }
+    }
+    receiver = std::move(r);
+    connection = std::move(c);
+    is_connected = true;
+  }
+
+  void disconnect(const std::exception& e) {
+    if (is_connected.exchange(false)) {
+      log().warn("lost PostgreSQL; live notifications pause until it is back",
+                 {{"error", e.what()}});
+    }
+    receiver.reset();
+    connection.reset();
+  }
+
+  // Under `mutex`.
+  bool applied(std::int32_t partition, std::int64_t offset) const {
+    const auto it = checkpoints.find(partition);
+    return it != checkpoints.end() && it->second > offset;
+  }
+
+  void settle_waiters() {
+    std::vector<std::pair<std::function<void(bool)>, bool>> due;
+    {
+      const std::lock_guard lock(mutex);
+      const auto now = Clock::now();
+      auto keep = waiters.begin();
+      for (auto& w : waiters) {
+        if (is_connected && applied(w.partition, w.offset)) {
+          due.emplace_back(std::move(w.done), true);
+        } else if (!is_connected || now >= w.deadline) {
+          due.emplace_back(std::move(w.done), false);
+        } else {
+          *keep++ = std::move(w);
+        }
+      }
+      waiters.erase(keep, waiters.end());
+    }
+    for (auto& [done, ok] : due) done(ok);
+  }
+
+  // Hands every subscription the rows after its cursor (as many as its queue takes).
+  bool deliver() {
+    std::vector<std::shared_ptr<Subscription>> subs;
+    std::int64_t latest = 0;
+    {
+      const std::lock_guard lock(mutex);
+      subs = subscriptions;
+      latest = latest_id;
+    }
+    std::int64_t from = latest;
+    for (const auto& s : subs) {
+      if (s->cursor_ >= 0) from = std::min(from, s->cursor_);
+    }
+    if (subs.empty() || from >= latest) return false;
+    std::vector<Notification> rows;
+    {
+      pqxx::read_transaction txn(*connection);
+      for (const auto& row : txn.exec_params(
+               "SELECT id, topic, type, aggregate_id::text, version, position FROM notifications "
+               "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+               from, latest, kPageRows)) {
+        rows.push_back(Notification{row[0].as<std::int64_t>(), row[1].as<std::string>(),
+                                    row[2].as<std::string>(), row[3].as<std::string>(),
+                                    row[4].as<std::int64_t>(), row[5].as<std::string>()});
+      }
+    }
+    // Rows end where the page ended, else at `latest` (ids may have gaps: rolled back batches,
+    // deleted old rows).
+    const auto upto = static_cast<int>(rows.size()) == kPageRows ? rows.back().id : latest;
+    const auto now = Clock::now();
+    bool more = upto < latest;
+    for (const auto& s : subs) {
+      if (s->cursor_ < 0 || s->cursor_ >= upto) continue;
+      bool pushed = false;
+      bool full = false;
+      {
+        const std::lock_guard lock(s->mutex_);
+        if (s->closed_) continue;
+        for (const auto& n : rows) {
+          if (n.id <= s->cursor_) continue;
+          if (s->queue_.size() >= s->capacity_) {
+            full = true;
+            break;
+          }
+          s->cursor_ = n.id;
+          if (s->topics_.contains(n.topic)) {
+            s->queue_.push_back(n);
+            pushed = true;
+          }
+        }
+        if (!full) {
+          s->cursor_ = upto;
+          s->full_since_ = {};
+        } else {
+          more = true;
+          if (s->full_since_ == Clock::time_point{}) s->full_since_ = now;
+          if (now - s->full_since_ > kSlowClientGrace) {
+            s->closed_ = "too slow: " + std::to_string(s->queue_.size()) +
+                         " notifications were waiting; reconnect with Last-Event-ID";
+            pushed = true;
+          }
+        }
+      }
+      if (pushed) s->wake_();
+    }
+    return more;
+  }
+
+  void loop() {
+    int failures = 0;
+    while (running) {
+      if (!connection) {
+        try {
+          connect();
+          failures = 0;
+          log().info("listening for projection progress", {{"projection", projection}});
+        } catch (const std::exception& e) {
+          disconnect(e);
+          settle_waiters();
+          std::unique_lock lock(mutex);
+          changed.wait_for(lock, std::chrono::milliseconds(std::min(100 << failures, 1000)),
+                           [this] { return !running; });
+          failures = std::min(failures + 1, 4);
+          continue;
+        }
+      }
+      bool more = false;
+      try {
+        settle_waiters();
+        more = deliver();
+        bool kicked = false;
+        {
+          const std::lock_guard lock(mutex);
+          kicked = std::exchange(kick, false);
+        }
+        // Sleeps until PostgreSQL notifies (or 50 ms pass, for deadlines and new clients).
+        if (!more && !kicked) connection->await_notification(0, 50'000);
+        connection->get_notifs();
+      } catch (const std::exception& e) {
+        disconnect(e);
+      }
+    }
+    receiver.reset();
+    connection.reset();
+  }
+};
+
+NotificationHub::NotificationHub(core::PostgresConfig postgres, std::string projection,
+                                 std::string topic, core::ProjectionsConfig config)
+    : impl_(std::make_unique<Impl>(std::move(postgres), std::move(projection), std::move(topic),
+                                   std::move(config))) {}
+
+NotificationHub::~NotificationHub() { stop(); }
+
+void NotificationHub::start() {
+  if (impl_->running.exchange(true)) return;
+  impl_->thread = std::thread([impl = impl_.get()] { impl->loop(); });
+}
+
+void NotificationHub::stop() {
+  if (!impl_->running.exchange(false)) return;
+  impl_->changed.notify_all();
+  impl_->thread.join();
+  std::vector<Impl::Waiter> waiters;
+  {
+    const std::lock_guard lock(impl_->mutex);
+    waiters.swap(impl_->waiters);
+  }
+  for (auto& w : waiters) w.done(false);
+}
+
+std::shared_ptr<Subscription> NotificationHub::subscribe(std::set<std::string> topics,
+                                                         std::optional<std::int64_t> after_id,
+                                                         std::function<void()> wake) {
+  const std::lock_guard lock(impl_->mutex);
+  const auto cursor = after_id ? *after_id : impl_->latest_id;
+  auto s = std::make_shared<Subscription>(std::move(topics), cursor,
+                                          static_cast<std::size_t>(impl_->config.client_buffer),
+                                          std::move(wake));
+  impl_->subscriptions.push_back(s);
+  impl_->kick = true;
+  return s;
+}
+
+void NotificationHub::unsubscribe(const std::shared_ptr<Subscription>& subscription) {
+  const std::lock_guard lock(impl_->mutex);
+  std::erase(impl_->subscriptions, subscription);
+}
+
+void NotificationHub::when_applied(std::int32_t partition, std::int64_t offset,
+                                   Clock::time_point deadline, std::function<void(bool)> done) {
+  {
+    std::unique_lock lock(impl_->mutex);
+    if (!impl_->is_connected || !impl_->applied(partition, offset)) {
+      impl_->waiters.push_back(Impl::Waiter{partition, offset, deadline, std::move(done)});
+      impl_->kick = true;
+      lock.unlock();
+      impl_->changed.notify_all();
+      return;
+    }
+  }
+  done(true);  // already there: no need to involve the hub's thread
+}
+
+bool NotificationHub::connected() const { return impl_->is_connected; }
+
+}  // namespace cauce::projections

@@ -1,0 +1,209 @@
+#include <algorithm>
+
+#include <cauce/commands/envelope.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/projections/queries.hpp>
+
+namespace cauce::projections {
+namespace {
+
+// Keyset bounds for a first page: no real id is the nil or the max UUID (ids are v7 or v8).
+constexpr const char* kMinUuid = "00000000-0000-0000-0000-000000000000";
+constexpr const char* kMaxUuid = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+
+const char* const kContactJson = R"(json_build_object(
+    'id', c.id, 'name', c.name, 'phone', c.phone, 'email', c.email, 'tags', c.tags,
+    'notes', c.notes, 'status', c.status, 'assigned_to', c.assigned_to,
+    'calls_count', c.calls_count, 'last_call_at', rfc3339(c.last_call_at),
+    'created_at', rfc3339(c.created_at), 'updated_at', rfc3339(c.updated_at),
+    'version', c.version)::text)";
+
+const char* const kAlertJson = R"(json_build_object(
+    'id', a.id, 'level', a.level, 'title', a.title, 'region', a.region, 'source', a.source,
+    'details', a.details, 'state', a.state, 'resolution', a.resolution,
+    'raised_at', rfc3339(a.raised_at), 'updated_at', rfc3339(a.updated_at),
+    'closed_at', rfc3339(a.closed_at), 'version', a.version)::jsonb)";
+
+// `%` and `_` in a user's search text are literal, not LIKE wildcards.
+std::string like_escaped(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string lower_ascii(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Rows of (key, json) with one row more than the page: the extra one says a next page exists.
+Page page_of(const pqxx::result& rows, int limit) {
+  Page page;
+  page.items = "[";
+  const auto n = std::min<std::size_t>(rows.size(), static_cast<std::size_t>(limit));
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i) page.items += ',';
+    page.items += rows[static_cast<int>(i)][1].c_str();
+  }
+  page.items += ']';
+  if (rows.size() > n && n > 0) page.next_key = rows[static_cast<int>(n - 1)][0].c_str();
+  return page;
+}
+
+std::optional<std::string> single(const pqxx::result& rows) {
+  if (rows.empty() || rows[0][0].is_null()) return std::nullopt;
+  return rows[0][0].as<std::string>();
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.size() <= 18 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+bool valid_contacts_key(const std::string& key) { return commands::is_uuid(key); }
+bool valid_alerts_key(const std::string& key) { return commands::is_uuid(key); }
+bool valid_backups_key(const std::string& key) { return commands::is_uuid(key); }
+bool valid_history_key(const std::string& key) { return all_digits(key); }
+bool valid_calls_key(const std::string& key) {
+  const auto bar = key.find('|');
+  if (bar == std::string::npos || !commands::is_uuid(key.substr(bar + 1))) return false;
+  try {
+    core::parse_utc_micros(key.substr(0, bar));
+    return true;
+  } catch (const std::invalid_argument&) {
+    return false;
+  }
+}
+
+std::optional<std::string> ReadModels::contact(const std::string& id) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(
+        std::string("SELECT ") + kContactJson + " FROM contacts c WHERE c.id = $1::uuid", id));
+  });
+}
+
+Page ReadModels::contacts(const ContactFilter& f, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    const auto rows =
+        n.exec_params(std::string("SELECT c.id::text, ") + kContactJson + R"( FROM contacts c
+          WHERE ($1 = '' OR c.status = $1) AND ($2 = '' OR c.assigned_to = $2)
+            AND ($3 = '' OR c.tags @> ARRAY[$3]::text[])
+            AND ($4 = '' OR c.search LIKE '%' || $4 || '%')
+            AND c.id > $5::uuid
+          ORDER BY c.id LIMIT $6)",
+                      f.status, f.assigned_to, f.tag, like_escaped(lower_ascii(f.q)),
+                      page.after.empty() ? kMinUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+std::optional<Page> ReadModels::calls(const std::string& contact_id, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<Page> {
+    pqxx::read_transaction txn(c);
+    if (txn.exec_params("SELECT 1 FROM contacts WHERE id = $1::uuid", contact_id).empty()) {
+      return std::nullopt;
+    }
+    std::string at = "infinity";
+    std::string id = kMaxUuid;
+    if (!page.after.empty()) {
+      const auto bar = page.after.find('|');
+      at = page.after.substr(0, bar);
+      id = page.after.substr(bar + 1);
+    }
+    const auto rows = txn.exec_params(
+        R"(SELECT rfc3339(k.occurred_at) || '|' || k.call_id, json_build_object(
+             'call_id', k.call_id, 'outcome', k.outcome, 'duration_s', k.duration_s,
+             'notes', k.notes, 'operator', k.operator, 'occurred_at', rfc3339(k.occurred_at),
+             'version', k.version)::text
+           FROM calls k
+           WHERE k.contact_id = $1::uuid AND (k.occurred_at, k.call_id) < ($2::timestamptz, $3::uuid)
+           ORDER BY k.occurred_at DESC, k.call_id DESC LIMIT $4)",
+        contact_id, at, id, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+std::optional<Page> ReadModels::history(const std::string& contact_id, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<Page> {
+    pqxx::read_transaction txn(c);
+    if (txn.exec_params("SELECT 1 FROM contacts WHERE id = $1::uuid", contact_id).empty()) {
+      return std::nullopt;
+    }
+    const auto rows = txn.exec_params(
+        R"(SELECT e.version::text, json_build_object(
+             'event_id', e.event_id, 'type', e.type, 'schema_version', e.schema_version,
+             'aggregate_type', e.aggregate_type, 'aggregate_id', e.aggregate_id,
+             'version', e.version, 'occurred_at', rfc3339(e.occurred_at),
+             'command_id', e.command_id, 'correlation_id', e.correlation_id,
+             'causation_id', e.causation_id, 'actor', e.actor, 'data', e.data,
+             'position', e.partition || ':' || e."offset")::text
+           FROM events e
+           WHERE e.aggregate_type = 'contact' AND e.aggregate_id = $1::uuid AND e.version > $2
+           ORDER BY e.version LIMIT $3)",
+        contact_id, page.after.empty() ? std::string("0") : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+Page ReadModels::alerts(const AlertFilter& f, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    const auto rows =
+        n.exec_params(std::string("SELECT a.id::text, ") + kAlertJson + R"(::text FROM alerts a
+          WHERE ($1 = '' OR a.state = $1) AND ($2 = '' OR a.level = $2) AND a.id < $3::uuid
+          ORDER BY a.id DESC LIMIT $4)",
+                      f.state, f.level, page.after.empty() ? kMaxUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+std::optional<std::string> ReadModels::alert(const std::string& id) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(std::string("SELECT (") + kAlertJson + R"( || jsonb_build_object(
+          'timeline', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                         'version', t.version, 'type', t.type,
+                         'occurred_at', rfc3339(t.occurred_at), 'actor', t.actor,
+                         'data', t.data) ORDER BY t.version), '[]')
+                       FROM alert_timeline t WHERE t.alert_id = a.id)))::text
+        FROM alerts a WHERE a.id = $1::uuid)",
+                                id));
+  });
+}
+
+std::optional<std::string> ReadModels::report(const std::string& id) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(R"(SELECT json_build_object(
+          'id', r.id, 'title', r.title, 'source_url', r.source_url, 'status', r.status,
+          'attempts', r.attempts, 'errors', r.errors, 'requested_at', rfc3339(r.requested_at),
+          'updated_at', rfc3339(r.updated_at), 'version', r.version,
+          'pdf_url', CASE WHEN r.status = 'ready' THEN '/v1/reports/' || r.id || '/pdf' END)::text
+        FROM reports r WHERE r.id = $1::uuid)",
+                                id));
+  });
+}
+
+Page ReadModels::backups(const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    const auto rows = n.exec_params(
+        R"(SELECT b.id::text, json_build_object(
+             'id', b.id, 'status', b.status, 'size_bytes', b.size_bytes, 'sha256', b.sha256,
+             'positions', b.positions, 'requested_at', rfc3339(b.requested_at),
+             'created_at', rfc3339(b.created_at), 'updated_at', rfc3339(b.updated_at),
+             'version', b.version)::text
+           FROM backups b WHERE b.id < $1::uuid ORDER BY b.id DESC LIMIT $2)",
+        page.after.empty() ? kMaxUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+}  // namespace cauce::projections
