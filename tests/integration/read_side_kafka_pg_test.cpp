@@ -419,5 +419,54 @@ TEST_F(ReadSideTest, WebSocketSubscribesAndReceives) {
   ws.close(websocket::close_code::normal);
 }
 
+// What `command` prints on stdout (stderr goes to the test's log).
+std::string run_and_capture(const std::string& command) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) throw std::runtime_error("cannot run " + command);
+  std::string out;
+  char chunk[4096];
+  while (const auto n = fread(chunk, 1, sizeof chunk, pipe.get())) out.append(chunk, n);
+  return out;
+}
+
+TEST_F(ReadSideTest, ThePythonAnalyticsExampleAgreesWithTheReadModels) {
+  write_synthetic_log(kafka_, {.contacts = 40, .calls_per_contact = 5, .alerts = 12, .garbage = 2});
+  const auto end = log_end_sum(kafka_);
+  ASSERT_TRUE(eventually([&] { return checkpoint_sum(db_) == end; }, 60s, 100ms));
+  const auto out = run_and_capture("/usr/bin/python3 " CAUCE_SOURCE_DIR
+                                   "/examples/analytics/analytics.py --until-end"
+                                   " --bootstrap-servers " +
+                                   kafka_.bootstrap_servers + " --topic " + kafka_.events_topic);
+  const auto report = parse(out);
+  ASSERT_TRUE(report.IsObject()) << out;
+  EXPECT_EQ(report["invalid"].GetInt(), 2) << "the garbage records";
+  EXPECT_EQ(std::to_string(report["events"].GetInt64()),
+            db_.query_value("SELECT count(*) FROM events"));
+  // calls per operator per day, and alerts per level, as "key=count" lines on both sides.
+  std::vector<std::string> from_python;
+  for (const auto& op : report["calls_per_operator_per_day"].GetObject()) {
+    for (const auto& day : op.value.GetObject()) {
+      from_python.push_back(std::string(op.name.GetString()) + " " + day.name.GetString() + "=" +
+                            std::to_string(day.value.GetInt()));
+    }
+  }
+  for (const auto& level : report["alerts_per_level"].GetObject()) {
+    from_python.push_back(std::string(level.name.GetString()) + "=" +
+                          std::to_string(level.value.GetInt()));
+  }
+  std::sort(from_python.begin(), from_python.end());
+  const auto from_sql = db_.query_value(R"(
+      SELECT string_agg(line, ',' ORDER BY line COLLATE "C") FROM (
+        SELECT format('%s %s=%s', coalesce(operator, '(none)'),
+                      to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*)) AS line
+        FROM calls GROUP BY operator, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+        UNION ALL
+        SELECT format('%s=%s', level, count(*)) FROM alerts GROUP BY level) lines)");
+  std::string joined;
+  for (const auto& line : from_python) joined += (joined.empty() ? "" : ",") + line;
+  EXPECT_EQ(joined, from_sql);
+  EXPECT_FALSE(from_python.empty());
+}
+
 }  // namespace
 }  // namespace cauce::testing
