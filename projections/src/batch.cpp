@@ -274,7 +274,7 @@ struct Folder {
 
 std::string topic_of(const std::string& aggregate_type) { return aggregate_type + "s"; }
 
-BatchRows fold_batch(const std::vector<LogRecord>& records) {
+BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
   Folder folder;
   Rows events;
   Rows notifications;
@@ -292,6 +292,7 @@ BatchRows fold_batch(const std::vector<LogRecord>& records) {
     } else {
       folder.unprojected_type(e.type);
     }
+    if (!log_rows) continue;
     events.add([&](Writer& w) {
       field(w, "partition", std::int64_t{r.partition});
       field(w, "offset", r.offset);

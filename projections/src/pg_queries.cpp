@@ -41,14 +41,14 @@ std::string lower_ascii(std::string s) {
 
 // Rows of (key, json) with one row more than the page: the extra one says a next page exists.
 Page page_of(const pqxx::result& rows, int limit) {
-  Page page;
-  page.items = "[";
   const auto n = std::min<std::size_t>(rows.size(), static_cast<std::size_t>(limit));
+  std::string items(1, '[');
   for (std::size_t i = 0; i < n; ++i) {
-    if (i) page.items += ',';
-    page.items += rows[static_cast<int>(i)][1].c_str();
+    if (i) items.push_back(',');
+    items.append(rows[static_cast<int>(i)][1].c_str());
   }
-  page.items += ']';
+  items.push_back(']');
+  Page page{std::move(items), std::nullopt};
   if (rows.size() > n && n > 0) page.next_key = rows[static_cast<int>(n - 1)][0].c_str();
   return page;
 }

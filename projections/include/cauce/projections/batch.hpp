@@ -44,7 +44,8 @@ std::string topic_of(const std::string& aggregate_type);
 
 // Folds `records` (ordered by offset within each partition). Event data is trusted to fit its
 // schema (the processor validates what it writes); a field of the wrong type throws
-// std::invalid_argument naming the event.
-BatchRows fold_batch(const std::vector<LogRecord>& records);
+// std::invalid_argument naming the event. Without `log_rows`, `events` and `notifications`
+// stay "[]" (the projector COPYs those rows straight from the records).
+BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows = true);
 
 }  // namespace cauce::projections

@@ -1,0 +1,340 @@
+// bench/projection: the projector's throughput next to PostgreSQL's raw limits, same rows, same
+// run, each in a fresh database:
+//
+//   1. raw COPY of the event rows into `events` (the raw limit);
+//   2. COPY into a temporary table + one INSERT ... SELECT ... ON CONFLICT merge per batch;
+//   3. a plain multi-row upsert (jsonb_to_recordset) of the event rows per batch;
+//   4. cauce's apply path: the whole projection transaction per batch (events, contacts, calls,
+//      notifications, checkpoint, pg_notify) — no Kafka;
+//   5. cauce's projector end to end: consume the log from Kafka (read_committed) and apply,
+//      next to the raw produce rate of the same records.
+//
+// The log: contacts, each registered then called four times and assigned once (6 events).
+
+#include <iomanip>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <pqxx/pqxx>
+#include <pqxx/stream_to>
+#include <prometheus/registry.h>
+
+#include <cauce/commands/envelope.hpp>
+#include <cauce/core/config.hpp>
+#include <cauce/core/crypto.hpp>
+#include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/kafka_client.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/core/migrations.hpp>
+#include <cauce/core/postgres.hpp>
+#include <cauce/projections/batch.hpp>
+#include <cauce/projections/projector.hpp>
+
+#include "load.hpp"
+#include "pg_projection.hpp"  // projections/src: the apply path without Kafka
+
+namespace cauce::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int events = 1'000'000;
+  int runs = 3;
+  int batch = 5000;
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void print_rate(const std::string& name, double per_second, const std::string& extra = "") {
+  std::cout << std::left << std::setw(52) << name << std::right << std::setw(10) << std::fixed
+            << std::setprecision(0) << per_second << " events/s" << extra << "\n";
+}
+
+std::vector<projections::LogRecord> synthetic_log(int events, int partitions) {
+  std::vector<projections::LogRecord> log;
+  log.reserve(static_cast<std::size_t>(events));
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(partitions), 0);
+  const std::int64_t base_us = 1'764'000'000'000'000;
+  for (int c = 0; static_cast<int>(log.size()) < events; ++c) {
+    const auto id = commands::uuid_v7(base_us / 1000 + c);
+    const auto partition = c % partitions;
+    auto add = [&](const std::string& type, int schema_version, std::int64_t version,
+                   std::string data) {
+      projections::LogRecord r;
+      r.partition = partition;
+      r.offset = offsets[static_cast<std::size_t>(partition)]++;
+      auto& e = r.event;
+      e.event_id = commands::uuid_v7(base_us / 1000 + c);
+      e.type = type;
+      e.schema_version = schema_version;
+      e.aggregate_type = "contact";
+      e.aggregate_id = id;
+      e.version = version;
+      e.occurred_at_us = base_us + c * 1000 + version;
+      e.command_id = commands::uuid_v7(base_us / 1000 + c);
+      e.correlation_id = "bench";
+      e.causation_id = e.command_id;
+      e.actor = "bench";
+      e.data = std::move(data);
+      log.push_back(std::move(r));
+    };
+    add("contact.registered", 1, 1,
+        R"({"name":"Contact )" + std::to_string(c) +
+            R"(","phone":"+351912345678","email":"c@example.org","tags":["vip","eu"]})");
+    for (int k = 0; k < 4 && static_cast<int>(log.size()) < events; ++k) {
+      add("contact.call_logged", 2, 2 + k,
+          R"({"call_id":")" + commands::uuid_v7(base_us / 1000 + c) +
+              R"(","outcome":"answered","duration_s":61,"operator":"op)" + std::to_string(k) +
+              R"(","called_at":")" + core::format_utc_micros(base_us + c * 1000 + k) + "\"}");
+    }
+    if (static_cast<int>(log.size()) < events)
+      add("contact.assigned", 1, 6, R"({"operator":"op1"})");
+  }
+  return log;
+}
+
+// A fresh database with cauce's schema, dropped afterwards.
+class FreshDatabase {
+ public:
+  explicit FreshDatabase(const core::PostgresConfig& admin) : admin_(admin) {
+    config_ = admin;
+    config_.database = "cauce_bench_" + std::to_string(counter_++);
+    auto c = core::connect_postgres(core::postgres_conninfo(admin_));
+    pqxx::nontransaction(*c).exec("DROP DATABASE IF EXISTS " + config_.database);
+    pqxx::nontransaction(*c).exec("CREATE DATABASE " + config_.database);
+    auto db = core::connect_postgres(core::postgres_conninfo(config_));
+    core::migrate(*db, core::parse_migrations(core::embedded_migration_files()));
+  }
+  ~FreshDatabase() {
+    try {
+      auto c = core::connect_postgres(core::postgres_conninfo(admin_));
+      pqxx::nontransaction(*c).exec("DROP DATABASE IF EXISTS " + config_.database +
+                                    " WITH (FORCE)");
+    } catch (const std::exception&) {
+    }
+  }
+  const core::PostgresConfig& config() const { return config_; }
+
+ private:
+  static inline int counter_ = 0;
+  core::PostgresConfig admin_;
+  core::PostgresConfig config_;
+};
+
+using EventRow = std::tuple<std::string, std::string, std::string, std::string, std::string,
+                            std::string, std::string, std::string, std::string, std::string,
+                            std::string, std::string, std::string, std::string>;
+
+EventRow event_row(const projections::LogRecord& r) {
+  const auto& e = r.event;
+  return {std::to_string(r.partition),
+          std::to_string(r.offset),
+          e.event_id,
+          e.type,
+          std::to_string(e.schema_version),
+          e.aggregate_type,
+          e.aggregate_id,
+          std::to_string(e.version),
+          core::format_utc_micros(e.occurred_at_us),
+          e.command_id,
+          e.correlation_id,
+          e.causation_id,
+          e.actor,
+          e.data};
+}
+
+const std::vector<std::string> kEventColumns = {
+    "partition",      "\"offset\"",   "event_id", "type",        "schema_version",
+    "aggregate_type", "aggregate_id", "version",  "occurred_at", "command_id",
+    "correlation_id", "causation_id", "actor",    "data"};
+
+double raw_copy(const core::PostgresConfig& admin, const std::vector<projections::LogRecord>& log) {
+  FreshDatabase db(admin);
+  auto c = core::connect_postgres(core::postgres_conninfo(db.config()));
+  const auto start = Clock::now();
+  pqxx::work txn(*c);
+  {
+    pqxx::stream_to writer(txn, "events", kEventColumns);
+    for (const auto& r : log) writer << event_row(r);
+    writer.complete();
+  }
+  txn.commit();
+  return static_cast<double>(log.size()) / seconds_since(start);
+}
+
+double copy_and_merge(const core::PostgresConfig& admin,
+                      const std::vector<projections::LogRecord>& log, int batch) {
+  FreshDatabase db(admin);
+  auto c = core::connect_postgres(core::postgres_conninfo(db.config()));
+  pqxx::nontransaction(*c).exec(
+      "CREATE TEMP TABLE incoming (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < log.size(); i += static_cast<std::size_t>(batch)) {
+    pqxx::work txn(*c);
+    {
+      pqxx::stream_to writer(txn, "incoming", kEventColumns);
+      for (std::size_t j = i; j < std::min(log.size(), i + static_cast<std::size_t>(batch)); ++j) {
+        writer << event_row(log[j]);
+      }
+      writer.complete();
+    }
+    txn.exec("INSERT INTO events SELECT * FROM incoming ON CONFLICT DO NOTHING");
+    txn.commit();
+  }
+  return static_cast<double>(log.size()) / seconds_since(start);
+}
+
+double multi_row_upsert(const core::PostgresConfig& admin,
+                        const std::vector<projections::LogRecord>& log, int batch) {
+  FreshDatabase db(admin);
+  auto c = core::connect_postgres(core::postgres_conninfo(db.config()));
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < log.size(); i += static_cast<std::size_t>(batch)) {
+    const std::vector<projections::LogRecord> slice(
+        log.begin() + static_cast<std::ptrdiff_t>(i),
+        log.begin() +
+            static_cast<std::ptrdiff_t>(std::min(log.size(), i + static_cast<std::size_t>(batch))));
+    const auto rows = projections::fold_batch(slice);  // only its `events` array is used
+    pqxx::work txn(*c);
+    txn.exec_params(R"(
+      INSERT INTO events SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+        partition int, "offset" bigint, event_id uuid, type text, schema_version int,
+        aggregate_type text, aggregate_id uuid, version bigint, occurred_at timestamptz,
+        command_id uuid, correlation_id text, causation_id uuid, actor text, data jsonb)
+      ON CONFLICT DO NOTHING)",
+                    rows.events);
+    txn.commit();
+  }
+  return static_cast<double>(log.size()) / seconds_since(start);
+}
+
+double apply_path(const core::PostgresConfig& admin, const std::vector<projections::LogRecord>& log,
+                  int batch) {
+  FreshDatabase db(admin);
+  projections::PgProjection pg(core::postgres_conninfo(db.config()), "main", "bench.events");
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < log.size(); i += static_cast<std::size_t>(batch)) {
+    const std::vector<projections::LogRecord> slice(
+        log.begin() + static_cast<std::ptrdiff_t>(i),
+        log.begin() +
+            static_cast<std::ptrdiff_t>(std::min(log.size(), i + static_cast<std::size_t>(batch))));
+    pg.apply(slice);
+  }
+  return static_cast<double>(log.size()) / seconds_since(start);
+}
+
+// Produces the log to a fresh topic (idempotent producer); returns records/s.
+double produce(const core::KafkaConfig& kafka, const std::vector<projections::LogRecord>& log) {
+  auto conf = core::kafka_conf(kafka, {{"enable.idempotence", "true"},
+                                       {"linger.ms", "5"},
+                                       {"batch.size", "1000000"},
+                                       {"compression.type", "lz4"}});
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  if (!producer) throw std::runtime_error(err);
+  core::kafka_partition_count(*producer, kafka.events_topic, std::chrono::seconds(10));
+  const auto start = Clock::now();
+  for (const auto& r : log) {
+    const auto value = commands::to_json(r.event);
+    while (core::kafka_produce(*producer, kafka.events_topic, r.partition, r.event.aggregate_id,
+                               value, {}) == RdKafka::ERR__QUEUE_FULL) {
+      producer->poll(10);
+    }
+  }
+  if (producer->flush(120000) != RdKafka::ERR_NO_ERROR) throw std::runtime_error("flush timed out");
+  return static_cast<double>(log.size()) / seconds_since(start);
+}
+
+double projector_end_to_end(const core::PostgresConfig& admin, const core::KafkaConfig& kafka,
+                            std::size_t records, int batch) {
+  FreshDatabase db(admin);
+  core::ProjectionsConfig config;
+  config.group = "bench-projector-" + core::random_hex(4);
+  config.batch_max = batch;
+  prometheus::Registry registry;
+  projections::Projector projector({.kafka = kafka, .postgres = db.config(), .projections = config},
+                                   registry);
+  auto c = core::connect_postgres(core::postgres_conninfo(db.config()));
+  const auto start = Clock::now();
+  projector.start();
+  for (;;) {
+    pqxx::nontransaction n(*c);
+    const auto done = n.exec1("SELECT coalesce(sum(next_offset), 0) FROM projection_checkpoints")[0]
+                          .as<std::int64_t>();
+    if (done >= static_cast<std::int64_t>(records)) break;
+    if (seconds_since(start) > 600) throw std::runtime_error("projector did not finish in 600 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto rate = static_cast<double>(records) / seconds_since(start);
+  projector.stop();
+  return rate;
+}
+
+int run(const Options& options) {
+  core::ConfigSources sources;
+  sources.env = core::cauce_environment();
+  auto config = core::load_config(sources);
+  core::set_log_level(core::LogLevel::kWarn);
+  auto admin = config.postgres;
+  const int partitions = 12;
+  const auto log = synthetic_log(options.events, partitions);
+  std::cout << "bench/projection: " << log.size() << " events (" << log.size() / 6
+            << " contacts x register + 4 calls + assign), batches of " << options.batch << ", "
+            << options.runs << " runs, fresh database each\n\n";
+  std::map<std::string, std::vector<double>> rates;
+  const std::vector<std::string> order = {
+      "1. raw COPY into events (raw limit)",      "2. COPY to temp + merge, per batch",
+      "3. multi-row upsert of events, per batch", "4. cauce apply path (all read models)",
+      "   raw idempotent produce (same records)", "5. cauce projector from Kafka, end to end"};
+  for (int run = 1; run <= options.runs; ++run) {
+    std::cout << "run " << run << "\n";
+    auto record = [&](const std::string& name, double rate) {
+      rates[name].push_back(rate);
+      print_rate("  " + name, rate);
+    };
+    record(order[0], raw_copy(admin, log));
+    record(order[1], copy_and_merge(admin, log, options.batch));
+    record(order[2], multi_row_upsert(admin, log, options.batch));
+    record(order[3], apply_path(admin, log, options.batch));
+    auto kafka = config.kafka;
+    kafka.events_topic = "bench.events." + core::random_hex(4);
+    kafka.commands_topic = kafka.events_topic + ".commands";
+    kafka.replies_topic = kafka.events_topic + ".replies";
+    kafka.partitions = partitions;
+    core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), partitions, 1);
+    record(order[4], produce(kafka, log));
+    record(order[5], projector_end_to_end(admin, kafka, log.size(), options.batch));
+  }
+  std::cout << "\nmedians over " << options.runs << " runs\n";
+  for (const auto& name : order) print_rate("  " + name, median(rates[name]));
+  const auto apply = median(rates[order[3]]);
+  const auto e2e = median(rates[order[5]]);
+  std::cout << std::setprecision(2) << "  apply / raw COPY = " << apply / median(rates[order[0]])
+            << ", apply / COPY+merge = " << apply / median(rates[order[1]])
+            << ", apply / multi-row upsert = " << apply / median(rates[order[2]])
+            << "\n  end to end / raw COPY = " << e2e / median(rates[order[0]])
+            << ", end to end / COPY+merge = " << e2e / median(rates[order[1]]) << "\n";
+  return 0;
+}
+
+}  // namespace
+}  // namespace cauce::bench
+
+int main(int argc, char** argv) {
+  CLI::App app{"cauce projection benchmark"};
+  cauce::bench::Options options;
+  app.add_option("--events", options.events, "Events in the log")->check(CLI::PositiveNumber);
+  app.add_option("--runs", options.runs, "Runs (medians are reported)")->check(CLI::PositiveNumber);
+  app.add_option("--batch", options.batch, "Events per PostgreSQL transaction")
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return cauce::bench::run(options);
+  } catch (const std::exception& e) {
+    std::cerr << "bench/projection: " << e.what() << "\n";
+    return 1;
+  }
+}
