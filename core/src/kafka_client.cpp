@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <thread>
+
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
@@ -91,23 +94,39 @@ int kafka_partition_count(RdKafka::Handle& handle, const std::string& topic,
   std::string err;
   std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(&handle, topic, nullptr, err));
   if (!t) throw DependencyError("kafka", "topic handle for " + topic + ": " + err, false);
-  RdKafka::Metadata* raw = nullptr;
-  const auto rc = handle.metadata(false, t.get(), &raw, static_cast<int>(timeout.count()));
-  const std::unique_ptr<RdKafka::Metadata> metadata(raw);
-  if (rc != RdKafka::ERR_NO_ERROR) {
-    throw DependencyError("kafka", "metadata for " + topic + ": " + RdKafka::err2str(rc), true);
-  }
-  for (const auto* info : *metadata->topics()) {
-    if (info->topic() != topic) continue;
-    if (info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) {
+  // A topic created a moment ago may not be in every broker's metadata yet: unknown and
+  // leaderless answers are retried until `timeout`.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    RdKafka::Metadata* raw = nullptr;
+    const auto rc = handle.metadata(false, t.get(), &raw,
+                                    static_cast<int>(std::max<std::int64_t>(left.count(), 1)));
+    const std::unique_ptr<RdKafka::Metadata> metadata(raw);
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      throw DependencyError("kafka", "metadata for " + topic + ": " + RdKafka::err2str(rc), true);
+    }
+    RdKafka::ErrorCode topic_error = RdKafka::ERR_UNKNOWN_TOPIC_OR_PART;
+    for (const auto* info : *metadata->topics()) {
+      if (info->topic() != topic) continue;
+      topic_error = info->err();
+      if (topic_error == RdKafka::ERR_NO_ERROR && !info->partitions()->empty()) {
+        return static_cast<int>(info->partitions()->size());
+      }
+    }
+    const bool transient = topic_error == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART ||
+                           topic_error == RdKafka::ERR_LEADER_NOT_AVAILABLE ||
+                           topic_error == RdKafka::ERR_NO_ERROR;
+    if (!transient ||
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(100) > deadline) {
       throw DependencyError("kafka",
                             "topic " + topic + " is not available (" +
-                                RdKafka::err2str(info->err()) + "); run `cauce topics create`",
-                            info->err() == RdKafka::ERR_LEADER_NOT_AVAILABLE);
+                                RdKafka::err2str(topic_error) + "); run `cauce topics create`",
+                            topic_error == RdKafka::ERR_LEADER_NOT_AVAILABLE);
     }
-    return static_cast<int>(info->partitions()->size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  throw DependencyError("kafka", "topic " + topic + " does not exist", false);
 }
 
 }  // namespace cauce::core

@@ -196,7 +196,24 @@ struct NotificationHub::Impl {
     for (auto& [done, ok] : due) done(ok);
   }
 
-  // Hands every subscription the rows after its cursor (as many as its queue takes).
+  std::vector<Notification> page_after(std::int64_t cursor, std::int64_t latest) {
+    std::vector<Notification> rows;
+    pqxx::read_transaction txn(*connection);
+    for (const auto& row : txn.exec_params(
+             "SELECT id, topic, type, aggregate_id::text, version, position FROM notifications "
+             "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+             cursor, latest, kPageRows)) {
+      rows.push_back(Notification{row[0].as<std::int64_t>(), row[1].as<std::string>(),
+                                  row[2].as<std::string>(), row[3].as<std::string>(),
+                                  row[4].as<std::int64_t>(), row[5].as<std::string>()});
+    }
+    return rows;
+  }
+
+  // Hands every subscription the rows after its cursor, as many as its queue takes. Live
+  // clients share a cursor, so one read serves them all; a client far behind (a resume) or
+  // stuck reads its own pages and never holds the others back. Returns whether a page was cut
+  // short for a client that took it all (so the next round should not wait).
   bool deliver() {
     std::vector<std::shared_ptr<Subscription>> subs;
     std::int64_t latest = 0;
@@ -205,61 +222,52 @@ struct NotificationHub::Impl {
       subs = subscriptions;
       latest = latest_id;
     }
-    std::int64_t from = latest;
-    for (const auto& s : subs) {
-      if (s->cursor_ >= 0) from = std::min(from, s->cursor_);
-    }
-    if (subs.empty() || from >= latest) return false;
-    std::vector<Notification> rows;
-    {
-      pqxx::read_transaction txn(*connection);
-      for (const auto& row : txn.exec_params(
-               "SELECT id, topic, type, aggregate_id::text, version, position FROM notifications "
-               "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
-               from, latest, kPageRows)) {
-        rows.push_back(Notification{row[0].as<std::int64_t>(), row[1].as<std::string>(),
-                                    row[2].as<std::string>(), row[3].as<std::string>(),
-                                    row[4].as<std::int64_t>(), row[5].as<std::string>()});
-      }
-    }
-    // Rows end where the page ended, else at `latest` (ids may have gaps: rolled back batches,
-    // deleted old rows).
-    const auto upto = static_cast<int>(rows.size()) == kPageRows ? rows.back().id : latest;
+    std::map<std::int64_t, std::vector<std::shared_ptr<Subscription>>> by_cursor;
     const auto now = Clock::now();
-    bool more = upto < latest;
     for (const auto& s : subs) {
-      if (s->cursor_ < 0 || s->cursor_ >= upto) continue;
-      bool pushed = false;
-      bool full = false;
-      {
-        const std::lock_guard lock(s->mutex_);
-        if (s->closed_) continue;
-        for (const auto& n : rows) {
-          if (n.id <= s->cursor_) continue;
-          if (s->queue_.size() >= s->capacity_) {
-            full = true;
-            break;
-          }
-          s->cursor_ = n.id;
-          if (s->topics_.contains(n.topic)) {
-            s->queue_.push_back(n);
-            pushed = true;
-          }
+      if (s->cursor_ < 0 || s->cursor_ >= latest) continue;
+      const std::lock_guard lock(s->mutex_);
+      if (s->closed_) continue;
+      if (s->queue_.size() >= s->capacity_) {
+        // Full: it gets nothing this round; closed if it stays full past the grace period.
+        if (s->full_since_ == Clock::time_point{}) s->full_since_ = now;
+        if (now - s->full_since_ > kSlowClientGrace) {
+          s->closed_ = "too slow: " + std::to_string(s->queue_.size()) +
+                       " notifications were waiting; reconnect with Last-Event-ID";
+          s->wake_();
         }
-        if (!full) {
-          s->cursor_ = upto;
-          s->full_since_ = {};
-        } else {
-          more = true;
-          if (s->full_since_ == Clock::time_point{}) s->full_since_ = now;
-          if (now - s->full_since_ > kSlowClientGrace) {
-            s->closed_ = "too slow: " + std::to_string(s->queue_.size()) +
-                         " notifications were waiting; reconnect with Last-Event-ID";
-            pushed = true;
-          }
-        }
+        continue;
       }
-      if (pushed) s->wake_();
+      s->full_since_ = {};
+      by_cursor[s->cursor_].push_back(s);
+    }
+    bool more = false;
+    for (const auto& [cursor, group] : by_cursor) {
+      const auto rows = page_after(cursor, latest);
+      // The rows end where the page ended, else at `latest` (ids may have gaps: rolled back
+      // batches, deleted old rows).
+      const auto upto = static_cast<int>(rows.size()) == kPageRows ? rows.back().id : latest;
+      for (const auto& s : group) {
+        bool pushed = false;
+        bool took_all = true;
+        {
+          const std::lock_guard lock(s->mutex_);
+          for (const auto& n : rows) {
+            if (s->queue_.size() >= s->capacity_) {
+              took_all = false;
+              break;
+            }
+            s->cursor_ = n.id;
+            if (s->topics_.contains(n.topic)) {
+              s->queue_.push_back(n);
+              pushed = true;
+            }
+          }
+          if (took_all) s->cursor_ = upto;
+        }
+        if (pushed) s->wake_();
+        if (took_all && upto < latest) more = true;
+      }
     }
     return more;
   }

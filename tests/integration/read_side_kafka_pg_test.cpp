@@ -59,8 +59,10 @@ struct SseEvent {
 class SseClient {
  public:
   SseClient(std::uint16_t port, const std::string& token, const std::string& target,
-            std::optional<std::int64_t> last_event_id = std::nullopt)
+            std::optional<std::int64_t> last_event_id = std::nullopt, bool tiny_buffer = false)
       : socket_(ioc_) {
+    socket_.open(asio::ip::tcp::v4());
+    if (tiny_buffer) socket_.set_option(asio::socket_base::receive_buffer_size(4096));
     socket_.connect({asio::ip::make_address("127.0.0.1"), port});
     set_receive_timeout(socket_.native_handle(), 500ms);
     std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: " +
@@ -121,7 +123,8 @@ class SseClient {
 
 class ReadSideTest : public ::testing::Test {
  protected:
-  ReadSideTest() {
+  explicit ReadSideTest(int client_buffer = 1000) {
+    projections_.client_buffer = client_buffer;
     commands_.processor_group = unique_name("processor");
     projections_.group = unique_name("projector");
     projections_.min_position_wait_ms = 3000;
@@ -417,6 +420,29 @@ TEST_F(ReadSideTest, WebSocketSubscribesAndReceives) {
   EXPECT_EQ(str(message["data"], "id"), str(parse(raised.body), "id"));
   EXPECT_GT(message["id"].GetInt64(), 0);
   ws.close(websocket::close_code::normal);
+}
+
+class SlowClientTest : public ReadSideTest {
+ protected:
+  SlowClientTest() : ReadSideTest(100) {}
+};
+
+TEST_F(SlowClientTest, AClientThatDoesNotReadIsDisconnectedWithAReasonAndStallsNoOne) {
+  const auto written = write_synthetic_log(
+      kafka_, {.contacts = 6000, .calls_per_contact = 5, .alerts = 0});  // ~7 MB of SSE
+  const auto end = log_end_sum(kafka_);
+  SseClient stuck(api_->port(), operator_, "/v1/stream", 0, true);  // connects, never reads
+  SseClient healthy(api_->port(), operator_, "/v1/stream", 0);
+  const auto all = healthy.read(written, 120s);
+  EXPECT_EQ(all.size(), written) << "the healthy client got everything meanwhile";
+  ASSERT_TRUE(eventually([&] { return checkpoint_sum(db_) == end; }, 60s));
+  // Now drain the stuck one: its stream ends with the reason, after fewer events than exist.
+  std::this_thread::sleep_for(6s);  // past the hub's 5 s grace for a full queue
+  const auto got = stuck.read(written + 1, 60s);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back().event, "error");
+  EXPECT_THAT(got.back().data, HasSubstr("too slow"));
+  EXPECT_LT(got.size(), written + 1);
 }
 
 // What `command` prints on stdout (stderr goes to the test's log).
