@@ -165,7 +165,8 @@ class Data {
 
 struct Folder {
   Changes contacts, alerts, reports, backups;
-  Rows calls, timeline;
+  std::vector<CallRow> calls;
+  Rows timeline;
   std::vector<std::string> unprojected;
 
   void unprojected_type(const std::string& type) {
@@ -194,16 +195,15 @@ struct Folder {
       if (!std::holds_alternative<std::string>(last) || std::get<std::string>(last) < called_at) {
         last = called_at;  // RFC 3339 with a fixed width: text order is time order
       }
-      calls.add([&](Writer& w) {
-        field(w, "call_id", d.string("call_id"));
-        field(w, "contact_id", e.aggregate_id);
-        field(w, "outcome", d.string("outcome"));
-        field(w, "duration_s", d.integer("duration_s"));
-        if (d.has("notes")) field(w, "notes", d.string("notes"));
-        if (d.has("operator")) field(w, "operator", d.string("operator"));
-        field(w, "occurred_at", called_at);
-        field(w, "version", e.version);
-      });
+      calls.push_back(CallRow{
+          .call_id = d.string("call_id"),
+          .contact_id = e.aggregate_id,
+          .outcome = d.string("outcome"),
+          .duration_s = d.integer("duration_s"),
+          .notes = d.has("notes") ? std::optional(d.string("notes")) : std::nullopt,
+          .operator_name = d.has("operator") ? std::optional(d.string("operator")) : std::nullopt,
+          .occurred_at = called_at,
+          .version = e.version});
     } else if (e.type == "contact.assigned") {
       c.set["assigned_to"] = d.string("operator");
     } else if (e.type == "contact.archived") {
@@ -320,7 +320,7 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
   BatchRows out;
   out.events = events.finish();
   out.contacts = changes_json(folder.contacts);
-  out.calls = folder.calls.finish();
+  out.calls = std::move(folder.calls);
   out.alerts = changes_json(folder.alerts);
   out.alert_timeline = folder.timeline.finish();
   out.reports = changes_json(folder.reports);

@@ -42,6 +42,8 @@ const char* const kSaveCheckpoints = R"(
 const char* const kCreateIncoming = R"(
   CREATE TEMP TABLE IF NOT EXISTS incoming_events (LIKE events INCLUDING DEFAULTS)
     ON COMMIT DELETE ROWS;
+  CREATE TEMP TABLE IF NOT EXISTS incoming_calls (LIKE calls INCLUDING DEFAULTS)
+    ON COMMIT DELETE ROWS;
   CREATE TEMP TABLE IF NOT EXISTS incoming_notifications (
     n bigserial, topic text, type text, aggregate_id uuid, version bigint, position text)
     ON COMMIT DELETE ROWS)";
@@ -85,12 +87,11 @@ const std::string kUpdateContacts = std::string(R"(
                                     kContactColumns + R"()
   WHERE NOT x.created AND c.id = x.id AND c.version < x.first_version)";
 
-const char* const kInsertCalls = R"(
-  INSERT INTO calls (call_id, contact_id, outcome, duration_s, notes, operator, occurred_at, version)
-  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
-    call_id uuid, contact_id uuid, outcome text, duration_s int, notes text, operator text,
-    occurred_at timestamptz, version bigint)
-  ON CONFLICT DO NOTHING)";
+const char* const kMergeCalls =
+    "INSERT INTO calls SELECT * FROM incoming_calls ON CONFLICT DO NOTHING";
+
+const std::vector<std::string> kCallColumns = {"call_id", "contact_id", "outcome",     "duration_s",
+                                               "notes",   "operator",   "occurred_at", "version"};
 
 const char* const kAlertColumns = R"(
     id uuid, created boolean, first_version bigint, version bigint, level text, title text,
@@ -245,7 +246,6 @@ pqxx::connection& PgProjection::connection() {
     pqxx::nontransaction(*c).exec(kCreateIncoming);
     c->prepare("insert_contacts", kInsertContacts);
     c->prepare("update_contacts", kUpdateContacts);
-    c->prepare("insert_calls", kInsertCalls);
     c->prepare("insert_alerts", kInsertAlerts);
     c->prepare("update_alerts", kUpdateAlerts);
     c->prepare("insert_timeline", kInsertTimeline);
@@ -319,12 +319,25 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     const auto rows = fold_batch(fresh, false);
     copy_log_rows(txn, fresh);
     if (!fresh.empty()) txn.exec(kMergeEvents);
+    if (!rows.calls.empty()) {
+      {
+        pqxx::stream_to calls(txn, "incoming_calls", kCallColumns);
+        for (const auto& c : rows.calls) {
+          calls << std::make_tuple(c.call_id, c.contact_id, c.outcome, c.duration_s,
+                                   c.notes ? c.notes->c_str() : nullptr,
+                                   c.operator_name ? c.operator_name->c_str() : nullptr,
+                                   c.occurred_at, c.version);
+        }
+        calls.complete();
+      }
+      txn.exec(kMergeCalls);
+    }
     const std::pair<const char*, const std::string*> statements[] = {
-        {"insert_contacts", &rows.contacts}, {"update_contacts", &rows.contacts},
-        {"insert_calls", &rows.calls},       {"insert_alerts", &rows.alerts},
-        {"update_alerts", &rows.alerts},     {"insert_timeline", &rows.alert_timeline},
-        {"insert_reports", &rows.reports},   {"update_reports", &rows.reports},
-        {"insert_backups", &rows.backups},   {"update_backups", &rows.backups}};
+        {"insert_contacts", &rows.contacts},       {"update_contacts", &rows.contacts},
+        {"insert_alerts", &rows.alerts},           {"update_alerts", &rows.alerts},
+        {"insert_timeline", &rows.alert_timeline}, {"insert_reports", &rows.reports},
+        {"update_reports", &rows.reports},         {"insert_backups", &rows.backups},
+        {"update_backups", &rows.backups}};
     for (const auto& [name, json] : statements) {
       if (has_rows(*json)) txn.exec_prepared(name, *json);
     }

@@ -5,6 +5,7 @@
 // several of one aggregate in version order.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,18 @@ struct LogRecord {
   commands::EventEnvelope event;
 };
 
+// One row of `calls` (COPYed: calls are most of a call centre's events).
+struct CallRow {
+  std::string call_id;
+  std::string contact_id;
+  std::string outcome;
+  std::int64_t duration_s = 0;
+  std::optional<std::string> notes;
+  std::optional<std::string> operator_name;
+  std::string occurred_at;  // RFC 3339
+  std::int64_t version = 0;
+};
+
 // The rows a batch writes, each a JSON array of objects whose keys are the columns of the
 // statement that takes it (jsonb_to_recordset). An empty array is "[]".
 //
@@ -28,7 +41,7 @@ struct LogRecord {
 struct BatchRows {
   std::string events;          // every envelope with partition/offset
   std::string contacts;        // created rows and changes
-  std::string calls;           // one per contact.call_logged
+  std::vector<CallRow> calls;  // one per contact.call_logged
   std::string alerts;          // created rows and changes
   std::string alert_timeline;  // one per alert event
   std::string reports;         // created rows and changes
