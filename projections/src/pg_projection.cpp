@@ -1,6 +1,7 @@
 #include "pg_projection.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include <pqxx/stream_to>
 #include <rapidjson/stringbuffer.h>
@@ -37,19 +38,11 @@ const char* const kSaveCheckpoints = R"(
   FROM unnest($3::int[], $4::bigint[]) AS x(partition, next_offset)
   WHERE c.projection = $1 AND c.topic = $2 AND c.partition = x.partition)";
 
-// Per connection: the batch's envelopes and notifications are COPYed here first, then merged
-// (bench/projection: COPY + merge beats a multi-row statement for these, the widest rows).
+// Per connection: where a batch that repeats known call ids is COPYed before being merged (see
+// write_calls).
 const char* const kCreateIncoming = R"(
-  CREATE TEMP TABLE IF NOT EXISTS incoming_events (LIKE events INCLUDING DEFAULTS)
-    ON COMMIT DELETE ROWS;
   CREATE TEMP TABLE IF NOT EXISTS incoming_calls (LIKE calls INCLUDING DEFAULTS)
-    ON COMMIT DELETE ROWS;
-  CREATE TEMP TABLE IF NOT EXISTS incoming_notifications (
-    n bigserial, topic text, type text, aggregate_id uuid, version bigint, position text)
     ON COMMIT DELETE ROWS)";
-
-const char* const kMergeEvents =
-    "INSERT INTO events SELECT * FROM incoming_events ON CONFLICT DO NOTHING";
 
 const std::vector<std::string> kEventColumns = {
     "partition",      "\"offset\"",   "event_id", "type",        "schema_version",
@@ -158,13 +151,6 @@ const std::string kUpdateBackups = std::string(R"(
                                    kJobColumns + R"()
   WHERE NOT x.created AND b.id = x.id AND b.version < x.first_version)";
 
-const char* const kMergeNotifications = R"(
-  WITH inserted AS (
-    INSERT INTO notifications (topic, type, aggregate_id, version, position)
-    SELECT topic, type, aggregate_id, version, position FROM incoming_notifications ORDER BY n
-    RETURNING id)
-  SELECT coalesce(max(id), 0) FROM inserted)";
-
 std::string int_array(const std::vector<std::int64_t>& values) {
   std::string out(1, '{');
   for (std::size_t i = 0; i < values.size(); ++i) {
@@ -206,27 +192,107 @@ std::string progress_payload(const std::string& projection, const std::string& t
 
 bool has_rows(const std::string& json_array) { return json_array.size() > 2; }
 
-// COPYs the records' envelopes and notifications into the connection's incoming_* tables.
-void copy_log_rows(pqxx::work& txn, const std::vector<LogRecord>& records) {
-  if (records.empty()) return;
-  {
-    pqxx::stream_to events(txn, "incoming_events", kEventColumns);
-    for (const auto& r : records) {
-      const auto& e = r.event;
-      events << std::make_tuple(r.partition, r.offset, e.event_id, e.type, e.schema_version,
-                                e.aggregate_type, e.aggregate_id, e.version,
-                                core::format_utc_micros(e.occurred_at_us), e.command_id,
-                                e.correlation_id, e.causation_id, e.actor, e.data);
-    }
-    events.complete();
-  }
-  pqxx::stream_to notifications(txn, "incoming_notifications", kNotificationColumns);
+void copy_events(pqxx::transaction_base& txn, const char* table,
+                 const std::vector<LogRecord>& records) {
+  pqxx::stream_to out(txn, table, kEventColumns);
   for (const auto& r : records) {
     const auto& e = r.event;
-    notifications << std::make_tuple(topic_of(e.aggregate_type), e.type, e.aggregate_id, e.version,
-                                     commands::position_token(r.partition, r.offset));
+    out << std::make_tuple(r.partition, r.offset, e.event_id, e.type, e.schema_version,
+                           e.aggregate_type, e.aggregate_id, e.version,
+                           core::format_utc_micros(e.occurred_at_us), e.command_id,
+                           e.correlation_id, e.causation_id, e.actor, e.data);
   }
-  notifications.complete();
+  out.complete();
+}
+
+void copy_calls(pqxx::transaction_base& txn, const char* table, const std::vector<CallRow>& calls) {
+  if (calls.empty()) return;
+  pqxx::stream_to out(txn, table, kCallColumns);
+  for (const auto& c : calls) {
+    out << std::make_tuple(
+        c.call_id, c.contact_id, c.outcome, c.duration_s, c.notes ? c.notes->c_str() : nullptr,
+        c.operator_name ? c.operator_name->c_str() : nullptr, c.occurred_at, c.version);
+  }
+  out.complete();
+}
+
+// The envelopes a batch adds to `events`: COPYed straight in (the raw limit). Only when that hits
+// a unique key — an event id or an (aggregate, version) already there or twice in the batch,
+// which only a foreign producer repeating records can cause — the repeats are dropped first,
+// so they never block a partition nor reach the read models. Returns the records written.
+std::vector<LogRecord> write_events(pqxx::work& txn, std::vector<LogRecord> records) {
+  if (records.empty()) return records;
+  try {
+    pqxx::subtransaction direct(txn, "direct_copy");
+    copy_events(direct, "events", records);
+    direct.commit();
+    return records;
+  } catch (const pqxx::unique_violation&) {
+    core::Logger("projector").warn("a batch repeats events already projected; dropping them");
+  }
+  std::string ids = "{";
+  std::string aggregates = "{";
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    ids += (i ? "," : "") + records[i].event.event_id;
+    aggregates += (i ? "," : "") + records[i].event.aggregate_id;
+  }
+  ids += "}";
+  aggregates += "}";
+  std::set<std::string> known_ids;
+  for (const auto& row :
+       txn.exec_params("SELECT event_id::text FROM events WHERE event_id = ANY($1::uuid[])", ids)) {
+    known_ids.insert(row[0].as<std::string>());
+  }
+  std::map<std::string, std::int64_t> stored_version;  // "<type>/<aggregate id>" -> version
+  for (const auto& row :
+       txn.exec_params("SELECT aggregate_type || '/' || aggregate_id, max(version) FROM events "
+                       "WHERE aggregate_id = ANY($1::uuid[]) GROUP BY aggregate_type, aggregate_id",
+                       aggregates)) {
+    stored_version[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+  }
+  std::vector<LogRecord> fresh;
+  for (auto& r : records) {
+    const auto& e = r.event;
+    const auto aggregate = e.aggregate_type + "/" + e.aggregate_id;
+    const auto it = stored_version.find(aggregate);
+    const bool stale = it != stored_version.end() && e.version <= it->second;
+    if (stale || !known_ids.insert(e.event_id).second) continue;
+    stored_version[aggregate] = e.version;  // a later repeat in the batch is stale too
+    fresh.push_back(std::move(r));
+  }
+  copy_events(txn, "events", fresh);
+  return fresh;
+}
+
+// The batch's calls: COPYed straight in, merged (skipping known call ids) only when that fails.
+void write_calls(pqxx::work& txn, const std::vector<CallRow>& calls) {
+  if (calls.empty()) return;
+  try {
+    pqxx::subtransaction direct(txn, "direct_calls");
+    copy_calls(direct, "calls", calls);
+    direct.commit();
+    return;
+  } catch (const pqxx::unique_violation&) {
+    core::Logger("projector").warn("a batch repeats known call ids; merging it");
+  }
+  copy_calls(txn, "incoming_calls", calls);
+  txn.exec(kMergeCalls);
+}
+
+// Notifications in log order, ids drawn in that order; returns the last id. The caller holds
+// the notification lock.
+std::int64_t write_notifications(pqxx::work& txn, const std::vector<LogRecord>& records) {
+  {
+    pqxx::stream_to out(txn, "notifications", kNotificationColumns);
+    for (const auto& r : records) {
+      const auto& e = r.event;
+      out << std::make_tuple(topic_of(e.aggregate_type), e.type, e.aggregate_id, e.version,
+                             commands::position_token(r.partition, r.offset));
+    }
+    out.complete();
+  }
+  return txn.exec1("SELECT currval(pg_get_serial_sequence('notifications', 'id'))")[0]
+      .as<std::int64_t>();
 }
 
 }  // namespace
@@ -316,22 +382,9 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
       txn.commit();
       return result;
     }
+    fresh = write_events(txn, std::move(fresh));
     const auto rows = fold_batch(fresh, false);
-    copy_log_rows(txn, fresh);
-    if (!fresh.empty()) txn.exec(kMergeEvents);
-    if (!rows.calls.empty()) {
-      {
-        pqxx::stream_to calls(txn, "incoming_calls", kCallColumns);
-        for (const auto& c : rows.calls) {
-          calls << std::make_tuple(c.call_id, c.contact_id, c.outcome, c.duration_s,
-                                   c.notes ? c.notes->c_str() : nullptr,
-                                   c.operator_name ? c.operator_name->c_str() : nullptr,
-                                   c.occurred_at, c.version);
-        }
-        calls.complete();
-      }
-      txn.exec(kMergeCalls);
-    }
+    write_calls(txn, rows.calls);
     const std::pair<const char*, const std::string*> statements[] = {
         {"insert_contacts", &rows.contacts},       {"update_contacts", &rows.contacts},
         {"insert_alerts", &rows.alerts},           {"update_alerts", &rows.alerts},
@@ -344,7 +397,7 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     std::int64_t last_id = 0;
     if (!fresh.empty()) {
       txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
-      last_id = txn.exec1(kMergeNotifications)[0].as<std::int64_t>();
+      last_id = write_notifications(txn, fresh);
     }
     std::vector<std::int64_t> parts;
     std::vector<std::int64_t> nexts;

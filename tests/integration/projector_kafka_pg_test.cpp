@@ -1,6 +1,7 @@
 // The projector on the real broker and PostgreSQL: the read models must equal a fold of the log
 // computed independently (read_models.cpp), whatever restarts, rebalances or SIGKILLs happen.
 #include <csignal>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
@@ -69,6 +70,23 @@ TEST_F(ProjectorTest, FoldsTheLogIntoReadModelsExactlyOnceAcrossRestarts) {
   projector = start_projector();
   ASSERT_TRUE(caught_up());
   EXPECT_EQ(read_models_text(db_), reference_fold(read_event_log(kafka_, true)));
+}
+
+TEST_F(ProjectorTest, EventRecordsRepeatedByAForeignProducerChangeNothing) {
+  write_synthetic_log(kafka_, {.contacts = 20, .calls_per_contact = 3, .alerts = 4});
+  const auto original = read_event_log(kafka_);
+  write_again(kafka_, {original.begin(), original.begin() + 30});  // same event ids, new offsets
+  write_synthetic_log(kafka_, {.contacts = 5, .calls_per_contact = 2, .alerts = 1});
+  auto projector = start_projector();
+  ASSERT_TRUE(caught_up());
+  std::vector<LoggedEvent> unique;
+  std::set<std::string> seen;
+  for (const auto& e : read_event_log(kafka_)) {
+    if (seen.insert(e.envelope.event_id).second) unique.push_back(e);
+  }
+  EXPECT_EQ(without_lines(read_models_text(db_), "notifications="),
+            without_lines(reference_fold(unique), "notifications="));
+  EXPECT_EQ(row_count(db_, "events"), static_cast<std::int64_t>(unique.size()));
 }
 
 TEST_F(ProjectorTest, ARebalanceRedeliversButAppliesNothingTwice) {

@@ -167,6 +167,25 @@ std::size_t write_synthetic_log(const core::KafkaConfig& kafka, const SyntheticL
   return written;
 }
 
+void write_again(const core::KafkaConfig& kafka, const std::vector<LoggedEvent>& records) {
+  Producer producer(kafka);
+  for (const auto& r : records) producer.send(r.key, r.value);
+  producer.flush();
+}
+
+std::string without_lines(const std::string& text, const std::string& prefix) {
+  std::string out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const auto end = text.find('\n', start);
+    const auto line = text.substr(start, end == std::string::npos ? end : end - start + 1);
+    if (!line.starts_with(prefix)) out += line;
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
 std::string reference_fold(const std::vector<LoggedEvent>& events) {
   struct Contact {
     std::int64_t version = 0;

@@ -27,6 +27,12 @@ struct SyntheticLog {
 // returns how many event records it wrote.
 std::size_t write_synthetic_log(const core::KafkaConfig& kafka, const SyntheticLog& log);
 
+// Produces these records again (same key and value), as a misbehaving foreign producer would.
+void write_again(const core::KafkaConfig& kafka, const std::vector<LoggedEvent>& records);
+
+// `text` without the lines starting with `prefix`.
+std::string without_lines(const std::string& text, const std::string& prefix);
+
 // What the read models must hold after folding `events` once: one line per contact, call and
 // alert, sorted, plus counts — the same rendering as read_models_text().
 std::string reference_fold(const std::vector<LoggedEvent>& events);
