@@ -89,6 +89,18 @@ TEST_F(ProjectorTest, EventRecordsRepeatedByAForeignProducerChangeNothing) {
   EXPECT_EQ(row_count(db_, "events"), static_cast<std::int64_t>(unique.size()));
 }
 
+TEST_F(ProjectorTest, NotificationsOlderThanTheRetentionAreDeleted) {
+  db_.query_value(
+      "INSERT INTO notifications (topic, type, aggregate_id, version, position, created_at) "
+      "VALUES ('contacts', 'contact.registered', gen_random_uuid(), 1, '0:0', now() - interval "
+      "'8 days'), ('contacts', 'contact.updated', gen_random_uuid(), 2, '0:1', now() - interval "
+      "'6 days')");
+  projections_.notifications_retention_h = 7 * 24;
+  auto projector = start_projector();  // prunes when it starts, then every 10 minutes
+  ASSERT_TRUE(eventually([&] { return row_count(db_, "notifications") == 1; }));
+  EXPECT_EQ(db_.query_value("SELECT type FROM notifications"), "contact.updated");
+}
+
 TEST_F(ProjectorTest, ARebalanceRedeliversButAppliesNothingTwice) {
   write_synthetic_log(kafka_, {.contacts = 200, .calls_per_contact = 5, .alerts = 10});
   auto first = start_projector();
