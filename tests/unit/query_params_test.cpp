@@ -1,0 +1,70 @@
+// Query strings, opaque cursors and position tokens: every bad input is a 400 naming it.
+#include "query_params.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cauce/api/problem.hpp>
+
+namespace cauce::api {
+namespace {
+
+std::string field_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const ApiError& e) {
+    return e.errors().empty() ? "<none>" : e.errors().front().field;
+  }
+  return "<ok>";
+}
+
+bool any_key(const std::string& key) { return !key.empty(); }
+
+TEST(QueryParamsTest, DecodesPercentEscapesAndPlus) {
+  const auto p =
+      query_params("/v1/contacts?q=Ana+L%C3%ADma&tag=a%2Cb&limit=5", {"q", "tag", "limit"});
+  EXPECT_EQ(p.at("q"), "Ana L\xC3\xADma");
+  EXPECT_EQ(p.at("tag"), "a,b");
+  EXPECT_EQ(page_limit(p), 5);
+  EXPECT_EQ(page_limit({}), 50);
+}
+
+TEST(QueryParamsTest, BadParametersNameThemselves) {
+  EXPECT_EQ(field_of([] { query_params("/x?colour=red", {"q"}); }), "colour");
+  EXPECT_EQ(field_of([] { query_params("/x?q=a&q=b", {"q"}); }), "q");
+  EXPECT_EQ(field_of([] { query_params("/x?q=%zz", {"q"}); }), "q");
+  EXPECT_EQ(field_of([] { query_params("/x?q=%4", {"q"}); }), "q");
+  for (const auto* bad : {"0", "501", "-1", "ten", "", "99999999999999999999"}) {
+    EXPECT_EQ(field_of([&] { page_limit({{"limit", bad}}); }), "limit") << bad;
+  }
+}
+
+TEST(QueryParamsTest, CursorsRoundTripAndBelongToOneList) {
+  const auto cursor = encode_cursor("calls", "2025-11-24T16:00:00.000000Z|abc");
+  EXPECT_EQ(
+      cursor.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+      std::string::npos)
+      << "URL-safe";
+  EXPECT_EQ(decode_cursor(cursor, "calls", any_key), "2025-11-24T16:00:00.000000Z|abc");
+  EXPECT_EQ(field_of([&] { decode_cursor(cursor, "contacts", any_key); }), "cursor");
+  EXPECT_EQ(field_of([] { decode_cursor("!!", "calls", any_key); }), "cursor");
+  EXPECT_EQ(
+      field_of([&] { decode_cursor(cursor, "calls", [](const std::string&) { return false; }); }),
+      "cursor");
+}
+
+TEST(QueryParamsTest, PositionTokens) {
+  Request r;
+  EXPECT_FALSE(min_position(r));
+  r.message.set("Cauce-Min-Position", "3:1234");
+  const auto p = min_position(r);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->partition, 3);
+  EXPECT_EQ(p->offset, 1234);
+  for (const auto* bad : {"", "3", "3:", ":4", "a:b", "-1:4", "3:4:5", "3:99999999999999999999"}) {
+    r.message.set("Cauce-Min-Position", bad);
+    EXPECT_EQ(field_of([&] { min_position(r); }), "Cauce-Min-Position") << bad;
+  }
+}
+
+}  // namespace
+}  // namespace cauce::api
