@@ -87,6 +87,21 @@ class SseClient {
     return out;
   }
   const std::string& head() const { return head_; }
+  // Waits for the response head: the server subscribes before it sends it.
+  bool wait_for_head(std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (head_.empty() && std::chrono::steady_clock::now() < deadline) {
+      std::vector<SseEvent> ignored;
+      parse_into(ignored, 0);
+      if (!head_.empty()) break;
+      char chunk[4096];
+      beast::error_code ec;
+      const auto n = socket_.read_some(asio::buffer(chunk), ec);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) break;
+      buffer_.append(chunk, n);
+    }
+    return !head_.empty();
+  }
 
  private:
   void parse_into(std::vector<SseEvent>& out, std::size_t count) {
@@ -386,6 +401,7 @@ TEST_F(ReadSideTest, SseDeliversEveryNotificationOnceInOrderAcrossAReconnect) {
   EXPECT_EQ(changes, logged);
   // Live, filtered by topic: only alerts reach an alerts-only stream.
   SseClient alerts(api_->port(), operator_, "/v1/stream?topics=alerts");
+  ASSERT_TRUE(alerts.wait_for_head());  // subscribed from now on
   send(http::verb::post, "/v1/contacts", R"({"name":"A","phone":"+351 912 345 678"})");
   send(http::verb::post, "/v1/alerts", R"({"level":"info","title":"live"})");
   const auto live = alerts.read(1);
@@ -408,9 +424,8 @@ TEST_F(ReadSideTest, WebSocketSubscribesAndReceives) {
   ws.read(buffer);
   EXPECT_THAT(beast::buffers_to_string(buffer.data()), HasSubstr("\"field\":\"subscribe\""));
   buffer.clear();
-  ws.write(asio::buffer(std::string(R"({"subscribe":["alerts"]})")));
-  // The subscription starts from now: wait until the session has taken it.
-  std::this_thread::sleep_for(200ms);
+  // From the first notification of this test's database: no race with the subscription.
+  ws.write(asio::buffer(std::string(R"({"subscribe":["alerts"],"last_event_id":0})")));
   send(http::verb::post, "/v1/contacts", R"({"name":"A","phone":"+351 912 345 678"})");
   const auto raised = send(http::verb::post, "/v1/alerts", R"({"level":"info","title":"ws"})");
   ws.read(buffer);
