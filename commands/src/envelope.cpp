@@ -32,7 +32,6 @@ std::int64_t required_int(const rapidjson::Value& o, const char* key) {
   return *v;
 }
 
-
 }  // namespace
 
 const char* outcome_name(ReplyOutcome outcome) {
