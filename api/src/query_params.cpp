@@ -37,6 +37,41 @@ std::optional<std::string> url_decode(std::string_view text) {
   return out;
 }
 
+// Well-formed UTF-8 without control characters: what PostgreSQL and the JSON answers can take.
+bool printable_utf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7F) return false;
+    // Sequence length and the range of the second byte (no overlong forms, no surrogates,
+    // nothing above U+10FFFF), as RFC 3629 table 3.
+    std::size_t length = 1;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;
+    if (c < 0x80) {
+      length = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      if (c == 0xE0) low = 0xA0;
+      if (c == 0xED) high = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      if (c == 0xF0) low = 0x90;
+      if (c == 0xF4) high = 0x8F;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto b = static_cast<unsigned char>(text[i + k]);
+      if (k == 1 ? (b < low || b > high) : (b & 0xC0) != 0x80) return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
 std::optional<std::string> base64url_decode(std::string_view text) {
   std::string out;
   std::uint32_t buffer = 0;
@@ -54,6 +89,8 @@ std::optional<std::string> base64url_decode(std::string_view text) {
   return out;
 }
 
+}  // namespace
+
 std::optional<std::int64_t> parse_decimal(std::string_view text, std::int64_t max) {
   if (text.empty() || text.size() > 18) return std::nullopt;
   std::int64_t value = 0;
@@ -64,8 +101,6 @@ std::optional<std::int64_t> parse_decimal(std::string_view text, std::int64_t ma
   if (value > max) return std::nullopt;
   return value;
 }
-
-}  // namespace
 
 std::map<std::string, std::string> query_params(std::string_view target,
                                                 const std::set<std::string>& allowed) {
@@ -81,7 +116,9 @@ std::map<std::string, std::string> query_params(std::string_view target,
     const auto eq = pair.find('=');
     const auto raw_name = pair.substr(0, eq);
     const auto name = url_decode(raw_name);
-    if (!name) throw invalid_field(std::string(raw_name), "is not a valid percent-encoded name");
+    if (!name || !printable_utf8(*name)) {
+      throw invalid_field("query", "a parameter name is not valid percent-encoded UTF-8");
+    }
     if (!allowed.contains(*name)) {
       std::string known;
       for (const auto& a : allowed) known += (known.empty() ? "" : ", ") + a;
@@ -91,6 +128,9 @@ std::map<std::string, std::string> query_params(std::string_view target,
     const auto value =
         url_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
     if (!value) throw invalid_field(*name, "has a malformed percent-escape");
+    if (!printable_utf8(*value)) {
+      throw invalid_field(*name, "must be UTF-8 text without control characters");
+    }
     if (!out.emplace(*name, *value).second) throw invalid_field(*name, "is given twice");
   }
   return out;

@@ -19,6 +19,9 @@ namespace cauce::api {
 std::map<std::string, std::string> query_params(std::string_view target,
                                                 const std::set<std::string>& allowed);
 
+// A non-negative decimal integer of at most 18 digits and at most `max`; nullopt otherwise.
+std::optional<std::int64_t> parse_decimal(std::string_view text, std::int64_t max);
+
 // `limit`: absent -> default_limit; else an integer 1..500.
 int page_limit(const std::map<std::string, std::string>& params, int default_limit = 50);
 

@@ -38,35 +38,34 @@ const core::Logger& log() {
   return logger;
 }
 
-// "contacts,alerts" -> the set; absent -> every topic; anything else is a 400 naming `field`.
-std::set<std::string> parse_topics(const std::optional<std::string>& text,
-                                   const std::string& field) {
+// Topic names -> the set; a name that is not a topic is a 400 naming `field`.
+std::set<std::string> topic_set(const std::vector<std::string>& names, const std::string& field) {
   const auto& known = projections::notification_topics();
-  if (!text) return known;
-  std::set<std::string> topics;
-  std::string_view rest = *text;
-  while (true) {
-    const auto comma = rest.find(',');
-    const auto topic = std::string(rest.substr(0, comma));
-    if (!known.contains(topic)) {
+  if (names.empty()) throw invalid_field(field, "must name at least one topic");
+  for (const auto& name : names) {
+    if (!known.contains(name)) {
       throw invalid_field(field,
-                          "\"" + topic + "\" is not a topic (contacts, alerts, reports, backups)");
+                          "\"" + name + "\" is not a topic (contacts, alerts, reports, backups)");
     }
-    topics.insert(topic);
-    if (comma == std::string_view::npos) break;
-    rest = rest.substr(comma + 1);
   }
-  return topics;
+  return {names.begin(), names.end()};
 }
 
-std::optional<std::int64_t> parse_event_id(std::string_view text, const std::string& field) {
-  std::int64_t value = 0;
-  if (text.empty() || text.size() > 18) throw invalid_field(field, "must be a notification id");
-  for (const char c : text) {
-    if (c < '0' || c > '9') throw invalid_field(field, "must be a notification id");
-    value = value * 10 + (c - '0');
+// "contacts,alerts" -> its names.
+std::vector<std::string> split_commas(std::string_view text) {
+  std::vector<std::string> out;
+  for (;;) {
+    const auto comma = text.find(',');
+    out.emplace_back(text.substr(0, comma));
+    if (comma == std::string_view::npos) return out;
+    text = text.substr(comma + 1);
   }
-  return value;
+}
+
+std::int64_t event_id(std::string_view text, const std::string& field) {
+  const auto id = parse_decimal(text, INT64_MAX / 10);
+  if (!id) throw invalid_field(field, "must be a notification id");
+  return *id;
 }
 
 // Wakes a connection's coroutine from the hub's thread: sets a flag (so a wake between taking
@@ -297,13 +296,12 @@ class WsSession final : public StreamSession {
         if (!d.HasMember("subscribe") || !d["subscribe"].IsArray()) {
           throw invalid_field("subscribe", "must be an array of topics");
         }
-        std::string topics;
+        std::vector<std::string> names;
         for (const auto& t : d["subscribe"].GetArray()) {
           if (!t.IsString()) throw invalid_field("subscribe", "must hold topic names");
-          topics += (topics.empty() ? "" : ",") + std::string(t.GetString());
+          names.emplace_back(t.GetString(), t.GetStringLength());
         }
-        if (topics.empty()) throw invalid_field("subscribe", "must name at least one topic");
-        Subscribe s{parse_topics(topics, "subscribe"), std::nullopt};
+        Subscribe s{topic_set(names, "subscribe"), std::nullopt};
         if (d.HasMember("last_event_id")) {
           if (!d["last_event_id"].IsInt64() || d["last_event_id"].GetInt64() < 0) {
             throw invalid_field("last_event_id", "must be a notification id");
@@ -339,13 +337,14 @@ void add_stream_routes(Router& router, NotificationHub& hub,
       [&hub, heartbeat_s](Request& request) -> std::shared_ptr<StreamSession> {
         const auto params = query_params(request.message.target(), {"topics", "last_event_id"});
         const auto topics_it = params.find("topics");
-        const auto topics = parse_topics(
-            topics_it == params.end() ? std::nullopt : std::optional(topics_it->second), "topics");
+        const auto topics = topics_it == params.end()
+                                ? projections::notification_topics()
+                                : topic_set(split_commas(topics_it->second), "topics");
         std::optional<std::int64_t> after;
         if (const auto it = request.message.find("Last-Event-ID"); it != request.message.end()) {
-          after = parse_event_id(it->value(), "Last-Event-ID");
+          after = event_id(it->value(), "Last-Event-ID");
         } else if (const auto q = params.find("last_event_id"); q != params.end()) {
-          after = parse_event_id(q->second, "last_event_id");
+          after = event_id(q->second, "last_event_id");
         }
         if (!hub.connected()) {
           throw core::DependencyError("postgres", "live notifications are unavailable", true);

@@ -334,6 +334,10 @@ TEST_F(ReadSideTest, BadQueryParametersAre400NamingTheParameter) {
       {"/v1/contacts/not-a-uuid/events", "id"},
       {"/v1/contacts/" + commands::uuid_v7(1) + "/events?cursor=abc", "cursor"},
       {"/v1/stream?topics=weather", "topics"},
+      {"/v1/stream?topics=", "topics"},
+      {"/v1/stream?topics=alerts&last_event_id=x", "last_event_id"},
+      {"/v1/contacts?q=%FF", "q"},
+      {"/v1/contacts?assigned_to=a%00b", "assigned_to"},
   };
   for (const auto& [target, field] : cases) {
     const auto r = get(target);

@@ -33,6 +33,12 @@ TEST(QueryParamsTest, BadParametersNameThemselves) {
   EXPECT_EQ(field_of([] { query_params("/x?q=a&q=b", {"q"}); }), "q");
   EXPECT_EQ(field_of([] { query_params("/x?q=%zz", {"q"}); }), "q");
   EXPECT_EQ(field_of([] { query_params("/x?q=%4", {"q"}); }), "q");
+  // What PostgreSQL would refuse (a 500 otherwise): bytes that are not UTF-8, control chars.
+  for (const auto* bad : {"%FF", "%00", "a%0Ab", "%C3", "%C0%AF", "%ED%A0%80", "%F4%90%80%80"}) {
+    EXPECT_EQ(field_of([&] { query_params(std::string("/x?q=") + bad, {"q"}); }), "q") << bad;
+  }
+  EXPECT_EQ(field_of([] { query_params("/x?%FF=1", {"q"}); }), "query");
+  EXPECT_EQ(query_params("/x?q=%F0%9F%93%9E", {"q"}).at("q"), "\xF0\x9F\x93\x9E");
   for (const auto* bad : {"0", "501", "-1", "ten", "", "99999999999999999999"}) {
     EXPECT_EQ(field_of([&] { page_limit({{"limit", bad}}); }), "limit") << bad;
   }
