@@ -103,69 +103,54 @@ Response list(const Request& request, const Page& page, std::string_view list_na
   return with_etag(request, std::move(body), etag);
 }
 
-class QueryRoutes {
- public:
-  explicit QueryRoutes(QueryDeps deps) : deps_(std::move(deps)) {}
-
-  void add(Router& router, std::string pattern, Role role, Prepare prepare) {
-    router.add_async(http::verb::get, std::move(pattern), role,
-                     [this, prepare = std::move(prepare)](const std::shared_ptr<Request>& request,
-                                                          Responder respond) {
-                       serve(request, std::move(respond), prepare(request));
-                     });
+// Runs a validated query: at once, or once the projection has passed the request's
+// Cauce-Min-Position (503 at the deadline). Either way on the blocking executor.
+void serve(const std::shared_ptr<const QueryDeps>& deps, const std::shared_ptr<Request>& request,
+           const Responder& respond, Query query) {
+  const auto position = min_position(*request);  // a malformed token is a 400 right here
+  auto run = [deps, request, respond, query = std::move(query)] {
+    deps->run_blocking([request, respond, query] {
+      try {
+        respond(query());
+      } catch (...) {
+        respond(problem_response(*request, std::current_exception()));
+      }
+    });
+  };
+  if (!position) {
+    run();
+    return;
   }
-
-  projections::ReadModels& models() { return deps_.models; }
-  const std::filesystem::path& data_dir() const { return deps_.data_dir; }
-
- private:
-  void serve(const std::shared_ptr<Request>& request, Responder respond, Query query) {
-    const auto position = min_position(*request);  // a malformed token is a 400 right here
-    auto run = [this, request, respond, query = std::move(query)] {
-      deps_.run_blocking([request, respond, query] {
-        try {
-          respond(query());
-        } catch (...) {
-          respond(problem_response(*request, std::current_exception()));
+  const auto wait_ms = deps->min_position_wait.count();
+  deps->hub.when_applied(
+      position->partition, position->offset,
+      std::chrono::steady_clock::now() + deps->min_position_wait,
+      [request, respond, run = std::move(run), wait_ms](bool applied) {
+        if (applied) {
+          run();
+          return;
         }
+        ApiError error(http::status::service_unavailable, "position-not-reached",
+                       "the read model has not reached the requested Cauce-Min-Position within " +
+                           std::to_string(wait_ms) + " ms; retry later");
+        error.retry_after_s = 1;
+        respond(problem_response(*request, std::make_exception_ptr(error)));
       });
-    };
-    if (!position) {
-      run();
-      return;
-    }
-    const auto deadline = std::chrono::steady_clock::now() + deps_.min_position_wait;
-    const auto wait_ms = deps_.min_position_wait.count();
-    deps_.hub.when_applied(
-        position->partition, position->offset, deadline,
-        [request, respond, run = std::move(run), wait_ms](bool applied) {
-          if (applied) {
-            run();
-            return;
-          }
-          ApiError error(http::status::service_unavailable, "position-not-reached",
-                         "the read model has not reached the requested Cauce-Min-Position within " +
-                             std::to_string(wait_ms) + " ms; retry later");
-          error.retry_after_s = 1;
-          respond(problem_response(*request, std::make_exception_ptr(error)));
-        });
-  }
-
-  QueryDeps deps_;
-};
+}
 
 }  // namespace
 
-void add_query_routes(Router& router, QueryDeps deps) {
-  // Owned by the routes: they live as long as the router's handlers hold them.
-  auto routes = std::make_shared<QueryRoutes>(std::move(deps));
-  auto add = [&router, routes](std::string pattern, Role role, Prepare prepare) {
-    routes->add(router, std::move(pattern), role,
-                [routes, prepare = std::move(prepare)](const std::shared_ptr<Request>& r) {
-                  return prepare(r);
-                });
+void add_query_routes(Router& router, QueryDeps query_deps) {
+  // Shared by the handlers: it lives as long as the router holds them.
+  const auto deps = std::make_shared<const QueryDeps>(std::move(query_deps));
+  auto add = [&router, deps](std::string pattern, Role role, Prepare prepare) {
+    router.add_async(http::verb::get, std::move(pattern), role,
+                     [deps, prepare = std::move(prepare)](const std::shared_ptr<Request>& request,
+                                                          Responder respond) {
+                       serve(deps, request, respond, prepare(request));
+                     });
   };
-  auto& models = routes->models();
+  auto& models = deps->models;
 
   add("/v1/contacts/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     query_params(r->message.target(), {});
@@ -182,7 +167,7 @@ void add_query_routes(Router& router, QueryDeps deps) {
     filter.assigned_to = text_param(params, "assigned_to", 100);
     filter.tag = text_param(params, "tag", 50);
     filter.q = text_param(params, "q", 200);
-    const auto page = page_request(params, "contacts", projections::valid_contacts_key);
+    const auto page = page_request(params, "contacts", projections::valid_id_key);
     return
         [r, &models, filter, page] { return list(*r, models.contacts(filter, page), "contacts"); };
   });
@@ -217,7 +202,7 @@ void add_query_routes(Router& router, QueryDeps deps) {
     projections::AlertFilter filter;
     filter.state = one_of(params, "state", {"open", "acknowledged", "closed"});
     filter.level = one_of(params, "level", {"info", "warning", "critical"});
-    const auto page = page_request(params, "alerts", projections::valid_alerts_key);
+    const auto page = page_request(params, "alerts", projections::valid_id_key);
     return [r, &models, filter, page] { return list(*r, models.alerts(filter, page), "alerts"); };
   });
 
@@ -234,7 +219,7 @@ void add_query_routes(Router& router, QueryDeps deps) {
     };
   });
 
-  const auto reports_dir = routes->data_dir() / "reports";
+  const auto reports_dir = deps->data_dir / "reports";
   add("/v1/reports/{id}/pdf", Role::kReader,
       [&models, reports_dir](const std::shared_ptr<Request>& r) -> Query {
         query_params(r->message.target(), {});
@@ -263,7 +248,7 @@ void add_query_routes(Router& router, QueryDeps deps) {
 
   add("/v1/backups", Role::kAdmin, [&models](const std::shared_ptr<Request>& r) -> Query {
     const auto params = query_params(r->message.target(), {"limit", "cursor"});
-    const auto page = page_request(params, "backups", projections::valid_backups_key);
+    const auto page = page_request(params, "backups", projections::valid_id_key);
     return [r, &models, page] { return list(*r, models.backups(page), "backups"); };
   });
 }

@@ -670,15 +670,8 @@ CommandProcessor::~CommandProcessor() { stop(); }
 
 void CommandProcessor::start() {
   auto& o = impl_->options;
-  auto conf = core::kafka_conf(o.kafka, {{"group.id", o.commands.processor_group},
-                                         {"enable.auto.commit", "false"},
-                                         {"enable.auto.offset.store", "false"},
-                                         {"isolation.level", "read_committed"},
-                                         {"auto.offset.reset", "earliest"},
-                                         {"session.timeout.ms", "6000"},
-                                         {"heartbeat.interval.ms", "1500"},
-                                         {"partition.assignment.strategy", "range"},
-                                         {"fetch.wait.max.ms", "10"}});
+  auto conf =
+      core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.commands.processor_group));
   std::string err;
   if (o.static_partitions.empty() &&
       conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl_.get()), err) !=

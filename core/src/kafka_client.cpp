@@ -89,6 +89,18 @@ std::string kafka_payload(const RdKafka::Message& message) {
   return {static_cast<const char*>(message.payload()), message.len()};
 }
 
+KafkaSettings exactly_once_consumer_settings(const std::string& group) {
+  return {{"group.id", group},
+          {"enable.auto.commit", "false"},
+          {"enable.auto.offset.store", "false"},
+          {"isolation.level", "read_committed"},
+          {"auto.offset.reset", "earliest"},
+          {"session.timeout.ms", "6000"},
+          {"heartbeat.interval.ms", "1500"},
+          {"partition.assignment.strategy", "range"},
+          {"fetch.wait.max.ms", "10"}};
+}
+
 int kafka_partition_count(RdKafka::Handle& handle, const std::string& topic,
                           std::chrono::milliseconds timeout) {
   std::string err;

@@ -357,7 +357,11 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
   const auto partition_array = int_array(partitions_of(partitions));
   try {
     pqxx::work txn(connection());
-    txn.exec_prepared("ensure_checkpoints", projection_, topic_, partition_array);
+    // A partition's checkpoint row is created once; after that the lock below is enough.
+    if (!std::all_of(partitions.begin(), partitions.end(),
+                     [this](std::int32_t p) { return ensured_.contains(p); })) {
+      txn.exec_prepared("ensure_checkpoints", projection_, topic_, partition_array);
+    }
     std::map<std::int32_t, std::int64_t> stored;
     for (const auto& row :
          txn.exec_prepared("lock_checkpoints", projection_, topic_, partition_array)) {
@@ -380,6 +384,7 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     }
     if (result.checkpoints == stored) {
       txn.commit();
+      ensured_.insert(partitions.begin(), partitions.end());
       return result;
     }
     fresh = write_events(txn, std::move(fresh));
@@ -409,6 +414,7 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     txn.exec_params("SELECT pg_notify($1, $2)", kProgressChannel,
                     progress_payload(projection_, topic_, result.checkpoints, last_id));
     txn.commit();
+    ensured_.insert(partitions.begin(), partitions.end());
     result.applied = fresh.size();
     result.unprojected_types = rows.unprojected_types;
     return result;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,7 @@ class PgProjection {
   std::string projection_;
   std::string topic_;
   std::unique_ptr<pqxx::connection> connection_;
+  std::set<std::int32_t> ensured_;  // partitions whose checkpoint row is known to exist
 };
 
 // The pg_notify channel carrying projection progress (payload: JSON, see projector.cpp).

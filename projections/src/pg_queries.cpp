@@ -65,9 +65,7 @@ bool all_digits(const std::string& s) {
 
 }  // namespace
 
-bool valid_contacts_key(const std::string& key) { return commands::is_uuid(key); }
-bool valid_alerts_key(const std::string& key) { return commands::is_uuid(key); }
-bool valid_backups_key(const std::string& key) { return commands::is_uuid(key); }
+bool valid_id_key(const std::string& key) { return commands::is_uuid(key); }
 bool valid_history_key(const std::string& key) { return all_digits(key); }
 bool valid_calls_key(const std::string& key) {
   const auto bar = key.find('|');

@@ -109,6 +109,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   std::map<std::int32_t, std::int64_t> next_offset;  // as committed to PostgreSQL
   std::map<std::int32_t, std::int64_t> end_seen;     // partition EOF offsets already applied
   bool resync_needed = false;
+  std::set<std::string> unprojected_warned;  // each type is logged once
   Throttle pg_warning;
   Throttle skip_warning;
 
@@ -250,8 +251,10 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       for (const auto& [p, next] : result.checkpoints) next_offset[p] = next;
       for (const auto& [p, end] : batch.eof) end_seen[p] = end;
       for (const auto& type : result.unprojected_types) {
-        log().warn("event type has no read model in this build (kept in events only)",
-                   {{"type", type}});
+        if (unprojected_warned.insert(type).second) {
+          log().warn("event type has no read model in this build (kept in events only)",
+                     {{"type", type}});
+        }
       }
       {
         const std::lock_guard lock(status_mutex);
@@ -353,16 +356,9 @@ Projector::~Projector() { stop(); }
 
 void Projector::start() {
   auto& o = impl_->options;
-  auto conf = core::kafka_conf(o.kafka, {{"group.id", o.projections.group},
-                                         {"enable.auto.commit", "false"},
-                                         {"enable.auto.offset.store", "false"},
-                                         {"isolation.level", "read_committed"},
-                                         {"auto.offset.reset", "earliest"},
-                                         {"enable.partition.eof", "true"},
-                                         {"session.timeout.ms", "6000"},
-                                         {"heartbeat.interval.ms", "1500"},
-                                         {"partition.assignment.strategy", "range"},
-                                         {"fetch.wait.max.ms", "10"}});
+  auto settings = core::exactly_once_consumer_settings(o.projections.group);
+  settings.emplace_back("enable.partition.eof", "true");  // "caught up" for the lag
+  auto conf = core::kafka_conf(o.kafka, settings);
   std::string err;
   if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl_.get()), err) !=
       RdKafka::Conf::CONF_OK) {

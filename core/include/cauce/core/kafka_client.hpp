@@ -26,6 +26,12 @@ using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
 // JSON log, then `settings`. Throws ConfigError naming the librdkafka property it refused.
 std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config, const KafkaSettings& settings);
 
+// A consumer group member that reads only committed records and never lets Kafka pick its
+// positions: auto-commit and offset storing off, read_committed, eager (range) rebalances with
+// a short session so a dead member's partitions move within seconds. The processor and the
+// projector both consume this way.
+KafkaSettings exactly_once_consumer_settings(const std::string& group);
+
 // A failed transactional or client call, classified as librdkafka classifies it.
 class KafkaError : public DependencyError {
  public:

@@ -39,11 +39,9 @@ struct AlertFilter {
 };
 
 // Whether a page key has the shape the list hands out (else the cursor is bad input).
-bool valid_contacts_key(const std::string& key);  // a UUID
-bool valid_calls_key(const std::string& key);     // "<RFC 3339 µs>|<UUID>"
-bool valid_history_key(const std::string& key);   // a version number
-bool valid_alerts_key(const std::string& key);    // a UUID
-bool valid_backups_key(const std::string& key);   // a UUID
+bool valid_id_key(const std::string& key);       // a UUID: contacts, alerts, backups
+bool valid_calls_key(const std::string& key);    // "<RFC 3339 µs>|<UUID>"
+bool valid_history_key(const std::string& key);  // a version number
 
 class ReadModels {
  public:
