@@ -1,7 +1,6 @@
-#include <rapidjson/error/en.h>
-
 #include <cauce/api/json.hpp>
 #include <cauce/api/problem.hpp>
+#include <cauce/core/json.hpp>
 
 namespace cauce::api {
 
@@ -14,16 +13,19 @@ rapidjson::Document parse_json_object(const Request& request) {
                    "the body must be application/json");
   }
   const auto& body = request.message.body();
+  return parse_json_message(body, "body");
+}
+
+rapidjson::Document parse_json_message(std::string_view text, std::string_view what) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
-  if (doc.HasParseError()) {
+  if (auto error = core::parse_json(text, doc)) {
+    // A field inside the message is named as such; the message as a whole by `what`.
+    if (error->field != "body") throw invalid_field(std::move(error->field), error->message);
     throw ApiError(http::status::bad_request, "malformed-json",
-                   "the body is not valid JSON: " +
-                       std::string(rapidjson::GetParseError_En(doc.GetParseError())) + " at byte " +
-                       std::to_string(doc.GetErrorOffset()),
-                   {{"body", "malformed JSON at byte " + std::to_string(doc.GetErrorOffset())}});
+                   "the " + std::string(what) + " " + error->message,
+                   {{std::string(what), error->message}});
   }
-  if (!doc.IsObject()) throw invalid_field("body", "must be a JSON object");
+  if (!doc.IsObject()) throw invalid_field(std::string(what), "must be a JSON object");
   return doc;
 }
 

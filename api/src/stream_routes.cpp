@@ -282,11 +282,8 @@ class WsSession final : public StreamSession {
       co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
       const auto text = beast::buffers_to_string(buffer.data());
-      rapidjson::Document d;
-      d.Parse(text.c_str(), text.size());
       try {
-        if (d.HasParseError() || !d.IsObject())
-          throw invalid_field("message", "must be a JSON object");
+        const auto d = parse_json_message(text, "message");
         for (const auto& m : d.GetObject()) {
           const std::string name = m.name.GetString();
           if (name != "subscribe" && name != "last_event_id") {

@@ -12,6 +12,9 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <cauce/commands/schemas.hpp>
+#include <cauce/core/json.hpp>
+
 namespace cauce::commands::json {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
@@ -48,11 +51,14 @@ std::string object(Fn&& fill) {
   return {buffer.GetString(), buffer.GetSize()};
 }
 
+// Commands and events are read back from Kafka, where a foreign producer can write anything:
+// parsed with the storable-input rule and a depth bound, never recursively.
 inline rapidjson::Document parse(std::string_view text) {
   rapidjson::Document doc;
-  doc.Parse(text.data(), text.size());
-  if (doc.HasParseError() || !doc.IsObject())
-    throw std::invalid_argument("event data is not a JSON object");
+  if (const auto error = core::parse_json(text, doc, {.max_depth = kMaxEventDepth})) {
+    throw std::invalid_argument("not a cauce record: " + error->field + " " + error->message);
+  }
+  if (!doc.IsObject()) throw std::invalid_argument("not a cauce record: not a JSON object");
   return doc;
 }
 

@@ -1,3 +1,4 @@
+#include <atomic>
 #include <set>
 #include <stdexcept>
 
@@ -6,6 +7,7 @@
 #include <rapidjson/stringbuffer.h>
 
 #include <cauce/commands/schemas.hpp>
+#include <cauce/core/json.hpp>
 
 namespace cauce::commands {
 namespace {
@@ -44,20 +46,23 @@ std::string field_of(const std::string& pointer) {
 }  // namespace
 
 struct SchemaRegistry::Entry {
-  rapidjson::Document source;
-  std::unique_ptr<rapidjson::SchemaDocument> schema;
+  rapidjson::Document source;  // read-only once loaded: shared by every thread
+  std::size_t index = 0;       // its slot in each thread's compiled schemas
   std::set<std::string, std::less<>> properties;
   std::vector<std::string> required;
 };
 
 SchemaRegistry::SchemaRegistry() {
+  static std::atomic<std::uint64_t> next_id{0};
+  id_ = next_id++;
   for (const auto& file : embedded_schema_files()) {
     auto entry = std::make_unique<Entry>();
+    entry->index = entries_.size();
     entry->source.Parse(file.text.c_str(), file.text.size());
     if (entry->source.HasParseError() || !entry->source.IsObject()) {
       throw std::invalid_argument("schemas/" + file.file_name + " is not valid JSON");
     }
-    entry->schema = std::make_unique<rapidjson::SchemaDocument>(entry->source);
+    rapidjson::SchemaDocument compiles(entry->source);  // fail here, not on first use
     if (const auto it = entry->source.FindMember("properties"); it != entry->source.MemberEnd()) {
       for (const auto& p : it->value.GetObject()) entry->properties.emplace(p.name.GetString());
     }
@@ -102,7 +107,16 @@ std::optional<SchemaViolation> SchemaRegistry::validate(std::string_view name,
   for (const auto& required : entry.required) {
     if (!document.HasMember(required.c_str())) return SchemaViolation{required, "is required"};
   }
-  rapidjson::SchemaValidator validator(*entry.schema);
+  // RapidJSON 1.1's regex (the `pattern` keyword) keeps its search state inside the schema
+  // document, so one document validated from two threads at once is a data race that crashes
+  // or answers wrongly. Each thread compiles its own copy of a schema, once, on first use.
+  thread_local std::map<std::uint64_t, std::vector<std::unique_ptr<rapidjson::SchemaDocument>>>
+      compiled;
+  auto& mine = compiled[id_];
+  if (mine.empty()) mine.resize(entries_.size());
+  auto& schema = mine[entry.index];
+  if (!schema) schema = std::make_unique<rapidjson::SchemaDocument>(entry.source);
+  rapidjson::SchemaValidator validator(*schema);
   if (document.Accept(validator)) return std::nullopt;
   rapidjson::StringBuffer pointer;
   validator.GetInvalidDocumentPointer().StringifyUriFragment(pointer);
@@ -114,10 +128,8 @@ std::optional<SchemaViolation> SchemaRegistry::validate(std::string_view name,
 std::optional<SchemaViolation> SchemaRegistry::validate_json(std::string_view name,
                                                              std::string_view json) const {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError()) {
-    return SchemaViolation{
-        "body", std::string("malformed JSON: ") + rapidjson::GetParseError_En(doc.GetParseError())};
+  if (auto error = core::parse_json(json, doc, {.max_depth = kMaxEventDepth})) {
+    return SchemaViolation{std::move(error->field), std::move(error->message)};
   }
   return validate(name, doc);
 }

@@ -1,3 +1,5 @@
+#include <functional>
+
 #include <gtest/gtest.h>
 
 #include <cauce/commands/alert.hpp>
@@ -52,6 +54,44 @@ TEST(SchemasTest, CommandBodiesAreCheckedNamingTheField) {
             "source_url");
   EXPECT_EQ(violation_field("backup.request.v1", R"({"x":1})"), "x");
   EXPECT_EQ(violation_field("backup.request.v1", "[]"), "body");
+}
+
+// The storable-input rule of schemas/README.md: a command schema bounds everything it accepts.
+TEST(SchemasTest, EveryCommandSchemaBoundsItsStringsNumbersAndArrays) {
+  std::vector<std::string> unbounded;
+  std::function<void(const std::string&, const rapidjson::Value&)> walk =
+      [&](const std::string& path, const rapidjson::Value& p) {
+        const std::string type = p.HasMember("type") ? p["type"].GetString() : "";
+        const std::string pattern = p.HasMember("pattern") ? p["pattern"].GetString() : "";
+        const bool anchored = pattern.starts_with('^') && pattern.ends_with('$');
+        if (type == "string" && !p.HasMember("maxLength") && !p.HasMember("enum") && !anchored) {
+          unbounded.push_back(path + " (string)");
+        }
+        if ((type == "integer" || type == "number") &&
+            !(p.HasMember("minimum") && p.HasMember("maximum"))) {
+          unbounded.push_back(path + " (number)");
+        }
+        if (type == "array") {
+          if (!p.HasMember("maxItems")) unbounded.push_back(path + " (array)");
+          if (p.HasMember("items")) walk(path + "[]", p["items"]);
+        }
+        if (p.HasMember("properties")) {
+          for (const auto& m : p["properties"].GetObject()) {
+            walk(path + "." + m.name.GetString(), m.value);
+          }
+        }
+      };
+  std::size_t commands = 0;
+  for (const auto& file : embedded_schema_files()) {
+    rapidjson::Document schema;
+    schema.Parse(file.text.c_str());
+    const std::string title = schema.HasMember("title") ? schema["title"].GetString() : "";
+    if (!title.starts_with("POST") && !title.starts_with("PATCH")) continue;  // not a command
+    ++commands;
+    walk(file.file_name, schema);
+  }
+  EXPECT_EQ(commands, 11u);
+  EXPECT_TRUE(unbounded.empty()) << testing::PrintToString(unbounded);
 }
 
 // Every event the aggregates can produce fits its published schema.

@@ -14,10 +14,13 @@ namespace cauce::api {
 
 using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 
-// Parses the body of a JSON request into an object. Throws ApiError: 415 when the content type
-// is not JSON, 400 naming the byte offset when the body is malformed, 400 when it is not an
-// object.
+// Parses the body of a JSON request into an object with core::parse_json (depth-bounded,
+// storable strings, no duplicate keys). Throws ApiError: 415 when the content type is not JSON,
+// 400 naming the field (or "body" with the byte offset) otherwise.
 rapidjson::Document parse_json_object(const Request& request);
+
+// The same for a message that is not a request body (a WebSocket message): `what` names it.
+rapidjson::Document parse_json_message(std::string_view text, std::string_view what);
 
 // Rejects members other than `allowed` with a 400 naming the first unknown field.
 void reject_unknown_fields(const rapidjson::Value& object,

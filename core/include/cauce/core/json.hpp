@@ -1,0 +1,46 @@
+#pragma once
+
+// The one JSON parser of cauce for text that comes from outside the process: request bodies,
+// WebSocket messages, and commands and events read back from Kafka (a foreign producer can
+// write anything there). It accepts only what every downstream can hold:
+//
+//   - nesting at most `max_depth` levels deep, parsed without recursion (no input reaches the
+//     stack, whatever its shape);
+//   - strings (values and keys) in UTF-8 without U+0000 and without lone surrogates (an escaped
+//     "\udc00" is refused: PostgreSQL, Kafka consumers in other languages and JSON libraries
+//     disagree about it), since PostgreSQL's text and jsonb cannot store U+0000;
+//   - no object with the same key twice (which value wins differs between libraries);
+//   - numbers that fit a double or a 64-bit integer (RapidJSON refuses the rest).
+//
+// schemas/README.md states the same rule for API users.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <rapidjson/document.h>
+
+namespace cauce::core {
+
+struct JsonLimits {
+  std::size_t max_depth = 32;  // an object or array is one level; scalars add none
+};
+
+// Why a text was refused: the offending field ("body" for the text as a whole, "tags[2]",
+// "address.city") and what is wrong with it, in words a client can act on.
+struct JsonError {
+  std::string field;
+  std::string message;
+};
+
+// Parses `text` into `doc` (replacing what it held). nullopt on success; otherwise `doc` is
+// unspecified and the error names the problem. Safe to call from any number of threads.
+std::optional<JsonError> parse_json(std::string_view text, rapidjson::Document& doc,
+                                    const JsonLimits& limits = {});
+
+// The same rule for a string produced elsewhere (a header, a query value): nullopt when it is
+// UTF-8 without U+0000 and without surrogate code points, else what is wrong.
+std::optional<std::string> storable_text_problem(std::string_view text);
+
+}  // namespace cauce::core
