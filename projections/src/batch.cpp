@@ -8,6 +8,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <cauce/commands/schemas.hpp>
+#include <cauce/commands/upcast.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/projections/batch.hpp>
 
@@ -271,6 +273,25 @@ struct Folder {
 };
 
 }  // namespace
+
+LogRecord decode_record(std::int32_t partition, std::int64_t offset, std::string_view value) {
+  LogRecord r;
+  r.partition = partition;
+  r.offset = offset;
+  r.event = commands::event_from_json(value);
+  const auto& e = r.event;
+  for (const auto* id : {&e.event_id, &e.aggregate_id, &e.command_id, &e.causation_id}) {
+    if (!commands::is_uuid(*id)) throw std::invalid_argument("an id is not a UUID");
+  }
+  commands::upcast(r.event);
+  const auto schema = e.type + ".v" + std::to_string(e.schema_version);
+  const auto& schemas = commands::SchemaRegistry::instance();
+  if (!schemas.contains(schema)) throw std::invalid_argument("no schema " + schema);
+  if (const auto v = schemas.validate_json(schema, e.data)) {
+    throw std::invalid_argument(schema + ": " + v->field + " " + v->message);
+  }
+  return r;
+}
 
 std::string topic_of(const std::string& aggregate_type) { return aggregate_type + "s"; }
 

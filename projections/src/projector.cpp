@@ -9,8 +9,6 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
-#include <cauce/commands/schemas.hpp>
-#include <cauce/commands/upcast.hpp>
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/postgres.hpp>
@@ -171,24 +169,9 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   }
 
   // Decodes a record into an event, or says why it is not one (foreign producers).
-  std::optional<LogRecord> decode(RdKafka::Message& m, std::string& why) {
-    LogRecord r;
-    r.partition = m.partition();
-    r.offset = m.offset();
+  static std::optional<LogRecord> decode(RdKafka::Message& m, std::string& why) {
     try {
-      r.event = commands::event_from_json(core::kafka_payload(m));
-      const auto& e = r.event;
-      for (const auto* id : {&e.event_id, &e.aggregate_id, &e.command_id, &e.causation_id}) {
-        if (!commands::is_uuid(*id)) throw std::invalid_argument("an id is not a UUID");
-      }
-      commands::upcast(r.event);
-      const auto schema = e.type + ".v" + std::to_string(e.schema_version);
-      const auto& schemas = commands::SchemaRegistry::instance();
-      if (!schemas.contains(schema)) throw std::invalid_argument("no schema " + schema);
-      if (const auto v = schemas.validate_json(schema, e.data)) {
-        throw std::invalid_argument(schema + ": " + v->field + " " + v->message);
-      }
-      return r;
+      return decode_record(m.partition(), m.offset(), core::kafka_payload(m));
     } catch (const std::exception& e) {
       why = e.what();
       return std::nullopt;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <cauce/commands/envelope.hpp>
@@ -19,6 +20,12 @@ struct LogRecord {
   std::int64_t offset = 0;
   commands::EventEnvelope event;
 };
+
+// Decodes the value of one record of the event topic: the envelope parsed with the
+// storable-input rule, its ids checked, upcast to the current schema version and its data
+// checked against that version's schema. Throws std::invalid_argument saying why the record is
+// not a cauce event (a foreign producer's record, an unknown schema_version without an upcaster).
+LogRecord decode_record(std::int32_t partition, std::int64_t offset, std::string_view value);
 
 // One row of `calls` (COPYed: calls are most of a call centre's events).
 struct CallRow {
