@@ -13,6 +13,7 @@
 #include <cauce/core/log.hpp>
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
+#include <cauce/projections/parked_events.hpp>
 
 #include "service.hpp"
 
@@ -89,6 +90,50 @@ int with_keys(const core::Config& config, Fn&& fn) {
   return fn(keys);
 }
 
+// One line per parked event: id, where it sits, what it is, why it was parked.
+int list_parked(projections::ParkedEvents& parked, bool all) {
+  std::int64_t after = 0;
+  std::size_t shown = 0;
+  for (;;) {
+    const auto page = parked.list(all, after, 500);
+    for (const auto& e : page) {
+      std::cout << e.id << "  " << e.partition << ":" << e.offset << "  "
+                << e.type.value_or("(not an event)") << "  " << e.aggregate_id.value_or("-") << "  "
+                << e.resolution.value_or("parked") << "  attempts " << e.attempts << "  parked "
+                << e.parked_at << "\n    " << e.error << "\n";
+      after = e.id;
+    }
+    shown += page.size();
+    if (page.size() < 500) break;
+  }
+  std::cerr << shown << (all ? " parked events\n" : " parked events waiting\n");
+  return 0;
+}
+
+int retry_parked(projections::ParkedEvents& parked, std::int64_t id) {
+  const auto r = parked.retry(id, "cli");
+  using O = projections::RetryResult::Outcome;
+  switch (r.outcome) {
+    case O::kApplied:
+      std::cout << "retried " << id << ": " << r.applied << " events applied\n";
+      return 0;
+    case O::kFailed:
+      std::cerr << "cauce: parked event " << id << " still does not apply: " << r.error << "\n";
+      return kExitFailure;
+    case O::kNotFound:
+      std::cerr << "cauce: no parked event " << id << "\n";
+      return kExitFailure;
+    case O::kResolved:
+      std::cerr << "cauce: parked event " << id << " was retried or skipped already\n";
+      return kExitFailure;
+    case O::kBehindAnother:
+      std::cerr << "cauce: an earlier event of the same aggregate is parked: retry "
+                << r.blocking_id << " first\n";
+      return kExitFailure;
+  }
+  return kExitFailure;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -125,12 +170,26 @@ int run_cli(int argc, char** argv) {
   std::string revoke_id;
   auto* keys_revoke = keys->add_subcommand("revoke", "Revoke a key by id");
   keys_revoke->add_option("id", revoke_id, "The key's id")->required();
+  auto* parked_cmd =
+      app.add_subcommand("parked", "Events the projection parked (could not apply) and went past");
+  parked_cmd->require_subcommand(1);
+  bool parked_all = false;
+  auto* parked_list = parked_cmd->add_subcommand("list", "List parked events, oldest first");
+  parked_list->add_flag("--all", parked_all, "Include the ones already retried or skipped");
+  std::int64_t parked_id = 0;
+  auto* parked_retry = parked_cmd->add_subcommand(
+      "retry", "Apply a parked event (and the ones held back behind it) with this build's code");
+  parked_retry->add_option("id", parked_id, "The parked event's id")->required();
+  auto* parked_skip =
+      parked_cmd->add_subcommand("skip", "Mark a parked event skipped: it is never applied");
+  parked_skip->add_option("id", parked_id, "The parked event's id")->required();
   auto* config_cmd = app.add_subcommand("config", "Show the effective configuration");
   bool print = false;
   config_cmd->add_flag("--print", print, "Print every setting (secrets masked)");
   auto* version = app.add_subcommand("version", "Print the version");
-  for (auto* sub : {serve, topics, topics_create_cmd, migrate_cmd, keys, keys_create, keys_list,
-                    keys_revoke, config_cmd, version}) {
+  for (auto* sub :
+       {serve, topics, topics_create_cmd, migrate_cmd, keys, keys_create, keys_list, keys_revoke,
+        parked_cmd, parked_list, parked_retry, parked_skip, config_cmd, version}) {
     sub->fallthrough();  // configuration flags may follow the subcommand
   }
 
@@ -191,6 +250,18 @@ int run_cli(int argc, char** argv) {
         std::cout << "revoked " << revoke_id << "\n";
         return 0;
       });
+    }
+    if (*parked_list || *parked_retry || *parked_skip) {
+      projections::ParkedEvents parked(core::postgres_conninfo(config.postgres),
+                                       config.projections.name, config.kafka.events_topic);
+      if (*parked_list) return list_parked(parked, parked_all);
+      if (*parked_retry) return retry_parked(parked, parked_id);
+      if (!parked.skip(parked_id, "cli")) {
+        std::cerr << "cauce: no open parked event " << parked_id << "\n";
+        return kExitFailure;
+      }
+      std::cout << "skipped " << parked_id << "\n";
+      return 0;
     }
   } catch (const core::ConfigError& e) {
     std::cerr << "cauce: invalid configuration: " << e.what() << "\n";

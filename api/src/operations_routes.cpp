@@ -29,7 +29,7 @@ void add_operations_routes(Router& router, const ReadinessProbe& probe,
       write_string(w, "detail", "not ready: " + failing);
       write_string(w, "request_id", request.request_id);
     } else {
-      write_string(w, "status", "ready");
+      write_string(w, "status", report.degraded ? "degraded" : "ready");
     }
     w.Key("checks");
     w.StartObject();
@@ -38,6 +38,10 @@ void add_operations_routes(Router& router, const ReadinessProbe& probe,
       w.StartObject();
       w.Key("ok");
       w.Bool(c.ok);
+      if (c.degraded) {
+        w.Key("degraded");
+        w.Bool(true);
+      }
       write_string(w, "detail", c.detail);
       w.Key("age_s");
       w.Double(c.age_s);

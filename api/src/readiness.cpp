@@ -1,3 +1,5 @@
+#include <atomic>
+
 #include <cauce/api/readiness.hpp>
 #include <cauce/core/kafka_admin.hpp>
 #include <cauce/core/log.hpp>
@@ -80,12 +82,19 @@ class ProjectionCheck final : public DependencyCheck {
         "lag " + std::to_string(status.lag) + " events (bound " + std::to_string(max_lag_) + ")";
     if (!status.postgres_ok) throw std::runtime_error("not projecting: PostgreSQL failed; " + lag);
     if (status.lag > max_lag_) throw std::runtime_error("behind the log: " + lag);
+    degraded_ = status.parked > 0;
+    if (degraded_) {
+      return lag + "; degraded: " + std::to_string(status.parked) +
+             " parked events (cauce parked list)";
+    }
     return lag;
   }
+  bool degraded() const override { return degraded_; }
 
  private:
   const projections::Projector& projector_;
   std::int64_t max_lag_;
+  std::atomic<bool> degraded_{false};
 };
 
 }  // namespace
@@ -128,10 +137,12 @@ void ReadinessProbe::loop(Slot& slot) {
   static const core::Logger log("readiness");
   for (;;) {
     bool ok = true;
+    bool degraded = false;
     std::string detail;
     std::string cause;
     try {
       detail = slot.check->check();
+      degraded = slot.check->degraded();
     } catch (const CheckFailed& e) {
       ok = false;
       detail = e.what();
@@ -150,8 +161,13 @@ void ReadinessProbe::loop(Slot& slot) {
                  {{"dependency", name}, {"detail", detail}, {"cause", cause}});
       }
     }
+    if (ok && degraded != slot.degraded) {
+      log.warn(degraded ? "dependency degraded" : "dependency no longer degraded",
+               {{"dependency", slot.check->name()}, {"detail", detail}});
+    }
     slot.has_result = true;
     slot.ok = ok;
+    slot.degraded = ok && degraded;
     slot.detail = std::move(detail);
     slot.at = std::chrono::steady_clock::now();
     if (stop_requested_.wait_for(lock, interval_, [this] { return stopping_; })) return;
@@ -161,9 +177,9 @@ void ReadinessProbe::loop(Slot& slot) {
 ReadinessProbe::Report ReadinessProbe::report() const {
   const auto now = std::chrono::steady_clock::now();
   const std::lock_guard lock(mutex_);
-  Report report{true, {}};
+  Report report{true, false, {}};
   for (const auto& slot : slots_) {
-    CheckStatus status{slot->check->name(), slot->ok, slot->detail, 0};
+    CheckStatus status{slot->check->name(), slot->ok, slot->degraded, slot->detail, 0};
     if (!slot->has_result) {
       status.ok = false;
       status.detail = "not checked yet";
@@ -175,6 +191,7 @@ ReadinessProbe::Report ReadinessProbe::report() const {
       }
     }
     report.ready = report.ready && status.ok;
+    report.degraded = report.degraded || status.degraded;
     report.checks.push_back(std::move(status));
   }
   return report;

@@ -22,6 +22,7 @@
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
 #include <cauce/projections/notification_hub.hpp>
+#include <cauce/projections/parked_events.hpp>
 #include <cauce/projections/projector.hpp>
 #include <cauce/projections/queries.hpp>
 
@@ -144,6 +145,10 @@ int run_serve(const core::Config& config) {
   std::unique_ptr<projections::NotificationHub> hub;
   boost::asio::thread_pool query_threads(static_cast<std::size_t>(config.postgres.pool_size));
   projections::ReadModels models(pool);
+  projections::ParkedEvents parked(conninfo, config.projections.name, config.kafka.events_topic);
+  const BlockingExecutor run_blocking = [&query_threads](std::function<void()> work) {
+    boost::asio::post(query_threads, std::move(work));
+  };
   Router router;
   add_operations_routes(router, probe, registry);
   if (has_role(config, "api")) {
@@ -154,14 +159,12 @@ int run_serve(const core::Config& config) {
     add_command_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
     add_query_routes(router, QueryDeps{.models = models,
                                        .hub = *hub,
-                                       .run_blocking =
-                                           [&query_threads](std::function<void()> work) {
-                                             boost::asio::post(query_threads, std::move(work));
-                                           },
+                                       .run_blocking = run_blocking,
                                        .min_position_wait = std::chrono::milliseconds(
                                            config.projections.min_position_wait_ms),
                                        .data_dir = config.data_dir});
     add_stream_routes(router, *hub, config.projections);
+    add_parked_routes(router, parked, run_blocking);
   }
   if (has_role(config, "workers")) {
     log.info("role has nothing to run in this build yet", {{"role", "workers"}});

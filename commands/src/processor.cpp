@@ -20,6 +20,7 @@
 
 #include <cauce/commands/handler.hpp>
 #include <cauce/commands/processor.hpp>
+#include <cauce/core/backoff.hpp>
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
@@ -205,6 +206,9 @@ class PartitionWorker {
   // failures (a leader moving, the broker away) start over after a pause; being fenced ends
   // the worker for good.
   void run() {
+    // Taken from the inbox and not committed yet: kept across a restart of the loop below, so a
+    // failure between taking a batch and committing it never skips those commands.
+    std::vector<MessagePtr> pending;
     for (int attempt = 1; !stopping_; ++attempt) {
       try {
         if (!producer_ && !init_producer()) break;
@@ -217,23 +221,30 @@ class PartitionWorker {
         }
         rebuild();
         set_ready(true);
+        worker_failing_.cleared("partition worker recovered");
         log().info("partition ready", {{"partition", partition_},
                                        {"aggregates", store_->aggregate_count()},
                                        {"commands", store_->command_count()}});
+        backoff_.reset();
         while (!stopping_) {
-          auto batch = take_batch();
-          if (!batch.empty()) process_until_committed(batch);
+          if (pending.empty()) pending = take_batch();
+          if (pending.empty()) continue;
+          if (process_until_committed(pending)) pending.clear();
         }
       } catch (const core::KafkaError& e) {
         if (e.is_fatal()) {
           mark_fenced(e.what());
           break;
         }
-        log().warn("partition worker failed; starting over",
-                   {{"partition", partition_}, {"attempt", attempt}, {"error", e.what()}});
+        worker_failing_.failing(
+            "partition worker failed; starting over (logged once until it "
+            "recovers)",
+            {{"partition", partition_}, {"error", e.what()}});
       } catch (const std::exception& e) {
-        log().error("partition worker failed; starting over",
-                    {{"partition", partition_}, {"attempt", attempt}, {"error", e.what()}});
+        worker_failing_.failing(
+            "partition worker failed; starting over (logged once until it "
+            "recovers)",
+            {{"partition", partition_}, {"error", e.what()}});
       }
       set_ready(false);
       pause_before_retry(attempt);
@@ -242,11 +253,10 @@ class PartitionWorker {
     if (producer_) producer_->flush(1000);
   }
 
-  // Backoff that a stop interrupts.
-  void pause_before_retry(int attempt) {
+  // Capped, jittered backoff that a stop interrupts.
+  void pause_before_retry(int /*attempt*/) {
     std::unique_lock lock(mutex_);
-    wake_.wait_for(lock, std::chrono::milliseconds(std::min(200 * attempt, 5000)),
-                   [&] { return stopping_.load(); });
+    wake_.wait_for(lock, backoff_.next(), [&] { return stopping_.load(); });
   }
 
   std::string transactional_id() const {
@@ -274,12 +284,13 @@ class PartitionWorker {
     while (!stopping_) {
       try {
         core::kafka_check(producer_->init_transactions(5000), "init_transactions");
+        claim_failing_.cleared("partition claimed");
         return true;
       } catch (const core::KafkaError& e) {
         if (e.is_fatal()) throw;
-        log().warn("cannot claim the partition yet, retrying",
-                   {{"partition", partition_}, {"error", e.what()}});
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        claim_failing_.failing("cannot claim the partition yet, retrying",
+                               {{"partition", partition_}, {"error", e.what()}});
+        pause_before_retry(0);
       }
     }
     return false;
@@ -366,11 +377,15 @@ class PartitionWorker {
     return batch;
   }
 
-  void process_until_committed(const std::vector<MessagePtr>& batch) {
+  // true once the batch is committed; false when stopping first (the batch stays uncommitted
+  // for the partition's next owner). Throws when the worker must start over (the caller keeps
+  // the batch and decides it again after the rebuild).
+  bool process_until_committed(const std::vector<MessagePtr>& batch) {
     for (int attempt = 1; !stopping_ || attempt == 1; ++attempt) {
       try {
         process(batch);
-        return;
+        backoff_.reset();
+        return true;
       } catch (const core::KafkaError& e) {
         if (e.is_fatal()) throw;
         metrics_.aborted.Increment();
@@ -388,6 +403,7 @@ class PartitionWorker {
         rebuild();
       }
     }
+    return false;
   }
 
   struct Decided {
@@ -559,6 +575,9 @@ class PartitionWorker {
   std::condition_variable wake_;
   std::deque<MessagePtr> inbox_;
   std::atomic<bool> stopping_{false};
+  core::Backoff backoff_{std::chrono::milliseconds(100), std::chrono::milliseconds(5000)};
+  core::ConditionLog claim_failing_{log()};
+  core::ConditionLog worker_failing_{log()};
 
   mutable std::mutex status_mutex_;
   PartitionStatus status_{partition_};

@@ -89,6 +89,11 @@ std::string kafka_payload(const RdKafka::Message& message) {
   return {static_cast<const char*>(message.payload()), message.len()};
 }
 
+std::string kafka_key(const RdKafka::Message& message) {
+  if (message.key_pointer() == nullptr) return {};
+  return {static_cast<const char*>(message.key_pointer()), message.key_len()};
+}
+
 KafkaSettings exactly_once_consumer_settings(const std::string& group) {
   return {{"group.id", group},
           {"enable.auto.commit", "false"},

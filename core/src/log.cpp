@@ -127,4 +127,20 @@ void Logger::write(LogLevel level, std::string_view msg,
   }
 }
 
+void ConditionLog::failing(std::string_view msg, std::initializer_list<LogField> fields) {
+  if (active_) {
+    ++suppressed_;
+    return;
+  }
+  active_ = true;
+  suppressed_ = 0;
+  log_.warn(msg, fields);
+}
+
+void ConditionLog::cleared(std::string_view msg) {
+  if (!active_) return;
+  active_ = false;
+  log_.info(msg, {{"suppressed_repeats", suppressed_}});
+}
+
 }  // namespace cauce::core

@@ -8,6 +8,7 @@
 #include <rapidjson/writer.h>
 
 #include <cauce/core/errors.hpp>
+#include <cauce/core/json.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/postgres.hpp>
 
@@ -151,6 +152,81 @@ const std::string kUpdateBackups = std::string(R"(
                                    kJobColumns + R"()
   WHERE NOT x.created AND b.id = x.id AND b.version < x.first_version)";
 
+const char* const kAnyOpenParked = R"(
+  SELECT EXISTS (SELECT 1 FROM parked_events
+                 WHERE projection = $1 AND topic = $2 AND resolved_at IS NULL))";
+
+const char* const kOpenParkedAggregates = R"(
+  SELECT DISTINCT aggregate_id::text FROM parked_events
+  WHERE projection = $1 AND topic = $2 AND resolved_at IS NULL
+    AND aggregate_id = ANY($3::uuid[]))";
+
+const char* const kCountOpenParked = R"(
+  SELECT count(*) FROM parked_events WHERE projection = $1 AND topic = $2 AND resolved_at IS NULL)";
+
+const char* const kPark = R"(
+  INSERT INTO parked_events (projection, topic, partition, "offset", event_id, type,
+                             aggregate_type, aggregate_id, record, error, sqlstate)
+  VALUES ($1, $2, $3, $4, nullif($5, '')::uuid, nullif($6, ''), nullif($7, ''),
+          nullif($8, '')::uuid, $9, $10, nullif($11, ''))
+  ON CONFLICT (projection, topic, partition, "offset") DO NOTHING)";
+
+// The parked event asked for and, when it has an aggregate, every open one of that aggregate,
+// in log order (locked: two retries of one aggregate do not interleave).
+const char* const kLockParkedChain = R"(
+  SELECT p.id, p.partition, p."offset", p.record, p.resolved_at IS NOT NULL
+  FROM parked_events p JOIN parked_events asked ON asked.id = $1
+  WHERE p.id = asked.id
+     OR (asked.aggregate_id IS NOT NULL AND p.resolved_at IS NULL
+         AND p.projection = asked.projection AND p.topic = asked.topic
+         AND p.aggregate_id = asked.aggregate_id)
+  ORDER BY p.partition, p."offset"
+  FOR UPDATE OF p)";
+
+const char* const kResolveParked = R"(
+  UPDATE parked_events SET resolution = $2, resolved_at = now(), resolved_by = $3,
+                           attempts = attempts + (CASE WHEN $2 = 'retried' THEN 1 ELSE 0 END),
+                           last_attempt_at = now()
+  WHERE id = $1 AND resolved_at IS NULL)";
+
+const char* const kParkedAttemptFailed = R"(
+  UPDATE parked_events SET attempts = attempts + 1, last_attempt_at = now(), error = $2,
+                           sqlstate = nullif($3, '')
+  WHERE id = $1)";
+
+const char* const kListParked = R"(
+  SELECT id, partition, "offset", event_id::text, type, aggregate_type, aggregate_id::text, error,
+         sqlstate, attempts,
+         to_char(parked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+         to_char(last_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+         resolution,
+         to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), resolved_by
+  FROM parked_events
+  WHERE projection = $1 AND topic = $2 AND ($3 OR resolved_at IS NULL) AND id > $4
+    AND ($6 = 0 OR id = $6)
+  ORDER BY id LIMIT $5)";
+
+// SQLSTATE classes that say the data is at fault, not the server: waiting will not help.
+bool is_data_sqlstate(std::string_view state) {
+  for (const std::string_view data_class : {"22", "23", "2F", "38", "39", "42", "44", "54", "P0"}) {
+    if (state.starts_with(data_class)) return true;
+  }
+  return false;
+}
+
+// PostgreSQL messages may quote the refused value; keep what is stored and logged storable.
+std::string storable(std::string text) {
+  for (auto& c : text) {
+    if (c == '\0') c = '?';
+  }
+  if (core::storable_text_problem(text)) {
+    for (auto& c : text) {
+      if (static_cast<unsigned char>(c) >= 0x80) c = '?';
+    }
+  }
+  return text;
+}
+
 std::string int_array(const std::vector<std::int64_t>& values) {
   std::string out(1, '{');
   for (std::size_t i = 0; i < values.size(); ++i) {
@@ -192,7 +268,7 @@ std::string progress_payload(const std::string& projection, const std::string& t
 
 bool has_rows(const std::string& json_array) { return json_array.size() > 2; }
 
-void copy_events(pqxx::transaction_base& txn, const char* table,
+void copy_events(pqxx::dbtransaction& txn, const char* table,
                  const std::vector<LogRecord>& records) {
   pqxx::stream_to out(txn, table, kEventColumns);
   for (const auto& r : records) {
@@ -205,7 +281,7 @@ void copy_events(pqxx::transaction_base& txn, const char* table,
   out.complete();
 }
 
-void copy_calls(pqxx::transaction_base& txn, const char* table, const std::vector<CallRow>& calls) {
+void copy_calls(pqxx::dbtransaction& txn, const char* table, const std::vector<CallRow>& calls) {
   if (calls.empty()) return;
   pqxx::stream_to out(txn, table, kCallColumns);
   for (const auto& c : calls) {
@@ -220,7 +296,7 @@ void copy_calls(pqxx::transaction_base& txn, const char* table, const std::vecto
 // a unique key — an event id or an (aggregate, version) already there or twice in the batch,
 // which only a foreign producer repeating records can cause — the repeats are dropped first,
 // so they never block a partition nor reach the read models. Returns the records written.
-std::vector<LogRecord> write_events(pqxx::work& txn, std::vector<LogRecord> records) {
+std::vector<LogRecord> write_events(pqxx::dbtransaction& txn, std::vector<LogRecord> records) {
   if (records.empty()) return records;
   try {
     pqxx::subtransaction direct(txn, "direct_copy");
@@ -265,7 +341,7 @@ std::vector<LogRecord> write_events(pqxx::work& txn, std::vector<LogRecord> reco
 }
 
 // The batch's calls: COPYed straight in, merged (skipping known call ids) only when that fails.
-void write_calls(pqxx::work& txn, const std::vector<CallRow>& calls) {
+void write_calls(pqxx::dbtransaction& txn, const std::vector<CallRow>& calls) {
   if (calls.empty()) return;
   try {
     pqxx::subtransaction direct(txn, "direct_calls");
@@ -281,7 +357,7 @@ void write_calls(pqxx::work& txn, const std::vector<CallRow>& calls) {
 
 // Notifications in log order, ids drawn in that order; returns the last id. The caller holds
 // the notification lock.
-std::int64_t write_notifications(pqxx::work& txn, const std::vector<LogRecord>& records) {
+std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<LogRecord>& records) {
   {
     pqxx::stream_to out(txn, "notifications", kNotificationColumns);
     for (const auto& r : records) {
@@ -296,6 +372,18 @@ std::int64_t write_notifications(pqxx::work& txn, const std::vector<LogRecord>& 
 }
 
 }  // namespace
+
+ParkedRecord ParkedRecord::of(const LogRecord& record, std::string error, std::string sqlstate) {
+  ParkedRecord p;
+  p.partition = record.partition;
+  p.offset = record.offset;
+  p.value = commands::to_json(record.event);
+  p.error = std::move(error);
+  p.sqlstate = std::move(sqlstate);
+  p.event = record.event;
+  p.aggregate_id = record.event.aggregate_id;
+  return p;
+}
 
 PgProjection::PgProjection(std::string conninfo, std::string projection, std::string topic)
     : conninfo_(std::move(conninfo)),
@@ -319,6 +407,14 @@ pqxx::connection& PgProjection::connection() {
     c->prepare("update_reports", kUpdateReports);
     c->prepare("insert_backups", kInsertBackups);
     c->prepare("update_backups", kUpdateBackups);
+    c->prepare("any_open_parked", kAnyOpenParked);
+    c->prepare("open_parked_aggregates", kOpenParkedAggregates);
+    c->prepare("count_open_parked", kCountOpenParked);
+    c->prepare("park", kPark);
+    c->prepare("lock_parked_chain", kLockParkedChain);
+    c->prepare("resolve_parked", kResolveParked);
+    c->prepare("parked_attempt_failed", kParkedAttemptFailed);
+    c->prepare("list_parked", kListParked);
 
     connection_ = std::move(c);
   }
@@ -329,22 +425,19 @@ std::map<std::int32_t, std::int64_t> PgProjection::load_checkpoints(
     const std::vector<std::int32_t>& partitions) {
   std::map<std::int32_t, std::int64_t> out;
   for (const auto p : partitions) out[p] = 0;
-  try {
+  return guarded([&] {
     pqxx::read_transaction txn(connection());
     const auto rows = txn.exec_prepared("read_checkpoints", projection_, topic_,
                                         int_array(partitions_of(partitions)));
     for (const auto& row : rows) out[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
     return out;
-  } catch (const pqxx::broken_connection&) {
-    connection_.reset();
-    throw core::DependencyError("postgres", "connection to PostgreSQL lost", true);
-  }
+  });
 }
 
 ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
-                                const std::map<std::int32_t, std::int64_t>& passed) {
+                                const std::vector<ParkedRecord>& parked) {
   ApplyResult result;
-  if (records.empty() && passed.empty()) return result;
+  if (records.empty() && parked.empty()) return result;
   std::vector<std::int32_t> partitions;
   auto note_partition = [&partitions](std::int32_t p) {
     if (std::find(partitions.begin(), partitions.end(), p) == partitions.end()) {
@@ -352,10 +445,10 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     }
   };
   for (const auto& r : records) note_partition(r.partition);
-  for (const auto& [p, next] : passed) note_partition(p);
+  for (const auto& p : parked) note_partition(p.partition);
   std::sort(partitions.begin(), partitions.end());
   const auto partition_array = int_array(partitions_of(partitions));
-  try {
+  return guarded([&] {
     pqxx::work txn(connection());
     // A partition's checkpoint row is created once; after that the lock below is enough.
     if (!std::all_of(partitions.begin(), partitions.end(),
@@ -368,42 +461,36 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
       stored[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
     }
     // Only what lies at or past the checkpoint: a redelivered record was applied already.
+    result.checkpoints = stored;
+    auto advance = [&result](std::int32_t partition, std::int64_t offset) {
+      result.checkpoints[partition] = std::max(result.checkpoints[partition], offset + 1);
+    };
     std::vector<LogRecord> fresh;
     fresh.reserve(records.size());
-    result.checkpoints = stored;
     for (const auto& r : records) {
       if (r.offset < stored[r.partition]) {
         ++result.already_applied;
         continue;
       }
       fresh.push_back(r);
-      result.checkpoints[r.partition] = std::max(result.checkpoints[r.partition], r.offset + 1);
+      advance(r.partition, r.offset);
     }
-    for (const auto& [p, next] : passed) {
-      result.checkpoints[p] = std::max(result.checkpoints[p], next);
+    std::vector<ParkedRecord> to_park;
+    for (const auto& p : parked) {
+      if (p.offset < stored[p.partition]) continue;
+      to_park.push_back(p);
+      advance(p.partition, p.offset);
     }
     if (result.checkpoints == stored) {
       txn.commit();
       ensured_.insert(partitions.begin(), partitions.end());
       return result;
     }
-    fresh = write_events(txn, std::move(fresh));
-    const auto rows = fold_batch(fresh, false);
-    write_calls(txn, rows.calls);
-    const std::pair<const char*, const std::string*> statements[] = {
-        {"insert_contacts", &rows.contacts},       {"update_contacts", &rows.contacts},
-        {"insert_alerts", &rows.alerts},           {"update_alerts", &rows.alerts},
-        {"insert_timeline", &rows.alert_timeline}, {"insert_reports", &rows.reports},
-        {"update_reports", &rows.reports},         {"insert_backups", &rows.backups},
-        {"update_backups", &rows.backups}};
-    for (const auto& [name, json] : statements) {
-      if (has_rows(*json)) txn.exec_prepared(name, *json);
-    }
-    std::int64_t last_id = 0;
-    if (!fresh.empty()) {
-      txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
-      last_id = write_notifications(txn, fresh);
-    }
+    fresh = hold_back_parked_aggregates(txn, std::move(fresh), to_park);
+    for (const auto& p : to_park) park(txn, p);
+    result.parked = to_park.size();
+    if (!to_park.empty()) result.first_parked = to_park.front();
+    auto written = write_records(txn, std::move(fresh));
     std::vector<std::int64_t> parts;
     std::vector<std::int64_t> nexts;
     for (const auto& [partition, next] : result.checkpoints) {
@@ -411,13 +498,206 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
       nexts.push_back(next);
     }
     txn.exec_prepared("save_checkpoints", projection_, topic_, int_array(parts), int_array(nexts));
-    txn.exec_params("SELECT pg_notify($1, $2)", kProgressChannel,
-                    progress_payload(projection_, topic_, result.checkpoints, last_id));
+    txn.exec_params(
+        "SELECT pg_notify($1, $2)", kProgressChannel,
+        progress_payload(projection_, topic_, result.checkpoints, written.last_notification_id));
     txn.commit();
     ensured_.insert(partitions.begin(), partitions.end());
-    result.applied = fresh.size();
-    result.unprojected_types = rows.unprojected_types;
+    result.applied = written.applied;
+    result.unprojected_types = std::move(written.unprojected_types);
     return result;
+  });
+}
+
+PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
+                                                  std::vector<LogRecord> fresh) {
+  Written out;
+  fresh = write_events(txn, std::move(fresh));
+  BatchRows rows;
+  try {
+    rows = fold_batch(fresh, false);
+  } catch (const std::invalid_argument& e) {
+    throw core::DataError(std::string("an event does not fold: ") + e.what());
+  }
+  write_calls(txn, rows.calls);
+  const std::pair<const char*, const std::string*> statements[] = {
+      {"insert_contacts", &rows.contacts},       {"update_contacts", &rows.contacts},
+      {"insert_alerts", &rows.alerts},           {"update_alerts", &rows.alerts},
+      {"insert_timeline", &rows.alert_timeline}, {"insert_reports", &rows.reports},
+      {"update_reports", &rows.reports},         {"insert_backups", &rows.backups},
+      {"update_backups", &rows.backups}};
+  for (const auto& [name, json] : statements) {
+    if (has_rows(*json)) txn.exec_prepared(name, *json);
+  }
+  if (!fresh.empty()) {
+    txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
+    out.last_notification_id = write_notifications(txn, fresh);
+  }
+  out.applied = fresh.size();
+  out.unprojected_types = std::move(rows.unprojected_types);
+  return out;
+}
+
+std::vector<LogRecord> PgProjection::hold_back_parked_aggregates(pqxx::dbtransaction& txn,
+                                                                 std::vector<LogRecord> fresh,
+                                                                 std::vector<ParkedRecord>& park) {
+  if (fresh.empty()) return fresh;
+  // Parked in this batch: what comes after it in its partition waits behind it.
+  std::map<std::string, std::pair<std::int32_t, std::int64_t>> parked_here;
+  for (const auto& p : park) {
+    if (!p.aggregate_id.empty()) parked_here.try_emplace(p.aggregate_id, p.partition, p.offset);
+  }
+  // Parked by an earlier batch (behind the checkpoint): everything of that aggregate waits.
+  std::set<std::string> parked_before;
+  if (txn.exec_prepared1("any_open_parked", projection_, topic_)[0].as<bool>()) {
+    std::string ids = "{";
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      ids += (i ? "," : "") + fresh[i].event.aggregate_id;
+    }
+    ids += "}";
+    for (const auto& row : txn.exec_prepared("open_parked_aggregates", projection_, topic_, ids)) {
+      parked_before.insert(row[0].as<std::string>());
+    }
+  }
+  if (parked_here.empty() && parked_before.empty()) return fresh;
+  std::vector<LogRecord> go_on;
+  for (auto& r : fresh) {
+    const auto& id = r.event.aggregate_id;
+    const auto here = parked_here.find(id);
+    const bool behind = parked_before.contains(id) ||
+                        (here != parked_here.end() && here->second.first == r.partition &&
+                         here->second.second < r.offset);
+    if (behind) {
+      park.push_back(ParkedRecord::of(r, "held back: an earlier event of aggregate " + id +
+                                             " is parked; retry that one first"));
+    } else {
+      go_on.push_back(std::move(r));
+    }
+  }
+  return go_on;
+}
+
+void PgProjection::park(pqxx::dbtransaction& txn, const ParkedRecord& p) {
+  const auto* e = p.event ? &*p.event : nullptr;
+  txn.exec_prepared("park", projection_, topic_, p.partition, p.offset,
+                    e ? e->event_id : std::string(), e ? e->type : std::string(),
+                    e ? e->aggregate_type : std::string(), p.aggregate_id,
+                    pqxx::binarystring(p.value), storable(p.error), p.sqlstate);
+}
+
+std::int64_t PgProjection::open_parked() {
+  return guarded([&] {
+    pqxx::read_transaction txn(connection());
+    return txn.exec_prepared1("count_open_parked", projection_, topic_)[0].as<std::int64_t>();
+  });
+}
+
+RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor) {
+  return guarded([&] {
+    RetryResult result;
+    pqxx::work txn(connection());
+    const auto chain = txn.exec_prepared("lock_parked_chain", id);
+    if (chain.empty()) return result;  // kNotFound
+    std::int64_t first_open = 0;
+    for (const auto& row : chain) {
+      if (row[4].as<bool>()) {
+        if (row[0].as<std::int64_t>() == id) result.outcome = RetryResult::Outcome::kResolved;
+        continue;
+      }
+      if (first_open == 0) first_open = row[0].as<std::int64_t>();
+    }
+    if (result.outcome == RetryResult::Outcome::kResolved) return result;
+    if (first_open != id) {
+      result.outcome = RetryResult::Outcome::kBehindAnother;
+      result.blocking_id = first_open;
+      return result;
+    }
+    // In log order, each in a savepoint: stop before the first that still fails.
+    for (const auto& row : chain) {
+      const auto parked_id = row[0].as<std::int64_t>();
+      const auto value = pqxx::binarystring(row[3]).str();
+      std::string error;
+      std::string sqlstate;
+      try {
+        pqxx::subtransaction attempt(txn, "retry_parked");
+        auto record = decode_record(row[1].as<std::int32_t>(), row[2].as<std::int64_t>(), value);
+        write_records(attempt, {std::move(record)});
+        attempt.exec_prepared("resolve_parked", parked_id, "retried", actor);
+        attempt.commit();
+        ++result.applied;
+        continue;
+      } catch (const pqxx::sql_error& e) {
+        if (!is_data_sqlstate(e.sqlstate())) throw;
+        error = e.what();
+        sqlstate = e.sqlstate();
+      } catch (const pqxx::broken_connection&) {
+        throw;
+      } catch (const std::invalid_argument& e) {
+        error = e.what();
+      } catch (const core::DataError& e) {
+        error = e.what();
+        sqlstate = e.sqlstate();
+      }
+      txn.exec_prepared("parked_attempt_failed", parked_id, storable(error), sqlstate);
+      if (parked_id == id) {
+        result.outcome = RetryResult::Outcome::kFailed;
+        result.error = storable(error);
+      }
+      break;
+    }
+    txn.commit();
+    if (result.applied > 0) result.outcome = RetryResult::Outcome::kApplied;
+    return result;
+  });
+}
+
+bool PgProjection::skip_parked(std::int64_t id, const std::string& actor) {
+  return guarded([&] {
+    pqxx::work txn(connection());
+    const auto r = txn.exec_prepared("resolve_parked", id, "skipped", actor);
+    txn.commit();
+    return r.affected_rows() == 1;
+  });
+}
+
+std::vector<ParkedEvent> PgProjection::list_parked(bool all, std::int64_t after_id, int limit,
+                                                   std::optional<std::int64_t> only_id) {
+  return guarded([&] {
+    pqxx::read_transaction txn(connection());
+    const auto rows = txn.exec_prepared("list_parked", projection_, topic_, all, after_id, limit,
+                                        only_id.value_or(0));
+    std::vector<ParkedEvent> out;
+    for (const auto& row : rows) {
+      auto text = [&row](int i) {
+        return row[i].is_null() ? std::nullopt : std::optional(row[i].as<std::string>());
+      };
+      ParkedEvent e;
+      e.id = row[0].as<std::int64_t>();
+      e.projection = projection_;
+      e.partition = row[1].as<std::int32_t>();
+      e.offset = row[2].as<std::int64_t>();
+      e.event_id = text(3);
+      e.type = text(4);
+      e.aggregate_type = text(5);
+      e.aggregate_id = text(6);
+      e.error = row[7].as<std::string>();
+      e.sqlstate = text(8);
+      e.attempts = row[9].as<std::int32_t>();
+      e.parked_at = row[10].as<std::string>();
+      e.last_attempt_at = row[11].as<std::string>();
+      e.resolution = text(12);
+      e.resolved_at = text(13);
+      e.resolved_by = text(14);
+      out.push_back(std::move(e));
+    }
+    return out;
+  });
+}
+
+template <typename Fn>
+auto PgProjection::guarded(Fn&& body) -> decltype(body()) {
+  try {
+    return body();
   } catch (const pqxx::broken_connection&) {
     connection_.reset();
     throw core::DependencyError("postgres", "connection to PostgreSQL lost", true);
@@ -425,21 +705,25 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     // The commit may or may not have happened: the checkpoint decides on the retry.
     connection_.reset();
     throw core::DependencyError("postgres", "PostgreSQL commit outcome unknown", true);
+  } catch (const pqxx::sql_error& e) {
+    if (is_data_sqlstate(e.sqlstate())) throw core::DataError(storable(e.what()), e.sqlstate());
+    // Busy, shutting down, out of resources, a serialization failure: try again later, on a
+    // new connection (the server may have closed this one).
+    connection_.reset();
+    throw core::DependencyError(
+        "postgres", "PostgreSQL: " + storable(e.what()) + " (" + e.sqlstate() + ")", true);
   }
 }
 
 std::int64_t PgProjection::prune_notifications(int retention_hours) {
-  try {
+  return guarded([&] {
     pqxx::work txn(connection());
     const auto r = txn.exec_params(
         "DELETE FROM notifications WHERE created_at < now() - make_interval(hours => $1)",
         retention_hours);
     txn.commit();
     return static_cast<std::int64_t>(r.affected_rows());
-  } catch (const pqxx::broken_connection&) {
-    connection_.reset();
-    throw core::DependencyError("postgres", "connection to PostgreSQL lost", true);
-  }
+  });
 }
 
 }  // namespace cauce::projections

@@ -9,6 +9,8 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <cauce/core/backoff.hpp>
+#include <cauce/core/errors.hpp>
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/postgres.hpp>
@@ -35,10 +37,16 @@ struct Metrics {
                    .Register(registry)),
         applied(events.Add({{"outcome", "applied"}})),
         redelivered(events.Add({{"outcome", "already_applied"}})),
-        skipped(events.Add({{"outcome", "skipped"}})),
+        parked(events.Add({{"outcome", "parked"}})),
+        open_parked(prometheus::BuildGauge()
+                        .Name("cauce_parked_events")
+                        .Help("Events this projection parked that wait for an operator "
+                              "(cauce parked list)")
+                        .Register(registry)
+                        .Add({})),
         failures(prometheus::BuildCounter()
                      .Name("cauce_projection_failures_total")
-                     .Help("Batches that PostgreSQL did not take (retried from the checkpoint)")
+                     .Help("Batches that did not reach PostgreSQL (retried from the checkpoint)")
                      .Register(registry)
                      .Add({})),
         batch_seconds(
@@ -57,24 +65,11 @@ struct Metrics {
   prometheus::Family<prometheus::Counter>& events;
   prometheus::Counter& applied;
   prometheus::Counter& redelivered;
-  prometheus::Counter& skipped;
+  prometheus::Counter& parked;
+  prometheus::Gauge& open_parked;
   prometheus::Counter& failures;
   prometheus::Histogram& batch_seconds;
   prometheus::Gauge& lag;
-};
-
-// Logs at most once per interval (a broken dependency must not flood the log).
-class Throttle {
- public:
-  bool ready() {
-    const auto now = Clock::now();
-    if (now - last_ < std::chrono::seconds(10)) return false;
-    last_ = now;
-    return true;
-  }
-
- private:
-  Clock::time_point last_ = Clock::now() - std::chrono::hours(1);
 };
 
 struct TopicPartitions {
@@ -108,8 +103,10 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   std::map<std::int32_t, std::int64_t> end_seen;     // partition EOF offsets already applied
   bool resync_needed = false;
   std::set<std::string> unprojected_warned;  // each type is logged once
-  Throttle pg_warning;
-  Throttle skip_warning;
+  core::ConditionLog postgres_down{log()};
+  core::ConditionLog consumer_failing{log()};
+  core::ConditionLog parking{log()};  // records parked one after another: logged once
+  core::Backoff backoff{std::chrono::milliseconds(100), std::chrono::milliseconds(5000)};
 
   mutable std::mutex status_mutex;
   ProjectionStatus published;
@@ -117,18 +114,17 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   // Checkpoints from PostgreSQL, retried until it answers or the projector stops.
   std::optional<std::map<std::int32_t, std::int64_t>> checkpoints_for(
       const std::vector<std::int32_t>& partitions, bool wait) {
-    for (int attempt = 0;; ++attempt) {
+    for (;;) {
       try {
         auto checkpoints = pg.load_checkpoints(partitions);
         set_postgres_ok(true);
         return checkpoints;
       } catch (const std::exception& e) {
         set_postgres_ok(false);
-        if (pg_warning.ready()) {
-          log().warn("cannot read checkpoints from PostgreSQL; retrying", {{"error", e.what()}});
-        }
+        postgres_down.failing("PostgreSQL does not answer; projection paused, retrying",
+                              {{"error", e.what()}});
         if (!wait || !running) return std::nullopt;
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 << attempt, 1000)));
+        std::this_thread::sleep_for(backoff.next());
       }
     }
   }
@@ -168,28 +164,23 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     published.postgres_ok = ok;
   }
 
-  // Decodes a record into an event, or says why it is not one (foreign producers).
-  static std::optional<LogRecord> decode(RdKafka::Message& m, std::string& why) {
-    try {
-      return decode_record(m.partition(), m.offset(), core::kafka_payload(m));
-    } catch (const std::exception& e) {
-      why = e.what();
-      return std::nullopt;
-    }
-  }
-
+  // What one poll took from the log, in the order consumed (offset order per partition):
+  // decoded events and records to park, each numbered so a range of the batch keeps both.
   struct Batch {
     std::vector<LogRecord> records;
-    std::map<std::int32_t, std::int64_t> passed;  // past skipped records
+    std::vector<std::size_t> record_seq;
+    std::vector<ParkedRecord> parked;
+    std::vector<std::size_t> parked_seq;
+    std::size_t size = 0;  // sequence numbers handed out
     std::map<std::int32_t, std::int64_t> eof;
-    bool empty() const { return records.empty() && passed.empty() && eof.empty(); }
+    bool empty() const { return size == 0 && eof.empty(); }
   };
 
   Batch collect() {
     Batch batch;
     const auto max = static_cast<std::size_t>(options.projections.batch_max);
     int timeout_ms = 100;
-    while (batch.records.size() < max && running) {
+    while (batch.size < max && running) {
       MessagePtr m(consumer->consume(timeout_ms));
       timeout_ms = 0;  // after the first record, take only what is already here
       if (m->err() == RdKafka::ERR__TIMED_OUT) break;
@@ -198,23 +189,84 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
         continue;
       }
       if (m->err() != RdKafka::ERR_NO_ERROR) {
-        if (skip_warning.ready()) log().warn("event consumer error", {{"error", m->errstr()}});
+        consumer_failing.failing("event consumer error", {{"error", m->errstr()}});
         break;
       }
+      consumer_failing.cleared("event consumer reads again");
       if (!assigned.contains(m->partition())) continue;
-      std::string why;
-      if (auto record = decode(*m, why)) {
-        batch.records.push_back(std::move(*record));
-      } else {
-        metrics.skipped.Increment();
-        batch.passed[m->partition()] = m->offset() + 1;
-        if (skip_warning.ready()) {
-          log().warn("skipped a record that is not a cauce event",
-                     {{"partition", m->partition()}, {"offset", m->offset()}, {"reason", why}});
-        }
+      const auto value = core::kafka_payload(*m);
+      try {
+        batch.records.push_back(decode_record(m->partition(), m->offset(), value));
+        batch.record_seq.push_back(batch.size++);
+      } catch (const std::exception& e) {
+        // Not a cauce event (a foreign producer), or a schema_version this build cannot upcast:
+        // parked as read, so a retry after an upcaster lands can apply it.
+        ParkedRecord p;
+        p.partition = m->partition();
+        p.offset = m->offset();
+        p.value.assign(value);
+        p.error = std::string("not a cauce event: ") + e.what();
+        if (const auto key = core::kafka_key(*m); commands::is_uuid(key)) p.aggregate_id = key;
+        batch.parked.push_back(std::move(p));
+        batch.parked_seq.push_back(batch.size++);
       }
     }
     return batch;
+  }
+
+  // Sums what the sub-batches of one batch did.
+  static void tally(ApplyResult& total, ApplyResult part) {
+    total.applied += part.applied;
+    total.already_applied += part.already_applied;
+    total.parked += part.parked;
+    if (!total.first_parked) total.first_parked = std::move(part.first_parked);
+    for (const auto& [p, next] : part.checkpoints) {
+      total.checkpoints[p] = std::max(total.checkpoints[p], next);
+    }
+    for (auto& t : part.unprojected_types) total.unprojected_types.push_back(std::move(t));
+  }
+
+  // Applies the part of `batch` numbered [from, to) in one transaction. When PostgreSQL refuses
+  // the data (core::DataError), the record at fault is found by bisection and parked, and the
+  // rest is applied around it: one bad event costs one parked event, never the projection.
+  // Dependency failures are thrown (the caller resyncs from the checkpoints).
+  void apply_isolating(Batch& batch, std::size_t from, std::size_t to, ApplyResult& total) {
+    auto range = [from, to](const std::vector<std::size_t>& seq) {
+      return std::pair(std::lower_bound(seq.begin(), seq.end(), from) - seq.begin(),
+                       std::lower_bound(seq.begin(), seq.end(), to) - seq.begin());
+    };
+    const auto [rb, re] = range(batch.record_seq);
+    const auto [pb, pe] = range(batch.parked_seq);
+    const bool whole = rb == 0 && static_cast<std::size_t>(re) == batch.records.size() && pb == 0 &&
+                       static_cast<std::size_t>(pe) == batch.parked.size();
+    try {
+      if (whole) {
+        tally(total, pg.apply(batch.records, batch.parked));
+      } else {
+        tally(total, pg.apply({batch.records.begin() + rb, batch.records.begin() + re},
+                              {batch.parked.begin() + pb, batch.parked.begin() + pe}));
+      }
+    } catch (const core::DataError& e) {
+      const auto records = re - rb;
+      if (records == 0) throw;  // parking itself refused: a bug; the caller backs off
+      if (records > 1) {
+        const auto middle = batch.record_seq[static_cast<std::size_t>(rb + records / 2)];
+        apply_isolating(batch, from, middle, total);
+        apply_isolating(batch, middle, to, total);
+        return;
+      }
+      // The one record PostgreSQL refuses: park it and apply the range without it.
+      const auto at = static_cast<std::size_t>(rb);
+      const auto seq = batch.record_seq[at];
+      auto parked = ParkedRecord::of(batch.records[at], e.what(), e.sqlstate());
+      batch.records.erase(batch.records.begin() + rb);
+      batch.record_seq.erase(batch.record_seq.begin() + rb);
+      const auto slot = std::lower_bound(batch.parked_seq.begin(), batch.parked_seq.end(), seq);
+      batch.parked.insert(batch.parked.begin() + (slot - batch.parked_seq.begin()),
+                          std::move(parked));
+      batch.parked_seq.insert(slot, seq);
+      apply_isolating(batch, from, to, total);
+    }
   }
 
   void pause_all() {
@@ -227,10 +279,12 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   void apply(Batch& batch) {
     const auto started = Clock::now();
     try {
-      const auto result = pg.apply(batch.records, batch.passed);
+      ApplyResult result;
+      apply_isolating(batch, 0, batch.size, result);
       metrics.batch_seconds.Observe(std::chrono::duration<double>(Clock::now() - started).count());
       metrics.applied.Increment(static_cast<double>(result.applied));
       metrics.redelivered.Increment(static_cast<double>(result.already_applied));
+      metrics.parked.Increment(static_cast<double>(result.parked));
       for (const auto& [p, next] : result.checkpoints) next_offset[p] = next;
       for (const auto& [p, end] : batch.eof) end_seen[p] = end;
       for (const auto& type : result.unprojected_types) {
@@ -239,6 +293,19 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
                      {{"type", type}});
         }
       }
+      if (result.first_parked) {
+        const auto& first = *result.first_parked;
+        parking.failing("events parked: the projection goes on without them (cauce parked list)",
+                        {{"parked", result.parked},
+                         {"partition", first.partition},
+                         {"offset", first.offset},
+                         {"error", first.error}});
+        refresh_parked_count();
+      } else if (result.applied > 0) {
+        parking.cleared("events project again without parking");
+      }
+      postgres_down.cleared("PostgreSQL answers again; projecting");
+      backoff.reset();
       {
         const std::lock_guard lock(status_mutex);
         published.applied += result.applied;
@@ -255,12 +322,23 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     } catch (const std::exception& e) {
       metrics.failures.Increment();
       set_postgres_ok(false);
-      if (pg_warning.ready()) {
-        log().warn("batch not applied; partitions paused until PostgreSQL answers",
-                   {{"events", batch.records.size()}, {"error", e.what()}});
-      }
+      postgres_down.failing("batch not applied; partitions paused until PostgreSQL answers",
+                            {{"events", batch.records.size()}, {"error", e.what()}});
       pause_all();
       resync_needed = true;
+    }
+  }
+
+  // cauce_parked_events and the status /readyz reports (operators resolve parked events from
+  // other processes, so PostgreSQL is asked, not a local count).
+  void refresh_parked_count() {
+    try {
+      const auto open = pg.open_parked();
+      metrics.open_parked.Set(static_cast<double>(open));
+      const std::lock_guard lock(status_mutex);
+      published.parked = open;
+    } catch (const std::exception&) {
+      // PostgreSQL is away: the batch path reports that; keep the last count.
     }
   }
 
@@ -296,18 +374,14 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   void loop() {
     auto last_status = Clock::now() - std::chrono::hours(1);
     auto last_prune = Clock::now() - std::chrono::hours(1);
-    int failures = 0;
+    auto last_parked_count = Clock::now() - std::chrono::hours(1);
     while (running) {
       if (resync_needed) {
         // Drop whatever was fetched for the paused partitions; they restart at the checkpoint.
         MessagePtr ignored(consumer->consume(0));
+        std::this_thread::sleep_for(backoff.next());
         if (assign_at_checkpoints({assigned.begin(), assigned.end()}, false)) {
           resync_needed = false;
-          failures = 0;
-          log().info("PostgreSQL answers again; projecting from the checkpoints");
-        } else {
-          std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 << failures, 1000)));
-          failures = std::min(failures + 1, 4);
         }
       } else {
         auto batch = collect();
@@ -317,6 +391,10 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       if (now - last_status > std::chrono::seconds(1)) {
         last_status = now;
         publish_lag();
+      }
+      if (!resync_needed && now - last_parked_count > std::chrono::seconds(5)) {
+        last_parked_count = now;
+        refresh_parked_count();
       }
       if (!resync_needed && now - last_prune > std::chrono::minutes(10)) {
         last_prune = now;

@@ -173,6 +173,39 @@ void write_again(const core::KafkaConfig& kafka, const std::vector<LoggedEvent>&
   producer.flush();
 }
 
+std::string synthetic_envelope(const std::string& aggregate_type, const std::string& aggregate_id,
+                               std::int64_t version, const std::string& type, int schema_version,
+                               const std::string& data, const std::string& occurred_at) {
+  const auto at = kBaseUs + version * 1000;
+  commands::EventEnvelope e;
+  e.event_id = commands::uuid_v7(at / 1000);
+  e.type = type;
+  e.schema_version = schema_version;
+  e.aggregate_type = aggregate_type;
+  e.aggregate_id = aggregate_id;
+  e.version = version;
+  e.occurred_at_us = at;
+  e.command_id = commands::uuid_v7(at / 1000);
+  e.correlation_id = "hand-made";
+  e.causation_id = e.command_id;
+  e.actor = "test";
+  e.data = data;
+  auto json = commands::to_json(e);
+  if (!occurred_at.empty()) {  // a time the envelope's pattern allows but PostgreSQL may not
+    const auto field = std::string(R"("occurred_at":")");
+    const auto start = json.find(field) + field.size();
+    json.replace(start, json.find('"', start) - start, occurred_at);
+  }
+  return json;
+}
+
+void write_records(const core::KafkaConfig& kafka,
+                   const std::vector<std::pair<std::string, std::string>>& records) {
+  Producer producer(kafka);
+  for (const auto& [key, value] : records) producer.send(key, value);
+  producer.flush();
+}
+
 std::string without_lines(const std::string& text, const std::string& prefix) {
   std::string out;
   std::size_t start = 0;

@@ -30,6 +30,15 @@ std::size_t write_synthetic_log(const core::KafkaConfig& kafka, const SyntheticL
 // Produces these records again (same key and value), as a misbehaving foreign producer would.
 void write_again(const core::KafkaConfig& kafka, const std::vector<LoggedEvent>& records);
 
+// One envelope of a hand-made event (poison events and the like), as the processor would write it.
+std::string synthetic_envelope(const std::string& aggregate_type, const std::string& aggregate_id,
+                               std::int64_t version, const std::string& type, int schema_version,
+                               const std::string& data, const std::string& occurred_at = "");
+
+// Produces (key, value) records as they are, outside any transaction (like `kcat -P`).
+void write_records(const core::KafkaConfig& kafka,
+                   const std::vector<std::pair<std::string, std::string>>& records);
+
 // `text` without the lines starting with `prefix`.
 std::string without_lines(const std::string& text, const std::string& prefix);
 

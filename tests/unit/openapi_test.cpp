@@ -6,6 +6,7 @@
 
 #include <cauce/api/routes.hpp>
 #include <cauce/projections/notification_hub.hpp>
+#include <cauce/projections/parked_events.hpp>
 #include <cauce/projections/queries.hpp>
 
 #include "memory_key_store.hpp"
@@ -56,6 +57,8 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndViceVersa) {
   projections::NotificationHub hub({}, "main", "cauce.events", {});
   add_query_routes(router, QueryDeps{.models = models, .hub = hub, .run_blocking = {}});
   add_stream_routes(router, hub, {});
+  projections::ParkedEvents parked("", "main", "cauce.events");  // never connects
+  add_parked_routes(router, parked, {});
   std::set<std::string> registered;
   for (const auto& route : router.routes()) {
     registered.insert(std::string(http::to_string(route.method)) + " " + route.pattern);

@@ -24,6 +24,8 @@ class DependencyCheck {
   virtual ~DependencyCheck() = default;
   virtual std::string name() const = 0;
   virtual std::string check() = 0;
+  // After check() succeeded: usable, but something needs an operator (still ready: 200).
+  virtual bool degraded() const { return false; }
 };
 
 // PostgreSQL answers `SELECT 1` on a connection it keeps (reconnecting with a 1 s timeout).
@@ -31,7 +33,8 @@ std::unique_ptr<DependencyCheck> make_postgres_check(const core::PostgresConfig&
 // The broker answers a metadata request within 1 s and cauce's three topics exist.
 std::unique_ptr<DependencyCheck> make_kafka_check(const core::KafkaConfig& config);
 // The in-process projector lags at most `max_lag` events and its last batch reached
-// PostgreSQL; the detail gives the lag either way.
+// PostgreSQL; the detail gives the lag either way. Parked events make it degraded (queries
+// serve; an operator should look at `cauce parked list`).
 std::unique_ptr<DependencyCheck> make_projection_check(const projections::Projector& projector,
                                                        std::int64_t max_lag);
 
@@ -43,11 +46,13 @@ class ReadinessProbe {
   struct CheckStatus {
     std::string name;
     bool ok = false;
+    bool degraded = false;
     std::string detail;
     double age_s = 0;
   };
   struct Report {
     bool ready = false;
+    bool degraded = false;  // ready, but a check asks for an operator
     std::vector<CheckStatus> checks;
   };
 
@@ -65,6 +70,7 @@ class ReadinessProbe {
     std::unique_ptr<DependencyCheck> check;
     bool has_result = false;
     bool ok = false;
+    bool degraded = false;
     std::string detail;
     std::chrono::steady_clock::time_point at;
   };

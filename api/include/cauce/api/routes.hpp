@@ -15,6 +15,7 @@
 
 namespace cauce::projections {
 class NotificationHub;
+class ParkedEvents;
 class ReadModels;
 }  // namespace cauce::projections
 
@@ -45,6 +46,10 @@ void add_query_routes(Router& router, QueryDeps deps);
 // GET /v1/stream (Server-Sent Events) and GET /v1/ws (WebSocket): live notifications.
 void add_stream_routes(Router& router, projections::NotificationHub& hub,
                        const core::ProjectionsConfig& config);
+
+// GET /v1/admin/parked[/{id}], POST /v1/admin/parked/{id}/retry|skip: admin only.
+void add_parked_routes(Router& router, projections::ParkedEvents& parked,
+                       BlockingExecutor run_blocking);
 
 // GET/POST /v1/keys, DELETE /v1/keys/{id}: admin only.
 void add_key_routes(Router& router, ApiKeys& keys);

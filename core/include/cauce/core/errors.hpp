@@ -22,6 +22,20 @@ class DependencyError : public std::runtime_error {
   bool retryable_;
 };
 
+// A dependency refused the data itself (PostgreSQL: a value it cannot store, a constraint; a
+// record that is not a cauce event). Waiting does not heal it: the caller isolates what was
+// refused and parks it instead of retrying. `sqlstate` is PostgreSQL's code, "" otherwise.
+class DataError : public std::runtime_error {
+ public:
+  DataError(const std::string& message, std::string sqlstate = {})
+      : std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
+
+  const std::string& sqlstate() const noexcept { return sqlstate_; }
+
+ private:
+  std::string sqlstate_;
+};
+
 // Invalid configuration: names the offending key. The CLI exits with code 2.
 class ConfigError : public std::runtime_error {
  public:

@@ -62,6 +62,7 @@ RdKafka::ErrorCode kafka_produce(RdKafka::Producer& producer, const std::string&
 std::optional<std::string> kafka_header(RdKafka::Message& message, std::string_view name);
 
 std::string kafka_payload(const RdKafka::Message& message);
+std::string kafka_key(const RdKafka::Message& message);  // "" when the record has none
 
 // The partition count of `topic` as the broker reports it; throws DependencyError when the
 // broker does not answer within `timeout` or the topic does not exist.

@@ -56,6 +56,26 @@ class Logger {
   std::string component_;
 };
 
+// A warning about a condition that lasts (a dependency down, a partition stuck): logged once when
+// the condition starts, suppressed while it lasts, and when it clears one line says so with the
+// number of repeats suppressed. A log of a long outage is two lines, not thousands. One per loop
+// (not thread-safe).
+class ConditionLog {
+ public:
+  explicit ConditionLog(const Logger& log) : log_(log) {}
+
+  // The condition holds (again): the first call after a clear logs at warn, later ones count.
+  void failing(std::string_view msg, std::initializer_list<LogField> fields = {});
+  // The condition is over: if it held, logs `msg` at info with `suppressed_repeats`.
+  void cleared(std::string_view msg);
+  bool active() const { return active_; }
+
+ private:
+  const Logger& log_;
+  bool active_ = false;
+  std::int64_t suppressed_ = 0;
+};
+
 // The line Logger::write would print, without the trailing newline (for tests).
 std::string format_log_line(LogLevel level, std::string_view component, std::string_view msg,
                             std::initializer_list<LogField> fields);

@@ -7,8 +7,11 @@
 // in one PostgreSQL transaction together with its checkpoint (projection, partition -> next
 // offset) and its change notifications; on assignment a partition starts at its stored
 // checkpoint, never at Kafka's committed offset, so a crash or a rebalance re-delivers only what
-// the checkpoint already rejects. When PostgreSQL fails the batch is dropped, the partitions are
-// paused and, once PostgreSQL answers again, re-read from their checkpoints.
+// the checkpoint already rejects. When PostgreSQL fails (unreachable, busy, shutting down) the
+// batch is dropped, the partitions are paused and, once PostgreSQL answers again (asked with
+// capped, jittered backoff), re-read from their checkpoints. When PostgreSQL refuses an event's
+// data, or a record is not a cauce event, that one record is parked (parked_events) and the rest
+// is applied: one bad event never stops the projection.
 
 #include <cstdint>
 #include <memory>
@@ -37,6 +40,7 @@ struct ProjectionStatus {
   std::int64_t lag = 0;       // sum over partitions
   bool postgres_ok = true;    // the last batch (or checkpoint read) reached PostgreSQL
   std::uint64_t applied = 0;  // events applied by this process
+  std::int64_t parked = 0;    // parked events of the projection waiting for an operator
 };
 
 class Projector {
