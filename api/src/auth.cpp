@@ -14,10 +14,11 @@ namespace cauce::api {
 namespace {
 
 constexpr std::string_view kPrefix = "ck_";
-constexpr std::size_t kIdHexLength = 16;      // 8 random bytes
-constexpr std::size_t kSecretHexLength = 64;  // 32 random bytes
-constexpr std::size_t kMaxCachedKeys = 10000;
-constexpr auto kStaleIfError = std::chrono::hours(1);  // see lookup()
+constexpr std::size_t kIdHexLength = 16;       // 8 random bytes
+constexpr std::size_t kSecretHexLength = 64;   // 32 random bytes
+constexpr std::size_t kMaxCachedKeys = 10000;  // real keys: far fewer in practice
+constexpr std::size_t kMaxUnknownIds = 10000;  // ids no key has (random tokens): bounded apart
+constexpr auto kStaleIfError = std::chrono::minutes(5);  // see lookup()
 
 bool is_hex(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -94,27 +95,53 @@ IssuedKey ApiKeys::create(const std::string& name, Role role) {
 
 std::optional<ApiKeyRecord> ApiKeys::lookup(const std::string& id) {
   const auto now = std::chrono::steady_clock::now();
+  std::uint64_t revocations = 0;
   {
     const std::lock_guard lock(mutex_);
     const auto it = cache_.find(id);
     if (it != cache_.end() && now - it->second.fetched < cache_ttl_) return it->second.record;
+    revocations = revocations_;
   }
-  std::optional<ApiKeyRecord> record;
-  try {
-    record = store_.find(id);  // outside the lock: a slow store must not serialise requests
-  } catch (const core::DependencyError&) {
-    // The store is down (PostgreSQL stopped): keys seen within the last hour keep working, so
-    // commands, which do not need PostgreSQL, are still accepted. Nothing can be revoked
-    // meanwhile either: revocation is a write to the same store.
+  for (int attempt = 0;; ++attempt) {
+    std::optional<ApiKeyRecord> record;
+    try {
+      record = store_.find(id);  // outside the lock: a slow store must not serialise requests
+    } catch (const core::DependencyError&) {
+      // The store is down (PostgreSQL stopped): keys seen within the last few minutes keep
+      // working, so commands, which do not need PostgreSQL, are still accepted. A key revoked
+      // by another instance meanwhile cannot be known until the store answers: that is why the
+      // window is short (README: Auth).
+      const std::lock_guard lock(mutex_);
+      const auto it = cache_.find(id);
+      if (it != cache_.end() && it->second.record && now - it->second.fetched < kStaleIfError) {
+        return it->second.record;
+      }
+      throw;
+    }
     const std::lock_guard lock(mutex_);
-    const auto it = cache_.find(id);
-    if (it != cache_.end() && now - it->second.fetched < kStaleIfError) return it->second.record;
-    throw;
+    if (revocations != revocations_) {
+      // A revoke() ran while the store answered: what it said may predate it. Ask again rather
+      // than cache a key that was just revoked.
+      revocations = revocations_;
+      if (attempt < 2) continue;
+      return record && !record->revoked_at ? std::nullopt : record;
+    }
+    if (const auto old = cache_.find(id); old != cache_.end()) {
+      --(old->second.record ? known_ : unknown_);
+      cache_.erase(old);
+    }
+    auto& entries = record ? known_ : unknown_;
+    if (entries >= (record ? kMaxCachedKeys : kMaxUnknownIds)) {
+      // Full: drop this kind's entries only (unknown ids never evict real keys).
+      for (auto it = cache_.begin(); it != cache_.end();) {
+        it = it->second.record.has_value() == record.has_value() ? cache_.erase(it) : std::next(it);
+      }
+      entries = 0;
+    }
+    cache_.emplace(id, CacheEntry{record, now});
+    ++entries;
+    return record;
   }
-  const std::lock_guard lock(mutex_);
-  if (cache_.size() >= kMaxCachedKeys) cache_.clear();
-  cache_[id] = CacheEntry{record, now};
-  return record;
 }
 
 std::optional<Principal> ApiKeys::authenticate(std::string_view token) {
@@ -134,9 +161,17 @@ std::optional<Principal> ApiKeys::authenticate(std::string_view token) {
 }
 
 bool ApiKeys::revoke(const std::string& id) {
+  {
+    const std::lock_guard lock(mutex_);
+    ++revocations_;  // lookups in flight re-check (see lookup)
+  }
   const bool revoked = store_.revoke(id);
   const std::lock_guard lock(mutex_);
-  cache_.erase(id);
+  ++revocations_;
+  if (const auto it = cache_.find(id); it != cache_.end()) {
+    --(it->second.record ? known_ : unknown_);
+    cache_.erase(it);
+  }
   return revoked;
 }
 

@@ -2,7 +2,6 @@
 // into a CommandEnvelope (ids, expected version, time, actor, request hash), sends it through
 // the CommandBus and answers from the processor's reply without holding an I/O thread.
 
-#include <charconv>
 #include <chrono>
 
 #include <cauce/api/json.hpp>
@@ -11,6 +10,8 @@
 #include <cauce/commands/schemas.hpp>
 #include <cauce/core/crypto.hpp>
 
+#include "query_params.hpp"
+
 namespace cauce::api {
 namespace {
 
@@ -18,7 +19,6 @@ using commands::CommandEnvelope;
 using commands::Reply;
 using commands::ReplyOutcome;
 
-constexpr std::size_t kMaxIdempotencyKey = 200;
 constexpr std::size_t kMaxCorrelationId = 200;
 
 // What the success response of a command looks like.
@@ -91,34 +91,6 @@ rapidjson::Document body_of(const Request& request) {
     return empty;
   }
   return parse_json_object(request);
-}
-
-// If-Match: "7" (or W/"7", or 7). "*" asks for no particular version.
-std::optional<std::int64_t> expected_version(const Request& request) {
-  const auto it = request.message.find(http::field::if_match);
-  if (it == request.message.end()) return std::nullopt;
-  std::string_view value = it->value();
-  if (value == "*") return std::nullopt;
-  if (value.starts_with("W/")) value.remove_prefix(2);
-  if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
-    value = value.substr(1, value.size() - 2);
-  }
-  std::int64_t version = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), version);
-  if (value.empty() || ec != std::errc{} || end != value.data() + value.size() || version < 0) {
-    throw invalid_field("If-Match", "must be a version as returned in ETag, e.g. \"3\"");
-  }
-  return version;
-}
-
-std::optional<std::string> idempotency_key(const Request& request) {
-  const auto it = request.message.find("Idempotency-Key");
-  if (it == request.message.end()) return std::nullopt;
-  const std::string key(it->value());
-  if (key.empty() || key.size() > kMaxIdempotencyKey) {
-    throw invalid_field("Idempotency-Key", "must be 1 to 200 characters");
-  }
-  return key;
 }
 
 std::string correlation_id(const Request& request) {

@@ -1,11 +1,14 @@
 #include "query_params.hpp"
 
 #include <array>
+#include <charconv>
 
 #include <cauce/api/problem.hpp>
 
 namespace cauce::api {
 namespace {
+
+constexpr std::size_t kMaxIdempotencyKey = 200;
 
 constexpr std::string_view kBase64Url =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -187,6 +190,40 @@ std::optional<LogPosition> min_position(const Request& request) {
                         "must be a position token as a command returned it in Cauce-Position");
   }
   return LogPosition{static_cast<std::int32_t>(*partition), *offset};
+}
+
+std::int64_t event_id(std::string_view text, const std::string& field) {
+  const auto id = parse_decimal(text, INT64_MAX / 10);
+  if (!id) throw invalid_field(field, "must be a notification id");
+  return *id;
+}
+
+// If-Match: "7" (or W/"7", or 7). "*" asks for no particular version.
+std::optional<std::int64_t> expected_version(const Request& request) {
+  const auto it = request.message.find(http::field::if_match);
+  if (it == request.message.end()) return std::nullopt;
+  std::string_view value = it->value();
+  if (value == "*") return std::nullopt;
+  if (value.starts_with("W/")) value.remove_prefix(2);
+  if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+    value = value.substr(1, value.size() - 2);
+  }
+  std::int64_t version = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), version);
+  if (value.empty() || ec != std::errc{} || end != value.data() + value.size() || version < 0) {
+    throw invalid_field("If-Match", "must be a version as returned in ETag, e.g. \"3\"");
+  }
+  return version;
+}
+
+std::optional<std::string> idempotency_key(const Request& request) {
+  const auto it = request.message.find("Idempotency-Key");
+  if (it == request.message.end()) return std::nullopt;
+  const std::string key(it->value());
+  if (key.empty() || key.size() > kMaxIdempotencyKey) {
+    throw invalid_field("Idempotency-Key", "must be 1 to 200 characters");
+  }
+  return key;
 }
 
 }  // namespace cauce::api

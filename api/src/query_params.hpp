@@ -38,4 +38,14 @@ struct LogPosition {
 // The Cauce-Min-Position header ("<partition>:<offset>" as commands return it), if present.
 std::optional<LogPosition> min_position(const Request& request);
 
+// A notification id (Last-Event-ID, last_event_id): a decimal as parse_decimal takes it; else a
+// 400 naming `field`.
+std::int64_t event_id(std::string_view text, const std::string& field);
+
+// If-Match: "7" (or W/"7", or 7). "*" (or no header) asks for no particular version.
+std::optional<std::int64_t> expected_version(const Request& request);
+
+// Idempotency-Key, if present: 1 to 200 characters.
+std::optional<std::string> idempotency_key(const Request& request);
+
 }  // namespace cauce::api

@@ -62,12 +62,6 @@ std::vector<std::string> split_commas(std::string_view text) {
   }
 }
 
-std::int64_t event_id(std::string_view text, const std::string& field) {
-  const auto id = parse_decimal(text, INT64_MAX / 10);
-  if (!id) throw invalid_field(field, "must be a notification id");
-  return *id;
-}
-
 // Wakes a connection's coroutine from the hub's thread: sets a flag (so a wake between taking
 // the queue and waiting is not lost) and cancels the timer the coroutine waits on.
 class Waker {

@@ -47,14 +47,20 @@ LogLevel parse_log_level(std::string_view name) {
 void set_log_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
 
 std::string format_utc_micros(std::int64_t micros_since_epoch) {
-  const std::time_t seconds = static_cast<std::time_t>(micros_since_epoch / 1'000'000);
-  const auto micros = static_cast<int>(micros_since_epoch % 1'000'000);
+  // Floor division: before 1970 the fraction is still 0..999999 of the second that precedes.
+  std::int64_t seconds = micros_since_epoch / 1'000'000;
+  std::int64_t micros = micros_since_epoch % 1'000'000;
+  if (micros < 0) {
+    micros += 1'000'000;
+    --seconds;
+  }
+  const auto t = static_cast<std::time_t>(seconds);
   std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[40];
-  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%.*s.%06dZ", static_cast<int>(n), buf, micros);
+  gmtime_r(&t, &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(micros));
   return out;
 }
 
@@ -70,9 +76,15 @@ std::int64_t parse_utc_micros(std::string_view text) {
       z != 'Z' || consumed != 27) {
     throw std::invalid_argument("a time must look like 2026-01-31T12:00:00.000000Z");
   }
+  if (tm.tm_year < 1) throw std::invalid_argument("a time must be in the years 0001 to 9999");
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
-  return static_cast<std::int64_t>(timegm(&tm)) * 1'000'000 + micros;
+  const auto result = static_cast<std::int64_t>(timegm(&tm)) * 1'000'000 + micros;
+  // timegm() normalises 2026-02-31 into March: only a time written the one way it prints is one.
+  if (format_utc_micros(result) != text) {
+    throw std::invalid_argument("not a calendar time: " + copy);
+  }
+  return result;
 }
 
 std::string format_log_line(LogLevel level, std::string_view component, std::string_view msg,

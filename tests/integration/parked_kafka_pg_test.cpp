@@ -74,7 +74,7 @@ std::string fold_without(const std::vector<LoggedEvent>& events,
 
 TEST_F(ParkedTest, PoisonRecordsAreParkedAndEverythingElseIsProjected) {
   write_synthetic_log(kafka_, {.contacts = 20, .calls_per_contact = 2, .alerts = 4});
-  const auto year_zero = commands::uuid_v7(1);  // PostgreSQL has no year 0: COPY refuses it
+  const auto year_zero = commands::uuid_v7(1);  // PostgreSQL has no year 0 (COPY refused it)
   const auto nul = commands::uuid_v7(2);        // U+0000 cannot be stored in text or jsonb
   write_records(
       kafka_,
@@ -98,9 +98,9 @@ TEST_F(ParkedTest, PoisonRecordsAreParkedAndEverythingElseIsProjected) {
   std::map<std::string, std::vector<projections::ParkedEvent>> by_aggregate;
   for (const auto& e : open) by_aggregate[e.aggregate_id.value_or("-")].push_back(e);
   ASSERT_EQ(by_aggregate[year_zero].size(), 2u);
-  EXPECT_EQ(by_aggregate[year_zero][0].sqlstate.value_or(""), "22008")
-      << "PostgreSQL refused it: " << by_aggregate[year_zero][0].error;
-  EXPECT_EQ(by_aggregate[year_zero][0].type.value_or(""), "contact.registered");
+  EXPECT_NE(by_aggregate[year_zero][0].error.find("0001 to 9999"), std::string::npos)
+      << "refused before PostgreSQL could: " << by_aggregate[year_zero][0].error;
+  EXPECT_FALSE(by_aggregate[year_zero][0].sqlstate);
   EXPECT_NE(by_aggregate[year_zero][1].error.find("held back"), std::string::npos);
   ASSERT_EQ(by_aggregate[nul].size(), 2u);
   EXPECT_NE(by_aggregate[nul][0].error.find("U+0000"), std::string::npos)

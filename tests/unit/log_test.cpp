@@ -26,6 +26,18 @@ TEST(LogTest, LineIsOneJsonObjectWithFields) {
 TEST(LogTest, TimestampsAreRfc3339UtcWithMicroseconds) {
   EXPECT_EQ(format_utc_micros(0), "1970-01-01T00:00:00.000000Z");
   EXPECT_EQ(format_utc_micros(1'795'000'000'123'456), "2026-11-18T11:06:40.123456Z");
+  // Before 1970 the fraction still counts up from the second before (found by fuzzing).
+  EXPECT_EQ(format_utc_micros(-1), "1969-12-31T23:59:59.999999Z");
+  EXPECT_EQ(parse_utc_micros("1012-11-24T16:00:05.123456Z"),
+            parse_utc_micros("1012-11-24T16:00:05.000000Z") + 123456);
+  for (const auto* text : {"1012-11-24T16:00:05.123456Z", "0001-01-01T00:00:00.000000Z",
+                           "9999-12-31T23:59:59.999999Z"}) {
+    EXPECT_EQ(format_utc_micros(parse_utc_micros(text)), text);
+  }
+  // Only calendar times: no year 0 (PostgreSQL has none), no February 31st.
+  EXPECT_THROW(parse_utc_micros("0000-01-01T00:00:00.000000Z"), std::invalid_argument);
+  EXPECT_THROW(parse_utc_micros("2026-02-31T00:00:00.000000Z"), std::invalid_argument);
+  EXPECT_THROW(parse_utc_micros("2026-01-01T24:00:00.000000Z"), std::invalid_argument);
 }
 
 TEST(LogTest, LevelNamesParse) {

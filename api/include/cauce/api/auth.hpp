@@ -57,8 +57,10 @@ struct IssuedKey {
 
 // Issues and verifies API keys. Verification parses the token, finds the record by id and
 // compares sha256(salt || secret) in constant time. Records are cached for `cache_ttl`, so a
-// revocation takes effect everywhere within that time. While the store is unreachable, a key
-// fetched within the last hour keeps working (stale-if-error).
+// revocation takes effect everywhere within that time (at once on the instance that revokes).
+// While the store is unreachable, a key fetched within the last 5 minutes keeps working
+// (stale-if-error). Ids that name no key are cached apart, bounded, and never evict real keys.
+// Thread-safe.
 class ApiKeys {
  public:
   explicit ApiKeys(ApiKeyStore& store,
@@ -91,6 +93,9 @@ class ApiKeys {
   std::chrono::milliseconds cache_ttl_;
   std::mutex mutex_;
   std::map<std::string, CacheEntry> cache_;
+  std::size_t known_ = 0;          // entries of cache_ holding a record
+  std::size_t unknown_ = 0;        // entries of cache_ for ids no key has
+  std::uint64_t revocations_ = 0;  // bumped around each revoke(): see lookup()
 };
 
 }  // namespace cauce::api
