@@ -108,6 +108,12 @@ Response list(const Request& request, const Page& page, std::string_view list_na
 void serve(const std::shared_ptr<const QueryDeps>& deps, const std::shared_ptr<Request>& request,
            const Responder& respond, Query query) {
   const auto position = min_position(*request);  // a malformed token is a 400 right here
+  if (position && deps->event_partitions > 0 && position->partition >= deps->event_partitions) {
+    throw invalid_field("Cauce-Min-Position", "names partition " +
+                                                  std::to_string(position->partition) +
+                                                  "; the event log has partitions 0 to " +
+                                                  std::to_string(deps->event_partitions - 1));
+  }
   auto run = [deps, request, respond, query = std::move(query)] {
     deps->run_blocking([request, respond, query] {
       try {

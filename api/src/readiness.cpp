@@ -1,6 +1,7 @@
 #include <atomic>
 
 #include <cauce/api/readiness.hpp>
+#include <cauce/commands/processor.hpp>
 #include <cauce/core/kafka_admin.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/postgres.hpp>
@@ -97,7 +98,32 @@ class ProjectionCheck final : public DependencyCheck {
   std::atomic<bool> degraded_{false};
 };
 
+class ProcessorCheck final : public DependencyCheck {
+ public:
+  explicit ProcessorCheck(const commands::CommandProcessor& processor) : processor_(processor) {}
+  std::string name() const override { return "processor"; }
+  std::string check() override {
+    if (!processor_.has_assignment()) {
+      throw std::runtime_error("waiting for the consumer group to assign partitions");
+    }
+    const auto partitions = processor_.status();
+    std::size_t ready = 0;
+    for (const auto& p : partitions) ready += p.ready ? 1 : 0;
+    const auto counts =
+        std::to_string(ready) + " of " + std::to_string(partitions.size()) + " partitions ready";
+    if (ready < partitions.size()) throw std::runtime_error("rebuilding state: " + counts);
+    return counts;
+  }
+
+ private:
+  const commands::CommandProcessor& processor_;
+};
+
 }  // namespace
+
+std::unique_ptr<DependencyCheck> make_processor_check(const commands::CommandProcessor& processor) {
+  return std::make_unique<ProcessorCheck>(processor);
+}
 
 std::unique_ptr<DependencyCheck> make_projection_check(const projections::Projector& projector,
                                                        std::int64_t max_lag) {

@@ -100,6 +100,9 @@ int run_serve(const core::Config& config) {
              {{"topic", topic.name}});
   }
 
+  const auto events_topic = cluster.partitions_by_topic.find(config.kafka.events_topic);
+  const std::int32_t event_partitions =
+      events_topic == cluster.partitions_by_topic.end() ? 0 : events_topic->second;
   core::PgPool pool(conninfo, static_cast<std::size_t>(config.postgres.pool_size));
   PgApiKeyStore key_store(pool);
   ApiKeys keys(key_store);
@@ -117,14 +120,6 @@ int run_serve(const core::Config& config) {
         registry);
     projector->start();
   }
-  std::vector<std::unique_ptr<DependencyCheck>> checks;
-  checks.push_back(make_postgres_check(config.postgres));
-  checks.push_back(make_kafka_check(config.kafka));
-  if (projector) {
-    checks.push_back(make_projection_check(*projector, config.projections.max_lag_events));
-  }
-  ReadinessProbe probe(std::move(checks));
-
   // Started in dependency order and stopped in reverse: the HTTP server drains requests that
   // still wait for replies, so the bus and the processor outlive it.
   std::unique_ptr<commands::CommandProcessor> processor;
@@ -133,6 +128,14 @@ int run_serve(const core::Config& config) {
         commands::ProcessorOptions{.kafka = config.kafka, .commands = config.commands}, registry);
     processor->start();
   }
+  std::vector<std::unique_ptr<DependencyCheck>> checks;
+  checks.push_back(make_postgres_check(config.postgres));
+  checks.push_back(make_kafka_check(config.kafka));
+  if (processor) checks.push_back(make_processor_check(*processor));
+  if (projector) {
+    checks.push_back(make_projection_check(*projector, config.projections.max_lag_events));
+  }
+  ReadinessProbe probe(std::move(checks));
   std::unique_ptr<commands::CommandBus> bus;
   if (has_role(config, "api")) {
     bus = std::make_unique<commands::CommandBus>(
@@ -162,7 +165,8 @@ int run_serve(const core::Config& config) {
                                        .run_blocking = run_blocking,
                                        .min_position_wait = std::chrono::milliseconds(
                                            config.projections.min_position_wait_ms),
-                                       .data_dir = config.data_dir});
+                                       .data_dir = config.data_dir,
+                                       .event_partitions = event_partitions});
     add_stream_routes(router, *hub, config.projections);
     add_parked_routes(router, parked, run_blocking);
   }

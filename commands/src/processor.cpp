@@ -598,6 +598,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   std::set<std::int32_t> paused;
   mutable std::mutex workers_mutex;  // guards `workers` against status() readers
   std::atomic<bool> running{false};
+  std::atomic<bool> assignment_known{false};
   std::thread poller;
 
   void rebalance_cb(RdKafka::KafkaConsumer* c, RdKafka::ErrorCode err,
@@ -605,7 +606,9 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       c->assign(partitions);
       take(partitions);
+      assignment_known = true;
     } else {
+      assignment_known = false;
       release_all();
       c->unassign();
     }
@@ -713,6 +716,7 @@ void CommandProcessor::start() {
     }
     impl_->consumer->assign(list);
     impl_->take(list);
+    impl_->assignment_known = true;
   }
   impl_->running = true;
   impl_->poller = std::thread([impl = impl_.get()] { impl->poll_loop(); });
@@ -729,6 +733,8 @@ void CommandProcessor::stop() {
   impl_->consumer.reset();
   log().info("processor stopped");
 }
+
+bool CommandProcessor::has_assignment() const { return impl_->assignment_known; }
 
 std::vector<PartitionStatus> CommandProcessor::status() const {
   const std::lock_guard lock(impl_->workers_mutex);

@@ -174,7 +174,8 @@ class ReadSideTest : public ::testing::Test {
                   .run_blocking =
                       [this](std::function<void()> work) { asio::post(threads_, std::move(work)); },
                   .min_position_wait = std::chrono::milliseconds(projections_.min_position_wait_ms),
-                  .data_dir = dir_.path()});
+                  .data_dir = dir_.path(),
+                  .event_partitions = kafka_.partitions});
           api::add_stream_routes(router, *hub_, projections_);
         });
     operator_ = api_->keys().create("test-operator", api::Role::kOperator).token;
@@ -350,6 +351,10 @@ TEST_F(ReadSideTest, BadQueryParametersAre400NamingTheParameter) {
     EXPECT_EQ(r.status, 400u) << token;
     EXPECT_THAT(r.body, HasSubstr("Cauce-Min-Position")) << token;
   }
+  // A partition the log does not have: a 400 at once, not a wait for the bound (issue 11).
+  const auto missing = get("/v1/contacts", std::to_string(kafka_.partitions) + ":0");
+  EXPECT_EQ(missing.status, 400u) << missing.body;
+  EXPECT_THAT(missing.body, HasSubstr("\"field\":\"Cauce-Min-Position\""));
   // A position the projection never reaches: 503 + Retry-After after the bounded wait.
   const auto r = get("/v1/contacts", "0:999999999");
   EXPECT_EQ(r.status, 503u);

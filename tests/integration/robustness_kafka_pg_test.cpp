@@ -117,6 +117,15 @@ class Connection {
   beast::tcp_stream stream_;
 };
 
+// /readyz is what a load balancer asks: once it says ready, commands are decided, not 503.
+TEST_F(RobustnessTest, ReadyMeansThePartitionsAreOwnedAndRebuilt) {
+  const auto ready = send(http::verb::get, "/readyz");
+  EXPECT_NE(ready.body.find("\"processor\":{\"ok\":true"), std::string::npos) << ready.body;
+  const auto r =
+      send(http::verb::post, "/v1/contacts", R"({"name":"First","phone":"+351912345678"})");
+  EXPECT_EQ(r.status, 201u) << r.body;
+}
+
 TEST_F(RobustnessTest, SixtyFourClientsAndTwentyThousandMixedCommandsOneProcessExactLog) {
   constexpr int kClients = 64;
   constexpr int kPerClient = 20'000 / kClients + 1;  // 20,032 commands

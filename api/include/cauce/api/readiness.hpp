@@ -10,6 +10,9 @@
 
 #include <cauce/core/config.hpp>
 
+namespace cauce::commands {
+class CommandProcessor;
+}
 namespace cauce::projections {
 class Projector;
 }
@@ -37,6 +40,10 @@ std::unique_ptr<DependencyCheck> make_kafka_check(const core::KafkaConfig& confi
 // serve; an operator should look at `cauce parked list`).
 std::unique_ptr<DependencyCheck> make_projection_check(const projections::Projector& projector,
                                                        std::int64_t max_lag);
+
+// The in-process command processor has its assignment from the group and every partition it
+// owns has rebuilt its state (until then commands to those partitions would wait or 503).
+std::unique_ptr<DependencyCheck> make_processor_check(const commands::CommandProcessor& processor);
 
 // Runs each check on its own thread every `interval`, so /readyz answers at once from the
 // latest results and a hanging dependency never holds up a request. A result older than

@@ -38,6 +38,9 @@ struct QueryDeps {
   BlockingExecutor run_blocking = {};
   std::chrono::milliseconds min_position_wait{5000};
   std::filesystem::path data_dir = {};  // report PDFs are <data_dir>/reports/<id>.pdf
+  // Partitions of the event topic (fixed at creation): a Cauce-Min-Position naming another is a
+  // 400 at once. 0: unknown, not checked.
+  std::int32_t event_partitions = 0;
 };
 
 // Every GET route of API.md's read side.

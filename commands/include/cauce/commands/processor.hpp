@@ -58,6 +58,9 @@ class CommandProcessor {
   void stop();
 
   std::vector<PartitionStatus> status() const;
+  // The group has told this processor which partitions are its own (possibly none) and has not
+  // taken them back since. Before that, no command of any partition can be decided here.
+  bool has_assignment() const;
 
  private:
   struct Impl;
