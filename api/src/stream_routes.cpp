@@ -95,6 +95,19 @@ class Waker {
   std::shared_ptr<std::atomic<bool>> closed_ = std::make_shared<std::atomic<bool>>(false);
 };
 
+// The client resumed after an id older than the notifications kept (retention): what it missed
+// is gone. It learns the oldest id it could resume after, and the stream goes on live; a client
+// that keeps state re-reads it with queries.
+std::string reset_data(std::int64_t oldest) {
+  return R"({"reason":"last_event_id_expired","oldest_event_id":)" + std::to_string(oldest) +
+         R"(,"detail":"notifications up to this id were deleted by the retention; re-read )"
+         R"(state with queries, the stream continues live"})";
+}
+
+std::string reset_event(std::int64_t oldest) {
+  return "event: reset\ndata: " + reset_data(oldest) + "\n\n";
+}
+
 class SseSession final : public StreamSession {
  public:
   SseSession(NotificationHub& hub, std::set<std::string> topics,
@@ -121,6 +134,7 @@ class SseSession final : public StreamSession {
     while (!ec && !waker_->closed()) {
       const bool woken = co_await waker_->wait(heartbeat_);
       out.clear();
+      if (const auto oldest = subscription->take_reset()) out += reset_event(*oldest);
       for (const auto& n : subscription->take()) {
         out += "id: " + std::to_string(n.id) + "\nevent: " + n.topic +
                "\ndata: " + projections::notification_data(n) + "\n\n";
@@ -189,6 +203,9 @@ class WsSession final : public StreamSession {
       }
       std::optional<std::string> reason;
       if (subscription) {
+        if (const auto oldest = subscription->take_reset()) {
+          messages.push_back("{\"event\":\"reset\",\"data\":" + reset_data(*oldest) + "}");
+        }
         for (const auto& n : subscription->take()) {
           messages.push_back("{\"id\":" + std::to_string(n.id) + ",\"event\":\"" + n.topic +
                              "\",\"data\":" + projections::notification_data(n) + "}");

@@ -61,6 +61,11 @@ std::vector<Notification> Subscription::take() {
   return out;
 }
 
+std::optional<std::int64_t> Subscription::take_reset() {
+  const std::lock_guard lock(mutex_);
+  return std::exchange(reset_, std::nullopt);
+}
+
 std::optional<std::string> Subscription::closed_reason() const {
   const std::lock_guard lock(mutex_);
   return closed_;
@@ -210,6 +215,28 @@ struct NotificationHub::Impl {
     return rows;
   }
 
+  // A client that resumes after an id the retention delete has removed missed notifications
+  // that no longer exist: it is told so (Subscription::take_reset) and continues live.
+  void check_resumes(const std::vector<std::shared_ptr<Subscription>>& subs, std::int64_t latest) {
+    std::optional<std::int64_t> pruned_through;
+    for (const auto& s : subs) {
+      if (!s->check_resume_) continue;
+      if (!pruned_through) {
+        pqxx::read_transaction txn(*connection);
+        pruned_through =
+            txn.exec1("SELECT pruned_through FROM notification_retention")[0].as<std::int64_t>();
+      }
+      s->check_resume_ = false;
+      if (s->cursor_ >= *pruned_through) continue;
+      s->cursor_ = latest;
+      {
+        const std::lock_guard lock(s->mutex_);
+        s->reset_ = *pruned_through;
+      }
+      s->wake_();
+    }
+  }
+
   // Hands every subscription the rows after its cursor, as many as its queue takes. Live
   // clients share a cursor, so one read serves them all; a client far behind (a resume) or
   // stuck reads its own pages and never holds the others back. Returns whether a page was cut
@@ -222,6 +249,7 @@ struct NotificationHub::Impl {
       subs = subscriptions;
       latest = latest_id;
     }
+    check_resumes(subs, latest);
     std::map<std::int64_t, std::vector<std::shared_ptr<Subscription>>> by_cursor;
     const auto now = Clock::now();
     for (const auto& s : subs) {
@@ -342,7 +370,7 @@ std::shared_ptr<Subscription> NotificationHub::subscribe(std::set<std::string> t
   const auto cursor = after_id ? *after_id : impl_->latest_id;
   auto s = std::make_shared<Subscription>(std::move(topics), cursor,
                                           static_cast<std::size_t>(impl_->config.client_buffer),
-                                          std::move(wake));
+                                          std::move(wake), after_id.has_value());
   impl_->subscriptions.push_back(s);
   impl_->kick = true;
   return s;

@@ -718,11 +718,15 @@ auto PgProjection::guarded(Fn&& body) -> decltype(body()) {
 std::int64_t PgProjection::prune_notifications(int retention_hours) {
   return guarded([&] {
     pqxx::work txn(connection());
-    const auto r = txn.exec_params(
-        "DELETE FROM notifications WHERE created_at < now() - make_interval(hours => $1)",
+    const auto r = txn.exec_params1(
+        "WITH gone AS (DELETE FROM notifications "
+        "              WHERE created_at < now() - make_interval(hours => $1) RETURNING id), "
+        "     marked AS (UPDATE notification_retention "
+        "                SET pruned_through = greatest(pruned_through, (SELECT max(id) FROM gone)))"
+        "SELECT count(*) FROM gone",
         retention_hours);
     txn.commit();
-    return static_cast<std::int64_t>(r.affected_rows());
+    return r[0].as<std::int64_t>();
   });
 }
 

@@ -99,6 +99,9 @@ TEST_F(ProjectorTest, NotificationsOlderThanTheRetentionAreDeleted) {
   auto projector = start_projector();  // prunes when it starts, then every 10 minutes
   ASSERT_TRUE(eventually([&] { return row_count(db_, "notifications") == 1; }));
   EXPECT_EQ(db_.query_value("SELECT type FROM notifications"), "contact.updated");
+  // ...and records how far it deleted, so a resume from before that is told (SSE `reset`).
+  EXPECT_EQ(db_.query_value("SELECT pruned_through FROM notification_retention"),
+            db_.query_value("SELECT min(id) - 1 FROM notifications"));
 }
 
 TEST_F(ProjectorTest, ARebalanceRedeliversButAppliesNothingTwice) {

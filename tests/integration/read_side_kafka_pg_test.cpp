@@ -419,6 +419,42 @@ TEST_F(ReadSideTest, SseDeliversEveryNotificationOnceInOrderAcrossAReconnect) {
   EXPECT_THAT(live[0].data, HasSubstr("alert.raised"));
 }
 
+// A Last-Event-ID older than the retention cannot resume without a gap: the client is told so
+// with an explicit `reset` event (the oldest id it could resume after), then the live stream.
+TEST_F(ReadSideTest, SseResumeOlderThanTheRetentionIsAnExplicitReset) {
+  const auto written =
+      write_synthetic_log(kafka_, {.contacts = 10, .calls_per_contact = 0, .alerts = 0});
+  const auto count = [&] {
+    return std::stoul(db_.query_value("SELECT count(*) FROM notifications"));
+  };
+  ASSERT_TRUE(eventually([&] { return count() == written; }, 30s));
+  // What the projector's retention delete leaves behind (ProjectorTest checks it does this).
+  db_.query_value(
+      "WITH gone AS (DELETE FROM notifications WHERE id <= (SELECT min(id) + 4 FROM notifications)"
+      " RETURNING id) UPDATE notification_retention SET pruned_through = (SELECT max(id) FROM "
+      "gone)");
+  ASSERT_EQ(count(), written - 5);
+  const auto pruned =
+      std::stoll(db_.query_value("SELECT pruned_through FROM notification_retention"));
+  ASSERT_GT(pruned, 0);
+
+  SseClient stale(api_->port(), operator_, "/v1/stream", pruned - 2);
+  const auto first = stale.read(1);
+  ASSERT_EQ(first.size(), 1u) << stale.head();
+  EXPECT_EQ(first[0].event, "reset");
+  EXPECT_THAT(first[0].data, HasSubstr("\"oldest_event_id\":" + std::to_string(pruned)));
+  send(http::verb::post, "/v1/alerts", R"({"level":"info","title":"after the reset"})");
+  const auto live = stale.read(1);
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_THAT(live[0].data, HasSubstr("alert.raised")) << "then the live stream";
+
+  // Resuming from the oldest id it may: every row kept, no reset.
+  SseClient fresh(api_->port(), operator_, "/v1/stream", pruned);
+  const auto kept = fresh.read(written - 5 + 1);
+  ASSERT_EQ(kept.size(), written - 5 + 1);
+  for (const auto& e : kept) EXPECT_NE(e.event, "reset");
+}
+
 TEST_F(ReadSideTest, WebSocketSubscribesAndReceives) {
   asio::io_context ioc;
   websocket::stream<asio::ip::tcp::socket> ws(ioc);

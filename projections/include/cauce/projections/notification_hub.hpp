@@ -48,11 +48,19 @@ class Subscription {
  public:
   // Made by NotificationHub::subscribe().
   Subscription(std::set<std::string> topics, std::int64_t cursor, std::size_t capacity,
-               std::function<void()> wake)
-      : topics_(std::move(topics)), cursor_(cursor), capacity_(capacity), wake_(std::move(wake)) {}
+               std::function<void()> wake, bool resumes = false)
+      : topics_(std::move(topics)),
+        cursor_(cursor),
+        check_resume_(resumes),
+        capacity_(capacity),
+        wake_(std::move(wake)) {}
 
   // Everything queued, oldest first. Empty when nothing is there.
   std::vector<Notification> take();
+  // Set (once) when the client resumed after an id older than the notifications kept: what it
+  // missed no longer exists. The value is the oldest id it could resume after; the
+  // subscription goes on with the live stream. Taking it clears it.
+  std::optional<std::int64_t> take_reset();
   // Set once the hub ended the subscription (e.g. the client was too slow); the client should
   // say why and close.
   std::optional<std::string> closed_reason() const;
@@ -62,12 +70,14 @@ class Subscription {
 
   const std::set<std::string> topics_;
   std::int64_t cursor_;  // hub thread only: the last id considered for this client
+  bool check_resume_;    // hub thread only: compare the cursor with the retention first
   const std::size_t capacity_;
   const std::function<void()> wake_;
   std::chrono::steady_clock::time_point full_since_{};  // hub thread only
   mutable std::mutex mutex_;
   std::deque<Notification> queue_;
   std::optional<std::string> closed_;
+  std::optional<std::int64_t> reset_;
 };
 
 class NotificationHub {
