@@ -144,20 +144,55 @@ std::optional<ApiKeyRecord> ApiKeys::lookup(const std::string& id) {
   }
 }
 
-std::optional<Principal> ApiKeys::authenticate(std::string_view token) {
+namespace {
+
+struct TokenParts {
+  std::string_view id;
+  std::string_view secret;
+};
+
+// ck_<16 hex id>_<64 hex secret>, or nullopt.
+std::optional<TokenParts> split_token(std::string_view token) {
   if (token.size() != kPrefix.size() + kIdHexLength + 1 + kSecretHexLength ||
       !token.starts_with(kPrefix) || token[kPrefix.size() + kIdHexLength] != '_') {
     return std::nullopt;
   }
-  const auto id = token.substr(kPrefix.size(), kIdHexLength);
-  const auto secret = token.substr(kPrefix.size() + kIdHexLength + 1);
-  if (!is_hex(id) || !is_hex(secret)) return std::nullopt;
-  const auto record = lookup(std::string(id));
+  TokenParts parts{token.substr(kPrefix.size(), kIdHexLength),
+                   token.substr(kPrefix.size() + kIdHexLength + 1)};
+  if (!is_hex(parts.id) || !is_hex(parts.secret)) return std::nullopt;
+  return parts;
+}
+
+std::optional<Principal> principal_of(const std::optional<ApiKeyRecord>& record,
+                                      std::string_view secret) {
   if (!record || record->revoked_at) return std::nullopt;
   if (!core::constant_time_equal(hash_secret(record->salt, secret), record->secret_hash)) {
     return std::nullopt;
   }
   return Principal{record->id, record->name, record->role};
+}
+
+}  // namespace
+
+std::optional<Principal> ApiKeys::authenticate(std::string_view token) {
+  const auto parts = split_token(token);
+  if (!parts) return std::nullopt;
+  return principal_of(lookup(std::string(parts->id)), parts->secret);
+}
+
+std::optional<std::optional<Principal>> ApiKeys::cached_principal(std::string_view token) {
+  const auto parts = split_token(token);
+  if (!parts) return std::optional<Principal>{};  // malformed: no lookup needed to refuse it
+  std::optional<ApiKeyRecord> record;
+  {
+    const std::lock_guard lock(mutex_);
+    const auto it = cache_.find(std::string(parts->id));
+    if (it == cache_.end() || std::chrono::steady_clock::now() - it->second.fetched >= cache_ttl_) {
+      return std::nullopt;
+    }
+    record = it->second.record;
+  }
+  return principal_of(record, parts->secret);
 }
 
 bool ApiKeys::revoke(const std::string& id) {

@@ -14,6 +14,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -99,6 +100,11 @@ struct HttpServer::Impl {
   HttpMetrics& metrics;
   core::Logger log{"http"};
 
+  // API keys missing from the cache are looked up here, off the I/O threads.
+  static constexpr int kMaxPendingKeyLookups = 256;
+  mutable asio::thread_pool auth_threads{2};
+  mutable std::atomic<int> auth_pending{0};
+
   asio::io_context ioc;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
@@ -116,10 +122,9 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
   request->request_id =
       usable_request_id(incoming_id) ? std::string(incoming_id) : core::random_hex(8);
   auto route_label = std::make_shared<std::string>("unmatched");
-  // Headers, metrics and hand-over: the same for sync, async and failed requests.
-  auto session = std::make_shared<std::shared_ptr<StreamSession>>();
-  auto finish = [this, request, route_label, started, session,
-                 done = std::move(done)](Response response) {
+  // Headers, metrics and hand-over: the same for sync, async, stream and failed requests.
+  auto finish = [this, request, route_label, started, done = std::move(done)](
+                    Response response, std::shared_ptr<StreamSession> session) {
     response.set("X-Request-Id", request->request_id);
     response.keep_alive(request->message.keep_alive());
     const auto method = request->message.method() == http::verb::unknown
@@ -128,7 +133,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
     metrics.observe(
         *route_label, method, response.result_int(),
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    done(std::move(response), std::move(*session));
+    done(std::move(response), std::move(session));
   };
   try {
     const auto target = request->message.target();
@@ -151,47 +156,86 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
     *route_label = match.route->pattern;
     request->route = match.route->pattern;
     request->path_params = std::move(match.params);
-    if (match.route->role) {
-      const auto token = bearer_token(request->message[http::field::authorization]);
-      std::optional<Principal> principal;
-      if (token) principal = keys.authenticate(*token);
-      if (!principal) {
-        ApiError error(http::status::unauthorized, "unauthenticated",
-                       token ? "the API key is unknown or revoked"
-                             : "this route needs an API key: Authorization: Bearer <key>");
-        error.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cauce\"");
-        throw error;
-      }
-      if (principal->role < *match.route->role) {
-        throw ApiError(http::status::forbidden, "forbidden",
-                       "this route needs the " + std::string(role_name(*match.route->role)) +
-                           " role; the key has the " + std::string(role_name(principal->role)) +
-                           " role");
-      }
-      request->principal = std::move(principal);
-    }
-    if (match.route->stream_handler) {
-      *session = match.route->stream_handler(*request);
-      finish(Response{http::status::ok, request->message.version()});
-      return;
-    }
-    if (match.route->async_handler) {
-      // The responder may be called on another thread, once; a throw before it returns is
-      // mapped like a synchronous handler's.
-      auto answered = std::make_shared<std::atomic<bool>>(false);
-      auto respond = [finish, answered](Response response) {
-        if (!answered->exchange(true)) finish(std::move(response));
-      };
+    const Route* route = match.route;
+    // Runs the route once its caller is known (or it needs no key); on whatever thread that is.
+    auto run = [request, finish, route](std::optional<Principal> principal, bool had_token) {
       try {
-        match.route->async_handler(request, respond);
+        if (route->role) {
+          if (!principal) {
+            ApiError error(http::status::unauthorized, "unauthenticated",
+                           had_token ? "the API key is unknown or revoked"
+                                     : "this route needs an API key: Authorization: Bearer <key>");
+            error.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cauce\"");
+            throw error;
+          }
+          if (principal->role < *route->role) {
+            throw ApiError(http::status::forbidden, "forbidden",
+                           "this route needs the " + std::string(role_name(*route->role)) +
+                               " role; the key has the " + std::string(role_name(principal->role)) +
+                               " role");
+          }
+          request->principal = std::move(principal);
+        }
+        if (route->stream_handler) {
+          auto session = route->stream_handler(*request);
+          finish(Response{http::status::ok, request->message.version()}, std::move(session));
+          return;
+        }
+        if (route->async_handler) {
+          // The responder may be called on another thread, once; a throw before it returns is
+          // mapped like a synchronous handler's.
+          auto answered = std::make_shared<std::atomic<bool>>(false);
+          auto respond = [finish, answered](Response response) {
+            if (!answered->exchange(true)) finish(std::move(response), nullptr);
+          };
+          try {
+            route->async_handler(request, respond);
+          } catch (...) {
+            if (!answered->exchange(true)) {
+              finish(problem_response(*request, std::current_exception()), nullptr);
+            }
+          }
+          return;
+        }
+        finish(route->handler(*request), nullptr);
       } catch (...) {
-        if (!answered->exchange(true)) finish(problem_response(*request, std::current_exception()));
+        finish(problem_response(*request, std::current_exception()), nullptr);
       }
+    };
+    const auto token =
+        route->role ? bearer_token(request->message[http::field::authorization]) : std::nullopt;
+    if (!token) {
+      run(std::nullopt, false);
       return;
     }
-    finish(match.route->handler(*request));
+    if (auto known = keys.cached_principal(*token)) {
+      run(std::move(*known), true);
+      return;
+    }
+    // A key not in the cache is looked up in PostgreSQL, never on an I/O thread: a flood of
+    // unknown keys must not stall the other connections (/healthz included). The lookups wait
+    // in a bounded queue; past it the answer is a 503 at once.
+    if (auth_pending.fetch_add(1) >= kMaxPendingKeyLookups) {
+      --auth_pending;
+      ApiError busy(http::status::service_unavailable, "busy",
+                    "too many API keys are being looked up; try again shortly");
+      busy.retry_after_s = 1;
+      throw busy;
+    }
+    asio::post(auth_threads, [this, run, request, finish, token = std::string(*token)] {
+      std::optional<Principal> principal;
+      try {
+        principal = keys.authenticate(token);
+      } catch (...) {
+        --auth_pending;
+        finish(problem_response(*request, std::current_exception()), nullptr);
+        return;
+      }
+      --auth_pending;
+      run(std::move(principal), true);
+    });
   } catch (...) {
-    finish(problem_response(*request, std::current_exception()));
+    finish(problem_response(*request, std::current_exception()), nullptr);
   }
 }
 
@@ -359,6 +403,7 @@ void HttpServer::stop() {
                       {{"connections", impl_->connections.size()}});
     }
   }
+  impl_->auth_threads.join();  // lookups in flight answer (or find their connection gone)
   impl_->ioc.stop();
   for (auto& thread : impl_->threads) thread.join();
   impl_->threads.clear();

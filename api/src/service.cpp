@@ -103,7 +103,9 @@ int run_serve(const core::Config& config) {
   const auto events_topic = cluster.partitions_by_topic.find(config.kafka.events_topic);
   const std::int32_t event_partitions =
       events_topic == cluster.partitions_by_topic.end() ? 0 : events_topic->second;
-  core::PgPool pool(conninfo, static_cast<std::size_t>(config.postgres.pool_size));
+  core::PgPool pool(conninfo, static_cast<std::size_t>(config.postgres.pool_size),
+                    std::chrono::seconds(2),
+                    std::chrono::milliseconds(config.postgres.statement_timeout_ms));
   PgApiKeyStore key_store(pool);
   ApiKeys keys(key_store);
   if (const auto path = keys.ensure_admin_key(config.data_dir)) {

@@ -108,6 +108,18 @@ std::string reset_event(std::int64_t oldest) {
   return "event: reset\ndata: " + reset_data(oldest) + "\n\n";
 }
 
+// A client that stops reading fills the socket's buffers and then a write waits forever: every
+// write to a stream gets this long, then the connection is closed (its subscription ends).
+constexpr std::chrono::seconds kStreamWriteTimeout{30};
+
+asio::awaitable<void> write_within(beast::tcp_stream& stream, const std::string& bytes,
+                                   beast::error_code& ec) {
+  stream.expires_after(kStreamWriteTimeout);
+  co_await asio::async_write(stream, asio::buffer(bytes),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  stream.expires_never();  // waiting for notifications is not bounded
+}
+
 class SseSession final : public StreamSession {
  public:
   SseSession(NotificationHub& hub, std::set<std::string> topics,
@@ -129,8 +141,7 @@ class SseSession final : public StreamSession {
         "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n"
         "X-Request-Id: " +
         request_id_ + "\r\n\r\nretry: 1000\n\n";
-    co_await asio::async_write(stream.socket(), asio::buffer(out),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    co_await write_within(stream, out, ec);
     while (!ec && !waker_->closed()) {
       const bool woken = co_await waker_->wait(heartbeat_);
       out.clear();
@@ -143,8 +154,7 @@ class SseSession final : public StreamSession {
       if (reason) out += "event: error\ndata: {\"reason\":\"" + *reason + "\"}\n\n";
       if (out.empty() && !woken) out = ": heartbeat\n\n";
       if (!out.empty()) {
-        co_await asio::async_write(stream.socket(), asio::buffer(out),
-                                   asio::redirect_error(asio::use_awaitable, ec));
+        co_await write_within(stream, out, ec);
       }
       if (reason) {
         log().info("stream client closed", {{"request_id", request_id_}, {"reason", *reason}});
@@ -183,6 +193,9 @@ class WsSession final : public StreamSession {
     if (closing_) waker_->close();
     websocket::stream<beast::tcp_stream&> ws(stream);
     beast::error_code ec;
+    // A peer that sends nothing, not even the pong to the pings Beast sends at half the idle
+    // time, is closed; that also ends a write stuck on a client that stopped reading.
+    ws.set_option(websocket::stream_base::timeout{kStreamWriteTimeout, 2 * heartbeat_, true});
     co_await ws.async_accept(request_, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
     auto state = std::make_shared<ReaderState>();
@@ -252,6 +265,7 @@ class WsSession final : public StreamSession {
     std::set<std::string> topics;
     std::optional<std::int64_t> after;
   };
+  static constexpr std::size_t kMaxPendingReplies = 64;
   struct ReaderState {  // strand only
     std::optional<Subscribe> subscribe;
     std::vector<std::string> replies;
@@ -320,6 +334,9 @@ class WsSession final : public StreamSession {
       } catch (const ApiError& e) {
         const auto& f = e.errors().front();
         state->replies.push_back(error_message(f.field, f.message));
+        // A client that keeps sending bad messages without reading the answers is cut off
+        // rather than queued for without bound.
+        if (state->replies.size() >= kMaxPendingReplies) break;
       }
       wake();
     }

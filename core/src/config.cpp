@@ -199,6 +199,9 @@ const std::vector<Binding>& bindings() {
                            &PostgresConfig::connect_timeout_s, 1, 600));
     b.push_back(pg.integer("postgres.pool_size", "Connections the API keeps open",
                            &PostgresConfig::pool_size, 1, 1000));
+    b.push_back(pg.integer("postgres.statement_timeout_ms",
+                           "A query of the API running longer is cancelled (503); 0 = no limit",
+                           &PostgresConfig::statement_timeout_ms, 0, 3600000));
     b.push_back(pg.text("postgres.migrations_dir",
                         "Directory of *.sql migrations (empty: those built into cauce)",
                         &PostgresConfig::migrations_dir, true));

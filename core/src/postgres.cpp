@@ -57,8 +57,14 @@ std::unique_ptr<pqxx::connection> connect_postgres_with_retry(const std::string&
 }
 
 PgPool::PgPool(std::string conninfo, std::size_t max_size,
-               std::chrono::milliseconds acquire_timeout)
-    : conninfo_(std::move(conninfo)), max_size_(max_size), acquire_timeout_(acquire_timeout) {}
+               std::chrono::milliseconds acquire_timeout,
+               std::chrono::milliseconds statement_timeout)
+    : conninfo_(std::move(conninfo)), max_size_(max_size), acquire_timeout_(acquire_timeout) {
+  if (statement_timeout.count() > 0) {
+    conninfo_ +=
+        " options='-c statement_timeout=" + std::to_string(statement_timeout.count()) + "'";
+  }
+}
 
 PgPool::Lease::~Lease() {
   if (pool != nullptr) pool->release(std::move(connection), broken);

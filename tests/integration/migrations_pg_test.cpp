@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cauce/core/errors.hpp>
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
 
@@ -12,6 +13,26 @@ namespace {
 
 std::unique_ptr<pqxx::connection> connect(const TempDatabase& db) {
   return core::connect_postgres(core::postgres_conninfo(db.config()));
+}
+
+// A query that runs past the pool's statement timeout is cancelled by PostgreSQL and becomes a
+// retryable DependencyError (a 503 for the client), and the connection stays usable.
+TEST(PgPoolTest, AStatementPastTheTimeoutIsCancelledAsADependencyError) {
+  TempDatabase db;
+  core::PgPool pool(core::postgres_conninfo(db.config()), 1, std::chrono::seconds(2),
+                    std::chrono::milliseconds(200));
+  try {
+    pool.with_connection(
+        [](pqxx::connection& c) { return pqxx::nontransaction(c).exec("SELECT pg_sleep(5)"); });
+    ADD_FAILURE() << "not cancelled";
+  } catch (const core::DependencyError& e) {
+    EXPECT_TRUE(e.is_retryable());
+    EXPECT_EQ(e.dependency(), "postgres");
+  }
+  EXPECT_EQ(pool.with_connection([](pqxx::connection& c) {
+    return pqxx::nontransaction(c).exec1("SELECT 1")[0].as<int>();
+  }),
+            1);
 }
 
 TEST(MigrationsPgTest, FreshDatabaseGetsEveryMigrationOnce) {

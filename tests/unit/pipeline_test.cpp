@@ -1,5 +1,12 @@
 // The request pipeline (routing, auth, handler, problem mapping, metrics) without a network:
 // HttpServer::handle is what every connection calls.
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
@@ -51,6 +58,57 @@ class PipelineTest : public ::testing::Test {
   std::unique_ptr<HttpServer> server_;
   std::string reader_;
 };
+
+// Keys missing from the cache are looked up off the I/O threads (issue 11): with every lookup
+// stuck in the store, more of them in flight than there are I/O threads, the server still
+// answers over the network, and the stuck requests answer once the store does.
+TEST_F(PipelineTest, KeyLookupsStuckInTheStoreNeverHoldTheIoThreads) {
+  ASSERT_TRUE(keys_.authenticate(reader_)) << "the reader's key is in the cache";
+  const int finds_before = store_.finds.load();
+  std::mutex mutex;
+  std::condition_variable released_cv;
+  bool released = false;
+  store_.after_find = [&] {
+    std::unique_lock lock(mutex);
+    released_cv.wait(lock, [&] { return released; });
+  };
+  core::HttpConfig config;
+  config.port = 0;
+  config.threads = 2;
+  HttpServer server(config, router_, keys_, metrics_);
+  const auto port = server.start();
+  auto get = [port](const std::string& target, const std::string& token) {
+    boost::asio::io_context io;
+    boost::beast::tcp_stream stream(io);
+    stream.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+    stream.expires_after(std::chrono::seconds(20));
+    http::request<http::string_body> req(http::verb::get, target, 11);
+    req.set(http::field::host, "127.0.0.1");
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+    http::write(stream, req);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    return res.result_int();
+  };
+  std::vector<std::future<unsigned>> stuck;
+  for (int i = 0; i < 6; ++i) {
+    char id[17];
+    std::snprintf(id, sizeof id, "%016x", 0xabc0 + i);
+    stuck.push_back(std::async(std::launch::async, get, "/v1/things/1",
+                               std::string("ck_") + id + "_" + std::string(64, 'b')));
+  }
+  while (store_.finds.load() < finds_before + 2) std::this_thread::yield();  // lookups are stuck in the store
+  EXPECT_EQ(get("/public", ""), 200u) << "an I/O thread is free";
+  EXPECT_EQ(get("/v1/things/2", reader_), 200u) << "a cached key needs no lookup";
+  {
+    const std::lock_guard lock(mutex);
+    released = true;
+  }
+  released_cv.notify_all();
+  for (auto& f : stuck) EXPECT_EQ(f.get(), 401u);
+  server.stop();
+}
 
 TEST_F(PipelineTest, AuthenticatedRequestReachesTheHandlerWithItsPrincipal) {
   const auto r = call(http::verb::get, "/v1/things/42", reader_);

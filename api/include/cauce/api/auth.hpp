@@ -72,6 +72,9 @@ class ApiKeys {
   // The principal of a valid, unrevoked key; nullopt for anything else. May throw
   // core::DependencyError when the store is unreachable.
   std::optional<Principal> authenticate(std::string_view token);
+  // What authenticate() would answer from the cache alone, never asking the store: nullopt
+  // when it would have to (not cached, or expired). A malformed token needs no lookup.
+  std::optional<std::optional<Principal>> cached_principal(std::string_view token);
 
   std::vector<ApiKeyRecord> list() { return store_.list(); }
   bool revoke(const std::string& id);

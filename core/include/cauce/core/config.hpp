@@ -54,6 +54,7 @@ struct PostgresConfig {
   std::string password_file;  // a file holding the password (first line)
   int connect_timeout_s = 2;  // per connection attempt
   int pool_size = 8;
+  int statement_timeout_ms = 5000;  // a query of the API running longer is cancelled (503)
   std::string migrations_dir;  // empty: the migrations compiled into the binary
 };
 

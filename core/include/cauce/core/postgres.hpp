@@ -28,11 +28,14 @@ std::unique_ptr<pqxx::connection> connect_postgres_with_retry(const std::string&
                                                               std::chrono::seconds timeout);
 
 // A bounded pool of connections. acquire() waits up to the acquire timeout for a free slot;
-// a connection that broke while leased is dropped, not returned.
+// a connection that broke while leased is dropped, not returned. With a statement timeout, a
+// statement running longer is cancelled by PostgreSQL and becomes a retryable DependencyError
+// (503 at the HTTP boundary) instead of holding a connection and a thread.
 class PgPool {
  public:
   PgPool(std::string conninfo, std::size_t max_size,
-         std::chrono::milliseconds acquire_timeout = std::chrono::seconds(2));
+         std::chrono::milliseconds acquire_timeout = std::chrono::seconds(2),
+         std::chrono::milliseconds statement_timeout = std::chrono::milliseconds(0));
   PgPool(const PgPool&) = delete;
   PgPool& operator=(const PgPool&) = delete;
 
@@ -46,6 +49,9 @@ class PgPool {
     } catch (const pqxx::broken_connection& e) {
       lease.broken = true;
       throw DependencyError("postgres", "connection to PostgreSQL lost", true);
+    } catch (const pqxx::sql_error& e) {
+      if (e.sqlstate() != "57014") throw;  // query_canceled: the statement timeout
+      throw DependencyError("postgres", "a query ran past postgres.statement_timeout_ms", true);
     }
   }
 
