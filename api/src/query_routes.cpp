@@ -1,6 +1,8 @@
 // The read side's GET routes (API.md "Read side"). Every route validates its inputs on the I/O
 // thread (400 naming the parameter), waits — without holding a thread — for Cauce-Min-Position
 // when given, then runs its PostgreSQL query on the blocking executor.
+#include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <sstream>
 
@@ -103,9 +105,19 @@ Response list(const Request& request, const Page& page, std::string_view list_na
   return with_etag(request, std::move(body), etag);
 }
 
+std::size_t utf8_length(const std::string& text) {
+  return static_cast<std::size_t>(
+      std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
+// Queries waiting for a PostgreSQL thread, across all query routes: past this a query is a 503
+// at once rather than a place in a queue that only grows while PostgreSQL is slow.
+constexpr int kMaxQueuedQueries = 1024;
+
 // Runs a validated query: at once, or once the projection has passed the request's
 // Cauce-Min-Position (503 at the deadline). Either way on the blocking executor.
-void serve(const std::shared_ptr<const QueryDeps>& deps, const std::shared_ptr<Request>& request,
+void serve(const std::shared_ptr<const QueryDeps>& deps,
+           const std::shared_ptr<std::atomic<int>>& queued, const std::shared_ptr<Request>& request,
            const Responder& respond, Query query) {
   const auto position = min_position(*request);  // a malformed token is a 400 right here
   if (position && deps->event_partitions > 0 && position->partition >= deps->event_partitions) {
@@ -114,8 +126,17 @@ void serve(const std::shared_ptr<const QueryDeps>& deps, const std::shared_ptr<R
                                                   "; the event log has partitions 0 to " +
                                                   std::to_string(deps->event_partitions - 1));
   }
-  auto run = [deps, request, respond, query = std::move(query)] {
-    deps->run_blocking([request, respond, query] {
+  auto run = [deps, queued, request, respond, query = std::move(query)] {
+    if (queued->fetch_add(1) >= kMaxQueuedQueries) {
+      --*queued;
+      ApiError busy(http::status::service_unavailable, "busy",
+                    "too many queries are waiting for PostgreSQL; try again shortly");
+      busy.retry_after_s = 1;
+      respond(problem_response(*request, std::make_exception_ptr(busy)));
+      return;
+    }
+    deps->run_blocking([queued, request, respond, query] {
+      --*queued;
       try {
         respond(query());
       } catch (...) {
@@ -149,11 +170,12 @@ void serve(const std::shared_ptr<const QueryDeps>& deps, const std::shared_ptr<R
 void add_query_routes(Router& router, QueryDeps query_deps) {
   // Shared by the handlers: it lives as long as the router holds them.
   const auto deps = std::make_shared<const QueryDeps>(std::move(query_deps));
-  auto add = [&router, deps](std::string pattern, Role role, Prepare prepare) {
+  const auto queued = std::make_shared<std::atomic<int>>(0);
+  auto add = [&router, deps, queued](std::string pattern, Role role, Prepare prepare) {
     router.add_async(http::verb::get, std::move(pattern), role,
-                     [deps, prepare = std::move(prepare)](const std::shared_ptr<Request>& request,
-                                                          Responder respond) {
-                       serve(deps, request, respond, prepare(request));
+                     [deps, queued, prepare = std::move(prepare)](
+                         const std::shared_ptr<Request>& request, Responder respond) {
+                       serve(deps, queued, request, respond, prepare(request));
                      });
   };
   auto& models = deps->models;
@@ -173,6 +195,12 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
     filter.assigned_to = text_param(params, "assigned_to", 100);
     filter.tag = text_param(params, "tag", 50);
     filter.q = text_param(params, "q", 200);
+    // The trigram index needs three characters; a shorter q would read every contact.
+    if (!filter.q.empty() && utf8_length(filter.q) < 3) {
+      throw invalid_field("q",
+                          "must be at least 3 characters (it matches within names, "
+                          "phones and emails)");
+    }
     const auto page = page_request(params, "contacts", projections::valid_id_key);
     return
         [r, &models, filter, page] { return list(*r, models.contacts(filter, page), "contacts"); };

@@ -426,9 +426,13 @@ class PartitionWorker {
       d.reply_to = reply_to(*message, reply_partitions_);
       try {
         d.command = command_from_json(core::kafka_payload(*message));
+        foreign_records_.cleared("commands decode again");
       } catch (const std::exception& e) {
-        log().warn("not a command; skipped",
-                   {{"partition", partition_}, {"offset", message->offset()}, {"error", e.what()}});
+        // A foreign producer's record: rejected (with a reply where it names one), committed
+        // past, never a crash or a stall; logged once per run of such records.
+        foreign_records_.failing(
+            "not a command; rejected and skipped",
+            {{"partition", partition_}, {"offset", message->offset()}, {"error", e.what()}});
         d.outcome.kind = ReplyOutcome::kRejected;
         d.outcome.rejection = Rejection{"invalid", "body", "not a valid command envelope"};
         decided.push_back(std::move(d));
@@ -578,6 +582,7 @@ class PartitionWorker {
   core::Backoff backoff_{std::chrono::milliseconds(100), std::chrono::milliseconds(5000)};
   core::ConditionLog claim_failing_{log()};
   core::ConditionLog worker_failing_{log()};
+  core::ConditionLog foreign_records_{log()};
 
   mutable std::mutex status_mutex_;
   PartitionStatus status_{partition_};
