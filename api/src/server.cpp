@@ -90,7 +90,11 @@ struct HttpServer::Impl {
         acceptor(asio::make_strand(ioc)) {}
 
   void dispatch(http::request<http::string_body>&& message, Done done) const;
+  // A 401 when the headers alone show that the route needs a key the request does not carry (or
+  // carries malformed, or the cache knows to be invalid); nullopt to read the body and go on.
+  std::optional<Response> refuse_before_body(const http::request_header<>& header) const;
   asio::awaitable<void> accept_loop();
+  static asio::awaitable<void> refuse_connection(tcp::socket socket);
   asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
   void forget(const std::shared_ptr<Connection>& connection);
 
@@ -100,6 +104,8 @@ struct HttpServer::Impl {
   HttpMetrics& metrics;
   core::Logger log{"http"};
 
+  // Writing one response may take this long (a client that does not read is cut off).
+  static constexpr std::chrono::seconds kWriteTimeout{30};
   // API keys missing from the cache are looked up here, off the I/O threads.
   static constexpr int kMaxPendingKeyLookups = 256;
   mutable asio::thread_pool auth_threads{2};
@@ -113,6 +119,28 @@ struct HttpServer::Impl {
   std::condition_variable connections_closed;
   std::set<std::shared_ptr<Connection>> connections;
 };
+
+std::optional<Response> HttpServer::Impl::refuse_before_body(
+    const http::request_header<>& header) const {
+  const auto match = router.match(header.method(), header.target());
+  if (match.route == nullptr || !match.route->role) return std::nullopt;
+  const auto token = bearer_token(header[http::field::authorization]);
+  if (token) {
+    const auto known = keys.cached_principal(*token);
+    if (!known || *known) return std::nullopt;  // a lookup is needed, or the key is fine
+  }
+  ApiError error(http::status::unauthorized, "unauthenticated",
+                 token ? "the API key is unknown or revoked"
+                       : "this route needs an API key: Authorization: Bearer <key>");
+  error.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cauce\"");
+  auto response = render_problem(error, core::random_hex(8), header.version(), false);
+  metrics.observe(match.route->pattern,
+                  header.method() == http::verb::unknown
+                      ? std::string("OTHER")
+                      : std::string(http::to_string(header.method())),
+                  response.result_int(), 0.0);
+  return response;
+}
 
 void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done done) const {
   const auto started = std::chrono::steady_clock::now();
@@ -239,6 +267,21 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
   }
 }
 
+asio::awaitable<void> HttpServer::Impl::refuse_connection(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  static const std::string kBusy =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+      "Retry-After: 1\r\nConnection: close\r\nContent-Length: 140\r\n\r\n"
+      R"({"type":"urn:cauce:problem:too-many-connections","title":"Service Unavailable",)"
+      R"("status":503,"detail":"too many open connections; try again"})";
+  beast::error_code ec;
+  stream.expires_after(std::chrono::seconds(5));
+  co_await asio::async_write(stream, asio::buffer(kBusy),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.close();
+}
+
 asio::awaitable<void> HttpServer::Impl::accept_loop() {
   for (;;) {
     beast::error_code ec;
@@ -250,6 +293,16 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
       log.warn("accept failed", {{"error", ec.message()}});
       asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    bool full = false;
+    {
+      const std::lock_guard lock(mutex);
+      full = connections.size() >= static_cast<std::size_t>(config.max_connections);
+    }
+    if (full) {
+      // Past the cap a connection costs one short answer, not a coroutine and a file forever.
+      asio::co_spawn(socket.get_executor(), refuse_connection(std::move(socket)), asio::detached);
       continue;
     }
     auto connection = std::make_shared<Connection>(std::move(socket));
@@ -275,11 +328,23 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       co_await http::async_read_header(stream, buffer, parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
       connection->idle = false;
+      if (!ec) {
+        // A request that can only be refused is answered before its body is read (and before
+        // `100 Continue`): an anonymous client cannot make the server take in a body.
+        if (auto refusal = refuse_before_body(parser.get())) {
+          stream.expires_after(kWriteTimeout);
+          co_await http::async_write(stream, *refusal,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+          break;
+        }
+      }
       if (!ec && parser.get()[http::field::expect] == "100-continue") {
         http::response<http::empty_body> go_on(http::status::continue_, parser.get().version());
         co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
       }
       if (!ec && !parser.is_done()) {
+        // The body gets a deadline of its own, not what is left of the header's.
+        stream.expires_after(std::chrono::seconds(config.idle_timeout_s));
         co_await http::async_read(stream, buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
       }
@@ -318,6 +383,9 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
                  });
                });
       if (!*answer) {
+        // The handler bounds its own time (reply timeout, statement timeout); the socket's
+        // deadline must not run out under it and reset a connection whose command was applied.
+        stream.expires_never();
         co_await parked->async_wait(asio::redirect_error(asio::use_awaitable, ec));
         ec = {};
       }
@@ -331,6 +399,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       auto response = std::move(**answer);
       const bool keep_alive = response.keep_alive() && !draining.load();
       response.keep_alive(keep_alive);
+      stream.expires_after(kWriteTimeout);
       co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
       if (ec || !keep_alive) break;
     }

@@ -168,6 +168,9 @@ const std::vector<Binding>& bindings() {
                              &HttpConfig::body_limit_bytes, 1, 1LL << 30));
     b.push_back(http.integer("http.idle_timeout_s", "Idle keep-alive connections close after",
                              &HttpConfig::idle_timeout_s, 1, 3600));
+    b.push_back(http.integer("http.max_connections",
+                             "Open connections at most (streams included); past it a 503",
+                             &HttpConfig::max_connections, 1, 1000000));
     b.push_back(http.integer("http.drain_timeout_s",
                              "On shutdown, seconds in-flight requests get to finish",
                              &HttpConfig::drain_timeout_s, 0, 600));

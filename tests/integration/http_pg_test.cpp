@@ -105,6 +105,23 @@ TEST_F(HttpPgTest, BrokenHttpIs400AndTheServerStaysUp) {
   EXPECT_EQ(http_request(api_.port(), http::verb::get, "/healthz").status, 200u);
 }
 
+// Without a key the answer comes from the headers alone: no `100 Continue`, no body read.
+TEST_F(HttpPgTest, ARequestWithoutAKeyIsRefusedBeforeItsBodyIsRead) {
+  const auto answer = raw_exchange(api_.port(),
+                                   "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                   "application/json\r\nExpect: 100-continue\r\n"
+                                   "Content-Length: 900000\r\n\r\n",
+                                   5s);
+  EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 401")) << answer;
+  EXPECT_THAT(answer, ::testing::Not(HasSubstr("100 Continue")));
+  const auto malformed = raw_exchange(api_.port(),
+                                      "POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                                      "Bearer nope\r\nContent-Length: 900000\r\n\r\n",
+                                      5s);
+  EXPECT_THAT(malformed, ::testing::StartsWith("HTTP/1.1 401")) << malformed;
+  EXPECT_EQ(http_request(api_.port(), http::verb::get, "/healthz").status, 200u);
+}
+
 TEST_F(HttpPgTest, AdminCreatesListsAndRevokesKeys) {
   const auto created =
       http_request(api_.port(), http::verb::post, "/v1/keys",

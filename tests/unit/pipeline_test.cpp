@@ -20,6 +20,22 @@
 namespace cauce::api {
 namespace {
 
+// GET over a real connection; the status code.
+unsigned http_get(std::uint16_t port, const std::string& target, const std::string& token = "") {
+  boost::asio::io_context io;
+  boost::beast::tcp_stream stream(io);
+  stream.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  stream.expires_after(std::chrono::seconds(20));
+  http::request<http::string_body> req(http::verb::get, target, 11);
+  req.set(http::field::host, "127.0.0.1");
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+  http::write(stream, req);
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res);
+  return res.result_int();
+}
+
 class PipelineTest : public ::testing::Test {
  protected:
   PipelineTest() : keys_(store_), metrics_(registry_) {
@@ -78,18 +94,7 @@ TEST_F(PipelineTest, KeyLookupsStuckInTheStoreNeverHoldTheIoThreads) {
   HttpServer server(config, router_, keys_, metrics_);
   const auto port = server.start();
   auto get = [port](const std::string& target, const std::string& token) {
-    boost::asio::io_context io;
-    boost::beast::tcp_stream stream(io);
-    stream.connect({boost::asio::ip::make_address("127.0.0.1"), port});
-    stream.expires_after(std::chrono::seconds(20));
-    http::request<http::string_body> req(http::verb::get, target, 11);
-    req.set(http::field::host, "127.0.0.1");
-    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
-    http::write(stream, req);
-    boost::beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(stream, buffer, res);
-    return res.result_int();
+    return http_get(port, target, token);
   };
   std::vector<std::future<unsigned>> stuck;
   for (int i = 0; i < 6; ++i) {
@@ -98,7 +103,8 @@ TEST_F(PipelineTest, KeyLookupsStuckInTheStoreNeverHoldTheIoThreads) {
     stuck.push_back(std::async(std::launch::async, get, "/v1/things/1",
                                std::string("ck_") + id + "_" + std::string(64, 'b')));
   }
-  while (store_.finds.load() < finds_before + 2) std::this_thread::yield();  // lookups are stuck in the store
+  while (store_.finds.load() < finds_before + 2)
+    std::this_thread::yield();  // lookups are stuck in the store
   EXPECT_EQ(get("/public", ""), 200u) << "an I/O thread is free";
   EXPECT_EQ(get("/v1/things/2", reader_), 200u) << "a cached key needs no lookup";
   {
@@ -107,6 +113,38 @@ TEST_F(PipelineTest, KeyLookupsStuckInTheStoreNeverHoldTheIoThreads) {
   }
   released_cv.notify_all();
   for (auto& f : stuck) EXPECT_EQ(f.get(), 401u);
+  server.stop();
+}
+
+// Past http.max_connections a new connection gets a 503 at once; the open ones are unaffected.
+TEST_F(PipelineTest, ConnectionsPastTheCapGetA503) {
+  core::HttpConfig config;
+  config.port = 0;
+  config.max_connections = 2;
+  HttpServer server(config, router_, keys_, metrics_);
+  const auto port = server.start();
+  boost::asio::io_context io;
+  std::vector<std::unique_ptr<boost::beast::tcp_stream>> open;
+  for (int i = 0; i < 2; ++i) {
+    open.push_back(std::make_unique<boost::beast::tcp_stream>(io));
+    open.back()->connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  }
+  EXPECT_EQ(http_get(port, "/public"), 503u);
+  // An open connection still works; once one closes, new ones are taken again.
+  http::request<http::string_body> req(http::verb::get, "/public", 11);
+  req.set(http::field::host, "127.0.0.1");
+  http::write(*open[0], req);
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(*open[0], buffer, res);
+  EXPECT_EQ(res.result_int(), 200u);
+  open.clear();
+  bool accepted = false;
+  for (int i = 0; i < 200 && !accepted; ++i) {
+    accepted = http_get(port, "/public") == 200u;
+    if (!accepted) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(accepted);
   server.stop();
 }
 

@@ -33,6 +33,7 @@ struct HttpConfig {
   std::size_t body_limit_bytes = 1024 * 1024;
   int idle_timeout_s = 30;   // a keep-alive connection with no request is closed after this
   int drain_timeout_s = 10;  // on shutdown, in-flight requests get this long to finish
+  int max_connections = 10000;  // past this a new connection gets a 503 and is closed
 };
 
 struct KafkaConfig {
