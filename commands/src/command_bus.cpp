@@ -239,7 +239,15 @@ void CommandBus::send(const CommandEnvelope& command, SendCallback done) {
   const auto token = i.next_token.fetch_add(1);
   const auto now = Clock::now();
   {
-    const std::lock_guard lock(i.mutex);
+    std::unique_lock lock(i.mutex);
+    // Checked again under the lock: a stop() that began after the check above has collected
+    // (or will collect) the pending sends under this lock, and must not miss this one, whose
+    // caller would otherwise wait forever.
+    if (!i.running) {
+      lock.unlock();
+      done(SendError::kUnavailable);
+      return;
+    }
     i.pending.emplace(
         token,
         Impl::Pending{now, now + std::chrono::milliseconds(i.options.commands.reply_timeout_ms),

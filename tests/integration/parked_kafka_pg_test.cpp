@@ -4,46 +4,19 @@
 // project everything else, and let an operator retry or skip them.
 
 #include <gtest/gtest.h>
-#include <prometheus/registry.h>
 
 #include <cauce/commands/envelope.hpp>
-#include <cauce/core/kafka_admin.hpp>
-#include <cauce/core/migrations.hpp>
-#include <cauce/core/postgres.hpp>
 #include <cauce/projections/parked_events.hpp>
-#include <cauce/projections/projector.hpp>
 
-#include "read_models.hpp"
+#include "projector_fixture.hpp"
 
 namespace cauce::testing {
 namespace {
 
 using projections::RetryResult;
 
-class ParkedTest : public ::testing::Test {
+class ParkedTest : public ProjectorFixture {
  protected:
-  void SetUp() override {
-    core::KafkaAdmin(kafka_).ensure_topics(core::cauce_topics(kafka_), kafka_.partitions, 1);
-    auto connection = core::connect_postgres(core::postgres_conninfo(db_.config()));
-    core::migrate(*connection, core::parse_migrations(core::embedded_migration_files()));
-    projections_.group = unique_name("projector");
-    projections_.batch_max = 500;
-  }
-
-  std::unique_ptr<projections::Projector> start_projector() {
-    auto p = std::make_unique<projections::Projector>(
-        projections::ProjectorOptions{
-            .kafka = kafka_, .postgres = db_.config(), .projections = projections_},
-        registry_);
-    p->start();
-    return p;
-  }
-
-  bool caught_up() {
-    const auto end = log_end_sum(kafka_);
-    return eventually([&] { return checkpoint_sum(db_) == end; }, 60s, 100ms);
-  }
-
   projections::ParkedEvents parked() {
     return projections::ParkedEvents(core::postgres_conninfo(db_.config()), projections_.name,
                                      kafka_.events_topic);
@@ -55,11 +28,6 @@ class ParkedTest : public ::testing::Test {
                               version == 1 ? "contact.registered" : "contact.updated", 1, data,
                               occurred_at);
   }
-
-  TempDatabase db_;
-  core::KafkaConfig kafka_ = test_kafka(3);
-  core::ProjectionsConfig projections_;
-  prometheus::Registry registry_;
 };
 
 // The read models' text without the lines of `aggregate_ids`.

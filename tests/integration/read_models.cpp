@@ -56,26 +56,33 @@ class Producer {
   std::unique_ptr<RdKafka::Producer> producer_;
 };
 
+// One envelope as the processor would write it (ids derived from the time).
+std::string envelope_json(const std::string& aggregate_type, const std::string& aggregate_id,
+                          std::int64_t version, const std::string& type, int schema_version,
+                          const std::string& data, std::int64_t at_us) {
+  commands::EventEnvelope e;
+  e.event_id = commands::uuid_v7(at_us / 1000);
+  e.type = type;
+  e.schema_version = schema_version;
+  e.aggregate_type = aggregate_type;
+  e.aggregate_id = aggregate_id;
+  e.version = version;
+  e.occurred_at_us = at_us;
+  e.command_id = commands::uuid_v7(at_us / 1000);
+  e.correlation_id = "synthetic";
+  e.causation_id = e.command_id;
+  e.actor = "test";
+  e.data = data;
+  return commands::to_json(e);
+}
+
 // Envelopes for one aggregate, versions 1, 2, ...
 class Aggregate {
  public:
   Aggregate(std::string type, std::string id) : type_(std::move(type)), id_(std::move(id)) {}
   std::string next(const std::string& event_type, int schema_version, const std::string& data,
                    std::int64_t at_us) {
-    commands::EventEnvelope e;
-    e.event_id = commands::uuid_v7(at_us / 1000);
-    e.type = event_type;
-    e.schema_version = schema_version;
-    e.aggregate_type = type_;
-    e.aggregate_id = id_;
-    e.version = ++version_;
-    e.occurred_at_us = at_us;
-    e.command_id = commands::uuid_v7(at_us / 1000);
-    e.correlation_id = "synthetic";
-    e.causation_id = e.command_id;
-    e.actor = "test";
-    e.data = data;
-    return commands::to_json(e);
+    return envelope_json(type_, id_, ++version_, event_type, schema_version, data, at_us);
   }
   const std::string& id() const { return id_; }
 
@@ -176,21 +183,8 @@ void write_again(const core::KafkaConfig& kafka, const std::vector<LoggedEvent>&
 std::string synthetic_envelope(const std::string& aggregate_type, const std::string& aggregate_id,
                                std::int64_t version, const std::string& type, int schema_version,
                                const std::string& data, const std::string& occurred_at) {
-  const auto at = kBaseUs + version * 1000;
-  commands::EventEnvelope e;
-  e.event_id = commands::uuid_v7(at / 1000);
-  e.type = type;
-  e.schema_version = schema_version;
-  e.aggregate_type = aggregate_type;
-  e.aggregate_id = aggregate_id;
-  e.version = version;
-  e.occurred_at_us = at;
-  e.command_id = commands::uuid_v7(at / 1000);
-  e.correlation_id = "hand-made";
-  e.causation_id = e.command_id;
-  e.actor = "test";
-  e.data = data;
-  auto json = commands::to_json(e);
+  auto json = envelope_json(aggregate_type, aggregate_id, version, type, schema_version, data,
+                            kBaseUs + version * 1000);
   if (!occurred_at.empty()) {  // a time the envelope's pattern allows but PostgreSQL may not
     const auto field = std::string(R"("occurred_at":")");
     const auto start = json.find(field) + field.size();
