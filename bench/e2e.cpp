@@ -229,7 +229,9 @@ int run(const Options& options) {
                                        asio::post(query_threads, std::move(work));
                                      },
                                  .min_position_wait = std::chrono::seconds(10)});
-  api::add_stream_routes(router, hub, config.projections);
+  api::add_stream_routes(
+      router, hub, config.projections, keys,
+      [&query_threads](std::function<void()> work) { asio::post(query_threads, std::move(work)); });
   auto http_config = config.http;
   http_config.port = 0;
   api::HttpServer server(http_config, router, keys, metrics);

@@ -195,6 +195,15 @@ std::optional<std::optional<Principal>> ApiKeys::cached_principal(std::string_vi
   return principal_of(record, parts->secret);
 }
 
+std::optional<bool> ApiKeys::cached_active(const std::string& key_id) {
+  const std::lock_guard lock(mutex_);
+  const auto it = cache_.find(key_id);
+  if (it == cache_.end() || std::chrono::steady_clock::now() - it->second.fetched >= cache_ttl_) {
+    return std::nullopt;
+  }
+  return it->second.record && !it->second.record->revoked_at;
+}
+
 bool ApiKeys::revoke(const std::string& id) {
   {
     const std::lock_guard lock(mutex_);

@@ -169,7 +169,7 @@ int run_serve(const core::Config& config) {
                                            config.projections.min_position_wait_ms),
                                        .data_dir = config.data_dir,
                                        .event_partitions = event_partitions});
-    add_stream_routes(router, *hub, config.projections);
+    add_stream_routes(router, *hub, config.projections, keys, run_blocking);
     add_parked_routes(router, parked, run_blocking);
   }
   if (has_role(config, "workers")) {

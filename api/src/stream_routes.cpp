@@ -108,6 +108,54 @@ std::string reset_event(std::int64_t oldest) {
   return "event: reset\ndata: " + reset_data(oldest) + "\n\n";
 }
 
+// How often a stream asks whether its key still holds (the key cache's time: a revocation
+// reaches a stream about as fast as it reaches a request).
+constexpr std::chrono::seconds kKeyRecheck{5};
+
+// Whether the key a stream was opened with still holds, asked on the stream's strand without
+// blocking: from the key cache; when the cache has expired, a lookup is started on the blocking
+// executor and the last known answer stands until it lands in the cache.
+class KeyCheck {
+ public:
+  KeyCheck(ApiKeys& keys, std::string key_id, BlockingExecutor run_blocking)
+      : keys_(keys), key_id_(std::move(key_id)), run_blocking_(std::move(run_blocking)) {}
+
+  bool still_valid() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_check_ < kKeyRecheck) return valid_;
+    last_check_ = now;
+    if (const auto active = keys_.cached_active(key_id_)) {
+      valid_ = *active;
+    } else if (const auto looked_up = looked_up_->exchange(kUnknown); looked_up != kUnknown) {
+      valid_ = looked_up == kActive;  // what the lookup started last time found
+    } else if (!looking_up_->exchange(true)) {
+      run_blocking_([keys = &keys_, id = key_id_, flag = looking_up_, found = looked_up_] {
+        try {
+          *found = keys->refresh(id) ? kActive : kRevoked;
+        } catch (const std::exception&) {
+          // PostgreSQL is away: the key stays as last known (stale-if-error, README Auth).
+        }
+        *flag = false;
+      });
+    }
+    return valid_;
+  }
+
+ private:
+  ApiKeys& keys_;
+  std::string key_id_;
+  BlockingExecutor run_blocking_;
+  std::chrono::steady_clock::time_point last_check_ = std::chrono::steady_clock::now();
+  bool valid_ = true;  // it was valid when the stream was opened
+  static constexpr int kUnknown = -1;
+  static constexpr int kRevoked = 0;
+  static constexpr int kActive = 1;
+  std::shared_ptr<std::atomic<bool>> looking_up_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<int>> looked_up_ = std::make_shared<std::atomic<int>>(kUnknown);
+};
+
+constexpr const char* kKeyRevoked = "the API key was revoked";
+
 // A client that stops reading fills the socket's buffers and then a write waits forever: every
 // write to a stream gets this long, then the connection is closed (its subscription ends).
 constexpr std::chrono::seconds kStreamWriteTimeout{30};
@@ -123,12 +171,14 @@ asio::awaitable<void> write_within(beast::tcp_stream& stream, const std::string&
 class SseSession final : public StreamSession {
  public:
   SseSession(NotificationHub& hub, std::set<std::string> topics,
-             std::optional<std::int64_t> last_event_id, std::string request_id, int heartbeat_s)
+             std::optional<std::int64_t> last_event_id, std::string request_id, int heartbeat_s,
+             KeyCheck key)
       : hub_(hub),
         topics_(std::move(topics)),
         last_event_id_(last_event_id),
         request_id_(std::move(request_id)),
-        heartbeat_(heartbeat_s) {}
+        heartbeat_(heartbeat_s),
+        key_(std::move(key)) {}
 
   asio::awaitable<void> run(beast::tcp_stream& stream) override {
     stream.expires_never();
@@ -142,18 +192,22 @@ class SseSession final : public StreamSession {
         "X-Request-Id: " +
         request_id_ + "\r\n\r\nretry: 1000\n\n";
     co_await write_within(stream, out, ec);
+    auto last_write = std::chrono::steady_clock::now();
     while (!ec && !waker_->closed()) {
-      const bool woken = co_await waker_->wait(heartbeat_);
+      co_await waker_->wait(std::min<std::chrono::seconds>(heartbeat_, kKeyRecheck));
       out.clear();
       if (const auto oldest = subscription->take_reset()) out += reset_event(*oldest);
       for (const auto& n : subscription->take()) {
         out += "id: " + std::to_string(n.id) + "\nevent: " + n.topic +
                "\ndata: " + projections::notification_data(n) + "\n\n";
       }
-      const auto reason = subscription->closed_reason();
+      auto reason = subscription->closed_reason();
+      if (!reason && !key_.still_valid()) reason = kKeyRevoked;
       if (reason) out += "event: error\ndata: {\"reason\":\"" + *reason + "\"}\n\n";
-      if (out.empty() && !woken) out = ": heartbeat\n\n";
+      const auto now = std::chrono::steady_clock::now();
+      if (out.empty() && now - last_write >= heartbeat_) out = ": heartbeat\n\n";
       if (!out.empty()) {
+        last_write = now;
         co_await write_within(stream, out, ec);
       }
       if (reason) {
@@ -175,6 +229,7 @@ class SseSession final : public StreamSession {
   std::optional<std::int64_t> last_event_id_;
   std::string request_id_;
   std::chrono::seconds heartbeat_;
+  KeyCheck key_;                // strand only
   std::optional<Waker> waker_;  // strand only
   bool closing_ = false;        // strand only
 };
@@ -184,8 +239,9 @@ class SseSession final : public StreamSession {
 // heartbeat, and answers a malformed message with {"error": {...}} without closing.
 class WsSession final : public StreamSession {
  public:
-  WsSession(NotificationHub& hub, http::request<http::string_body> request, int heartbeat_s)
-      : hub_(hub), request_(std::move(request)), heartbeat_(heartbeat_s) {}
+  WsSession(NotificationHub& hub, http::request<http::string_body> request, int heartbeat_s,
+            KeyCheck key)
+      : hub_(hub), request_(std::move(request)), heartbeat_(heartbeat_s), key_(std::move(key)) {}
 
   asio::awaitable<void> run(beast::tcp_stream& stream) override {
     stream.expires_never();
@@ -202,8 +258,9 @@ class WsSession final : public StreamSession {
     asio::co_spawn(stream.get_executor(), read_loop(ws, state, waker_->callback()), asio::detached);
     std::shared_ptr<Subscription> subscription;
     std::int64_t last_sent = -1;
+    auto last_write = std::chrono::steady_clock::now();
     while (!waker_->closed() && !state->done) {
-      const bool woken = co_await waker_->wait(heartbeat_);
+      co_await waker_->wait(std::min<std::chrono::seconds>(heartbeat_, kKeyRecheck));
       std::vector<std::string> messages = std::move(state->replies);
       state->replies.clear();
       if (state->subscribe) {
@@ -226,18 +283,24 @@ class WsSession final : public StreamSession {
         }
         reason = subscription->closed_reason();
       }
+      const bool revoked = !reason && !key_.still_valid();
+      if (revoked) reason = kKeyRevoked;
       for (const auto& m : messages) {
         co_await ws.async_write(asio::buffer(m), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) break;
       }
       if (ec) break;
       if (reason) {
-        websocket::close_reason close(websocket::close_code::try_again_later);
+        websocket::close_reason close(revoked ? websocket::close_code::policy_error
+                                              : websocket::close_code::try_again_later);
         close.reason = reason->substr(0, 120);
         co_await ws.async_close(close, asio::redirect_error(asio::use_awaitable, ec));
         break;
       }
-      if (!woken && messages.empty()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (!messages.empty()) last_write = now;
+      if (messages.empty() && now - last_write >= heartbeat_) {
+        last_write = now;
         co_await ws.async_ping({}, asio::redirect_error(asio::use_awaitable, ec));
         if (ec) break;
       }
@@ -348,18 +411,22 @@ class WsSession final : public StreamSession {
   NotificationHub& hub_;
   http::request<http::string_body> request_;
   std::chrono::seconds heartbeat_;
+  KeyCheck key_;  // strand only
   std::optional<Waker> waker_;
   bool closing_ = false;
 };
 
 }  // namespace
 
-void add_stream_routes(Router& router, NotificationHub& hub,
-                       const core::ProjectionsConfig& config) {
+void add_stream_routes(Router& router, NotificationHub& hub, const core::ProjectionsConfig& config,
+                       ApiKeys& keys, BlockingExecutor run_blocking) {
   const int heartbeat_s = config.heartbeat_s;
+  auto key_check = [&keys, run_blocking](const Request& request) {
+    return KeyCheck(keys, request.principal->key_id, run_blocking);
+  };
   router.add_stream(
       http::verb::get, "/v1/stream", Role::kReader,
-      [&hub, heartbeat_s](Request& request) -> std::shared_ptr<StreamSession> {
+      [&hub, heartbeat_s, key_check](Request& request) -> std::shared_ptr<StreamSession> {
         const auto params = query_params(request.message.target(), {"topics", "last_event_id"});
         const auto topics_it = params.find("topics");
         const auto topics = topics_it == params.end()
@@ -374,17 +441,18 @@ void add_stream_routes(Router& router, NotificationHub& hub,
         if (!hub.connected()) {
           throw core::DependencyError("postgres", "live notifications are unavailable", true);
         }
-        return std::make_shared<SseSession>(hub, topics, after, request.request_id, heartbeat_s);
+        return std::make_shared<SseSession>(hub, topics, after, request.request_id, heartbeat_s,
+                                            key_check(request));
       });
   router.add_stream(
       http::verb::get, "/v1/ws", Role::kReader,
-      [&hub, heartbeat_s](Request& request) -> std::shared_ptr<StreamSession> {
+      [&hub, heartbeat_s, key_check](Request& request) -> std::shared_ptr<StreamSession> {
         query_params(request.message.target(), {});
         if (!websocket::is_upgrade(request.message)) {
           throw ApiError(http::status::upgrade_required, "upgrade-required",
                          "GET /v1/ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket");
         }
-        return std::make_shared<WsSession>(hub, request.message, heartbeat_s);
+        return std::make_shared<WsSession>(hub, request.message, heartbeat_s, key_check(request));
       });
 }
 

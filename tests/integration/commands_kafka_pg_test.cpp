@@ -49,7 +49,7 @@ class CommandsTest : public ::testing::Test {
     bus_->start();
     api_ = std::make_unique<InProcessApi>(
         db_.config(), std::vector<std::unique_ptr<api::DependencyCheck>>{},
-        [this](api::Router& router) {
+        [this](api::Router& router, api::ApiKeys&) {
           api::add_command_routes(router, *bus_,
                                   static_cast<std::uint32_t>(commands_.reply_timeout_ms));
         });

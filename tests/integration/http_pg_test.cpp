@@ -168,7 +168,7 @@ TEST(HttpDrainTest, ShutdownLetsInFlightRequestsFinish) {
   std::promise<void> entered;
   std::promise<void> release;
   auto released = release.get_future().share();
-  InProcessApi api(db.config(), {}, [&](api::Router& router) {
+  InProcessApi api(db.config(), {}, [&](api::Router& router, api::ApiKeys&) {
     router.add(http::verb::get, "/slow", std::nullopt, [&](api::Request& r) {
       entered.set_value();
       released.wait();

@@ -17,10 +17,11 @@ namespace cauce::testing {
 
 class InProcessApi {
  public:
-  // `checks` feed /readyz; `extra_routes` lets a test add handlers before the server starts.
+  // `checks` feed /readyz; `extra_routes` lets a test add handlers before the server starts
+  // (given the API keys, which stream routes re-check).
   explicit InProcessApi(const core::PostgresConfig& pg,
                         std::vector<std::unique_ptr<api::DependencyCheck>> checks = {},
-                        const std::function<void(api::Router&)>& extra_routes = {},
+                        const std::function<void(api::Router&, api::ApiKeys&)>& extra_routes = {},
                         core::HttpConfig http = {})
       : pool_(core::postgres_conninfo(pg), 4),
         store_(pool_),
@@ -33,7 +34,7 @@ class InProcessApi {
     }
     api::add_operations_routes(router_, probe_, registry_);
     api::add_key_routes(router_, keys_);
-    if (extra_routes) extra_routes(router_);
+    if (extra_routes) extra_routes(router_, keys_);
     http.port = 0;
     http.threads = 2;
     server_ = std::make_unique<api::HttpServer>(http, router_, keys_, metrics_);

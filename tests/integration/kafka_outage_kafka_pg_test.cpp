@@ -58,7 +58,7 @@ TEST(KafkaOutageTest, CommandsAre503WithinFiveSecondsWhileKafkaIsDownAndWorkAfte
   TempDatabase db;
   std::vector<std::unique_ptr<api::DependencyCheck>> checks;
   checks.push_back(api::make_kafka_check(kafka));
-  InProcessApi api(db.config(), std::move(checks), [&](api::Router& router) {
+  InProcessApi api(db.config(), std::move(checks), [&](api::Router& router, api::ApiKeys&) {
     api::add_command_routes(router, bus, static_cast<std::uint32_t>(commands.reply_timeout_ms));
   });
   const auto token = api.keys().create("outage", api::Role::kOperator).token;

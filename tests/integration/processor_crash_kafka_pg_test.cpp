@@ -36,9 +36,11 @@ class ProcessorCrashTest : public ::testing::Test {
     bus_ = std::make_unique<commands::CommandBus>(
         commands::BusOptions{.kafka = kafka_, .commands = commands_}, registry_);
     bus_->start();
-    api_ = std::make_unique<InProcessApi>(
-        db_.config(), std::vector<std::unique_ptr<api::DependencyCheck>>{},
-        [this](api::Router& router) { api::add_command_routes(router, *bus_, 4000); });
+    api_ = std::make_unique<InProcessApi>(db_.config(),
+                                          std::vector<std::unique_ptr<api::DependencyCheck>>{},
+                                          [this](api::Router& router, api::ApiKeys&) {
+                                            api::add_command_routes(router, *bus_, 4000);
+                                          });
     token_ = api_->keys().create("crash-test", api::Role::kOperator).token;
   }
 

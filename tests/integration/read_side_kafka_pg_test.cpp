@@ -150,7 +150,7 @@ class ReadSideTest : public ::testing::Test {
     core::KafkaAdmin(kafka_).ensure_topics(core::cauce_topics(kafka_), kafka_.partitions, 1);
     api_ = std::make_unique<InProcessApi>(
         db_.config(), std::vector<std::unique_ptr<api::DependencyCheck>>{},
-        [this](api::Router& router) {
+        [this](api::Router& router, api::ApiKeys& api_keys) {
           processor_ = std::make_unique<commands::CommandProcessor>(
               commands::ProcessorOptions{.kafka = kafka_, .commands = commands_}, registry_);
           processor_->start();
@@ -176,7 +176,9 @@ class ReadSideTest : public ::testing::Test {
                   .min_position_wait = std::chrono::milliseconds(projections_.min_position_wait_ms),
                   .data_dir = dir_.path(),
                   .event_partitions = kafka_.partitions});
-          api::add_stream_routes(router, *hub_, projections_);
+          api::add_stream_routes(
+              router, *hub_, projections_, api_keys,
+              [this](std::function<void()> work) { asio::post(threads_, std::move(work)); });
         });
     operator_ = api_->keys().create("test-operator", api::Role::kOperator).token;
     ASSERT_TRUE(eventually([&] { return hub_->connected(); }));
@@ -454,6 +456,19 @@ TEST_F(ReadSideTest, SseResumeOlderThanTheRetentionIsAnExplicitReset) {
   const auto kept = fresh.read(written - 5 + 1);
   ASSERT_EQ(kept.size(), written - 5 + 1);
   for (const auto& e : kept) EXPECT_NE(e.event, "reset");
+}
+
+// A stream re-checks its key: once the key is revoked the stream ends with the reason, within
+// a few seconds (the key cache's time), instead of receiving forever.
+TEST_F(ReadSideTest, AStreamEndsOnceItsKeyIsRevoked) {
+  const auto reader = api_->keys().create("soon-revoked", api::Role::kReader);
+  SseClient stream(api_->port(), reader.token, "/v1/stream");
+  ASSERT_TRUE(stream.wait_for_head()) << stream.head();
+  ASSERT_TRUE(api_->keys().revoke(reader.record.id));
+  const auto events = stream.read(1, 30s);
+  ASSERT_EQ(events.size(), 1u) << stream.head();
+  EXPECT_EQ(events[0].event, "error");
+  EXPECT_THAT(events[0].data, HasSubstr("revoked"));
 }
 
 TEST_F(ReadSideTest, WebSocketSubscribesAndReceives) {

@@ -56,7 +56,7 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndViceVersa) {
   projections::ReadModels models(pool);
   projections::NotificationHub hub({}, "main", "cauce.events", {});
   add_query_routes(router, QueryDeps{.models = models, .hub = hub, .run_blocking = {}});
-  add_stream_routes(router, hub, {});
+  add_stream_routes(router, hub, {}, keys, {});
   projections::ParkedEvents parked("", "main", "cauce.events");  // never connects
   add_parked_routes(router, parked, {});
   std::set<std::string> registered;

@@ -75,6 +75,15 @@ class ApiKeys {
   // What authenticate() would answer from the cache alone, never asking the store: nullopt
   // when it would have to (not cached, or expired). A malformed token needs no lookup.
   std::optional<std::optional<Principal>> cached_principal(std::string_view token);
+  // Whether key `key_id` is active as far as the cache knows (nullopt: not cached, or expired),
+  // and a lookup that refreshes the cache and says whether it is (blocking: not on an I/O
+  // thread). Long-lived streams
+  // use them to notice a revocation.
+  std::optional<bool> cached_active(const std::string& key_id);
+  bool refresh(const std::string& key_id) {
+    const auto record = lookup(key_id);
+    return record && !record->revoked_at;
+  }
 
   std::vector<ApiKeyRecord> list() { return store_.list(); }
   bool revoke(const std::string& id);

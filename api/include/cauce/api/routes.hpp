@@ -46,9 +46,11 @@ struct QueryDeps {
 // Every GET route of API.md's read side.
 void add_query_routes(Router& router, QueryDeps deps);
 
-// GET /v1/stream (Server-Sent Events) and GET /v1/ws (WebSocket): live notifications.
+// GET /v1/stream (Server-Sent Events) and GET /v1/ws (WebSocket): live notifications. A stream
+// re-checks its key every few seconds (lookups on `run_blocking`) and ends once it is revoked.
 void add_stream_routes(Router& router, projections::NotificationHub& hub,
-                       const core::ProjectionsConfig& config);
+                       const core::ProjectionsConfig& config, ApiKeys& keys,
+                       BlockingExecutor run_blocking);
 
 // GET /v1/admin/parked[/{id}], POST /v1/admin/parked/{id}/retry|skip: admin only.
 void add_parked_routes(Router& router, projections::ParkedEvents& parked,
