@@ -31,8 +31,8 @@ struct HttpConfig {
   std::uint16_t port = 8080;  // 0 picks a free port; the bound port is logged
   int threads = 4;
   std::size_t body_limit_bytes = 1024 * 1024;
-  int idle_timeout_s = 30;   // a keep-alive connection with no request is closed after this
-  int drain_timeout_s = 10;  // on shutdown, in-flight requests get this long to finish
+  int idle_timeout_s = 30;      // a keep-alive connection with no request is closed after this
+  int drain_timeout_s = 10;     // on shutdown, in-flight requests get this long to finish
   int max_connections = 10000;  // past this a new connection gets a 503 and is closed
 };
 
@@ -56,7 +56,7 @@ struct PostgresConfig {
   int connect_timeout_s = 2;  // per connection attempt
   int pool_size = 8;
   int statement_timeout_ms = 5000;  // a query of the API running longer is cancelled (503)
-  std::string migrations_dir;  // empty: the migrations compiled into the binary
+  std::string migrations_dir;       // empty: the migrations compiled into the binary
 };
 
 // The write side: how the processor batches and how long the API waits for a reply.
