@@ -27,6 +27,9 @@ const core::Logger& log() {
 
 // Rows read from the table per round; a client far behind catches up over several rounds.
 constexpr int kPageRows = 5000;
+// Distinct cursors served per round: clients resuming from many different ids cost a bounded
+// number of page reads per round (the furthest behind first); the others wait for the next one.
+constexpr std::size_t kCursorsPerRound = 32;
 // A client whose queue stays full this long is closed as too slow.
 constexpr auto kSlowClientGrace = std::chrono::seconds(5);
 
@@ -269,8 +272,10 @@ struct NotificationHub::Impl {
       s->full_since_ = {};
       by_cursor[s->cursor_].push_back(s);
     }
-    bool more = false;
+    bool more = by_cursor.size() > kCursorsPerRound;
+    std::size_t served = 0;
     for (const auto& [cursor, group] : by_cursor) {
+      if (served++ == kCursorsPerRound) break;
       const auto rows = page_after(cursor, latest);
       // The rows end where the page ended, else at `latest` (ids may have gaps: rolled back
       // batches, deleted old rows).
