@@ -93,13 +93,39 @@ IssuedKey ApiKeys::create(const std::string& name, Role role) {
   return issued;
 }
 
+std::optional<std::optional<ApiKeyRecord>> ApiKeys::cached(const std::string& id, Time now) const {
+  if (const auto it = known_.find(id);
+      it != known_.end() && now - it->second.fetched < cache_ttl_) {
+    return std::optional(it->second.record);
+  }
+  if (const auto it = unknown_.find(id); it != unknown_.end() && now - it->second < cache_ttl_) {
+    return std::optional<ApiKeyRecord>{};
+  }
+  return std::nullopt;
+}
+
+void ApiKeys::remember(const std::string& id, const std::optional<ApiKeyRecord>& record, Time now) {
+  forget(id);
+  if (record) {
+    if (known_.size() >= kMaxCachedKeys) known_.clear();
+    known_.emplace(id, KnownKey{*record, now});
+  } else {
+    if (unknown_.size() >= kMaxUnknownIds) unknown_.clear();
+    unknown_.emplace(id, now);
+  }
+}
+
+void ApiKeys::forget(const std::string& id) {
+  known_.erase(id);
+  unknown_.erase(id);
+}
+
 std::optional<ApiKeyRecord> ApiKeys::lookup(const std::string& id) {
   const auto now = std::chrono::steady_clock::now();
   std::uint64_t revocations = 0;
   {
     const std::lock_guard lock(mutex_);
-    const auto it = cache_.find(id);
-    if (it != cache_.end() && now - it->second.fetched < cache_ttl_) return it->second.record;
+    if (auto answer = cached(id, now)) return std::move(*answer);
     revocations = revocations_;
   }
   for (int attempt = 0;; ++attempt) {
@@ -112,10 +138,8 @@ std::optional<ApiKeyRecord> ApiKeys::lookup(const std::string& id) {
       // by another instance meanwhile cannot be known until the store answers: that is why the
       // window is short (README: Auth).
       const std::lock_guard lock(mutex_);
-      const auto it = cache_.find(id);
-      if (it != cache_.end() && it->second.record && now - it->second.fetched < kStaleIfError) {
-        return it->second.record;
-      }
+      const auto it = known_.find(id);
+      if (it != known_.end() && now - it->second.fetched < kStaleIfError) return it->second.record;
       throw;
     }
     const std::lock_guard lock(mutex_);
@@ -126,20 +150,7 @@ std::optional<ApiKeyRecord> ApiKeys::lookup(const std::string& id) {
       if (attempt < 2) continue;
       return record && !record->revoked_at ? std::nullopt : record;
     }
-    if (const auto old = cache_.find(id); old != cache_.end()) {
-      --(old->second.record ? known_ : unknown_);
-      cache_.erase(old);
-    }
-    auto& entries = record ? known_ : unknown_;
-    if (entries >= (record ? kMaxCachedKeys : kMaxUnknownIds)) {
-      // Full: drop this kind's entries only (unknown ids never evict real keys).
-      for (auto it = cache_.begin(); it != cache_.end();) {
-        it = it->second.record.has_value() == record.has_value() ? cache_.erase(it) : std::next(it);
-      }
-      entries = 0;
-    }
-    cache_.emplace(id, CacheEntry{record, now});
-    ++entries;
+    remember(id, record, now);
     return record;
   }
 }
@@ -183,25 +194,20 @@ std::optional<Principal> ApiKeys::authenticate(std::string_view token) {
 std::optional<std::optional<Principal>> ApiKeys::cached_principal(std::string_view token) {
   const auto parts = split_token(token);
   if (!parts) return std::optional<Principal>{};  // malformed: no lookup needed to refuse it
-  std::optional<ApiKeyRecord> record;
+  std::optional<std::optional<ApiKeyRecord>> answer;
   {
     const std::lock_guard lock(mutex_);
-    const auto it = cache_.find(std::string(parts->id));
-    if (it == cache_.end() || std::chrono::steady_clock::now() - it->second.fetched >= cache_ttl_) {
-      return std::nullopt;
-    }
-    record = it->second.record;
+    answer = cached(std::string(parts->id), std::chrono::steady_clock::now());
   }
-  return principal_of(record, parts->secret);
+  if (!answer) return std::nullopt;
+  return principal_of(*answer, parts->secret);
 }
 
 std::optional<bool> ApiKeys::cached_active(const std::string& key_id) {
   const std::lock_guard lock(mutex_);
-  const auto it = cache_.find(key_id);
-  if (it == cache_.end() || std::chrono::steady_clock::now() - it->second.fetched >= cache_ttl_) {
-    return std::nullopt;
-  }
-  return it->second.record && !it->second.record->revoked_at;
+  const auto answer = cached(key_id, std::chrono::steady_clock::now());
+  if (!answer) return std::nullopt;
+  return *answer && !(*answer)->revoked_at;
 }
 
 bool ApiKeys::revoke(const std::string& id) {
@@ -212,10 +218,7 @@ bool ApiKeys::revoke(const std::string& id) {
   const bool revoked = store_.revoke(id);
   const std::lock_guard lock(mutex_);
   ++revocations_;
-  if (const auto it = cache_.find(id); it != cache_.end()) {
-    --(it->second.record ? known_ : unknown_);
-    cache_.erase(it);
-  }
+  forget(id);
   return revoked;
 }
 

@@ -328,9 +328,10 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       co_await http::async_read_header(stream, buffer, parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
       connection->idle = false;
-      if (!ec) {
+      if (!ec && !parser.is_done()) {
         // A request that can only be refused is answered before its body is read (and before
-        // `100 Continue`): an anonymous client cannot make the server take in a body.
+        // `100 Continue`): an anonymous client cannot make the server take in a body. Requests
+        // without a body skip this (dispatch checks the key anyway).
         if (auto refusal = refuse_before_body(parser.get())) {
           stream.expires_after(kWriteTimeout);
           co_await http::async_write(stream, *refusal,

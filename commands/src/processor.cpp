@@ -209,7 +209,7 @@ class PartitionWorker {
     // Taken from the inbox and not committed yet: kept across a restart of the loop below, so a
     // failure between taking a batch and committing it never skips those commands.
     std::vector<MessagePtr> pending;
-    for (int attempt = 1; !stopping_; ++attempt) {
+    while (!stopping_) {
       try {
         if (!producer_ && !init_producer()) break;
         if (reply_partitions_ == 0) {
@@ -247,14 +247,14 @@ class PartitionWorker {
             {{"partition", partition_}, {"error", e.what()}});
       }
       set_ready(false);
-      pause_before_retry(attempt);
+      pause_before_retry();
     }
     set_ready(false);
     if (producer_) producer_->flush(1000);
   }
 
   // Capped, jittered backoff that a stop interrupts.
-  void pause_before_retry(int /*attempt*/) {
+  void pause_before_retry() {
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, backoff_.next(), [&] { return stopping_.load(); });
   }
@@ -290,7 +290,7 @@ class PartitionWorker {
         if (e.is_fatal()) throw;
         claim_failing_.failing("cannot claim the partition yet, retrying",
                                {{"partition", partition_}, {"error", e.what()}});
-        pause_before_retry(0);
+        pause_before_retry();
       }
     }
     return false;
@@ -399,7 +399,7 @@ class PartitionWorker {
           log().warn("abort failed", {{"partition", partition_}, {"error", abort_error.what()}});
         }
         // The in-memory state saw the aborted decisions: rebuild it from what was committed.
-        pause_before_retry(attempt);
+        pause_before_retry();
         rebuild();
       }
     }

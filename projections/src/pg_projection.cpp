@@ -630,8 +630,6 @@ RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor
         if (!is_data_sqlstate(e.sqlstate())) throw;
         error = e.what();
         sqlstate = e.sqlstate();
-      } catch (const pqxx::broken_connection&) {
-        throw;
       } catch (const std::invalid_argument& e) {
         error = e.what();
       } catch (const core::DataError& e) {

@@ -93,21 +93,26 @@ class ApiKeys {
   std::optional<std::filesystem::path> ensure_admin_key(const std::filesystem::path& data_dir);
 
  private:
-  struct CacheEntry {
-    std::optional<ApiKeyRecord> record;
-    std::chrono::steady_clock::time_point fetched;
+  using Time = std::chrono::steady_clock::time_point;
+  struct KnownKey {
+    ApiKeyRecord record;
+    Time fetched;
   };
 
   ApiKeyRecord make_record(const std::string& name, Role role, std::string& token) const;
   std::optional<ApiKeyRecord> lookup(const std::string& id);
+  // With mutex_ held: the cache's fresh answer for `id` (a record, or {nullopt} for an id no
+  // key has), nullopt when it has none; remembering an answer; forgetting an id.
+  std::optional<std::optional<ApiKeyRecord>> cached(const std::string& id, Time now) const;
+  void remember(const std::string& id, const std::optional<ApiKeyRecord>& record, Time now);
+  void forget(const std::string& id);
 
   ApiKeyStore& store_;
   std::chrono::milliseconds cache_ttl_;
   std::mutex mutex_;
-  std::map<std::string, CacheEntry> cache_;
-  std::size_t known_ = 0;          // entries of cache_ holding a record
-  std::size_t unknown_ = 0;        // entries of cache_ for ids no key has
-  std::uint64_t revocations_ = 0;  // bumped around each revoke(): see lookup()
+  std::map<std::string, KnownKey> known_;  // keys that exist (revoked ones included)
+  std::map<std::string, Time> unknown_;    // ids no key has: bounded apart, never evicting keys
+  std::uint64_t revocations_ = 0;          // bumped around each revoke(): see lookup()
 };
 
 }  // namespace cauce::api
