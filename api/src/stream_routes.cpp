@@ -113,8 +113,8 @@ std::string reset_event(std::int64_t oldest) {
 constexpr std::chrono::seconds kKeyRecheck{5};
 
 // Whether the key a stream was opened with still holds, asked on the stream's strand without
-// blocking: from the key cache; when the cache has expired, a lookup is started on the blocking
-// executor and the last known answer stands until it lands in the cache.
+// blocking: from the key cache; when the cache has expired, a lookup runs on the blocking
+// executor and the last known answer stands until the lookup's answer is read.
 class KeyCheck {
  public:
   KeyCheck(ApiKeys& keys, std::string key_id, BlockingExecutor run_blocking)
@@ -126,32 +126,39 @@ class KeyCheck {
     last_check_ = now;
     if (const auto active = keys_.cached_active(key_id_)) {
       valid_ = *active;
-    } else if (const auto looked_up = looked_up_->exchange(kUnknown); looked_up != kUnknown) {
-      valid_ = looked_up == kActive;  // what the lookup started last time found
-    } else if (!looking_up_->exchange(true)) {
-      run_blocking_([keys = &keys_, id = key_id_, flag = looking_up_, found = looked_up_] {
+      return valid_;
+    }
+    // Only this strand leaves kIdle and takes an answer; only the lookup leaves kLooking.
+    const auto state = lookup_->load();
+    if (state == kActive || state == kRevoked) {
+      valid_ = state == kActive;
+      lookup_->store(kIdle);
+    } else if (state == kIdle) {
+      lookup_->store(kLooking);
+      run_blocking_([keys = &keys_, id = key_id_, lookup = lookup_] {
+        int answer = kIdle;  // PostgreSQL away: the key stays as last known (README Auth)
         try {
-          *found = keys->refresh(id) ? kActive : kRevoked;
+          answer = keys->refresh(id) ? kActive : kRevoked;
         } catch (const std::exception&) {
-          // PostgreSQL is away: the key stays as last known (stale-if-error, README Auth).
         }
-        *flag = false;
+        lookup->store(answer);
       });
     }
     return valid_;
   }
 
  private:
+  static constexpr int kIdle = 0;
+  static constexpr int kLooking = 1;
+  static constexpr int kActive = 2;
+  static constexpr int kRevoked = 3;
+
   ApiKeys& keys_;
   std::string key_id_;
   BlockingExecutor run_blocking_;
   std::chrono::steady_clock::time_point last_check_ = std::chrono::steady_clock::now();
   bool valid_ = true;  // it was valid when the stream was opened
-  static constexpr int kUnknown = -1;
-  static constexpr int kRevoked = 0;
-  static constexpr int kActive = 1;
-  std::shared_ptr<std::atomic<bool>> looking_up_ = std::make_shared<std::atomic<bool>>(false);
-  std::shared_ptr<std::atomic<int>> looked_up_ = std::make_shared<std::atomic<int>>(kUnknown);
+  std::shared_ptr<std::atomic<int>> lookup_ = std::make_shared<std::atomic<int>>(kIdle);
 };
 
 constexpr const char* kKeyRevoked = "the API key was revoked";
