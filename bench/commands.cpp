@@ -78,8 +78,7 @@ void memory_per_aggregate() {
           R"(","phone":"+44 20 7946 0958","email":"someone@example.com","tags":["vip","north"]})";
       const auto out = commands::decide(store, c);
       store.put(commands::store_key("contact", c.aggregate_id), *out.state_after);
-      store.record_command(c.command_id,
-                           {c.request_hash, c.aggregate_id, out.version, "3:12345", std::nullopt});
+      store.record_command(c.command_id, commands::remembered(c, out, "3:12345"));
     }
     const auto after = heap_in_use();
     std::cout << "memory per live aggregate (contact with 2 tags, its command id remembered): "
@@ -227,6 +226,8 @@ int run(const Options& options) {
   kafka.commands_topic = prefix + ".commands";
   kafka.events_topic = prefix + ".events";
   kafka.replies_topic = prefix + ".replies";
+  kafka.outcomes_topic = prefix + ".outcomes";
+  kafka.dead_letters_topic = prefix + ".dead-letters";
   config.commands.processor_group = prefix + "-processor";
   core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), kafka.partitions, 1);
   {

@@ -189,6 +189,8 @@ int run(const Options& options) {
   kafka.commands_topic = prefix + ".commands";
   kafka.events_topic = prefix + ".events";
   kafka.replies_topic = prefix + ".replies";
+  kafka.outcomes_topic = prefix + ".outcomes";
+  kafka.dead_letters_topic = prefix + ".dead-letters";
   config.commands.processor_group = prefix + "-processor";
   config.projections.group = prefix + "-projector";
   core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), kafka.partitions, 1);

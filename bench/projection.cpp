@@ -309,6 +309,8 @@ int run(const Options& options) {
     kafka.events_topic = "bench.events." + core::random_hex(4);
     kafka.commands_topic = kafka.events_topic + ".commands";
     kafka.replies_topic = kafka.events_topic + ".replies";
+    kafka.outcomes_topic = kafka.events_topic + ".outcomes";
+    kafka.dead_letters_topic = kafka.events_topic + ".dead-letters";
     kafka.partitions = partitions;
     core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), partitions, 1);
     record(order[4], produce(kafka, log));

@@ -225,7 +225,9 @@ Response answer(const CommandRoute& route, const Request& request,
   if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
     return success(route, request, reply);
   }
-  throw rejection_error(reply);
+  auto error = rejection_error(reply);
+  if (reply.replayed) error.headers.emplace_back("Idempotent-Replayed", "true");
+  throw error;
 }
 
 }  // namespace

@@ -133,6 +133,10 @@ std::string to_json(const Reply& r) {
       json::field(w, "message", r.rejection->message);
       w.EndObject();
     }
+    if (r.replayed) {
+      json::key(w, "replayed");
+      w.Bool(true);
+    }
   });
 }
 
@@ -159,6 +163,9 @@ Reply reply_from_json(std::string_view text) {
   if (const auto it = d.FindMember("rejection"); it != d.MemberEnd() && it->value.IsObject()) {
     r.rejection = Rejection{json::string(it->value, "code"), json::string(it->value, "field"),
                             json::string(it->value, "message")};
+  }
+  if (const auto it = d.FindMember("replayed"); it != d.MemberEnd() && it->value.IsBool()) {
+    r.replayed = it->value.GetBool();
   }
   return r;
 }
@@ -207,5 +214,7 @@ bool is_uuid(std::string_view text) {
   }
   return true;
 }
+
+bool is_name_based_uuid(std::string_view text) { return is_uuid(text) && text[14] == '8'; }
 
 }  // namespace cauce::commands

@@ -115,14 +115,34 @@ void MemoryAggregateStore::record_command(const std::string& command_id, Applied
   commands_.insert_or_assign(command_id, std::move(applied));
 }
 
+bool remembers_rejection(const CommandEnvelope& command, const Outcome& outcome) {
+  return outcome.kind == ReplyOutcome::kRejected && outcome.original == nullptr &&
+         outcome.rejection.has_value() && outcome.rejection->code != "invalid" &&
+         is_name_based_uuid(command.command_id);
+}
+
+AppliedCommand remembered(const CommandEnvelope& command, const Outcome& outcome,
+                          std::string position) {
+  AppliedCommand out{command.request_hash, command.aggregate_id, outcome.version,
+                     std::move(position),  outcome.call_id,      std::nullopt};
+  if (outcome.kind == ReplyOutcome::kRejected) out.rejection = outcome.rejection;
+  return out;
+}
+
 Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
-  if (const auto* applied = store.find_command(c.command_id)) {
+  if (const auto* seen = store.find_command(c.command_id)) {
     Outcome out;
-    out.kind = applied->request_hash == c.request_hash ? ReplyOutcome::kDuplicate
-                                                       : ReplyOutcome::kKeyReused;
-    out.original = applied;
-    out.version = applied->version;
-    out.call_id = applied->call_id;
+    if (seen->request_hash != c.request_hash) {
+      out.kind = ReplyOutcome::kKeyReused;
+    } else if (seen->rejection) {
+      out.kind = ReplyOutcome::kRejected;
+      out.rejection = seen->rejection;
+    } else {
+      out.kind = ReplyOutcome::kDuplicate;
+    }
+    out.original = seen;
+    out.version = seen->version;
+    out.call_id = seen->call_id;
     return out;
   }
   // Records on the commands topic may come from any producer: ids must be what the event
@@ -210,8 +230,8 @@ void fold(AggregateStore& store, EventEnvelope e, const std::string& position,
     throw std::invalid_argument("unknown aggregate type " + e.aggregate_type);
   }
   store.put(key, std::move(next));
-  store.record_command(e.command_id,
-                       AppliedCommand{request_hash, e.aggregate_id, e.version, position, call_id});
+  store.record_command(e.command_id, AppliedCommand{request_hash, e.aggregate_id, e.version,
+                                                    position, call_id, std::nullopt});
 }
 
 }  // namespace cauce::commands

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -83,7 +84,13 @@ struct Metrics {
                            .Name("cauce_processor_rebuilt_events_total")
                            .Help("Events read back from the log to rebuild aggregate state")
                            .Register(registry)
-                           .Add({})) {}
+                           .Add({})),
+        dead_letters(prometheus::BuildCounter()
+                         .Name("cauce_processor_dead_letters_total")
+                         .Help("Records on the commands topic that were not commands, parked on "
+                               "the dead-letters topic")
+                         .Register(registry)
+                         .Add({})) {}
 
   prometheus::Family<prometheus::Counter>& commands;
   prometheus::Family<prometheus::Counter>& transactions;
@@ -93,6 +100,7 @@ struct Metrics {
   prometheus::Histogram& transaction_seconds;
   prometheus::Gauge& partitions;
   prometheus::Counter& rebuilt_events;
+  prometheus::Counter& dead_letters;
 };
 
 // Where one produced record landed; filled by the delivery report during flush().
@@ -218,6 +226,15 @@ class PartitionWorker {
           core::kafka_partition_count(*producer_, options_.kafka.events_topic, timeout);
           reply_partitions_ =
               core::kafka_partition_count(*producer_, options_.kafka.replies_topic, timeout);
+          dead_letter_partitions_ =
+              core::kafka_partition_count(*producer_, options_.kafka.dead_letters_topic, timeout);
+          if (core::kafka_partition_count(*producer_, options_.kafka.outcomes_topic, timeout) <=
+              partition_) {
+            reply_partitions_ = 0;  // learnt again on the next attempt
+            throw std::runtime_error(
+                "the outcomes topic has fewer partitions than the commands "
+                "topic; run `cauce topics create`");
+          }
         }
         rebuild();
         set_ready(true);
@@ -296,51 +313,24 @@ class PartitionWorker {
     return false;
   }
 
-  // Reads this partition of the event log from the start (read_committed) into a fresh store.
-  // Runs after init_transactions, so no transaction of an earlier owner is still open.
+  // Reads this partition's remembered rejections and then its event log from the start
+  // (read_committed) into a fresh store. Runs after init_transactions, so no transaction of an
+  // earlier owner is still open. Events come second: they win over any outcome of the same id.
   void rebuild() {
     const auto started = Clock::now();
     auto store = std::make_unique<MemoryAggregateStore>();
-    auto conf = core::kafka_conf(options_.kafka,
-                                 {{"group.id", options_.commands.processor_group + "-rebuild"},
-                                  {"enable.auto.commit", "false"},
-                                  {"enable.partition.eof", "true"},
-                                  {"isolation.level", "read_committed"},
-                                  {"fetch.max.bytes", "52428800"}});
-    std::string err;
-    std::unique_ptr<RdKafka::KafkaConsumer> reader(RdKafka::KafkaConsumer::create(conf.get(), err));
-    if (!reader) throw core::KafkaError("rebuild consumer: " + err, false, false, false);
-    std::unique_ptr<RdKafka::TopicPartition> tp(RdKafka::TopicPartition::create(
-        options_.kafka.events_topic, partition_, RdKafka::Topic::OFFSET_BEGINNING));
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    const auto rc = reader->query_watermark_offsets(options_.kafka.events_topic, partition_, &low,
-                                                    &high, options_.kafka.request_timeout_ms);
-    if (rc != RdKafka::ERR_NO_ERROR) {
-      throw core::KafkaError("events topic offsets: " + RdKafka::err2str(rc), true, false, false);
-    }
-    reader->assign({tp.get()});
-    std::int64_t events = 0;
-    while (!stopping_ && high > low) {  // an empty partition has nothing to fold
-      const MessagePtr message(reader->consume(500));
-      if (message->err() == RdKafka::ERR__PARTITION_EOF) break;
-      if (message->err() == RdKafka::ERR__TIMED_OUT) continue;
-      if (message->err() != RdKafka::ERR_NO_ERROR) {
-        log().warn("rebuild read error", {{"partition", partition_}, {"error", message->errstr()}});
-        continue;
-      }
-      try {
-        const auto event = event_from_json(core::kafka_payload(*message));
-        fold(*store, event, position_token(partition_, message->offset()),
-             core::kafka_header(*message, header::kRequestHash).value_or(""));
-        ++events;
-      } catch (const std::exception& e) {
-        log().error(
-            "unreadable event in the log skipped",
-            {{"partition", partition_}, {"offset", message->offset()}, {"error", e.what()}});
-      }
-    }
-    reader->close();
+    const auto rejections = read_partition(options_.kafka.outcomes_topic, [&](RdKafka::Message& m) {
+      auto reply = reply_from_json(core::kafka_payload(m));
+      if (reply.outcome != ReplyOutcome::kRejected || !reply.rejection) return;
+      store->record_command(reply.command_id,
+                            AppliedCommand{core::kafka_header(m, header::kRequestHash).value_or(""),
+                                           reply.aggregate_id, reply.version, "", std::nullopt,
+                                           std::move(reply.rejection)});
+    });
+    const auto events = read_partition(options_.kafka.events_topic, [&](RdKafka::Message& m) {
+      fold(*store, event_from_json(core::kafka_payload(m)), position_token(partition_, m.offset()),
+           core::kafka_header(m, header::kRequestHash).value_or(""));
+    });
     store_ = std::move(store);
     metrics_.rebuilt_events.Increment(static_cast<double>(events));
     {
@@ -352,8 +342,57 @@ class PartitionWorker {
         "state rebuilt from the log",
         {{"partition", partition_},
          {"events", events},
+         {"remembered_rejections", rejections},
          {"ms",
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
+  }
+
+  // Hands every committed record of this partition of `topic` to `apply`, from the start to the
+  // end it has now; returns how many were applied. A record `apply` cannot take is logged and
+  // skipped: rebuilding never stops on one.
+  std::int64_t read_partition(const std::string& topic,
+                              const std::function<void(RdKafka::Message&)>& apply) {
+    auto conf = core::kafka_conf(options_.kafka,
+                                 {{"group.id", options_.commands.processor_group + "-rebuild"},
+                                  {"enable.auto.commit", "false"},
+                                  {"enable.partition.eof", "true"},
+                                  {"isolation.level", "read_committed"},
+                                  {"fetch.max.bytes", "52428800"}});
+    std::string err;
+    std::unique_ptr<RdKafka::KafkaConsumer> reader(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!reader) throw core::KafkaError("rebuild consumer: " + err, false, false, false);
+    std::unique_ptr<RdKafka::TopicPartition> tp(
+        RdKafka::TopicPartition::create(topic, partition_, RdKafka::Topic::OFFSET_BEGINNING));
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    const auto rc = reader->query_watermark_offsets(topic, partition_, &low, &high,
+                                                    options_.kafka.request_timeout_ms);
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      throw core::KafkaError(topic + " offsets: " + RdKafka::err2str(rc), true, false, false);
+    }
+    reader->assign({tp.get()});
+    std::int64_t applied = 0;
+    while (!stopping_ && high > low) {  // an empty partition has nothing to read
+      const MessagePtr message(reader->consume(500));
+      if (message->err() == RdKafka::ERR__PARTITION_EOF) break;
+      if (message->err() == RdKafka::ERR__TIMED_OUT) continue;
+      if (message->err() != RdKafka::ERR_NO_ERROR) {
+        log().warn("rebuild read error",
+                   {{"topic", topic}, {"partition", partition_}, {"error", message->errstr()}});
+        continue;
+      }
+      try {
+        apply(*message);
+        ++applied;
+      } catch (const std::exception& e) {
+        log().error("unreadable record skipped while rebuilding", {{"topic", topic},
+                                                                   {"partition", partition_},
+                                                                   {"offset", message->offset()},
+                                                                   {"error", e.what()}});
+      }
+    }
+    reader->close();
+    return applied;
   }
 
   // Waits for the first command, then lingers briefly so that a batch can fill.
@@ -419,6 +458,7 @@ class PartitionWorker {
     const auto started = Clock::now();
     core::kafka_check(producer_->begin_transaction(), "begin_transaction");
     deliveries_.begin_batch();
+    parked_in_batch_ = 0;
     std::vector<Decided> decided;
     decided.reserve(batch.size());
     for (const auto& message : batch) {
@@ -431,24 +471,28 @@ class PartitionWorker {
         // A foreign producer's record: rejected (with a reply where it names one), committed
         // past, never a crash or a stall; logged once per run of such records.
         foreign_records_.failing(
-            "not a command; rejected and skipped",
+            "not a command; rejected and parked on the dead-letters topic",
             {{"partition", partition_}, {"offset", message->offset()}, {"error", e.what()}});
+        park(*message, e.what());
         d.outcome.kind = ReplyOutcome::kRejected;
         d.outcome.rejection = Rejection{"invalid", "body", "not a valid command envelope"};
         decided.push_back(std::move(d));
         continue;
       }
       d.outcome = decide(*store_, *d.command);
+      if (remembers_rejection(*d.command, d.outcome)) {
+        remember_rejection(*d.command, d.outcome);
+        // At once, so that a repeat later in this batch answers the same.
+        store_->record_command(d.command->command_id, remembered(*d.command, d.outcome));
+      }
       if (d.outcome.kind == ReplyOutcome::kApplied && !d.outcome.events.empty()) {
         d.first_slot = deliveries_.size();
         d.slots = d.outcome.events.size();
         append_events(*d.command, d.outcome);
         store_->put(store_key(d.command->aggregate_type, d.command->aggregate_id),
                     *d.outcome.state_after);
-        // Remembered at once so that a repeat later in this batch is a duplicate.
-        store_->record_command(d.command->command_id,
-                               AppliedCommand{d.command->request_hash, d.command->aggregate_id,
-                                              d.outcome.version, "", d.outcome.call_id});
+        // Remembered at once, so that a repeat later in this batch is a duplicate.
+        store_->record_command(d.command->command_id, remembered(*d.command, d.outcome));
       }
       decided.push_back(std::move(d));
     }
@@ -480,8 +524,7 @@ class PartitionWorker {
       if (d.slots > 0) {
         d.position = position_token(partition_, deliveries_[d.first_slot + d.slots - 1].offset);
         store_->record_command(d.command->command_id,
-                               AppliedCommand{d.command->request_hash, d.command->aggregate_id,
-                                              d.outcome.version, d.position, d.outcome.call_id});
+                               remembered(*d.command, d.outcome, d.position));
       }
       send_reply(d);
     }
@@ -489,6 +532,7 @@ class PartitionWorker {
     core::kafka_check(producer_->commit_transaction(kTransactionTimeoutMs), "commit_transaction");
 
     metrics_.committed.Increment();
+    metrics_.dead_letters.Increment(static_cast<double>(parked_in_batch_));
     metrics_.batch_commands.Observe(static_cast<double>(batch.size()));
     metrics_.transaction_seconds.Observe(
         std::chrono::duration<double>(Clock::now() - started).count());
@@ -519,6 +563,48 @@ class PartitionWorker {
     }
   }
 
+  // The rejection joins the transaction on the outcomes topic (key = command id, same
+  // partition), where rebuild() finds it again.
+  void remember_rejection(const CommandEnvelope& command, const Outcome& outcome) {
+    Reply reply;
+    reply.command_id = command.command_id;
+    reply.outcome = ReplyOutcome::kRejected;
+    reply.aggregate_id = command.aggregate_id;
+    reply.version = outcome.version;
+    reply.rejection = outcome.rejection;
+    const auto rc = core::kafka_produce(
+        *producer_, options_.kafka.outcomes_topic, partition_, command.command_id, to_json(reply),
+        {{header::kCommandId, command.command_id}, {header::kRequestHash, command.request_hash}});
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      throw core::KafkaError(std::string("produce outcome: ") + RdKafka::err2str(rc), true,
+                             rc == RdKafka::ERR__FENCED || rc == RdKafka::ERR__FATAL, true);
+    }
+  }
+
+  // A record that is not a command goes, as it came (key, value, headers) plus where it came
+  // from and why, to the dead-letters topic in the same transaction that commits past it.
+  void park(RdKafka::Message& message, const std::string& error) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (const auto* original = message.headers()) {
+      for (const auto& h : original->get_all()) {
+        headers.emplace_back(h.key(),
+                             std::string(static_cast<const char*>(h.value()), h.value_size()));
+      }
+    }
+    headers.emplace_back(header::kDeadLetterSource, options_.kafka.commands_topic + ":" +
+                                                        std::to_string(partition_) + ":" +
+                                                        std::to_string(message.offset()));
+    headers.emplace_back(header::kDeadLetterError, error.substr(0, 1000));
+    const auto rc = core::kafka_produce(
+        *producer_, options_.kafka.dead_letters_topic, partition_ % dead_letter_partitions_,
+        core::kafka_key(message), core::kafka_payload(message), headers);
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      throw core::KafkaError(std::string("produce dead letter: ") + RdKafka::err2str(rc), true,
+                             rc == RdKafka::ERR__FENCED || rc == RdKafka::ERR__FATAL, true);
+    }
+    ++parked_in_batch_;
+  }
+
   void send_reply(const Decided& d) {
     if (!d.reply_to) return;
     Reply reply;
@@ -535,6 +621,7 @@ class PartitionWorker {
       // A repeat answers what the first decision answered.
       reply.aggregate_id = d.outcome.original->aggregate_id;
       reply.position = d.outcome.original->position;
+      reply.replayed = d.outcome.kind == ReplyOutcome::kRejected;
     }
     const auto rc = core::kafka_produce(*producer_, options_.kafka.replies_topic,
                                         d.reply_to->partition, reply.command_id, to_json(reply),
@@ -574,6 +661,8 @@ class PartitionWorker {
   std::unique_ptr<RdKafka::Producer> producer_;
   std::unique_ptr<AggregateStore> store_;
   int reply_partitions_ = 0;  // of the replies topic; learnt once the producer exists
+  int dead_letter_partitions_ = 1;
+  std::size_t parked_in_batch_ = 0;  // dead letters in the open transaction
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

@@ -182,6 +182,12 @@ const std::vector<Binding>& bindings() {
         kafka.text("kafka.events_topic", "The event log topic", &KafkaConfig::events_topic));
     b.push_back(kafka.text("kafka.replies_topic", "Topic command outcomes are written to",
                            &KafkaConfig::replies_topic));
+    b.push_back(kafka.text("kafka.outcomes_topic",
+                           "Topic remembering rejected commands that carried an Idempotency-Key",
+                           &KafkaConfig::outcomes_topic));
+    b.push_back(kafka.text("kafka.dead_letters_topic",
+                           "Topic where records that cannot be decoded are parked",
+                           &KafkaConfig::dead_letters_topic));
     b.push_back(kafka.integer("kafka.partitions", "Partitions of each topic (fixed at creation)",
                               &KafkaConfig::partitions, 1, 10000));
     b.push_back(kafka.integer("kafka.replication_factor", "Replication factor of new topics",

@@ -88,8 +88,7 @@ CommandEnvelope envelope(const std::string& type, const std::string& aggregate_t
 // Applies an outcome the way the processor does (without Kafka).
 void apply(AggregateStore& store, const CommandEnvelope& c, const Outcome& out) {
   store.put(cauce::commands::store_key(c.aggregate_type, c.aggregate_id), *out.state_after);
-  store.record_command(c.command_id,
-                       {c.request_hash, c.aggregate_id, out.version, "0:0", out.call_id});
+  store.record_command(c.command_id, cauce::commands::remembered(c, out, "0:0"));
 }
 
 // One registered contact and one raised alert, so that the commands on existing aggregates get

@@ -9,6 +9,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <cauce/commands/command_bus.hpp>
 #include <cauce/commands/processor.hpp>
@@ -32,6 +34,18 @@ std::string field(const std::string& json, const char* name) {
   if (v.IsString()) return v.GetString();
   if (v.IsInt64()) return std::to_string(v.GetInt64());
   return "";
+}
+
+// A problem+json body without its request_id (each answer has its own).
+std::string problem_body(const std::string& json) {
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  if (!d.IsObject()) return json;
+  d.RemoveMember("request_id");
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  d.Accept(writer);
+  return buffer.GetString();
 }
 
 class CommandsTest : public ::testing::Test {
@@ -251,6 +265,64 @@ TEST_F(CommandsTest, AnIdempotencyKeyAppliesOnceAcrossConcurrentRetriesAndRestar
 
   const auto events = log_checked();
   EXPECT_EQ(count_type(events, "contact.registered"), 1u);
+}
+
+TEST_F(CommandsTest, ADecidedRejectionWithAKeyAnswersTheSameAcrossRetriesAndRestarts) {
+  const auto id = commands::uuid_v7(1'700'000'000'000);
+  const std::string call = R"({"outcome":"answered","duration_s":30})";
+  const auto key = [](const std::string& k) {
+    return std::vector<std::pair<std::string, std::string>>{{"Idempotency-Key", k}};
+  };
+  // 404: a call on a contact that does not exist yet.
+  const auto first = send(http::verb::post, "/v1/contacts/" + id + "/calls", call, key("call-1"));
+  ASSERT_EQ(first.status, 404u) << first.body;
+  EXPECT_FALSE(first.headers.contains("idempotent-replayed"));
+  // 409: registering an id that exists; 412: an update against a stale version.
+  const std::string reg = R"({"id":")" + id + R"(","name":"Ana","phone":"+351912345678"})";
+  ASSERT_EQ(send(http::verb::post, "/v1/contacts", reg, key("reg-1")).status, 201u);
+  const auto conflict = send(http::verb::post, "/v1/contacts", reg, key("reg-2"));
+  ASSERT_EQ(conflict.status, 409u) << conflict.body;
+  auto stale_headers = key("patch-1");
+  stale_headers.emplace_back("If-Match", "\"7\"");
+  const auto stale =
+      send(http::verb::patch, "/v1/contacts/" + id, R"({"name":"Ana L."})", stale_headers);
+  ASSERT_EQ(stale.status, 412u) << stale.body;
+  EXPECT_THAT(stale.body, HasSubstr(R"("current_version":1)"));
+  // Without a key a rejection is not remembered: the same request is decided again.
+  const auto unkeyed =
+      send(http::verb::post, "/v1/contacts/" + id + "/archive", R"({"reason":"gone"})");
+  ASSERT_EQ(unkeyed.status, 200u) << unkeyed.body;  // version 2 now
+
+  const auto expect_replayed = [&](const char* what) {
+    SCOPED_TRACE(what);
+    const auto a = send(http::verb::post, "/v1/contacts/" + id + "/calls", call, key("call-1"));
+    EXPECT_EQ(a.status, 404u) << a.body;
+    EXPECT_EQ(problem_body(a.body), problem_body(first.body));
+    EXPECT_EQ(a.headers.at("idempotent-replayed"), "true");
+    const auto b = send(http::verb::post, "/v1/contacts", reg, key("reg-2"));
+    EXPECT_EQ(b.status, 409u) << b.body;
+    EXPECT_EQ(problem_body(b.body), problem_body(conflict.body));
+    const auto c =
+        send(http::verb::patch, "/v1/contacts/" + id, R"({"name":"Ana L."})", stale_headers);
+    EXPECT_EQ(c.status, 412u) << c.body;
+    EXPECT_EQ(problem_body(c.body), problem_body(stale.body))
+        << "the version it was decided against, not today's";
+    EXPECT_EQ(c.headers.at("etag"), "\"1\"");
+    // The same key with another request is still a reused key.
+    const auto other = send(http::verb::post, "/v1/contacts/" + id + "/calls",
+                            R"({"outcome":"no_answer","duration_s":0})", key("call-1"));
+    EXPECT_EQ(other.status, 422u) << other.body;
+  };
+  expect_replayed("same processor");
+  processor_.reset();
+  processor_ = start_processor();
+  expect_replayed("after a restart: rebuilt from the outcomes topic");
+
+  const auto remembered = read_topic(kafka_, kafka_.outcomes_topic);
+  EXPECT_EQ(remembered.size(), 3u) << "one record per rejected keyed command, none for replays";
+  const auto events = log_checked();
+  EXPECT_EQ(count_type(events, "contact.call_logged"), 0u);
+  EXPECT_EQ(events.size(), 2u) << "registered + archived";
 }
 
 TEST_F(CommandsTest, AZombieProcessorIsFencedAndAppendsNothing) {
@@ -537,6 +609,17 @@ TEST_F(CommandsTest, ForeignRecordsOnTheCommandsTopicNeverBlockAPartition) {
   EXPECT_EQ(r.headers.at("etag"), "\"2\"");
   const auto events = log_checked();
   EXPECT_EQ(events.size(), 2u) << "registered + the one real update";
+
+  // The record that is not a command is parked as it came, with where it came from and why;
+  // the two decodable ones were answered (invalid ids), not parked.
+  const auto dead = read_topic(kafka_, kafka_.dead_letters_topic);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].value, "not json at all");
+  EXPECT_EQ(dead[0].key, id);
+  EXPECT_EQ(dead[0].headers.at(commands::header::kReplyPartition), "999");
+  EXPECT_THAT(dead[0].headers.at(commands::header::kDeadLetterSource),
+              ::testing::StartsWith(kafka_.commands_topic + ":"));
+  EXPECT_FALSE(dead[0].headers.at(commands::header::kDeadLetterError).empty());
 }
 
 class ShortReplyTimeoutTest : public CommandsTest {

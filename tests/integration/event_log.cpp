@@ -13,7 +13,7 @@
 
 namespace cauce::testing {
 
-std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka, bool skip_foreign) {
+std::vector<TopicRecord> read_topic(const core::KafkaConfig& kafka, const std::string& topic) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
@@ -29,17 +29,16 @@ std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka, bool ski
   std::vector<std::unique_ptr<RdKafka::TopicPartition>> owned;
   std::vector<RdKafka::TopicPartition*> partitions;
   for (int p = 0; p < kafka.partitions; ++p) {
-    owned.emplace_back(
-        RdKafka::TopicPartition::create(kafka.events_topic, p, RdKafka::Topic::OFFSET_BEGINNING));
+    owned.emplace_back(RdKafka::TopicPartition::create(topic, p, RdKafka::Topic::OFFSET_BEGINNING));
     partitions.push_back(owned.back().get());
   }
   consumer->assign(partitions);
-  std::vector<LoggedEvent> out;
+  std::vector<TopicRecord> out;
   std::set<std::int32_t> at_end;
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (static_cast<int>(at_end.size()) < kafka.partitions) {
     if (std::chrono::steady_clock::now() > deadline) {
-      throw std::runtime_error("the event log could not be read to its end within 60 s");
+      throw std::runtime_error(topic + " could not be read to its end within 60 s");
     }
     const std::unique_ptr<RdKafka::Message> m(consumer->consume(500));
     if (m->err() == RdKafka::ERR__PARTITION_EOF) {
@@ -48,25 +47,34 @@ std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka, bool ski
     }
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
     at_end.erase(m->partition());
-    LoggedEvent e;
-    e.partition = m->partition();
-    e.offset = m->offset();
-    if (m->key() != nullptr) e.key = *m->key();
-    e.value.assign(static_cast<const char*>(m->payload()), m->len());
+    TopicRecord& r = out.emplace_back();
+    r.partition = m->partition();
+    r.offset = m->offset();
+    if (m->key() != nullptr) r.key = *m->key();
+    r.value.assign(static_cast<const char*>(m->payload()), m->len());
     if (auto* headers = m->headers()) {
       for (const auto& h : headers->get_all()) {
-        e.headers[h.key()] = std::string(static_cast<const char*>(h.value()), h.value_size());
+        r.headers[h.key()] = std::string(static_cast<const char*>(h.value()), h.value_size());
       }
     }
+  }
+  consumer->close();
+  return out;
+}
+
+std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka, bool skip_foreign) {
+  std::vector<LoggedEvent> out;
+  for (auto& record : read_topic(kafka, kafka.events_topic)) {
+    LoggedEvent e;
     try {
-      e.envelope = commands::event_from_json(e.value);
+      e.envelope = commands::event_from_json(record.value);
     } catch (const std::invalid_argument&) {
       if (skip_foreign) continue;
       throw;
     }
+    static_cast<TopicRecord&>(e) = std::move(record);
     out.push_back(std::move(e));
   }
-  consumer->close();
   return out;
 }
 

@@ -13,14 +13,20 @@
 
 namespace cauce::testing {
 
-struct LoggedEvent {
+struct TopicRecord {
   std::int32_t partition = 0;
   std::int64_t offset = 0;
   std::string key;
   std::string value;
   std::map<std::string, std::string> headers;
+};
+
+struct LoggedEvent : TopicRecord {
   commands::EventEnvelope envelope;
 };
+
+// Every committed record of `topic` (kafka.partitions partitions), read to its current end.
+std::vector<TopicRecord> read_topic(const core::KafkaConfig& kafka, const std::string& topic);
 
 // Every committed record of the events topic, all partitions, read to their current end.
 // A record that is not an event envelope throws, unless `skip_foreign` (tests that write

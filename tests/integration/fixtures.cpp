@@ -64,6 +64,8 @@ core::KafkaConfig test_kafka(int partitions) {
   kafka.commands_topic = prefix + ".commands";
   kafka.events_topic = prefix + ".events";
   kafka.replies_topic = prefix + ".replies";
+  kafka.outcomes_topic = prefix + ".outcomes";
+  kafka.dead_letters_topic = prefix + ".dead-letters";
   kafka.partitions = partitions;
   return kafka;
 }
@@ -330,6 +332,8 @@ std::map<std::string, std::string> cauce_env(const core::PostgresConfig& pg,
       {"CAUCE_KAFKA_COMMANDS_TOPIC", kafka.commands_topic},
       {"CAUCE_KAFKA_EVENTS_TOPIC", kafka.events_topic},
       {"CAUCE_KAFKA_REPLIES_TOPIC", kafka.replies_topic},
+      {"CAUCE_KAFKA_OUTCOMES_TOPIC", kafka.outcomes_topic},
+      {"CAUCE_KAFKA_DEAD_LETTERS_TOPIC", kafka.dead_letters_topic},
       {"CAUCE_KAFKA_PARTITIONS", std::to_string(kafka.partitions)},
       {"CAUCE_HTTP_PORT", "0"},
       {"CAUCE_HTTP_THREADS", "2"},

@@ -34,8 +34,7 @@ const std::string kRegister = R"({"name":"Ana","phone":"+351 912 345 678"})";
 void apply(AggregateStore& store, const CommandEnvelope& c, const Outcome& out,
            const std::string& position) {
   store.put(store_key(c.aggregate_type, c.aggregate_id), *out.state_after);
-  store.record_command(c.command_id,
-                       {c.request_hash, c.aggregate_id, out.version, position, out.call_id});
+  store.record_command(c.command_id, remembered(c, out, position));
 }
 
 TEST(HandlerTest, ARepeatedCommandIdIsADuplicateWithTheOriginalAnswer) {
@@ -142,6 +141,54 @@ TEST(HandlerTest, FoldingTheEventsRebuildsTheStateAndTheAppliedCommands) {
   EXPECT_EQ(decide(rebuilt, next).version, decide(live, next).version);
 }
 
+TEST(HandlerTest, ARejectionOfARetriableCommandIsRememberedAndAnsweredAgain) {
+  MemoryAggregateStore store;
+  // Logging a call on a contact that does not exist yet: 404.
+  const auto call = command(
+      "contact.log_call", "contact", kContact,
+      R"({"call_id":"0195a0c4-2222-7000-8000-000000000002","outcome":"busy"})", "key-1", "h-call");
+  const auto first = decide(store, call);
+  ASSERT_EQ(first.kind, ReplyOutcome::kRejected);
+  ASSERT_EQ(first.rejection->code, "not_found");
+  ASSERT_TRUE(remembers_rejection(call, first));
+  store.record_command(call.command_id, remembered(call, first));
+
+  // The contact exists now; the same command still answers what it answered.
+  const auto reg = command("contact.register", "contact", kContact, kRegister, "key-2");
+  apply(store, reg, decide(store, reg), "0:0");
+  const auto again = decide(store, call);
+  EXPECT_EQ(again.kind, ReplyOutcome::kRejected);
+  EXPECT_EQ(again.rejection, first.rejection);
+  EXPECT_EQ(again.version, first.version);
+  EXPECT_NE(again.original, nullptr);
+  EXPECT_TRUE(again.events.empty());
+  EXPECT_FALSE(remembers_rejection(call, again)) << "a replay is not remembered twice";
+
+  // The same id with another request is a reused key, whatever the first answer was.
+  auto other = call;
+  other.request_hash = "h-other";
+  EXPECT_EQ(decide(store, other).kind, ReplyOutcome::kKeyReused);
+}
+
+TEST(HandlerTest, OnlyStateRejectionsOfCommandsWithAKeyAreRemembered) {
+  MemoryAggregateStore store;
+  auto archive = command("contact.archive", "contact", kContact, "{}", "key-1");
+  const auto not_found = decide(store, archive);
+  ASSERT_EQ(not_found.rejection->code, "not_found");
+  EXPECT_TRUE(remembers_rejection(archive, not_found));
+  // Without an Idempotency-Key the id is a UUIDv7: nobody can retry it, nothing to remember.
+  archive.command_id = uuid_v7(1'700'000'000'000);
+  EXPECT_FALSE(remembers_rejection(archive, decide(store, archive)));
+  // A body the rules refuse is refused again on a retry: not stored.
+  const auto bad = command("contact.register", "contact", kContact, R"({"name":7})", "key-2");
+  const auto invalid = decide(store, bad);
+  ASSERT_EQ(invalid.rejection->code, "invalid");
+  EXPECT_FALSE(remembers_rejection(bad, invalid));
+  // Applied commands are remembered through their events, not as rejections.
+  const auto reg = command("contact.register", "contact", kContact, kRegister, "key-3");
+  EXPECT_FALSE(remembers_rejection(reg, decide(store, reg)));
+}
+
 TEST(EnvelopeTest, UuidV7CarriesItsTimeAndIsUnique) {
   std::set<std::string> ids;
   for (int i = 0; i < 1000; ++i) ids.insert(uuid_v7(1'700'000'000'000));
@@ -160,6 +207,9 @@ TEST(EnvelopeTest, NameBasedIdsAreStablePerName) {
   EXPECT_EQ(uuid_from_name("key-1")[14], '8');
   EXPECT_FALSE(is_uuid("0195A0C4-1111-7000-8000-000000000001")) << "lower case only";
   EXPECT_FALSE(is_uuid("not-a-uuid"));
+  EXPECT_TRUE(is_name_based_uuid(uuid_from_name("a")));
+  EXPECT_FALSE(is_name_based_uuid(uuid_v7(1'700'000'000'000)));
+  EXPECT_FALSE(is_name_based_uuid("not-a-uuid"));
 }
 
 TEST(EnvelopeTest, EventsRoundTripAndFitTheEnvelopeSchema) {
@@ -195,6 +245,9 @@ TEST(EnvelopeTest, RepliesAndCommandsRoundTrip) {
   EXPECT_EQ(back.outcome, ReplyOutcome::kRejected);
   EXPECT_EQ(back.rejection, r.rejection);
   EXPECT_EQ(back.version, 4);
+  EXPECT_FALSE(back.replayed);
+  r.replayed = true;
+  EXPECT_TRUE(reply_from_json(to_json(r)).replayed);
 
   auto c = command("contact.update", "contact", kContact, R"({"name":"B"})", "c9");
   c.expected_version = 3;

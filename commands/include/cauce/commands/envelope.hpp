@@ -53,20 +53,23 @@ struct Reply {
   std::string position;      // "<partition>:<offset>" of the last event, "" if none
   std::optional<std::string> call_id;
   std::optional<Rejection> rejection;
+  bool replayed = false;  // a remembered rejection answered again (Idempotent-Replayed)
 };
 
 // Kafka record headers. Events carry their identity as headers too, so consumers can filter
 // without parsing the value; commands carry where their reply goes.
 namespace header {
-inline constexpr const char* kType = "type";                       // events, commands
-inline constexpr const char* kAggregateType = "aggregate_type";    // events, commands
-inline constexpr const char* kAggregateId = "aggregate_id";        // events, commands
-inline constexpr const char* kEventId = "event_id";                // events
-inline constexpr const char* kCommandId = "command_id";            // events, commands, replies
-inline constexpr const char* kRequestHash = "request_hash";        // events (deduplication)
-inline constexpr const char* kReplyInstance = "reply_instance";    // commands, replies
-inline constexpr const char* kReplyPartition = "reply_partition";  // commands
-inline constexpr const char* kReplyToken = "reply_token";          // commands, replies
+inline constexpr const char* kType = "type";                            // events, commands
+inline constexpr const char* kAggregateType = "aggregate_type";         // events, commands
+inline constexpr const char* kAggregateId = "aggregate_id";             // events, commands
+inline constexpr const char* kEventId = "event_id";                     // events
+inline constexpr const char* kCommandId = "command_id";                 // events, commands, replies
+inline constexpr const char* kRequestHash = "request_hash";             // events (deduplication)
+inline constexpr const char* kReplyInstance = "reply_instance";         // commands, replies
+inline constexpr const char* kReplyPartition = "reply_partition";       // commands
+inline constexpr const char* kReplyToken = "reply_token";               // commands, replies
+inline constexpr const char* kDeadLetterSource = "dead_letter_source";  // "<topic>:<p>:<offset>"
+inline constexpr const char* kDeadLetterError = "dead_letter_error";    // why it was parked
 }  // namespace header
 
 // "<partition>:<offset>" of a record in cauce.events: the opaque position token clients get.
@@ -85,5 +88,9 @@ std::string uuid_v7(std::int64_t unix_ms);
 // A name-based UUID (version 8, SHA-256 of the name): the same name always gives the same id.
 std::string uuid_from_name(std::string_view name);
 bool is_uuid(std::string_view text);
+
+// A UUID of version 8: how the API derives a command id from an Idempotency-Key, so a command
+// that a client can retry.
+bool is_name_based_uuid(std::string_view text);
 
 }  // namespace cauce::commands

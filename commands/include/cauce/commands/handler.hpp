@@ -19,13 +19,16 @@ namespace cauce::commands {
 
 using AggregateState = std::variant<contact::State, alert::State, report::State, backup::State>;
 
-// What the log says a command did: enough to answer a retry exactly as the first time.
+// What the log says a command did: enough to answer a retry exactly as the first time. Built
+// from its events (applied) or from the outcomes topic (a remembered rejection).
 struct AppliedCommand {
   std::string request_hash;
   std::string aggregate_id;
   std::int64_t version = 0;
   std::string position;
   std::optional<std::string> call_id;
+  // Set for a remembered rejection: the command appended nothing and a retry answers this.
+  std::optional<Rejection> rejection;
 };
 
 // The state of one partition's aggregates plus every command id applied to them (permanent
@@ -66,10 +69,22 @@ struct Outcome {
   std::int64_t version = 0;                   // aggregate version after the command
   std::optional<std::string> call_id;
   std::optional<Rejection> rejection;
-  const AppliedCommand* original = nullptr;  // for kDuplicate
+  const AppliedCommand* original = nullptr;  // set when the command id was decided before
 };
 
-// Decides `command` against `store` without changing it. Unknown types and malformed data are
+// Whether a rejection is remembered like a success, so that a retry answers it again instead
+// of being decided anew: the command can be retried (its id is derived from an Idempotency-Key)
+// and the rejection came from the state (404, 409, 412), not from the body ("invalid").
+bool remembers_rejection(const CommandEnvelope& command, const Outcome& outcome);
+
+// What a store records for a command: an applied one (`position` of its last event, "" until
+// known) or a remembered rejection.
+AppliedCommand remembered(const CommandEnvelope& command, const Outcome& outcome,
+                          std::string position = "");
+
+// Decides `command` against `store` without changing it. A command id decided before answers
+// what it answered then (duplicate, the same rejection replayed, or key_reused when the request
+// differs). Unknown types and malformed data are
 // rejections ("invalid"), never exceptions.
 Outcome decide(const AggregateStore& store, const CommandEnvelope& command);
 

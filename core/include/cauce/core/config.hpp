@@ -41,6 +41,8 @@ struct KafkaConfig {
   std::string commands_topic = "cauce.commands";
   std::string events_topic = "cauce.events";
   std::string replies_topic = "cauce.replies";
+  std::string outcomes_topic = "cauce.outcomes";          // remembered rejections (compacted)
+  std::string dead_letters_topic = "cauce.dead-letters";  // records no one could decode
   int partitions = 12;
   int replication_factor = 1;
   int request_timeout_ms = 5000;
