@@ -1,6 +1,7 @@
-// The Kafka adapter around decide()/fold(): one thread polls the commands consumer and hands
-// each record to the worker of its partition; each worker owns a transactional producer and
-// the partition's state. See processor.hpp for the protocol.
+// The Kafka adapter around decide()/fold(): one thread polls the commands consumer and queues
+// each record for its partition; one committer thread owns the processor's transactional
+// producer and decides the commands of every ready partition in shared transactions; a
+// rebuild thread per partition restores its state. See processor.hpp for the protocol.
 
 #include <algorithm>
 #include <atomic>
@@ -22,6 +23,7 @@
 #include <cauce/commands/handler.hpp>
 #include <cauce/commands/processor.hpp>
 #include <cauce/core/backoff.hpp>
+#include <cauce/core/kafka_admin.hpp>
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
@@ -38,7 +40,9 @@ const core::Logger& log() {
 
 constexpr std::size_t kPauseBacklog = 20000;  // records queued for one worker: pause fetching
 constexpr std::size_t kResumeBacklog = 2000;
-constexpr int kTransactionTimeoutMs = 30000;
+// Also how long a crashed processor's open transaction can hold the rebuild of the partitions
+// it had (unless it comes back with the same instance id and aborts it at once).
+constexpr int kTransactionTimeoutMs = 10000;
 
 // Label values stay bounded whatever arrives on the topic.
 std::string metric_type(const std::string& type) {
@@ -171,214 +175,294 @@ std::optional<ReplyTo> reply_to(RdKafka::Message& message, int reply_partitions)
   return ReplyTo{p, *instance, *token};
 }
 
-// One owned partition: its producer, its state and its queue of commands.
-class PartitionWorker {
- public:
-  PartitionWorker(const ProcessorOptions& options, std::int32_t partition, Metrics& metrics,
-                  RdKafka::KafkaConsumer& consumer)
-      : options_(options), partition_(partition), metrics_(metrics), consumer_(consumer) {
-    thread_ = std::thread([this] { run(); });
-  }
+// One partition of the commands topic this processor owns: its queue of commands and the state
+// of its aggregates.
+struct Owned {
+  explicit Owned(std::int32_t p) : partition(p), status{p} {}
 
-  ~PartitionWorker() { stop_and_join(); }
-  PartitionWorker(const PartitionWorker&) = delete;
-  PartitionWorker& operator=(const PartitionWorker&) = delete;
+  const std::int32_t partition;
+  // Guarded by the processor's mutex.
+  std::deque<MessagePtr> inbox;  // consumed, not decided yet (in order)
+  bool ready = false;            // state rebuilt: the committer may decide its commands
+  PartitionStatus status;
+  // Written by the rebuild thread while !ready, used by the committer thread while ready.
+  std::unique_ptr<AggregateStore> store;
+  std::atomic<bool> cancelled{false};  // released: a running rebuild gives up
+  std::thread rebuilder;               // joined before the next rebuild and on release
+};
 
-  void push(MessagePtr message) {
-    {
-      const std::lock_guard lock(mutex_);
-      inbox_.push_back(std::move(message));
+// A batch's commands of one partition.
+struct Slice {
+  Owned* owned = nullptr;
+  std::vector<MessagePtr> records;
+};
+
+}  // namespace
+
+// One consumer (the poll thread) hands records to the queues of the partitions this processor
+// owns; one committer thread owns the one transactional producer and decides the commands of
+// every ready partition in shared transactions; a rebuild thread per partition restores its
+// state after each assignment or abort.
+struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
+  Impl(ProcessorOptions o, prometheus::Registry& registry)
+      : options(std::move(o)), metrics(registry), admin(options.kafka) {}
+
+  ProcessorOptions options;
+  Metrics metrics;
+  core::KafkaAdmin admin;  // stable committed offsets before a rebuild
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer;
+  std::unique_ptr<RdKafka::KafkaConsumer> watermarks;  // read_uncommitted: true high watermarks
+  std::string transactional_id;
+  std::atomic<bool> running{false};
+  std::atomic<bool> assignment_known{false};
+  std::thread poller;
+  std::thread committer;
+
+  mutable std::mutex mutex;
+  std::condition_variable wake;  // commands to decide, a partition ready, a batch done, stop
+  std::map<std::int32_t, std::unique_ptr<Owned>> owned;
+  bool in_flight = false;  // the committer holds a batch (pointers into `owned`)
+  bool holding = false;    // a revocation is waiting: take no new batch
+  bool fenced = false;     // another producer took the transactional id: append nothing more
+
+  std::set<std::int32_t> paused;  // poll thread only
+
+  // Committer thread only.
+  DeliveryReports deliveries;
+  std::unique_ptr<RdKafka::Producer> producer;
+  int reply_partitions = 0;  // of the replies topic; learnt once the producer exists
+  int dead_letter_partitions = 1;
+  std::size_t parked_in_batch = 0;  // dead letters in the open transaction
+  std::size_t next_start = 0;       // round robin over partitions when a batch is full
+  core::Backoff backoff{std::chrono::milliseconds(100), std::chrono::milliseconds(5000)};
+  core::ConditionLog claim_failing{log()};
+  core::ConditionLog committer_failing{log()};
+  core::ConditionLog foreign_records{log()};
+
+  // --- assignment (poll thread) -----------------------------------------------------------
+
+  void rebalance_cb(RdKafka::KafkaConsumer* c, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      c->assign(partitions);
+      take(partitions);
+      assignment_known = true;
+    } else {
+      assignment_known = false;
+      release_all();
+      c->unassign();
     }
-    wake_.notify_one();
   }
 
-  std::size_t backlog() const {
-    const std::lock_guard lock(mutex_);
-    return inbox_.size();
+  void take(const std::vector<RdKafka::TopicPartition*>& partitions) {
+    const std::lock_guard lock(mutex);
+    for (const auto* tp : partitions) {
+      auto o = std::make_unique<Owned>(tp->partition());
+      start_rebuild(*o);
+      owned.insert_or_assign(tp->partition(), std::move(o));
+      log().info("partition assigned", {{"partition", tp->partition()}});
+    }
+    metrics.partitions.Set(static_cast<double>(owned.size()));
+    holding = false;
   }
 
-  // The open transaction is finished or aborted; queued commands are left to the next owner.
-  void stop_and_join() {
-    stopping_ = true;
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
+  // Waits for the batch in flight to commit or abort (its offsets belong to the generation
+  // that is ending), then drops every partition's queue and state.
+  void release_all() {
+    std::map<std::int32_t, std::unique_ptr<Owned>> released;
+    {
+      std::unique_lock lock(mutex);
+      holding = true;
+      wake.notify_all();
+      wake.wait(lock, [&] { return !in_flight; });
+      released.swap(owned);
+    }
+    for (auto& [partition, o] : released) {
+      o->cancelled = true;
+      wake.notify_all();
+      if (o->rebuilder.joinable()) o->rebuilder.join();
+      log().info("partition released", {{"partition", partition}});
+    }
+    paused.clear();
+    metrics.partitions.Set(0);
   }
 
-  PartitionStatus status() const {
-    const std::lock_guard lock(status_mutex_);
-    return status_;
-  }
-
- private:
-  // Claims the partition, rebuilds its state, then decides batches until stopped. Transient
-  // failures (a leader moving, the broker away) start over after a pause; being fenced ends
-  // the worker for good.
-  void run() {
-    // Taken from the inbox and not committed yet: kept across a restart of the loop below, so a
-    // failure between taking a batch and committing it never skips those commands.
-    std::vector<MessagePtr> pending;
-    while (!stopping_) {
-      try {
-        if (!producer_ && !init_producer()) break;
-        if (reply_partitions_ == 0) {
-          // Also learns the leaders now rather than in the first transaction.
-          const std::chrono::milliseconds timeout(options_.kafka.request_timeout_ms);
-          core::kafka_partition_count(*producer_, options_.kafka.events_topic, timeout);
-          reply_partitions_ =
-              core::kafka_partition_count(*producer_, options_.kafka.replies_topic, timeout);
-          dead_letter_partitions_ =
-              core::kafka_partition_count(*producer_, options_.kafka.dead_letters_topic, timeout);
-          if (core::kafka_partition_count(*producer_, options_.kafka.outcomes_topic, timeout) <=
-              partition_) {
-            reply_partitions_ = 0;  // learnt again on the next attempt
-            throw std::runtime_error(
-                "the outcomes topic has fewer partitions than the commands "
-                "topic; run `cauce topics create`");
+  void poll_loop() {
+    auto last_error_log = Clock::now() - std::chrono::hours(1);
+    while (running) {
+      MessagePtr message(consumer->consume(100));
+      switch (message->err()) {
+        case RdKafka::ERR_NO_ERROR: {
+          bool wake_committer = false;
+          {
+            const std::lock_guard lock(mutex);
+            const auto it = owned.find(message->partition());
+            if (it != owned.end()) {
+              it->second->inbox.push_back(std::move(message));
+              wake_committer = it->second->ready;
+            }
           }
-        }
-        rebuild();
-        set_ready(true);
-        worker_failing_.cleared("partition worker recovered");
-        log().info("partition ready", {{"partition", partition_},
-                                       {"aggregates", store_->aggregate_count()},
-                                       {"commands", store_->command_count()}});
-        backoff_.reset();
-        while (!stopping_) {
-          if (pending.empty()) pending = take_batch();
-          if (pending.empty()) continue;
-          if (process_until_committed(pending)) pending.clear();
-        }
-      } catch (const core::KafkaError& e) {
-        if (e.is_fatal()) {
-          mark_fenced(e.what());
+          if (wake_committer) wake.notify_all();
           break;
         }
-        worker_failing_.failing(
-            "partition worker failed; starting over (logged once until it "
-            "recovers)",
-            {{"partition", partition_}, {"error", e.what()}});
-      } catch (const std::exception& e) {
-        worker_failing_.failing(
-            "partition worker failed; starting over (logged once until it "
-            "recovers)",
-            {{"partition", partition_}, {"error", e.what()}});
+        case RdKafka::ERR__TIMED_OUT:
+        case RdKafka::ERR__PARTITION_EOF:
+          break;
+        default:
+          if (Clock::now() - last_error_log > std::chrono::seconds(10)) {
+            last_error_log = Clock::now();
+            log().warn("commands consumer error", {{"error", message->errstr()}});
+          }
       }
-      set_ready(false);
-      pause_before_retry();
+      apply_backpressure();
     }
-    set_ready(false);
-    if (producer_) producer_->flush(1000);
   }
 
-  // Capped, jittered backoff that a stop interrupts.
-  void pause_before_retry() {
-    std::unique_lock lock(mutex_);
-    wake_.wait_for(lock, backoff_.next(), [&] { return stopping_.load(); });
-  }
-
-  std::string transactional_id() const {
-    return options_.commands.processor_group + "-" + options_.kafka.commands_topic + "-" +
-           std::to_string(partition_);
-  }
-
-  // Creates the producer and claims the transactional id; retries while the broker is away.
-  bool init_producer() {
-    auto conf = core::kafka_conf(
-        options_.kafka, {{"transactional.id", transactional_id()},
-                         {"transaction.timeout.ms", std::to_string(kTransactionTimeoutMs)},
-                         {"message.timeout.ms", std::to_string(kTransactionTimeoutMs)},
-                         {"linger.ms", "0"},
-                         // The broker answers CONCURRENT_TRANSACTIONS for a moment after each
-                         // commit; the default 100 ms backoff would add that to every batch.
-                         {"retry.backoff.ms", "10"},
-                         {"partitioner", "murmur2_random"}});
-    std::string err;
-    if (conf->set("dr_cb", &deliveries_, err) != RdKafka::Conf::CONF_OK) {
-      throw std::runtime_error(err);
+  // A partition far behind (e.g. still rebuilding) stops its fetching for a while.
+  void apply_backpressure() {
+    std::vector<std::pair<std::int32_t, bool>> changes;  // partition, pause
+    {
+      const std::lock_guard lock(mutex);
+      for (const auto& [partition, o] : owned) {
+        const auto backlog = o->inbox.size();
+        const bool is_paused = paused.contains(partition);
+        if (!is_paused && backlog > kPauseBacklog) changes.emplace_back(partition, true);
+        if (is_paused && backlog < kResumeBacklog) changes.emplace_back(partition, false);
+      }
     }
-    producer_.reset(RdKafka::Producer::create(conf.get(), err));
-    if (!producer_) throw core::KafkaError("producer: " + err, false, true, false);
-    while (!stopping_) {
+    for (const auto& [partition, pause] : changes) {
+      std::unique_ptr<RdKafka::TopicPartition> tp(
+          RdKafka::TopicPartition::create(options.kafka.commands_topic, partition));
+      std::vector<RdKafka::TopicPartition*> list{tp.get()};
+      if (pause) {
+        consumer->pause(list);
+        paused.insert(partition);
+      } else {
+        consumer->resume(list);
+        paused.erase(partition);
+      }
+    }
+  }
+
+  // --- rebuilding a partition's state (one thread per partition) ---------------------------
+
+  // Caller holds `mutex`; `o.rebuilder` has finished (or never ran).
+  void start_rebuild(Owned& o) {
+    o.ready = false;
+    o.status.ready = false;
+    o.rebuilder = std::thread([this, &o] { rebuild_loop(o); });
+  }
+
+  void rebuild_loop(Owned& o) {
+    core::Backoff retry(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+    core::ConditionLog failing(log());
+    while (!o.cancelled && running) {
       try {
-        core::kafka_check(producer_->init_transactions(5000), "init_transactions");
-        claim_failing_.cleared("partition claimed");
-        return true;
-      } catch (const core::KafkaError& e) {
-        if (e.is_fatal()) throw;
-        claim_failing_.failing("cannot claim the partition yet, retrying",
-                               {{"partition", partition_}, {"error", e.what()}});
-        pause_before_retry();
+        auto store = rebuild(o);
+        const std::lock_guard lock(mutex);
+        if (o.cancelled) return;
+        o.store = std::move(store);
+        o.ready = true;
+        o.status.ready = true;
+        o.status.aggregates = o.store->aggregate_count();
+        o.status.commands = o.store->command_count();
+        failing.cleared("partition rebuilt");
+        wake.notify_all();
+        return;
+      } catch (const std::exception& e) {
+        failing.failing("cannot rebuild the partition's state yet; retrying",
+                        {{"partition", o.partition}, {"error", e.what()}});
       }
+      std::unique_lock lock(mutex);
+      wake.wait_for(lock, retry.next(), [&] { return o.cancelled || !running; });
     }
-    return false;
   }
 
-  // Reads this partition's remembered rejections and then its event log from the start
-  // (read_committed) into a fresh store. Runs after init_transactions, so no transaction of an
-  // earlier owner is still open. Events come second: they win over any outcome of the same id.
-  void rebuild() {
+  // The partition's remembered rejections and then its events (read_committed), into a fresh
+  // store. First, no transaction that consumed from this commands partition may still be open
+  // (a zombie's, from before the partition moved here): the stable committed offset says so,
+  // and every event such a transaction appended is in the log by then. Then each topic is read
+  // to its true high watermark, so a transaction still open on it is waited for rather than
+  // read past. Events come last: they win over any outcome of the same command id.
+  std::unique_ptr<AggregateStore> rebuild(Owned& o) {
     const auto started = Clock::now();
+    admin.stable_committed_offset(options.commands.processor_group, options.kafka.commands_topic,
+                                  o.partition,
+                                  std::chrono::milliseconds(2 * kTransactionTimeoutMs));
     auto store = std::make_unique<MemoryAggregateStore>();
-    const auto rejections = read_partition(options_.kafka.outcomes_topic, [&](RdKafka::Message& m) {
-      auto reply = reply_from_json(core::kafka_payload(m));
-      if (reply.outcome != ReplyOutcome::kRejected || !reply.rejection) return;
-      store->record_command(reply.command_id,
-                            AppliedCommand{core::kafka_header(m, header::kRequestHash).value_or(""),
-                                           reply.aggregate_id, reply.version, "", std::nullopt,
-                                           std::move(reply.rejection)});
-    });
-    const auto events = read_partition(options_.kafka.events_topic, [&](RdKafka::Message& m) {
-      fold(*store, event_from_json(core::kafka_payload(m)), position_token(partition_, m.offset()),
+    const auto rejections =
+        read_partition(o, options.kafka.outcomes_topic, [&](RdKafka::Message& m) {
+          auto reply = reply_from_json(core::kafka_payload(m));
+          if (reply.outcome != ReplyOutcome::kRejected || !reply.rejection) return;
+          store->record_command(
+              reply.command_id,
+              AppliedCommand{core::kafka_header(m, header::kRequestHash).value_or(""),
+                             reply.aggregate_id, reply.version, "", std::nullopt,
+                             std::move(reply.rejection)});
+        });
+    const auto events = read_partition(o, options.kafka.events_topic, [&](RdKafka::Message& m) {
+      fold(*store, event_from_json(core::kafka_payload(m)), position_token(o.partition, m.offset()),
            core::kafka_header(m, header::kRequestHash).value_or(""));
     });
-    store_ = std::move(store);
-    metrics_.rebuilt_events.Increment(static_cast<double>(events));
+    metrics.rebuilt_events.Increment(static_cast<double>(events));
     {
-      const std::lock_guard lock(status_mutex_);
-      status_.rebuilt_events += events;
+      const std::lock_guard lock(mutex);
+      o.status.rebuilt_events += events;
     }
-    update_counts();
     log().info(
         "state rebuilt from the log",
-        {{"partition", partition_},
+        {{"partition", o.partition},
          {"events", events},
          {"remembered_rejections", rejections},
+         {"aggregates", store->aggregate_count()},
          {"ms",
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
+    return store;
   }
 
-  // Hands every committed record of this partition of `topic` to `apply`, from the start to the
-  // end it has now; returns how many were applied. A record `apply` cannot take is logged and
-  // skipped: rebuilding never stops on one.
-  std::int64_t read_partition(const std::string& topic,
+  std::int64_t high_watermark(const std::string& topic, std::int32_t partition) {
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    const auto rc = watermarks->query_watermark_offsets(topic, partition, &low, &high,
+                                                        options.kafka.request_timeout_ms);
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      throw core::KafkaError(topic + " offsets: " + RdKafka::err2str(rc), true, false, false);
+    }
+    return high;
+  }
+
+  // Hands every committed record of the partition of `topic` to `apply`, from the start until
+  // the reader's end of partition reaches the high watermark (a read_committed reader stops
+  // before an open transaction: it waits until that one is committed or aborted). Returns how
+  // many were applied. A record `apply` cannot take is logged and skipped.
+  std::int64_t read_partition(const Owned& o, const std::string& topic,
                               const std::function<void(RdKafka::Message&)>& apply) {
-    auto conf = core::kafka_conf(options_.kafka,
-                                 {{"group.id", options_.commands.processor_group + "-rebuild"},
+    auto conf = core::kafka_conf(options.kafka,
+                                 {{"group.id", options.commands.processor_group + "-rebuild"},
                                   {"enable.auto.commit", "false"},
                                   {"enable.partition.eof", "true"},
                                   {"isolation.level", "read_committed"},
+                                  {"fetch.wait.max.ms", "50"},
                                   {"fetch.max.bytes", "52428800"}});
     std::string err;
     std::unique_ptr<RdKafka::KafkaConsumer> reader(RdKafka::KafkaConsumer::create(conf.get(), err));
     if (!reader) throw core::KafkaError("rebuild consumer: " + err, false, false, false);
-    std::unique_ptr<RdKafka::TopicPartition> tp(
-        RdKafka::TopicPartition::create(topic, partition_, RdKafka::Topic::OFFSET_BEGINNING));
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    const auto rc = reader->query_watermark_offsets(topic, partition_, &low, &high,
-                                                    options_.kafka.request_timeout_ms);
-    if (rc != RdKafka::ERR_NO_ERROR) {
-      throw core::KafkaError(topic + " offsets: " + RdKafka::err2str(rc), true, false, false);
-    }
-    reader->assign({tp.get()});
+    auto high = high_watermark(topic, o.partition);
     std::int64_t applied = 0;
-    while (!stopping_ && high > low) {  // an empty partition has nothing to read
-      const MessagePtr message(reader->consume(500));
-      if (message->err() == RdKafka::ERR__PARTITION_EOF) break;
+    if (high == 0) return applied;  // an empty partition has nothing to read
+    std::unique_ptr<RdKafka::TopicPartition> tp(
+        RdKafka::TopicPartition::create(topic, o.partition, RdKafka::Topic::OFFSET_BEGINNING));
+    reader->assign({tp.get()});
+    while (!o.cancelled && running) {
+      const MessagePtr message(reader->consume(200));
+      if (message->err() == RdKafka::ERR__PARTITION_EOF) {
+        if (message->offset() >= high) break;
+        continue;  // an open transaction ahead: its end moves the reader on
+      }
       if (message->err() == RdKafka::ERR__TIMED_OUT) continue;
       if (message->err() != RdKafka::ERR_NO_ERROR) {
         log().warn("rebuild read error",
-                   {{"topic", topic}, {"partition", partition_}, {"error", message->errstr()}});
+                   {{"topic", topic}, {"partition", o.partition}, {"error", message->errstr()}});
         continue;
       }
       try {
@@ -386,66 +470,207 @@ class PartitionWorker {
         ++applied;
       } catch (const std::exception& e) {
         log().error("unreadable record skipped while rebuilding", {{"topic", topic},
-                                                                   {"partition", partition_},
+                                                                   {"partition", o.partition},
                                                                    {"offset", message->offset()},
                                                                    {"error", e.what()}});
       }
     }
     reader->close();
+    if (o.cancelled || !running) throw std::runtime_error("rebuild cancelled");
     return applied;
   }
 
-  // Waits for the first command, then lingers briefly so that a batch can fill.
-  std::vector<MessagePtr> take_batch() {
-    const auto max = static_cast<std::size_t>(options_.commands.batch_max);
-    std::unique_lock lock(mutex_);
-    wake_.wait_for(lock, std::chrono::milliseconds(100),
-                   [&] { return stopping_ || !inbox_.empty(); });
-    if (stopping_ || inbox_.empty()) return {};
-    if (inbox_.size() < max && options_.commands.linger_ms > 0) {
-      wake_.wait_for(lock, std::chrono::milliseconds(options_.commands.linger_ms),
-                     [&] { return stopping_ || inbox_.size() >= max; });
+  // --- deciding and committing (the committer thread) --------------------------------------
+
+  void commit_loop() {
+    while (running) {
+      try {
+        if (!producer && !init_producer()) break;
+        if (reply_partitions == 0) learn_partition_counts();
+        committer_failing.cleared("committer recovered");
+        for (;;) {
+          auto batch = take_batch();
+          if (batch.empty()) {
+            if (!running) break;
+            continue;
+          }
+          run_batch(batch);
+        }
+      } catch (const core::KafkaError& e) {
+        if (e.is_fatal()) {
+          mark_fenced(e.what());
+          break;
+        }
+        committer_failing.failing("committer failed; starting over (logged once until it recovers)",
+                                  {{"error", e.what()}});
+      } catch (const std::exception& e) {
+        committer_failing.failing("committer failed; starting over (logged once until it recovers)",
+                                  {{"error", e.what()}});
+      }
+      pause_before_retry();
     }
-    std::vector<MessagePtr> batch;
-    const auto n = std::min(max, inbox_.size());
-    batch.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      batch.push_back(std::move(inbox_.front()));
-      inbox_.pop_front();
-    }
-    return batch;
+    if (producer) producer->flush(1000);
   }
 
-  // true once the batch is committed; false when stopping first (the batch stays uncommitted
-  // for the partition's next owner). Throws when the worker must start over (the caller keeps
-  // the batch and decides it again after the rebuild).
-  bool process_until_committed(const std::vector<MessagePtr>& batch) {
-    for (int attempt = 1; !stopping_ || attempt == 1; ++attempt) {
+  void pause_before_retry() {
+    std::unique_lock lock(mutex);
+    wake.wait_for(lock, backoff.next(), [&] { return !running.load(); });
+  }
+
+  // Creates the producer and claims the transactional id (an earlier producer with the same id
+  // is fenced and its open transaction aborted); retries while the broker is away.
+  bool init_producer() {
+    auto conf = core::kafka_conf(
+        options.kafka, {{"transactional.id", transactional_id},
+                        {"transaction.timeout.ms", std::to_string(kTransactionTimeoutMs)},
+                        {"message.timeout.ms", std::to_string(kTransactionTimeoutMs)},
+                        {"linger.ms", "0"},
+                        // The broker answers CONCURRENT_TRANSACTIONS for a moment after each
+                        // commit; the default 100 ms backoff would add that to every batch.
+                        {"retry.backoff.ms", "10"},
+                        {"partitioner", "murmur2_random"}});
+    std::string err;
+    if (conf->set("dr_cb", &deliveries, err) != RdKafka::Conf::CONF_OK) {
+      throw std::runtime_error(err);
+    }
+    producer.reset(RdKafka::Producer::create(conf.get(), err));
+    if (!producer) throw core::KafkaError("producer: " + err, false, true, false);
+    while (running) {
       try {
-        process(batch);
-        backoff_.reset();
+        core::kafka_check(producer->init_transactions(5000), "init_transactions");
+        claim_failing.cleared("transactional id claimed");
         return true;
       } catch (const core::KafkaError& e) {
         if (e.is_fatal()) throw;
-        metrics_.aborted.Increment();
-        log().warn("transaction failed; aborting and deciding the batch again",
-                   {{"partition", partition_}, {"attempt", attempt}, {"error", e.what()}});
-        try {
-          core::kafka_check(producer_->abort_transaction(kTransactionTimeoutMs),
-                            "abort_transaction");
-        } catch (const core::KafkaError& abort_error) {
-          if (abort_error.is_fatal()) throw;
-          log().warn("abort failed", {{"partition", partition_}, {"error", abort_error.what()}});
-        }
-        // The in-memory state saw the aborted decisions: rebuild it from what was committed.
+        claim_failing.failing("cannot claim the transactional id yet, retrying",
+                              {{"transactional_id", transactional_id}, {"error", e.what()}});
         pause_before_retry();
-        rebuild();
       }
     }
     return false;
   }
 
+  void learn_partition_counts() {
+    const std::chrono::milliseconds timeout(options.kafka.request_timeout_ms);
+    core::kafka_partition_count(*producer, options.kafka.events_topic, timeout);
+    dead_letter_partitions =
+        core::kafka_partition_count(*producer, options.kafka.dead_letters_topic, timeout);
+    const int outcomes =
+        core::kafka_partition_count(*producer, options.kafka.outcomes_topic, timeout);
+    const int commands =
+        core::kafka_partition_count(*producer, options.kafka.commands_topic, timeout);
+    if (outcomes < commands) {
+      throw std::runtime_error(
+          "the outcomes topic has fewer partitions than the commands topic; "
+          "run `cauce topics create`");
+    }
+    reply_partitions = core::kafka_partition_count(*producer, options.kafka.replies_topic, timeout);
+  }
+
+  // Waits for commands of ready partitions, lingers briefly so that the batch can fill, and
+  // takes up to batch_max of them (whole queues, partitions in turn). Empty when stopping or
+  // holding for a revocation.
+  std::vector<Slice> take_batch() {
+    const auto max = static_cast<std::size_t>(options.commands.batch_max);
+    std::unique_lock lock(mutex);
+    const auto queued = [&] {
+      std::size_t n = 0;
+      for (const auto& [p, o] : owned) n += o->ready ? o->inbox.size() : 0;
+      return n;
+    };
+    const auto stop = [&] { return !running || holding || fenced; };
+    wake.wait_for(lock, std::chrono::milliseconds(100),
+                  [&] { return !running || fenced || (!holding && queued() > 0); });
+    if (stop() || queued() == 0) return {};
+    if (options.commands.linger_ms > 0 && queued() < max) {
+      wake.wait_for(lock, std::chrono::milliseconds(options.commands.linger_ms),
+                    [&] { return stop() || queued() >= max; });
+      if (stop()) return {};
+    }
+    std::vector<Slice> batch;
+    std::size_t taken = 0;
+    std::vector<Owned*> order;
+    for (const auto& [p, o] : owned) order.push_back(o.get());
+    next_start = order.empty() ? 0 : (next_start + 1) % order.size();
+    for (std::size_t i = 0; i < order.size() && taken < max; ++i) {
+      Owned* o = order[(next_start + i) % order.size()];
+      if (!o->ready || o->inbox.empty()) continue;
+      Slice& slice = batch.emplace_back();
+      slice.owned = o;
+      while (!o->inbox.empty() && taken < max) {
+        slice.records.push_back(std::move(o->inbox.front()));
+        o->inbox.pop_front();
+        ++taken;
+      }
+    }
+    in_flight = !batch.empty();
+    return batch;
+  }
+
+  // Decides and commits one batch. On a failure the transaction is aborted, the batch's
+  // commands go back to the front of their queues and their partitions are rebuilt from the
+  // log (their in-memory state saw decisions that were never committed): decided again later,
+  // never skipped, never acknowledged twice.
+  void run_batch(std::vector<Slice>& batch) {
+    try {
+      process(batch);
+      backoff.reset();
+      finish_batch(nullptr);
+    } catch (const core::KafkaError& e) {
+      metrics.aborted.Increment();
+      if (!e.is_fatal()) {
+        log().warn("transaction failed; aborting, rebuilding its partitions and deciding again",
+                   {{"partitions", batch.size()}, {"error", e.what()}});
+        try {
+          core::kafka_check(producer->abort_transaction(kTransactionTimeoutMs),
+                            "abort_transaction");
+        } catch (const core::KafkaError& abort_error) {
+          log().warn("abort failed; starting the producer over", {{"error", abort_error.what()}});
+          producer.reset();
+          reply_partitions = 0;
+        }
+      }
+      finish_batch(&batch);
+      if (e.is_fatal()) throw;
+      pause_before_retry();
+      if (!producer) throw std::runtime_error("producer restarted after a failed abort");
+    } catch (...) {
+      finish_batch(&batch);
+      throw;
+    }
+  }
+
+  // Ends the batch in flight; `failed`: its commands are queued again and its partitions
+  // rebuilt.
+  void finish_batch(std::vector<Slice>* failed) {
+    std::vector<Owned*> rebuild_these;
+    {
+      const std::lock_guard lock(mutex);
+      if (failed != nullptr) {
+        for (auto& slice : *failed) {
+          auto& inbox = slice.owned->inbox;
+          for (auto it = slice.records.rbegin(); it != slice.records.rend(); ++it) {
+            inbox.push_front(std::move(*it));
+          }
+          slice.owned->ready = false;
+          slice.owned->status.ready = false;
+          rebuild_these.push_back(slice.owned);
+        }
+      }
+    }
+    for (Owned* o : rebuild_these) {
+      if (o->rebuilder.joinable()) o->rebuilder.join();  // finished: the partition was ready
+    }
+    const std::lock_guard lock(mutex);
+    for (Owned* o : rebuild_these) {
+      if (!o->cancelled) start_rebuild(*o);
+    }
+    in_flight = false;
+    wake.notify_all();
+  }
+
   struct Decided {
+    Owned* owned = nullptr;
     std::optional<CommandEnvelope> command;  // nullopt: the record was not a command
     std::optional<ReplyTo> reply_to;
     Outcome outcome;
@@ -454,65 +679,39 @@ class PartitionWorker {
     std::string position;
   };
 
-  void process(const std::vector<MessagePtr>& batch) {
+  void process(const std::vector<Slice>& batch) {
     const auto started = Clock::now();
-    core::kafka_check(producer_->begin_transaction(), "begin_transaction");
-    deliveries_.begin_batch();
-    parked_in_batch_ = 0;
+    core::kafka_check(producer->begin_transaction(), "begin_transaction");
+    deliveries.begin_batch();
+    parked_in_batch = 0;
     std::vector<Decided> decided;
-    decided.reserve(batch.size());
-    for (const auto& message : batch) {
-      Decided d;
-      d.reply_to = reply_to(*message, reply_partitions_);
-      try {
-        d.command = command_from_json(core::kafka_payload(*message));
-        foreign_records_.cleared("commands decode again");
-      } catch (const std::exception& e) {
-        // A foreign producer's record: rejected (with a reply where it names one), committed
-        // past, never a crash or a stall; logged once per run of such records.
-        foreign_records_.failing(
-            "not a command; rejected and parked on the dead-letters topic",
-            {{"partition", partition_}, {"offset", message->offset()}, {"error", e.what()}});
-        park(*message, e.what());
-        d.outcome.kind = ReplyOutcome::kRejected;
-        d.outcome.rejection = Rejection{"invalid", "body", "not a valid command envelope"};
-        decided.push_back(std::move(d));
-        continue;
-      }
-      d.outcome = decide(*store_, *d.command);
-      if (remembers_rejection(*d.command, d.outcome)) {
-        remember_rejection(*d.command, d.outcome);
-        // At once, so that a repeat later in this batch answers the same.
-        store_->record_command(d.command->command_id, remembered(*d.command, d.outcome));
-      }
-      if (d.outcome.kind == ReplyOutcome::kApplied && !d.outcome.events.empty()) {
-        d.first_slot = deliveries_.size();
-        d.slots = d.outcome.events.size();
-        append_events(*d.command, d.outcome);
-        store_->put(store_key(d.command->aggregate_type, d.command->aggregate_id),
-                    *d.outcome.state_after);
-        // Remembered at once, so that a repeat later in this batch is a duplicate.
-        store_->record_command(d.command->command_id, remembered(*d.command, d.outcome));
-      }
-      decided.push_back(std::move(d));
+    std::size_t commands = 0;
+    for (const auto& slice : batch) {
+      for (const auto& message : slice.records)
+        decided.push_back(decide_one(*slice.owned, *message));
+      commands += slice.records.size();
     }
 
     // The consumed commands' offsets join the transaction while the events are in flight
-    // (two round trips to the coordinators that overlap the events' delivery).
+    // (round trips to the coordinators that overlap the events' delivery).
+    std::vector<std::unique_ptr<RdKafka::TopicPartition>> owned_offsets;
     std::vector<RdKafka::TopicPartition*> offsets;
-    std::unique_ptr<RdKafka::TopicPartition> next(RdKafka::TopicPartition::create(
-        options_.kafka.commands_topic, partition_, batch.back()->offset() + 1));
-    offsets.push_back(next.get());
-    std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer_.groupMetadata());
+    for (const auto& slice : batch) {
+      owned_offsets.emplace_back(
+          RdKafka::TopicPartition::create(options.kafka.commands_topic, slice.owned->partition,
+                                          slice.records.back()->offset() + 1));
+      offsets.push_back(owned_offsets.back().get());
+    }
+    std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer->groupMetadata());
     core::kafka_check(
-        producer_->send_offsets_to_transaction(offsets, group.get(), kTransactionTimeoutMs),
+        producer->send_offsets_to_transaction(offsets, group.get(), kTransactionTimeoutMs),
         "send_offsets_to_transaction");
 
     // Offsets of the events, for the position tokens in the replies.
-    if (deliveries_.size() > 0) {
-      producer_->flush(kTransactionTimeoutMs);
-      for (std::size_t i = 0; i < deliveries_.size(); ++i) {
-        const auto& slot = deliveries_[i];
+    if (deliveries.size() > 0) {
+      producer->flush(kTransactionTimeoutMs);
+      for (std::size_t i = 0; i < deliveries.size(); ++i) {
+        const auto& slot = deliveries[i];
         if (slot.error != RdKafka::ERR_NO_ERROR) {
           throw core::KafkaError(
               std::string("event not delivered: ") + RdKafka::err2str(slot.error), true,
@@ -522,68 +721,112 @@ class PartitionWorker {
     }
     for (auto& d : decided) {
       if (d.slots > 0) {
-        d.position = position_token(partition_, deliveries_[d.first_slot + d.slots - 1].offset);
-        store_->record_command(d.command->command_id,
-                               remembered(*d.command, d.outcome, d.position));
+        d.position =
+            position_token(d.owned->partition, deliveries[d.first_slot + d.slots - 1].offset);
+        d.owned->store->record_command(d.command->command_id,
+                                       remembered(*d.command, d.outcome, d.position));
       }
       send_reply(d);
     }
 
-    core::kafka_check(producer_->commit_transaction(kTransactionTimeoutMs), "commit_transaction");
+    core::kafka_check(producer->commit_transaction(kTransactionTimeoutMs), "commit_transaction");
 
-    metrics_.committed.Increment();
-    metrics_.dead_letters.Increment(static_cast<double>(parked_in_batch_));
-    metrics_.batch_commands.Observe(static_cast<double>(batch.size()));
-    metrics_.transaction_seconds.Observe(
+    metrics.committed.Increment();
+    metrics.dead_letters.Increment(static_cast<double>(parked_in_batch));
+    metrics.batch_commands.Observe(static_cast<double>(commands));
+    metrics.transaction_seconds.Observe(
         std::chrono::duration<double>(Clock::now() - started).count());
     for (const auto& d : decided) {
-      metrics_.commands
+      metrics.commands
           .Add({{"type", metric_type(d.command ? d.command->type : "")},
                 {"outcome", outcome_name(d.outcome.kind)}})
           .Increment();
     }
-    update_counts();
-  }
-
-  void append_events(const CommandEnvelope& command, const Outcome& outcome) {
-    for (const auto& envelope : event_envelopes(command, outcome)) {
-      const auto rc = core::kafka_produce(*producer_, options_.kafka.events_topic, partition_,
-                                          command.aggregate_id, to_json(envelope),
-                                          {{header::kType, envelope.type},
-                                           {header::kAggregateType, envelope.aggregate_type},
-                                           {header::kAggregateId, envelope.aggregate_id},
-                                           {header::kEventId, envelope.event_id},
-                                           {header::kCommandId, envelope.command_id},
-                                           {header::kRequestHash, command.request_hash}},
-                                          deliveries_.track());
-      if (rc != RdKafka::ERR_NO_ERROR) {
-        throw core::KafkaError(std::string("produce event: ") + RdKafka::err2str(rc), true,
-                               rc == RdKafka::ERR__FENCED || rc == RdKafka::ERR__FATAL, true);
-      }
+    const std::lock_guard lock(mutex);
+    for (const auto& slice : batch) {
+      slice.owned->status.aggregates = slice.owned->store->aggregate_count();
+      slice.owned->status.commands = slice.owned->store->command_count();
     }
   }
 
-  // The rejection joins the transaction on the outcomes topic (key = command id, same
-  // partition), where rebuild() finds it again.
-  void remember_rejection(const CommandEnvelope& command, const Outcome& outcome) {
+  Decided decide_one(Owned& o, RdKafka::Message& message) {
+    Decided d;
+    d.owned = &o;
+    d.reply_to = reply_to(message, reply_partitions);
+    try {
+      d.command = command_from_json(core::kafka_payload(message));
+      foreign_records.cleared("commands decode again");
+    } catch (const std::exception& e) {
+      // A foreign producer's record: rejected (with a reply where it names one), parked,
+      // committed past; never a crash or a stall; logged once per run of such records.
+      foreign_records.failing(
+          "not a command; rejected and parked on the dead-letters topic",
+          {{"partition", o.partition}, {"offset", message.offset()}, {"error", e.what()}});
+      park(o, message, e.what());
+      d.outcome.kind = ReplyOutcome::kRejected;
+      d.outcome.rejection = Rejection{"invalid", "body", "not a valid command envelope"};
+      return d;
+    }
+    auto& store = *o.store;
+    d.outcome = decide(store, *d.command);
+    if (remembers_rejection(*d.command, d.outcome)) {
+      remember_rejection(o, *d.command, d.outcome);
+      // At once, so that a repeat later in this batch answers the same.
+      store.record_command(d.command->command_id, remembered(*d.command, d.outcome));
+    }
+    if (d.outcome.kind == ReplyOutcome::kApplied && !d.outcome.events.empty()) {
+      d.first_slot = deliveries.size();
+      d.slots = d.outcome.events.size();
+      append_events(o, *d.command, d.outcome);
+      store.put(store_key(d.command->aggregate_type, d.command->aggregate_id),
+                *d.outcome.state_after);
+      // Remembered at once, so that a repeat later in this batch is a duplicate.
+      store.record_command(d.command->command_id, remembered(*d.command, d.outcome));
+    }
+    return d;
+  }
+
+  static void check_produced(RdKafka::ErrorCode rc, const char* what) {
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      throw core::KafkaError(std::string(what) + ": " + RdKafka::err2str(rc), true,
+                             rc == RdKafka::ERR__FENCED || rc == RdKafka::ERR__FATAL, true);
+    }
+  }
+
+  void append_events(const Owned& o, const CommandEnvelope& command, const Outcome& outcome) {
+    for (const auto& envelope : event_envelopes(command, outcome)) {
+      check_produced(core::kafka_produce(*producer, options.kafka.events_topic, o.partition,
+                                         command.aggregate_id, to_json(envelope),
+                                         {{header::kType, envelope.type},
+                                          {header::kAggregateType, envelope.aggregate_type},
+                                          {header::kAggregateId, envelope.aggregate_id},
+                                          {header::kEventId, envelope.event_id},
+                                          {header::kCommandId, envelope.command_id},
+                                          {header::kRequestHash, command.request_hash}},
+                                         deliveries.track()),
+                     "produce event");
+    }
+  }
+
+  // The rejection joins the transaction on the outcomes topic (key = command id, the
+  // command's partition), where rebuild() finds it again.
+  void remember_rejection(const Owned& o, const CommandEnvelope& command, const Outcome& outcome) {
     Reply reply;
     reply.command_id = command.command_id;
     reply.outcome = ReplyOutcome::kRejected;
     reply.aggregate_id = command.aggregate_id;
     reply.version = outcome.version;
     reply.rejection = outcome.rejection;
-    const auto rc = core::kafka_produce(
-        *producer_, options_.kafka.outcomes_topic, partition_, command.command_id, to_json(reply),
-        {{header::kCommandId, command.command_id}, {header::kRequestHash, command.request_hash}});
-    if (rc != RdKafka::ERR_NO_ERROR) {
-      throw core::KafkaError(std::string("produce outcome: ") + RdKafka::err2str(rc), true,
-                             rc == RdKafka::ERR__FENCED || rc == RdKafka::ERR__FATAL, true);
-    }
+    check_produced(core::kafka_produce(*producer, options.kafka.outcomes_topic, o.partition,
+                                       command.command_id, to_json(reply),
+                                       {{header::kCommandId, command.command_id},
+                                        {header::kRequestHash, command.request_hash}}),
+                   "produce outcome");
   }
 
   // A record that is not a command goes, as it came (key, value, headers) plus where it came
   // from and why, to the dead-letters topic in the same transaction that commits past it.
-  void park(RdKafka::Message& message, const std::string& error) {
+  void park(const Owned& o, RdKafka::Message& message, const std::string& error) {
     std::vector<std::pair<std::string, std::string>> headers;
     if (const auto* original = message.headers()) {
       for (const auto& h : original->get_all()) {
@@ -591,18 +834,16 @@ class PartitionWorker {
                              std::string(static_cast<const char*>(h.value()), h.value_size()));
       }
     }
-    headers.emplace_back(header::kDeadLetterSource, options_.kafka.commands_topic + ":" +
-                                                        std::to_string(partition_) + ":" +
+    headers.emplace_back(header::kDeadLetterSource, options.kafka.commands_topic + ":" +
+                                                        std::to_string(o.partition) + ":" +
                                                         std::to_string(message.offset()));
     headers.emplace_back(header::kDeadLetterError, error.substr(0, 1000));
-    const auto rc = core::kafka_produce(
-        *producer_, options_.kafka.dead_letters_topic, partition_ % dead_letter_partitions_,
-        core::kafka_key(message), core::kafka_payload(message), headers);
-    if (rc != RdKafka::ERR_NO_ERROR) {
-      throw core::KafkaError(std::string("produce dead letter: ") + RdKafka::err2str(rc), true,
-                             rc == RdKafka::ERR__FENCED || rc == RdKafka::ERR__FATAL, true);
-    }
-    ++parked_in_batch_;
+    check_produced(
+        core::kafka_produce(*producer, options.kafka.dead_letters_topic,
+                            o.partition % dead_letter_partitions, core::kafka_key(message),
+                            core::kafka_payload(message), headers),
+        "produce dead letter");
+    ++parked_in_batch;
   }
 
   void send_reply(const Decided& d) {
@@ -623,159 +864,24 @@ class PartitionWorker {
       reply.position = d.outcome.original->position;
       reply.replayed = d.outcome.kind == ReplyOutcome::kRejected;
     }
-    const auto rc = core::kafka_produce(*producer_, options_.kafka.replies_topic,
-                                        d.reply_to->partition, reply.command_id, to_json(reply),
-                                        {{header::kReplyInstance, d.reply_to->instance},
-                                         {header::kReplyToken, d.reply_to->token},
-                                         {header::kCommandId, reply.command_id}});
-    if (rc != RdKafka::ERR_NO_ERROR) {
-      throw core::KafkaError(std::string("produce reply: ") + RdKafka::err2str(rc), true,
-                             rc == RdKafka::ERR__FENCED || rc == RdKafka::ERR__FATAL, true);
-    }
-  }
-
-  void set_ready(bool ready) {
-    const std::lock_guard lock(status_mutex_);
-    status_.ready = ready;
+    check_produced(core::kafka_produce(*producer, options.kafka.replies_topic,
+                                       d.reply_to->partition, reply.command_id, to_json(reply),
+                                       {{header::kReplyInstance, d.reply_to->instance},
+                                        {header::kReplyToken, d.reply_to->token},
+                                        {header::kCommandId, reply.command_id}}),
+                   "produce reply");
   }
 
   void mark_fenced(const std::string& error) {
-    log().warn("fenced: another processor owns this partition now; appending nothing more",
-               {{"partition", partition_}, {"error", error}});
-    const std::lock_guard lock(status_mutex_);
-    status_.fenced = true;
-  }
-
-  void update_counts() {
-    const std::lock_guard lock(status_mutex_);
-    status_.aggregates = store_->aggregate_count();
-    status_.commands = store_->command_count();
-  }
-
-  const ProcessorOptions& options_;
-  const std::int32_t partition_;
-  Metrics& metrics_;
-  RdKafka::KafkaConsumer& consumer_;
-
-  DeliveryReports deliveries_;
-  std::unique_ptr<RdKafka::Producer> producer_;
-  std::unique_ptr<AggregateStore> store_;
-  int reply_partitions_ = 0;  // of the replies topic; learnt once the producer exists
-  int dead_letter_partitions_ = 1;
-  std::size_t parked_in_batch_ = 0;  // dead letters in the open transaction
-
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<MessagePtr> inbox_;
-  std::atomic<bool> stopping_{false};
-  core::Backoff backoff_{std::chrono::milliseconds(100), std::chrono::milliseconds(5000)};
-  core::ConditionLog claim_failing_{log()};
-  core::ConditionLog worker_failing_{log()};
-  core::ConditionLog foreign_records_{log()};
-
-  mutable std::mutex status_mutex_;
-  PartitionStatus status_{partition_};
-
-  std::thread thread_;  // last: started once everything above exists
-};
-
-}  // namespace
-
-struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
-  Impl(ProcessorOptions o, prometheus::Registry& registry)
-      : options(std::move(o)), metrics(registry) {}
-
-  ProcessorOptions options;
-  Metrics metrics;
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer;
-  std::map<std::int32_t, std::unique_ptr<PartitionWorker>> workers;  // poll thread only
-  std::set<std::int32_t> paused;
-  mutable std::mutex workers_mutex;  // guards `workers` against status() readers
-  std::atomic<bool> running{false};
-  std::atomic<bool> assignment_known{false};
-  std::thread poller;
-
-  void rebalance_cb(RdKafka::KafkaConsumer* c, RdKafka::ErrorCode err,
-                    std::vector<RdKafka::TopicPartition*>& partitions) override {
-    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
-      c->assign(partitions);
-      take(partitions);
-      assignment_known = true;
-    } else {
-      assignment_known = false;
-      release_all();
-      c->unassign();
+    log().warn("fenced: another processor holds this transactional id now; appending nothing more",
+               {{"transactional_id", transactional_id}, {"error", error}});
+    const std::lock_guard lock(mutex);
+    fenced = true;
+    for (auto& [p, o] : owned) {
+      o->status.fenced = true;
+      o->status.ready = false;
     }
-  }
-
-  void take(const std::vector<RdKafka::TopicPartition*>& partitions) {
-    const std::lock_guard lock(workers_mutex);
-    for (const auto* tp : partitions) {
-      workers.insert_or_assign(tp->partition(), std::make_unique<PartitionWorker>(
-                                                    options, tp->partition(), metrics, *consumer));
-      log().info("partition assigned", {{"partition", tp->partition()}});
-    }
-    metrics.partitions.Set(static_cast<double>(workers.size()));
-  }
-
-  void release_all() {
-    std::map<std::int32_t, std::unique_ptr<PartitionWorker>> released;
-    {
-      const std::lock_guard lock(workers_mutex);
-      released.swap(workers);
-    }
-    for (auto& [partition, worker] : released) {
-      worker->stop_and_join();
-      log().info("partition released", {{"partition", partition}});
-    }
-    paused.clear();
-    metrics.partitions.Set(0);
-  }
-
-  void poll_loop() {
-    auto last_error_log = Clock::now() - std::chrono::hours(1);
-    while (running) {
-      MessagePtr message(consumer->consume(100));
-      switch (message->err()) {
-        case RdKafka::ERR_NO_ERROR: {
-          const std::lock_guard lock(workers_mutex);
-          const auto it = workers.find(message->partition());
-          if (it != workers.end()) it->second->push(std::move(message));
-          break;
-        }
-        case RdKafka::ERR__TIMED_OUT:
-        case RdKafka::ERR__PARTITION_EOF:
-          break;
-        default:
-          if (Clock::now() - last_error_log > std::chrono::seconds(10)) {
-            last_error_log = Clock::now();
-            log().warn("commands consumer error", {{"error", message->errstr()}});
-          }
-      }
-      apply_backpressure();
-    }
-  }
-
-  // A worker far behind (e.g. still rebuilding) stops its partition's fetching for a while.
-  void apply_backpressure() {
-    const std::lock_guard lock(workers_mutex);
-    for (const auto& [partition, worker] : workers) {
-      const auto backlog = worker->backlog();
-      const bool is_paused = paused.contains(partition);
-      const bool should_pause = !is_paused && backlog > kPauseBacklog;
-      const bool should_resume = is_paused && backlog < kResumeBacklog;
-      if (!should_pause && !should_resume) continue;
-      std::unique_ptr<RdKafka::TopicPartition> tp(
-          RdKafka::TopicPartition::create(options.kafka.commands_topic, partition));
-      std::vector<RdKafka::TopicPartition*> list{tp.get()};
-      if (is_paused) {
-        consumer->resume(list);
-        paused.erase(partition);
-      } else {
-        consumer->pause(list);
-        paused.insert(partition);
-      }
-    }
+    wake.notify_all();
   }
 };
 
@@ -786,6 +892,15 @@ CommandProcessor::~CommandProcessor() { stop(); }
 
 void CommandProcessor::start() {
   auto& o = impl_->options;
+  // A stable instance id lets a restarted process abort its predecessor's open transaction at
+  // once; without one, that transaction holds the partitions' rebuild until it times out.
+  const auto instance = o.commands.instance_id.empty()
+                            ? uuid_v7(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count())
+                            : o.commands.instance_id;
+  impl_->transactional_id =
+      o.commands.processor_group + "-" + o.kafka.commands_topic + "-" + instance;
   auto conf =
       core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.commands.processor_group));
   std::string err;
@@ -796,9 +911,17 @@ void CommandProcessor::start() {
   }
   impl_->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!impl_->consumer) throw core::DependencyError("kafka", "commands consumer: " + err, false);
+  auto wm_conf =
+      core::kafka_conf(o.kafka, {{"group.id", o.commands.processor_group + "-watermarks"},
+                                 {"enable.auto.commit", "false"},
+                                 {"isolation.level", "read_uncommitted"}});
+  impl_->watermarks.reset(RdKafka::KafkaConsumer::create(wm_conf.get(), err));
+  if (!impl_->watermarks) throw core::DependencyError("kafka", "watermarks client: " + err, false);
+  impl_->running = true;
   if (o.static_partitions.empty()) {
     const auto rc = impl_->consumer->subscribe({o.kafka.commands_topic});
     if (rc != RdKafka::ERR_NO_ERROR) {
+      impl_->running = false;
       throw core::DependencyError("kafka", "subscribe: " + RdKafka::err2str(rc), true);
     }
   } else {
@@ -812,28 +935,33 @@ void CommandProcessor::start() {
     impl_->take(list);
     impl_->assignment_known = true;
   }
-  impl_->running = true;
+  impl_->committer = std::thread([impl = impl_.get()] { impl->commit_loop(); });
   impl_->poller = std::thread([impl = impl_.get()] { impl->poll_loop(); });
   log().info("processor started", {{"group", o.commands.processor_group},
                                    {"topic", o.kafka.commands_topic},
+                                   {"transactional_id", impl_->transactional_id},
                                    {"static_partitions", o.static_partitions.size()}});
 }
 
 void CommandProcessor::stop() {
   if (!impl_->running.exchange(false)) return;
+  impl_->wake.notify_all();
   impl_->poller.join();
+  impl_->committer.join();  // finishes or aborts the batch in flight first
   impl_->release_all();
   impl_->consumer->close();
   impl_->consumer.reset();
+  impl_->watermarks->close();
+  impl_->watermarks.reset();
   log().info("processor stopped");
 }
 
 bool CommandProcessor::has_assignment() const { return impl_->assignment_known; }
 
 std::vector<PartitionStatus> CommandProcessor::status() const {
-  const std::lock_guard lock(impl_->workers_mutex);
+  const std::lock_guard lock(impl_->mutex);
   std::vector<PartitionStatus> out;
-  for (const auto& [partition, worker] : impl_->workers) out.push_back(worker->status());
+  for (const auto& [partition, o] : impl_->owned) out.push_back(o->status);
   return out;
 }
 

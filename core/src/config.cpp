@@ -224,7 +224,8 @@ const std::vector<Binding>& bindings() {
                                  "How long the API waits for a command's outcome (then 503)",
                                  &CommandsConfig::reply_timeout_ms, 100, 120000));
     b.push_back(commands.text("commands.instance_id",
-                              "Names this API instance's replies (empty: host-pid-random)",
+                              "Names this process's replies and its processor's transactional id; "
+                              "stable per process (empty: random per start)",
                               &CommandsConfig::instance_id, true));
     b.push_back(commands.text("commands.processor_group",
                               "Consumer group of the processors (also their transactional id "

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <array>
+#include <thread>
 
 #include <librdkafka/rdkafka.h>
 
@@ -25,6 +27,12 @@ using EventHandle =
     std::unique_ptr<rd_kafka_event_t, Deleter<rd_kafka_event_t, rd_kafka_event_destroy>>;
 using NewTopicHandle =
     std::unique_ptr<rd_kafka_NewTopic_t, Deleter<rd_kafka_NewTopic_t, rd_kafka_NewTopic_destroy>>;
+using PartitionListHandle = std::unique_ptr<
+    rd_kafka_topic_partition_list_t,
+    Deleter<rd_kafka_topic_partition_list_t, rd_kafka_topic_partition_list_destroy>>;
+using GroupOffsetsHandle = std::unique_ptr<
+    rd_kafka_ListConsumerGroupOffsets_t,
+    Deleter<rd_kafka_ListConsumerGroupOffsets_t, rd_kafka_ListConsumerGroupOffsets_destroy>>;
 using AdminOptionsHandle =
     std::unique_ptr<rd_kafka_AdminOptions_t,
                     Deleter<rd_kafka_AdminOptions_t, rd_kafka_AdminOptions_destroy>>;
@@ -178,6 +186,68 @@ std::vector<EnsuredTopic> KafkaAdmin::ensure_topics(const std::vector<TopicSpec>
   }
   if (raced) return ensure_topics(topics, partitions, replication_factor);
   return out;
+}
+
+std::int64_t KafkaAdmin::stable_committed_offset(const std::string& group, const std::string& topic,
+                                                 std::int32_t partition,
+                                                 std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds(20);
+  for (;;) {
+    PartitionListHandle wanted(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(wanted.get(), topic.c_str(), partition);
+    GroupOffsetsHandle request(rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), wanted.get()));
+    auto* raw_request = request.get();
+    AdminOptionsHandle options(
+        rd_kafka_AdminOptions_new(impl_->rk.get(), RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS));
+    std::array<char, 512> err{};
+    rd_kafka_AdminOptions_set_request_timeout(options.get(), impl_->request_timeout_ms, err.data(),
+                                              err.size());
+    if (rd_kafka_error_t* e = rd_kafka_AdminOptions_set_require_stable_offsets(options.get(), 1)) {
+      const std::string message = rd_kafka_error_string(e);
+      rd_kafka_error_destroy(e);
+      throw DependencyError("kafka", "require_stable_offsets: " + message, false);
+    }
+    QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
+    rd_kafka_ListConsumerGroupOffsets(impl_->rk.get(), &raw_request, 1, options.get(), queue.get());
+    EventHandle event(rd_kafka_queue_poll(queue.get(), impl_->request_timeout_ms * 2));
+    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    std::string message = "no answer in time";
+    if (event) {
+      code = rd_kafka_event_error(event.get());
+      if (code != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        message = rd_kafka_event_error_string(event.get());
+      } else {
+        std::size_t groups = 0;
+        const auto* results = rd_kafka_ListConsumerGroupOffsets_result_groups(
+            rd_kafka_event_ListConsumerGroupOffsets_result(event.get()), &groups);
+        if (groups != 1) throw DependencyError("kafka", "ListConsumerGroupOffsets: no group", true);
+        if (const auto* e = rd_kafka_group_result_error(results[0])) {
+          code = rd_kafka_error_code(e);
+          message = rd_kafka_error_string(e);
+        } else {
+          const auto* offsets = rd_kafka_group_result_partitions(results[0]);
+          if (offsets == nullptr || offsets->cnt != 1) {
+            throw DependencyError("kafka", "ListConsumerGroupOffsets: no partition", true);
+          }
+          code = offsets->elems[0].err;
+          message = rd_kafka_err2str(code);
+          if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            return offsets->elems[0].offset < 0 ? -1 : offsets->elems[0].offset;
+          }
+        }
+      }
+    }
+    // UNSTABLE_OFFSET_COMMIT: a transaction holding an offset of this partition is still open.
+    if (std::chrono::steady_clock::now() + pause >= deadline) {
+      throw DependencyError("kafka",
+                            "committed offset of " + topic + "/" + std::to_string(partition) +
+                                " not stable in time: " + message,
+                            true);
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(500));
+  }
 }
 
 }  // namespace cauce::core

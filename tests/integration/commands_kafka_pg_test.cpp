@@ -4,6 +4,8 @@
 // event against schemas/.
 #include <atomic>
 #include <future>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -326,10 +328,11 @@ TEST_F(CommandsTest, ADecidedRejectionWithAKeyAnswersTheSameAcrossRetriesAndRest
 }
 
 TEST_F(CommandsTest, AZombieProcessorIsFencedAndAppendsNothing) {
-  processor_.reset();  // this test owns partitions by hand
+  processor_.reset();  // this test owns partitions by hand, without a group
+  commands_.instance_id = unique_name("instance");
   auto old_owner = start_processor({0, 1, 2});
   const auto first = register_contact("Before Takeover");
-  auto new_owner = start_processor({0, 1, 2});  // same transactional ids: fences the old one
+  auto new_owner = start_processor({0, 1, 2});  // same transactional id: fences the old one
   // Both now read every command; only the new owner may append.
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i)
@@ -620,6 +623,109 @@ TEST_F(CommandsTest, ForeignRecordsOnTheCommandsTopicNeverBlockAPartition) {
   EXPECT_THAT(dead[0].headers.at(commands::header::kDeadLetterSource),
               ::testing::StartsWith(kafka_.commands_topic + ":"));
   EXPECT_FALSE(dead[0].headers.at(commands::header::kDeadLetterError).empty());
+}
+
+TEST_F(CommandsTest, ARebuildWaitsForATransactionStillOpenOnTheEventLog) {
+  // Someone else's transaction (a zombie's, say) holds an event of contact `id` open.
+  const auto id = commands::uuid_v7(1'700'000'000'000);
+  auto conf = core::kafka_conf(kafka_, {{"transactional.id", unique_name("other-writer")},
+                                        {"partitioner", "murmur2_random"}});
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> other(RdKafka::Producer::create(conf.get(), err));
+  ASSERT_TRUE(other) << err;
+  core::kafka_check(other->init_transactions(10000), "init_transactions");
+  core::kafka_check(other->begin_transaction(), "begin_transaction");
+  commands::EventEnvelope e;
+  e.event_id = commands::uuid_v7(1'700'000'000'000);
+  e.type = "contact.registered";
+  e.aggregate_type = "contact";
+  e.aggregate_id = id;
+  e.version = 1;
+  e.occurred_at_us = 1'700'000'000'000'000;
+  e.command_id = commands::uuid_from_name("registered elsewhere");
+  e.correlation_id = "c";
+  e.causation_id = e.command_id;
+  e.actor = "other";
+  e.data = R"({"name":"Ana","phone":"+351912345678","tags":[]})";
+  ASSERT_EQ(core::kafka_produce(*other, kafka_.events_topic, RdKafka::Topic::PARTITION_UA, id,
+                                commands::to_json(e), {}),
+            RdKafka::ERR_NO_ERROR);
+  ASSERT_EQ(other->flush(10000), RdKafka::ERR_NO_ERROR);
+
+  // A processor taking the partitions now must not decide on a state that misses it.
+  processor_.reset();
+  auto p = std::make_unique<commands::CommandProcessor>(
+      commands::ProcessorOptions{.kafka = kafka_, .commands = commands_}, registry_);
+  p->start();
+  const auto ready_count = [&] {
+    const auto s = p->status();
+    return std::count_if(s.begin(), s.end(), [](const auto& x) { return x.ready; });
+  };
+  ASSERT_TRUE(eventually([&] { return ready_count() == 2; }, 60s));
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(ready_count(), 2) << "the partition with the open transaction waits";
+
+  core::kafka_check(other->commit_transaction(10000), "commit_transaction");
+  ASSERT_TRUE(eventually([&] { return ready_count() == 3; }, 30s));
+  // The state includes the event committed meanwhile: version 1 exists, the update is version 2.
+  const auto r = send(http::verb::patch, "/v1/contacts/" + id, R"({"name":"Ana L."})",
+                      {{"If-Match", "\"1\""}});
+  EXPECT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.headers.at("etag"), "\"2\"");
+  processor_ = std::move(p);
+}
+
+TEST_F(CommandsTest, PartitionsMovingBetweenProcessorsUnderLoadDecideEveryCommandOnce) {
+  // Clients keep sending keyed commands while a second processor joins the group and the first
+  // one leaves it: the partitions move twice under load.
+  constexpr int kClients = 8;
+  std::atomic<bool> done{false};
+  std::mutex mutex;
+  std::map<std::string, std::string> acknowledged;  // Idempotency-Key -> contact id
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; !done; ++i) {
+        const auto key = "move-" + std::to_string(c) + "-" + std::to_string(i);
+        const std::string body =
+            R"({"name":"Client )" + std::to_string(c) + R"(","phone":"+351912345678"})";
+        // A 503 (no answer during a move) is retried with the same key until it is decided.
+        for (int attempt = 0; attempt < 20; ++attempt) {
+          const auto r = send(http::verb::post, "/v1/contacts", body, {{"Idempotency-Key", key}});
+          if (r.status == 201u) {
+            const std::lock_guard lock(mutex);
+            acknowledged[key] = field(r.body, "id");
+            break;
+          }
+          ASSERT_EQ(r.status, 503u) << r.body;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(2s);
+  auto second = std::make_unique<commands::CommandProcessor>(
+      commands::ProcessorOptions{.kafka = kafka_, .commands = commands_}, registry_);
+  second->start();
+  const auto ready = [](const commands::CommandProcessor& p) {
+    const auto s = p.status();
+    return std::count_if(s.begin(), s.end(), [](const auto& x) { return x.ready; });
+  };
+  EXPECT_TRUE(eventually(
+      [&] { return ready(*processor_) + ready(*second) == 3 && ready(*second) > 0; }, 60s))
+      << "the group shares the partitions";
+  std::this_thread::sleep_for(2s);
+  processor_.reset();  // the first leaves: the second owns everything
+  std::this_thread::sleep_for(2s);
+  done = true;
+  for (auto& t : clients) t.join();
+
+  const auto events = log_checked();
+  std::map<std::string, int> registered;
+  for (const auto& e : events) ++registered[e.envelope.aggregate_id];
+  ASSERT_GT(acknowledged.size(), 20u);
+  for (const auto& [key, id] : acknowledged) EXPECT_EQ(registered[id], 1) << key;
+  EXPECT_EQ(events.size(), registered.size()) << "no contact registered twice";
+  processor_ = std::move(second);
 }
 
 class ShortReplyTimeoutTest : public CommandsTest {

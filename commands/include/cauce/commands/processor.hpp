@@ -1,17 +1,21 @@
 #pragma once
 
 // The command processor (role `processor`): the single writer of each partition of the event
-// log. DESIGN §3.
+// log. DESIGN §3, with one transactional producer per processor (exactly-once v2, KIP-447).
 //
-// A consumer group on the commands topic; for every partition it owns:
-//  1. a transactional producer with the id "<group>-<commands topic>-<partition>" is
-//     initialised, which fences any earlier owner of that partition (its open transaction is
-//     aborted, its later commits fail);
-//  2. the partition's aggregates and every command id already applied are rebuilt from the
-//     same partition of the events topic (read_committed);
-//  3. commands are decided strictly in order, in batches; each batch is one Kafka transaction
-//     holding its events, its replies and the consumed commands' offsets.
-// A failed transaction is aborted, the state rebuilt from the log and the batch decided again.
+// A consumer group on the commands topic. The processor's transactional producer has the id
+// "<group>-<commands topic>-<commands.instance_id>" (a fresh one per start when no instance id
+// is configured); for every partition it owns:
+//  1. once no transaction holding an offset of the partition is open any more (the group's
+//     stable committed offset), the partition's aggregates, every command id applied and every
+//     remembered rejection are rebuilt from the same partition of the events and outcomes
+//     topics, read_committed, up to their high watermarks (an open transaction is waited for);
+//  2. its commands are decided strictly in order.
+// The commands of all ready partitions share transactions: a batch's events, replies,
+// remembered rejections and the consumed commands' offsets commit together, the offsets sent
+// with the consumer group's metadata so that a zombie (a member whose partitions moved) is
+// fenced by the group generation. A failed transaction is aborted, its commands queued again
+// and its partitions rebuilt from the log before they are decided again.
 
 #include <cstddef>
 #include <cstdint>
@@ -31,14 +35,16 @@ struct ProcessorOptions {
   core::KafkaConfig kafka;
   core::CommandsConfig commands;  // commands.processor_group names the group
   // Empty: partitions come from the consumer group. Otherwise exactly these partitions are
-  // owned, without a group (tools and tests); fencing works the same.
+  // owned, without a group (tools and tests): then only a producer with the same
+  // transactional id (the same commands.instance_id) fences an earlier owner.
   std::vector<std::int32_t> static_partitions = {};
 };
 
 struct PartitionStatus {
   std::int32_t partition = 0;
   bool ready = false;   // state rebuilt, deciding commands
-  bool fenced = false;  // another owner took the partition; this one appends nothing more
+  bool fenced = false;  // another producer took this processor's transactional id: it appends
+                        // nothing more
   std::size_t aggregates = 0;
   std::size_t commands = 0;  // command ids remembered for deduplication
   std::int64_t rebuilt_events = 0;

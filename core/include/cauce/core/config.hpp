@@ -66,7 +66,11 @@ struct CommandsConfig {
   int batch_max = 1000;         // commands decided in one Kafka transaction at most
   int linger_ms = 2;            // a batch waits this long for more commands before committing
   int reply_timeout_ms = 4000;  // the API answers 503 when no reply came within this
-  std::string instance_id;      // names this API instance's replies; empty: host-pid-random
+  // Names this process's replies partition and its processor's transactional id. Give each
+  // process a stable one (e.g. its host or pod name) so that after a crash the restarted process
+  // aborts its own open transaction at once. Empty: host-pid-random (replies), a fresh id per
+  // start (processor).
+  std::string instance_id;
   std::string processor_group = "cauce-processor";  // consumer group + transactional id prefix
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,7 +20,8 @@ struct TopicSpec {
 // librdkafka's version, e.g. "2.0.2".
 std::string kafka_client_version();
 
-// cauce.commands, cauce.events (infinite retention, never compacted) and cauce.replies.
+// cauce.commands, cauce.events (infinite retention, never compacted), cauce.replies,
+// cauce.outcomes (compacted) and cauce.dead-letters.
 std::vector<TopicSpec> cauce_topics(const KafkaConfig& config);
 
 enum class TopicState { kCreated, kExisted };
@@ -52,6 +54,15 @@ class KafkaAdmin {
   // its partition count matches and refuses (non-retryable DependencyError) when it does not.
   std::vector<EnsuredTopic> ensure_topics(const std::vector<TopicSpec>& topics, int partitions,
                                           int replication_factor);
+
+  // The offset `group` has committed for `topic`/`partition` (-1 when none), asked with
+  // require_stable (KIP-447): the broker answers only once no open transaction holds an offset
+  // for it, so every transaction that consumed from the partition before is finished (committed
+  // or aborted). Waits and asks again while one is open; throws a retryable DependencyError when
+  // `timeout` passes first or the broker cannot be reached.
+  std::int64_t stable_committed_offset(const std::string& group, const std::string& topic,
+                                       std::int32_t partition,
+                                       std::chrono::milliseconds timeout) const;
 
  private:
   struct Impl;
