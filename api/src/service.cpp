@@ -142,6 +142,9 @@ int run_serve(const core::Config& config) {
   if (has_role(config, "api")) {
     bus = std::make_unique<commands::CommandBus>(
         commands::BusOptions{.kafka = config.kafka, .commands = config.commands}, registry);
+    // The processor in this process decides its own partitions' commands without the round
+    // trip through cauce.commands and cauce.replies; other partitions' go through the topics.
+    if (processor) bus->set_local(processor.get());
     bus->start();
   }
 

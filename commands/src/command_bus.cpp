@@ -53,6 +53,12 @@ struct CommandBus::Impl final : public RdKafka::DeliveryReportCb {
         replied(results.Add({{"result", "reply"}})),
         timed_out(results.Add({{"result", "timeout"}})),
         unavailable(results.Add({{"result", "unavailable"}})),
+        local_sends(prometheus::BuildCounter()
+                        .Name("cauce_command_local_total")
+                        .Help("Commands handed to the processor in this process instead of the "
+                              "commands topic")
+                        .Register(registry)
+                        .Add({})),
         round_trip(
             prometheus::BuildHistogram()
                 .Name("cauce_command_round_trip_seconds")
@@ -72,6 +78,7 @@ struct CommandBus::Impl final : public RdKafka::DeliveryReportCb {
   std::int32_t reply_partition = 0;
   std::unique_ptr<RdKafka::Producer> producer;
   std::unique_ptr<RdKafka::KafkaConsumer> replies;
+  std::atomic<LocalDecider*> local{nullptr};
 
   mutable std::mutex mutex;
   // Ordered by token, which is the order of the deadlines (one timeout for all) up to the
@@ -85,6 +92,7 @@ struct CommandBus::Impl final : public RdKafka::DeliveryReportCb {
   prometheus::Counter& replied;
   prometheus::Counter& timed_out;
   prometheus::Counter& unavailable;
+  prometheus::Counter& local_sends;
   prometheus::Histogram& round_trip;
 
   // A command Kafka could not take (e.g. the broker stayed down past message.timeout.ms).
@@ -253,6 +261,14 @@ void CommandBus::send(const CommandEnvelope& command, SendCallback done) {
         Impl::Pending{now, now + std::chrono::milliseconds(i.options.commands.reply_timeout_ms),
                       std::move(done)});
   }
+  if (auto* local = i.local.load();
+      local != nullptr &&
+      local->try_submit(command, [impl = impl_.get(), token](std::optional<Reply> reply) {
+        impl->complete(token, reply ? SendResult(std::move(*reply)) : SendError::kUnavailable);
+      })) {
+    i.local_sends.Increment();
+    return;
+  }
   const auto rc =
       core::kafka_produce(*i.producer, i.options.kafka.commands_topic, RdKafka::Topic::PARTITION_UA,
                           command.aggregate_id, to_json(command),
@@ -269,6 +285,8 @@ void CommandBus::send(const CommandEnvelope& command, SendCallback done) {
     i.complete(token, SendError::kUnavailable);
   }
 }
+
+void CommandBus::set_local(LocalDecider* local) { impl_->local = local; }
 
 const std::string& CommandBus::instance_id() const { return impl_->instance; }
 std::int32_t CommandBus::reply_partition() const { return impl_->reply_partition; }

@@ -14,12 +14,14 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <variant>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <cauce/commands/command_bus.hpp>
 #include <cauce/commands/handler.hpp>
 #include <cauce/commands/processor.hpp>
 #include <cauce/core/backoff.hpp>
@@ -175,6 +177,15 @@ std::optional<ReplyTo> reply_to(RdKafka::Message& message, int reply_partitions)
   return ReplyTo{p, *instance, *token};
 }
 
+// A command handed over by the API in this process (no record on the commands topic).
+struct LocalCommand {
+  CommandEnvelope command;
+  LocalDecider::Done done;
+};
+
+// One queued command: a record of the commands topic or a local one.
+using Item = std::variant<MessagePtr, LocalCommand>;
+
 // One partition of the commands topic this processor owns: its queue of commands and the state
 // of its aggregates.
 struct Owned {
@@ -182,8 +193,12 @@ struct Owned {
 
   const std::int32_t partition;
   // Guarded by the processor's mutex.
-  std::deque<MessagePtr> inbox;  // consumed, not decided yet (in order)
-  bool ready = false;            // state rebuilt: the committer may decide its commands
+  std::deque<Item> inbox;  // not decided yet, in arrival order
+  bool ready = false;      // state rebuilt: the committer may decide its commands
+  // The commands topic offset committed for this partition (from the rebuild, then after each
+  // commit): sent again by a transaction holding only local commands, so that the group
+  // generation still fences a zombie.
+  std::int64_t next_offset = 0;
   PartitionStatus status;
   // Written by the rebuild thread while !ready, used by the committer thread while ready.
   std::unique_ptr<AggregateStore> store;
@@ -194,8 +209,17 @@ struct Owned {
 // A batch's commands of one partition.
 struct Slice {
   Owned* owned = nullptr;
-  std::vector<MessagePtr> records;
+  std::vector<Item> items;
+  std::int64_t next_offset = -1;  // past the last record of the topic among `items`
 };
+
+// The local commands among `items`, answered with nullopt (they cannot be decided here).
+void drop_local(std::deque<Item>& items) {
+  for (auto& item : items) {
+    if (auto* local = std::get_if<LocalCommand>(&item)) local->done(std::nullopt);
+  }
+  items.clear();
+}
 
 }  // namespace
 
@@ -215,6 +239,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   std::string transactional_id;
   std::atomic<bool> running{false};
   std::atomic<bool> assignment_known{false};
+  std::atomic<int> commands_partitions{0};  // learnt by the committer; 0: no local path yet
   std::thread poller;
   std::thread committer;
 
@@ -281,6 +306,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       o->cancelled = true;
       wake.notify_all();
       if (o->rebuilder.joinable()) o->rebuilder.join();
+      drop_local(o->inbox);
       log().info("partition released", {{"partition", partition}});
     }
     paused.clear();
@@ -298,7 +324,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
             const std::lock_guard lock(mutex);
             const auto it = owned.find(message->partition());
             if (it != owned.end()) {
-              it->second->inbox.push_back(std::move(message));
+              it->second->inbox.emplace_back(std::move(message));
               wake_committer = it->second->ready;
             }
           }
@@ -358,10 +384,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     core::ConditionLog failing(log());
     while (!o.cancelled && running) {
       try {
-        auto store = rebuild(o);
+        std::int64_t committed_offset = 0;
+        auto store = rebuild(o, committed_offset);
         const std::lock_guard lock(mutex);
         if (o.cancelled) return;
         o.store = std::move(store);
+        o.next_offset = std::max(o.next_offset, committed_offset);
         o.ready = true;
         o.status.ready = true;
         o.status.aggregates = o.store->aggregate_count();
@@ -384,11 +412,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // and every event such a transaction appended is in the log by then. Then each topic is read
   // to its true high watermark, so a transaction still open on it is waited for rather than
   // read past. Events come last: they win over any outcome of the same command id.
-  std::unique_ptr<AggregateStore> rebuild(Owned& o) {
+  std::unique_ptr<AggregateStore> rebuild(Owned& o, std::int64_t& committed_offset) {
     const auto started = Clock::now();
-    admin.stable_committed_offset(options.commands.processor_group, options.kafka.commands_topic,
-                                  o.partition,
-                                  std::chrono::milliseconds(2 * kTransactionTimeoutMs));
+    const auto committed = admin.stable_committed_offset(
+        options.commands.processor_group, options.kafka.commands_topic, o.partition,
+        std::chrono::milliseconds(2 * kTransactionTimeoutMs));
+    committed_offset = std::max<std::int64_t>(committed, 0);
     auto store = std::make_unique<MemoryAggregateStore>();
     const auto rejections =
         read_partition(o, options.kafka.outcomes_topic, [&](RdKafka::Message& m) {
@@ -550,6 +579,23 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     return false;
   }
 
+  // The API's shorter path: queues `command` for its partition when this processor owns it.
+  bool try_submit(const CommandEnvelope& command, LocalDecider::Done done) {
+    const int partitions = commands_partitions.load();
+    if (partitions <= 0 || !running) return false;
+    const auto partition = core::kafka_key_partition(command.aggregate_id, partitions);
+    {
+      const std::lock_guard lock(mutex);
+      if (holding || fenced) return false;
+      const auto it = owned.find(partition);
+      if (it == owned.end() || it->second->inbox.size() >= kPauseBacklog) return false;
+      it->second->inbox.emplace_back(LocalCommand{command, std::move(done)});
+      if (!it->second->ready) return true;
+    }
+    wake.notify_all();
+    return true;
+  }
+
   void learn_partition_counts() {
     const std::chrono::milliseconds timeout(options.kafka.request_timeout_ms);
     core::kafka_partition_count(*producer, options.kafka.events_topic, timeout);
@@ -559,6 +605,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         core::kafka_partition_count(*producer, options.kafka.outcomes_topic, timeout);
     const int commands =
         core::kafka_partition_count(*producer, options.kafka.commands_topic, timeout);
+    commands_partitions = commands;
     if (outcomes < commands) {
       throw std::runtime_error(
           "the outcomes topic has fewer partitions than the commands topic; "
@@ -597,8 +644,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       if (!o->ready || o->inbox.empty()) continue;
       Slice& slice = batch.emplace_back();
       slice.owned = o;
+      slice.next_offset = o->next_offset;
       while (!o->inbox.empty() && taken < max) {
-        slice.records.push_back(std::move(o->inbox.front()));
+        if (const auto* record = std::get_if<MessagePtr>(&o->inbox.front())) {
+          slice.next_offset = (*record)->offset() + 1;
+        }
+        slice.items.push_back(std::move(o->inbox.front()));
         o->inbox.pop_front();
         ++taken;
       }
@@ -615,7 +666,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     try {
       process(batch);
       backoff.reset();
-      finish_batch(nullptr);
+      finish_batch(&batch, nullptr);
     } catch (const core::KafkaError& e) {
       metrics.aborted.Increment();
       if (!e.is_fatal()) {
@@ -630,26 +681,28 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
           reply_partitions = 0;
         }
       }
-      finish_batch(&batch);
+      finish_batch(nullptr, &batch);
       if (e.is_fatal()) throw;
       pause_before_retry();
       if (!producer) throw std::runtime_error("producer restarted after a failed abort");
     } catch (...) {
-      finish_batch(&batch);
+      finish_batch(nullptr, &batch);
       throw;
     }
   }
 
-  // Ends the batch in flight; `failed`: its commands are queued again and its partitions
-  // rebuilt.
-  void finish_batch(std::vector<Slice>* failed) {
+  // Ends the batch in flight: `done` committed, or `failed`: its commands are queued again and
+  // its partitions rebuilt.
+  void finish_batch(std::vector<Slice>* done, std::vector<Slice>* failed) {
     std::vector<Owned*> rebuild_these;
     {
       const std::lock_guard lock(mutex);
-      if (failed != nullptr) {
+      if (failed == nullptr) {
+        for (auto& slice : *done) slice.owned->next_offset = slice.next_offset;
+      } else {
         for (auto& slice : *failed) {
           auto& inbox = slice.owned->inbox;
-          for (auto it = slice.records.rbegin(); it != slice.records.rend(); ++it) {
+          for (auto it = slice.items.rbegin(); it != slice.items.rend(); ++it) {
             inbox.push_front(std::move(*it));
           }
           slice.owned->ready = false;
@@ -672,34 +725,43 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   struct Decided {
     Owned* owned = nullptr;
     std::optional<CommandEnvelope> command;  // nullopt: the record was not a command
-    std::optional<ReplyTo> reply_to;
+    std::optional<ReplyTo> reply_to;         // a record's reply goes to the replies topic
+    LocalDecider::Done* local = nullptr;     // a local command's reply goes here
     Outcome outcome;
     std::size_t first_slot = 0;
     std::size_t slots = 0;
     std::string position;
   };
 
-  void process(const std::vector<Slice>& batch) {
+  void process(std::vector<Slice>& batch) {
     const auto started = Clock::now();
     core::kafka_check(producer->begin_transaction(), "begin_transaction");
     deliveries.begin_batch();
     parked_in_batch = 0;
     std::vector<Decided> decided;
     std::size_t commands = 0;
-    for (const auto& slice : batch) {
-      for (const auto& message : slice.records)
-        decided.push_back(decide_one(*slice.owned, *message));
-      commands += slice.records.size();
+    for (auto& slice : batch) {
+      for (auto& item : slice.items) {
+        if (auto* record = std::get_if<MessagePtr>(&item)) {
+          decided.push_back(decide_record(*slice.owned, **record));
+        } else {
+          auto& local = std::get<LocalCommand>(item);
+          decided.push_back(decide_command(*slice.owned, local.command));
+          decided.back().local = &local.done;
+        }
+      }
+      commands += slice.items.size();
     }
 
     // The consumed commands' offsets join the transaction while the events are in flight
     // (round trips to the coordinators that overlap the events' delivery).
     std::vector<std::unique_ptr<RdKafka::TopicPartition>> owned_offsets;
     std::vector<RdKafka::TopicPartition*> offsets;
+    // A slice of local commands only sends the partition's offset again: the broker still
+    // checks the group generation, so a processor that lost the partition appends nothing.
     for (const auto& slice : batch) {
-      owned_offsets.emplace_back(
-          RdKafka::TopicPartition::create(options.kafka.commands_topic, slice.owned->partition,
-                                          slice.records.back()->offset() + 1));
+      owned_offsets.emplace_back(RdKafka::TopicPartition::create(
+          options.kafka.commands_topic, slice.owned->partition, slice.next_offset));
       offsets.push_back(owned_offsets.back().get());
     }
     std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer->groupMetadata());
@@ -726,10 +788,13 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         d.owned->store->record_command(d.command->command_id,
                                        remembered(*d.command, d.outcome, d.position));
       }
-      send_reply(d);
+      if (d.local == nullptr) send_reply(d);
     }
 
     core::kafka_check(producer->commit_transaction(kTransactionTimeoutMs), "commit_transaction");
+    for (auto& d : decided) {
+      if (d.local != nullptr) (*d.local)(make_reply(d));
+    }
 
     metrics.committed.Increment();
     metrics.dead_letters.Increment(static_cast<double>(parked_in_batch));
@@ -749,12 +814,10 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     }
   }
 
-  Decided decide_one(Owned& o, RdKafka::Message& message) {
-    Decided d;
-    d.owned = &o;
-    d.reply_to = reply_to(message, reply_partitions);
+  Decided decide_record(Owned& o, RdKafka::Message& message) {
+    std::optional<CommandEnvelope> command;
     try {
-      d.command = command_from_json(core::kafka_payload(message));
+      command = command_from_json(core::kafka_payload(message));
       foreign_records.cleared("commands decode again");
     } catch (const std::exception& e) {
       // A foreign producer's record: rejected (with a reply where it names one), parked,
@@ -763,10 +826,24 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
           "not a command; rejected and parked on the dead-letters topic",
           {{"partition", o.partition}, {"offset", message.offset()}, {"error", e.what()}});
       park(o, message, e.what());
+      Decided d;
+      d.owned = &o;
+      d.reply_to = reply_to(message, reply_partitions);
       d.outcome.kind = ReplyOutcome::kRejected;
       d.outcome.rejection = Rejection{"invalid", "body", "not a valid command envelope"};
       return d;
     }
+    auto d = decide_command(o, *command);
+    d.reply_to = reply_to(message, reply_partitions);
+    return d;
+  }
+
+  // Decides one command against its partition's state; its events, remembered rejection and
+  // state join the open transaction.
+  Decided decide_command(Owned& o, const CommandEnvelope& command) {
+    Decided d;
+    d.owned = &o;
+    d.command = command;
     auto& store = *o.store;
     d.outcome = decide(store, *d.command);
     if (remembers_rejection(*d.command, d.outcome)) {
@@ -846,8 +923,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     ++parked_in_batch;
   }
 
-  void send_reply(const Decided& d) {
-    if (!d.reply_to) return;
+  static Reply make_reply(const Decided& d) {
     Reply reply;
     reply.outcome = d.outcome.kind;
     reply.version = d.outcome.version;
@@ -864,6 +940,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       reply.position = d.outcome.original->position;
       reply.replayed = d.outcome.kind == ReplyOutcome::kRejected;
     }
+    return reply;
+  }
+
+  void send_reply(const Decided& d) {
+    if (!d.reply_to) return;
+    const auto reply = make_reply(d);
     check_produced(core::kafka_produce(*producer, options.kafka.replies_topic,
                                        d.reply_to->partition, reply.command_id, to_json(reply),
                                        {{header::kReplyInstance, d.reply_to->instance},
@@ -880,6 +962,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     for (auto& [p, o] : owned) {
       o->status.fenced = true;
       o->status.ready = false;
+      drop_local(o->inbox);
     }
     wake.notify_all();
   }
@@ -957,6 +1040,10 @@ void CommandProcessor::stop() {
 }
 
 bool CommandProcessor::has_assignment() const { return impl_->assignment_known; }
+
+bool CommandProcessor::try_submit(const CommandEnvelope& command, Done done) {
+  return impl_->try_submit(command, std::move(done));
+}
 
 std::vector<PartitionStatus> CommandProcessor::status() const {
   const std::lock_guard lock(impl_->mutex);

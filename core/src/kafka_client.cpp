@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <thread>
 
+#include <librdkafka/rdkafka.h>
+
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
@@ -104,6 +106,12 @@ KafkaSettings exactly_once_consumer_settings(const std::string& group) {
           {"heartbeat.interval.ms", "1500"},
           {"partition.assignment.strategy", "range"},
           {"fetch.wait.max.ms", "10"}};
+}
+
+std::int32_t kafka_key_partition(std::string_view key, int partitions) {
+  // With a key, librdkafka's partitioner only hashes it (the topic handle is not used).
+  return rd_kafka_msg_partitioner_murmur2(nullptr, key.data(), key.size(), partitions, nullptr,
+                                          nullptr);
 }
 
 int kafka_partition_count(RdKafka::Handle& handle, const std::string& topic,

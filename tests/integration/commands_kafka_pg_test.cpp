@@ -125,6 +125,88 @@ class CommandsTest : public ::testing::Test {
     }));
   }
 
+  // 200 updates race with the same If-Match: exactly one wins, the others are 412.
+  void race_on_one_version() {
+    const auto id = register_contact();
+    constexpr int kWriters = 200;
+    std::vector<std::future<unsigned>> results;
+    std::atomic<int> ready{0};
+    for (int i = 0; i < kWriters; ++i) {
+      results.push_back(std::async(std::launch::async, [&, i] {
+        ++ready;
+        while (ready < kWriters) std::this_thread::yield();
+        const auto r =
+            send(http::verb::patch, "/v1/contacts/" + id,
+                 R"({"notes":"writer )" + std::to_string(i) + R"("})", {{"If-Match", "\"1\""}});
+        if (r.status == 412) {
+          EXPECT_EQ(field(r.body, "current_version"), "2") << r.body;
+        }
+        return r.status;
+      }));
+    }
+    std::map<unsigned, int> by_status;
+    for (auto& f : results) ++by_status[f.get()];
+    EXPECT_EQ(by_status[200], 1);
+    EXPECT_EQ(by_status[412], kWriters - 1);
+    const auto events = log_checked();
+    EXPECT_EQ(count_type(events, "contact.updated", id), 1u);
+  }
+
+  // Clients keep sending keyed commands while a second processor joins the group and the first
+  // one leaves it (stopped, not destroyed: the bus may still point at it): the partitions move
+  // twice under load, and every command is decided once.
+  void move_partitions_under_load() {
+    constexpr int kClients = 8;
+    std::atomic<bool> done{false};
+    std::mutex mutex;
+    std::map<std::string, std::string> acknowledged;  // Idempotency-Key -> contact id
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&, c] {
+        for (int i = 0; !done; ++i) {
+          const auto key = "move-" + std::to_string(c) + "-" + std::to_string(i);
+          const std::string body =
+              R"({"name":"Client )" + std::to_string(c) + R"(","phone":"+351912345678"})";
+          // A 503 (no answer during a move) is retried with the same key until it is decided.
+          for (int attempt = 0; attempt < 20; ++attempt) {
+            const auto r = send(http::verb::post, "/v1/contacts", body, {{"Idempotency-Key", key}});
+            if (r.status == 201u) {
+              const std::lock_guard lock(mutex);
+              acknowledged[key] = field(r.body, "id");
+              break;
+            }
+            ASSERT_EQ(r.status, 503u) << r.body;
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(2s);
+    auto second = std::make_unique<commands::CommandProcessor>(
+        commands::ProcessorOptions{.kafka = kafka_, .commands = commands_}, registry_);
+    second->start();
+    const auto ready = [](const commands::CommandProcessor& p) {
+      const auto s = p.status();
+      return std::count_if(s.begin(), s.end(), [](const auto& x) { return x.ready; });
+    };
+    EXPECT_TRUE(eventually(
+        [&] { return ready(*processor_) + ready(*second) == 3 && ready(*second) > 0; }, 60s))
+        << "the group shares the partitions";
+    std::this_thread::sleep_for(2s);
+    processor_->stop();  // the first leaves: the second owns everything
+    std::this_thread::sleep_for(2s);
+    done = true;
+    for (auto& t : clients) t.join();
+
+    const auto events = log_checked();
+    std::map<std::string, int> registered;
+    for (const auto& e : events) ++registered[e.envelope.aggregate_id];
+    ASSERT_GT(acknowledged.size(), 20u);
+    for (const auto& [key, id] : acknowledged) EXPECT_EQ(registered[id], 1) << key;
+    EXPECT_EQ(events.size(), registered.size()) << "no contact registered twice";
+    bus_->set_local(nullptr);
+    processor_ = std::move(second);
+  }
+
   TempDatabase db_;
   core::KafkaConfig kafka_ = test_kafka(3);
   core::CommandsConfig commands_;
@@ -203,32 +285,6 @@ TEST_F(CommandsTest, EveryCommandRouteAppendsSchemaValidEvents) {
   });
   ASSERT_NE(registered, events.end());
   EXPECT_EQ(registered->envelope.correlation_id, "corr-1");
-}
-
-TEST_F(CommandsTest, ConcurrentPatchesWithTheSameIfMatchApplyExactlyOnce) {
-  const auto id = register_contact();
-  constexpr int kWriters = 200;
-  std::vector<std::future<unsigned>> results;
-  std::atomic<int> ready{0};
-  for (int i = 0; i < kWriters; ++i) {
-    results.push_back(std::async(std::launch::async, [&, i] {
-      ++ready;
-      while (ready < kWriters) std::this_thread::yield();
-      const auto r =
-          send(http::verb::patch, "/v1/contacts/" + id,
-               R"({"notes":"writer )" + std::to_string(i) + R"("})", {{"If-Match", "\"1\""}});
-      if (r.status == 412) {
-        EXPECT_EQ(field(r.body, "current_version"), "2") << r.body;
-      }
-      return r.status;
-    }));
-  }
-  std::map<unsigned, int> by_status;
-  for (auto& f : results) ++by_status[f.get()];
-  EXPECT_EQ(by_status[200], 1);
-  EXPECT_EQ(by_status[412], kWriters - 1);
-  const auto events = log_checked();
-  EXPECT_EQ(count_type(events, "contact.updated", id), 1u);
 }
 
 TEST_F(CommandsTest, AnIdempotencyKeyAppliesOnceAcrossConcurrentRetriesAndRestarts) {
@@ -675,57 +731,50 @@ TEST_F(CommandsTest, ARebuildWaitsForATransactionStillOpenOnTheEventLog) {
   processor_ = std::move(p);
 }
 
-TEST_F(CommandsTest, PartitionsMovingBetweenProcessorsUnderLoadDecideEveryCommandOnce) {
-  // Clients keep sending keyed commands while a second processor joins the group and the first
-  // one leaves it: the partitions move twice under load.
-  constexpr int kClients = 8;
-  std::atomic<bool> done{false};
-  std::mutex mutex;
-  std::map<std::string, std::string> acknowledged;  // Idempotency-Key -> contact id
-  std::vector<std::thread> clients;
-  for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&, c] {
-      for (int i = 0; !done; ++i) {
-        const auto key = "move-" + std::to_string(c) + "-" + std::to_string(i);
-        const std::string body =
-            R"({"name":"Client )" + std::to_string(c) + R"(","phone":"+351912345678"})";
-        // A 503 (no answer during a move) is retried with the same key until it is decided.
-        for (int attempt = 0; attempt < 20; ++attempt) {
-          const auto r = send(http::verb::post, "/v1/contacts", body, {{"Idempotency-Key", key}});
-          if (r.status == 201u) {
-            const std::lock_guard lock(mutex);
-            acknowledged[key] = field(r.body, "id");
-            break;
-          }
-          ASSERT_EQ(r.status, 503u) << r.body;
-        }
-      }
-    });
-  }
-  std::this_thread::sleep_for(2s);
-  auto second = std::make_unique<commands::CommandProcessor>(
-      commands::ProcessorOptions{.kafka = kafka_, .commands = commands_}, registry_);
-  second->start();
-  const auto ready = [](const commands::CommandProcessor& p) {
-    const auto s = p.status();
-    return std::count_if(s.begin(), s.end(), [](const auto& x) { return x.ready; });
-  };
-  EXPECT_TRUE(eventually(
-      [&] { return ready(*processor_) + ready(*second) == 3 && ready(*second) > 0; }, 60s))
-      << "the group shares the partitions";
-  std::this_thread::sleep_for(2s);
-  processor_.reset();  // the first leaves: the second owns everything
-  std::this_thread::sleep_for(2s);
-  done = true;
-  for (auto& t : clients) t.join();
+TEST_F(CommandsTest, ConcurrentPatchesWithTheSameIfMatchApplyExactlyOnce) { race_on_one_version(); }
 
+TEST_F(CommandsTest, PartitionsMovingBetweenProcessorsUnderLoadDecideEveryCommandOnce) {
+  move_partitions_under_load();
+}
+
+// The same guarantees on the shorter path, where the API hands its commands to the processor in
+// its process instead of the commands topic.
+class LocalPathTest : public CommandsTest {
+ protected:
+  void SetUp() override {
+    CommandsTest::SetUp();
+    bus_->set_local(processor_.get());
+  }
+  void TearDown() override {
+    api_.reset();
+    bus_.reset();  // before the processor it points at
+    processor_.reset();
+  }
+};
+
+TEST_F(LocalPathTest, ConcurrentPatchesWithTheSameIfMatchApplyExactlyOnce) {
+  race_on_one_version();
+}
+
+TEST_F(LocalPathTest, PartitionsMovingUnderLoadDecideEveryCommandOnce) {
+  move_partitions_under_load();
+}
+
+TEST_F(LocalPathTest, CommandsTakeTheShorterPathAndRetriesStillReplay) {
+  const auto id = register_contact();
+  const std::vector<std::pair<std::string, std::string>> key = {{"Idempotency-Key", "call-7"}};
+  const std::string call = R"({"outcome":"answered","duration_s":12})";
+  const auto first = send(http::verb::post, "/v1/contacts/" + id + "/calls", call, key);
+  ASSERT_EQ(first.status, 201u) << first.body;
+  const auto again = send(http::verb::post, "/v1/contacts/" + id + "/calls", call, key);
+  EXPECT_EQ(again.status, 201u) << again.body;
+  EXPECT_EQ(again.headers.at("idempotent-replayed"), "true");
+  EXPECT_EQ(field(again.body, "call_id"), field(first.body, "call_id"));
+  EXPECT_FALSE(first.headers.at("cauce-position").empty());
+  // Nothing went through the commands topic.
+  EXPECT_TRUE(read_topic(kafka_, kafka_.commands_topic).empty());
   const auto events = log_checked();
-  std::map<std::string, int> registered;
-  for (const auto& e : events) ++registered[e.envelope.aggregate_id];
-  ASSERT_GT(acknowledged.size(), 20u);
-  for (const auto& [key, id] : acknowledged) EXPECT_EQ(registered[id], 1) << key;
-  EXPECT_EQ(events.size(), registered.size()) << "no contact registered twice";
-  processor_ = std::move(second);
+  EXPECT_EQ(count_type(events, "contact.call_logged", id), 1u);
 }
 
 class ShortReplyTimeoutTest : public CommandsTest {

@@ -1,7 +1,11 @@
+#include <set>
+
 #include <gtest/gtest.h>
 
+#include <cauce/commands/envelope.hpp>
 #include <cauce/core/errors.hpp>
 #include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/kafka_client.hpp>
 
 #include "fixtures.hpp"
 
@@ -40,6 +44,39 @@ TEST(TopicsKafkaTest, AMismatchedPartitionCountIsRefusedNotRetried) {
         << e.what();
   }
   EXPECT_EQ(admin.describe(5s).partitions_by_topic.at(kafka.commands_topic), 2);
+}
+
+// The in-process path decides a command in the partition it computes; it must be the one the
+// producer's partitioner picks, or an aggregate's events would split across partitions.
+TEST(TopicsKafkaTest, KeyPartitionIsTheOneTheProducerPicks) {
+  const auto kafka = test_kafka(12);
+  core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), 12, 1);
+  auto conf = core::kafka_conf(kafka, {{"partitioner", "murmur2_random"}, {"linger.ms", "5"}});
+  struct Recorder : RdKafka::DeliveryReportCb {
+    std::vector<std::pair<std::string, std::int32_t>> seen;
+    void dr_cb(RdKafka::Message& m) override {
+      if (m.err() == RdKafka::ERR_NO_ERROR) seen.emplace_back(*m.key(), m.partition());
+    }
+  } recorder;
+  std::string err;
+  ASSERT_EQ(conf->set("dr_cb", &recorder, err), RdKafka::Conf::CONF_OK);
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  ASSERT_TRUE(producer) << err;
+  for (int i = 0; i < 300; ++i) {
+    const auto key = i % 2 == 0 ? commands::uuid_v7(1'700'000'000'000 + i)
+                                : commands::uuid_from_name("key " + std::to_string(i));
+    ASSERT_EQ(core::kafka_produce(*producer, kafka.commands_topic, RdKafka::Topic::PARTITION_UA,
+                                  key, "{}", {}),
+              RdKafka::ERR_NO_ERROR);
+  }
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+  ASSERT_EQ(recorder.seen.size(), 300u);
+  std::set<std::int32_t> used;
+  for (const auto& [key, partition] : recorder.seen) {
+    EXPECT_EQ(core::kafka_key_partition(key, 12), partition) << key;
+    used.insert(partition);
+  }
+  EXPECT_EQ(used.size(), 12u);
 }
 
 TEST(TopicsKafkaTest, AnUnreachableBrokerIsARetryableErrorNotAHang) {

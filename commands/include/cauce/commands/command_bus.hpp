@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -32,6 +33,19 @@ enum class SendError {
 
 using SendResult = std::variant<Reply, SendError>;
 using SendCallback = std::function<void(SendResult)>;
+
+// A processor in the same process, which may decide a command without the round trip through
+// the commands and replies topics (DESIGN §3's shorter in-process path).
+class LocalDecider {
+ public:
+  using Done = std::function<void(std::optional<Reply>)>;
+  virtual ~LocalDecider() = default;
+  // Takes `command` when this process owns and decides its partition: `done` then runs exactly
+  // once, with the reply after the transaction holding the command's outcome committed, or
+  // with nullopt when it cannot be decided here after all (the partition moved, stopping).
+  // false (and `done` never runs) when it is not taken.
+  virtual bool try_submit(const CommandEnvelope& command, Done done) = 0;
+};
 
 struct BusOptions {
   core::KafkaConfig kafka;
@@ -54,6 +68,11 @@ class CommandBus {
   // Never blocks on the network. `done` runs exactly once, on the bus thread or (for an
   // immediate failure) on the caller's.
   void send(const CommandEnvelope& command, SendCallback done);
+
+  // Commands whose partition `local` takes go to it instead of the commands topic (nullptr: all
+  // through the topic). `local` must stop (answering what it holds) before this bus is
+  // destroyed, and stay alive while it is set.
+  void set_local(LocalDecider* local);
 
   const std::string& instance_id() const;
   std::int32_t reply_partition() const;

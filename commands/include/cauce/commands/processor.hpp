@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include <cauce/commands/command_bus.hpp>
 #include <cauce/core/config.hpp>
 
 namespace prometheus {
@@ -50,10 +51,10 @@ struct PartitionStatus {
   std::int64_t rebuilt_events = 0;
 };
 
-class CommandProcessor {
+class CommandProcessor final : public LocalDecider {
  public:
   CommandProcessor(ProcessorOptions options, prometheus::Registry& registry);
-  ~CommandProcessor();  // stop()
+  ~CommandProcessor() override;  // stop()
   CommandProcessor(const CommandProcessor&) = delete;
   CommandProcessor& operator=(const CommandProcessor&) = delete;
 
@@ -67,6 +68,13 @@ class CommandProcessor {
   // The group has told this processor which partitions are its own (possibly none) and has not
   // taken them back since. Before that, no command of any partition can be decided here.
   bool has_assignment() const;
+
+  // The API's shorter path in this process (LocalDecider): a command of a partition this
+  // processor owns joins its queue and the next shared transaction, which also sends the
+  // partition's offset with the group metadata (a zombie stays fenced); its reply comes after
+  // the commit. Commands queued for a partition that is released or when stopping are answered
+  // nullopt.
+  bool try_submit(const CommandEnvelope& command, Done done) override;
 
  private:
   struct Impl;

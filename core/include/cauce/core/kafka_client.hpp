@@ -64,6 +64,10 @@ std::optional<std::string> kafka_header(RdKafka::Message& message, std::string_v
 std::string kafka_payload(const RdKafka::Message& message);
 std::string kafka_key(const RdKafka::Message& message);  // "" when the record has none
 
+// The partition a keyed record goes to with the murmur2 partitioners (Java clients' default,
+// and what cauce's producers use): the same function librdkafka applies when producing.
+std::int32_t kafka_key_partition(std::string_view key, int partitions);
+
 // The partition count of `topic` as the broker reports it; throws DependencyError when the
 // broker does not answer within `timeout` or the topic does not exist.
 int kafka_partition_count(RdKafka::Handle& handle, const std::string& topic,
