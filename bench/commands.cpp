@@ -4,8 +4,12 @@
 //   2. raw limit: transactional librdkafka produce of event-sized records, one producer per
 //      partition, batches of the processor's size (no HTTP, no decisions, no replies);
 //   3. raw limit: a bare Beast handler behind the same HTTP server, same client;
-//   4. cauce: HTTP -> CommandBus -> processor -> events + replies, a mix of register 20%,
-//      update 50%, log call 30% over `--aggregates` contacts, keep-alive clients.
+//   4. raw limit: the Kafka transaction floor, one record per transaction, one at a time;
+//   5. cauce over HTTP, a mix of register 20%, update 50%, log call 30% over `--aggregates`
+//      contacts, keep-alive clients, on both paths: through the commands and replies topics,
+//      and in-process (the API hands commands to the processor in its process); the in-process
+//      path also at 50% of its peak rate (paced, latency from when each request was due) and
+//      with one client sending one command at a time.
 // Settings come from CAUCE_* like the service (scripts/bench starts Kafka and PostgreSQL).
 
 #include <atomic>
@@ -136,7 +140,29 @@ double raw_transactional_produce(const core::KafkaConfig& kafka, int seconds, in
   return static_cast<double>(total) / std::chrono::duration<double>(Clock::now() - started).count();
 }
 
-// --- 3 and 4: HTTP ------------------------------------------------------------------------------
+// Per-transaction latency of one transactional producer committing one record at a time.
+std::vector<double> transaction_floor(const core::KafkaConfig& kafka, int seconds) {
+  const auto value = sample_event();
+  auto conf = core::kafka_conf(kafka, {{"transactional.id", kafka.events_topic + "-floor"},
+                                       {"linger.ms", "0"},
+                                       {"retry.backoff.ms", "10"}});
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  core::kafka_check(producer->init_transactions(30000), "init");
+  std::vector<double> ms;
+  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < deadline) {
+    const auto started = Clock::now();
+    core::kafka_check(producer->begin_transaction(), "begin");
+    core::kafka_produce(*producer, kafka.events_topic, 0, "key", value, {});
+    core::kafka_check(producer->commit_transaction(30000), "commit");
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms;
+}
+
+// --- HTTP ----------------------------------------------------------------------------------------
 
 struct Stack {
   Stack(const core::Config& config, const core::KafkaConfig& kafka)
@@ -273,44 +299,64 @@ int run(const Options& options) {
     }
     return r;
   };
-  const auto bare = [](std::mt19937_64&) { return LoadRequest{http::verb::get, "/bare", "", {}}; };
+  const auto bare_request = [](std::mt19937_64&) {
+    return LoadRequest{http::verb::get, "/bare", "", {}};
+  };
 
-  std::vector<double> raw_rates;
-  std::vector<double> bare_rates;
-  std::vector<double> bare_p99;
-  std::vector<double> rates;
-  std::vector<double> p50s;
-  std::vector<double> p95s;
-  std::vector<double> p99s;
+  // One row per measurement: every run's figures, then their medians.
+  struct Row {
+    std::string name;
+    std::string unit;
+    std::vector<double> rate, p50, p95, p99;
+    void add(double r, double a, double b, double c) {
+      rate.push_back(r);
+      p50.push_back(a);
+      p95.push_back(b);
+      p99.push_back(c);
+      print_row(name, r, unit, a, b, c);
+    }
+    void add(const LoadResult& l) {
+      add(l.per_second(), l.percentile(50), l.percentile(95), l.percentile(99));
+      if (l.failed > 0) std::cout << "  (" << l.failed << " requests answered non-2xx)\n";
+    }
+    void print_median() const {
+      print_row(name, median(rate), unit, median(p50), median(p95), median(p99));
+    }
+  };
+  Row raw{"  raw transactional produce (no HTTP)", "events/s"};
+  Row floor{"  Kafka transaction floor (1 record, serial)", "txn/s"};
+  Row bare{"  bare Beast handler", "req/s"};
+  Row topics{"  cauce commands, through the topics", "cmd/s"};
+  Row local{"  cauce commands, in-process path", "cmd/s"};
+  Row half{"  in-process at 50% of its peak (paced)", "cmd/s"};
+  Row single{"  in-process, one client, one at a time", "cmd/s"};
   const auto duration = std::chrono::seconds(options.seconds);
   for (int run = 1; run <= options.runs; ++run) {
     std::cout << "run " << run << "\n";
-    const auto raw = raw_transactional_produce(raw_kafka, options.seconds,
-                                               std::min(config.commands.batch_max, 200));
-    raw_rates.push_back(raw);
-    print_row("  raw transactional produce (no HTTP)", raw, "events/s", 0, 0, 0);
-    const auto b = run_load(stack.port, options.connections, duration, bare);
-    bare_rates.push_back(b.per_second());
-    bare_p99.push_back(b.percentile(99));
-    print_row("  bare Beast handler", b.per_second(), "req/s", b.percentile(50), b.percentile(95),
-              b.percentile(99));
-    const auto c = run_load(stack.port, options.connections, duration, mix);
-    rates.push_back(c.per_second());
-    p50s.push_back(c.percentile(50));
-    p95s.push_back(c.percentile(95));
-    p99s.push_back(c.percentile(99));
-    print_row("  cauce commands (20/50/30 mix)", c.per_second(), "cmd/s", c.percentile(50),
-              c.percentile(95), c.percentile(99));
-    if (c.failed > 0) std::cout << "  (" << c.failed << " commands answered non-2xx)\n";
+    raw.add(raw_transactional_produce(raw_kafka, options.seconds,
+                                      std::min(config.commands.batch_max, 200)),
+            0, 0, 0);
+    const auto f = transaction_floor(raw_kafka, std::min(options.seconds, 3));
+    floor.add(f.empty() ? 0 : static_cast<double>(f.size()) / std::min(options.seconds, 3),
+              f.empty() ? 0 : f[f.size() / 2], f.empty() ? 0 : f[f.size() * 95 / 100],
+              f.empty() ? 0 : f[f.size() * 99 / 100]);
+    bare.add(run_load(stack.port, options.connections, duration, bare_request));
+    stack.bus.set_local(nullptr);
+    topics.add(run_load(stack.port, options.connections, duration, mix));
+    stack.bus.set_local(&stack.processor);
+    const auto peak = run_load(stack.port, options.connections, duration, mix);
+    local.add(peak);
+    half.add(run_load(stack.port, options.connections, duration, mix, peak.per_second() / 2));
+    single.add(run_load(stack.port, 1, duration, mix));
   }
   std::cout << "\nmedians over " << options.runs << " runs\n";
-  print_row("  raw transactional produce (no HTTP)", median(raw_rates), "events/s", 0, 0, 0);
-  print_row("  bare Beast handler", median(bare_rates), "req/s", 0, 0, median(bare_p99));
-  print_row("  cauce commands (20/50/30 mix)", median(rates), "cmd/s", median(p50s), median(p95s),
-            median(p99s));
+  for (const auto* row : {&raw, &floor, &bare, &topics, &local, &half, &single}) {
+    row->print_median();
+  }
+  const auto best = std::max(median(topics.rate), median(local.rate));
   std::cout << std::setprecision(2)
-            << "  cauce / raw produce = " << median(rates) / median(raw_rates)
-            << ", cauce / bare HTTP = " << median(rates) / median(bare_rates)
+            << "  cauce (best path) / raw produce = " << best / median(raw.rate)
+            << ", / bare HTTP = " << best / median(bare.rate)
             << "\n  mean commands per transaction = "
             << stack.mean_of("cauce_processor_batch_commands") << ", mean transaction = "
             << stack.mean_of("cauce_processor_transaction_duration_seconds") * 1000

@@ -216,6 +216,7 @@ int run(const Options& options) {
   projections::ReadModels models(pool);
   asio::thread_pool query_threads(4);
   processor.start();
+  bus.set_local(&processor);  // as `cauce serve` wires them: the in-process path
   bus.start();
   projector.start();
   hub.start();

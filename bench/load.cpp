@@ -7,6 +7,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 
@@ -17,16 +18,24 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 using Clock = std::chrono::steady_clock;
 
+// `interval`: zero for a closed loop, else the time between this connection's requests.
 asio::awaitable<void> connection(std::uint16_t port, Clock::time_point deadline,
                                  const std::function<LoadRequest(std::mt19937_64&)>& next,
-                                 std::uint64_t seed, LoadResult& result) {
+                                 std::uint64_t seed, Clock::duration interval, LoadResult& result) {
   std::mt19937_64 rng(seed);
   auto executor = co_await asio::this_coro::executor;
   beast::tcp_stream stream(executor);
   beast::flat_buffer buffer;
+  asio::steady_timer timer(executor);
   bool connected = false;
+  // Spread the connections' first requests over one interval.
+  auto due = Clock::now() + (interval.count() > 0 ? interval * (seed % 1000) / 1000 : interval);
   while (Clock::now() < deadline) {
     try {
+      if (interval.count() > 0) {
+        timer.expires_at(due);
+        co_await timer.async_wait(asio::use_awaitable);
+      }
       if (!connected) {
         co_await stream.async_connect(
             asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
@@ -44,7 +53,8 @@ asio::awaitable<void> connection(std::uint16_t port, Clock::time_point deadline,
       }
       req.keep_alive(true);
       req.prepare_payload();
-      const auto started = Clock::now();
+      const auto started = interval.count() > 0 ? due : Clock::now();
+      due += interval;
       co_await http::async_write(stream, req, asio::use_awaitable);
       http::response<http::string_body> res;
       co_await http::async_read(stream, buffer, res, asio::use_awaitable);
@@ -78,15 +88,22 @@ double LoadResult::percentile(double p) const {
 }
 
 LoadResult run_load(std::uint16_t port, int connections, std::chrono::milliseconds duration,
-                    const std::function<LoadRequest(std::mt19937_64&)>& next) {
+                    const std::function<LoadRequest(std::mt19937_64&)>& next,
+                    double rate_per_second) {
+  const auto interval =
+      rate_per_second > 0
+          ? std::chrono::duration_cast<Clock::duration>(
+                std::chrono::duration<double>(static_cast<double>(connections) / rate_per_second))
+          : Clock::duration::zero();
   asio::io_context ioc(1);
   LoadResult result;
   const auto started = Clock::now();
   const auto deadline = started + duration;
   for (int c = 0; c < connections; ++c) {
-    asio::co_spawn(ioc,
-                   connection(port, deadline, next, 0x5eed + static_cast<std::uint64_t>(c), result),
-                   asio::detached);
+    asio::co_spawn(
+        ioc,
+        connection(port, deadline, next, 0x5eed + static_cast<std::uint64_t>(c), interval, result),
+        asio::detached);
   }
   ioc.run();
   result.seconds = std::chrono::duration<double>(Clock::now() - started).count();

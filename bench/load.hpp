@@ -1,8 +1,11 @@
 #pragma once
 
-// A closed-loop HTTP load generator for the benchmarks: `connections` keep-alive connections,
-// each sending its next request as soon as the previous answer arrived, for `duration`.
-// Latency is measured per request from write to complete response.
+// An HTTP load generator for the benchmarks: `connections` keep-alive connections for
+// `duration`. Closed loop by default (each connection sends its next request as soon as the
+// previous answer arrived; latency from write to complete response). With a target rate the
+// connections pace their requests to that total rate, and latency counts from the moment a
+// request was due (a late answer delays the next request but is not hidden: no coordinated
+// omission).
 
 #include <chrono>
 #include <cstdint>
@@ -36,7 +39,8 @@ struct LoadResult {
 
 // `next` builds the request for a connection; it runs on the load thread only.
 LoadResult run_load(std::uint16_t port, int connections, std::chrono::milliseconds duration,
-                    const std::function<LoadRequest(std::mt19937_64&)>& next);
+                    const std::function<LoadRequest(std::mt19937_64&)>& next,
+                    double rate_per_second = 0);
 
 double median(std::vector<double> values);
 
