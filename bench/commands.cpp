@@ -305,6 +305,7 @@ int run(const Options& options) {
 
   // One row per measurement: every run's figures, then their medians.
   struct Row {
+    Row(std::string n, std::string u) : name(std::move(n)), unit(std::move(u)) {}
     std::string name;
     std::string unit;
     std::vector<double> rate, p50, p95, p99;
@@ -324,7 +325,7 @@ int run(const Options& options) {
     }
   };
   Row raw{"  raw transactional produce (no HTTP)", "events/s"};
-  Row floor{"  Kafka transaction floor (1 record, serial)", "txn/s"};
+  Row txn_floor{"  Kafka transaction floor (1 record, serial)", "txn/s"};
   Row bare{"  bare Beast handler", "req/s"};
   Row topics{"  cauce commands, through the topics", "cmd/s"};
   Row local{"  cauce commands, in-process path", "cmd/s"};
@@ -337,9 +338,9 @@ int run(const Options& options) {
                                       std::min(config.commands.batch_max, 200)),
             0, 0, 0);
     const auto f = transaction_floor(raw_kafka, std::min(options.seconds, 3));
-    floor.add(f.empty() ? 0 : static_cast<double>(f.size()) / std::min(options.seconds, 3),
-              f.empty() ? 0 : f[f.size() / 2], f.empty() ? 0 : f[f.size() * 95 / 100],
-              f.empty() ? 0 : f[f.size() * 99 / 100]);
+    txn_floor.add(f.empty() ? 0 : static_cast<double>(f.size()) / std::min(options.seconds, 3),
+                  f.empty() ? 0 : f[f.size() / 2], f.empty() ? 0 : f[f.size() * 95 / 100],
+                  f.empty() ? 0 : f[f.size() * 99 / 100]);
     bare.add(run_load(stack.port, options.connections, duration, bare_request));
     stack.bus.set_local(nullptr);
     topics.add(run_load(stack.port, options.connections, duration, mix));
@@ -350,7 +351,7 @@ int run(const Options& options) {
     single.add(run_load(stack.port, 1, duration, mix));
   }
   std::cout << "\nmedians over " << options.runs << " runs\n";
-  for (const auto* row : {&raw, &floor, &bare, &topics, &local, &half, &single}) {
+  for (const auto* row : {&raw, &txn_floor, &bare, &topics, &local, &half, &single}) {
     row->print_median();
   }
   const auto best = std::max(median(topics.rate), median(local.rate));

@@ -29,7 +29,7 @@ asio::awaitable<void> connection(std::uint16_t port, Clock::time_point deadline,
   asio::steady_timer timer(executor);
   bool connected = false;
   // Spread the connections' first requests over one interval.
-  auto due = Clock::now() + (interval.count() > 0 ? interval * (seed % 1000) / 1000 : interval);
+  auto due = Clock::now() + interval * static_cast<Clock::rep>(seed % 1000) / 1000;
   while (Clock::now() < deadline) {
     try {
       if (interval.count() > 0) {
