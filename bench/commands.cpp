@@ -254,6 +254,7 @@ int run(const Options& options) {
   kafka.replies_topic = prefix + ".replies";
   kafka.outcomes_topic = prefix + ".outcomes";
   kafka.dead_letters_topic = prefix + ".dead-letters";
+  kafka.snapshots_topic = prefix + ".snapshots";
   config.commands.processor_group = prefix + "-processor";
   core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), kafka.partitions, 1);
   {

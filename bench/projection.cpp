@@ -311,6 +311,7 @@ int run(const Options& options) {
     kafka.replies_topic = kafka.events_topic + ".replies";
     kafka.outcomes_topic = kafka.events_topic + ".outcomes";
     kafka.dead_letters_topic = kafka.events_topic + ".dead-letters";
+    kafka.snapshots_topic = kafka.events_topic + ".snapshots";
     kafka.partitions = partitions;
     core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), partitions, 1);
     record(order[4], produce(kafka, log));

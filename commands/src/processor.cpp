@@ -24,7 +24,9 @@
 #include <cauce/commands/command_bus.hpp>
 #include <cauce/commands/handler.hpp>
 #include <cauce/commands/processor.hpp>
+#include <cauce/commands/snapshot.hpp>
 #include <cauce/core/backoff.hpp>
+#include <cauce/core/crypto.hpp>
 #include <cauce/core/kafka_admin.hpp>
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
@@ -91,6 +93,13 @@ struct Metrics {
                            .Help("Events read back from the log to rebuild aggregate state")
                            .Register(registry)
                            .Add({})),
+        snapshots(prometheus::BuildCounter()
+                      .Name("cauce_processor_snapshots_total")
+                      .Help("Partition snapshots written, loaded, or found unusable on rebuild")
+                      .Register(registry)),
+        snapshots_written(snapshots.Add({{"result", "written"}})),
+        snapshots_loaded(snapshots.Add({{"result", "loaded"}})),
+        snapshots_invalid(snapshots.Add({{"result", "invalid"}})),
         dead_letters(prometheus::BuildCounter()
                          .Name("cauce_processor_dead_letters_total")
                          .Help("Records on the commands topic that were not commands, parked on "
@@ -106,6 +115,10 @@ struct Metrics {
   prometheus::Histogram& transaction_seconds;
   prometheus::Gauge& partitions;
   prometheus::Counter& rebuilt_events;
+  prometheus::Family<prometheus::Counter>& snapshots;
+  prometheus::Counter& snapshots_written;
+  prometheus::Counter& snapshots_loaded;
+  prometheus::Counter& snapshots_invalid;
   prometheus::Counter& dead_letters;
 };
 
@@ -201,7 +214,11 @@ struct Owned {
   std::int64_t next_offset = 0;
   PartitionStatus status;
   // Written by the rebuild thread while !ready, used by the committer thread while ready.
-  std::unique_ptr<AggregateStore> store;
+  std::unique_ptr<MemoryAggregateStore> store;
+  // Committer: the offset after the partition's last committed event, and events since the
+  // last snapshot (both start from the rebuild).
+  std::int64_t events_end = 0;
+  std::int64_t events_since_snapshot = 0;
   std::atomic<bool> cancelled{false};  // released: a running rebuild gives up
   std::thread rebuilder;               // joined before the next rebuild and on release
 };
@@ -263,6 +280,8 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   core::ConditionLog claim_failing{log()};
   core::ConditionLog committer_failing{log()};
   core::ConditionLog foreign_records{log()};
+  core::ConditionLog snapshot_failing{log()};
+  std::unique_ptr<RdKafka::Producer> snapshots_producer;
 
   // --- assignment (poll thread) -----------------------------------------------------------
 
@@ -385,10 +404,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     while (!o.cancelled && running) {
       try {
         std::int64_t committed_offset = 0;
-        auto store = rebuild(o, committed_offset);
+        std::int64_t events_end = 0;
+        auto store = rebuild(o, committed_offset, events_end);
         const std::lock_guard lock(mutex);
         if (o.cancelled) return;
         o.store = std::move(store);
+        o.events_end = events_end;
         o.next_offset = std::max(o.next_offset, committed_offset);
         o.ready = true;
         o.status.ready = true;
@@ -406,19 +427,23 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     }
   }
 
-  // The partition's remembered rejections and then its events (read_committed), into a fresh
-  // store. First, no transaction that consumed from this commands partition may still be open
-  // (a zombie's, from before the partition moved here): the stable committed offset says so,
-  // and every event such a transaction appended is in the log by then. Then each topic is read
-  // to its true high watermark, so a transaction still open on it is waited for rather than
-  // read past. Events come last: they win over any outcome of the same command id.
-  std::unique_ptr<AggregateStore> rebuild(Owned& o, std::int64_t& committed_offset) {
+  // The partition's latest usable snapshot, its remembered rejections and then the events after
+  // the snapshot (read_committed), into a fresh store. First, no transaction that consumed from
+  // this commands partition may still be open (a zombie's, from before the partition moved
+  // here): the stable committed offset says so, and every event such a transaction appended is
+  // in the log by then. Then each topic is read to its true high watermark, so a transaction
+  // still open on it is waited for rather than read past. Events come last: they win over any
+  // outcome of the same command id.
+  std::unique_ptr<MemoryAggregateStore> rebuild(Owned& o, std::int64_t& committed_offset,
+                                                std::int64_t& events_end) {
     const auto started = Clock::now();
     const auto committed = admin.stable_committed_offset(
         options.commands.processor_group, options.kafka.commands_topic, o.partition,
         std::chrono::milliseconds(2 * kTransactionTimeoutMs));
     committed_offset = std::max<std::int64_t>(committed, 0);
-    auto store = std::make_unique<MemoryAggregateStore>();
+    auto snapshot = load_snapshot(o);
+    const std::int64_t from = snapshot ? snapshot->events_end : 0;
+    auto store = snapshot ? std::move(snapshot->store) : std::make_unique<MemoryAggregateStore>();
     const auto rejections =
         read_partition(o, options.kafka.outcomes_topic, [&](RdKafka::Message& m) {
           auto reply = reply_from_json(core::kafka_payload(m));
@@ -429,10 +454,14 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
                              reply.aggregate_id, reply.version, "", std::nullopt,
                              std::move(reply.rejection)});
         });
-    const auto events = read_partition(o, options.kafka.events_topic, [&](RdKafka::Message& m) {
-      fold(*store, event_from_json(core::kafka_payload(m)), position_token(o.partition, m.offset()),
-           core::kafka_header(m, header::kRequestHash).value_or(""));
-    });
+    const auto events = read_partition(
+        o, options.kafka.events_topic,
+        [&](RdKafka::Message& m) {
+          fold(*store, event_from_json(core::kafka_payload(m)),
+               position_token(o.partition, m.offset()),
+               core::kafka_header(m, header::kRequestHash).value_or(""));
+        },
+        from, &events_end);
     metrics.rebuilt_events.Increment(static_cast<double>(events));
     {
       const std::lock_guard lock(mutex);
@@ -442,11 +471,119 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         "state rebuilt from the log",
         {{"partition", o.partition},
          {"events", events},
+         {"from_snapshot", snapshot.has_value()},
+         {"from_offset", from},
          {"remembered_rejections", rejections},
          {"aggregates", store->aggregate_count()},
          {"ms",
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
     return store;
+  }
+
+  struct LoadedSnapshot {
+    std::unique_ptr<MemoryAggregateStore> store;
+    std::int64_t events_end = 0;  // the events it covers end here
+  };
+
+  std::string snapshot_key(std::int32_t partition, std::string_view what) const {
+    return std::to_string(partition) + "/" + std::string(what);
+  }
+
+  // The partition's latest complete snapshot: its manifest and the chunks written before it.
+  // A snapshot that does not load (missing chunk, checksum, format) is skipped with a warning
+  // and the whole log is replayed instead.
+  std::optional<LoadedSnapshot> load_snapshot(const Owned& o) {
+    std::map<std::string, std::string> chunks;   // as of the latest manifest
+    std::map<std::string, std::string> pending;  // written after it (an unfinished snapshot)
+    std::optional<std::string> manifest;
+    const auto manifest_key = snapshot_key(o.partition, "manifest");
+    read_partition(o, options.kafka.snapshots_topic, [&](RdKafka::Message& m) {
+      auto key = core::kafka_key(m);
+      if (key == manifest_key) {
+        for (auto& [k, v] : pending) chunks.insert_or_assign(k, std::move(v));
+        pending.clear();
+        manifest = core::kafka_payload(m);
+      } else if (key.starts_with(snapshot_key(o.partition, ""))) {
+        pending.insert_or_assign(std::move(key), core::kafka_payload(m));
+      }
+    });
+    if (!manifest) return std::nullopt;
+    try {
+      const auto m = snapshot_manifest_from_json(*manifest);
+      if (m.format != kSnapshotFormat) {
+        throw std::invalid_argument("format " + std::to_string(m.format) + " is not " +
+                                    std::to_string(kSnapshotFormat));
+      }
+      std::string bytes;
+      for (std::int64_t i = 0; i < m.chunks; ++i) {
+        const auto it = chunks.find(snapshot_key(o.partition, std::to_string(i)));
+        if (it == chunks.end())
+          throw std::invalid_argument("chunk " + std::to_string(i) + " missing");
+        bytes += it->second;
+      }
+      if (core::sha256_hex(bytes) != m.sha256) throw std::invalid_argument("checksum mismatch");
+      LoadedSnapshot loaded{decode_snapshot(bytes), m.events_end};
+      metrics.snapshots_loaded.Increment();
+      return loaded;
+    } catch (const std::exception& e) {
+      metrics.snapshots_invalid.Increment();
+      log().warn("snapshot not usable; replaying the partition's whole log instead",
+                 {{"partition", o.partition}, {"error", e.what()}});
+      return std::nullopt;
+    }
+  }
+
+  // Committer thread, right after a commit: the store holds exactly the committed decisions up
+  // to `events_end`. Chunks first, then the manifest naming them; written without a transaction
+  // (a snapshot is derived data: one that is cut short fails its checksum and is not used).
+  void write_snapshot(Owned& o) {
+    const auto started = Clock::now();
+    if (!snapshots_producer) {
+      auto conf = core::kafka_conf(options.kafka, {{"enable.idempotence", "true"},
+                                                   {"acks", "all"},
+                                                   {"linger.ms", "5"},
+                                                   {"message.max.bytes", "1000000"}});
+      std::string err;
+      snapshots_producer.reset(RdKafka::Producer::create(conf.get(), err));
+      if (!snapshots_producer)
+        throw core::KafkaError("snapshot producer: " + err, true, false, false);
+    }
+    const auto bytes = encode_snapshot(*o.store);
+    constexpr std::size_t kChunk = 512 * 1024;
+    SnapshotManifest m;
+    m.format = kSnapshotFormat;
+    m.chunks = static_cast<std::int64_t>((bytes.size() + kChunk - 1) / kChunk);
+    m.bytes = static_cast<std::int64_t>(bytes.size());
+    m.sha256 = core::sha256_hex(bytes);
+    m.events_end = o.events_end;
+    m.aggregates = static_cast<std::int64_t>(o.store->aggregate_count());
+    m.commands = static_cast<std::int64_t>(o.store->command_count());
+    const auto produce = [&](const std::string& key, std::string_view value) {
+      for (int tries = 0;; ++tries) {
+        const auto rc = core::kafka_produce(*snapshots_producer, options.kafka.snapshots_topic,
+                                            o.partition, key, value, {});
+        if (rc == RdKafka::ERR_NO_ERROR) return;
+        if (rc != RdKafka::ERR__QUEUE_FULL || tries > 100) {
+          throw core::KafkaError("produce snapshot: " + RdKafka::err2str(rc), true, false, false);
+        }
+        snapshots_producer->poll(10);
+      }
+    };
+    for (std::int64_t i = 0; i < m.chunks; ++i) {
+      produce(snapshot_key(o.partition, std::to_string(i)),
+              std::string_view(bytes).substr(static_cast<std::size_t>(i) * kChunk, kChunk));
+    }
+    produce(snapshot_key(o.partition, "manifest"), to_json(m));
+    snapshots_producer->poll(0);
+    metrics.snapshots_written.Increment();
+    log().info(
+        "snapshot written",
+        {{"partition", o.partition},
+         {"events_end", m.events_end},
+         {"aggregates", m.aggregates},
+         {"bytes", m.bytes},
+         {"ms",
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
   }
 
   std::int64_t high_watermark(const std::string& topic, std::int32_t partition) {
@@ -464,8 +601,10 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // the reader's end of partition reaches the high watermark (a read_committed reader stops
   // before an open transaction: it waits until that one is committed or aborted). Returns how
   // many were applied. A record `apply` cannot take is logged and skipped.
+  // `from`: the first offset to read; `end` (if given) is set to the offset reading ended at.
   std::int64_t read_partition(const Owned& o, const std::string& topic,
-                              const std::function<void(RdKafka::Message&)>& apply) {
+                              const std::function<void(RdKafka::Message&)>& apply,
+                              std::int64_t from = 0, std::int64_t* end = nullptr) {
     auto conf = core::kafka_conf(options.kafka,
                                  {{"group.id", options.commands.processor_group + "-rebuild"},
                                   {"enable.auto.commit", "false"},
@@ -477,10 +616,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     std::unique_ptr<RdKafka::KafkaConsumer> reader(RdKafka::KafkaConsumer::create(conf.get(), err));
     if (!reader) throw core::KafkaError("rebuild consumer: " + err, false, false, false);
     auto high = high_watermark(topic, o.partition);
+    if (end != nullptr) *end = std::max(high, from);
     std::int64_t applied = 0;
-    if (high == 0) return applied;  // an empty partition has nothing to read
-    std::unique_ptr<RdKafka::TopicPartition> tp(
-        RdKafka::TopicPartition::create(topic, o.partition, RdKafka::Topic::OFFSET_BEGINNING));
+    if (high <= from) return applied;  // nothing (more) to read
+    std::unique_ptr<RdKafka::TopicPartition> tp(RdKafka::TopicPartition::create(
+        topic, o.partition, from > 0 ? from : RdKafka::Topic::OFFSET_BEGINNING));
     reader->assign({tp.get()});
     while (!o.cancelled && running) {
       const MessagePtr message(reader->consume(200));
@@ -539,6 +679,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       pause_before_retry();
     }
     if (producer) producer->flush(1000);
+    if (snapshots_producer) snapshots_producer->flush(5000);
   }
 
   void pause_before_retry() {
@@ -606,9 +747,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     const int commands =
         core::kafka_partition_count(*producer, options.kafka.commands_topic, timeout);
     commands_partitions = commands;
-    if (outcomes < commands) {
+    const int snapshots =
+        core::kafka_partition_count(*producer, options.kafka.snapshots_topic, timeout);
+    if (outcomes < commands || snapshots < commands) {
       throw std::runtime_error(
-          "the outcomes topic has fewer partitions than the commands topic; "
+          "the outcomes or snapshots topic has fewer partitions than the commands topic; "
           "run `cauce topics create`");
     }
     reply_partitions = core::kafka_partition_count(*producer, options.kafka.replies_topic, timeout);
@@ -806,6 +949,25 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
           .Add({{"type", metric_type(d.command ? d.command->type : "")},
                 {"outcome", outcome_name(d.outcome.kind)}})
           .Increment();
+    }
+    for (const auto& d : decided) {
+      if (d.slots == 0) continue;
+      d.owned->events_end =
+          std::max(d.owned->events_end, deliveries[d.first_slot + d.slots - 1].offset + 1);
+      d.owned->events_since_snapshot += static_cast<std::int64_t>(d.slots);
+    }
+    const auto every = options.commands.snapshot_every_events;
+    for (const auto& slice : batch) {
+      Owned& o = *slice.owned;
+      if (every <= 0 || o.events_since_snapshot < every) continue;
+      o.events_since_snapshot = 0;
+      try {
+        write_snapshot(o);
+        snapshot_failing.cleared("snapshots are written again");
+      } catch (const std::exception& e) {
+        snapshot_failing.failing("snapshot not written (the next owner replays more)",
+                                 {{"partition", o.partition}, {"error", e.what()}});
+      }
     }
     const std::lock_guard lock(mutex);
     for (const auto& slice : batch) {

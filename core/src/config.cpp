@@ -185,6 +185,9 @@ const std::vector<Binding>& bindings() {
     b.push_back(kafka.text("kafka.outcomes_topic",
                            "Topic remembering rejected commands that carried an Idempotency-Key",
                            &KafkaConfig::outcomes_topic));
+    b.push_back(kafka.text("kafka.snapshots_topic",
+                           "Topic where processors keep snapshots of partition state",
+                           &KafkaConfig::snapshots_topic));
     b.push_back(kafka.text("kafka.dead_letters_topic",
                            "Topic where records that cannot be decoded are parked",
                            &KafkaConfig::dead_letters_topic));
@@ -231,6 +234,10 @@ const std::vector<Binding>& bindings() {
                               "Consumer group of the processors (also their transactional id "
                               "prefix); one per cauce deployment",
                               &CommandsConfig::processor_group));
+    b.push_back(commands.integer("commands.snapshot_every_events",
+                                 "New events after which a partition's state is snapshotted "
+                                 "(0: never)",
+                                 &CommandsConfig::snapshot_every_events, 0, 100000000));
     b.push_back(projections.text("projections.group", "Consumer group of the projectors",
                                  &ProjectionsConfig::group));
     b.push_back(

@@ -68,6 +68,8 @@ std::vector<TopicSpec> cauce_topics(const KafkaConfig& config) {
       {config.replies_topic, {{"cleanup.policy", "delete"}, {"retention.ms", "86400000"}}},
       // Keyed by command id: the latest outcome of each is kept for good, like the events.
       {config.outcomes_topic, {{"cleanup.policy", "compact"}, {"retention.ms", "-1"}}},
+      // Keyed by "<partition>/<chunk>" and "<partition>/manifest": the latest snapshot stays.
+      {config.snapshots_topic, {{"cleanup.policy", "compact"}, {"retention.ms", "-1"}}},
       {config.dead_letters_topic,
        {{"cleanup.policy", "delete"}, {"retention.ms", "2592000000"}}},  // 30 days
   };

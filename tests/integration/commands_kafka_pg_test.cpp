@@ -777,6 +777,100 @@ TEST_F(LocalPathTest, CommandsTakeTheShorterPathAndRetriesStillReplay) {
   EXPECT_EQ(count_type(events, "contact.call_logged", id), 1u);
 }
 
+// Snapshots every few events, so that a test sees several.
+class SnapshotsTest : public CommandsTest {
+ protected:
+  SnapshotsTest() { commands_.snapshot_every_events = 5; }
+
+  // A contact with 1 + `updates` events, all in one partition.
+  std::string contact_with_history(int updates) {
+    const auto r = send(http::verb::post, "/v1/contacts",
+                        R"({"name":"Ana","phone":"+351912345678"})", {{"Idempotency-Key", "reg"}});
+    EXPECT_EQ(r.status, 201u) << r.body;
+    const auto id = field(r.body, "id");
+    for (int i = 0; i < updates; ++i) {
+      const auto u = send(http::verb::patch, "/v1/contacts/" + id,
+                          R"({"notes":"update )" + std::to_string(i) + R"("})");
+      EXPECT_EQ(u.status, 200u) << u.body;
+    }
+    return id;
+  }
+
+  std::int64_t rebuilt_events(const std::string& id) {
+    const auto partition = core::kafka_key_partition(id, kafka_.partitions);
+    for (const auto& s : processor_->status()) {
+      if (s.partition == partition) return s.rebuilt_events;
+    }
+    return -1;
+  }
+
+  void restart_processor() {
+    processor_.reset();
+    processor_ = start_processor();
+  }
+};
+
+TEST_F(SnapshotsTest, TheNextOwnerLoadsTheSnapshotReplaysOnlyTheTailAndStillDeduplicates) {
+  const auto id = contact_with_history(12);  // 13 events: snapshots after 5 and 10 or so
+  const auto manifest_key =
+      std::to_string(core::kafka_key_partition(id, kafka_.partitions)) + "/manifest";
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto records = read_topic(kafka_, kafka_.snapshots_topic);
+        return std::any_of(records.begin(), records.end(),
+                           [&](const auto& r) { return r.key == manifest_key; });
+      },
+      20s));
+  restart_processor();
+  EXPECT_LT(rebuilt_events(id), 13) << "only the events after the snapshot are replayed";
+  EXPECT_GE(rebuilt_events(id), 0);
+  // The state and the remembered command ids came through the snapshot.
+  const auto again =
+      send(http::verb::post, "/v1/contacts", R"({"name":"Ana","phone":"+351912345678"})",
+           {{"Idempotency-Key", "reg"}});
+  EXPECT_EQ(again.status, 201u) << again.body;
+  EXPECT_EQ(again.headers.at("idempotent-replayed"), "true");
+  EXPECT_EQ(field(again.body, "id"), id);
+  const auto next = send(http::verb::patch, "/v1/contacts/" + id, R"({"notes":"after"})",
+                         {{"If-Match", "\"13\""}});
+  EXPECT_EQ(next.status, 200u) << next.body;
+  EXPECT_EQ(next.headers.at("etag"), "\"14\"");
+  const auto events = log_checked();
+  EXPECT_EQ(count_type(events, "contact.registered", id), 1u);
+}
+
+TEST_F(SnapshotsTest, ASnapshotThatDoesNotLoadFallsBackToTheWholeLog) {
+  const auto id = contact_with_history(7);  // 8 events
+  const auto partition = core::kafka_key_partition(id, kafka_.partitions);
+  const auto manifest_key = std::to_string(partition) + "/manifest";
+  std::string manifest;
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& r : read_topic(kafka_, kafka_.snapshots_topic)) {
+          if (r.key == manifest_key) manifest = r.value;
+        }
+        return !manifest.empty();
+      },
+      20s));
+  // A newer manifest whose checksum matches nothing.
+  const auto at = manifest.find(R"("sha256":")");
+  ASSERT_NE(at, std::string::npos) << manifest;
+  manifest.replace(at + 10, 8, "00000000");
+  auto conf = core::kafka_conf(kafka_, {});
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  ASSERT_EQ(
+      core::kafka_produce(*producer, kafka_.snapshots_topic, partition, manifest_key, manifest, {}),
+      RdKafka::ERR_NO_ERROR);
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+
+  restart_processor();
+  EXPECT_EQ(rebuilt_events(id), 8) << "the whole log, since the snapshot was refused";
+  const auto next = send(http::verb::patch, "/v1/contacts/" + id, R"({"notes":"after"})",
+                         {{"If-Match", "\"8\""}});
+  EXPECT_EQ(next.status, 200u) << next.body;
+}
+
 class ShortReplyTimeoutTest : public CommandsTest {
  protected:
   ShortReplyTimeoutTest() { commands_.reply_timeout_ms = 1500; }

@@ -66,6 +66,7 @@ core::KafkaConfig test_kafka(int partitions) {
   kafka.replies_topic = prefix + ".replies";
   kafka.outcomes_topic = prefix + ".outcomes";
   kafka.dead_letters_topic = prefix + ".dead-letters";
+  kafka.snapshots_topic = prefix + ".snapshots";
   kafka.partitions = partitions;
   return kafka;
 }
@@ -334,6 +335,7 @@ std::map<std::string, std::string> cauce_env(const core::PostgresConfig& pg,
       {"CAUCE_KAFKA_REPLIES_TOPIC", kafka.replies_topic},
       {"CAUCE_KAFKA_OUTCOMES_TOPIC", kafka.outcomes_topic},
       {"CAUCE_KAFKA_DEAD_LETTERS_TOPIC", kafka.dead_letters_topic},
+      {"CAUCE_KAFKA_SNAPSHOTS_TOPIC", kafka.snapshots_topic},
       {"CAUCE_KAFKA_PARTITIONS", std::to_string(kafka.partitions)},
       {"CAUCE_HTTP_PORT", "0"},
       {"CAUCE_HTTP_THREADS", "2"},

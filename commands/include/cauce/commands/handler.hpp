@@ -55,6 +55,10 @@ class MemoryAggregateStore final : public AggregateStore {
   std::size_t aggregate_count() const override { return aggregates_.size(); }
   std::size_t command_count() const override { return commands_.size(); }
 
+  // For snapshots: every aggregate and every remembered command, in no particular order.
+  const std::unordered_map<std::string, AggregateState>& aggregates() const { return aggregates_; }
+  const std::unordered_map<std::string, AppliedCommand>& commands() const { return commands_; }
+
  private:
   std::unordered_map<std::string, AggregateState> aggregates_;
   std::unordered_map<std::string, AppliedCommand> commands_;

@@ -43,6 +43,7 @@ struct KafkaConfig {
   std::string replies_topic = "cauce.replies";
   std::string outcomes_topic = "cauce.outcomes";          // remembered rejections (compacted)
   std::string dead_letters_topic = "cauce.dead-letters";  // records no one could decode
+  std::string snapshots_topic = "cauce.snapshots";        // processor state (compacted)
   int partitions = 12;
   int replication_factor = 1;
   int request_timeout_ms = 5000;
@@ -72,6 +73,9 @@ struct CommandsConfig {
   // start (processor).
   std::string instance_id;
   std::string processor_group = "cauce-processor";  // consumer group + transactional id prefix
+  // A partition's state is snapshotted after this many new events (0: never), so that the next
+  // owner replays only the events after the snapshot.
+  int snapshot_every_events = 100000;
 };
 
 // The read side: the projector's batches, queries waiting for a position, live notifications.

@@ -1,0 +1,42 @@
+#pragma once
+
+// A partition's aggregate state as bytes, so that a processor taking the partition loads it and
+// replays only the events after it instead of the whole history (DESIGN §3's snapshots). Pure:
+// the processor stores and reads the bytes (processor.cpp).
+//
+// Format 1, little-endian: the magic "CAUCESN1", then the aggregates (count, then per aggregate
+// its store key, a state tag and the state's fields), then the commands (count, then per
+// command its id and AppliedCommand fields). Integers are LEB128 varints (zigzag for signed),
+// strings are a length and bytes, optionals a presence byte. Decoding checks every length
+// against what is left and throws std::invalid_argument on anything it does not expect.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <cauce/commands/handler.hpp>
+
+namespace cauce::commands {
+
+inline constexpr int kSnapshotFormat = 1;
+
+std::string encode_snapshot(const MemoryAggregateStore& store);
+std::unique_ptr<MemoryAggregateStore> decode_snapshot(std::string_view bytes);
+
+// What a stored snapshot is: written (as JSON) after its chunks, read first.
+struct SnapshotManifest {
+  int format = kSnapshotFormat;
+  std::int64_t chunks = 0;      // records "<partition>/0" … "<partition>/<chunks-1>"
+  std::int64_t bytes = 0;       // their total size
+  std::string sha256;           // of their concatenation (hex)
+  std::int64_t events_end = 0;  // the offset after the last event the state includes
+  std::int64_t aggregates = 0;
+  std::int64_t commands = 0;
+};
+
+std::string to_json(const SnapshotManifest& manifest);
+// Throws std::invalid_argument naming what is wrong.
+SnapshotManifest snapshot_manifest_from_json(std::string_view json);
+
+}  // namespace cauce::commands
