@@ -405,11 +405,15 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       try {
         std::int64_t committed_offset = 0;
         std::int64_t events_end = 0;
-        auto store = rebuild(o, committed_offset, events_end);
+        std::int64_t replayed = 0;
+        auto store = rebuild(o, committed_offset, events_end, replayed);
         const std::lock_guard lock(mutex);
         if (o.cancelled) return;
         o.store = std::move(store);
         o.events_end = events_end;
+        // A long replay is snapshotted at the partition's next commit, so that the next
+        // takeover is short.
+        o.events_since_snapshot = replayed;
         o.next_offset = std::max(o.next_offset, committed_offset);
         o.ready = true;
         o.status.ready = true;
@@ -435,7 +439,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // still open on it is waited for rather than read past. Events come last: they win over any
   // outcome of the same command id.
   std::unique_ptr<MemoryAggregateStore> rebuild(Owned& o, std::int64_t& committed_offset,
-                                                std::int64_t& events_end) {
+                                                std::int64_t& events_end, std::int64_t& replayed) {
     const auto started = Clock::now();
     const auto committed = admin.stable_committed_offset(
         options.commands.processor_group, options.kafka.commands_topic, o.partition,
@@ -462,6 +466,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
                core::kafka_header(m, header::kRequestHash).value_or(""));
         },
         from, &events_end);
+    replayed = events;
     metrics.rebuilt_events.Increment(static_cast<double>(events));
     {
       const std::lock_guard lock(mutex);
