@@ -108,7 +108,10 @@ class ProcessorCheck final : public DependencyCheck {
     }
     const auto partitions = processor_.status();
     std::size_t ready = 0;
-    for (const auto& p : partitions) ready += p.ready ? 1 : 0;
+    for (const auto& p : partitions) {
+      if (p.fenced) throw std::runtime_error("fenced: another processor took over");
+      ready += p.ready ? 1 : 0;
+    }
     const auto counts =
         std::to_string(ready) + " of " + std::to_string(partitions.size()) + " partitions ready";
     if (ready < partitions.size()) throw std::runtime_error("rebuilding state: " + counts);

@@ -46,7 +46,10 @@ constexpr std::size_t kPauseBacklog = 20000;  // records queued for one worker: 
 constexpr std::size_t kResumeBacklog = 2000;
 // Also how long a crashed processor's open transaction can hold the rebuild of the partitions
 // it had (unless it comes back with the same instance id and aborts it at once).
-constexpr int kTransactionTimeoutMs = 10000;
+constexpr int kTransactionTimeoutMs = 30000;
+// Each call inside a transaction gets at most this long, so that a slow batch fails (and is
+// retried) well before the broker aborts the transaction and bumps the producer's epoch.
+constexpr int kCallTimeoutMs = 5000;
 
 // Label values stay bounded whatever arrives on the topic.
 std::string metric_type(const std::string& type) {
@@ -254,6 +257,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::unique_ptr<RdKafka::KafkaConsumer> watermarks;  // read_uncommitted: true high watermarks
   std::string transactional_id;
+  bool stable_id = false;  // from commands.instance_id (else fresh per start)
   std::atomic<bool> running{false};
   std::atomic<bool> assignment_known{false};
   std::atomic<int> commands_partitions{0};  // learnt by the committer; 0: no local path yet
@@ -301,6 +305,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   void take(const std::vector<RdKafka::TopicPartition*>& partitions) {
     const std::lock_guard lock(mutex);
     for (const auto* tp : partitions) {
+      if (owned.contains(tp->partition())) continue;  // listed twice
       auto o = std::make_unique<Owned>(tp->partition());
       start_rebuild(*o);
       owned.insert_or_assign(tp->partition(), std::move(o));
@@ -321,9 +326,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       wake.wait(lock, [&] { return !in_flight; });
       released.swap(owned);
     }
+    {
+      const std::lock_guard lock(mutex);  // a rebuild waiting to retry sees it at once
+      for (auto& [partition, o] : released) o->cancelled = true;
+    }
+    wake.notify_all();
     for (auto& [partition, o] : released) {
-      o->cancelled = true;
-      wake.notify_all();
       if (o->rebuilder.joinable()) o->rebuilder.join();
       drop_local(o->inbox);
       log().info("partition released", {{"partition", partition}});
@@ -408,7 +416,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         std::int64_t replayed = 0;
         auto store = rebuild(o, committed_offset, events_end, replayed);
         const std::lock_guard lock(mutex);
-        if (o.cancelled) return;
+        if (o.cancelled || fenced) return;
         o.store = std::move(store);
         o.events_end = events_end;
         // A long replay is snapshotted at the partition's next commit, so that the next
@@ -698,7 +706,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     auto conf = core::kafka_conf(
         options.kafka, {{"transactional.id", transactional_id},
                         {"transaction.timeout.ms", std::to_string(kTransactionTimeoutMs)},
-                        {"message.timeout.ms", std::to_string(kTransactionTimeoutMs)},
+                        {"message.timeout.ms", std::to_string(kCallTimeoutMs)},
                         {"linger.ms", "0"},
                         // The broker answers CONCURRENT_TRANSACTIONS for a moment after each
                         // commit; the default 100 ms backoff would add that to every batch.
@@ -811,32 +819,37 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // log (their in-memory state saw decisions that were never committed): decided again later,
   // never skipped, never acknowledged twice.
   void run_batch(std::vector<Slice>& batch) {
+    const auto started = Clock::now();
+    std::vector<Decided> decided;
     try {
-      process(batch);
-      backoff.reset();
-      finish_batch(&batch, nullptr);
-    } catch (const core::KafkaError& e) {
+      decided = process(batch);
+    } catch (const std::exception& e) {
       metrics.aborted.Increment();
-      if (!e.is_fatal()) {
-        log().warn("transaction failed; aborting, rebuilding its partitions and deciding again",
-                   {{"partitions", batch.size()}, {"error", e.what()}});
-        try {
-          core::kafka_check(producer->abort_transaction(kTransactionTimeoutMs),
-                            "abort_transaction");
-        } catch (const core::KafkaError& abort_error) {
-          log().warn("abort failed; starting the producer over", {{"error", abort_error.what()}});
-          producer.reset();
-          reply_partitions = 0;
-        }
+      const auto* kafka_error = dynamic_cast<const core::KafkaError*>(&e);
+      const bool fatal = kafka_error != nullptr && kafka_error->is_fatal();
+      log().warn("transaction failed; aborting, rebuilding its partitions and deciding again",
+                 {{"partitions", batch.size()}, {"error", e.what()}});
+      if (fatal && stable_id) {
+        // Possibly another process started with the same instance id: do not fence it back.
+        finish_batch(nullptr, &batch);
+        throw;
+      }
+      if (fatal) {
+        // The id is this start's own, so no other process holds it: the broker bumped the
+        // epoch (e.g. a transaction that outlived its timeout). A new producer claims it again.
+        producer.reset();
+        reply_partitions = 0;
+      } else {
+        abort_open_transaction();
       }
       finish_batch(nullptr, &batch);
-      if (e.is_fatal()) throw;
       pause_before_retry();
-      if (!producer) throw std::runtime_error("producer restarted after a failed abort");
-    } catch (...) {
-      finish_batch(nullptr, &batch);
-      throw;
+      if (!producer) throw std::runtime_error("the producer starts over");
+      return;
     }
+    backoff.reset();
+    after_commit(batch, decided, started);  // before finish_batch: the partitions stay owned
+    finish_batch(&batch, nullptr);
   }
 
   // Ends the batch in flight: `done` committed, or `failed`: its commands are queued again and
@@ -864,7 +877,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     }
     const std::lock_guard lock(mutex);
     for (Owned* o : rebuild_these) {
-      if (!o->cancelled) start_rebuild(*o);
+      if (!o->cancelled && !holding && !fenced) start_rebuild(*o);
     }
     in_flight = false;
     wake.notify_all();
@@ -881,8 +894,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     std::string position;
   };
 
-  void process(std::vector<Slice>& batch) {
-    const auto started = Clock::now();
+  std::vector<Decided> process(std::vector<Slice>& batch) {
     core::kafka_check(producer->begin_transaction(), "begin_transaction");
     deliveries.begin_batch();
     parked_in_batch = 0;
@@ -913,13 +925,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       offsets.push_back(owned_offsets.back().get());
     }
     std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer->groupMetadata());
-    core::kafka_check(
-        producer->send_offsets_to_transaction(offsets, group.get(), kTransactionTimeoutMs),
-        "send_offsets_to_transaction");
+    core::kafka_check(producer->send_offsets_to_transaction(offsets, group.get(), kCallTimeoutMs),
+                      "send_offsets_to_transaction");
 
     // Offsets of the events, for the position tokens in the replies.
     if (deliveries.size() > 0) {
-      producer->flush(kTransactionTimeoutMs);
+      producer->flush(kCallTimeoutMs);
       for (std::size_t i = 0; i < deliveries.size(); ++i) {
         const auto& slot = deliveries[i];
         if (slot.error != RdKafka::ERR_NO_ERROR) {
@@ -939,9 +950,38 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       if (d.local == nullptr) send_reply(d);
     }
 
-    core::kafka_check(producer->commit_transaction(kTransactionTimeoutMs), "commit_transaction");
+    commit();
+    return decided;
+  }
+
+  // A commit that fails with a retriable error (a timeout, say) may have landed: it is asked
+  // again rather than aborted (librdkafka answers the outcome once it knows it).
+  void commit() {
+    for (int attempt = 1;; ++attempt) {
+      try {
+        core::kafka_check(producer->commit_transaction(kCallTimeoutMs), "commit_transaction");
+        return;
+      } catch (const core::KafkaError& e) {
+        if (e.is_fatal() || e.requires_abort() || !e.is_retryable() || attempt >= 5) throw;
+        log().warn("commit outcome unknown; asking again",
+                   {{"attempt", attempt}, {"error", e.what()}});
+      }
+    }
+  }
+
+  // After the commit: answers, metrics, snapshots. Nothing here may throw or requeue: the batch
+  // is decided for good.
+  void after_commit(std::vector<Slice>& batch, std::vector<Decided>& decided,
+                    Clock::time_point started) noexcept {
+    std::size_t commands = 0;
+    for (const auto& slice : batch) commands += slice.items.size();
     for (auto& d : decided) {
-      if (d.local != nullptr) (*d.local)(make_reply(d));
+      if (d.local == nullptr) continue;
+      try {
+        (*d.local)(make_reply(d));
+      } catch (const std::exception& e) {
+        log().error("answering a local command failed", {{"error", e.what()}});
+      }
     }
 
     metrics.committed.Increment();
@@ -978,6 +1018,18 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     for (const auto& slice : batch) {
       slice.owned->status.aggregates = slice.owned->store->aggregate_count();
       slice.owned->status.commands = slice.owned->store->command_count();
+    }
+  }
+
+  // Aborts the open transaction if there is one; a failed abort starts the producer over.
+  void abort_open_transaction() {
+    if (!producer) return;
+    try {
+      core::kafka_check(producer->abort_transaction(kCallTimeoutMs), "abort_transaction");
+    } catch (const core::KafkaError& abort_error) {
+      log().warn("abort failed; starting the producer over", {{"error", abort_error.what()}});
+      producer.reset();
+      reply_partitions = 0;
     }
   }
 
@@ -1082,11 +1134,19 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
                                                         std::to_string(o.partition) + ":" +
                                                         std::to_string(message.offset()));
     headers.emplace_back(header::kDeadLetterError, error.substr(0, 1000));
-    check_produced(
-        core::kafka_produce(*producer, options.kafka.dead_letters_topic,
-                            o.partition % dead_letter_partitions, core::kafka_key(message),
-                            core::kafka_payload(message), headers),
-        "produce dead letter");
+    // Capped, so that a record near the broker's size limit (plus these headers) still fits:
+    // a dead letter that cannot be written would stall every partition of the batch.
+    constexpr std::size_t kMaxParked = 256 * 1024;
+    auto value = core::kafka_payload(message);
+    if (value.size() > kMaxParked) {
+      headers.emplace_back("dead_letter_truncated_from", std::to_string(value.size()));
+      value.resize(kMaxParked);
+    }
+    auto key = core::kafka_key(message);
+    if (key.size() > 1024) key.resize(1024);
+    check_produced(core::kafka_produce(*producer, options.kafka.dead_letters_topic,
+                                       o.partition % dead_letter_partitions, key, value, headers),
+                   "produce dead letter");
     ++parked_in_batch;
   }
 
@@ -1121,17 +1181,31 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
                    "produce reply");
   }
 
+  // Another producer holds this processor's transactional id: it decides nothing more, answers
+  // what it holds with 503s and leaves the group so that its partitions move to a live member.
   void mark_fenced(const std::string& error) {
-    log().warn("fenced: another processor holds this transactional id now; appending nothing more",
-               {{"transactional_id", transactional_id}, {"error", error}});
-    const std::lock_guard lock(mutex);
-    fenced = true;
-    for (auto& [p, o] : owned) {
-      o->status.fenced = true;
-      o->status.ready = false;
-      drop_local(o->inbox);
+    log().warn(
+        "fenced: another processor holds this transactional id now; appending nothing more and "
+        "leaving the group",
+        {{"transactional_id", transactional_id}, {"error", error}});
+    std::deque<Item> unanswered;
+    {
+      const std::lock_guard lock(mutex);
+      fenced = true;
+      for (auto& [p, o] : owned) {
+        o->status.fenced = true;
+        o->status.ready = false;
+        o->ready = false;
+        for (auto& item : o->inbox) {
+          if (std::holds_alternative<LocalCommand>(item)) unanswered.push_back(std::move(item));
+        }
+        std::erase_if(o->inbox,
+                      [](const Item& item) { return std::holds_alternative<LocalCommand>(item); });
+      }
     }
     wake.notify_all();
+    drop_local(unanswered);
+    if (options.static_partitions.empty()) consumer->unsubscribe();
   }
 };
 
@@ -1151,6 +1225,7 @@ void CommandProcessor::start() {
                             : o.commands.instance_id;
   impl_->transactional_id =
       o.commands.processor_group + "-" + o.kafka.commands_topic + "-" + instance;
+  impl_->stable_id = !o.commands.instance_id.empty();
   auto conf =
       core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.commands.processor_group));
   std::string err;
