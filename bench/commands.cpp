@@ -249,12 +249,7 @@ int run(const Options& options) {
   auto kafka = config.kafka;
   if (options.partitions > 0) kafka.partitions = options.partitions;
   const auto prefix = "bench-" + core::random_hex(4);
-  kafka.commands_topic = prefix + ".commands";
-  kafka.events_topic = prefix + ".events";
-  kafka.replies_topic = prefix + ".replies";
-  kafka.outcomes_topic = prefix + ".outcomes";
-  kafka.dead_letters_topic = prefix + ".dead-letters";
-  kafka.snapshots_topic = prefix + ".snapshots";
+  core::use_topic_prefix(kafka, prefix);
   config.commands.processor_group = prefix + "-processor";
   core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), kafka.partitions, 1);
   {

@@ -186,12 +186,7 @@ int run(const Options& options) {
       core::load_config({.file = std::nullopt, .env = core::cauce_environment(), .flags = {}});
   auto kafka = config.kafka;
   const auto prefix = "bench-" + core::random_hex(4);
-  kafka.commands_topic = prefix + ".commands";
-  kafka.events_topic = prefix + ".events";
-  kafka.replies_topic = prefix + ".replies";
-  kafka.outcomes_topic = prefix + ".outcomes";
-  kafka.dead_letters_topic = prefix + ".dead-letters";
-  kafka.snapshots_topic = prefix + ".snapshots";
+  core::use_topic_prefix(kafka, prefix);
   config.commands.processor_group = prefix + "-processor";
   config.projections.group = prefix + "-projector";
   core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), kafka.partitions, 1);

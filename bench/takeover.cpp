@@ -126,12 +126,7 @@ int run(const Options& options) {
     auto kafka = config.kafka;
     if (options.partitions > 0) kafka.partitions = options.partitions;
     const auto prefix = "takeover-" + core::random_hex(4);
-    kafka.commands_topic = prefix + ".commands";
-    kafka.events_topic = prefix + ".events";
-    kafka.replies_topic = prefix + ".replies";
-    kafka.outcomes_topic = prefix + ".outcomes";
-    kafka.dead_letters_topic = prefix + ".dead-letters";
-    kafka.snapshots_topic = prefix + ".snapshots";
+    core::use_topic_prefix(kafka, prefix);
     core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), kafka.partitions, 1);
     auto commands_config = config.commands;
     commands_config.processor_group = prefix + "-processor";

@@ -404,4 +404,13 @@ std::vector<std::pair<std::string, std::string>> describe(const Config& config) 
   return out;
 }
 
+void use_topic_prefix(KafkaConfig& kafka, const std::string& prefix) {
+  kafka.commands_topic = prefix + ".commands";
+  kafka.events_topic = prefix + ".events";
+  kafka.replies_topic = prefix + ".replies";
+  kafka.outcomes_topic = prefix + ".outcomes";
+  kafka.snapshots_topic = prefix + ".snapshots";
+  kafka.dead_letters_topic = prefix + ".dead-letters";
+}
+
 }  // namespace cauce::core

@@ -61,12 +61,7 @@ core::KafkaConfig test_kafka(int partitions) {
   core::KafkaConfig kafka;
   kafka.bootstrap_servers = test_env("TEST_KAFKA_BOOTSTRAP_SERVERS");
   const auto prefix = unique_name("t");
-  kafka.commands_topic = prefix + ".commands";
-  kafka.events_topic = prefix + ".events";
-  kafka.replies_topic = prefix + ".replies";
-  kafka.outcomes_topic = prefix + ".outcomes";
-  kafka.dead_letters_topic = prefix + ".dead-letters";
-  kafka.snapshots_topic = prefix + ".snapshots";
+  core::use_topic_prefix(kafka, prefix);
   kafka.partitions = partitions;
   return kafka;
 }

@@ -1,11 +1,13 @@
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cauce/core/config.hpp>
 #include <cauce/core/errors.hpp>
+#include <cauce/core/kafka_admin.hpp>
 
 namespace cauce::core {
 namespace {
@@ -142,6 +144,15 @@ TEST_F(ConfigTest, EveryOptionHasEnvAndFlagNamesDerivedFromItsKey) {
       }
     }
   }
+}
+
+TEST(TopicPrefixTest, NamesEveryTopic) {
+  KafkaConfig kafka;
+  use_topic_prefix(kafka, "t1");
+  std::set<std::string> topics;
+  for (const auto& spec : cauce_topics(kafka)) topics.insert(spec.name);
+  EXPECT_EQ(topics, (std::set<std::string>{"t1.commands", "t1.events", "t1.replies", "t1.outcomes",
+                                           "t1.snapshots", "t1.dead-letters"}));
 }
 
 }  // namespace

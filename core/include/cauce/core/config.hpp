@@ -49,6 +49,10 @@ struct KafkaConfig {
   int request_timeout_ms = 5000;
 };
 
+// Names every cauce topic "<prefix>.<role>" (commands, events, replies, outcomes, snapshots,
+// dead-letters): one set of topics per test or benchmark run on a shared broker.
+void use_topic_prefix(KafkaConfig& kafka, const std::string& prefix);
+
 struct PostgresConfig {
   std::string host = "127.0.0.1";
   std::uint16_t port = 5432;
