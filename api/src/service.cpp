@@ -147,6 +147,20 @@ int run_serve(const core::Config& config) {
     if (processor) bus->set_local(processor.get());
     bus->start();
   }
+  // Whatever way this scope ends (an error while starting included), the processor stops while
+  // the bus it answers local commands through still exists.
+  const struct StopProcessorFirst {
+    StopProcessorFirst(commands::CommandBus* b, commands::CommandProcessor* p)
+        : bus(b), processor(p) {}
+    commands::CommandBus* bus;
+    commands::CommandProcessor* processor;
+    StopProcessorFirst(const StopProcessorFirst&) = delete;
+    StopProcessorFirst& operator=(const StopProcessorFirst&) = delete;
+    ~StopProcessorFirst() {
+      if (bus != nullptr) bus->set_local(nullptr);
+      if (processor != nullptr) processor->stop();
+    }
+  } stop_processor_first{bus.get(), processor.get()};
 
   // Queries run on their own threads (as many as the pool has connections), never on the I/O
   // threads; the hub LISTENs for the projector's progress and feeds live clients.
