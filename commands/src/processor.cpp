@@ -632,6 +632,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     if (end != nullptr) *end = std::max(high, from);
     std::int64_t applied = 0;
     if (high <= from) return applied;  // nothing (more) to read
+    core::ConditionLog read_errors(log());
     std::unique_ptr<RdKafka::TopicPartition> tp(RdKafka::TopicPartition::create(
         topic, o.partition, from > 0 ? from : RdKafka::Topic::OFFSET_BEGINNING));
     reader->assign({tp.get()});
@@ -643,10 +644,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       }
       if (message->err() == RdKafka::ERR__TIMED_OUT) continue;
       if (message->err() != RdKafka::ERR_NO_ERROR) {
-        log().warn("rebuild read error",
-                   {{"topic", topic}, {"partition", o.partition}, {"error", message->errstr()}});
+        read_errors.failing(
+            "rebuild read error (logged once until records arrive again)",
+            {{"topic", topic}, {"partition", o.partition}, {"error", message->errstr()}});
         continue;
       }
+      read_errors.cleared("rebuild reads again");
       try {
         apply(*message);
         ++applied;
