@@ -86,10 +86,22 @@ int run_serve(const core::Config& config) {
   }
 
   core::KafkaAdmin admin(config.kafka);
-  const auto cluster = wait_for_kafka(admin, startup_timeout, log);
+  auto cluster = wait_for_kafka(admin, startup_timeout, log);
   log.info("Kafka reachable", {{"brokers", cluster.brokers}});
   const bool writes = has_role(config, "api") || has_role(config, "processor");
-  for (const auto& topic : core::cauce_topics(config.kafka)) {
+  // Topics created a moment ago (`cauce topics create` just before) may take a few seconds to
+  // show in the broker's metadata: asked again for a while before one counts as missing.
+  const auto topics = core::cauce_topics(config.kafka);
+  const auto all_listed = [&] {
+    return std::all_of(topics.begin(), topics.end(),
+                       [&](const auto& t) { return cluster.partitions_by_topic.contains(t.name); });
+  };
+  for (const auto settle = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       !all_listed() && std::chrono::steady_clock::now() < settle;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    cluster = admin.describe(std::chrono::milliseconds(config.kafka.request_timeout_ms));
+  }
+  for (const auto& topic : topics) {
     if (cluster.partitions_by_topic.contains(topic.name)) continue;
     if (writes) {
       throw core::DependencyError(

@@ -176,7 +176,8 @@ struct ReplyTo {
 
 // Absent when the record names no reply or a partition the replies topic does not have (a
 // reply that could never be produced must not block the partition).
-std::optional<ReplyTo> reply_to(RdKafka::Message& message, int reply_partitions) {
+std::optional<ReplyTo> reply_to(RdKafka::Message& message, int reply_partitions,
+                                core::ConditionLog& bad_reply_partition) {
   const auto partition = core::kafka_header(message, header::kReplyPartition);
   const auto instance = core::kafka_header(message, header::kReplyInstance);
   const auto token = core::kafka_header(message, header::kReplyToken);
@@ -186,10 +187,13 @@ std::optional<ReplyTo> reply_to(RdKafka::Message& message, int reply_partitions)
       std::from_chars(partition->data(), partition->data() + partition->size(), p);
   if (ec != std::errc{} || end != partition->data() + partition->size() || p < 0 ||
       p >= reply_partitions) {
-    log().warn("command names no valid reply partition; no reply sent",
-               {{"reply_partition", *partition}, {"offset", message.offset()}});
+    bad_reply_partition.failing(
+        "command names no valid reply partition; no reply sent (logged once per run of such "
+        "records)",
+        {{"reply_partition", *partition}, {"offset", message.offset()}});
     return std::nullopt;
   }
+  bad_reply_partition.cleared("commands name valid reply partitions again");
   return ReplyTo{p, *instance, *token};
 }
 
@@ -285,6 +289,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   core::ConditionLog committer_failing{log()};
   core::ConditionLog foreign_records{log()};
   core::ConditionLog snapshot_failing{log()};
+  core::ConditionLog bad_reply_partition{log()};
   std::unique_ptr<RdKafka::Producer> snapshots_producer;
 
   // --- assignment (poll thread) -----------------------------------------------------------
@@ -451,7 +456,8 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     const auto started = Clock::now();
     const auto committed = admin.stable_committed_offset(
         options.commands.processor_group, options.kafka.commands_topic, o.partition,
-        std::chrono::milliseconds(2 * kTransactionTimeoutMs));
+        std::chrono::milliseconds(2 * kTransactionTimeoutMs),
+        [&] { return o.cancelled || !running; });
     committed_offset = std::max<std::int64_t>(committed, 0);
     auto snapshot = load_snapshot(o);
     const std::int64_t from = snapshot ? snapshot->events_end : 0;
@@ -1050,13 +1056,13 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       park(o, message, e.what());
       Decided d;
       d.owned = &o;
-      d.reply_to = reply_to(message, reply_partitions);
+      d.reply_to = reply_to(message, reply_partitions, bad_reply_partition);
       d.outcome.kind = ReplyOutcome::kRejected;
       d.outcome.rejection = Rejection{"invalid", "body", "not a valid command envelope"};
       return d;
     }
     auto d = decide_command(o, *command);
-    d.reply_to = reply_to(message, reply_partitions);
+    d.reply_to = reply_to(message, reply_partitions, bad_reply_partition);
     return d;
   }
 

@@ -192,7 +192,8 @@ std::vector<EnsuredTopic> KafkaAdmin::ensure_topics(const std::vector<TopicSpec>
 
 std::int64_t KafkaAdmin::stable_committed_offset(const std::string& group, const std::string& topic,
                                                  std::int32_t partition,
-                                                 std::chrono::milliseconds timeout) const {
+                                                 std::chrono::milliseconds timeout,
+                                                 const std::function<bool()>& give_up) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto pause = std::chrono::milliseconds(20);
   for (;;) {
@@ -241,6 +242,9 @@ std::int64_t KafkaAdmin::stable_committed_offset(const std::string& group, const
       }
     }
     // UNSTABLE_OFFSET_COMMIT: a transaction holding an offset of this partition is still open.
+    if (give_up && give_up()) {
+      throw DependencyError("kafka", "stopped waiting for a stable committed offset", true);
+    }
     if (std::chrono::steady_clock::now() + pause >= deadline) {
       throw DependencyError("kafka",
                             "committed offset of " + topic + "/" + std::to_string(partition) +

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -59,10 +60,11 @@ class KafkaAdmin {
   // require_stable (KIP-447): the broker answers only once no open transaction holds an offset
   // for it, so every transaction that consumed from the partition before is finished (committed
   // or aborted). Waits and asks again while one is open; throws a retryable DependencyError when
-  // `timeout` passes first or the broker cannot be reached.
+  // `timeout` passes first, the broker cannot be reached or `give_up` (checked between tries)
+  // says so.
   std::int64_t stable_committed_offset(const std::string& group, const std::string& topic,
-                                       std::int32_t partition,
-                                       std::chrono::milliseconds timeout) const;
+                                       std::int32_t partition, std::chrono::milliseconds timeout,
+                                       const std::function<bool()>& give_up = {}) const;
 
  private:
   struct Impl;
