@@ -42,7 +42,7 @@ const core::Logger& log() {
   return logger;
 }
 
-constexpr std::size_t kPauseBacklog = 20000;  // records queued for one worker: pause fetching
+constexpr std::size_t kPauseBacklog = 20000;  // queued for one partition: pause its fetching
 constexpr std::size_t kResumeBacklog = 2000;
 // Also how long a crashed processor's open transaction can hold the rebuild of the partitions
 // it had (unless it comes back with the same instance id and aborts it at once).
@@ -133,7 +133,7 @@ struct DeliverySlot {
 
 // Delivery reports of the current batch's events. A record's opaque is its batch generation and
 // index, never a pointer: reports of an aborted batch that arrive later are recognised as stale
-// and dropped instead of writing into memory that is gone. Used on the worker thread only
+// and dropped instead of writing into memory that is gone. Used on the committer thread only
 // (reports are served by flush()/poll() there).
 class DeliveryReports final : public RdKafka::DeliveryReportCb {
  public:
@@ -219,7 +219,7 @@ struct Owned {
   // commit): sent again by a transaction holding only local commands, so that the group
   // generation still fences a zombie.
   std::int64_t next_offset = 0;
-  PartitionStatus status;
+  PartitionStatus status;  // counts; ready and fenced are filled in by status()
   // Written by the rebuild thread while !ready, used by the committer thread while ready.
   std::unique_ptr<MemoryAggregateStore> store;
   // Committer: the offset after the partition's last committed event, and events since the
@@ -407,7 +407,6 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // Caller holds `mutex`; `o.rebuilder` has finished (or never ran).
   void start_rebuild(Owned& o) {
     o.ready = false;
-    o.status.ready = false;
     o.rebuilder = std::thread([this, &o] { rebuild_loop(o); });
   }
 
@@ -429,7 +428,6 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         o.events_since_snapshot = replayed;
         o.next_offset = std::max(o.next_offset, committed_offset);
         o.ready = true;
-        o.status.ready = true;
         o.status.aggregates = o.store->aggregate_count();
         o.status.commands = o.store->command_count();
         failing.cleared("partition rebuilt");
@@ -876,7 +874,6 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
             inbox.push_front(std::move(*it));
           }
           slice.owned->ready = false;
-          slice.owned->status.ready = false;
           rebuild_these.push_back(slice.owned);
         }
       }
@@ -1075,7 +1072,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     auto& store = *o.store;
     d.outcome = decide(store, *d.command);
     if (remembers_rejection(*d.command, d.outcome)) {
-      remember_rejection(o, *d.command, d.outcome);
+      remember_rejection(d);
       // At once, so that a repeat later in this batch answers the same.
       store.record_command(d.command->command_id, remembered(*d.command, d.outcome));
     }
@@ -1115,15 +1112,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
 
   // The rejection joins the transaction on the outcomes topic (key = command id, the
   // command's partition), where rebuild() finds it again.
-  void remember_rejection(const Owned& o, const CommandEnvelope& command, const Outcome& outcome) {
-    Reply reply;
-    reply.command_id = command.command_id;
-    reply.outcome = ReplyOutcome::kRejected;
-    reply.aggregate_id = command.aggregate_id;
-    reply.version = outcome.version;
-    reply.rejection = outcome.rejection;
-    check_produced(core::kafka_produce(*producer, options.kafka.outcomes_topic, o.partition,
-                                       command.command_id, to_json(reply),
+  // The stored value is the reply the command gets, so a retry is answered from it as is.
+  void remember_rejection(const Decided& d) {
+    const auto& command = *d.command;
+    check_produced(core::kafka_produce(*producer, options.kafka.outcomes_topic, d.owned->partition,
+                                       command.command_id, to_json(make_reply(d)),
                                        {{header::kCommandId, command.command_id},
                                         {header::kRequestHash, command.request_hash}}),
                    "produce outcome");
@@ -1202,8 +1195,6 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       const std::lock_guard lock(mutex);
       fenced = true;
       for (auto& [p, o] : owned) {
-        o->status.fenced = true;
-        o->status.ready = false;
         o->ready = false;
         for (auto& item : o->inbox) {
           if (std::holds_alternative<LocalCommand>(item)) unanswered.push_back(std::move(item));
@@ -1299,7 +1290,11 @@ bool CommandProcessor::try_submit(const CommandEnvelope& command, Done done) {
 std::vector<PartitionStatus> CommandProcessor::status() const {
   const std::lock_guard lock(impl_->mutex);
   std::vector<PartitionStatus> out;
-  for (const auto& [partition, o] : impl_->owned) out.push_back(o->status);
+  for (const auto& [partition, o] : impl_->owned) {
+    auto& s = out.emplace_back(o->status);
+    s.ready = o->ready;
+    s.fenced = impl_->fenced;
+  }
   return out;
 }
 
