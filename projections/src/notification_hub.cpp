@@ -219,22 +219,28 @@ struct NotificationHub::Impl {
   }
 
   // A client that resumes after an id the retention delete has removed missed notifications
-  // that no longer exist: it is told so (Subscription::take_reset) and continues live.
+  // that no longer exist, and one that resumes after an id no notification has (made up, from
+  // another deployment or a restored database) would wait silently until ids pass it: either
+  // is told so (Subscription::take_reset) and continues live. The newest id is read from the
+  // table, not this hub's view, which may trail another instance's by a moment.
   void check_resumes(const std::vector<std::shared_ptr<Subscription>>& subs, std::int64_t latest) {
-    std::optional<std::int64_t> pruned_through;
+    std::optional<std::pair<std::int64_t, std::int64_t>> bounds;  // pruned through, newest id
     for (const auto& s : subs) {
       if (!s->check_resume_) continue;
-      if (!pruned_through) {
+      if (!bounds) {
         pqxx::read_transaction txn(*connection);
-        pruned_through =
-            txn.exec1("SELECT pruned_through FROM notification_retention")[0].as<std::int64_t>();
+        const auto row = txn.exec1(
+            "SELECT pruned_through, (SELECT coalesce(max(id), 0) FROM notifications) "
+            "FROM notification_retention");
+        bounds.emplace(row[0].as<std::int64_t>(), row[1].as<std::int64_t>());
       }
       s->check_resume_ = false;
-      if (s->cursor_ >= *pruned_through) continue;
+      const auto [pruned_through, newest] = *bounds;
+      if (s->cursor_ >= pruned_through && s->cursor_ <= newest) continue;
       s->cursor_ = latest;
       {
         const std::lock_guard lock(s->mutex_);
-        s->reset_ = *pruned_through;
+        s->reset_ = pruned_through;
       }
       s->wake_();
     }
@@ -273,9 +279,17 @@ struct NotificationHub::Impl {
       by_cursor[s->cursor_].push_back(s);
     }
     bool more = by_cursor.size() > kCursorsPerRound;
-    std::size_t served = 0;
-    for (const auto& [cursor, group] : by_cursor) {
-      if (served++ == kCursorsPerRound) break;
+    // The live clients (the highest cursor) first, then the furthest behind: resuming clients
+    // never hold back the live ones.
+    std::vector<const std::pair<const std::int64_t, std::vector<std::shared_ptr<Subscription>>>*>
+        round;
+    if (!by_cursor.empty()) round.push_back(&*by_cursor.rbegin());
+    for (auto it = by_cursor.begin();
+         it != by_cursor.end() && round.size() < kCursorsPerRound && &*it != round.front(); ++it) {
+      round.push_back(&*it);
+    }
+    for (const auto* entry : round) {
+      const auto& [cursor, group] = *entry;
       const auto rows = page_after(cursor, latest);
       // The rows end where the page ended, else at `latest` (ids may have gaps: rolled back
       // batches, deleted old rows).

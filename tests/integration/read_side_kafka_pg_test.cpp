@@ -458,6 +458,25 @@ TEST_F(ReadSideTest, SseResumeOlderThanTheRetentionIsAnExplicitReset) {
   for (const auto& e : kept) EXPECT_NE(e.event, "reset");
 }
 
+// A Last-Event-ID beyond every id there is (made up, or from another deployment or a restored
+// database) would otherwise wait silently until ids pass it: it is a reset too.
+TEST_F(ReadSideTest, SseResumeFromAnIdNotYetWrittenIsAnExplicitReset) {
+  const auto written =
+      write_synthetic_log(kafka_, {.contacts = 3, .calls_per_contact = 0, .alerts = 0});
+  ASSERT_TRUE(eventually(
+      [&] { return std::stoul(db_.query_value("SELECT count(*) FROM notifications")) == written; },
+      30s));
+  const auto max_id = std::stoll(db_.query_value("SELECT max(id) FROM notifications"));
+  SseClient ahead(api_->port(), operator_, "/v1/stream", max_id + 1'000'000);
+  const auto first = ahead.read(1);
+  ASSERT_EQ(first.size(), 1u) << ahead.head();
+  EXPECT_EQ(first[0].event, "reset");
+  send(http::verb::post, "/v1/alerts", R"({"level":"info","title":"after the reset"})");
+  const auto live = ahead.read(1);
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_THAT(live[0].data, HasSubstr("alert.raised")) << "then the live stream";
+}
+
 // A stream re-checks its key: once the key is revoked the stream ends with the reason, within
 // a few seconds (the key cache's time), instead of receiving forever.
 TEST_F(ReadSideTest, AStreamEndsOnceItsKeyIsRevoked) {
