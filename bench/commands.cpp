@@ -50,6 +50,7 @@ struct Options {
   int connections = 64;
   int aggregates = 10000;
   int partitions = 0;  // 0: kafka.partitions from the configuration
+  bool memory_only = false;
 };
 
 void print_row(const std::string& name, double per_second, const std::string& unit, double p50,
@@ -65,7 +66,7 @@ void print_row(const std::string& name, double per_second, const std::string& un
 std::size_t heap_in_use() { return mallinfo2().uordblks; }
 
 void memory_per_aggregate() {
-  constexpr int kCount = 100000;
+  constexpr int kCount = 1'000'000;
   const auto before = heap_in_use();
   {
     commands::MemoryAggregateStore store;
@@ -81,8 +82,7 @@ void memory_per_aggregate() {
           R"({"name":"Contact )" + std::to_string(i) +
           R"(","phone":"+44 20 7946 0958","email":"someone@example.com","tags":["vip","north"]})";
       const auto out = commands::decide(store, c);
-      store.put(commands::store_key("contact", c.aggregate_id), *out.state_after);
-      store.record_command(c.command_id, commands::remembered(c, out, "3:12345"));
+      commands::record(store, c, out, 12345);
     }
     const auto after = heap_in_use();
     std::cout << "memory per live aggregate (contact with 2 tags, its command id remembered): "
@@ -243,6 +243,10 @@ std::vector<std::string> seed_contacts(commands::CommandBus& bus, int count) {
 }
 
 int run(const Options& options) {
+  if (options.memory_only) {
+    memory_per_aggregate();
+    return 0;
+  }
   core::set_log_level(core::LogLevel::kWarn);
   auto config =
       core::load_config({.file = std::nullopt, .env = core::cauce_environment(), .flags = {}});
@@ -377,6 +381,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--partitions", options.partitions, "Partitions of the bench topics")
       ->check(CLI::PositiveNumber);
+  app.add_flag("--memory-only", options.memory_only,
+               "Only the heap per live aggregate (needs no Kafka or PostgreSQL)");
   CLI11_PARSE(app, argc, argv);
   try {
     return cauce::bench::run(options);

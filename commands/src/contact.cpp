@@ -69,24 +69,24 @@ Result decide(const State& state, const Update& c, const CommandContext& context
   Updated e;
   if (c.name) {
     if (auto r = check_text("name", *c.name, kMaxNameLength)) return *r;
-    if (trim(*c.name) != state.name) e.name = trim(*c.name);
+    if (auto name = trim(*c.name); digest(name) != state.name) e.name = std::move(name);
   }
   if (c.phone) {
     std::string phone;
     if (auto r = check_phone(*c.phone, phone)) return *r;
-    if (phone != state.phone) e.phone = phone;
+    if (digest(phone) != state.phone) e.phone = std::move(phone);
   }
   if (c.email) {
     if (auto r = check_email(c.email)) return *r;
-    if (c.email != state.email) e.email = c.email;
+    if (digest(c.email) != state.email) e.email = c.email;
   }
   if (c.tags) {
     if (auto r = check_tags(*c.tags)) return *r;
-    if (*c.tags != state.tags) e.tags = c.tags;
+    if (digest(*c.tags) != state.tags) e.tags = c.tags;
   }
   if (c.notes) {
     if (auto r = check_notes(c.notes)) return *r;
-    if (c.notes != state.notes) e.notes = c.notes;
+    if (digest(c.notes) != state.notes) e.notes = c.notes;
   }
   if (!e.name && !e.phone && !e.email && !e.tags && !e.notes) return std::vector<Event>{};
   return std::vector<Event>{std::move(e)};
@@ -113,8 +113,8 @@ Result decide(const State& state, const Assign& c, const CommandContext& context
   if (auto r = precheck(state, context)) return *r;
   if (auto r = check_text("operator", c.operator_name, kMaxOperatorLength)) return *r;
   const auto op = trim(c.operator_name);
-  if (state.assigned_to == op) return std::vector<Event>{};
-  return std::vector<Event>{Assigned{op, state.assigned_to}};
+  if (!state.assigned_to.empty() && state.assigned_to.view() == op) return std::vector<Event>{};
+  return std::vector<Event>{Assigned{op, state.assigned_to.optional()}};
 }
 
 Result decide(const State& state, const Archive& c, const CommandContext& context) {
@@ -132,21 +132,21 @@ State evolve(State state, const Event& event) {
         using T = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<T, Registered>) {
           state.exists = true;
-          state.name = e.name;
-          state.phone = e.phone;
-          state.email = e.email;
-          state.tags = e.tags;
-          state.notes = e.notes;
+          state.name = digest(e.name);
+          state.phone = digest(e.phone);
+          state.email = digest(e.email);
+          state.tags = digest(e.tags);
+          state.notes = digest(e.notes);
         } else if constexpr (std::is_same_v<T, Updated>) {
-          if (e.name) state.name = *e.name;
-          if (e.phone) state.phone = *e.phone;
-          if (e.email) state.email = e.email;
-          if (e.tags) state.tags = *e.tags;
-          if (e.notes) state.notes = e.notes;
+          if (e.name) state.name = digest(*e.name);
+          if (e.phone) state.phone = digest(*e.phone);
+          if (e.email) state.email = digest(e.email);
+          if (e.tags) state.tags = digest(*e.tags);
+          if (e.notes) state.notes = digest(e.notes);
         } else if constexpr (std::is_same_v<T, CallLogged>) {
           ++state.calls_count;
         } else if constexpr (std::is_same_v<T, Assigned>) {
-          state.assigned_to = e.operator_name;
+          state.assigned_to = Atom::of(e.operator_name);
         } else {
           state.archived = true;
         }

@@ -31,6 +31,16 @@ Outcome finish(State state, const Result& result) {
   return out;
 }
 
+// A log_call's call id is derived from its command id (the API puts it in the data), so a
+// retry carries the one the first call got.
+std::optional<std::string> call_id_of(const CommandEnvelope& c) {
+  try {
+    return json::opt_string(json::parse(c.data), "call_id");
+  } catch (const std::invalid_argument&) {
+    return std::nullopt;
+  }
+}
+
 template <typename State>
 State current_or_new(const AggregateState* current) {
   if (current != nullptr) {
@@ -93,46 +103,74 @@ Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapi
 
 }  // namespace
 
-std::string store_key(std::string_view aggregate_type, std::string_view aggregate_id) {
-  return std::string(aggregate_type) + "/" + std::string(aggregate_id);
+std::optional<AggregateType> aggregate_type(std::string_view name) {
+  if (name == "contact") return AggregateType::kContact;
+  if (name == "alert") return AggregateType::kAlert;
+  if (name == "report") return AggregateType::kReport;
+  if (name == "backup") return AggregateType::kBackup;
+  return std::nullopt;
 }
 
-const AggregateState* MemoryAggregateStore::find(const std::string& key) const {
-  const auto it = aggregates_.find(key);
-  return it == aggregates_.end() ? nullptr : &it->second;
+const AggregateState* MemoryAggregateStore::find(const AggregateKey& key) const {
+  return aggregates_.find(key);
 }
 
-void MemoryAggregateStore::put(const std::string& key, AggregateState state) {
+void MemoryAggregateStore::put(const AggregateKey& key, AggregateState state) {
+  if (state.index() != static_cast<std::size_t>(key.type)) {
+    throw std::logic_error("aggregate state of another type than its key");
+  }
   aggregates_.insert_or_assign(key, std::move(state));
 }
 
-const AppliedCommand* MemoryAggregateStore::find_command(const std::string& command_id) const {
-  const auto it = commands_.find(command_id);
-  return it == commands_.end() ? nullptr : &it->second;
+std::optional<AppliedCommand> MemoryAggregateStore::find_command(const Uuid& command_id) const {
+  const auto* record = commands_.find(command_id);
+  if (record == nullptr) return std::nullopt;
+  AppliedCommand out{record->request, record->version, record->offset, std::nullopt};
+  if (record->offset == kRejected) {
+    out.offset = -1;
+    if (const auto* rejection = rejections_.find(command_id)) out.rejection = *rejection;
+  }
+  return out;
 }
 
-void MemoryAggregateStore::record_command(const std::string& command_id, AppliedCommand applied) {
-  commands_.insert_or_assign(command_id, std::move(applied));
+void MemoryAggregateStore::record_command(const Uuid& command_id, const AppliedCommand& applied) {
+  commands_.insert_or_assign(
+      command_id,
+      CommandRecord{applied.request, applied.version,
+                    applied.rejection ? kRejected : std::max<std::int64_t>(applied.offset, -1)});
+  if (applied.rejection) rejections_.insert_or_assign(command_id, *applied.rejection);
 }
 
 bool remembers_rejection(const CommandEnvelope& command, const Outcome& outcome) {
-  return outcome.kind == ReplyOutcome::kRejected && outcome.original == nullptr &&
+  return outcome.kind == ReplyOutcome::kRejected && !outcome.original &&
          outcome.rejection.has_value() && outcome.rejection->code != "invalid" &&
          is_name_based_uuid(command.command_id);
 }
 
 AppliedCommand remembered(const CommandEnvelope& command, const Outcome& outcome,
-                          std::string position) {
-  AppliedCommand out{command.request_hash, command.aggregate_id, outcome.version,
-                     std::move(position),  outcome.call_id,      std::nullopt};
+                          std::int64_t offset) {
+  AppliedCommand out{digest(command.request_hash, command.aggregate_id), outcome.version, offset,
+                     std::nullopt};
   if (outcome.kind == ReplyOutcome::kRejected) out.rejection = outcome.rejection;
   return out;
 }
 
+void record(AggregateStore& store, const CommandEnvelope& command, const Outcome& outcome,
+            std::int64_t offset) {
+  if (outcome.state_after) {
+    store.put(AggregateKey{Uuid::from(command.aggregate_id, "aggregate_id"),
+                           aggregate_type(command.aggregate_type).value()},
+              *outcome.state_after);
+  }
+  store.record_command(Uuid::from(command.command_id, "command_id"),
+                       remembered(command, outcome, offset));
+}
+
 Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
-  if (const auto* seen = store.find_command(c.command_id)) {
+  const auto command_id = Uuid::parse(c.command_id);
+  if (auto seen = command_id ? store.find_command(*command_id) : std::nullopt) {
     Outcome out;
-    if (seen->request_hash != c.request_hash) {
+    if (seen->request != digest(c.request_hash, c.aggregate_id)) {
       out.kind = ReplyOutcome::kKeyReused;
     } else if (seen->rejection) {
       out.kind = ReplyOutcome::kRejected;
@@ -140,9 +178,11 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     } else {
       out.kind = ReplyOutcome::kDuplicate;
     }
-    out.original = seen;
     out.version = seen->version;
-    out.call_id = seen->call_id;
+    if (out.kind == ReplyOutcome::kDuplicate && c.type == "contact.log_call") {
+      out.call_id = call_id_of(c);
+    }
+    out.original = std::move(seen);
     return out;
   }
   // Records on the commands topic may come from any producer: ids must be what the event
@@ -157,13 +197,16 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     }
   }
   const CommandContext ctx{c.issued_at_us, c.expected_version};
-  const auto* current = store.find(store_key(c.aggregate_type, c.aggregate_id));
   try {
+    const auto type = aggregate_type(c.aggregate_type);
+    if (!type) throw std::invalid_argument("unknown command type " + c.type);
+    const auto* current =
+        store.find(AggregateKey{Uuid::from(c.aggregate_id, "aggregate_id"), *type});
     const auto d = json::parse(c.data);
-    if (c.aggregate_type == "contact") {
+    if (*type == AggregateType::kContact) {
       return decide_contact(current_or_new<contact::State>(current), c, d, ctx);
     }
-    if (c.aggregate_type == "alert")
+    if (*type == AggregateType::kAlert)
       return decide_alert(current_or_new<alert::State>(current), c, d, ctx);
     if (c.type == "report.request") {
       const auto s = current_or_new<report::State>(current);
@@ -206,32 +249,36 @@ std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const
   return out;
 }
 
-void fold(AggregateStore& store, EventEnvelope e, const std::string& position,
+void fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
           const std::string& request_hash) {
   upcast(e);
-  const auto key = store_key(e.aggregate_type, e.aggregate_id);
+  const auto type = aggregate_type(e.aggregate_type);
+  if (!type) throw std::invalid_argument("unknown aggregate type " + e.aggregate_type);
+  const AggregateKey key{Uuid::from(e.aggregate_id, "aggregate_id"), *type};
+  const auto command_id = Uuid::from(e.command_id, "command_id");
   const auto* current = store.find(key);
-  std::optional<std::string> call_id;
   AggregateState next;
-  if (e.aggregate_type == "contact") {
-    const auto event = contact::event_from_json(e.type, e.data);
-    if (const auto* call = std::get_if<contact::CallLogged>(&event)) call_id = call->call_id;
-    next = contact::evolve(current_or_new<contact::State>(current), event);
-  } else if (e.aggregate_type == "alert") {
-    next = alert::evolve(current_or_new<alert::State>(current),
-                         alert::event_from_json(e.type, e.data));
-  } else if (e.aggregate_type == "report") {
-    next = report::evolve(current_or_new<report::State>(current),
-                          report::event_from_json(e.type, e.data));
-  } else if (e.aggregate_type == "backup") {
-    next = backup::evolve(current_or_new<backup::State>(current),
-                          backup::event_from_json(e.type, e.data));
-  } else {
-    throw std::invalid_argument("unknown aggregate type " + e.aggregate_type);
+  switch (*type) {
+    case AggregateType::kContact:
+      next = contact::evolve(current_or_new<contact::State>(current),
+                             contact::event_from_json(e.type, e.data));
+      break;
+    case AggregateType::kAlert:
+      next = alert::evolve(current_or_new<alert::State>(current),
+                           alert::event_from_json(e.type, e.data));
+      break;
+    case AggregateType::kReport:
+      next = report::evolve(current_or_new<report::State>(current),
+                            report::event_from_json(e.type, e.data));
+      break;
+    case AggregateType::kBackup:
+      next = backup::evolve(current_or_new<backup::State>(current),
+                            backup::event_from_json(e.type, e.data));
+      break;
   }
   store.put(key, std::move(next));
-  store.record_command(e.command_id, AppliedCommand{request_hash, e.aggregate_id, e.version,
-                                                    position, call_id, std::nullopt});
+  store.record_command(command_id, AppliedCommand{digest(request_hash, e.aggregate_id), e.version,
+                                                  offset, std::nullopt});
 }
 
 }  // namespace cauce::commands

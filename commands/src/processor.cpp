@@ -465,16 +465,15 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
           auto reply = reply_from_json(core::kafka_payload(m));
           if (reply.outcome != ReplyOutcome::kRejected || !reply.rejection) return;
           store->record_command(
-              reply.command_id,
-              AppliedCommand{core::kafka_header(m, header::kRequestHash).value_or(""),
-                             reply.aggregate_id, reply.version, "", std::nullopt,
-                             std::move(reply.rejection)});
+              Uuid::from(reply.command_id, "command_id"),
+              AppliedCommand{digest(core::kafka_header(m, header::kRequestHash).value_or(""),
+                                    reply.aggregate_id),
+                             reply.version, -1, std::move(reply.rejection)});
         });
     const auto events = read_partition(
         o, options.kafka.events_topic,
         [&](RdKafka::Message& m) {
-          fold(*store, event_from_json(core::kafka_payload(m)),
-               position_token(o.partition, m.offset()),
+          fold(*store, event_from_json(core::kafka_payload(m)), m.offset(),
                core::kafka_header(m, header::kRequestHash).value_or(""));
         },
         from, &events_end);
@@ -950,8 +949,9 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       if (d.slots > 0) {
         d.position =
             position_token(d.owned->partition, deliveries[d.first_slot + d.slots - 1].offset);
-        d.owned->store->record_command(d.command->command_id,
-                                       remembered(*d.command, d.outcome, d.position));
+        d.owned->store->record_command(
+            Uuid::from(d.command->command_id, "command_id"),
+            remembered(*d.command, d.outcome, deliveries[d.first_slot + d.slots - 1].offset));
       }
       if (d.local == nullptr) send_reply(d);
     }
@@ -1074,16 +1074,14 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     if (remembers_rejection(*d.command, d.outcome)) {
       remember_rejection(d);
       // At once, so that a repeat later in this batch answers the same.
-      store.record_command(d.command->command_id, remembered(*d.command, d.outcome));
+      record(store, *d.command, d.outcome);
     }
     if (d.outcome.kind == ReplyOutcome::kApplied && !d.outcome.events.empty()) {
       d.first_slot = deliveries.size();
       d.slots = d.outcome.events.size();
       append_events(o, *d.command, d.outcome);
-      store.put(store_key(d.command->aggregate_type, d.command->aggregate_id),
-                *d.outcome.state_after);
       // Remembered at once, so that a repeat later in this batch is a duplicate.
-      store.record_command(d.command->command_id, remembered(*d.command, d.outcome));
+      record(store, *d.command, d.outcome);
     }
     return d;
   }
@@ -1163,10 +1161,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       reply.aggregate_id = d.command->aggregate_id;
     }
     if (d.outcome.kind == ReplyOutcome::kApplied) reply.position = d.position;
-    if (d.outcome.original != nullptr) {
+    if (d.outcome.original) {
       // A repeat answers what the first decision answered.
-      reply.aggregate_id = d.outcome.original->aggregate_id;
-      reply.position = d.outcome.original->position;
+      if (d.outcome.original->offset >= 0) {
+        reply.position = position_token(d.owned->partition, d.outcome.original->offset);
+      }
       reply.replayed = d.outcome.kind == ReplyOutcome::kRejected;
     }
     return reply;

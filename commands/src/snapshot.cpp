@@ -1,3 +1,4 @@
+#include <cstring>
 #include <stdexcept>
 
 #include <cauce/commands/snapshot.hpp>
@@ -7,7 +8,7 @@
 namespace cauce::commands {
 namespace {
 
-constexpr std::string_view kMagic = "CAUCESN1";
+constexpr std::string_view kMagic = "CAUCESN2";
 
 class Writer {
  public:
@@ -23,6 +24,12 @@ class Writer {
     u64((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
   }
   void flag(bool v) { out_.push_back(v ? '\1' : '\0'); }
+  void fixed64(std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<char>(v >> (8 * i)));
+  }
+  void uuid(const Uuid& id) {
+    out_.append(reinterpret_cast<const char*>(id.bytes.data()), id.bytes.size());
+  }
   void str(std::string_view v) {
     u64(v.size());
     out_.append(v);
@@ -59,6 +66,20 @@ class Reader {
     const auto z = u64();
     return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
   }
+  std::uint64_t fixed64() {
+    if (in_.size() < 8) fail("truncated");
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(in_[i])} << (8 * i);
+    in_.remove_prefix(8);
+    return v;
+  }
+  Uuid uuid() {
+    Uuid id;
+    if (in_.size() < id.bytes.size()) fail("truncated");
+    std::memcpy(id.bytes.data(), in_.data(), id.bytes.size());
+    in_.remove_prefix(id.bytes.size());
+    return id;
+  }
   bool flag() {
     const auto v = u64();
     if (v > 1) fail("bad flag");
@@ -91,33 +112,24 @@ class Reader {
   std::string_view in_;
 };
 
-enum Tag : std::uint64_t { kContact = 0, kAlert = 1, kReport = 2, kBackup = 3 };
-
 void write_state(Writer& w, const AggregateState& state) {
   std::visit(
       [&](const auto& s) {
         using S = std::decay_t<decltype(s)>;
         if constexpr (std::is_same_v<S, contact::State>) {
-          w.u64(kContact);
           w.flag(s.exists);
           w.flag(s.archived);
           w.i64(s.version);
-          w.str(s.name);
-          w.str(s.phone);
-          w.opt(s.email);
-          w.u64(s.tags.size());
-          for (const auto& tag : s.tags) w.str(tag);
-          w.opt(s.notes);
-          w.opt(s.assigned_to);
           w.i64(s.calls_count);
+          w.flag(!s.assigned_to.empty());
+          if (!s.assigned_to.empty()) w.str(s.assigned_to.view());
+          for (const auto d : {s.name, s.phone, s.email, s.tags, s.notes}) w.fixed64(d);
         } else if constexpr (std::is_same_v<S, alert::State>) {
-          w.u64(kAlert);
           w.flag(s.exists);
           w.i64(s.version);
           w.u64(static_cast<std::uint64_t>(s.level));
           w.u64(static_cast<std::uint64_t>(s.status));
         } else {
-          w.u64(std::is_same_v<S, report::State> ? kReport : kBackup);
           w.flag(s.exists);
           w.i64(s.version);
         }
@@ -125,24 +137,19 @@ void write_state(Writer& w, const AggregateState& state) {
       state);
 }
 
-AggregateState read_state(Reader& r) {
-  switch (r.u64()) {
-    case kContact: {
+AggregateState read_state(Reader& r, AggregateType type) {
+  switch (type) {
+    case AggregateType::kContact: {
       contact::State s;
       s.exists = r.flag();
       s.archived = r.flag();
       s.version = r.i64();
-      s.name = r.str();
-      s.phone = r.str();
-      s.email = r.opt();
-      const auto tags = r.count();
-      for (std::size_t i = 0; i < tags; ++i) s.tags.push_back(r.str());
-      s.notes = r.opt();
-      s.assigned_to = r.opt();
-      s.calls_count = static_cast<int>(r.i64());
+      s.calls_count = static_cast<std::int32_t>(r.i64());
+      if (r.flag()) s.assigned_to = Atom::of(r.str());
+      for (auto* d : {&s.name, &s.phone, &s.email, &s.tags, &s.notes}) *d = r.fixed64();
       return s;
     }
-    case kAlert: {
+    case AggregateType::kAlert: {
       alert::State s;
       s.exists = r.flag();
       s.version = r.i64();
@@ -154,21 +161,20 @@ AggregateState read_state(Reader& r) {
       s.status = static_cast<alert::Status>(status);
       return s;
     }
-    case kReport: {
+    case AggregateType::kReport: {
       report::State s;
       s.exists = r.flag();
       s.version = r.i64();
       return s;
     }
-    case kBackup: {
+    case AggregateType::kBackup: {
       backup::State s;
       s.exists = r.flag();
       s.version = r.i64();
       return s;
     }
-    default:
-      Reader::fail("unknown aggregate tag");
   }
+  Reader::fail("unknown aggregate type");
 }
 
 }  // namespace
@@ -177,25 +183,24 @@ std::string encode_snapshot(const MemoryAggregateStore& store) {
   Writer w;
   w.raw(kMagic);
   w.u64(store.aggregates().size());
-  for (const auto& [key, state] : store.aggregates()) {
-    w.str(key);
+  store.aggregates().for_each([&](const AggregateKey& key, const AggregateState& state) {
+    w.uuid(key.id);
+    w.u64(static_cast<std::uint64_t>(key.type));
     write_state(w, state);
-  }
+  });
   w.u64(store.commands().size());
-  for (const auto& [id, c] : store.commands()) {
-    w.str(id);
-    w.str(c.request_hash);
-    w.str(c.aggregate_id);
+  store.commands().for_each([&](const Uuid& id, const MemoryAggregateStore::CommandRecord& c) {
+    w.uuid(id);
+    w.fixed64(c.request);
     w.i64(c.version);
-    w.str(c.position);
-    w.opt(c.call_id);
-    w.flag(c.rejection.has_value());
-    if (c.rejection) {
-      w.str(c.rejection->code);
-      w.str(c.rejection->field);
-      w.str(c.rejection->message);
+    w.i64(c.offset);
+    if (c.offset == MemoryAggregateStore::kRejected) {
+      const auto* rejection = store.rejections().find(id);
+      for (const auto* text : {&rejection->code, &rejection->field, &rejection->message}) {
+        w.str(*text);
+      }
     }
-  }
+  });
   return w.take();
 }
 
@@ -205,26 +210,24 @@ std::unique_ptr<MemoryAggregateStore> decode_snapshot(std::string_view bytes) {
   auto store = std::make_unique<MemoryAggregateStore>();
   const auto aggregates = r.count();
   for (std::size_t i = 0; i < aggregates; ++i) {
-    auto key = r.str();
-    store->put(key, read_state(r));
+    const auto id = r.uuid();
+    const auto tag = r.u64();
+    if (tag > static_cast<std::uint64_t>(AggregateType::kBackup))
+      Reader::fail("bad aggregate type");
+    const auto type = static_cast<AggregateType>(tag);
+    store->put(AggregateKey{id, type}, read_state(r, type));
   }
   const auto commands = r.count();
   for (std::size_t i = 0; i < commands; ++i) {
-    auto id = r.str();
+    const auto id = r.uuid();
     AppliedCommand c;
-    c.request_hash = r.str();
-    c.aggregate_id = r.str();
+    c.request = r.fixed64();
     c.version = r.i64();
-    c.position = r.str();
-    c.call_id = r.opt();
-    if (r.flag()) {
-      Rejection rejection;
-      rejection.code = r.str();
-      rejection.field = r.str();
-      rejection.message = r.str();
-      c.rejection = std::move(rejection);
-    }
-    store->record_command(id, std::move(c));
+    c.offset = r.i64();
+    if (c.offset < MemoryAggregateStore::kRejected) Reader::fail("bad command offset");
+    if (c.offset == MemoryAggregateStore::kRejected)
+      c.rejection = Rejection{r.str(), r.str(), r.str()};
+    store->record_command(id, c);
   }
   if (!r.done()) Reader::fail("bytes after the end");
   return store;

@@ -85,12 +85,6 @@ CommandEnvelope envelope(const std::string& type, const std::string& aggregate_t
   return c;
 }
 
-// Applies an outcome the way the processor does (without Kafka).
-void apply(AggregateStore& store, const CommandEnvelope& c, const Outcome& out) {
-  store.put(cauce::commands::store_key(c.aggregate_type, c.aggregate_id), *out.state_after);
-  store.record_command(c.command_id, cauce::commands::remembered(c, out, "0:0"));
-}
-
 // One registered contact and one raised alert, so that the commands on existing aggregates get
 // past "not found". decide() never changes the store.
 const MemoryAggregateStore& store() {
@@ -103,7 +97,7 @@ const MemoryAggregateStore& store() {
                    "seed-2")}) {
       const auto out = cauce::commands::decide(s, c);
       if (out.kind != ReplyOutcome::kApplied) finding("seed command not applied", c.type);
-      apply(s, c, out);
+      cauce::commands::record(s, c, out, 0);
     }
     return s;
   }();
@@ -132,7 +126,7 @@ void check_events(const CommandEnvelope& c, const Outcome& out) {
       finding("the projector refuses an event the processor writes", value + " -> " + e.what());
     }
     try {
-      cauce::commands::fold(rebuilt, events[i], "0:" + std::to_string(i), c.request_hash);
+      cauce::commands::fold(rebuilt, events[i], static_cast<std::int64_t>(i), c.request_hash);
     } catch (const std::invalid_argument& e) {
       finding("the processor cannot fold its own event", value + " -> " + e.what());
     }

@@ -7,43 +7,45 @@
 namespace cauce::commands {
 namespace {
 
+AggregateKey key(const char* id, AggregateType type) { return {*Uuid::parse(id), type}; }
+const Uuid kCommand1 = *Uuid::parse("0195a0c4-0000-7000-8000-0000000000c1");
+const Uuid kCommand2 = *Uuid::parse("0195a0c4-0000-8000-8000-0000000000c2");
+const char* const kContact = "0195a0c4-0000-7000-8000-000000000001";
+
 MemoryAggregateStore sample_store() {
   MemoryAggregateStore store;
   contact::State c;
   c.exists = true;
   c.archived = true;
   c.version = 7;
-  c.name = "Ana Lima";
-  c.phone = "+351912345678";
-  c.email = "ana@example.com";
-  c.tags = {"vip", "north", ""};
-  c.assigned_to = "op-7";
+  c.name = digest("Ana Lima");
+  c.phone = digest("+351912345678");
+  c.email = digest("ana@example.com");
+  c.tags = digest(std::vector<std::string>{"vip", "north", ""});
+  c.assigned_to = Atom::of("op-7");
   c.calls_count = 3;
-  store.put(store_key("contact", "c-1"), c);
-  store.put(store_key("contact", "c-2"), contact::State{});
+  store.put(key(kContact, AggregateType::kContact), c);
+  store.put(key("0195a0c4-0000-7000-8000-000000000002", AggregateType::kContact), contact::State{});
   alert::State a;
   a.exists = true;
   a.version = 3;
   a.level = alert::Level::kCritical;
   a.status = alert::Status::kAcknowledged;
-  store.put(store_key("alert", "a-1"), a);
-  store.put(store_key("report", "r-1"), report::State{true, 1});
-  store.put(store_key("backup", "b-1"), backup::State{true, 2});
-  store.record_command("cmd-1", {"hash-1", "c-1", 7, "3:41", "call-9", std::nullopt});
-  store.record_command("cmd-2", {"hash-2", "c-3", 0, "", std::nullopt,
-                                 Rejection{"not_found", "id", "there is no such contact"}});
+  // The same id as the contact: another aggregate type, another aggregate.
+  store.put(key(kContact, AggregateType::kAlert), a);
+  store.put(key("0195a0c4-0000-7000-8000-000000000004", AggregateType::kReport),
+            report::State{true, 1});
+  store.put(key("0195a0c4-0000-7000-8000-000000000005", AggregateType::kBackup),
+            backup::State{true, 2});
+  store.record_command(kCommand1, {digest("hash-1"), 7, 41, std::nullopt});
+  store.record_command(kCommand2, {digest("hash-2"), 0, -1,
+                                   Rejection{"not_found", "id", "there is no such contact"}});
   return store;
 }
 
 bool same_state(const AggregateState& a, const AggregateState& b) {
   if (a.index() != b.index()) return false;
-  if (const auto* x = std::get_if<contact::State>(&a)) {
-    const auto& y = std::get<contact::State>(b);
-    return x->exists == y.exists && x->archived == y.archived && x->version == y.version &&
-           x->name == y.name && x->phone == y.phone && x->email == y.email && x->tags == y.tags &&
-           x->notes == y.notes && x->assigned_to == y.assigned_to &&
-           x->calls_count == y.calls_count;
-  }
+  if (const auto* x = std::get_if<contact::State>(&a)) return *x == std::get<contact::State>(b);
   if (const auto* x = std::get_if<alert::State>(&a)) {
     const auto& y = std::get<alert::State>(b);
     return x->exists == y.exists && x->version == y.version && x->level == y.level &&
@@ -60,22 +62,23 @@ bool same_state(const AggregateState& a, const AggregateState& b) {
 TEST(SnapshotTest, EveryAggregateAndEveryRememberedCommandRoundTrips) {
   const auto store = sample_store();
   const auto back = decode_snapshot(encode_snapshot(store));
-  ASSERT_EQ(back->aggregate_count(), store.aggregate_count());
-  ASSERT_EQ(back->command_count(), store.command_count());
-  for (const auto& [key, state] : store.aggregates()) {
-    ASSERT_NE(back->find(key), nullptr) << key;
-    EXPECT_TRUE(same_state(*back->find(key), state)) << key;
+  ASSERT_EQ(back->aggregate_count(), 5u);
+  ASSERT_EQ(back->command_count(), 2u);
+  store.aggregates().for_each([&](const AggregateKey& k, const AggregateState& state) {
+    ASSERT_NE(back->find(k), nullptr) << k.id.str();
+    EXPECT_TRUE(same_state(*back->find(k), state)) << k.id.str();
+  });
+  for (const auto& id : {kCommand1, kCommand2}) {
+    const auto a = store.find_command(id);
+    const auto b = back->find_command(id);
+    ASSERT_TRUE(b) << id.str();
+    EXPECT_EQ(b->request, a->request);
+    EXPECT_EQ(b->version, a->version);
+    EXPECT_EQ(b->offset, a->offset);
+    EXPECT_EQ(b->rejection, a->rejection);
   }
-  for (const auto& [id, c] : store.commands()) {
-    const auto* b = back->find_command(id);
-    ASSERT_NE(b, nullptr) << id;
-    EXPECT_EQ(b->request_hash, c.request_hash);
-    EXPECT_EQ(b->aggregate_id, c.aggregate_id);
-    EXPECT_EQ(b->version, c.version);
-    EXPECT_EQ(b->position, c.position);
-    EXPECT_EQ(b->call_id, c.call_id);
-    EXPECT_EQ(b->rejection, c.rejection);
-  }
+  EXPECT_EQ(back->find_command(kCommand1)->offset, 41);
+  EXPECT_EQ(back->find_command(kCommand2)->rejection->code, "not_found");
   EXPECT_EQ(decode_snapshot(encode_snapshot(MemoryAggregateStore{}))->aggregate_count(), 0u);
 }
 
@@ -85,9 +88,10 @@ TEST(SnapshotTest, AnythingButAWholeSnapshotIsRefused) {
     EXPECT_THROW(decode_snapshot(bytes.substr(0, cut)), std::invalid_argument) << cut;
   }
   EXPECT_THROW(decode_snapshot(bytes + "x"), std::invalid_argument);
-  EXPECT_THROW(decode_snapshot("CAUCESN2" + bytes.substr(8)), std::invalid_argument);
+  // A snapshot of the earlier format (strings, not compact records) is not read.
+  EXPECT_THROW(decode_snapshot("CAUCESN1" + bytes.substr(8)), std::invalid_argument);
   // A count claiming more items than bytes left is refused before anything is allocated.
-  EXPECT_THROW(decode_snapshot(std::string("CAUCESN1") + "\xff\xff\xff\xff\x0f"),
+  EXPECT_THROW(decode_snapshot(std::string("CAUCESN2") + "\xff\xff\xff\xff\x0f"),
                std::invalid_argument);
 }
 

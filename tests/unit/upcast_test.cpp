@@ -66,16 +66,15 @@ TEST(UpcastTest, FoldReadsAV1EventFromAnOldLog) {
   registered.version = 1;
   registered.command_id = "0190a1b2-0000-7000-8000-0000000000c0";
   registered.data = R"({"name":"Ada","phone":"+442079460958","tags":[]})";
-  fold(store, registered, "0:0", "h0");
-  fold(store, call_logged_v1(), "0:1", "h1");
-  const auto* state =
-      std::get_if<contact::State>(store.find(store_key("contact", registered.aggregate_id)));
+  fold(store, registered, 0, "h0");
+  fold(store, call_logged_v1(), 1, "h1");
+  const auto* state = std::get_if<contact::State>(
+      store.find(AggregateKey{*Uuid::parse(registered.aggregate_id), AggregateType::kContact}));
   ASSERT_NE(state, nullptr);
   EXPECT_EQ(state->version, 2);
   EXPECT_EQ(state->calls_count, 1);
-  ASSERT_NE(store.find_command(call_logged_v1().command_id), nullptr);
-  EXPECT_EQ(*store.find_command(call_logged_v1().command_id)->call_id,
-            "0190a1b2-0000-7000-8000-0000000000ca");
+  ASSERT_TRUE(store.find_command(*Uuid::parse(call_logged_v1().command_id)));
+  EXPECT_EQ(store.find_command(*Uuid::parse(call_logged_v1().command_id))->offset, 1);
 }
 
 }  // namespace

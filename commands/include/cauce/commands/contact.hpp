@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include <cauce/commands/compact.hpp>
 #include <cauce/commands/domain.hpp>
 
 namespace cauce::commands::contact {
@@ -78,17 +79,21 @@ struct Archived {
 };
 using Event = std::variant<Registered, Updated, CallLogged, Assigned, Archived>;
 
+// What deciding needs of a contact, kept small because a partition holds millions of them
+// (compact.hpp): digests of the fields an update compares, not the fields (the read model
+// holds those), and the assigned operator's name, interned.
 struct State {
+  std::int64_t version = 0;
+  std::int32_t calls_count = 0;
   bool exists = false;
   bool archived = false;
-  std::int64_t version = 0;
-  std::string name;
-  std::string phone;
-  std::optional<std::string> email;
-  std::vector<std::string> tags;
-  std::optional<std::string> notes;
-  std::optional<std::string> assigned_to;
-  int calls_count = 0;
+  Atom assigned_to;
+  Digest name = 0;
+  Digest phone = 0;
+  Digest email = 0;  // 0: none
+  Digest tags = 0;
+  Digest notes = 0;  // 0: none
+  friend bool operator==(const State&, const State&) = default;
 };
 
 using Result = std::variant<std::vector<Event>, Rejection>;

@@ -5,12 +5,13 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
-#include <unordered_map>
 #include <variant>
 #include <vector>
 
 #include <cauce/commands/alert.hpp>
+#include <cauce/commands/compact.hpp>
 #include <cauce/commands/contact.hpp>
 #include <cauce/commands/envelope.hpp>
 #include <cauce/commands/jobs.hpp>
@@ -19,14 +20,25 @@ namespace cauce::commands {
 
 using AggregateState = std::variant<contact::State, alert::State, report::State, backup::State>;
 
+// The aggregate types, numbered as AggregateState's alternatives.
+enum class AggregateType : std::uint8_t { kContact, kAlert, kReport, kBackup };
+std::optional<AggregateType> aggregate_type(std::string_view name);
+
+struct AggregateKey {
+  Uuid id;
+  AggregateType type = AggregateType::kContact;
+  friend bool operator==(const AggregateKey&, const AggregateKey&) = default;
+};
+
 // What the log says a command did: enough to answer a retry exactly as the first time. Built
-// from its events (applied) or from the outcomes topic (a remembered rejection).
+// from its events (applied) or from the outcomes topic (a remembered rejection). What the
+// retry itself carries is not kept: its aggregate id (the request names it, or it is derived
+// from the command id) and its call id (derived from the command id).
 struct AppliedCommand {
-  std::string request_hash;
-  std::string aggregate_id;
+  // Of the request hash and the aggregate id: a retry that does not match is a reused key.
+  Digest request = 0;
   std::int64_t version = 0;
-  std::string position;
-  std::optional<std::string> call_id;
+  std::int64_t offset = -1;  // of its last event in the partition; -1 when it appended none
   // Set for a remembered rejection: the command appended nothing and a retry answers this.
   std::optional<Rejection> rejection;
 };
@@ -37,34 +49,54 @@ struct AppliedCommand {
 class AggregateStore {
  public:
   virtual ~AggregateStore() = default;
-  // Keys are "<aggregate_type>/<aggregate_id>".
-  virtual const AggregateState* find(const std::string& key) const = 0;
-  virtual void put(const std::string& key, AggregateState state) = 0;
-  virtual const AppliedCommand* find_command(const std::string& command_id) const = 0;
-  virtual void record_command(const std::string& command_id, AppliedCommand applied) = 0;
+  virtual const AggregateState* find(const AggregateKey& key) const = 0;
+  virtual void put(const AggregateKey& key, AggregateState state) = 0;
+  virtual std::optional<AppliedCommand> find_command(const Uuid& command_id) const = 0;
+  virtual void record_command(const Uuid& command_id, const AppliedCommand& applied) = 0;
   virtual std::size_t aggregate_count() const = 0;
   virtual std::size_t command_count() const = 0;
 };
 
+// Every aggregate and command in fixed-size records (compact.hpp): about 150 bytes per contact
+// with its command remembered, where strings took 960. Remembered rejections, which are rare,
+// keep their text in a map of their own.
 class MemoryAggregateStore final : public AggregateStore {
  public:
-  const AggregateState* find(const std::string& key) const override;
-  void put(const std::string& key, AggregateState state) override;
-  const AppliedCommand* find_command(const std::string& command_id) const override;
-  void record_command(const std::string& command_id, AppliedCommand applied) override;
+  struct KeyTraits {
+    static std::uint64_t hash(const AggregateKey& key) {
+      return key.id.hash() ^ static_cast<std::uint64_t>(key.type);
+    }
+  };
+  struct IdTraits {
+    static std::uint64_t hash(const Uuid& id) { return id.hash(); }
+  };
+  struct CommandRecord {
+    Digest request = 0;
+    std::int64_t version = 0;
+    std::int64_t offset = -1;  // kRejected: its rejection is in rejections()
+  };
+  static constexpr std::int64_t kRejected = -2;
+  using Aggregates = DenseMap<AggregateKey, AggregateState, KeyTraits>;
+  using Commands = DenseMap<Uuid, CommandRecord, IdTraits>;
+  using Rejections = DenseMap<Uuid, Rejection, IdTraits>;
+
+  const AggregateState* find(const AggregateKey& key) const override;
+  void put(const AggregateKey& key, AggregateState state) override;
+  std::optional<AppliedCommand> find_command(const Uuid& command_id) const override;
+  void record_command(const Uuid& command_id, const AppliedCommand& applied) override;
   std::size_t aggregate_count() const override { return aggregates_.size(); }
   std::size_t command_count() const override { return commands_.size(); }
 
-  // For snapshots: every aggregate and every remembered command, in no particular order.
-  const std::unordered_map<std::string, AggregateState>& aggregates() const { return aggregates_; }
-  const std::unordered_map<std::string, AppliedCommand>& commands() const { return commands_; }
+  // For snapshots.
+  const Aggregates& aggregates() const { return aggregates_; }
+  const Commands& commands() const { return commands_; }
+  const Rejections& rejections() const { return rejections_; }
 
  private:
-  std::unordered_map<std::string, AggregateState> aggregates_;
-  std::unordered_map<std::string, AppliedCommand> commands_;
+  Aggregates aggregates_;
+  Commands commands_;
+  Rejections rejections_;
 };
-
-std::string store_key(std::string_view aggregate_type, std::string_view aggregate_id);
 
 struct Outcome {
   ReplyOutcome kind = ReplyOutcome::kApplied;
@@ -73,7 +105,7 @@ struct Outcome {
   std::int64_t version = 0;                   // aggregate version after the command
   std::optional<std::string> call_id;
   std::optional<Rejection> rejection;
-  const AppliedCommand* original = nullptr;  // set when the command id was decided before
+  std::optional<AppliedCommand> original;  // set when the command id was decided before
 };
 
 // Whether a rejection is remembered like a success, so that a retry answers it again instead
@@ -81,10 +113,15 @@ struct Outcome {
 // and the rejection came from the state (404, 409, 412), not from the body ("invalid").
 bool remembers_rejection(const CommandEnvelope& command, const Outcome& outcome);
 
-// What a store records for a command: an applied one (`position` of its last event, "" until
-// known) or a remembered rejection.
+// What a store records for a command: an applied one (`offset` of its last event, -1 until
+// known or when it appended none) or a remembered rejection.
 AppliedCommand remembered(const CommandEnvelope& command, const Outcome& outcome,
-                          std::string position = "");
+                          std::int64_t offset = -1);
+
+// Puts what `outcome` decided for `command` into `store`: the aggregate's state after it (when
+// it decided events) and the command, so that a retry answers the same.
+void record(AggregateStore& store, const CommandEnvelope& command, const Outcome& outcome,
+            std::int64_t offset = -1);
 
 // Decides `command` against `store` without changing it. A command id decided before answers
 // what it answered then (duplicate, the same rejection replayed, or key_reused when the request
@@ -98,9 +135,9 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& command);
 std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const Outcome& outcome);
 
 // Folds one event of the log into `store` (state and the command it came from), upcast to the
-// current schema version first. `position` is "<partition>:<offset>"; `request_hash` comes
-// from the record's header.
-void fold(AggregateStore& store, EventEnvelope event, const std::string& position,
+// current schema version first. `offset` is the event's in its partition; `request_hash` comes
+// from the record's header. Throws std::invalid_argument for an event it cannot take.
+void fold(AggregateStore& store, EventEnvelope event, std::int64_t offset,
           const std::string& request_hash);
 
 }  // namespace cauce::commands
