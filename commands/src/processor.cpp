@@ -1,7 +1,8 @@
 // The Kafka adapter around decide()/fold(): one thread polls the commands consumer and queues
-// each record for its partition; one committer thread owns the processor's transactional
-// producer and decides the commands of every ready partition in shared transactions; a
-// rebuild thread per partition restores its state. See processor.hpp for the protocol.
+// each record for its partition; each lane (a committer thread with its own transactional
+// producer) decides the commands of its ready partitions in shared transactions, several lanes
+// keeping several transactions in flight; a rebuild thread per partition restores its state.
+// See processor.hpp for the protocol.
 
 #include <algorithm>
 #include <atomic>
@@ -245,39 +246,19 @@ void drop_local(std::deque<Item>& items) {
   items.clear();
 }
 
-}  // namespace
+// One transactional producer and the committer thread that decides and commits with it. A
+// processor runs commands.transactions_in_flight of them: lane k owns the partitions p with
+// p % lanes == k, so that while one lane's transaction commits another decides and sends its
+// next batch, and every partition's commands stay in one lane, in order.
+struct Lane {
+  explicit Lane(std::size_t i) : index(i) {}
 
-// One consumer (the poll thread) hands records to the queues of the partitions this processor
-// owns; one committer thread owns the one transactional producer and decides the commands of
-// every ready partition in shared transactions; a rebuild thread per partition restores its
-// state after each assignment or abort.
-struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
-  Impl(ProcessorOptions o, prometheus::Registry& registry)
-      : options(std::move(o)), metrics(registry), admin(options.kafka) {}
-
-  ProcessorOptions options;
-  Metrics metrics;
-  core::KafkaAdmin admin;  // stable committed offsets before a rebuild
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer;
-  std::unique_ptr<RdKafka::KafkaConsumer> watermarks;  // read_uncommitted: true high watermarks
+  const std::size_t index;
   std::string transactional_id;
-  bool stable_id = false;  // from commands.instance_id (else fresh per start)
-  std::atomic<bool> running{false};
-  std::atomic<bool> assignment_known{false};
-  std::atomic<int> commands_partitions{0};  // learnt by the committer; 0: no local path yet
-  std::thread poller;
-  std::thread committer;
-
-  mutable std::mutex mutex;
-  std::condition_variable wake;  // commands to decide, a partition ready, a batch done, stop
-  std::map<std::int32_t, std::unique_ptr<Owned>> owned;
-  bool in_flight = false;  // the committer holds a batch (pointers into `owned`)
-  bool holding = false;    // a revocation is waiting: take no new batch
-  bool fenced = false;     // another producer took the transactional id: append nothing more
-
-  std::set<std::int32_t> paused;  // poll thread only
-
-  // Committer thread only.
+  std::thread thread;
+  bool in_flight = false;  // guarded by the processor's mutex: holds a batch (pointers into
+                           // the owned partitions)
+  // The lane's thread only.
   DeliveryReports deliveries;
   std::unique_ptr<RdKafka::Producer> producer;
   int reply_partitions = 0;  // of the replies topic; learnt once the producer exists
@@ -291,6 +272,39 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   core::ConditionLog snapshot_failing{log()};
   core::ConditionLog bad_reply_partition{log()};
   std::unique_ptr<RdKafka::Producer> snapshots_producer;
+};
+
+}  // namespace
+
+// One consumer (the poll thread) hands records to the queues of the partitions this processor
+// owns; each lane's committer thread decides the commands of its ready partitions in shared
+// transactions of its own producer; a rebuild thread per partition restores its state after
+// each assignment or abort.
+struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
+  Impl(ProcessorOptions o, prometheus::Registry& registry)
+      : options(std::move(o)), metrics(registry), admin(options.kafka) {}
+
+  ProcessorOptions options;
+  Metrics metrics;
+  core::KafkaAdmin admin;  // stable committed offsets before a rebuild
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer;
+  std::unique_ptr<RdKafka::KafkaConsumer> watermarks;  // read_uncommitted: true high watermarks
+  bool stable_id = false;  // from commands.instance_id (else fresh per start)
+  std::atomic<bool> running{false};
+  std::atomic<bool> assignment_known{false};
+  std::atomic<int> commands_partitions{0};  // learnt by the committer; 0: no local path yet
+  std::thread poller;
+
+  mutable std::mutex mutex;
+  std::condition_variable wake;  // commands to decide, a partition ready, a batch done, stop
+  std::map<std::int32_t, std::unique_ptr<Owned>> owned;
+  bool holding = false;  // a revocation is waiting: take no new batch
+  bool fenced = false;   // another producer took the transactional id: append nothing more
+
+  std::set<std::int32_t> paused;  // poll thread only
+
+  // One per transaction in flight (commands.transactions_in_flight).
+  std::vector<std::unique_ptr<Lane>> lanes;
 
   // --- assignment (poll thread) -----------------------------------------------------------
 
@@ -328,7 +342,9 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       std::unique_lock lock(mutex);
       holding = true;
       wake.notify_all();
-      wake.wait(lock, [&] { return !in_flight; });
+      wake.wait(lock, [&] {
+        return std::none_of(lanes.begin(), lanes.end(), [](const auto& l) { return l->in_flight; });
+      });
       released.swap(owned);
     }
     {
@@ -552,16 +568,16 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // Committer thread, right after a commit: the store holds exactly the committed decisions up
   // to `events_end`. Chunks first, then the manifest naming them; written without a transaction
   // (a snapshot is derived data: one that is cut short fails its checksum and is not used).
-  void write_snapshot(Owned& o) {
+  void write_snapshot(Lane& l, Owned& o) {
     const auto started = Clock::now();
-    if (!snapshots_producer) {
+    if (!l.snapshots_producer) {
       auto conf = core::kafka_conf(options.kafka, {{"enable.idempotence", "true"},
                                                    {"acks", "all"},
                                                    {"linger.ms", "5"},
                                                    {"message.max.bytes", "1000000"}});
       std::string err;
-      snapshots_producer.reset(RdKafka::Producer::create(conf.get(), err));
-      if (!snapshots_producer)
+      l.snapshots_producer.reset(RdKafka::Producer::create(conf.get(), err));
+      if (!l.snapshots_producer)
         throw core::KafkaError("snapshot producer: " + err, true, false, false);
     }
     const auto bytes = encode_snapshot(*o.store);
@@ -576,13 +592,13 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     m.commands = static_cast<std::int64_t>(o.store->command_count());
     const auto produce = [&](const std::string& key, std::string_view value) {
       for (int tries = 0;; ++tries) {
-        const auto rc = core::kafka_produce(*snapshots_producer, options.kafka.snapshots_topic,
+        const auto rc = core::kafka_produce(*l.snapshots_producer, options.kafka.snapshots_topic,
                                             o.partition, key, value, {});
         if (rc == RdKafka::ERR_NO_ERROR) return;
         if (rc != RdKafka::ERR__QUEUE_FULL || tries > 100) {
           throw core::KafkaError("produce snapshot: " + RdKafka::err2str(rc), true, false, false);
         }
-        snapshots_producer->poll(10);
+        l.snapshots_producer->poll(10);
       }
     };
     for (std::int64_t i = 0; i < m.chunks; ++i) {
@@ -590,7 +606,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
               std::string_view(bytes).substr(static_cast<std::size_t>(i) * kChunk, kChunk));
     }
     produce(snapshot_key(o.partition, "manifest"), to_json(m));
-    snapshots_producer->poll(0);
+    l.snapshots_producer->poll(0);
     metrics.snapshots_written.Increment();
     log().info(
         "snapshot written",
@@ -670,47 +686,49 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
 
   // --- deciding and committing (the committer thread) --------------------------------------
 
-  void commit_loop() {
+  void commit_loop(Lane& l) {
     while (running) {
       try {
-        if (!producer && !init_producer()) break;
-        if (reply_partitions == 0) learn_partition_counts();
-        committer_failing.cleared("committer recovered");
+        if (!l.producer && !init_producer(l)) break;
+        if (l.reply_partitions == 0) learn_partition_counts(l);
+        l.committer_failing.cleared("committer recovered");
         for (;;) {
-          auto batch = take_batch();
+          auto batch = take_batch(l);
           if (batch.empty()) {
             if (!running) break;
             continue;
           }
-          run_batch(batch);
+          run_batch(l, batch);
         }
       } catch (const core::KafkaError& e) {
         if (e.is_fatal()) {
-          mark_fenced(e.what());
+          mark_fenced(l, e.what());
           break;
         }
-        committer_failing.failing("committer failed; starting over (logged once until it recovers)",
-                                  {{"error", e.what()}});
+        l.committer_failing.failing(
+            "committer failed; starting over (logged once until it recovers)",
+            {{"error", e.what()}});
       } catch (const std::exception& e) {
-        committer_failing.failing("committer failed; starting over (logged once until it recovers)",
-                                  {{"error", e.what()}});
+        l.committer_failing.failing(
+            "committer failed; starting over (logged once until it recovers)",
+            {{"error", e.what()}});
       }
-      pause_before_retry();
+      pause_before_retry(l);
     }
-    if (producer) producer->flush(1000);
-    if (snapshots_producer) snapshots_producer->flush(5000);
+    if (l.producer) l.producer->flush(1000);
+    if (l.snapshots_producer) l.snapshots_producer->flush(5000);
   }
 
-  void pause_before_retry() {
+  void pause_before_retry(Lane& l) {
     std::unique_lock lock(mutex);
-    wake.wait_for(lock, backoff.next(), [&] { return !running.load(); });
+    wake.wait_for(lock, l.backoff.next(), [&] { return !running.load(); });
   }
 
   // Creates the producer and claims the transactional id (an earlier producer with the same id
   // is fenced and its open transaction aborted); retries while the broker is away.
-  bool init_producer() {
+  bool init_producer(Lane& l) {
     auto conf = core::kafka_conf(
-        options.kafka, {{"transactional.id", transactional_id},
+        options.kafka, {{"transactional.id", l.transactional_id},
                         {"transaction.timeout.ms", std::to_string(kTransactionTimeoutMs)},
                         {"message.timeout.ms", std::to_string(kCallTimeoutMs)},
                         {"linger.ms", "0"},
@@ -719,21 +737,21 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
                         {"retry.backoff.ms", "10"},
                         {"partitioner", "murmur2_random"}});
     std::string err;
-    if (conf->set("dr_cb", &deliveries, err) != RdKafka::Conf::CONF_OK) {
+    if (conf->set("dr_cb", &l.deliveries, err) != RdKafka::Conf::CONF_OK) {
       throw std::runtime_error(err);
     }
-    producer.reset(RdKafka::Producer::create(conf.get(), err));
-    if (!producer) throw core::KafkaError("producer: " + err, false, true, false);
+    l.producer.reset(RdKafka::Producer::create(conf.get(), err));
+    if (!l.producer) throw core::KafkaError("producer: " + err, false, true, false);
     while (running) {
       try {
-        core::kafka_check(producer->init_transactions(5000), "init_transactions");
-        claim_failing.cleared("transactional id claimed");
+        core::kafka_check(l.producer->init_transactions(5000), "init_transactions");
+        l.claim_failing.cleared("transactional id claimed");
         return true;
       } catch (const core::KafkaError& e) {
         if (e.is_fatal()) throw;
-        claim_failing.failing("cannot claim the transactional id yet, retrying",
-                              {{"transactional_id", transactional_id}, {"error", e.what()}});
-        pause_before_retry();
+        l.claim_failing.failing("cannot claim the transactional id yet, retrying",
+                                {{"transactional_id", l.transactional_id}, {"error", e.what()}});
+        pause_before_retry(l);
       }
     }
     return false;
@@ -756,35 +774,39 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     return true;
   }
 
-  void learn_partition_counts() {
+  void learn_partition_counts(Lane& l) {
     const std::chrono::milliseconds timeout(options.kafka.request_timeout_ms);
-    core::kafka_partition_count(*producer, options.kafka.events_topic, timeout);
-    dead_letter_partitions =
-        core::kafka_partition_count(*producer, options.kafka.dead_letters_topic, timeout);
+    core::kafka_partition_count(*l.producer, options.kafka.events_topic, timeout);
+    l.dead_letter_partitions =
+        core::kafka_partition_count(*l.producer, options.kafka.dead_letters_topic, timeout);
     const int outcomes =
-        core::kafka_partition_count(*producer, options.kafka.outcomes_topic, timeout);
+        core::kafka_partition_count(*l.producer, options.kafka.outcomes_topic, timeout);
     const int commands =
-        core::kafka_partition_count(*producer, options.kafka.commands_topic, timeout);
+        core::kafka_partition_count(*l.producer, options.kafka.commands_topic, timeout);
     commands_partitions = commands;
     const int snapshots =
-        core::kafka_partition_count(*producer, options.kafka.snapshots_topic, timeout);
+        core::kafka_partition_count(*l.producer, options.kafka.snapshots_topic, timeout);
     if (outcomes < commands || snapshots < commands) {
       throw std::runtime_error(
           "the outcomes or snapshots topic has fewer partitions than the commands topic; "
           "run `cauce topics create`");
     }
-    reply_partitions = core::kafka_partition_count(*producer, options.kafka.replies_topic, timeout);
+    l.reply_partitions =
+        core::kafka_partition_count(*l.producer, options.kafka.replies_topic, timeout);
   }
 
   // Waits for commands of ready partitions, lingers briefly so that the batch can fill, and
   // takes up to batch_max of them (whole queues, partitions in turn). Empty when stopping or
   // holding for a revocation.
-  std::vector<Slice> take_batch() {
+  std::vector<Slice> take_batch(Lane& l) {
     const auto max = static_cast<std::size_t>(options.commands.batch_max);
     std::unique_lock lock(mutex);
+    const auto mine = [&](const Owned& o) {
+      return static_cast<std::size_t>(o.partition) % lanes.size() == l.index;
+    };
     const auto queued = [&] {
       std::size_t n = 0;
-      for (const auto& [p, o] : owned) n += o->ready ? o->inbox.size() : 0;
+      for (const auto& [p, o] : owned) n += o->ready && mine(*o) ? o->inbox.size() : 0;
       return n;
     };
     const auto stop = [&] { return !running || holding || fenced; };
@@ -799,10 +821,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     std::vector<Slice> batch;
     std::size_t taken = 0;
     std::vector<Owned*> order;
-    for (const auto& [p, o] : owned) order.push_back(o.get());
-    next_start = order.empty() ? 0 : (next_start + 1) % order.size();
+    for (const auto& [p, o] : owned) {
+      if (mine(*o)) order.push_back(o.get());
+    }
+    l.next_start = order.empty() ? 0 : (l.next_start + 1) % order.size();
     for (std::size_t i = 0; i < order.size() && taken < max; ++i) {
-      Owned* o = order[(next_start + i) % order.size()];
+      Owned* o = order[(l.next_start + i) % order.size()];
       if (!o->ready || o->inbox.empty()) continue;
       Slice& slice = batch.emplace_back();
       slice.owned = o;
@@ -816,7 +840,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         ++taken;
       }
     }
-    in_flight = !batch.empty();
+    l.in_flight = !batch.empty();
     return batch;
   }
 
@@ -824,11 +848,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // commands go back to the front of their queues and their partitions are rebuilt from the
   // log (their in-memory state saw decisions that were never committed): decided again later,
   // never skipped, never acknowledged twice.
-  void run_batch(std::vector<Slice>& batch) {
+  void run_batch(Lane& l, std::vector<Slice>& batch) {
     const auto started = Clock::now();
     std::vector<Decided> decided;
     try {
-      decided = process(batch);
+      decided = process(l, batch);
     } catch (const std::exception& e) {
       metrics.aborted.Increment();
       const auto* kafka_error = dynamic_cast<const core::KafkaError*>(&e);
@@ -837,30 +861,30 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
                  {{"partitions", batch.size()}, {"error", e.what()}});
       if (fatal && stable_id) {
         // Possibly another process started with the same instance id: do not fence it back.
-        finish_batch(nullptr, &batch);
+        finish_batch(l, nullptr, &batch);
         throw;
       }
       if (fatal) {
         // The id is this start's own, so no other process holds it: the broker bumped the
         // epoch (e.g. a transaction that outlived its timeout). A new producer claims it again.
-        producer.reset();
-        reply_partitions = 0;
+        l.producer.reset();
+        l.reply_partitions = 0;
       } else {
-        abort_open_transaction();
+        abort_open_transaction(l);
       }
-      finish_batch(nullptr, &batch);
-      pause_before_retry();
-      if (!producer) throw std::runtime_error("the producer starts over");
+      finish_batch(l, nullptr, &batch);
+      pause_before_retry(l);
+      if (!l.producer) throw std::runtime_error("the producer starts over");
       return;
     }
-    backoff.reset();
-    after_commit(batch, decided, started);  // before finish_batch: the partitions stay owned
-    finish_batch(&batch, nullptr);
+    l.backoff.reset();
+    after_commit(l, batch, decided, started);  // before finish_batch: the partitions stay owned
+    finish_batch(l, &batch, nullptr);
   }
 
   // Ends the batch in flight: `done` committed, or `failed`: its commands are queued again and
   // its partitions rebuilt.
-  void finish_batch(std::vector<Slice>* done, std::vector<Slice>* failed) {
+  void finish_batch(Lane& l, std::vector<Slice>* done, std::vector<Slice>* failed) {
     std::vector<Owned*> rebuild_these;
     {
       const std::lock_guard lock(mutex);
@@ -884,7 +908,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     for (Owned* o : rebuild_these) {
       if (!o->cancelled && !holding && !fenced) start_rebuild(*o);
     }
-    in_flight = false;
+    l.in_flight = false;
     wake.notify_all();
   }
 
@@ -899,19 +923,19 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     std::string position;
   };
 
-  std::vector<Decided> process(std::vector<Slice>& batch) {
-    core::kafka_check(producer->begin_transaction(), "begin_transaction");
-    deliveries.begin_batch();
-    parked_in_batch = 0;
+  std::vector<Decided> process(Lane& l, std::vector<Slice>& batch) {
+    core::kafka_check(l.producer->begin_transaction(), "begin_transaction");
+    l.deliveries.begin_batch();
+    l.parked_in_batch = 0;
     std::vector<Decided> decided;
     std::size_t commands = 0;
     for (auto& slice : batch) {
       for (auto& item : slice.items) {
         if (auto* record = std::get_if<MessagePtr>(&item)) {
-          decided.push_back(decide_record(*slice.owned, **record));
+          decided.push_back(decide_record(l, *slice.owned, **record));
         } else {
           auto& local = std::get<LocalCommand>(item);
-          decided.push_back(decide_command(*slice.owned, local.command));
+          decided.push_back(decide_command(l, *slice.owned, local.command));
           decided.back().local = &local.done;
         }
       }
@@ -930,14 +954,14 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       offsets.push_back(owned_offsets.back().get());
     }
     std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer->groupMetadata());
-    core::kafka_check(producer->send_offsets_to_transaction(offsets, group.get(), kCallTimeoutMs),
+    core::kafka_check(l.producer->send_offsets_to_transaction(offsets, group.get(), kCallTimeoutMs),
                       "send_offsets_to_transaction");
 
     // Offsets of the events, for the position tokens in the replies.
-    if (deliveries.size() > 0) {
-      producer->flush(kCallTimeoutMs);
-      for (std::size_t i = 0; i < deliveries.size(); ++i) {
-        const auto& slot = deliveries[i];
+    if (l.deliveries.size() > 0) {
+      l.producer->flush(kCallTimeoutMs);
+      for (std::size_t i = 0; i < l.deliveries.size(); ++i) {
+        const auto& slot = l.deliveries[i];
         if (slot.error != RdKafka::ERR_NO_ERROR) {
           throw core::KafkaError(
               std::string("event not delivered: ") + RdKafka::err2str(slot.error), true,
@@ -948,24 +972,25 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     for (auto& d : decided) {
       if (d.slots > 0) {
         d.position =
-            position_token(d.owned->partition, deliveries[d.first_slot + d.slots - 1].offset);
+            position_token(d.owned->partition, l.deliveries[d.first_slot + d.slots - 1].offset);
         d.owned->store->record_command(
             Uuid::from(d.command->command_id, "command_id"),
-            remembered(*d.command, d.outcome, deliveries[d.first_slot + d.slots - 1].offset));
+            remembered(*d.command, d.outcome, l.deliveries[d.first_slot + d.slots - 1].offset));
       }
-      if (d.local == nullptr) send_reply(d);
+      if (d.local == nullptr) send_reply(l, d);
     }
 
-    commit();
+    commit(l);
     return decided;
   }
 
   // A commit that fails with a retriable error (a timeout, say) may have landed: it is asked
   // again rather than aborted (librdkafka answers the outcome once it knows it).
-  void commit() {
+  void commit(Lane& l) {
+    if (options.before_commit) options.before_commit();
     for (int attempt = 1;; ++attempt) {
       try {
-        core::kafka_check(producer->commit_transaction(kCallTimeoutMs), "commit_transaction");
+        core::kafka_check(l.producer->commit_transaction(kCallTimeoutMs), "commit_transaction");
         return;
       } catch (const core::KafkaError& e) {
         if (e.is_fatal() || e.requires_abort() || !e.is_retryable() || attempt >= 5) throw;
@@ -977,7 +1002,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
 
   // After the commit: answers, metrics, snapshots. Nothing here may throw or requeue: the batch
   // is decided for good.
-  void after_commit(std::vector<Slice>& batch, std::vector<Decided>& decided,
+  void after_commit(Lane& l, std::vector<Slice>& batch, std::vector<Decided>& decided,
                     Clock::time_point started) noexcept {
     std::size_t commands = 0;
     for (const auto& slice : batch) commands += slice.items.size();
@@ -991,7 +1016,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     }
 
     metrics.committed.Increment();
-    metrics.dead_letters.Increment(static_cast<double>(parked_in_batch));
+    metrics.dead_letters.Increment(static_cast<double>(l.parked_in_batch));
     metrics.batch_commands.Observe(static_cast<double>(commands));
     metrics.transaction_seconds.Observe(
         std::chrono::duration<double>(Clock::now() - started).count());
@@ -1004,7 +1029,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     for (const auto& d : decided) {
       if (d.slots == 0) continue;
       d.owned->events_end =
-          std::max(d.owned->events_end, deliveries[d.first_slot + d.slots - 1].offset + 1);
+          std::max(d.owned->events_end, l.deliveries[d.first_slot + d.slots - 1].offset + 1);
       d.owned->events_since_snapshot += static_cast<std::int64_t>(d.slots);
     }
     const auto every = options.commands.snapshot_every_events;
@@ -1013,11 +1038,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       if (every <= 0 || o.events_since_snapshot < every) continue;
       o.events_since_snapshot = 0;
       try {
-        write_snapshot(o);
-        snapshot_failing.cleared("snapshots are written again");
+        write_snapshot(l, o);
+        l.snapshot_failing.cleared("snapshots are written again");
       } catch (const std::exception& e) {
-        snapshot_failing.failing("snapshot not written (the next owner replays more)",
-                                 {{"partition", o.partition}, {"error", e.what()}});
+        l.snapshot_failing.failing("snapshot not written (the next owner replays more)",
+                                   {{"partition", o.partition}, {"error", e.what()}});
       }
     }
     const std::lock_guard lock(mutex);
@@ -1028,58 +1053,58 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   }
 
   // Aborts the open transaction if there is one; a failed abort starts the producer over.
-  void abort_open_transaction() {
-    if (!producer) return;
+  void abort_open_transaction(Lane& l) {
+    if (!l.producer) return;
     try {
-      core::kafka_check(producer->abort_transaction(kCallTimeoutMs), "abort_transaction");
+      core::kafka_check(l.producer->abort_transaction(kCallTimeoutMs), "abort_transaction");
     } catch (const core::KafkaError& abort_error) {
       log().warn("abort failed; starting the producer over", {{"error", abort_error.what()}});
-      producer.reset();
-      reply_partitions = 0;
+      l.producer.reset();
+      l.reply_partitions = 0;
     }
   }
 
-  Decided decide_record(Owned& o, RdKafka::Message& message) {
+  Decided decide_record(Lane& l, Owned& o, RdKafka::Message& message) {
     std::optional<CommandEnvelope> command;
     try {
       command = command_from_json(core::kafka_payload(message));
-      foreign_records.cleared("commands decode again");
+      l.foreign_records.cleared("commands decode again");
     } catch (const std::exception& e) {
       // A foreign producer's record: rejected (with a reply where it names one), parked,
       // committed past; never a crash or a stall; logged once per run of such records.
-      foreign_records.failing(
+      l.foreign_records.failing(
           "not a command; rejected and parked on the dead-letters topic",
           {{"partition", o.partition}, {"offset", message.offset()}, {"error", e.what()}});
-      park(o, message, e.what());
+      park(l, o, message, e.what());
       Decided d;
       d.owned = &o;
-      d.reply_to = reply_to(message, reply_partitions, bad_reply_partition);
+      d.reply_to = reply_to(message, l.reply_partitions, l.bad_reply_partition);
       d.outcome.kind = ReplyOutcome::kRejected;
       d.outcome.rejection = Rejection{"invalid", "body", "not a valid command envelope"};
       return d;
     }
-    auto d = decide_command(o, *command);
-    d.reply_to = reply_to(message, reply_partitions, bad_reply_partition);
+    auto d = decide_command(l, o, *command);
+    d.reply_to = reply_to(message, l.reply_partitions, l.bad_reply_partition);
     return d;
   }
 
   // Decides one command against its partition's state; its events, remembered rejection and
   // state join the open transaction.
-  Decided decide_command(Owned& o, const CommandEnvelope& command) {
+  Decided decide_command(Lane& l, Owned& o, const CommandEnvelope& command) {
     Decided d;
     d.owned = &o;
     d.command = command;
     auto& store = *o.store;
     d.outcome = decide(store, *d.command);
     if (remembers_rejection(*d.command, d.outcome)) {
-      remember_rejection(d);
+      remember_rejection(l, d);
       // At once, so that a repeat later in this batch answers the same.
       record(store, *d.command, d.outcome);
     }
     if (d.outcome.kind == ReplyOutcome::kApplied && !d.outcome.events.empty()) {
-      d.first_slot = deliveries.size();
+      d.first_slot = l.deliveries.size();
       d.slots = d.outcome.events.size();
-      append_events(o, *d.command, d.outcome);
+      append_events(l, o, *d.command, d.outcome);
       // Remembered at once, so that a repeat later in this batch is a duplicate.
       record(store, *d.command, d.outcome);
     }
@@ -1093,9 +1118,10 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     }
   }
 
-  void append_events(const Owned& o, const CommandEnvelope& command, const Outcome& outcome) {
+  void append_events(Lane& l, const Owned& o, const CommandEnvelope& command,
+                     const Outcome& outcome) {
     for (const auto& envelope : event_envelopes(command, outcome)) {
-      check_produced(core::kafka_produce(*producer, options.kafka.events_topic, o.partition,
+      check_produced(core::kafka_produce(*l.producer, options.kafka.events_topic, o.partition,
                                          command.aggregate_id, to_json(envelope),
                                          {{header::kType, envelope.type},
                                           {header::kAggregateType, envelope.aggregate_type},
@@ -1103,7 +1129,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
                                           {header::kEventId, envelope.event_id},
                                           {header::kCommandId, envelope.command_id},
                                           {header::kRequestHash, command.request_hash}},
-                                         deliveries.track()),
+                                         l.deliveries.track()),
                      "produce event");
     }
   }
@@ -1111,18 +1137,19 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // The rejection joins the transaction on the outcomes topic (key = command id, the
   // command's partition), where rebuild() finds it again.
   // The stored value is the reply the command gets, so a retry is answered from it as is.
-  void remember_rejection(const Decided& d) {
+  void remember_rejection(Lane& l, const Decided& d) {
     const auto& command = *d.command;
-    check_produced(core::kafka_produce(*producer, options.kafka.outcomes_topic, d.owned->partition,
-                                       command.command_id, to_json(make_reply(d)),
-                                       {{header::kCommandId, command.command_id},
-                                        {header::kRequestHash, command.request_hash}}),
-                   "produce outcome");
+    check_produced(
+        core::kafka_produce(*l.producer, options.kafka.outcomes_topic, d.owned->partition,
+                            command.command_id, to_json(make_reply(d)),
+                            {{header::kCommandId, command.command_id},
+                             {header::kRequestHash, command.request_hash}}),
+        "produce outcome");
   }
 
   // A record that is not a command goes, as it came (key, value, headers) plus where it came
   // from and why, to the dead-letters topic in the same transaction that commits past it.
-  void park(const Owned& o, RdKafka::Message& message, const std::string& error) {
+  void park(Lane& l, const Owned& o, RdKafka::Message& message, const std::string& error) {
     std::vector<std::pair<std::string, std::string>> headers;
     if (const auto* original = message.headers()) {
       for (const auto& h : original->get_all()) {
@@ -1144,10 +1171,10 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     }
     auto key = core::kafka_key(message);
     if (key.size() > 1024) key.resize(1024);
-    check_produced(core::kafka_produce(*producer, options.kafka.dead_letters_topic,
-                                       o.partition % dead_letter_partitions, key, value, headers),
+    check_produced(core::kafka_produce(*l.producer, options.kafka.dead_letters_topic,
+                                       o.partition % l.dead_letter_partitions, key, value, headers),
                    "produce dead letter");
-    ++parked_in_batch;
+    ++l.parked_in_batch;
   }
 
   static Reply make_reply(const Decided& d) {
@@ -1171,10 +1198,10 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     return reply;
   }
 
-  void send_reply(const Decided& d) {
+  void send_reply(Lane& l, const Decided& d) {
     if (!d.reply_to) return;
     const auto reply = make_reply(d);
-    check_produced(core::kafka_produce(*producer, options.kafka.replies_topic,
+    check_produced(core::kafka_produce(*l.producer, options.kafka.replies_topic,
                                        d.reply_to->partition, reply.command_id, to_json(reply),
                                        {{header::kReplyInstance, d.reply_to->instance},
                                         {header::kReplyToken, d.reply_to->token},
@@ -1184,11 +1211,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
 
   // Another producer holds this processor's transactional id: it decides nothing more, answers
   // what it holds with 503s and leaves the group so that its partitions move to a live member.
-  void mark_fenced(const std::string& error) {
+  void mark_fenced(const Lane& l, const std::string& error) {
     log().warn(
         "fenced: another processor holds this transactional id now; appending nothing more and "
         "leaving the group",
-        {{"transactional_id", transactional_id}, {"error", error}});
+        {{"transactional_id", l.transactional_id}, {"error", error}});
     std::deque<Item> unanswered;
     {
       const std::lock_guard lock(mutex);
@@ -1222,8 +1249,11 @@ void CommandProcessor::start() {
                                           std::chrono::system_clock::now().time_since_epoch())
                                           .count())
                             : o.commands.instance_id;
-  impl_->transactional_id =
-      o.commands.processor_group + "-" + o.kafka.commands_topic + "-" + instance;
+  for (int k = 0; k < o.commands.transactions_in_flight; ++k) {
+    auto& lane = impl_->lanes.emplace_back(std::make_unique<Lane>(static_cast<std::size_t>(k)));
+    lane->transactional_id = o.commands.processor_group + "-" + o.kafka.commands_topic + "-" +
+                             instance + "-" + std::to_string(k);
+  }
   impl_->stable_id = !o.commands.instance_id.empty();
   auto conf =
       core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.commands.processor_group));
@@ -1259,11 +1289,14 @@ void CommandProcessor::start() {
     impl_->take(list);
     impl_->assignment_known = true;
   }
-  impl_->committer = std::thread([impl = impl_.get()] { impl->commit_loop(); });
+  for (auto& lane : impl_->lanes) {
+    lane->thread = std::thread([impl = impl_.get(), l = lane.get()] { impl->commit_loop(*l); });
+  }
   impl_->poller = std::thread([impl = impl_.get()] { impl->poll_loop(); });
   log().info("processor started", {{"group", o.commands.processor_group},
                                    {"topic", o.kafka.commands_topic},
-                                   {"transactional_id", impl_->transactional_id},
+                                   {"transactional_id", impl_->lanes.front()->transactional_id},
+                                   {"transactions_in_flight", impl_->lanes.size()},
                                    {"static_partitions", o.static_partitions.size()}});
 }
 
@@ -1271,7 +1304,7 @@ void CommandProcessor::stop() {
   if (!impl_->running.exchange(false)) return;
   impl_->wake.notify_all();
   impl_->poller.join();
-  impl_->committer.join();  // finishes or aborts the batch in flight first
+  for (auto& lane : impl_->lanes) lane->thread.join();  // each finishes or aborts its batch first
   impl_->release_all();
   impl_->consumer->close();
   impl_->consumer.reset();

@@ -223,6 +223,11 @@ const std::vector<Binding>& bindings() {
     b.push_back(commands.integer("commands.linger_ms",
                                  "How long a batch waits for more commands before committing",
                                  &CommandsConfig::linger_ms, 0, 1000));
+    b.push_back(commands.integer(
+        "commands.transactions_in_flight",
+        "Kafka transactions a processor runs at once (one producer and thread each, partitions "
+        "split between them)",
+        &CommandsConfig::transactions_in_flight, 1, 16));
     b.push_back(commands.integer("commands.reply_timeout_ms",
                                  "How long the API waits for a command's outcome (then 503)",
                                  &CommandsConfig::reply_timeout_ms, 100, 120000));

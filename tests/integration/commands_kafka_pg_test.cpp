@@ -83,7 +83,8 @@ class CommandsTest : public ::testing::Test {
     auto p = std::make_unique<commands::CommandProcessor>(
         commands::ProcessorOptions{.kafka = kafka_,
                                    .commands = commands_,
-                                   .static_partitions = std::move(static_partitions)},
+                                   .static_partitions = std::move(static_partitions),
+                                   .before_commit = before_commit_},
         registry_);
     p->start();
     const auto expected = p->status().empty() ? kafka_.partitions : p->status().size();
@@ -210,6 +211,7 @@ class CommandsTest : public ::testing::Test {
   TempDatabase db_;
   core::KafkaConfig kafka_ = test_kafka(3);
   core::CommandsConfig commands_;
+  std::function<void()> before_commit_;  // fault injection (ProcessorOptions::before_commit)
   prometheus::Registry registry_;
   std::unique_ptr<commands::CommandProcessor> processor_;
   std::unique_ptr<commands::CommandBus> bus_;
@@ -775,6 +777,92 @@ TEST_F(LocalPathTest, CommandsTakeTheShorterPathAndRetriesStillReplay) {
   EXPECT_TRUE(read_topic(kafka_, kafka_.commands_topic).empty());
   const auto events = log_checked();
   EXPECT_EQ(count_type(events, "contact.call_logged", id), 1u);
+}
+
+// Every other commit fails as if the broker refused it (after the events, replies and offsets
+// were sent): the lane aborts, rolls its partitions back by rebuilding them from the log and
+// decides the commands again. Nothing may be decided twice or answered twice.
+class InjectedAbortTest : public CommandsTest {
+ protected:
+  InjectedAbortTest() {
+    before_commit_ = [this] {
+      if (commits_.fetch_add(1) % 2 == 1) {
+        ++aborted_;
+        throw core::KafkaError("injected: the broker refused the commit", true, false, true);
+      }
+    };
+  }
+
+  // Keyed registrations from several clients, retried with the same key on a 503 until
+  // decided: each acknowledged once, each in the log once.
+  void registrations_are_exact() {
+    constexpr int kClients = 6;
+    constexpr int kEach = 10;
+    std::mutex mutex;
+    std::map<std::string, std::string> acknowledged;  // key -> contact id
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&, c] {
+        for (int i = 0; i < kEach; ++i) {
+          const auto key = "abort-" + std::to_string(c) + "-" + std::to_string(i);
+          for (int attempt = 0; attempt < 20; ++attempt) {
+            const auto r =
+                send(http::verb::post, "/v1/contacts",
+                     R"({"name":"Client","phone":"+351912345678"})", {{"Idempotency-Key", key}});
+            if (r.status == 201u) {
+              const std::lock_guard lock(mutex);
+              EXPECT_TRUE(acknowledged.emplace(key, field(r.body, "id")).second) << key;
+              break;
+            }
+            ASSERT_EQ(r.status, 503u) << r.body;
+          }
+        }
+      });
+    }
+    for (auto& t : clients) t.join();
+    EXPECT_EQ(acknowledged.size(), static_cast<std::size_t>(kClients * kEach));
+    const auto events = log_checked();
+    std::map<std::string, int> registered;
+    for (const auto& e : events) {
+      if (e.envelope.type == "contact.registered") ++registered[e.envelope.aggregate_id];
+    }
+    for (const auto& [key, id] : acknowledged) EXPECT_EQ(registered[id], 1) << key;
+    EXPECT_GT(aborted_.load(), 0);
+  }
+
+  std::atomic<int> commits_{0};
+  std::atomic<int> aborted_{0};
+};
+
+TEST_F(InjectedAbortTest, OptimisticConcurrencyStaysExactWhenTransactionsAbort) {
+  race_on_one_version();
+  EXPECT_GT(aborted_.load(), 0);
+}
+
+TEST_F(InjectedAbortTest, KeyedCommandsAreDecidedAndAnsweredOnceWhenTransactionsAbort) {
+  registrations_are_exact();
+}
+
+class InjectedAbortLocalTest : public InjectedAbortTest {
+ protected:
+  void SetUp() override {
+    InjectedAbortTest::SetUp();
+    bus_->set_local(processor_.get());
+  }
+  void TearDown() override {
+    api_.reset();
+    bus_.reset();  // before the processor it points at
+    processor_.reset();
+  }
+};
+
+TEST_F(InjectedAbortLocalTest, OptimisticConcurrencyStaysExactWhenTransactionsAbort) {
+  race_on_one_version();
+  EXPECT_GT(aborted_.load(), 0);
+}
+
+TEST_F(InjectedAbortLocalTest, KeyedCommandsAreDecidedAndAnsweredOnceWhenTransactionsAbort) {
+  registrations_are_exact();
 }
 
 // Snapshots every few events, so that a test sees several.

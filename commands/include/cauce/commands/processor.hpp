@@ -3,15 +3,18 @@
 // The command processor (role `processor`): the single writer of each partition of the event
 // log. DESIGN §3, with one transactional producer per processor (exactly-once v2, KIP-447).
 //
-// A consumer group on the commands topic. The processor's transactional producer has the id
-// "<group>-<commands topic>-<commands.instance_id>" (a fresh one per start when no instance id
-// is configured); for every partition it owns:
+// A consumer group on the commands topic. The processor keeps commands.transactions_in_flight
+// lanes, each a committer thread with a transactional producer of id
+// "<group>-<commands topic>-<commands.instance_id>-<lane>" (a fresh instance id per start when
+// none is configured); lane k owns the partitions p with p % lanes == k, so several
+// transactions are in flight while each partition's commands stay in order. For every
+// partition it owns:
 //  1. once no transaction holding an offset of the partition is open any more (the group's
 //     stable committed offset), the partition's aggregates, every command id applied and every
 //     remembered rejection are rebuilt from the same partition of the events and outcomes
 //     topics, read_committed, up to their high watermarks (an open transaction is waited for);
 //  2. its commands are decided strictly in order.
-// The commands of all ready partitions share transactions: a batch's events, replies,
+// The commands of a lane's ready partitions share transactions: a batch's events, replies,
 // remembered rejections and the consumed commands' offsets commit together, the offsets sent
 // with the consumer group's metadata so that a zombie (a member whose partitions moved) is
 // fenced by the group generation. A failed transaction is aborted, its commands queued again
@@ -19,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +43,11 @@ struct ProcessorOptions {
   // owned, without a group (tools and tests): then only a producer with the same
   // transactional id (the same commands.instance_id) fences an earlier owner.
   std::vector<std::int32_t> static_partitions = {};
+  // Fault injection for tests: called by a lane right before it commits a transaction; an
+  // exception it throws is taken as the broker's answer to the commit (a core::KafkaError that
+  // requires an abort: the transaction is aborted, its partitions rebuilt and its commands
+  // decided again). Empty in production.
+  std::function<void()> before_commit = {};
 };
 
 struct PartitionStatus {

@@ -68,8 +68,11 @@ struct PostgresConfig {
 
 // The write side: how the processor batches and how long the API waits for a reply.
 struct CommandsConfig {
-  int batch_max = 1000;         // commands decided in one Kafka transaction at most
-  int linger_ms = 2;            // a batch waits this long for more commands before committing
+  int batch_max = 1000;  // commands decided in one Kafka transaction at most
+  int linger_ms = 2;     // a batch waits this long for more commands before committing
+  // Transactions a processor keeps in flight: each has its own transactional producer and
+  // thread, and owns the partitions p with p % transactions_in_flight == its number.
+  int transactions_in_flight = 2;
   int reply_timeout_ms = 4000;  // the API answers 503 when no reply came within this
   // Names this process's replies partition and its processor's transactional id. Give each
   // process a stable one (e.g. its host or pod name) so that after a crash the restarted process
