@@ -1,5 +1,7 @@
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -88,25 +90,32 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       : options(std::move(o)),
         metrics(registry),
         pg(core::postgres_conninfo(options.postgres), options.projections.name,
-           options.kafka.events_topic) {}
+           options.kafka.events_topic),
+        reader_pg(core::postgres_conninfo(options.postgres), options.projections.name,
+                  options.kafka.events_topic) {}
 
   ProjectorOptions options;
   Metrics metrics;
-  PgProjection pg;  // projector thread only
+  PgProjection pg;         // applier thread only: the batches
+  PgProjection reader_pg;  // reader thread only: checkpoints at assignment, counts, pruning
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::atomic<bool> running{false};
-  std::thread thread;
+  std::thread thread;   // the reader: consumes, decodes, hands batches to the applier
+  std::thread applier;  // applies them to PostgreSQL, one transaction each, in order
 
-  // Projector thread only.
+  // Reader thread only.
   std::set<std::int32_t> assigned;
   std::map<std::int32_t, std::int64_t> next_offset;  // as committed to PostgreSQL
   std::map<std::int32_t, std::int64_t> end_seen;     // partition EOF offsets already applied
   bool resync_needed = false;
-  std::set<std::string> unprojected_warned;  // each type is logged once
   core::ConditionLog postgres_down{log()};
   core::ConditionLog consumer_failing{log()};
   core::ConditionLog parking{log()};  // records parked one after another: logged once
   core::Backoff backoff{std::chrono::milliseconds(100), std::chrono::milliseconds(5000)};
+
+  // Applier thread only.
+  std::set<std::string> unprojected_warned;  // each type is logged once
+  core::ConditionLog batch_failing{log()};
 
   mutable std::mutex status_mutex;
   ProjectionStatus published;
@@ -116,7 +125,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       const std::vector<std::int32_t>& partitions, bool wait) {
     for (;;) {
       try {
-        auto checkpoints = pg.load_checkpoints(partitions);
+        auto checkpoints = reader_pg.load_checkpoints(partitions);
         set_postgres_ok(true);
         return checkpoints;
       } catch (const std::exception& e) {
@@ -129,10 +138,21 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     }
   }
 
-  // Assigns `partitions` at their stored checkpoints (fresh partitions start at 0).
+  // Drops the batches queued for the applier: what they hold is read again.
+  void new_generation() {
+    const std::lock_guard lock(pipe_mutex);
+    ++generation;
+    queued.clear();
+    pipe_changed.notify_all();
+  }
+
+  // Assigns `partitions` at their stored checkpoints (fresh partitions start at 0). A batch the
+  // applier is still applying may move a checkpoint past what is read here: its records are
+  // then read again and skipped as already applied.
   bool assign_at_checkpoints(const std::vector<std::int32_t>& partitions, bool wait) {
     const auto checkpoints = checkpoints_for(partitions, wait);
     if (!checkpoints) return false;
+    new_generation();
     TopicPartitions tps;
     for (const auto& [partition, offset] : *checkpoints) {
       tps.add(options.kafka.events_topic, partition, offset);
@@ -152,6 +172,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       for (const auto* tp : partitions) ids.push_back(tp->partition());
       if (!assign_at_checkpoints(ids, true)) c->assign(partitions);  // stopping
     } else {
+      new_generation();
       c->unassign();
       assigned.clear();
       next_offset.clear();
@@ -175,6 +196,27 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     std::map<std::int32_t, std::int64_t> eof;
     bool empty() const { return size == 0 && eof.empty(); }
   };
+
+  // What the applier did with one batch, for the reader (which owns the consumer).
+  struct Applied {
+    std::uint64_t generation = 0;
+    bool ok = false;
+    ApplyResult result;
+    std::map<std::int32_t, std::int64_t> eof;
+  };
+
+  // The pipeline between the reader and the applier: while PostgreSQL applies batch N, the
+  // reader consumes and decodes batch N+1. Batches carry the reader's generation, which moves on
+  // at every (re)assignment and after a failed batch: the applier drops a batch of an older
+  // generation and never applies one queued behind a batch that failed (its records follow
+  // records that are not in PostgreSQL; the reader re-reads them from the checkpoints).
+  static constexpr std::size_t kQueuedBatches = 2;
+  std::mutex pipe_mutex;
+  std::condition_variable pipe_changed;
+  std::deque<std::pair<std::uint64_t, Batch>> queued;  // generation, batch
+  std::deque<Applied> applied;
+  std::uint64_t generation = 1;
+  std::uint64_t failed_generation = 0;
 
   Batch collect() {
     Batch batch;
@@ -276,23 +318,94 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     if (!tps.list.empty()) consumer->pause(tps.list);
   }
 
-  void apply(Batch& batch) {
+  // Applier thread: one batch in one transaction (bisecting around data PostgreSQL refuses).
+  Applied apply(std::uint64_t batch_generation, Batch& batch) {
+    Applied out;
+    out.generation = batch_generation;
+    out.eof = batch.eof;
     const auto started = Clock::now();
     try {
-      ApplyResult result;
-      apply_isolating(batch, 0, batch.size, result);
+      apply_isolating(batch, 0, batch.size, out.result);
+      out.ok = true;
+      const auto& result = out.result;
       metrics.batch_seconds.Observe(std::chrono::duration<double>(Clock::now() - started).count());
       metrics.applied.Increment(static_cast<double>(result.applied));
       metrics.redelivered.Increment(static_cast<double>(result.already_applied));
       metrics.parked.Increment(static_cast<double>(result.parked));
-      for (const auto& [p, next] : result.checkpoints) next_offset[p] = next;
-      for (const auto& [p, end] : batch.eof) end_seen[p] = end;
       for (const auto& type : result.unprojected_types) {
         if (unprojected_warned.insert(type).second) {
           log().warn("event type has no read model in this build (kept in events only)",
                      {{"type", type}});
         }
       }
+      batch_failing.cleared("PostgreSQL answers again; projecting");
+      const std::lock_guard lock(status_mutex);
+      published.applied += result.applied;
+      published.postgres_ok = true;
+    } catch (const std::exception& e) {
+      metrics.failures.Increment();
+      set_postgres_ok(false);
+      batch_failing.failing("batch not applied; partitions paused until PostgreSQL answers",
+                            {{"events", batch.records.size()}, {"error", e.what()}});
+    }
+    return out;
+  }
+
+  void applier_loop() {
+    for (;;) {
+      std::pair<std::uint64_t, Batch> next;
+      {
+        std::unique_lock lock(pipe_mutex);
+        pipe_changed.wait(lock, [&] { return !running || !queued.empty(); });
+        if (!running) return;
+        next = std::move(queued.front());
+        queued.pop_front();
+        pipe_changed.notify_all();  // room for the reader's next batch
+        if (next.first != generation || next.first <= failed_generation) continue;
+      }
+      auto done = apply(next.first, next.second);
+      const std::lock_guard lock(pipe_mutex);
+      if (!done.ok) failed_generation = std::max(failed_generation, done.generation);
+      applied.push_back(std::move(done));
+      pipe_changed.notify_all();
+    }
+  }
+
+  // Reader thread: hands a batch to the applier, waiting while kQueuedBatches are queued.
+  void hand_over(Batch batch) {
+    std::unique_lock lock(pipe_mutex);
+    pipe_changed.wait(lock, [&] {
+      return !running || queued.size() < kQueuedBatches || failed_generation == generation;
+    });
+    if (!running || failed_generation == generation) return;  // read again after the resync
+    queued.emplace_back(generation, std::move(batch));
+    pipe_changed.notify_all();
+  }
+
+  // Reader thread: what the applier finished. A failed batch pauses the partitions until
+  // PostgreSQL answers; they restart at their checkpoints.
+  void take_applied() {
+    std::deque<Applied> done;
+    std::uint64_t current = 0;
+    {
+      const std::lock_guard lock(pipe_mutex);
+      done.swap(applied);
+      current = generation;
+    }
+    for (auto& a : done) {
+      // A batch from before the last (re)assignment: its partitions were read again from the
+      // checkpoints since, and may not be this reader's any more.
+      if (a.generation != current) continue;
+      if (!a.ok) {
+        if (!resync_needed) {
+          pause_all();
+          resync_needed = true;
+        }
+        continue;
+      }
+      const auto& result = a.result;
+      for (const auto& [p, next] : result.checkpoints) next_offset[p] = next;
+      for (const auto& [p, end] : a.eof) end_seen[p] = end;
       if (result.first_parked) {
         const auto& first = *result.first_parked;
         parking.failing("events parked: the projection goes on without them (cauce parked list)",
@@ -306,11 +419,6 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       }
       postgres_down.cleared("PostgreSQL answers again; projecting");
       backoff.reset();
-      {
-        const std::lock_guard lock(status_mutex);
-        published.applied += result.applied;
-        published.postgres_ok = true;
-      }
       // For operators' tools only (kafka-consumer-groups): cauce itself starts from PostgreSQL.
       if (!result.checkpoints.empty()) {
         TopicPartitions tps;
@@ -319,13 +427,6 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
         }
         consumer->commitAsync(tps.list);
       }
-    } catch (const std::exception& e) {
-      metrics.failures.Increment();
-      set_postgres_ok(false);
-      postgres_down.failing("batch not applied; partitions paused until PostgreSQL answers",
-                            {{"events", batch.records.size()}, {"error", e.what()}});
-      pause_all();
-      resync_needed = true;
     }
   }
 
@@ -333,7 +434,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   // other processes, so PostgreSQL is asked, not a local count).
   void refresh_parked_count() {
     try {
-      const auto open = pg.open_parked();
+      const auto open = reader_pg.open_parked();
       metrics.open_parked.Set(static_cast<double>(open));
       const std::lock_guard lock(status_mutex);
       published.parked = open;
@@ -376,6 +477,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     auto last_prune = Clock::now() - std::chrono::hours(1);
     auto last_parked_count = Clock::now() - std::chrono::hours(1);
     while (running) {
+      take_applied();
       if (resync_needed) {
         // Drop whatever was fetched for the paused partitions; they restart at the checkpoint.
         MessagePtr ignored(consumer->consume(0));
@@ -385,7 +487,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
         }
       } else {
         auto batch = collect();
-        if (!batch.empty()) apply(batch);
+        if (!batch.empty()) hand_over(std::move(batch));
       }
       const auto now = Clock::now();
       if (now - last_status > std::chrono::seconds(1)) {
@@ -400,7 +502,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
         last_prune = now;
         try {
           const auto deleted =
-              pg.prune_notifications(options.projections.notifications_retention_h);
+              reader_pg.prune_notifications(options.projections.notifications_retention_h);
           if (deleted > 0) log().info("old notifications deleted", {{"rows", deleted}});
         } catch (const std::exception& e) {
           log().warn("could not prune notifications", {{"error", e.what()}});
@@ -432,6 +534,7 @@ void Projector::start() {
     throw core::DependencyError("kafka", "subscribe: " + RdKafka::err2str(rc), true);
   }
   impl_->running = true;
+  impl_->applier = std::thread([impl = impl_.get()] { impl->applier_loop(); });
   impl_->thread = std::thread([impl = impl_.get()] { impl->loop(); });
   log().info("projector started", {{"group", o.projections.group},
                                    {"projection", o.projections.name},
@@ -440,7 +543,12 @@ void Projector::start() {
 
 void Projector::stop() {
   if (!impl_->running.exchange(false)) return;
+  {
+    const std::lock_guard lock(impl_->pipe_mutex);
+    impl_->pipe_changed.notify_all();
+  }
   impl_->thread.join();
+  impl_->applier.join();  // finishes the batch it is applying
   impl_->consumer->close();
   impl_->consumer.reset();
   log().info("projector stopped");
