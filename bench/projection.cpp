@@ -253,6 +253,38 @@ double produce(const core::KafkaConfig& kafka, const std::vector<projections::Lo
   return static_cast<double>(log.size()) / seconds_since(start);
 }
 
+// Reads the whole topic read_committed with a plain consumer (no decoding); returns records/s.
+double raw_consume(const core::KafkaConfig& kafka, std::size_t records, int partitions) {
+  auto conf = core::kafka_conf(kafka, {{"group.id", "bench-raw-" + core::random_hex(4)},
+                                       {"enable.auto.commit", "false"},
+                                       {"isolation.level", "read_committed"},
+                                       {"enable.partition.eof", "true"}});
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer) throw std::runtime_error(err);
+  std::vector<std::unique_ptr<RdKafka::TopicPartition>> owned;
+  std::vector<RdKafka::TopicPartition*> list;
+  for (int p = 0; p < partitions; ++p) {
+    owned.emplace_back(
+        RdKafka::TopicPartition::create(kafka.events_topic, p, RdKafka::Topic::OFFSET_BEGINNING));
+    list.push_back(owned.back().get());
+  }
+  const auto start = Clock::now();
+  consumer->assign(list);
+  std::size_t seen = 0;
+  while (seen < records) {
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(1000));
+    if (m->err() == RdKafka::ERR_NO_ERROR) {
+      ++seen;
+    } else if (seconds_since(start) > 600) {
+      throw std::runtime_error("raw consume did not finish in 600 s");
+    }
+  }
+  const auto rate = static_cast<double>(seen) / seconds_since(start);
+  consumer->close();
+  return rate;
+}
+
 double projector_end_to_end(const core::PostgresConfig& admin, const core::KafkaConfig& kafka,
                             std::size_t records, int batch) {
   FreshDatabase db(admin);
@@ -294,7 +326,8 @@ int run(const Options& options) {
   const std::vector<std::string> order = {
       "1. raw COPY into events (raw limit)",      "2. COPY to temp + merge, per batch",
       "3. multi-row upsert of events, per batch", "4. cauce apply path (all read models)",
-      "   raw idempotent produce (same records)", "5. cauce projector from Kafka, end to end"};
+      "   raw idempotent produce (same records)", "   raw read_committed consume (no decoding)",
+      "5. cauce projector from Kafka, end to end"};
   for (int run = 1; run <= options.runs; ++run) {
     std::cout << "run " << run << "\n";
     auto record = [&](const std::string& name, double rate) {
@@ -315,17 +348,24 @@ int run(const Options& options) {
     kafka.partitions = partitions;
     core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), partitions, 1);
     record(order[4], produce(kafka, log));
-    record(order[5], projector_end_to_end(admin, kafka, log.size(), options.batch));
+    record(order[5], raw_consume(kafka, log.size(), partitions));
+    record(order[6], projector_end_to_end(admin, kafka, log.size(), options.batch));
   }
   std::cout << "\nmedians over " << options.runs << " runs\n";
   for (const auto& name : order) print_rate("  " + name, median(rates[name]));
   const auto apply = median(rates[order[3]]);
-  const auto e2e = median(rates[order[5]]);
+  const auto e2e = median(rates[order[6]]);
+  // Consuming and then COPYing every record, one after the other: the raw limit of end to end.
+  const auto consume_then_copy =
+      1.0 / (1.0 / median(rates[order[5]]) + 1.0 / median(rates[order[0]]));
   std::cout << std::setprecision(2) << "  apply / raw COPY = " << apply / median(rates[order[0]])
             << ", apply / COPY+merge = " << apply / median(rates[order[1]])
             << ", apply / multi-row upsert = " << apply / median(rates[order[2]])
             << "\n  end to end / raw COPY = " << e2e / median(rates[order[0]])
-            << ", end to end / COPY+merge = " << e2e / median(rates[order[1]]) << "\n";
+            << ", end to end / COPY+merge = " << e2e / median(rates[order[1]])
+            << "\n  raw consume then raw COPY = " << std::setprecision(0) << std::fixed
+            << consume_then_copy << " events/s, end to end / that = " << std::setprecision(2)
+            << e2e / consume_then_copy << "\n";
   return 0;
 }
 

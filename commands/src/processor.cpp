@@ -795,9 +795,9 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         core::kafka_partition_count(*l.producer, options.kafka.replies_topic, timeout);
   }
 
-  // Waits for commands of ready partitions, lingers briefly so that the batch can fill, and
-  // takes up to batch_max of them (whole queues, partitions in turn). Empty when stopping or
-  // holding for a revocation.
+  // Waits for commands of ready partitions, lingers (commands.linger_ms) so that the batch can
+  // fill, and takes up to batch_max of them (whole queues, partitions in turn). Empty when stopping
+  // or holding for a revocation.
   std::vector<Slice> take_batch(Lane& l) {
     const auto max = static_cast<std::size_t>(options.commands.batch_max);
     std::unique_lock lock(mutex);

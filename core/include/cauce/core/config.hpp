@@ -69,7 +69,10 @@ struct PostgresConfig {
 // The write side: how the processor batches and how long the API waits for a reply.
 struct CommandsConfig {
   int batch_max = 1000;  // commands decided in one Kafka transaction at most
-  int linger_ms = 2;     // a batch waits this long for more commands before committing
+  // A batch waits this long for more commands before committing. 0 (the default): a lane takes
+  // what queued while its previous transaction committed, which under load is a full batch
+  // already; lingering only added its wait to every command (bench/README.md, commands).
+  int linger_ms = 0;
   // Transactions a processor keeps in flight: each has its own transactional producer and
   // thread, and owns the partitions p with p % transactions_in_flight == its number.
   int transactions_in_flight = 2;
