@@ -35,6 +35,17 @@ using tcp = asio::ip::tcp;
 
 constexpr std::size_t kHeaderLimit = 16 * 1024;
 
+// The 401 of a route that needs a key: none was sent (or it is malformed), or it is unknown or
+// revoked. Answered from the headers alone when the key cache already knows, else after the
+// lookup.
+ApiError unauthenticated(bool had_token) {
+  ApiError error(http::status::unauthorized, "unauthenticated",
+                 had_token ? "the API key is unknown or revoked"
+                           : "this route needs an API key: Authorization: Bearer <key>");
+  error.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cauce\"");
+  return error;
+}
+
 // A client-supplied X-Request-Id is kept when it is short and plain, else we mint one.
 bool usable_request_id(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
@@ -129,11 +140,8 @@ std::optional<Response> HttpServer::Impl::refuse_before_body(
     const auto known = keys.cached_principal(*token);
     if (!known || *known) return std::nullopt;  // a lookup is needed, or the key is fine
   }
-  ApiError error(http::status::unauthorized, "unauthenticated",
-                 token ? "the API key is unknown or revoked"
-                       : "this route needs an API key: Authorization: Bearer <key>");
-  error.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cauce\"");
-  auto response = render_problem(error, core::random_hex(8), header.version(), false);
+  auto response = render_problem(unauthenticated(token.has_value()), core::random_hex(8),
+                                 header.version(), false);
   metrics.observe(match.route->pattern,
                   header.method() == http::verb::unknown
                       ? std::string("OTHER")
@@ -189,13 +197,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
     auto run = [request, finish, route](std::optional<Principal> principal, bool had_token) {
       try {
         if (route->role) {
-          if (!principal) {
-            ApiError error(http::status::unauthorized, "unauthenticated",
-                           had_token ? "the API key is unknown or revoked"
-                                     : "this route needs an API key: Authorization: Bearer <key>");
-            error.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cauce\"");
-            throw error;
-          }
+          if (!principal) throw unauthenticated(had_token);
           if (principal->role < *route->role) {
             throw ApiError(http::status::forbidden, "forbidden",
                            "this route needs the " + std::string(role_name(*route->role)) +

@@ -695,11 +695,12 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         for (;;) {
           auto batch = take_batch(l);
           if (batch.empty()) {
-            if (!running) break;
+            if (!running || is_fenced()) break;
             continue;
           }
           run_batch(l, batch);
         }
+        if (is_fenced()) break;  // another lane was fenced: this processor decides nothing more
       } catch (const core::KafkaError& e) {
         if (e.is_fatal()) {
           mark_fenced(l, e.what());
@@ -717,6 +718,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     }
     if (l.producer) l.producer->flush(1000);
     if (l.snapshots_producer) l.snapshots_producer->flush(5000);
+  }
+
+  bool is_fenced() const {
+    const std::lock_guard lock(mutex);
+    return fenced;
   }
 
   void pause_before_retry(Lane& l) {
@@ -886,10 +892,17 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // its partitions rebuilt.
   void finish_batch(Lane& l, std::vector<Slice>* done, std::vector<Slice>* failed) {
     std::vector<Owned*> rebuild_these;
+    std::deque<Item> unanswered;  // local commands of a failed batch once fenced
     {
       const std::lock_guard lock(mutex);
       if (failed == nullptr) {
         for (auto& slice : *done) slice.owned->next_offset = slice.next_offset;
+      } else if (fenced) {
+        // Another lane was fenced meanwhile: nothing here is decided any more, so the local
+        // commands are answered now (503) instead of waiting in a queue nobody takes.
+        for (auto& slice : *failed) {
+          for (auto& item : slice.items) unanswered.push_back(std::move(item));
+        }
       } else {
         for (auto& slice : *failed) {
           auto& inbox = slice.owned->inbox;
@@ -901,6 +914,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
         }
       }
     }
+    drop_local(unanswered);
     for (Owned* o : rebuild_these) {
       if (o->rebuilder.joinable()) o->rebuilder.join();  // finished: the partition was ready
     }

@@ -141,7 +141,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   // Drops the batches queued for the applier: what they hold is read again.
   void new_generation() {
     const std::lock_guard lock(pipe_mutex);
-    ++generation;
+    reader_generation = ++generation;
     queued.clear();
     pipe_changed.notify_all();
   }
@@ -217,14 +217,24 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   std::deque<Applied> applied;
   std::uint64_t generation = 1;
   std::uint64_t failed_generation = 0;
+  std::uint64_t reader_generation = 1;  // the reader's own copy of `generation` (it alone moves it)
 
-  Batch collect() {
+  // Reads one batch; `read_in` is the generation its records belong to. A rebalance served
+  // inside one of its polls moves the generation on: what was read before it belongs to the old
+  // assignment (the new one restarts at the checkpoints, and the batches queued before it were
+  // dropped), so it is dropped too and the batch goes on with what comes after.
+  Batch collect(std::uint64_t& read_in) {
     Batch batch;
+    read_in = reader_generation;
     const auto max = static_cast<std::size_t>(options.projections.batch_max);
     int timeout_ms = 100;
     while (batch.size < max && running) {
       MessagePtr m(consumer->consume(timeout_ms));
       timeout_ms = 0;  // after the first record, take only what is already here
+      if (reader_generation != read_in) {
+        batch = Batch{};
+        read_in = reader_generation;
+      }
       if (m->err() == RdKafka::ERR__TIMED_OUT) break;
       if (m->err() == RdKafka::ERR__PARTITION_EOF) {
         batch.eof[m->partition()] = m->offset();
@@ -371,14 +381,17 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     }
   }
 
-  // Reader thread: hands a batch to the applier, waiting while kQueuedBatches are queued.
-  void hand_over(Batch batch) {
+  // Reader thread: hands a batch read under generation `read_in` to the applier, waiting while
+  // kQueuedBatches are queued; dropped when a batch of its generation failed (its records are
+  // read again after the resync).
+  void hand_over(std::uint64_t read_in, Batch batch) {
     std::unique_lock lock(pipe_mutex);
     pipe_changed.wait(lock, [&] {
-      return !running || queued.size() < kQueuedBatches || failed_generation == generation;
+      return !running || queued.size() < kQueuedBatches || failed_generation >= read_in ||
+             generation != read_in;
     });
-    if (!running || failed_generation == generation) return;  // read again after the resync
-    queued.emplace_back(generation, std::move(batch));
+    if (!running || failed_generation >= read_in || generation != read_in) return;
+    queued.emplace_back(read_in, std::move(batch));
     pipe_changed.notify_all();
   }
 
@@ -486,8 +499,9 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
           resync_needed = false;
         }
       } else {
-        auto batch = collect();
-        if (!batch.empty()) hand_over(std::move(batch));
+        std::uint64_t read_in = 0;
+        auto batch = collect(read_in);
+        if (!batch.empty()) hand_over(read_in, std::move(batch));
       }
       const auto now = Clock::now();
       if (now - last_status > std::chrono::seconds(1)) {

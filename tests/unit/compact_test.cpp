@@ -100,6 +100,21 @@ TEST(DenseMapTest, BehavesLikeAMapThroughGrowthAndCopies) {
   EXPECT_EQ(visited, copy.size());
 }
 
+TEST(DenseMapTest, AMovedFromMapIsEmptyAndUsable) {
+  DenseMap<int, int, IntTraits> map;
+  for (int i = 0; i < 3000; ++i) map.insert_or_assign(i, i);
+  auto moved = std::move(map);
+  EXPECT_EQ(moved.size(), 3000u);
+  EXPECT_EQ(*moved.find(2999), 2999);
+  EXPECT_EQ(map.size(), 0u);  // NOLINT(bugprone-use-after-move): the moved-from state is specified
+  EXPECT_EQ(map.find(1), nullptr);
+  map.insert_or_assign(1, 10);
+  EXPECT_EQ(*map.find(1), 10);
+  std::size_t visited = 0;
+  map.for_each([&](int, int) { ++visited; });
+  EXPECT_EQ(visited, 1u);
+}
+
 // Keys whose hashes share their low bits all land in one run of slots: still found.
 struct CollidingTraits {
   static std::uint64_t hash(const int& key) { return static_cast<std::uint64_t>(key % 3) << 40; }

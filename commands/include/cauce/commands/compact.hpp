@@ -15,8 +15,10 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cauce::commands {
@@ -80,8 +82,21 @@ class DenseMap {
   };
 
   DenseMap() = default;
-  DenseMap(DenseMap&&) noexcept = default;
-  DenseMap& operator=(DenseMap&&) noexcept = default;
+  DenseMap(DenseMap&& other) noexcept
+      : blocks_(std::move(other.blocks_)),
+        index_(std::move(other.index_)),
+        size_(std::exchange(other.size_, 0)) {
+    other.blocks_.clear();
+    other.index_.clear();
+  }
+  DenseMap& operator=(DenseMap&& other) noexcept {
+    blocks_ = std::move(other.blocks_);
+    index_ = std::move(other.index_);
+    size_ = std::exchange(other.size_, 0);
+    other.blocks_.clear();
+    other.index_.clear();
+    return *this;
+  }
   DenseMap(const DenseMap& other) : index_(other.index_), size_(other.size_) {
     for (const auto& block : other.blocks_) {
       blocks_.push_back(std::make_unique<Entry[]>(kBlock));
@@ -114,6 +129,7 @@ class DenseMap {
       *existing = std::move(value);
       return *existing;
     }
+    if (size_ >= kMaxEntries) throw std::length_error("DenseMap: more than 2^32 - 2 entries");
     if ((size_ + 1) * 5 > index_.size() * 4) grow();
     if (size_ == blocks_.size() * kBlock) blocks_.push_back(std::make_unique<Entry[]>(kBlock));
     auto& e = entry(size_);
@@ -133,6 +149,7 @@ class DenseMap {
 
  private:
   static constexpr std::size_t kBlock = 1024;
+  static constexpr std::size_t kMaxEntries = 0xfffffffeu;  // numbers + 1 fit the slot's 32 bits
 
   std::size_t mask() const { return index_.size() - 1; }
   static std::uint32_t tag(std::uint64_t slot) { return static_cast<std::uint32_t>(slot >> 32); }

@@ -41,7 +41,9 @@ struct ProcessorOptions {
   core::CommandsConfig commands;  // commands.processor_group names the group
   // Empty: partitions come from the consumer group. Otherwise exactly these partitions are
   // owned, without a group (tools and tests): then only a producer with the same
-  // transactional id (the same commands.instance_id) fences an earlier owner.
+  // transactional id (the same commands.instance_id and lane) fences an earlier owner, so a
+  // restart must keep commands.transactions_in_flight, or an earlier owner's lanes beyond the
+  // new count are not fenced.
   std::vector<std::int32_t> static_partitions = {};
   // Fault injection for tests: called by a lane right before it commits a transaction; an
   // exception it throws is taken as the broker's answer to the commit (a core::KafkaError that
