@@ -257,23 +257,23 @@ void fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
   const AggregateKey key{Uuid::from(e.aggregate_id, "aggregate_id"), *type};
   const auto command_id = Uuid::from(e.command_id, "command_id");
   const auto* current = store.find(key);
+  // The aggregate's own evolve() (found by argument-dependent lookup) over its state so far.
+  const auto evolved = [&](auto initial, const auto& event) -> AggregateState {
+    return evolve(current_or_new<decltype(initial)>(current), event);
+  };
   AggregateState next;
   switch (*type) {
     case AggregateType::kContact:
-      next = contact::evolve(current_or_new<contact::State>(current),
-                             contact::event_from_json(e.type, e.data));
+      next = evolved(contact::State{}, contact::event_from_json(e.type, e.data));
       break;
     case AggregateType::kAlert:
-      next = alert::evolve(current_or_new<alert::State>(current),
-                           alert::event_from_json(e.type, e.data));
+      next = evolved(alert::State{}, alert::event_from_json(e.type, e.data));
       break;
     case AggregateType::kReport:
-      next = report::evolve(current_or_new<report::State>(current),
-                            report::event_from_json(e.type, e.data));
+      next = evolved(report::State{}, report::event_from_json(e.type, e.data));
       break;
     case AggregateType::kBackup:
-      next = backup::evolve(current_or_new<backup::State>(current),
-                            backup::event_from_json(e.type, e.data));
+      next = evolved(backup::State{}, backup::event_from_json(e.type, e.data));
       break;
   }
   store.put(key, std::move(next));

@@ -739,20 +739,24 @@ TEST_F(CommandsTest, PartitionsMovingBetweenProcessorsUnderLoadDecideEveryComman
   move_partitions_under_load();
 }
 
-// The same guarantees on the shorter path, where the API hands its commands to the processor in
+// A fixture's tests on the shorter path, where the API hands its commands to the processor in
 // its process instead of the commands topic.
-class LocalPathTest : public CommandsTest {
+template <typename Fixture>
+class OnTheLocalPath : public Fixture {
  protected:
   void SetUp() override {
-    CommandsTest::SetUp();
-    bus_->set_local(processor_.get());
+    Fixture::SetUp();
+    this->bus_->set_local(this->processor_.get());
   }
   void TearDown() override {
-    api_.reset();
-    bus_.reset();  // before the processor it points at
-    processor_.reset();
+    this->api_.reset();
+    this->bus_.reset();  // before the processor it points at
+    this->processor_.reset();
   }
 };
+
+// The same guarantees on the shorter path.
+using LocalPathTest = OnTheLocalPath<CommandsTest>;
 
 TEST_F(LocalPathTest, ConcurrentPatchesWithTheSameIfMatchApplyExactlyOnce) {
   race_on_one_version();
@@ -843,18 +847,7 @@ TEST_F(InjectedAbortTest, KeyedCommandsAreDecidedAndAnsweredOnceWhenTransactions
   registrations_are_exact();
 }
 
-class InjectedAbortLocalTest : public InjectedAbortTest {
- protected:
-  void SetUp() override {
-    InjectedAbortTest::SetUp();
-    bus_->set_local(processor_.get());
-  }
-  void TearDown() override {
-    api_.reset();
-    bus_.reset();  // before the processor it points at
-    processor_.reset();
-  }
-};
+using InjectedAbortLocalTest = OnTheLocalPath<InjectedAbortTest>;
 
 TEST_F(InjectedAbortLocalTest, OptimisticConcurrencyStaysExactWhenTransactionsAbort) {
   race_on_one_version();
