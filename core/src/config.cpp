@@ -107,6 +107,23 @@ struct SectionBinder {
             [sec, field](const Config& c) { return std::to_string((c.*sec).*field); }};
   }
 
+  Binding boolean(std::string key, std::string help, bool Section::*field) const {
+    auto sec = section;
+    return {
+        option(key, std::move(help)),
+        [key, sec, field](Config& c, const std::string& v) {
+          const auto value = trim(v);
+          if (value == "true" || value == "1") {
+            (c.*sec).*field = true;
+          } else if (value == "false" || value == "0") {
+            (c.*sec).*field = false;
+          } else {
+            throw ConfigError(key, "expected true or false, got \"" + v + "\"");
+          }
+        },
+        [sec, field](const Config& c) { return std::string((c.*sec).*field ? "true" : "false"); }};
+  }
+
   Binding text(std::string key, std::string help, std::string Section::*field,
                bool may_be_empty = false) const {
     auto sec = section;
@@ -126,6 +143,7 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<PostgresConfig> pg{&Config::postgres};
     const SectionBinder<CommandsConfig> commands{&Config::commands};
     const SectionBinder<ProjectionsConfig> projections{&Config::projections};
+    const SectionBinder<DownloadConfig> download{&Config::download};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -174,6 +192,18 @@ const std::vector<Binding>& bindings() {
     b.push_back(http.integer("http.drain_timeout_s",
                              "On shutdown, seconds in-flight requests get to finish",
                              &HttpConfig::drain_timeout_s, 0, 600));
+    b.push_back(download.boolean(
+        "download.allow_private",
+        "Let report downloads reach loopback, private, link-local and CGNAT addresses",
+        &DownloadConfig::allow_private));
+    b.push_back(download.integer("download.connect_timeout_ms", "Connect timeout of a download",
+                                 &DownloadConfig::connect_timeout_ms, 100, 600000));
+    b.push_back(download.integer("download.total_timeout_ms", "A download taking longer fails",
+                                 &DownloadConfig::total_timeout_ms, 100, 3600000));
+    b.push_back(download.integer("download.max_redirects", "Redirects a download follows",
+                                 &DownloadConfig::max_redirects, 0, 20));
+    b.push_back(download.integer("download.max_bytes", "Largest report source accepted",
+                                 &DownloadConfig::max_bytes, 1, 1LL << 40));
     b.push_back(kafka.text("kafka.bootstrap_servers", "Kafka bootstrap servers (host:port,...)",
                            &KafkaConfig::bootstrap_servers));
     b.push_back(kafka.text("kafka.commands_topic", "Topic the API writes commands to",

@@ -71,6 +71,18 @@ TEST_F(ConfigTest, LayersAreDefaultsThenFileThenEnvThenFlags) {
   EXPECT_EQ(config.postgres.database, "cauce");  // untouched default
 }
 
+TEST_F(ConfigTest, DownloadsRefusePrivateAddressesUnlessTheSettingSaysSo) {
+  EXPECT_FALSE(load_config({}).download.allow_private);
+  for (const auto* yes : {"true", "1"}) {
+    EXPECT_TRUE(
+        load_config({.file = {}, .env = {{"CAUCE_DOWNLOAD_ALLOW_PRIVATE", yes}}, .flags = {}})
+            .download.allow_private);
+  }
+  ConfigSources file;
+  file.file = write_file("download.json", R"({"download": {"allow_private": true}})");
+  EXPECT_TRUE(load_config(file).download.allow_private);
+}
+
 TEST_F(ConfigTest, UnknownKeysAreRefusedByName) {
   EXPECT_EQ(rejected_key({.file = {}, .env = {{"CAUCE_HTTP_PROT", "1"}}, .flags = {}}),
             "CAUCE_HTTP_PROT");
@@ -91,6 +103,9 @@ TEST_F(ConfigTest, WrongTypesAndRangesAreRefusedByName) {
             "http.threads");
   EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"roles", "api,cooking"}}}), "roles");
   EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"log.level", "loud"}}}), "log.level");
+  EXPECT_EQ(
+      rejected_key({.file = {}, .env = {{"CAUCE_DOWNLOAD_ALLOW_PRIVATE", "maybe"}}, .flags = {}}),
+      "download.allow_private");
   EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"kafka.bootstrap_servers", " "}}}),
             "kafka.bootstrap_servers");
   ConfigSources bad_json;

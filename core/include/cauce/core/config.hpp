@@ -100,6 +100,15 @@ struct ProjectionsConfig {
   int client_buffer = 1000;               // notifications queued for one slow client, at most
 };
 
+// Report downloads (workers/download.hpp): limits and the SSRF guard.
+struct DownloadConfig {
+  bool allow_private = false;  // loopback, private, link-local, CGNAT sources (local use, tests)
+  int connect_timeout_ms = 5000;
+  int total_timeout_ms = 60000;
+  int max_redirects = 5;
+  std::int64_t max_bytes = 50LL * 1024 * 1024;
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -110,6 +119,7 @@ struct Config {
   PostgresConfig postgres;
   CommandsConfig commands;
   ProjectionsConfig projections;
+  DownloadConfig download;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.
