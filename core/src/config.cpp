@@ -192,18 +192,6 @@ const std::vector<Binding>& bindings() {
     b.push_back(http.integer("http.drain_timeout_s",
                              "On shutdown, seconds in-flight requests get to finish",
                              &HttpConfig::drain_timeout_s, 0, 600));
-    b.push_back(download.boolean(
-        "download.allow_private",
-        "Let report downloads reach loopback, private, link-local and CGNAT addresses",
-        &DownloadConfig::allow_private));
-    b.push_back(download.integer("download.connect_timeout_ms", "Connect timeout of a download",
-                                 &DownloadConfig::connect_timeout_ms, 100, 600000));
-    b.push_back(download.integer("download.total_timeout_ms", "A download taking longer fails",
-                                 &DownloadConfig::total_timeout_ms, 100, 3600000));
-    b.push_back(download.integer("download.max_redirects", "Redirects a download follows",
-                                 &DownloadConfig::max_redirects, 0, 20));
-    b.push_back(download.integer("download.max_bytes", "Largest report source accepted",
-                                 &DownloadConfig::max_bytes, 1, 1LL << 40));
     b.push_back(kafka.text("kafka.bootstrap_servers", "Kafka bootstrap servers (host:port,...)",
                            &KafkaConfig::bootstrap_servers));
     b.push_back(kafka.text("kafka.commands_topic", "Topic the API writes commands to",
@@ -299,6 +287,18 @@ const std::vector<Binding>& bindings() {
         "projections.client_buffer",
         "Notifications queued for one live client before it is disconnected as too slow",
         &ProjectionsConfig::client_buffer, 1, 1000000));
+    b.push_back(download.boolean(
+        "download.allow_private",
+        "Let report downloads reach loopback, private, link-local and CGNAT addresses",
+        &DownloadConfig::allow_private));
+    b.push_back(download.integer("download.connect_timeout_ms", "Connect timeout of a download",
+                                 &DownloadConfig::connect_timeout_ms, 100, 600000));
+    b.push_back(download.integer("download.total_timeout_ms", "A download taking longer fails",
+                                 &DownloadConfig::total_timeout_ms, 100, 3600000));
+    b.push_back(download.integer("download.max_redirects", "Redirects a download follows",
+                                 &DownloadConfig::max_redirects, 0, 20));
+    b.push_back(download.integer("download.max_bytes", "Largest report source accepted",
+                                 &DownloadConfig::max_bytes, 1, 1LL << 40));
     return b;
   }();
   return all;
