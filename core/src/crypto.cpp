@@ -1,4 +1,5 @@
 #include <array>
+#include <fstream>
 #include <stdexcept>
 #include <vector>
 
@@ -30,6 +31,39 @@ std::string sha256_hex(std::string_view bytes) {
     throw std::runtime_error("SHA-256 failed");
   }
   return to_hex(digest.data(), size);
+}
+
+Sha256::Sha256() : context_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
+  if (!context_ || EVP_DigestInit_ex(context_.get(), EVP_sha256(), nullptr) != 1) {
+    throw std::runtime_error("SHA-256 failed");
+  }
+}
+
+void Sha256::update(std::string_view bytes) {
+  if (EVP_DigestUpdate(context_.get(), bytes.data(), bytes.size()) != 1) {
+    throw std::runtime_error("SHA-256 failed");
+  }
+}
+
+std::string Sha256::hex() {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int size = 0;
+  if (EVP_DigestFinal_ex(context_.get(), digest.data(), &size) != 1) {
+    throw std::runtime_error("SHA-256 failed");
+  }
+  return to_hex(digest.data(), size);
+}
+
+std::string sha256_file_hex(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  Sha256 sum;
+  std::vector<char> chunk(1 << 16);
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    sum.update(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount())));
+  }
+  return sum.hex();
 }
 
 std::string random_hex(std::size_t count) {

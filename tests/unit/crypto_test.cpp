@@ -1,3 +1,6 @@
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include <cauce/core/crypto.hpp>
@@ -20,6 +23,19 @@ TEST(CryptoTest, ConstantTimeEqualComparesContentAndLength) {
   EXPECT_FALSE(constant_time_equal("abc", "abd"));
   EXPECT_FALSE(constant_time_equal("abc", "abcd"));
   EXPECT_TRUE(constant_time_equal("", ""));
+}
+
+TEST(Sha256Test, PiecesGiveTheDigestOfTheWhole) {
+  const std::string text = "José Núñez,Málaga,12\n" + std::string(100000, 'x');
+  Sha256 sum;
+  for (std::size_t i = 0; i < text.size(); i += 777)
+    sum.update(std::string_view(text).substr(i, 777));
+  EXPECT_EQ(sum.hex(), sha256_hex(text));
+  const auto path = std::filesystem::temp_directory_path() / ("cauce-sha-" + random_hex(4));
+  std::ofstream(path, std::ios::binary) << text;
+  EXPECT_EQ(sha256_file_hex(path.string()), sha256_hex(text));
+  std::filesystem::remove(path);
+  EXPECT_THROW(sha256_file_hex("/nonexistent/cauce"), std::runtime_error);
 }
 
 }  // namespace

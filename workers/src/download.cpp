@@ -8,10 +8,10 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cauce/core/crypto.hpp>
 #include <cauce/workers/download.hpp>
 
 namespace cauce::workers {
@@ -19,9 +19,6 @@ namespace {
 
 struct CurlDeleter {
   void operator()(CURL* curl) const { curl_easy_cleanup(curl); }
-};
-struct DigestDeleter {
-  void operator()(EVP_MD_CTX* md) const { EVP_MD_CTX_free(md); }
 };
 
 // libcurl's global state, set up once (before any thread uses a handle).
@@ -91,7 +88,7 @@ struct Transfer {
   const DownloadLimits& limits;
   CURL* curl = nullptr;
   PartFile* file = nullptr;
-  EVP_MD_CTX* digest = nullptr;
+  core::Sha256* digest = nullptr;
   std::int64_t bytes = 0;
   bool checked = false;  // status and content type looked at (first body bytes, or the end)
   bool keep = false;     // a 2xx: the body is the report; otherwise it is read and dropped
@@ -148,10 +145,11 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
         "the body is over the size limit of " + std::to_string(t.limits.max_bytes) + " bytes";
     return 0;
   }
-  if (!t.file->write(data, length) || EVP_DigestUpdate(t.digest, data, length) != 1) {
+  if (!t.file->write(data, length)) {
     t.write_failed = true;
     return 0;
   }
+  t.digest->update(std::string_view(data, length));
   t.bytes += static_cast<std::int64_t>(length);
   return length;
 }
@@ -250,12 +248,10 @@ Downloaded download(const std::string& url, const std::filesystem::path& destina
   }
   init_curl_once();
   const std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  const std::unique_ptr<EVP_MD_CTX, DigestDeleter> digest(EVP_MD_CTX_new());
-  if (!curl || !digest || EVP_DigestInit_ex(digest.get(), EVP_sha256(), nullptr) != 1) {
-    throw DownloadError("cannot start a transfer", true);
-  }
+  if (!curl) throw DownloadError("cannot start a transfer", true);
+  core::Sha256 digest;
   PartFile file(destination);
-  Transfer t{.limits = limits, .curl = curl.get(), .file = &file, .digest = digest.get()};
+  Transfer t{.limits = limits, .curl = curl.get(), .file = &file, .digest = &digest};
   std::array<char, CURL_ERROR_SIZE> error{};
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
@@ -303,17 +299,8 @@ Downloaded download(const std::string& url, const std::filesystem::path& destina
     throw DownloadError("the source answered HTTP " + std::to_string(code), retryable);
   }
   if (!t.checked && !check_response(t)) throw DownloadError(t.refused, false);  // empty body
-  std::array<unsigned char, EVP_MAX_MD_SIZE> sum{};
-  unsigned int length = 0;
-  if (EVP_DigestFinal_ex(digest.get(), sum.data(), &length) != 1) {
-    throw DownloadError("cannot finish the checksum", true);
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
   Downloaded out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out.sha256.push_back(kHex[sum[i] >> 4]);
-    out.sha256.push_back(kHex[sum[i] & 0xf]);
-  }
+  out.sha256 = digest.hex();
   out.bytes = t.bytes;
   out.content_type = t.content_type;
   file.keep();
