@@ -384,10 +384,6 @@ int main(int argc, char** argv) {
   app.add_flag("--memory-only", options.memory_only,
                "Only the heap per live aggregate (needs no Kafka or PostgreSQL)");
   CLI11_PARSE(app, argc, argv);
-  try {
-    return cauce::bench::run(options);
-  } catch (const std::exception& e) {
-    std::cerr << "bench/commands: " << e.what() << "\n";
-    return 1;
-  }
+  return cauce::bench::run_reporting_errors("bench/commands",
+                                            [&] { return cauce::bench::run(options); });
 }

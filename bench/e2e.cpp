@@ -325,10 +325,6 @@ int main(int argc, char** argv) {
   app.add_option("--requests", options.requests, "Commands per run")->check(CLI::PositiveNumber);
   app.add_option("--runs", options.runs, "Runs (medians are reported)")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
-  try {
-    return cauce::bench::run(options);
-  } catch (const std::exception& e) {
-    std::cerr << "bench/e2e: " << e.what() << "\n";
-    return 1;
-  }
+  return cauce::bench::run_reporting_errors("bench/e2e",
+                                            [&] { return cauce::bench::run(options); });
 }

@@ -9,7 +9,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <iostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -43,5 +45,17 @@ LoadResult run_load(std::uint16_t port, int connections, std::chrono::millisecon
                     double rate_per_second = 0);
 
 double median(std::vector<double> values);
+
+// The end of every benchmark's main(): runs it; an exception becomes "<name>: <what>" on stderr
+// and exit code 1.
+template <typename Run>
+int run_reporting_errors(const char* name, Run&& run) {
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << "\n";
+    return 1;
+  }
+}
 
 }  // namespace cauce::bench

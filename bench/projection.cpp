@@ -380,10 +380,6 @@ int main(int argc, char** argv) {
   app.add_option("--batch", options.batch, "Events per PostgreSQL transaction")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
-  try {
-    return cauce::bench::run(options);
-  } catch (const std::exception& e) {
-    std::cerr << "bench/projection: " << e.what() << "\n";
-    return 1;
-  }
+  return cauce::bench::run_reporting_errors("bench/projection",
+                                            [&] { return cauce::bench::run(options); });
 }

@@ -25,6 +25,8 @@
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
+#include "load.hpp"
+
 namespace cauce::bench {
 namespace {
 
@@ -210,10 +212,6 @@ int main(int argc, char** argv) {
   app.add_option("--partitions", options.partitions, "Partitions of the bench topics")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
-  try {
-    return cauce::bench::run(options);
-  } catch (const std::exception& e) {
-    std::cerr << "bench/takeover: " << e.what() << "\n";
-    return 1;
-  }
+  return cauce::bench::run_reporting_errors("bench/takeover",
+                                            [&] { return cauce::bench::run(options); });
 }

@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include <cauce/commands/compact.hpp>
 #include <cauce/commands/envelope.hpp>
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/log.hpp>
@@ -202,18 +203,7 @@ std::string uuid_from_name(std::string_view name) {
   return format_uuid(hex);
 }
 
-bool is_uuid(std::string_view text) {
-  if (text.size() != 36) return false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-      return false;
-    }
-  }
-  return true;
-}
+bool is_uuid(std::string_view text) { return Uuid::parse(text).has_value(); }
 
 bool is_name_based_uuid(std::string_view text) { return is_uuid(text) && text[14] == '8'; }
 

@@ -141,7 +141,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   // Drops the batches queued for the applier: what they hold is read again.
   void new_generation() {
     const std::lock_guard lock(pipe_mutex);
-    reader_generation = ++generation;
+    ++generation;
     queued.clear();
     pipe_changed.notify_all();
   }
@@ -215,9 +215,8 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   std::condition_variable pipe_changed;
   std::deque<std::pair<std::uint64_t, Batch>> queued;  // generation, batch
   std::deque<Applied> applied;
-  std::uint64_t generation = 1;
+  std::uint64_t generation = 1;  // written by the reader only, under the mutex
   std::uint64_t failed_generation = 0;
-  std::uint64_t reader_generation = 1;  // the reader's own copy of `generation` (it alone moves it)
 
   // Reads one batch; `read_in` is the generation its records belong to. A rebalance served
   // inside one of its polls moves the generation on: what was read before it belongs to the old
@@ -225,15 +224,15 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   // dropped), so it is dropped too and the batch goes on with what comes after.
   Batch collect(std::uint64_t& read_in) {
     Batch batch;
-    read_in = reader_generation;
+    read_in = generation;  // the reader alone writes it, so it reads it without the lock
     const auto max = static_cast<std::size_t>(options.projections.batch_max);
     int timeout_ms = 100;
     while (batch.size < max && running) {
       MessagePtr m(consumer->consume(timeout_ms));
       timeout_ms = 0;  // after the first record, take only what is already here
-      if (reader_generation != read_in) {
+      if (generation != read_in) {
         batch = Batch{};
-        read_in = reader_generation;
+        read_in = generation;
       }
       if (m->err() == RdKafka::ERR__TIMED_OUT) break;
       if (m->err() == RdKafka::ERR__PARTITION_EOF) {
@@ -387,10 +386,9 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   void hand_over(std::uint64_t read_in, Batch batch) {
     std::unique_lock lock(pipe_mutex);
     pipe_changed.wait(lock, [&] {
-      return !running || queued.size() < kQueuedBatches || failed_generation >= read_in ||
-             generation != read_in;
+      return !running || queued.size() < kQueuedBatches || failed_generation >= read_in;
     });
-    if (!running || failed_generation >= read_in || generation != read_in) return;
+    if (!running || failed_generation >= read_in) return;
     queued.emplace_back(read_in, std::move(batch));
     pipe_changed.notify_all();
   }

@@ -103,6 +103,17 @@ TEST_F(RenderTest, AJsonArrayOfObjectsRendersItsKeysAsColumns) {
   EXPECT_THAT(text, HasSubstr("12.5"));
 }
 
+TEST_F(RenderTest, ALatin1SourceStillRendersWithReplacementCharacters) {
+  const auto pdf = dir_ / "report.pdf";
+  const auto got =
+      render_report(write("latin1.csv", "operator,city\nJos\xe9,M\xe1laga\nAna,Lisboa\n"),
+                    "text/csv", document_, pdf);
+  EXPECT_EQ(pdf_pages(pdf), got.pages);
+  const auto text = pdf_text(pdf);
+  EXPECT_THAT(text, HasSubstr("Jos\xEF\xBF\xBD"));  // "Jos" and U+FFFD
+  EXPECT_THAT(text, HasSubstr("Lisboa"));
+}
+
 TEST_F(RenderTest, DataThatDoesNotParseIsARenderErrorAndLeavesNoFile) {
   const auto pdf = dir_ / "report.pdf";
   for (const auto& [name, type, content] : {std::tuple<std::string, std::string, std::string>{

@@ -14,6 +14,8 @@
 #include <cauce/core/crypto.hpp>
 #include <cauce/workers/download.hpp>
 
+#include "part_file.hpp"
+
 namespace cauce::workers {
 namespace {
 
@@ -26,62 +28,6 @@ void init_curl_once() {
   static const CURLcode kInit = curl_global_init(CURL_GLOBAL_DEFAULT);
   if (kInit != CURLE_OK) throw DownloadError("libcurl does not start", true);
 }
-
-// The ".part" file a body streams into: written, fsynced, renamed; removed unless kept.
-class PartFile {
- public:
-  explicit PartFile(std::filesystem::path destination)
-      : destination_(std::move(destination)), part_(destination_.string() + ".part") {
-    fd_ = ::open(part_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-      throw DownloadError("cannot create " + part_.string() + ": " + std::strerror(errno), true);
-    }
-  }
-  PartFile(const PartFile&) = delete;
-  PartFile& operator=(const PartFile&) = delete;
-  ~PartFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!kept_) {
-      std::error_code ignored;
-      std::filesystem::remove(part_, ignored);
-    }
-  }
-
-  bool write(const char* data, std::size_t size) {
-    while (size > 0) {
-      const auto n = ::write(fd_, data, size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      data += n;
-      size -= static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-
-  // fsync, rename over `destination`, fsync the directory: the file exists whole or not at all.
-  void keep() {
-    if (::fsync(fd_) != 0 || ::close(fd_) != 0) {
-      fd_ = -1;
-      throw DownloadError("cannot write " + part_.string() + ": " + std::strerror(errno), true);
-    }
-    fd_ = -1;
-    std::error_code ec;
-    std::filesystem::rename(part_, destination_, ec);
-    if (ec) throw DownloadError("cannot rename " + part_.string() + ": " + ec.message(), true);
-    kept_ = true;
-    const auto dir = destination_.has_parent_path() ? destination_.parent_path() : ".";
-    if (const int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
-      ::fsync(d);
-      ::close(d);
-    }
-  }
-
- private:
-  std::filesystem::path destination_;
-  std::filesystem::path part_;
-  int fd_ = -1;
-  bool kept_ = false;
-};
 
 // What one transfer saw, shared with libcurl's callbacks.
 struct Transfer {
@@ -251,6 +197,11 @@ Downloaded download(const std::string& url, const std::filesystem::path& destina
   if (!curl) throw DownloadError("cannot start a transfer", true);
   core::Sha256 digest;
   PartFile file(destination);
+  try {
+    file.open_for_writing();
+  } catch (const std::system_error& e) {
+    throw DownloadError(e.what(), true);
+  }
   Transfer t{.limits = limits, .curl = curl.get(), .file = &file, .digest = &digest};
   std::array<char, CURL_ERROR_SIZE> error{};
   CURL* c = curl.get();
@@ -303,7 +254,11 @@ Downloaded download(const std::string& url, const std::filesystem::path& destina
   out.sha256 = digest.hex();
   out.bytes = t.bytes;
   out.content_type = t.content_type;
-  file.keep();
+  try {
+    file.publish();
+  } catch (const std::system_error& e) {
+    throw DownloadError(e.what(), true);
+  }
   return out;
 }
 

@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <ctime>
 #include <fstream>
 #include <memory>
 #include <unordered_map>
@@ -7,17 +6,17 @@
 
 #include <cairo-pdf.h>
 #include <cairo.h>
-#include <fcntl.h>
 #include <pango/pangocairo.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-#include <unistd.h>
 
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/json.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/workers/render.hpp>
+
+#include "part_file.hpp"
 
 namespace cauce::workers {
 namespace {
@@ -242,7 +241,15 @@ class Painter {
     pango_layout_set_height(layout(), -kMaxCellLines);
     pango_layout_set_ellipsize(layout(), PANGO_ELLIPSIZE_END);
     pango_layout_set_alignment(layout(), align);
-    pango_layout_set_text(layout(), text.data(), static_cast<int>(text.size()));
+    // Sources are not always UTF-8 (a Latin-1 export): invalid bytes become U+FFFD here rather
+    // than one pango warning per cell.
+    if (g_utf8_validate(text.data(), static_cast<gssize>(text.size()), nullptr)) {
+      pango_layout_set_text(layout(), text.data(), static_cast<int>(text.size()));
+    } else {
+      const std::unique_ptr<gchar, decltype(&g_free)> valid(
+          g_utf8_make_valid(text.data(), static_cast<gssize>(text.size())), g_free);
+      pango_layout_set_text(layout(), valid.get(), -1);
+    }
   }
 
   cairo_t* cr_;
@@ -262,15 +269,6 @@ double row_height(Painter& p, const Table& t, const std::vector<std::string>& ro
   double h = 0;
   for (const auto& cell : row) h = std::max(h, p.measure(cell, f, t.column - 2 * kPad));
   return h + 2 * kPad;
-}
-
-std::string utc_text(std::int64_t us) {
-  const auto seconds = static_cast<std::time_t>(us / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return out;
 }
 
 }  // namespace
@@ -322,18 +320,10 @@ Rendered render_report(const std::filesystem::path& data, const std::string& con
   const int pages = 1 + table_pages + 1;
 
   // Drawing pass: the PDF surface writes each page out when it is shown.
-  const auto part = pdf.string() + ".part";
-  struct RemoveUnlessKept {
-    const std::string& path;
-    bool kept = false;
-    ~RemoveUnlessKept() {
-      std::error_code ignored;
-      if (!kept) std::filesystem::remove(path, ignored);
-    }
-  } cleanup{part};
+  PartFile part(pdf);
   {
     const std::unique_ptr<cairo_surface_t, SurfaceFree> surface(
-        cairo_pdf_surface_create(part.c_str(), kWidth, kHeight));
+        cairo_pdf_surface_create(part.path().c_str(), kWidth, kHeight));
     const std::unique_ptr<cairo_t, CairoFree> cr(cairo_create(surface.get()));
     cairo_pdf_surface_set_metadata(surface.get(), CAIRO_PDF_METADATA_TITLE, document.title.c_str());
     Painter painter(cr.get());
@@ -352,10 +342,10 @@ Rendered render_report(const std::filesystem::path& data, const std::string& con
     double y = kHeight / 3;
     painter.draw(document.title, title_font.get(), kMargin, y, kWidth - 2 * kMargin);
     y += painter.measure(document.title, title_font.get(), kWidth - 2 * kMargin) + 24;
-    for (const auto& line :
-         {"Source: " + document.source, "Generated at: " + utc_text(document.generated_at_us),
-          "Rows: " + std::to_string(rows) +
-              "    Columns: " + std::to_string(table.header.size())}) {
+    for (const auto& line : {"Source: " + document.source,
+                             "Generated at: " + core::format_utc_micros(document.generated_at_us),
+                             "Rows: " + std::to_string(rows) +
+                                 "    Columns: " + std::to_string(table.header.size())}) {
       painter.draw(line, text_font.get(), kMargin, y, kWidth - 2 * kMargin);
       y += painter.measure(line, text_font.get(), kWidth - 2 * kMargin) + 8;
     }
@@ -425,17 +415,11 @@ Rendered render_report(const std::filesystem::path& data, const std::string& con
     }
   }
 
-  // Durable, then visible under its name.
-  if (const int fd = ::open(part.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
   Rendered out;
   out.pages = pages;
-  out.bytes = static_cast<std::int64_t>(std::filesystem::file_size(part));
-  out.sha256 = core::sha256_file_hex(part);
-  std::filesystem::rename(part, pdf);
-  cleanup.kept = true;
+  out.bytes = static_cast<std::int64_t>(std::filesystem::file_size(part.path()));
+  out.sha256 = core::sha256_file_hex(part.path().string());
+  part.publish();
   return out;
 }
 
