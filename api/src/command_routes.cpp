@@ -64,8 +64,12 @@ const std::vector<CommandRoute>& command_routes() {
        Answer::kIdVersion, false},
       {post, "/v1/reports", Role::kOperator, "report.request", "report", "/v1/reports", S::accepted,
        Answer::kJobAccepted, true},
+      {post, "/v1/reports/{id}/retry", Role::kOperator, "report.retry", "report", nullptr,
+       S::accepted, Answer::kJobAccepted, false},
       {post, "/v1/backups", Role::kAdmin, "backup.request", "backup", nullptr, S::accepted,
        Answer::kJobAccepted, true},
+      {post, "/v1/backups/{id}/retry", Role::kAdmin, "backup.retry", "backup", nullptr,
+       S::accepted, Answer::kJobAccepted, false},
   };
   return routes;
 }

@@ -1,5 +1,6 @@
 #include <cauce/commands/handler.hpp>
 #include <cauce/commands/upcast.hpp>
+#include <cauce/core/log.hpp>
 
 #include "json_fields.hpp"
 
@@ -98,6 +99,62 @@ Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapi
     return finish(s, decide(s, Escalate{json::string(d, "level")}, ctx));
   if (c.type == "alert.close")
     return finish(s, decide(s, Close{json::string(d, "resolution")}, ctx));
+  throw std::invalid_argument("unknown command type " + c.type);
+}
+
+job::RecordFailure record_failure(const rapidjson::Value& d) {
+  const auto next = json::opt_string(d, "next_attempt_at");
+  return job::RecordFailure{json::integer(d, "attempt"), json::string(d, "step"),
+                            json::string(d, "error"), json::boolean(d, "retryable"),
+                            next ? std::optional(core::parse_utc_micros(*next)) : std::nullopt};
+}
+
+// The workers' commands (report.start_download, ...) carry the attempt they report on.
+Outcome decide_report(const report::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
+                      const CommandContext& ctx) {
+  using namespace report;
+  if (c.type == "report.request") {
+    return finish(s,
+                  decide(s, Request{json::string(d, "title"), json::string(d, "source_url")}, ctx));
+  }
+  if (c.type == "report.start_download") {
+    return finish(s, decide(s, StartDownload{json::integer(d, "attempt")}, ctx));
+  }
+  if (c.type == "report.record_download") {
+    return finish(s,
+                  decide(s,
+                         RecordDownload{json::integer(d, "attempt"), json::integer(d, "bytes"),
+                                        json::string(d, "sha256"), json::string(d, "content_type")},
+                         ctx));
+  }
+  if (c.type == "report.record_render") {
+    return finish(s, decide(s,
+                            RecordRender{json::integer(d, "attempt"), json::integer(d, "pages"),
+                                         json::integer(d, "bytes"), json::string(d, "sha256")},
+                            ctx));
+  }
+  if (c.type == "report.record_failure") return finish(s, decide(s, record_failure(d), ctx));
+  if (c.type == "report.retry") return finish(s, decide(s, Retry{}, ctx));
+  throw std::invalid_argument("unknown command type " + c.type);
+}
+
+Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
+                      const CommandContext& ctx) {
+  using namespace backup;
+  if (c.type == "backup.request") return finish(s, decide(s, Request{}, ctx));
+  if (c.type == "backup.start")
+    return finish(s, decide(s, Start{json::integer(d, "attempt")}, ctx));
+  if (c.type == "backup.record_completion") {
+    return finish(s,
+                  decide(s,
+                         RecordCompletion{json::integer(d, "attempt"), json::integer(d, "bytes"),
+                                          json::string(d, "sha256"), json::integers(d, "positions"),
+                                          json::integer(d, "events")},
+                         ctx));
+  }
+  if (c.type == "backup.record_failure") return finish(s, decide(s, record_failure(d), ctx));
+  if (c.type == "backup.retry") return finish(s, decide(s, Retry{}, ctx));
+  if (c.type == "backup.expire") return finish(s, decide(s, Expire{}, ctx));
   throw std::invalid_argument("unknown command type " + c.type);
 }
 
@@ -208,17 +265,10 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     }
     if (*type == AggregateType::kAlert)
       return decide_alert(current_or_new<alert::State>(current), c, d, ctx);
-    if (c.type == "report.request") {
-      const auto s = current_or_new<report::State>(current);
-      return finish(
-          s, report::decide(
-                 s, report::Request{json::string(d, "title"), json::string(d, "source_url")}, ctx));
+    if (*type == AggregateType::kReport) {
+      return decide_report(current_or_new<report::State>(current), c, d, ctx);
     }
-    if (c.type == "backup.request") {
-      const auto s = current_or_new<backup::State>(current);
-      return finish(s, backup::decide(s, backup::Request{}, ctx));
-    }
-    throw std::invalid_argument("unknown command type " + c.type);
+    return decide_backup(current_or_new<backup::State>(current), c, d, ctx);
   } catch (const std::invalid_argument& e) {
     Outcome out;
     out.kind = ReplyOutcome::kRejected;

@@ -1,9 +1,99 @@
 #include <cauce/commands/jobs.hpp>
 #include <cauce/commands/rules.hpp>
+#include <cauce/core/log.hpp>
 
 #include "json_fields.hpp"
 
+namespace cauce::commands::job {
+namespace {
+
+std::optional<Rejection> exists(bool exists, const char* what) {
+  if (!exists) return Rejection{"not_found", "id", std::string("there is no such ") + what};
+  return std::nullopt;
+}
+
+// The step must be the one the current attempt is at: a worker that reports attempt n while the
+// job is elsewhere (a retry after a crash, a stale worker) is refused, never appended twice.
+std::optional<Rejection> current_attempt(std::int64_t attempt, std::int64_t expected, bool in_step,
+                                         std::string_view status) {
+  if (attempt != expected) {
+    return Rejection{
+        "conflict", "attempt",
+        "the job is at attempt " + std::to_string(expected) + ", not " + std::to_string(attempt)};
+  }
+  if (!in_step) return Rejection{"conflict", "state", "the job is " + std::string(status)};
+  return std::nullopt;
+}
+
+std::optional<Rejection> check_failure(const RecordFailure& c) {
+  if (auto r = check_text("step", c.step, 40)) return *r;
+  if (c.error.empty()) return Rejection{"invalid", "error", "must not be empty"};
+  if (c.next_attempt_at_us && !c.retryable) {
+    return Rejection{"invalid", "next_attempt_at", "a permanent error has no next attempt"};
+  }
+  return std::nullopt;
+}
+
+// The events of a failed attempt: the attempt, and the job's failure when nothing follows.
+template <typename Event>
+std::vector<Event> failure_events(const RecordFailure& c) {
+  const auto error = clip_error(c.error);
+  std::vector<Event> out{
+      AttemptFailed{c.attempt, c.step, error, c.retryable, c.next_attempt_at_us}};
+  if (!c.next_attempt_at_us) out.emplace_back(Failed{error, c.attempt});
+  return out;
+}
+
+void write_shared(json::Writer& w, const AttemptFailed& e) {
+  json::field(w, "attempt", e.attempt);
+  json::field(w, "step", e.step);
+  json::field(w, "error", e.error);
+  json::key(w, "retryable");
+  w.Bool(e.retryable);
+  if (e.next_attempt_at_us) {
+    json::field(w, "next_attempt_at", core::format_utc_micros(*e.next_attempt_at_us));
+  }
+}
+
+AttemptFailed attempt_failed_from(const rapidjson::Value& d) {
+  const auto next = json::opt_string(d, "next_attempt_at");
+  return AttemptFailed{json::integer(d, "attempt"), json::string(d, "step"),
+                       json::string(d, "error"), json::boolean(d, "retryable"),
+                       next ? std::optional(core::parse_utc_micros(*next)) : std::nullopt};
+}
+
+}  // namespace
+
+std::string clip_error(std::string_view error) {
+  if (error.size() <= kMaxErrorBytes) return std::string(error);
+  auto end = kMaxErrorBytes;
+  while (end > 0 && (static_cast<unsigned char>(error[end]) & 0xC0) == 0x80) --end;
+  return std::string(error.substr(0, end));
+}
+
+}  // namespace cauce::commands::job
+
 namespace cauce::commands::report {
+
+using namespace job;
+
+std::string_view status_name(Status status) {
+  switch (status) {
+    case Status::kRequested:
+      return "requested";
+    case Status::kDownloading:
+      return "downloading";
+    case Status::kDownloaded:
+      return "downloaded";
+    case Status::kRetrying:
+      return "retrying";
+    case Status::kReady:
+      return "ready";
+    case Status::kFailed:
+      return "failed";
+  }
+  return "requested";
+}
 
 Result decide(const State& state, const Request& c, const CommandContext&) {
   if (state.exists) return Rejection{"already_exists", "id", "a report with this id exists"};
@@ -14,51 +104,318 @@ Result decide(const State& state, const Request& c, const CommandContext&) {
   return std::vector<Event>{Requested{trim(c.title), c.source_url}};
 }
 
-State evolve(State state, const Event&) {
-  ++state.version;
-  state.exists = true;
-  return state;
+Result decide(const State& s, const StartDownload& c, const CommandContext&) {
+  if (auto r = job::exists(s.exists, "report")) return *r;
+  const bool startable = s.status == Status::kRequested || s.status == Status::kRetrying;
+  if (auto r = current_attempt(c.attempt, s.attempt + 1, startable, status_name(s.status))) {
+    return *r;
+  }
+  return std::vector<Event>{DownloadStarted{c.attempt}};
 }
 
-std::string event_type(const Event&) { return "report.requested"; }
+Result decide(const State& s, const RecordDownload& c, const CommandContext&) {
+  if (auto r = job::exists(s.exists, "report")) return *r;
+  if (auto r = current_attempt(c.attempt, s.attempt, s.status == Status::kDownloading,
+                               status_name(s.status))) {
+    return *r;
+  }
+  if (c.bytes < 0) return Rejection{"invalid", "bytes", "must not be negative"};
+  if (c.sha256.size() != 64) return Rejection{"invalid", "sha256", "must be 64 hex digits"};
+  if (auto r = check_text("content_type", c.content_type, 100)) return *r;
+  return std::vector<Event>{Downloaded{c.attempt, c.bytes, c.sha256, c.content_type}};
+}
+
+Result decide(const State& s, const RecordRender& c, const CommandContext&) {
+  if (auto r = job::exists(s.exists, "report")) return *r;
+  if (auto r = current_attempt(c.attempt, s.attempt, s.status == Status::kDownloaded,
+                               status_name(s.status))) {
+    return *r;
+  }
+  if (c.pages < 1) return Rejection{"invalid", "pages", "must be at least 1"};
+  if (c.sha256.size() != 64) return Rejection{"invalid", "sha256", "must be 64 hex digits"};
+  return std::vector<Event>{Rendered{c.attempt, c.pages, c.bytes, c.sha256}};
+}
+
+Result decide(const State& s, const RecordFailure& c, const CommandContext&) {
+  if (auto r = job::exists(s.exists, "report")) return *r;
+  const bool running = s.status == Status::kDownloading || s.status == Status::kDownloaded;
+  if (auto r = current_attempt(c.attempt, s.attempt, running, status_name(s.status))) return *r;
+  if (auto r = check_failure(c)) return *r;
+  return failure_events<Event>(c);
+}
+
+Result decide(const State& s, const Retry&, const CommandContext& context) {
+  if (!s.exists) return Rejection{"not_found", "id", "there is no such report"};
+  if (context.expected_version && *context.expected_version != s.version) {
+    return Rejection{"version_mismatch", "If-Match",
+                     "the report is at version " + std::to_string(s.version)};
+  }
+  if (s.status != Status::kFailed) {
+    return Rejection{
+        "conflict", "state",
+        "only a failed report can be retried; this one is " + std::string(status_name(s.status))};
+  }
+  return std::vector<Event>{Retried{s.round + 1}};
+}
+
+State evolve(State s, const Event& event) {
+  ++s.version;
+  s.exists = true;
+  std::visit(
+      [&s](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, Requested>) {
+          s.status = Status::kRequested;
+        } else if constexpr (std::is_same_v<T, DownloadStarted>) {
+          s.status = Status::kDownloading;
+          s.attempt = e.attempt;
+        } else if constexpr (std::is_same_v<T, Downloaded>) {
+          s.status = Status::kDownloaded;
+        } else if constexpr (std::is_same_v<T, AttemptFailed>) {
+          s.status = Status::kRetrying;
+        } else if constexpr (std::is_same_v<T, Rendered>) {
+          s.status = Status::kReady;
+        } else if constexpr (std::is_same_v<T, Failed>) {
+          s.status = Status::kFailed;
+        } else if constexpr (std::is_same_v<T, Retried>) {
+          s.status = Status::kRequested;
+          s.round = e.round;
+          s.attempt = 0;
+        }
+      },
+      event);
+  return s;
+}
+
+std::string event_type(const Event& event) {
+  static constexpr const char* kTypes[] = {
+      "report.requested", "report.download_started", "report.downloaded", "report.attempt_failed",
+      "report.rendered",  "report.failed",           "report.retried"};
+  return kTypes[event.index()];
+}
 
 std::string to_json(const Event& event) {
-  const auto& e = std::get<Requested>(event);
   return json::object([&](json::Writer& w) {
-    json::field(w, "title", e.title);
-    json::field(w, "source_url", e.source_url);
+    std::visit(
+        [&w](const auto& e) {
+          using T = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<T, Requested>) {
+            json::field(w, "title", e.title);
+            json::field(w, "source_url", e.source_url);
+          } else if constexpr (std::is_same_v<T, DownloadStarted>) {
+            json::field(w, "attempt", e.attempt);
+          } else if constexpr (std::is_same_v<T, Downloaded>) {
+            json::field(w, "attempt", e.attempt);
+            json::field(w, "bytes", e.bytes);
+            json::field(w, "sha256", e.sha256);
+            json::field(w, "content_type", e.content_type);
+          } else if constexpr (std::is_same_v<T, AttemptFailed>) {
+            write_shared(w, e);
+          } else if constexpr (std::is_same_v<T, Rendered>) {
+            json::field(w, "attempt", e.attempt);
+            json::field(w, "pages", e.pages);
+            json::field(w, "bytes", e.bytes);
+            json::field(w, "sha256", e.sha256);
+          } else if constexpr (std::is_same_v<T, Failed>) {
+            json::field(w, "reason", e.reason);
+            json::field(w, "attempts", e.attempts);
+          } else if constexpr (std::is_same_v<T, Retried>) {
+            json::field(w, "round", e.round);
+          }
+        },
+        event);
   });
 }
 
 Event event_from_json(std::string_view type, std::string_view data) {
-  if (type != "report.requested") throw std::invalid_argument("unknown report event type");
   const auto d = json::parse(data);
-  return Requested{json::string(d, "title"), json::string(d, "source_url")};
+  if (type == "report.requested") {
+    return Requested{json::string(d, "title"), json::string(d, "source_url")};
+  }
+  if (type == "report.download_started") return DownloadStarted{json::integer(d, "attempt")};
+  if (type == "report.downloaded") {
+    return Downloaded{json::integer(d, "attempt"), json::integer(d, "bytes"),
+                      json::string(d, "sha256"), json::string(d, "content_type")};
+  }
+  if (type == "report.attempt_failed") return attempt_failed_from(d);
+  if (type == "report.rendered") {
+    return Rendered{json::integer(d, "attempt"), json::integer(d, "pages"),
+                    json::integer(d, "bytes"), json::string(d, "sha256")};
+  }
+  if (type == "report.failed") {
+    return Failed{json::string(d, "reason"), json::integer(d, "attempts")};
+  }
+  if (type == "report.retried") return Retried{json::integer(d, "round")};
+  throw std::invalid_argument("unknown report event type " + std::string(type));
 }
 
 }  // namespace cauce::commands::report
 
 namespace cauce::commands::backup {
 
+using namespace job;
+
+std::string_view status_name(Status status) {
+  switch (status) {
+    case Status::kRequested:
+      return "requested";
+    case Status::kRunning:
+      return "running";
+    case Status::kRetrying:
+      return "retrying";
+    case Status::kCompleted:
+      return "completed";
+    case Status::kFailed:
+      return "failed";
+    case Status::kExpired:
+      return "expired";
+  }
+  return "requested";
+}
+
 Result decide(const State& state, const Request&, const CommandContext&) {
   if (state.exists) return Rejection{"already_exists", "id", "a backup with this id exists"};
   return std::vector<Event>{Requested{}};
 }
 
-State evolve(State state, const Event&) {
-  ++state.version;
-  state.exists = true;
-  return state;
+Result decide(const State& s, const Start& c, const CommandContext&) {
+  if (auto r = job::exists(s.exists, "backup")) return *r;
+  const bool startable = s.status == Status::kRequested || s.status == Status::kRetrying;
+  if (auto r = current_attempt(c.attempt, s.attempt + 1, startable, status_name(s.status))) {
+    return *r;
+  }
+  return std::vector<Event>{Started{c.attempt}};
 }
 
-std::string event_type(const Event&) { return "backup.requested"; }
+Result decide(const State& s, const RecordCompletion& c, const CommandContext&) {
+  if (auto r = job::exists(s.exists, "backup")) return *r;
+  if (auto r = current_attempt(c.attempt, s.attempt, s.status == Status::kRunning,
+                               status_name(s.status))) {
+    return *r;
+  }
+  if (c.sha256.size() != 64) return Rejection{"invalid", "sha256", "must be 64 hex digits"};
+  if (c.bytes < 0 || c.events < 0) return Rejection{"invalid", "bytes", "must not be negative"};
+  if (c.positions.empty() || c.positions.size() > 10000) {
+    return Rejection{"invalid", "positions", "must name 1 to 10000 partitions"};
+  }
+  return std::vector<Event>{Completed{c.attempt, c.bytes, c.sha256, c.positions, c.events}};
+}
 
-std::string to_json(const Event&) { return "{}"; }
+Result decide(const State& s, const RecordFailure& c, const CommandContext&) {
+  if (auto r = job::exists(s.exists, "backup")) return *r;
+  if (auto r = current_attempt(c.attempt, s.attempt, s.status == Status::kRunning,
+                               status_name(s.status))) {
+    return *r;
+  }
+  if (auto r = check_failure(c)) return *r;
+  return failure_events<Event>(c);
+}
+
+Result decide(const State& s, const Retry&, const CommandContext& context) {
+  if (!s.exists) return Rejection{"not_found", "id", "there is no such backup"};
+  if (context.expected_version && *context.expected_version != s.version) {
+    return Rejection{"version_mismatch", "If-Match",
+                     "the backup is at version " + std::to_string(s.version)};
+  }
+  if (s.status != Status::kFailed) {
+    return Rejection{
+        "conflict", "state",
+        "only a failed backup can be retried; this one is " + std::string(status_name(s.status))};
+  }
+  return std::vector<Event>{Retried{s.round + 1}};
+}
+
+Result decide(const State& s, const Expire&, const CommandContext&) {
+  if (auto r = job::exists(s.exists, "backup")) return *r;
+  if (s.status != Status::kCompleted) {
+    return Rejection{
+        "conflict", "state",
+        "only a completed backup expires; this one is " + std::string(status_name(s.status))};
+  }
+  return std::vector<Event>{Expired{}};
+}
+
+State evolve(State s, const Event& event) {
+  ++s.version;
+  s.exists = true;
+  std::visit(
+      [&s](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, Requested>) {
+          s.status = Status::kRequested;
+        } else if constexpr (std::is_same_v<T, Started>) {
+          s.status = Status::kRunning;
+          s.attempt = e.attempt;
+        } else if constexpr (std::is_same_v<T, AttemptFailed>) {
+          s.status = Status::kRetrying;
+        } else if constexpr (std::is_same_v<T, Completed>) {
+          s.status = Status::kCompleted;
+        } else if constexpr (std::is_same_v<T, Failed>) {
+          s.status = Status::kFailed;
+        } else if constexpr (std::is_same_v<T, Retried>) {
+          s.status = Status::kRequested;
+          s.round = e.round;
+          s.attempt = 0;
+        } else if constexpr (std::is_same_v<T, Expired>) {
+          s.status = Status::kExpired;
+        }
+      },
+      event);
+  return s;
+}
+
+std::string event_type(const Event& event) {
+  static constexpr const char* kTypes[] = {
+      "backup.requested", "backup.started", "backup.attempt_failed", "backup.completed",
+      "backup.failed",    "backup.retried", "backup.expired"};
+  return kTypes[event.index()];
+}
+
+std::string to_json(const Event& event) {
+  return json::object([&](json::Writer& w) {
+    std::visit(
+        [&w](const auto& e) {
+          using T = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<T, Started>) {
+            json::field(w, "attempt", e.attempt);
+          } else if constexpr (std::is_same_v<T, AttemptFailed>) {
+            write_shared(w, e);
+          } else if constexpr (std::is_same_v<T, Completed>) {
+            json::field(w, "attempt", e.attempt);
+            json::field(w, "bytes", e.bytes);
+            json::field(w, "sha256", e.sha256);
+            json::key(w, "positions");
+            w.StartArray();
+            for (const auto p : e.positions) w.Int64(p);
+            w.EndArray();
+            json::field(w, "events", e.events);
+          } else if constexpr (std::is_same_v<T, Failed>) {
+            json::field(w, "reason", e.reason);
+            json::field(w, "attempts", e.attempts);
+          } else if constexpr (std::is_same_v<T, Retried>) {
+            json::field(w, "round", e.round);
+          }
+        },
+        event);
+  });
+}
 
 Event event_from_json(std::string_view type, std::string_view data) {
-  if (type != "backup.requested") throw std::invalid_argument("unknown backup event type");
-  json::parse(data);
-  return Requested{};
+  const auto d = json::parse(data);
+  if (type == "backup.requested") return Requested{};
+  if (type == "backup.started") return Started{json::integer(d, "attempt")};
+  if (type == "backup.attempt_failed") return attempt_failed_from(d);
+  if (type == "backup.completed") {
+    return Completed{json::integer(d, "attempt"), json::integer(d, "bytes"),
+                     json::string(d, "sha256"), json::integers(d, "positions"),
+                     json::integer(d, "events")};
+  }
+  if (type == "backup.failed") {
+    return Failed{json::string(d, "reason"), json::integer(d, "attempts")};
+  }
+  if (type == "backup.retried") return Retried{json::integer(d, "round")};
+  if (type == "backup.expired") return Expired{};
+  throw std::invalid_argument("unknown backup event type " + std::string(type));
 }
 
 }  // namespace cauce::commands::backup

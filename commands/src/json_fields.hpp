@@ -79,6 +79,30 @@ inline std::optional<std::int64_t> opt_int(const rapidjson::Value& o, const char
   if (!it->value.IsInt64()) throw std::invalid_argument(std::string(k) + " must be an integer");
   return it->value.GetInt64();
 }
+inline std::int64_t integer(const rapidjson::Value& o, const char* k) {
+  auto v = opt_int(o, k);
+  if (!v) throw std::invalid_argument(std::string(k) + " is required");
+  return *v;
+}
+inline bool boolean(const rapidjson::Value& o, const char* k) {
+  const auto it = o.FindMember(k);
+  if (it == o.MemberEnd() || !it->value.IsBool()) {
+    throw std::invalid_argument(std::string(k) + " must be true or false");
+  }
+  return it->value.GetBool();
+}
+inline std::vector<std::int64_t> integers(const rapidjson::Value& o, const char* k) {
+  const auto it = o.FindMember(k);
+  if (it == o.MemberEnd() || !it->value.IsArray()) {
+    throw std::invalid_argument(std::string(k) + " must be an array");
+  }
+  std::vector<std::int64_t> out;
+  for (const auto& item : it->value.GetArray()) {
+    if (!item.IsInt64()) throw std::invalid_argument(std::string(k) + " must hold integers");
+    out.push_back(item.GetInt64());
+  }
+  return out;
+}
 inline std::optional<std::vector<std::string>> opt_strings(const rapidjson::Value& o,
                                                            const char* k) {
   const auto it = o.FindMember(k);

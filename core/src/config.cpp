@@ -144,6 +144,8 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<CommandsConfig> commands{&Config::commands};
     const SectionBinder<ProjectionsConfig> projections{&Config::projections};
     const SectionBinder<DownloadConfig> download{&Config::download};
+    const SectionBinder<WorkersConfig> workers{&Config::workers};
+    const SectionBinder<BackupsConfig> backups{&Config::backups};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -209,6 +211,10 @@ const std::vector<Binding>& bindings() {
     b.push_back(kafka.text("kafka.dead_letters_topic",
                            "Topic where records that cannot be decoded are parked",
                            &KafkaConfig::dead_letters_topic));
+    b.push_back(kafka.text("kafka.jobs_dlq_topic",
+                           "Topic where jobs that failed for good are recorded (job, attempts, "
+                           "last error)",
+                           &KafkaConfig::jobs_dlq_topic));
     b.push_back(kafka.integer("kafka.partitions", "Partitions of each topic (fixed at creation)",
                               &KafkaConfig::partitions, 1, 10000));
     b.push_back(kafka.integer("kafka.replication_factor", "Replication factor of new topics",
@@ -299,6 +305,32 @@ const std::vector<Binding>& bindings() {
                                  &DownloadConfig::max_redirects, 0, 20));
     b.push_back(download.integer("download.max_bytes", "Largest report source accepted",
                                  &DownloadConfig::max_bytes, 1, 1LL << 40));
+    b.push_back(workers.integer("workers.concurrency", "Jobs one process runs at once",
+                                &WorkersConfig::concurrency, 1, 64));
+    b.push_back(workers.integer("workers.max_attempts",
+                                "Attempts of a job (per round) before it fails for good",
+                                &WorkersConfig::max_attempts, 1, 100));
+    b.push_back(workers.integer("workers.backoff_base_ms",
+                                "First retry delay bound (full jitter, doubling per attempt)",
+                                &WorkersConfig::backoff_base_ms, 1, 3600000));
+    b.push_back(workers.integer("workers.backoff_cap_ms", "Largest retry delay bound",
+                                &WorkersConfig::backoff_cap_ms, 1, 86400000));
+    b.push_back(workers.integer("workers.lease_ms",
+                                "A claimed job whose worker stops renewing it for this long is run "
+                                "by another",
+                                &WorkersConfig::lease_ms, 500, 3600000));
+    b.push_back(workers.integer("workers.poll_ms", "How often an idle runner looks for due jobs",
+                                &WorkersConfig::poll_ms, 10, 60000));
+    b.push_back(workers.text("workers.group", "Consumer group of the workers' event readers",
+                             &WorkersConfig::group));
+    b.push_back(backups.integer("backups.interval_s", "Seconds between scheduled backups (0: none)",
+                                &BackupsConfig::interval_s, 0, 86400 * 365));
+    b.push_back(backups.integer("backups.retention_h",
+                                "Hours a complete backup is kept before retention deletes it",
+                                &BackupsConfig::retention_h, 1, 24 * 3650));
+    b.push_back(backups.integer("backups.export_timeout_s",
+                                "How long one backup's event-log export may take",
+                                &BackupsConfig::export_timeout_s, 1, 86400));
     return b;
   }();
   return all;
@@ -446,6 +478,7 @@ void use_topic_prefix(KafkaConfig& kafka, const std::string& prefix) {
   kafka.outcomes_topic = prefix + ".outcomes";
   kafka.snapshots_topic = prefix + ".snapshots";
   kafka.dead_letters_topic = prefix + ".dead-letters";
+  kafka.jobs_dlq_topic = prefix + ".jobs.dlq";
 }
 
 }  // namespace cauce::core

@@ -72,6 +72,8 @@ std::vector<TopicSpec> cauce_topics(const KafkaConfig& config) {
       {config.snapshots_topic, {{"cleanup.policy", "compact"}, {"retention.ms", "-1"}}},
       {config.dead_letters_topic,
        {{"cleanup.policy", "delete"}, {"retention.ms", "2592000000"}}},  // 30 days
+      // Keyed by job id: every job that failed for good (attempts exhausted or permanent).
+      {config.jobs_dlq_topic, {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}}},
   };
 }
 

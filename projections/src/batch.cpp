@@ -17,7 +17,11 @@ namespace cauce::projections {
 namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-using Value = std::variant<std::string, std::int64_t, std::vector<std::string>>;
+// JSON values written as they are (error objects, backup positions), as one array.
+struct RawArray {
+  std::vector<std::string> items;
+};
+using Value = std::variant<std::string, std::int64_t, std::vector<std::string>, RawArray>;
 
 // What a batch does to one read-model row: its whole row when the batch creates it, else the
 // columns it sets (NULL in the statement = unchanged).
@@ -86,6 +90,16 @@ class Rows {
   Writer writer_;
 };
 
+template <typename Fill>
+std::string json_object(Fill&& fill) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  fill(w);
+  w.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
 std::string changes_json(const Changes& changes) {
   Rows rows;
   for (const auto& c : changes.all()) {
@@ -105,6 +119,12 @@ std::string changes_json(const Changes& changes) {
                 str(w, v);
               } else if constexpr (std::is_same_v<T, std::int64_t>) {
                 w.Int64(v);
+              } else if constexpr (std::is_same_v<T, RawArray>) {
+                w.StartArray();
+                for (const auto& item : v.items) {
+                  w.RawValue(item.data(), item.size(), rapidjson::kObjectType);
+                }
+                w.EndArray();
               } else {
                 w.StartArray();
                 for (const auto& s : v) str(w, s);
@@ -138,6 +158,24 @@ class Data {
     const auto it = doc_.FindMember(k);
     if (it == doc_.MemberEnd() || !it->value.IsInt64()) fail(k, "must be an integer");
     return it->value.GetInt64();
+  }
+  bool boolean(const char* k) const {
+    const auto it = doc_.FindMember(k);
+    if (it == doc_.MemberEnd() || !it->value.IsBool()) fail(k, "must be true or false");
+    return it->value.GetBool();
+  }
+  // The JSON text of each item of an array member.
+  std::vector<std::string> raw_items(const char* k) const {
+    const auto it = doc_.FindMember(k);
+    if (it == doc_.MemberEnd() || !it->value.IsArray()) fail(k, "must be an array");
+    std::vector<std::string> out;
+    for (const auto& item : it->value.GetArray()) {
+      rapidjson::StringBuffer buffer;
+      Writer w(buffer);
+      item.Accept(w);
+      out.emplace_back(buffer.GetString(), buffer.GetSize());
+    }
+    return out;
   }
   std::vector<std::string> strings(const char* k) const {
     const auto it = doc_.FindMember(k);
@@ -245,6 +283,39 @@ struct Folder {
     });
   }
 
+  // The steps both jobs share: an attempt failed (its error appended, the next attempt's time
+  // or none), the job failed, an operator retried it.
+  static bool shared_job_step(const Data& d, const commands::EventEnvelope& e, Change& c,
+                              const std::string& at) {
+    const auto step = e.type.substr(e.type.find('.') + 1);
+    if (step == "attempt_failed") {
+      c.set["status"] = std::string(d.has("next_attempt_at") ? "retrying" : "failed");
+      c.set["next_attempt_at"] = d.has("next_attempt_at") ? d.string("next_attempt_at") : "";
+      auto& errors = c.set["new_errors"];
+      if (!std::holds_alternative<RawArray>(errors)) errors = RawArray{};
+      std::get<RawArray>(errors).items.push_back(json_object([&](Writer& w) {
+        field(w, "attempt", d.integer("attempt"));
+        field(w, "step", d.string("step"));
+        field(w, "error", d.string("error"));
+        key(w, "retryable");
+        w.Bool(d.boolean("retryable"));
+        field(w, "at", at);
+      }));
+    } else if (step == "failed") {
+      c.set["status"] = std::string("failed");
+      c.set["failure"] = d.string("reason");
+      c.set["next_attempt_at"] = std::string();
+    } else if (step == "retried") {
+      c.set["status"] = std::string("requested");
+      c.set["round"] = d.integer("round");
+      c.set["attempts"] = std::int64_t{0};
+      c.set["failure"] = std::string();
+    } else {
+      return false;
+    }
+    return true;
+  }
+
   void report(const commands::EventEnvelope& e, const std::string& at) {
     const Data d(e);
     auto& c = reports.of(e);
@@ -254,19 +325,47 @@ struct Folder {
       d.copy_strings(c, {"title", "source_url"});
       c.set["status"] = std::string("requested");
       c.set["requested_at"] = at;
-    } else {
+    } else if (e.type == "report.download_started") {
+      c.set["status"] = std::string("downloading");
+      c.set["attempts"] = d.integer("attempt");
+      c.set["next_attempt_at"] = std::string();
+    } else if (e.type == "report.downloaded") {
+      c.set["status"] = std::string("downloaded");
+      c.set["content_type"] = d.string("content_type");
+      c.set["source_bytes"] = d.integer("bytes");
+      c.set["source_sha256"] = d.string("sha256");
+    } else if (e.type == "report.rendered") {
+      c.set["status"] = std::string("ready");
+      c.set["pages"] = d.integer("pages");
+      c.set["pdf_bytes"] = d.integer("bytes");
+      c.set["pdf_sha256"] = d.string("sha256");
+    } else if (!shared_job_step(d, e, c, at)) {
       unprojected_type(e.type);
     }
   }
 
   void backup(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
     auto& c = backups.of(e);
     c.set["updated_at"] = at;
     if (e.type == "backup.requested") {
       c.created = true;
       c.set["status"] = std::string("requested");
       c.set["requested_at"] = at;
-    } else {
+    } else if (e.type == "backup.started") {
+      c.set["status"] = std::string("running");
+      c.set["attempts"] = d.integer("attempt");
+      c.set["next_attempt_at"] = std::string();
+    } else if (e.type == "backup.completed") {
+      c.set["status"] = std::string("completed");
+      c.set["created_at"] = at;
+      c.set["size_bytes"] = d.integer("bytes");
+      c.set["sha256"] = d.string("sha256");
+      c.set["events"] = d.integer("events");
+      c.set["positions"] = RawArray{d.raw_items("positions")};
+    } else if (e.type == "backup.expired") {
+      c.set["status"] = std::string("expired");
+    } else if (!shared_job_step(d, e, c, at)) {
       unprojected_type(e.type);
     }
   }

@@ -118,38 +118,76 @@ const char* const kInsertTimeline = R"(
     alert_id uuid, version bigint, type text, occurred_at timestamptz, actor text, data jsonb)
   ON CONFLICT DO NOTHING)";
 
-const char* const kJobColumns = R"(
+// A report's or backup's row: the whole row when the batch creates it, else the columns the
+// batch sets (NULL = unchanged); `new_errors` are appended to `errors`.
+const char* const kReportColumns = R"(
     id uuid, created boolean, first_version bigint, version bigint, title text,
-    source_url text, status text, requested_at timestamptz, updated_at timestamptz)";
+    source_url text, status text, requested_at timestamptz, updated_at timestamptz,
+    round integer, attempts integer, new_errors jsonb, next_attempt_at text,
+    content_type text, source_bytes bigint, source_sha256 text, pages integer, pdf_bytes bigint,
+    pdf_sha256 text, failure text)";
 
+// next_attempt_at: "" clears it, NULL leaves it.
 const std::string kInsertReports = std::string(R"(
-  INSERT INTO reports (id, title, source_url, status, requested_at, updated_at, version)
-  SELECT id, title, source_url, status, requested_at, updated_at, version
+  INSERT INTO reports (id, title, source_url, status, requested_at, updated_at, version, round,
+                       attempts, errors, next_attempt_at, content_type, source_bytes,
+                       source_sha256, pages, pdf_bytes, pdf_sha256, failure)
+  SELECT id, title, source_url, status, requested_at, updated_at, version, coalesce(round, 0),
+         coalesce(attempts, 0), coalesce(new_errors, '[]'),
+         nullif(next_attempt_at, '')::timestamptz, content_type, source_bytes, source_sha256,
+         pages, pdf_bytes, pdf_sha256, failure
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
-                                   kJobColumns + R"()
+                                   kReportColumns + R"()
   WHERE created
   ON CONFLICT (id) DO NOTHING)";
 
 const std::string kUpdateReports = std::string(R"(
   UPDATE reports r SET status = coalesce(x.status, r.status), updated_at = x.updated_at,
-                       version = x.version
+    version = x.version, round = coalesce(x.round, r.round),
+    attempts = coalesce(x.attempts, r.attempts),
+    errors = r.errors || coalesce(x.new_errors, '[]'),
+    next_attempt_at = CASE WHEN x.next_attempt_at IS NULL THEN r.next_attempt_at
+                           ELSE nullif(x.next_attempt_at, '')::timestamptz END,
+    content_type = coalesce(x.content_type, r.content_type),
+    source_bytes = coalesce(x.source_bytes, r.source_bytes),
+    source_sha256 = coalesce(x.source_sha256, r.source_sha256),
+    pages = coalesce(x.pages, r.pages), pdf_bytes = coalesce(x.pdf_bytes, r.pdf_bytes),
+    pdf_sha256 = coalesce(x.pdf_sha256, r.pdf_sha256),
+    failure = CASE WHEN x.failure IS NULL THEN r.failure ELSE nullif(x.failure, '') END
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
-                                   kJobColumns + R"()
+                                   kReportColumns + R"()
   WHERE NOT x.created AND r.id = x.id AND r.version < x.first_version)";
 
+const char* const kBackupColumns = R"(
+    id uuid, created boolean, first_version bigint, version bigint, status text,
+    requested_at timestamptz, updated_at timestamptz, created_at timestamptz, round integer,
+    attempts integer, new_errors jsonb, next_attempt_at text, size_bytes bigint, sha256 text,
+    positions jsonb, events bigint, failure text)";
+
 const std::string kInsertBackups = std::string(R"(
-  INSERT INTO backups (id, status, requested_at, updated_at, version)
-  SELECT id, status, requested_at, updated_at, version
+  INSERT INTO backups (id, status, requested_at, updated_at, version, created_at, round,
+                       attempts, errors, next_attempt_at, size_bytes, sha256, positions, events,
+                       failure)
+  SELECT id, status, requested_at, updated_at, version, created_at, coalesce(round, 0),
+         coalesce(attempts, 0), coalesce(new_errors, '[]'),
+         nullif(next_attempt_at, '')::timestamptz, size_bytes, sha256, positions, events, failure
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
-                                   kJobColumns + R"()
+                                   kBackupColumns + R"()
   WHERE created
   ON CONFLICT (id) DO NOTHING)";
 
 const std::string kUpdateBackups = std::string(R"(
   UPDATE backups b SET status = coalesce(x.status, b.status), updated_at = x.updated_at,
-                       version = x.version
+    version = x.version, created_at = coalesce(x.created_at, b.created_at),
+    round = coalesce(x.round, b.round), attempts = coalesce(x.attempts, b.attempts),
+    errors = b.errors || coalesce(x.new_errors, '[]'),
+    next_attempt_at = CASE WHEN x.next_attempt_at IS NULL THEN b.next_attempt_at
+                           ELSE nullif(x.next_attempt_at, '')::timestamptz END,
+    size_bytes = coalesce(x.size_bytes, b.size_bytes), sha256 = coalesce(x.sha256, b.sha256),
+    positions = coalesce(x.positions, b.positions), events = coalesce(x.events, b.events),
+    failure = CASE WHEN x.failure IS NULL THEN b.failure ELSE nullif(x.failure, '') END
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
-                                   kJobColumns + R"()
+                                   kBackupColumns + R"()
   WHERE NOT x.created AND b.id = x.id AND b.version < x.first_version)";
 
 const char* const kAnyOpenParked = R"(

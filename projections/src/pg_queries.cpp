@@ -181,8 +181,15 @@ std::optional<std::string> ReadModels::report(const std::string& id) {
     pqxx::nontransaction n(c);
     return single(n.exec_params(R"(SELECT json_build_object(
           'id', r.id, 'title', r.title, 'source_url', r.source_url, 'status', r.status,
-          'attempts', r.attempts, 'errors', r.errors, 'requested_at', rfc3339(r.requested_at),
-          'updated_at', rfc3339(r.updated_at), 'version', r.version,
+          'round', r.round, 'attempts', r.attempts, 'errors', r.errors,
+          'next_attempt_at', rfc3339(r.next_attempt_at), 'failure', r.failure,
+          'source', CASE WHEN r.source_sha256 IS NOT NULL THEN json_build_object(
+            'content_type', r.content_type, 'bytes', r.source_bytes, 'sha256', r.source_sha256)
+            END,
+          'pdf', CASE WHEN r.pdf_sha256 IS NOT NULL THEN json_build_object(
+            'pages', r.pages, 'bytes', r.pdf_bytes, 'sha256', r.pdf_sha256) END,
+          'requested_at', rfc3339(r.requested_at), 'updated_at', rfc3339(r.updated_at),
+          'version', r.version,
           'pdf_url', CASE WHEN r.status = 'ready' THEN '/v1/reports/' || r.id || '/pdf' END)::text
         FROM reports r WHERE r.id = $1::uuid)",
                                 id));
@@ -195,7 +202,10 @@ Page ReadModels::backups(const PageRequest& page) {
     const auto rows = n.exec_params(
         R"(SELECT b.id::text, json_build_object(
              'id', b.id, 'status', b.status, 'size_bytes', b.size_bytes, 'sha256', b.sha256,
-             'positions', b.positions, 'requested_at', rfc3339(b.requested_at),
+             'positions', b.positions, 'events', b.events, 'round', b.round,
+             'attempts', b.attempts, 'errors', b.errors,
+             'next_attempt_at', rfc3339(b.next_attempt_at), 'failure', b.failure,
+             'requested_at', rfc3339(b.requested_at),
              'created_at', rfc3339(b.created_at), 'updated_at', rfc3339(b.updated_at),
              'version', b.version)::text
            FROM backups b WHERE b.id < $1::uuid ORDER BY b.id DESC LIMIT $2)",

@@ -1,5 +1,4 @@
 #include <cauce/commands/alert.hpp>
-#include <cauce/commands/jobs.hpp>
 
 #include "given_when_then.hpp"
 
@@ -71,46 +70,3 @@ TEST(AlertTest, EveryEventRoundTripsThroughItsJson) {
 
 }  // namespace
 }  // namespace cauce::commands::alert
-
-namespace cauce::commands::report {
-namespace {
-
-using commands::testing::at;
-using commands::testing::then_events;
-using commands::testing::then_rejected;
-
-TEST(ReportTest, RequestNeedsAnHttpUrl) {
-  EXPECT_EQ(then_events(decide(State{}, Request{"Q3", "https://example.org/q3.csv"}, at())).size(),
-            1u);
-  for (const auto* url : {"ftp://example.org/x", "file:///etc/passwd", "https://", "http://a b/",
-                          "https://user@host/x", "javascript:alert(1)", "http://host:99999/"}) {
-    EXPECT_EQ(then_rejected(decide(State{}, Request{"Q3", url}, at())).field, "source_url") << url;
-  }
-  EXPECT_EQ(then_rejected(decide(State{}, Request{"", "https://example.org"}, at())).field,
-            "title");
-  const auto state = evolve(State{}, Requested{"Q3", "https://example.org"});
-  EXPECT_EQ(then_rejected(decide(state, Request{"Q3", "https://example.org"}, at())).code,
-            "already_exists");
-  const Event e = Requested{"Q3", "https://example.org/q3.csv"};
-  EXPECT_EQ(event_from_json(event_type(e), to_json(e)), e);
-}
-
-}  // namespace
-}  // namespace cauce::commands::report
-
-namespace cauce::commands::backup {
-namespace {
-
-using commands::testing::at;
-using commands::testing::then_events;
-using commands::testing::then_rejected;
-
-TEST(BackupTest, RequestedOnce) {
-  EXPECT_EQ(then_events(decide(State{}, Request{}, at())).size(), 1u);
-  EXPECT_EQ(then_rejected(decide(evolve(State{}, Requested{}), Request{}, at())).code,
-            "already_exists");
-  EXPECT_EQ(event_type(Requested{}), "backup.requested");
-}
-
-}  // namespace
-}  // namespace cauce::commands::backup

@@ -91,10 +91,10 @@ TEST(BatchTest, AChangeToAnExistingRowNamesOnlyWhatChangedAndItsVersionRange) {
 }
 
 TEST(BatchTest, UnknownTypesAreReportedAndLogRowsCanBeLeftOut) {
-  const auto rows = fold_batch({record(0, "report", kAlert, "report.downloaded", 2, "{}"),
+  const auto rows = fold_batch({record(0, "report", kAlert, "report.shredded", 2, "{}"),
                                 record(1, "widget", kContact, "widget.made", 1, "{}")},
                                false);
-  EXPECT_EQ(rows.unprojected_types, (std::vector<std::string>{"report.downloaded", "widget.made"}));
+  EXPECT_EQ(rows.unprojected_types, (std::vector<std::string>{"report.shredded", "widget.made"}));
   EXPECT_EQ(rows.events, "[]");
   EXPECT_EQ(rows.notifications, "[]");
   EXPECT_EQ(topic_of("backup"), "backups");

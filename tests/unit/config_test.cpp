@@ -167,7 +167,7 @@ TEST(TopicPrefixTest, NamesEveryTopic) {
   std::set<std::string> topics;
   for (const auto& spec : cauce_topics(kafka)) topics.insert(spec.name);
   EXPECT_EQ(topics, (std::set<std::string>{"t1.commands", "t1.events", "t1.replies", "t1.outcomes",
-                                           "t1.snapshots", "t1.dead-letters"}));
+                                           "t1.snapshots", "t1.dead-letters", "t1.jobs.dlq"}));
 }
 
 }  // namespace

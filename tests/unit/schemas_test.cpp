@@ -1,4 +1,5 @@
 #include <functional>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -86,11 +87,13 @@ TEST(SchemasTest, EveryCommandSchemaBoundsItsStringsNumbersAndArrays) {
     rapidjson::Document schema;
     schema.Parse(file.text.c_str());
     const std::string title = schema.HasMember("title") ? schema["title"].GetString() : "";
-    if (!title.starts_with("POST") && !title.starts_with("PATCH")) continue;  // not a command
+    const bool command = title.starts_with("POST") || title.starts_with("PATCH") ||
+                         title.find("command)") != std::string::npos;  // the workers' commands
+    if (!command) continue;
     ++commands;
     walk(file.file_name, schema);
   }
-  EXPECT_EQ(commands, 11u);
+  EXPECT_EQ(commands, 21u);
   EXPECT_TRUE(unbounded.empty()) << testing::PrintToString(unbounded);
 }
 
@@ -127,8 +130,38 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
   }
   collect(
       report::decide(report::State{}, report::Request{"Q3", "https://example.org/q3.csv"}, ctx));
-  collect(backup::decide(backup::State{}, backup::Request{}, ctx));
-  EXPECT_EQ(produced.size(), 11u);
+  {
+    using namespace report;
+    State s{.exists = true, .version = 1};
+    collect(decide(s, StartDownload{1}, ctx));
+    s.status = Status::kDownloading;
+    s.attempt = 1;
+    collect(decide(s, RecordDownload{1, 10, std::string(64, 'a'), "text/csv"}, ctx));
+    collect(decide(s, RecordFailure{1, "download", "HTTP 500", true, ctx.issued_at_us + 1}, ctx));
+    collect(decide(s, RecordFailure{1, "download", "HTTP 404", false, std::nullopt}, ctx));
+    s.status = Status::kDownloaded;
+    collect(decide(s, RecordRender{1, 3, 1000, std::string(64, 'b')}, ctx));
+    s.status = Status::kFailed;
+    collect(decide(s, Retry{}, ctx));
+  }
+  {
+    using namespace backup;
+    collect(decide(State{}, Request{}, ctx));
+    State s{.exists = true, .version = 1};
+    collect(decide(s, Start{1}, ctx));
+    s.status = Status::kRunning;
+    s.attempt = 1;
+    collect(decide(s, RecordCompletion{1, 100, std::string(64, 'c'), {5, 0, 7}, 12}, ctx));
+    collect(decide(s, RecordFailure{1, "backup", "disk full", false, std::nullopt}, ctx));
+    s.status = Status::kCompleted;
+    collect(decide(s, Expire{}, ctx));
+    s.status = Status::kFailed;
+    collect(decide(s, Retry{}, ctx));
+  }
+  // Every type once at least.
+  std::set<std::string> types;
+  for (const auto& [type, data] : produced) types.insert(type);
+  EXPECT_EQ(types.size(), 23u) << testing::PrintToString(types);
   for (const auto& [type, data] : produced) {
     const auto v =
         schemas().validate_json(type + ".v" + std::to_string(current_schema_version(type)), data);

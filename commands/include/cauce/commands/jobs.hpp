@@ -1,33 +1,128 @@
 #pragma once
 
-// The Report and Backup job aggregates. For now they are requested; the workers (DESIGN §5)
-// add their later events (downloading, rendered, failed, ...).
+// The Report and Backup job aggregates (DESIGN §5). An operator (or the backup schedule)
+// requests a job; the workers run it and report every step back as a command, so each attempt,
+// failure and result is an event in the log.
+//
+// Both jobs count attempts the same way: attempt n+1 may start only after attempt n failed
+// with a next attempt scheduled; a failure without one is final (`failed`), and an operator's
+// retry starts a new round at attempt 1. The worker chooses the backoff and whether an error
+// is permanent; the aggregate holds the order of steps, so a step reported twice (a worker
+// that crashed after reporting it, a stale worker) is refused instead of appended twice.
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include <cauce/commands/domain.hpp>
 
+namespace cauce::commands::job {
+
+// Commands and events both jobs share.
+struct RecordFailure {
+  std::int64_t attempt = 0;
+  std::string step;   // "download", "render", "backup"
+  std::string error;  // what went wrong, for operators
+  bool retryable = false;
+  std::optional<std::int64_t> next_attempt_at_us;  // none: the job has failed for good
+};
+struct Retry {};
+
+struct AttemptFailed {
+  std::int64_t attempt = 0;
+  std::string step;
+  std::string error;
+  bool retryable = false;
+  std::optional<std::int64_t> next_attempt_at_us;
+  friend bool operator==(const AttemptFailed&, const AttemptFailed&) = default;
+};
+struct Failed {
+  std::string reason;
+  std::int64_t attempts = 0;
+  friend bool operator==(const Failed&, const Failed&) = default;
+};
+struct Retried {
+  std::int64_t round = 0;  // 1 for the first retry
+  friend bool operator==(const Retried&, const Retried&) = default;
+};
+
+// Errors are kept to this many bytes in events (a long libcurl message is cut at a UTF-8
+// character boundary).
+inline constexpr std::size_t kMaxErrorBytes = 1000;
+std::string clip_error(std::string_view error);
+
+}  // namespace cauce::commands::job
+
 namespace cauce::commands::report {
+
+enum class Status { kRequested, kDownloading, kDownloaded, kRetrying, kReady, kFailed };
+std::string_view status_name(Status status);
 
 struct Request {
   std::string title;
   std::string source_url;
 };
+struct StartDownload {
+  std::int64_t attempt = 0;
+};
+struct RecordDownload {
+  std::int64_t attempt = 0;
+  std::int64_t bytes = 0;
+  std::string sha256;
+  std::string content_type;
+};
+struct RecordRender {
+  std::int64_t attempt = 0;
+  std::int64_t pages = 0;
+  std::int64_t bytes = 0;
+  std::string sha256;
+};
+using job::RecordFailure;
+using job::Retry;
+
 struct Requested {
   std::string title;
   std::string source_url;
   friend bool operator==(const Requested&, const Requested&) = default;
 };
-using Event = std::variant<Requested>;
+struct DownloadStarted {
+  std::int64_t attempt = 0;
+  friend bool operator==(const DownloadStarted&, const DownloadStarted&) = default;
+};
+struct Downloaded {
+  std::int64_t attempt = 0;
+  std::int64_t bytes = 0;
+  std::string sha256;
+  std::string content_type;
+  friend bool operator==(const Downloaded&, const Downloaded&) = default;
+};
+struct Rendered {
+  std::int64_t attempt = 0;
+  std::int64_t pages = 0;
+  std::int64_t bytes = 0;
+  std::string sha256;
+  friend bool operator==(const Rendered&, const Rendered&) = default;
+};
+using Event = std::variant<Requested, DownloadStarted, Downloaded, job::AttemptFailed, Rendered,
+                           job::Failed, job::Retried>;
+
 struct State {
   bool exists = false;
   std::int64_t version = 0;
+  Status status = Status::kRequested;
+  std::int64_t round = 0;    // operator retries so far
+  std::int64_t attempt = 0;  // the current (or last) attempt of this round; 0 before the first
 };
 using Result = std::variant<std::vector<Event>, Rejection>;
 
 Result decide(const State& state, const Request& command, const CommandContext& context);
+Result decide(const State& state, const StartDownload& command, const CommandContext& context);
+Result decide(const State& state, const RecordDownload& command, const CommandContext& context);
+Result decide(const State& state, const RecordRender& command, const CommandContext& context);
+Result decide(const State& state, const RecordFailure& command, const CommandContext& context);
+Result decide(const State& state, const Retry& command, const CommandContext& context);
 State evolve(State state, const Event& event);
 std::string event_type(const Event& event);
 std::string to_json(const Event& event);
@@ -37,18 +132,60 @@ Event event_from_json(std::string_view type, std::string_view data);
 
 namespace cauce::commands::backup {
 
+enum class Status { kRequested, kRunning, kRetrying, kCompleted, kFailed, kExpired };
+std::string_view status_name(Status status);
+
 struct Request {};
+struct Start {
+  std::int64_t attempt = 0;
+};
+struct RecordCompletion {
+  std::int64_t attempt = 0;
+  std::int64_t bytes = 0;               // all files of the backup
+  std::string sha256;                   // of its manifest
+  std::vector<std::int64_t> positions;  // per partition of the event log: the next offset
+  std::int64_t events = 0;              // events exported
+};
+struct Expire {};
+using job::RecordFailure;
+using job::Retry;
+
 struct Requested {
   friend bool operator==(const Requested&, const Requested&) = default;
 };
-using Event = std::variant<Requested>;
+struct Started {
+  std::int64_t attempt = 0;
+  friend bool operator==(const Started&, const Started&) = default;
+};
+struct Completed {
+  std::int64_t attempt = 0;
+  std::int64_t bytes = 0;
+  std::string sha256;
+  std::vector<std::int64_t> positions;
+  std::int64_t events = 0;
+  friend bool operator==(const Completed&, const Completed&) = default;
+};
+struct Expired {
+  friend bool operator==(const Expired&, const Expired&) = default;
+};
+using Event = std::variant<Requested, Started, job::AttemptFailed, Completed, job::Failed,
+                           job::Retried, Expired>;
+
 struct State {
   bool exists = false;
   std::int64_t version = 0;
+  Status status = Status::kRequested;
+  std::int64_t round = 0;
+  std::int64_t attempt = 0;
 };
 using Result = std::variant<std::vector<Event>, Rejection>;
 
 Result decide(const State& state, const Request& command, const CommandContext& context);
+Result decide(const State& state, const Start& command, const CommandContext& context);
+Result decide(const State& state, const RecordCompletion& command, const CommandContext& context);
+Result decide(const State& state, const RecordFailure& command, const CommandContext& context);
+Result decide(const State& state, const Retry& command, const CommandContext& context);
+Result decide(const State& state, const Expire& command, const CommandContext& context);
 State evolve(State state, const Event& event);
 std::string event_type(const Event& event);
 std::string to_json(const Event& event);

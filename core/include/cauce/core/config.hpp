@@ -43,6 +43,7 @@ struct KafkaConfig {
   std::string replies_topic = "cauce.replies";
   std::string outcomes_topic = "cauce.outcomes";          // remembered rejections (compacted)
   std::string dead_letters_topic = "cauce.dead-letters";  // records no one could decode
+  std::string jobs_dlq_topic = "cauce.jobs.dlq";          // jobs that failed for good
   std::string snapshots_topic = "cauce.snapshots";        // processor state (compacted)
   int partitions = 12;
   int replication_factor = 1;
@@ -50,7 +51,7 @@ struct KafkaConfig {
 };
 
 // Names every cauce topic "<prefix>.<role>" (commands, events, replies, outcomes, snapshots,
-// dead-letters): one set of topics per test or benchmark run on a shared broker.
+// dead-letters, jobs.dlq): one set of topics per test or benchmark run on a shared broker.
 void use_topic_prefix(KafkaConfig& kafka, const std::string& prefix);
 
 struct PostgresConfig {
@@ -109,6 +110,24 @@ struct DownloadConfig {
   std::int64_t max_bytes = 50LL * 1024 * 1024;
 };
 
+// The job workers (workers/README.md): runners, retries, leases.
+struct WorkersConfig {
+  int concurrency = 2;                  // jobs one process runs at once
+  int max_attempts = 8;                 // per round; then the job fails and goes to the DLQ
+  int backoff_base_ms = 1000;           // full jitter: a delay in [0, min(cap, base * 2^(n-1))]
+  int backoff_cap_ms = 300000;          // 5 min
+  int lease_ms = 30000;                 // a claimed job not renewed for this long runs elsewhere
+  int poll_ms = 500;                    // how often an idle runner looks for due jobs
+  std::string group = "cauce-workers";  // consumer group reading the jobs' events
+};
+
+// Scheduled backups and their retention.
+struct BackupsConfig {
+  int interval_s = 1800;       // a backup every 30 min (0: only on request)
+  int retention_h = 24 * 7;    // complete backups older than this are deleted
+  int export_timeout_s = 600;  // the log export of one backup must finish within this
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -120,6 +139,8 @@ struct Config {
   CommandsConfig commands;
   ProjectionsConfig projections;
   DownloadConfig download;
+  WorkersConfig workers;
+  BackupsConfig backups;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.

@@ -1,0 +1,46 @@
+-- The job lifecycles (issue 13): what the workers report on reports and backups, and the
+-- workers' own due-time table.
+
+ALTER TABLE reports
+  ADD COLUMN round           integer     NOT NULL DEFAULT 0,  -- operator retries so far
+  ADD COLUMN next_attempt_at timestamptz,                     -- while retrying
+  ADD COLUMN content_type    text,                            -- of the downloaded source
+  ADD COLUMN source_bytes    bigint,
+  ADD COLUMN source_sha256   text,
+  ADD COLUMN pages           integer,                         -- of the rendered PDF
+  ADD COLUMN pdf_bytes       bigint,
+  ADD COLUMN pdf_sha256      text,
+  ADD COLUMN failure         text;                            -- why it failed, when it did
+
+ALTER TABLE backups
+  ADD COLUMN round           integer     NOT NULL DEFAULT 0,
+  ADD COLUMN attempts        integer     NOT NULL DEFAULT 0,
+  ADD COLUMN errors          jsonb       NOT NULL DEFAULT '[]',
+  ADD COLUMN next_attempt_at timestamptz,
+  ADD COLUMN events          bigint,                          -- events exported
+  ADD COLUMN failure         text;
+
+-- The workers' schedule: one row per job that still has a step to run (workers/README.md).
+-- Written by the workers' event consumer from the job's events (version-guarded), claimed by a
+-- runner with a lease, deleted when the job is ready, failed or completed.
+CREATE TABLE worker_jobs (
+  kind          text        NOT NULL,  -- report, backup
+  id            uuid        NOT NULL,
+  version       bigint      NOT NULL,  -- the job's version the row reflects
+  round         integer     NOT NULL,
+  attempt       integer     NOT NULL,  -- the attempt the step belongs to
+  step          text        NOT NULL,  -- download, render, backup
+  started       boolean     NOT NULL,  -- the attempt's start is recorded
+  due_at        timestamptz NOT NULL,
+  lease_owner   text,
+  lease_until   timestamptz,
+  awaits_version bigint     NOT NULL DEFAULT 0,  -- a runner reported up to here; wait for it
+  title         text,                 -- reports: what the runner needs
+  source_url    text,
+  content_type  text,
+  PRIMARY KEY (kind, id)
+);
+CREATE INDEX worker_jobs_due ON worker_jobs (due_at) WHERE step <> 'done';
+
+-- The schedule's slots a backup was requested for (two schedulers never take one twice) are
+-- the backup ids themselves: derived from the slot, so the second request is a duplicate.
