@@ -265,7 +265,7 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
           d.Parse(report->c_str());
           const std::string status = d["status"].GetString();
           std::ifstream file(reports_dir / (id + ".pdf"), std::ios::binary);
-          if (status != "ready" || !file) {
+          if (status != "ready" || !d["pdf"].IsObject() || !file) {
             throw ApiError(http::status::not_found, "not-ready",
                            "report " + id + " is " + status + "; its PDF exists once it is ready");
           }
@@ -273,7 +273,9 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
           bytes << file.rdbuf();
           Response response{http::status::ok, r->message.version()};
           response.set(http::field::content_type, "application/pdf");
-          response.set(http::field::etag, "\"" + std::to_string(d["version"].GetInt64()) + "\"");
+          // The PDF's own checksum: the same bytes, the same tag, whatever else the report did.
+          response.set(http::field::etag,
+                       "\"" + std::string(d["pdf"]["sha256"].GetString()) + "\"");
           response.body() = bytes.str();
           response.prepare_payload();
           return response;

@@ -25,6 +25,7 @@
 #include <cauce/projections/parked_events.hpp>
 #include <cauce/projections/projector.hpp>
 #include <cauce/projections/queries.hpp>
+#include <cauce/workers/job_worker.hpp>
 
 namespace cauce::api {
 namespace {
@@ -201,8 +202,27 @@ int run_serve(const core::Config& config) {
     add_stream_routes(router, *hub, config.projections, keys, run_blocking);
     add_parked_routes(router, parked, run_blocking);
   }
+  // The workers report back through a bus: the API's when this process has one.
+  std::unique_ptr<commands::CommandBus> workers_bus;
+  std::unique_ptr<workers::Workers> job_workers;
   if (has_role(config, "workers")) {
-    log.info("role has nothing to run in this build yet", {{"role", "workers"}});
+    if (!bus) {
+      workers_bus = std::make_unique<commands::CommandBus>(
+          commands::BusOptions{.kafka = config.kafka, .commands = config.commands}, registry);
+      if (processor) workers_bus->set_local(processor.get());
+      workers_bus->start();
+    }
+    job_workers = std::make_unique<workers::Workers>(
+        workers::WorkerOptions{.kafka = config.kafka,
+                               .postgres = config.postgres,
+                               .projections = config.projections,
+                               .workers = config.workers,
+                               .download = config.download,
+                               .backups = config.backups,
+                               .data_dir = config.data_dir,
+                               .now_us = {}},
+        workers::send_through(bus ? *bus : *workers_bus), registry);
+    job_workers->start();
   }
 
   HttpServer server(config.http, router, keys, http_metrics);
@@ -213,6 +233,11 @@ int run_serve(const core::Config& config) {
   sigwait(&stop_signals, &signal);
   log.info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
   server.stop();
+  if (job_workers) job_workers->stop();
+  if (workers_bus) {
+    workers_bus->set_local(nullptr);
+    workers_bus->stop();
+  }
   if (hub) hub->stop();
   query_threads.join();
   if (bus) bus->stop();

@@ -18,6 +18,8 @@
 #include <cauce/core/crypto.hpp>
 #include <cauce/workers/download.hpp>
 
+#include "source_server.hpp"
+
 namespace cauce::workers {
 namespace {
 
@@ -28,92 +30,38 @@ using namespace std::chrono_literals;
 
 const std::string kCsv = "name,city,calls\nAna Lima,Lisboa,3\nJosé Núñez,Málaga,12\n";
 
-// The report sources of these tests: one thread per connection, each answering one request.
-class SourceServer {
- public:
-  SourceServer() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
-    thread_ = std::thread([this] { accept_loop(); });
+// The report sources of these tests.
+void answer(const std::string& path, int n, testing::SourceServer::Response& response) {
+  if (path == "/report.csv") {
+    response.body() = kCsv;
+  } else if (path == "/flaky.csv") {
+    if (n <= 2) response.result(http::status::internal_server_error);
+    response.body() = n <= 2 ? "try later" : kCsv;
+  } else if (path == "/missing.csv") {
+    response.result(http::status::not_found);
+  } else if (path == "/busy.csv") {
+    response.result(http::status::too_many_requests);
+  } else if (path == "/request-timeout.csv") {
+    response.result(http::status::request_timeout);
+  } else if (path == "/big.csv" || path == "/big-chunked.csv") {
+    response.body() = std::string(2 * 1024 * 1024, 'x');
+    if (path == "/big-chunked.csv") response.chunked(true);
+  } else if (path == "/page.html") {
+    response.set(http::field::content_type, "text/html");
+    response.body() = "<p>not a report</p>";
+  } else if (path == "/slow.csv") {
+    std::this_thread::sleep_for(1500ms);
+    response.body() = kCsv;
+  } else if (path == "/loop.csv") {
+    response.result(http::status::found);
+    response.set(http::field::location, "/loop.csv");
+  } else if (path == "/to-ftp.csv") {
+    response.result(http::status::found);
+    response.set(http::field::location, "ftp://127.0.0.1/report.csv");
+  } else {
+    response.result(http::status::not_found);
   }
-  ~SourceServer() {
-    stopping_ = true;
-    boost::system::error_code ignored;
-    asio::ip::tcp::socket wake(io_);
-    wake.connect(acceptor_.local_endpoint(), ignored);  // unblocks accept()
-    thread_.join();
-    const std::lock_guard lock(mutex_);
-    for (auto& t : connections_) t.join();
-  }
-  SourceServer(const SourceServer&) = delete;
-  SourceServer& operator=(const SourceServer&) = delete;
-
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + path;
-  }
-
- private:
-  void accept_loop() {
-    while (!stopping_) {
-      asio::ip::tcp::socket socket(io_);
-      boost::system::error_code ec;
-      acceptor_.accept(socket, ec);
-      if (ec || stopping_) continue;
-      const std::lock_guard lock(mutex_);
-      connections_.emplace_back([this, s = std::move(socket)]() mutable { answer(s); });
-    }
-  }
-
-  void answer(asio::ip::tcp::socket& socket) {
-    boost::beast::flat_buffer buffer;
-    http::request<http::string_body> request;
-    boost::system::error_code ec;
-    http::read(socket, buffer, request, ec);
-    if (ec) return;
-    const std::string path(request.target());
-    http::response<http::string_body> response{http::status::ok, 11};
-    response.set(http::field::content_type, "text/csv; charset=utf-8");
-    if (path == "/report.csv") {
-      response.body() = kCsv;
-    } else if (path == "/flaky.csv") {
-      if (flaky_calls_++ < 2) response.result(http::status::internal_server_error);
-      response.body() = flaky_calls_ <= 2 ? "try later" : kCsv;
-    } else if (path == "/missing.csv") {
-      response.result(http::status::not_found);
-    } else if (path == "/busy.csv") {
-      response.result(http::status::too_many_requests);
-    } else if (path == "/request-timeout.csv") {
-      response.result(http::status::request_timeout);
-    } else if (path == "/big.csv" || path == "/big-chunked.csv") {
-      response.body() = std::string(2 * 1024 * 1024, 'x');
-      if (path == "/big-chunked.csv") response.chunked(true);
-    } else if (path == "/page.html") {
-      response.set(http::field::content_type, "text/html");
-      response.body() = "<p>not a report</p>";
-    } else if (path == "/slow.csv") {
-      std::this_thread::sleep_for(1500ms);
-      response.body() = kCsv;
-    } else if (path == "/loop.csv") {
-      response.result(http::status::found);
-      response.set(http::field::location, "/loop.csv");
-    } else if (path == "/to-ftp.csv") {
-      response.result(http::status::found);
-      response.set(http::field::location, "ftp://127.0.0.1/report.csv");
-    } else {
-      response.result(http::status::not_found);
-    }
-    response.keep_alive(false);
-    response.prepare_payload();
-    http::write(socket, response, ec);
-    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  }
-
-  asio::io_context io_;
-  asio::ip::tcp::acceptor acceptor_;
-  std::atomic<bool> stopping_{false};
-  std::atomic<int> flaky_calls_{0};
-  std::thread thread_;
-  std::mutex mutex_;
-  std::vector<std::thread> connections_;
-};
+}
 
 class DownloadTest : public ::testing::Test {
  protected:
@@ -138,7 +86,7 @@ class DownloadTest : public ::testing::Test {
 
   std::filesystem::path target() const { return dir_ / "source.data"; }
 
-  SourceServer server_;
+  testing::SourceServer server_{answer};
   DownloadLimits limits_;
   std::filesystem::path dir_;
 };

@@ -17,11 +17,11 @@ TEST(TopicsKafkaTest, CreatesMissingTopicsAndLeavesExistingOnes) {
   core::KafkaAdmin admin(kafka);
   const auto specs = core::cauce_topics(kafka);
   const auto first = admin.ensure_topics(specs, 3, 1);
-  ASSERT_EQ(first.size(), 6u);
+  ASSERT_EQ(first.size(), 7u);
   for (const auto& t : first) EXPECT_EQ(t.state, core::TopicState::kCreated) << t.name;
 
   const auto second = admin.ensure_topics(specs, 3, 1);
-  ASSERT_EQ(second.size(), 6u);
+  ASSERT_EQ(second.size(), 7u);
   for (const auto& t : second) {
     EXPECT_EQ(t.state, core::TopicState::kExisted) << t.name;
     EXPECT_EQ(t.partitions, 3);

@@ -1,0 +1,340 @@
+// The job loop end to end on the real `cauce serve`: report sources served by a test HTTP server
+// on loopback, attempts and failures visible in the read model, the SSE stream and the log,
+// dead letters, an operator's retry, and a worker killed mid-job that still renders once.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "event_log.hpp"
+#include "fixtures.hpp"
+#include "source_server.hpp"
+
+namespace cauce::testing {
+namespace {
+
+using ::testing::HasSubstr;
+namespace beast_http = boost::beast::http;
+
+const std::string kCsv =
+    "operador,cidade,chamadas\nAna Lima,Lisboa,3\nJosé Núñez,Málaga,12\nAna Lima,Porto,5\n";
+
+// A CSV big enough that rendering it takes a moment (the test kills the worker meanwhile).
+std::string big_csv(int rows) {
+  std::string out = "operator,region,calls,notes\n";
+  for (int i = 0; i < rows; ++i) {
+    out += "Operadora " + std::to_string(i % 40) + ",Região " + std::to_string(i % 7) + "," +
+           std::to_string(i) + ",\"nota longa sobre a chamada número " + std::to_string(i) +
+           ", com acentos: ção, ñ, ü\"\n";
+  }
+  return out;
+}
+
+// Serves the report sources of these tests; /stall.csv holds its first answer until released.
+class Sources {
+ public:
+  Sources()
+      : server_([this](const std::string& path, int n, SourceServer::Response& r) {
+          answer(path, n, r);
+        }) {}
+  ~Sources() { release_stall(); }
+
+  std::string url(const std::string& path) const { return server_.url(path); }
+  int calls(const std::string& path) const { return server_.calls(path); }
+  void release_stall() {
+    const std::lock_guard lock(mutex_);
+    stalled_ = false;
+    changed_.notify_all();
+  }
+
+ private:
+  void answer(const std::string& path, int n, SourceServer::Response& r) {
+    if (path == "/ok.csv") {
+      r.body() = kCsv;
+    } else if (path == "/flaky.csv") {
+      if (n <= 2) r.result(beast_http::status::internal_server_error);
+      r.body() = n <= 2 ? "try later" : kCsv;
+    } else if (path == "/page.html") {
+      r.set(beast_http::field::content_type, "text/html");
+      r.body() = "<p>not a report</p>";
+    } else if (path == "/big.csv") {
+      static const std::string big = big_csv(30000);
+      r.body() = big;
+    } else if (path == "/stall.csv") {
+      std::unique_lock lock(mutex_);
+      if (n == 1) changed_.wait_for(lock, std::chrono::seconds(60), [this] { return !stalled_; });
+      r.body() = kCsv;
+    } else {
+      r.result(beast_http::status::not_found);
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool stalled_ = true;
+  SourceServer server_;
+};
+
+rapidjson::Document parse(const std::string& body) {
+  rapidjson::Document d;
+  d.Parse(body.c_str());
+  return d;
+}
+
+// What an SSE client receives within `timeout` (or until `until` shows up).
+std::string sse_read(std::uint16_t port, const std::string& token, const std::string& target,
+                     const std::string& until, std::chrono::seconds timeout) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  timeval tv{1, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const std::string request = "GET " + target +
+                              " HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+                              "Authorization: Bearer " +
+                              token + "\r\n\r\n";
+  boost::asio::write(socket, boost::asio::buffer(request));
+  std::string received;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::array<char, 4096> buffer{};
+  while (std::chrono::steady_clock::now() < deadline && received.find(until) == std::string::npos) {
+    const auto n = ::recv(socket.native_handle(), buffer.data(), buffer.size(), 0);
+    if (n > 0) received.append(buffer.data(), static_cast<std::size_t>(n));
+    if (n == 0) break;
+  }
+  return received;
+}
+
+class JobsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
+    start();
+  }
+
+  std::map<std::string, std::string> env() const {
+    auto e = cauce_env(db_.config(), kafka_);
+    e["CAUCE_DATA_DIR"] = data_.path().string();
+    e["CAUCE_STARTUP_TIMEOUT_S"] = "20";
+    e["CAUCE_DOWNLOAD_ALLOW_PRIVATE"] = allow_private_ ? "true" : "false";
+    e["CAUCE_DOWNLOAD_TOTAL_TIMEOUT_MS"] = "3000";
+    e["CAUCE_WORKERS_BACKOFF_BASE_MS"] = "200";
+    e["CAUCE_WORKERS_BACKOFF_CAP_MS"] = "1000";
+    e["CAUCE_WORKERS_MAX_ATTEMPTS"] = "4";
+    e["CAUCE_WORKERS_LEASE_MS"] = "2000";
+    e["CAUCE_WORKERS_POLL_MS"] = "100";
+    e["CAUCE_BACKUPS_INTERVAL_S"] = "0";
+    return e;
+  }
+
+  void start() {
+    serve_ = std::make_unique<CauceProcess>(std::vector<std::string>{"serve"}, env());
+    const auto listening = serve_->wait_for_line(R"("msg":"listening")");
+    ASSERT_TRUE(listening) << serve_->output();
+    port_ = listening_port(*listening);
+    std::getline(std::ifstream(data_.path() / "admin.key"), token_);
+    ASSERT_TRUE(eventually(
+        [&] { return http_request(port_, beast_http::verb::get, "/readyz").status == 200; }, 60s))
+        << serve_->output();
+  }
+
+  void kill_serve() {
+    serve_->signal(SIGKILL);
+    serve_->wait_exit();
+    serve_.reset();
+  }
+
+  HttpResult call(beast_http::verb verb, const std::string& target, const std::string& body = "") {
+    return http_request(
+        port_, verb, target, body,
+        {{"Authorization", "Bearer " + token_}, {"Content-Type", "application/json"}}, 30s);
+  }
+
+  std::string request_report(const std::string& title, const std::string& url) {
+    const auto r = call(beast_http::verb::post, "/v1/reports",
+                        R"({"title":")" + title + R"(","source_url":")" + url + R"("})");
+    EXPECT_EQ(r.status, 202u) << r.body;
+    const auto d = parse(r.body);
+    return d.IsObject() && d.HasMember("id") ? d["id"].GetString() : "not-requested";
+  }
+
+  // The report once its status is `status` (fails the test after the timeout).
+  rapidjson::Document report_when(const std::string& id, const std::string& status,
+                                  std::chrono::milliseconds timeout = 60s) {
+    std::string last;
+    const bool reached = eventually(
+        [&] {
+          last = call(beast_http::verb::get, "/v1/reports/" + id).body;
+          const auto d = parse(last);
+          return d.IsObject() && d.HasMember("status") && d["status"].IsString() &&
+                 d["status"].GetString() == status;
+        },
+        timeout, 100ms);
+    EXPECT_TRUE(reached) << "report " << id << " never became " << status << "; last: " << last
+                         << "\n"
+                         << (serve_ ? serve_->output() : "");
+    return parse(last);
+  }
+
+  std::vector<LoggedEvent> events_of(const std::string& id) {
+    std::vector<LoggedEvent> out;
+    for (auto& e : read_event_log(kafka_)) {
+      if (e.envelope.aggregate_id == id) out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+  static std::size_t count_type(const std::vector<LoggedEvent>& events, const std::string& type) {
+    return static_cast<std::size_t>(std::count_if(
+        events.begin(), events.end(), [&](const auto& e) { return e.envelope.type == type; }));
+  }
+
+  TempDatabase db_;
+  TempDir data_;
+  core::KafkaConfig kafka_ = test_kafka(2);
+  bool allow_private_ = true;
+  Sources sources_;
+  std::unique_ptr<CauceProcess> serve_;
+  std::uint16_t port_ = 0;
+  std::string token_;
+};
+
+TEST_F(JobsTest, AFlakySourceIsReadyAfterThreeAttemptsEachVisible) {
+  const auto id = request_report("Relatório de chamadas", sources_.url("/flaky.csv"));
+  const auto report = report_when(id, "ready");
+  EXPECT_EQ(report["attempts"].GetInt(), 3);
+  ASSERT_EQ(report["errors"].Size(), 2u);
+  for (const auto& error : report["errors"].GetArray()) {
+    EXPECT_THAT(error["error"].GetString(), HasSubstr("500"));
+    EXPECT_TRUE(error["retryable"].GetBool());
+    EXPECT_STREQ(error["step"].GetString(), "download");
+  }
+  EXPECT_GT(report["pdf"]["pages"].GetInt(), 1);
+  EXPECT_EQ(sources_.calls("/flaky.csv"), 3);
+
+  // The stream shows every step, in order.
+  const auto stream =
+      sse_read(port_, token_, "/v1/stream?topics=reports&last_event_id=0", "report.rendered", 10s);
+  const auto first_failure = stream.find("report.attempt_failed");
+  ASSERT_NE(first_failure, std::string::npos) << stream;
+  EXPECT_NE(stream.find("report.attempt_failed", first_failure + 1), std::string::npos);
+  EXPECT_LT(first_failure, stream.find("report.rendered"));
+
+  // The log: requested, then per attempt started + failed, downloaded, rendered; all valid.
+  const auto events = events_of(id);
+  EXPECT_TRUE(schema_problems(events).empty()) << ::testing::PrintToString(schema_problems(events));
+  EXPECT_EQ(count_type(events, "report.download_started"), 3u);
+  EXPECT_EQ(count_type(events, "report.attempt_failed"), 2u);
+  EXPECT_EQ(count_type(events, "report.rendered"), 1u);
+
+  // The PDF: served with its length and sha256 as ETag, and it holds the accented title.
+  const auto pdf = call(beast_http::verb::get, "/v1/reports/" + id + "/pdf");
+  ASSERT_EQ(pdf.status, 200u) << pdf.body;
+  EXPECT_EQ(pdf.headers.at("content-type"), "application/pdf");
+  EXPECT_EQ(pdf.headers.at("content-length"), std::to_string(pdf.body.size()));
+  EXPECT_EQ(pdf.headers.at("etag"), "\"" + std::string(report["pdf"]["sha256"].GetString()) + "\"");
+  const auto file = data_.path() / "check.pdf";
+  std::ofstream(file, std::ios::binary) << pdf.body;
+  const auto text_file = data_.path() / "check.txt";
+  ASSERT_EQ(std::system(("pdftotext " + file.string() + " " + text_file.string()).c_str()), 0);
+  std::stringstream text;
+  text << std::ifstream(text_file).rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("Relatório de chamadas"));
+  EXPECT_THAT(text.str(), HasSubstr("José Núñez"));
+}
+
+TEST_F(JobsTest, AMissingSourceFailsAtOnceGoesToTheDeadLettersAndCanBeRetried) {
+  const auto id = request_report("Missing", sources_.url("/missing.csv"));
+  const auto failed = report_when(id, "failed");
+  EXPECT_EQ(failed["attempts"].GetInt(), 1);
+  EXPECT_THAT(failed["failure"].GetString(), HasSubstr("404"));
+  EXPECT_FALSE(failed["errors"][0]["retryable"].GetBool());
+  EXPECT_EQ(call(beast_http::verb::get, "/v1/reports/" + id + "/pdf").status, 404u);
+
+  std::vector<TopicRecord> dead;
+  ASSERT_TRUE(eventually([&] {
+    dead = read_topic(kafka_, kafka_.jobs_dlq_topic);
+    return !dead.empty();
+  }));
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].key, id);
+  const auto letter = parse(dead[0].value);
+  EXPECT_STREQ(letter["kind"].GetString(), "report");
+  EXPECT_EQ(letter["attempts"].GetInt(), 1);
+  EXPECT_THAT(letter["last_error"].GetString(), HasSubstr("404"));
+
+  // Only a failed report may be retried; the retry is a new round, which fails again here.
+  const auto retry = call(beast_http::verb::post, "/v1/reports/" + id + "/retry");
+  EXPECT_EQ(retry.status, 202u) << retry.body;
+  EXPECT_TRUE(eventually([&] { return sources_.calls("/missing.csv") == 2; }));
+  const auto again = report_when(id, "failed");
+  EXPECT_EQ(again["round"].GetInt(), 1);
+  EXPECT_EQ(again["errors"].Size(), 2u);
+  const auto ok_id = request_report("Fine", sources_.url("/ok.csv"));
+  report_when(ok_id, "ready");
+  const auto conflict = call(beast_http::verb::post, "/v1/reports/" + ok_id + "/retry");
+  EXPECT_EQ(conflict.status, 409u) << conflict.body;
+}
+
+TEST_F(JobsTest, PermanentErrorsAreNotRetriedAndRetryableOnesRunOutOfAttempts) {
+  const auto html = request_report("HTML", sources_.url("/page.html"));
+  const auto timeout = request_report("Stalls", sources_.url("/stall.csv"));
+  const auto wrong_type = report_when(html, "failed");
+  EXPECT_EQ(wrong_type["attempts"].GetInt(), 1);
+  EXPECT_THAT(wrong_type["failure"].GetString(), HasSubstr("text/html"));
+  // The stalled source answers after the total timeout (3 s): retryable, the later attempts
+  // get an answer at once.
+  const auto recovered = report_when(timeout, "ready");
+  EXPECT_EQ(recovered["attempts"].GetInt(), 2);
+  EXPECT_TRUE(recovered["errors"][0]["retryable"].GetBool());
+  const auto unreachable = request_report("Nobody there", "http://127.0.0.1:1/x.csv");
+  const auto exhausted = report_when(unreachable, "failed", 90s);
+  EXPECT_EQ(exhausted["attempts"].GetInt(), 4) << "workers.max_attempts";
+  EXPECT_EQ(exhausted["errors"].Size(), 4u);
+}
+
+TEST_F(JobsTest, APrivateSourceIsRefusedUnlessAllowed) {
+  kill_serve();
+  allow_private_ = false;
+  start();
+  const auto id = request_report("Internal", sources_.url("/ok.csv"));
+  const auto failed = report_when(id, "failed");
+  EXPECT_EQ(failed["attempts"].GetInt(), 1);
+  EXPECT_THAT(failed["failure"].GetString(), HasSubstr("not a public address"));
+  EXPECT_EQ(sources_.calls("/ok.csv"), 0) << "refused before connecting";
+}
+
+TEST_F(JobsTest, AWorkerKilledMidDownloadLosesNothingAndRendersOnce) {
+  const auto id = request_report("Killed while downloading", sources_.url("/stall.csv"));
+  ASSERT_TRUE(eventually([&] { return sources_.calls("/stall.csv") == 1; }));
+  kill_serve();
+  sources_.release_stall();
+  start();
+  report_when(id, "ready");
+  const auto events = events_of(id);
+  EXPECT_EQ(count_type(events, "report.rendered"), 1u);
+  EXPECT_EQ(count_type(events, "report.downloaded"), 1u);
+  EXPECT_TRUE(schema_problems(events).empty());
+}
+
+TEST_F(JobsTest, AWorkerKilledMidRenderLosesNothingAndRendersOnce) {
+  const auto id = request_report("Killed while rendering", sources_.url("/big.csv"));
+  report_when(id, "downloaded", 60s);
+  kill_serve();
+  EXPECT_EQ(count_type(events_of(id), "report.rendered"), 0u) << "killed while rendering";
+  start();
+  const auto ready = report_when(id, "ready", 120s);
+  const auto events = events_of(id);
+  EXPECT_EQ(count_type(events, "report.rendered"), 1u);
+  EXPECT_EQ(count_type(events, "report.downloaded"), 1u);
+  EXPECT_GT(ready["pdf"]["pages"].GetInt(), 100);
+  EXPECT_FALSE(std::filesystem::exists(data_.path() / "reports" / (id + ".pdf.part")));
+}
+
+}  // namespace
+}  // namespace cauce::testing

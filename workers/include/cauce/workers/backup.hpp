@@ -1,0 +1,90 @@
+#pragma once
+
+// Backups (DESIGN §5, workers/README.md): the event log exported per partition as gzipped NDJSON
+// up to the offsets the read models had reached, a pg_dump of the read models taken in the same
+// PostgreSQL snapshot, and a manifest with every file's size and sha256. `cauce restore`
+// re-produces the log into an empty Kafka and rebuilds the read models from it.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <cauce/core/config.hpp>
+
+namespace cauce::workers {
+
+// A backup that is not what its manifest says (a file missing, of another size or checksum), or
+// a directory that is not a backup. The message names the file.
+class BackupError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct BackupSources {
+  core::KafkaConfig kafka;
+  core::PostgresConfig postgres;
+  std::string projection = "main";  // projections.name: whose checkpoints bound the export
+  std::chrono::seconds export_timeout{600};
+};
+
+struct BackupTaken {
+  std::filesystem::path directory;
+  std::int64_t bytes = 0;               // all files
+  std::string manifest_sha256;          // of manifest.json
+  std::vector<std::int64_t> positions;  // per partition: the export stops before this offset
+  std::int64_t events = 0;
+};
+
+// Writes `<backups_dir>/<id>/` (under a temporary name until complete, then renamed; an older
+// attempt's leftovers are replaced). Throws core::DependencyError when Kafka or PostgreSQL fail
+// and std::runtime_error for anything else.
+BackupTaken take_backup(const BackupSources& sources, const std::filesystem::path& backups_dir,
+                        const std::string& id, std::int64_t now_us);
+
+struct BackupSummary {
+  std::string id;
+  std::filesystem::path directory;
+  std::int64_t created_at_us = 0;
+  std::int64_t bytes = 0;
+  std::int64_t events = 0;
+};
+
+// The complete backups under `backups_dir` (a directory with a manifest), oldest first.
+// Temporary directories of backups being written are not listed.
+std::vector<BackupSummary> list_backups(const std::filesystem::path& backups_dir);
+
+// Checks every file against the manifest; throws BackupError naming the first that differs.
+BackupSummary verify_backup(const std::filesystem::path& directory);
+
+// The complete backups created before `now_us - retention`: what retention deletes.
+std::vector<BackupSummary> expired_backups(const std::filesystem::path& backups_dir,
+                                           std::int64_t now_us, std::chrono::hours retention);
+
+// Progress of a long operation: what, done, total (0 when unknown).
+using Progress = std::function<void(const std::string&, std::int64_t, std::int64_t)>;
+
+struct RestoreTarget {
+  core::KafkaConfig kafka;
+  core::PostgresConfig postgres;
+  core::ProjectionsConfig projections;
+  std::chrono::seconds timeout{3600};
+};
+
+struct RestoreReport {
+  std::int64_t events = 0;
+  std::vector<std::string> tables_checked;
+};
+
+// Verifies the backup, refuses a target whose event topic is not empty, creates the topics,
+// re-produces every partition's events (same keys, headers, values and per-partition order)
+// and projects them into the (migrated) database, then compares the read models with the
+// manifest's digests. Throws BackupError for a backup or a target that does not fit.
+RestoreReport restore_backup(const std::filesystem::path& directory, const RestoreTarget& target,
+                             const Progress& progress);
+
+}  // namespace cauce::workers

@@ -1,0 +1,49 @@
+#pragma once
+
+// The pure half of the job loop (workers/README.md): how a job's events move its row in the
+// workers' due-time table, the backoff between attempts and the ids of the commands a worker
+// sends. No I/O here; job_worker.cpp is the adapter around it.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <cauce/commands/envelope.hpp>
+
+namespace cauce::workers {
+
+// A job's row in `worker_jobs` after one of its events.
+struct ScheduleEntry {
+  std::string kind;  // "report", "backup"
+  std::string id;
+  std::int64_t version = 0;           // the event's version: older rows are replaced, never newer
+  std::optional<std::int64_t> round;  // nullopt: as the row has it
+  std::int64_t attempt = 1;
+  std::string step;      // "download", "render", "backup", or "done": nothing left to run
+  bool started = false;  // the attempt's start is recorded (a rerun skips it)
+  std::int64_t due_at_us = 0;
+  // Set by events that carry them (report.requested, report.downloaded): what a runner needs.
+  std::optional<std::string> title;
+  std::optional<std::string> source_url;
+  std::optional<std::string> content_type;
+};
+
+// nullopt for events that are not a job's (contacts, alerts) or do not move it.
+std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& event);
+
+// Full jitter (the AWS architecture blog's "exponential backoff and jitter"): a delay uniformly
+// in [0, min(cap, base * 2^(attempt-1))]; `random` is any 64-bit random value.
+std::chrono::milliseconds retry_delay(std::int64_t attempt, std::chrono::milliseconds base,
+                                      std::chrono::milliseconds cap, std::uint64_t random);
+
+// The command id of one step of one attempt: the same step run twice (a worker killed after
+// sending it, a lease that expired) is the same command, applied once.
+std::string step_command_id(const std::string& kind, const std::string& id, std::int64_t round,
+                            std::int64_t attempt, const std::string& command_type);
+
+// The backup the schedule asks for in the slot holding `now`: every scheduler, in every process,
+// derives the same id, so a slot gets one backup however many ask.
+std::string scheduled_backup_id(std::int64_t now_us, std::int64_t interval_s);
+
+}  // namespace cauce::workers

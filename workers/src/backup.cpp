@@ -1,0 +1,717 @@
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <system_error>
+#include <thread>
+
+#include <fcntl.h>
+#include <pqxx/pqxx>
+#include <prometheus/registry.h>
+#include <rapidjson/document.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cauce/commands/schemas.hpp>
+#include <cauce/core/crypto.hpp>
+#include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/kafka_client.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/core/migrations.hpp>
+#include <cauce/core/postgres.hpp>
+#include <cauce/projections/projector.hpp>
+#include <cauce/workers/backup.hpp>
+
+extern char** environ;
+
+namespace cauce::workers {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kManifestFormat = 1;
+const char* const kManifest = "manifest.json";
+const char* const kDump = "readmodels.dump";
+
+const core::Logger& log() {
+  static const core::Logger logger("backup");
+  return logger;
+}
+
+// The read-model tables a restore must reproduce, each with the order that makes its digest
+// canonical and the columns left out (positions in the old log, which a restore renumbers).
+struct DigestedTable {
+  const char* name;
+  const char* order_by;
+  const char* excluded;  // "- 'column'" terms
+};
+constexpr DigestedTable kDigestedTables[] = {
+    {"events", "event_id", "- 'partition' - 'offset'"},
+    {"contacts", "id", ""},
+    {"calls", "call_id", ""},
+    {"alerts", "id", ""},
+    {"alert_timeline", "alert_id, version", ""},
+    {"reports", "id", ""},
+    {"backups", "id", ""},
+};
+
+struct TableDigest {
+  std::int64_t rows = 0;
+  std::string md5;
+};
+
+// Row count and an md5 over the rows' JSON in key order: equal digests, equal tables.
+std::map<std::string, TableDigest> table_digests(pqxx::transaction_base& txn) {
+  std::map<std::string, TableDigest> out;
+  for (const auto& t : kDigestedTables) {
+    const auto row = txn.exec1(
+        std::string("SELECT count(*), coalesce(md5(string_agg(md5((to_jsonb(t) ") + t.excluded +
+        ")::text), '' ORDER BY " + t.order_by + ")), '') FROM " + t.name + " t");
+    out[t.name] = TableDigest{row[0].as<std::int64_t>(), row[1].as<std::string>()};
+  }
+  return out;
+}
+
+void fsync_path(const fs::path& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path.string());
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) throw std::system_error(errno, std::generic_category(), "fsync " + path.string());
+}
+
+struct GzClose {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
+using GzFile = std::unique_ptr<gzFile_s, GzClose>;
+
+GzFile gz_open(const fs::path& path, const char* mode) {
+  GzFile f(gzopen(path.c_str(), mode));
+  if (!f) throw std::system_error(errno, std::generic_category(), "cannot open " + path.string());
+  return f;
+}
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+void put(JsonWriter& w, const char* key, std::string_view v) {
+  w.Key(key);
+  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+}
+void put(JsonWriter& w, const char* key, std::int64_t v) {
+  w.Key(key);
+  w.Int64(v);
+}
+
+// ---- the event-log export ----
+
+struct PartitionExport {
+  std::int32_t partition = 0;
+  std::int64_t to = 0;  // exclusive
+  std::int64_t events = 0;
+  std::string file;
+};
+
+std::unique_ptr<RdKafka::KafkaConsumer> export_consumer(const core::KafkaConfig& kafka,
+                                                        const std::string& id) {
+  auto conf = core::kafka_conf(kafka, {{"group.id", "cauce-backup-" + id},
+                                       {"enable.auto.commit", "false"},
+                                       {"enable.auto.offset.store", "false"},
+                                       {"isolation.level", "read_committed"},
+                                       {"enable.partition.eof", "true"},
+                                       {"auto.offset.reset", "earliest"}});
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer) throw core::DependencyError("kafka", "backup consumer: " + err, false);
+  return consumer;
+}
+
+// One line per record: {"offset","key","headers":{...},"value"} (the value as a JSON string,
+// byte for byte what the log holds).
+std::string export_line(RdKafka::Message& m) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  put(w, "offset", m.offset());
+  put(w, "key", core::kafka_key(m));
+  w.Key("headers");
+  w.StartArray();
+  if (const auto* headers = m.headers()) {
+    for (const auto& h : headers->get_all()) {
+      w.StartArray();
+      w.String(h.key().c_str(), static_cast<rapidjson::SizeType>(h.key().size()));
+      w.String(static_cast<const char*>(h.value()),
+               static_cast<rapidjson::SizeType>(h.value_size()));
+      w.EndArray();
+    }
+  }
+  w.EndArray();
+  put(w, "value", core::kafka_payload(m));
+  w.EndObject();
+  std::string line(buffer.GetString(), buffer.GetSize());
+  line += '\n';
+  return line;
+}
+
+void export_partitions(const BackupSources& sources, const std::string& id, const fs::path& dir,
+                       std::vector<PartitionExport>& parts) {
+  auto consumer = export_consumer(sources.kafka, id);
+  std::vector<RdKafka::TopicPartition*> assignment;
+  std::map<std::int32_t, std::size_t> index;
+  std::vector<GzFile> files(parts.size());
+  std::size_t open = 0;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    files[i] = gz_open(dir / parts[i].file, "wb6");
+    if (parts[i].to == 0) continue;
+    index[parts[i].partition] = i;
+    assignment.push_back(RdKafka::TopicPartition::create(
+        sources.kafka.events_topic, parts[i].partition, RdKafka::Topic::OFFSET_BEGINNING));
+    ++open;
+  }
+  if (!assignment.empty()) {
+    const auto rc = consumer->assign(assignment);
+    RdKafka::TopicPartition::destroy(assignment);
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      throw core::DependencyError("kafka", "backup assign: " + RdKafka::err2str(rc), true);
+    }
+  }
+  const auto deadline = Clock::now() + sources.export_timeout;
+  // A partition is done once its position has reached the bound (transaction markers take
+  // offsets too, so the last record may sit below it: the end of the partition tells).
+  const auto position_reached = [&](std::int32_t partition, std::int64_t to) {
+    std::vector<RdKafka::TopicPartition*> tp{
+        RdKafka::TopicPartition::create(sources.kafka.events_topic, partition)};
+    consumer->position(tp);
+    const auto at = tp[0]->offset();
+    RdKafka::TopicPartition::destroy(tp);
+    return at >= to;
+  };
+  std::map<std::int32_t, bool> finished;
+  while (open > 0) {
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(
+          "the event-log export did not finish within backups.export_timeout_s");
+    }
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
+    if (m->err() == RdKafka::ERR__TIMED_OUT) continue;
+    const auto it = index.find(m->partition());
+    if (it == index.end() || finished[m->partition()]) continue;
+    auto& part = parts[it->second];
+    if (m->err() == RdKafka::ERR__PARTITION_EOF) {
+      if (position_reached(part.partition, part.to)) {
+        finished[part.partition] = true;
+        --open;
+      }
+      continue;
+    }
+    if (m->err() != RdKafka::ERR_NO_ERROR) {
+      throw core::DependencyError("kafka", "backup export: " + m->errstr(), true);
+    }
+    if (m->offset() >= part.to) {
+      finished[part.partition] = true;
+      --open;
+      continue;
+    }
+    const auto line = export_line(*m);
+    if (gzwrite(files[it->second].get(), line.data(), static_cast<unsigned>(line.size())) !=
+        static_cast<int>(line.size())) {
+      throw std::runtime_error("cannot write " + part.file);
+    }
+    ++part.events;
+    if (m->offset() + 1 >= part.to) {
+      finished[part.partition] = true;
+      --open;
+    }
+  }
+  consumer->close();
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    if (gzclose(files[i].release()) != Z_OK)
+      throw std::runtime_error("cannot write " + parts[i].file);
+    fsync_path(dir / parts[i].file, false);
+  }
+}
+
+// ---- pg_dump ----
+
+std::string find_program(const std::string& name) {
+  for (const char* dir : {"/usr/bin", "/usr/local/bin"}) {
+    if (::access((std::string(dir) + "/" + name).c_str(), X_OK) == 0)
+      return std::string(dir) + "/" + name;
+  }
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/usr/lib/postgresql", ec)) {
+    const auto candidate = entry.path() / "bin" / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  throw std::runtime_error(name + " not found (Debian package postgresql-client)");
+}
+
+// Runs pg_dump in the exported snapshot; the password reaches it through its environment only.
+void pg_dump(const core::PostgresConfig& pg, const std::string& snapshot, const fs::path& out) {
+  const auto program = find_program("pg_dump");
+  std::vector<std::string> args = {program,
+                                   "--format=custom",
+                                   "--no-owner",
+                                   "--snapshot=" + snapshot,
+                                   "--file=" + out.string(),
+                                   "--host=" + pg.host,
+                                   "--port=" + std::to_string(pg.port),
+                                   "--username=" + pg.user,
+                                   "--dbname=" + pg.database};
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::string_view(*e).starts_with("PGPASSWORD=")) continue;
+    env_strings.emplace_back(*e);
+  }
+  auto password = pg.password.reveal();
+  if (password.empty() && !pg.password_file.empty()) {
+    std::ifstream in(pg.password_file);
+    std::getline(in, password);
+  }
+  if (!password.empty()) env_strings.push_back("PGPASSWORD=" + password);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = 0;
+  if (const int rc = posix_spawn(&pid, program.c_str(), nullptr, nullptr, argv.data(), envp.data());
+      rc != 0) {
+    throw std::system_error(rc, std::generic_category(), "cannot start pg_dump");
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw core::DependencyError("postgres",
+                                "pg_dump failed (exit " +
+                                    std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                                    ")",
+                                true);
+  }
+  fsync_path(out, false);
+}
+
+// ---- manifest ----
+
+struct FileEntry {
+  std::string name;
+  std::int64_t bytes = 0;
+  std::string sha256;
+};
+
+FileEntry describe_file(const fs::path& dir, const std::string& name) {
+  return FileEntry{name, static_cast<std::int64_t>(fs::file_size(dir / name)),
+                   core::sha256_file_hex((dir / name).string())};
+}
+
+rapidjson::Document read_manifest(const fs::path& directory) {
+  std::ifstream in(directory / kManifest, std::ios::binary);
+  if (!in) throw BackupError(kManifest + std::string(": missing in ") + directory.string());
+  std::stringstream text;
+  text << in.rdbuf();
+  rapidjson::Document d;
+  d.Parse(text.str().c_str());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("format") || !d["format"].IsInt() ||
+      !d.HasMember("files") || !d["files"].IsArray() || !d.HasMember("created_at") ||
+      !d["created_at"].IsString() || !d.HasMember("id") || !d["id"].IsString()) {
+    throw BackupError(kManifest + std::string(": not a cauce backup manifest"));
+  }
+  if (d["format"].GetInt() != kManifestFormat) {
+    throw BackupError(kManifest + std::string(": format ") + std::to_string(d["format"].GetInt()) +
+                      " is not one this cauce reads");
+  }
+  return d;
+}
+
+BackupSummary summary_of(const fs::path& directory, const rapidjson::Document& d) {
+  BackupSummary s;
+  s.id = d["id"].GetString();
+  s.directory = directory;
+  s.created_at_us = core::parse_utc_micros(d["created_at"].GetString());
+  for (const auto& f : d["files"].GetArray()) s.bytes += f["bytes"].GetInt64();
+  if (d.HasMember("events") && d["events"].IsInt64()) s.events = d["events"].GetInt64();
+  return s;
+}
+
+}  // namespace
+
+BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_dir,
+                        const std::string& id, std::int64_t now_us) {
+  const auto started = Clock::now();
+  fs::create_directories(backups_dir);
+  const auto tmp = backups_dir / ("." + id + ".tmp");
+  const auto final_dir = backups_dir / id;
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  struct RemoveUnlessDone {
+    fs::path path;
+    bool done = false;
+    ~RemoveUnlessDone() {
+      std::error_code ignored;
+      if (!done) fs::remove_all(path, ignored);
+    }
+  } cleanup{tmp};
+
+  // The read models' snapshot first: its checkpoints bound the export, so the log and the dump
+  // describe the same history.
+  std::unique_ptr<pqxx::connection> pg;
+  try {
+    pg = core::connect_postgres(core::postgres_conninfo(sources.postgres));
+  } catch (const std::exception& e) {
+    throw core::DependencyError("postgres", e.what(), true);
+  }
+  pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> snapshot_txn(*pg);
+  const auto snapshot = snapshot_txn.exec1("SELECT pg_export_snapshot()")[0].as<std::string>();
+  std::map<std::int32_t, std::int64_t> checkpoints;
+  for (const auto& row :
+       snapshot_txn.exec_params("SELECT partition, next_offset FROM projection_checkpoints "
+                                "WHERE projection = $1 AND topic = $2",
+                                sources.projection, sources.kafka.events_topic)) {
+    checkpoints[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
+  }
+  const auto digests = table_digests(snapshot_txn);
+  const auto schema_version =
+      snapshot_txn.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0]
+          .as<std::int64_t>();
+
+  std::vector<PartitionExport> parts;
+  {
+    auto probe = export_consumer(sources.kafka, id);
+    const auto count =
+        core::kafka_partition_count(*probe, sources.kafka.events_topic,
+                                    std::chrono::milliseconds(sources.kafka.request_timeout_ms));
+    for (std::int32_t p = 0; p < count; ++p) {
+      std::int64_t low = 0, high = 0;
+      const auto rc = probe->query_watermark_offsets(sources.kafka.events_topic, p, &low, &high,
+                                                     sources.kafka.request_timeout_ms);
+      if (rc != RdKafka::ERR_NO_ERROR) {
+        throw core::DependencyError("kafka", "watermarks: " + RdKafka::err2str(rc), true);
+      }
+      const auto checkpoint = checkpoints.find(p);
+      if (checkpoint == checkpoints.end() && high > 0) {
+        throw std::runtime_error("the read models have not projected partition " +
+                                 std::to_string(p) + " yet; the backup waits for them");
+      }
+      parts.push_back(PartitionExport{p, checkpoint == checkpoints.end() ? 0 : checkpoint->second,
+                                      0, "events-" + std::to_string(p) + ".ndjson.gz"});
+    }
+    probe->close();
+  }
+  pg_dump(sources.postgres, snapshot, tmp / kDump);
+  snapshot_txn.commit();
+  pg.reset();
+  export_partitions(sources, id, tmp, parts);
+
+  std::vector<FileEntry> files;
+  BackupTaken taken;
+  for (const auto& p : parts) {
+    files.push_back(describe_file(tmp, p.file));
+    taken.positions.push_back(p.to);
+    taken.events += p.events;
+  }
+  files.push_back(describe_file(tmp, kDump));
+  rapidjson::StringBuffer buffer;
+  rapidjson::PrettyWriter<rapidjson::StringBuffer> w(buffer);
+  w.StartObject();
+  w.Key("format");
+  w.Int(kManifestFormat);
+  w.Key("id");
+  w.String(id.c_str());
+  w.Key("created_at");
+  w.String(core::format_utc_micros(now_us).c_str());
+  w.Key("cauce_version");
+  w.String(CAUCE_VERSION);
+  w.Key("events_topic");
+  w.String(sources.kafka.events_topic.c_str());
+  w.Key("projection");
+  w.String(sources.projection.c_str());
+  w.Key("database_schema_version");
+  w.Int64(schema_version);
+  w.Key("events");
+  w.Int64(taken.events);
+  w.Key("partitions");
+  w.StartArray();
+  for (const auto& p : parts) {
+    w.StartObject();
+    w.Key("partition");
+    w.Int(p.partition);
+    w.Key("from");
+    w.Int64(0);
+    w.Key("to");
+    w.Int64(p.to);
+    w.Key("events");
+    w.Int64(p.events);
+    w.Key("file");
+    w.String(p.file.c_str());
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("read_models");
+  w.StartObject();
+  w.Key("dump");
+  w.String(kDump);
+  w.Key("tables");
+  w.StartObject();
+  for (const auto& [table, digest] : digests) {
+    w.Key(table.c_str());
+    w.StartObject();
+    w.Key("rows");
+    w.Int64(digest.rows);
+    w.Key("md5");
+    w.String(digest.md5.c_str());
+    w.EndObject();
+  }
+  w.EndObject();
+  w.EndObject();
+  w.Key("schemas");  // the event and command schemas this cauce writes and reads
+  w.StartArray();
+  for (const auto& name : commands::SchemaRegistry::instance().names()) w.String(name.c_str());
+  w.EndArray();
+  w.Key("files");
+  w.StartArray();
+  for (const auto& f : files) {
+    w.StartObject();
+    w.Key("name");
+    w.String(f.name.c_str());
+    w.Key("bytes");
+    w.Int64(f.bytes);
+    w.Key("sha256");
+    w.String(f.sha256.c_str());
+    w.EndObject();
+    taken.bytes += f.bytes;
+  }
+  w.EndArray();
+  w.EndObject();
+  {
+    std::ofstream out(tmp / kManifest, std::ios::binary);
+    out.write(buffer.GetString(), static_cast<std::streamsize>(buffer.GetSize()));
+    out.put('\n');
+    if (!out.flush()) throw std::runtime_error("cannot write manifest.json");
+  }
+  fsync_path(tmp / kManifest, false);
+  taken.manifest_sha256 = core::sha256_file_hex((tmp / kManifest).string());
+  taken.bytes += static_cast<std::int64_t>(fs::file_size(tmp / kManifest));
+  fsync_path(tmp, true);
+  fs::remove_all(final_dir);  // an earlier attempt's copy, complete or not
+  fs::rename(tmp, final_dir);
+  cleanup.done = true;
+  fsync_path(backups_dir, true);
+  taken.directory = final_dir;
+  log().info(
+      "backup written",
+      {{"id", id},
+       {"events", taken.events},
+       {"bytes", taken.bytes},
+       {"ms",
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
+  return taken;
+}
+
+BackupSummary verify_backup(const fs::path& directory) {
+  const auto d = read_manifest(directory);
+  for (const auto& f : d["files"].GetArray()) {
+    const std::string name = f["name"].GetString();
+    const auto path = directory / name;
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (ec) throw BackupError(name + ": missing");
+    if (static_cast<std::int64_t>(size) != f["bytes"].GetInt64()) {
+      throw BackupError(name + ": " + std::to_string(size) + " bytes, the manifest says " +
+                        std::to_string(f["bytes"].GetInt64()));
+    }
+    if (core::sha256_file_hex(path.string()) != f["sha256"].GetString()) {
+      throw BackupError(name + ": sha256 differs from the manifest's (the file is corrupted)");
+    }
+  }
+  return summary_of(directory, d);
+}
+
+std::vector<BackupSummary> list_backups(const fs::path& backups_dir) {
+  std::vector<BackupSummary> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(backups_dir, ec)) {
+    if (!entry.is_directory() || entry.path().filename().string().starts_with(".")) continue;
+    try {
+      out.push_back(summary_of(entry.path(), read_manifest(entry.path())));
+    } catch (const std::exception& e) {
+      log().debug("not a complete backup", {{"dir", entry.path().string()}, {"error", e.what()}});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.created_at_us < b.created_at_us; });
+  return out;
+}
+
+std::vector<BackupSummary> expired_backups(const fs::path& backups_dir, std::int64_t now_us,
+                                           std::chrono::hours retention) {
+  const auto cutoff =
+      now_us - std::chrono::duration_cast<std::chrono::microseconds>(retention).count();
+  auto all = list_backups(backups_dir);
+  std::erase_if(all, [cutoff](const auto& b) { return b.created_at_us >= cutoff; });
+  return all;
+}
+
+RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& target,
+                             const Progress& progress) {
+  progress("verify", 0, 1);
+  verify_backup(directory);
+  progress("verify", 1, 1);
+  const auto manifest = read_manifest(directory);
+  const auto& parts = manifest["partitions"].GetArray();
+  const int partitions = static_cast<int>(parts.Size());
+
+  // The target: topics with the backup's partition count, and an empty event log.
+  core::KafkaAdmin admin(target.kafka);
+  admin.ensure_topics(core::cauce_topics(target.kafka), partitions,
+                      target.kafka.replication_factor);
+  auto conf = core::kafka_conf(target.kafka, {{"enable.idempotence", "true"},
+                                              {"acks", "all"},
+                                              {"linger.ms", "20"},
+                                              {"compression.type", "lz4"}});
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  if (!producer) throw core::DependencyError("kafka", "restore producer: " + err, false);
+  for (int p = 0; p < partitions; ++p) {
+    std::int64_t low = 0, high = 0;
+    const auto rc = producer->query_watermark_offsets(target.kafka.events_topic, p, &low, &high,
+                                                      target.kafka.request_timeout_ms);
+    if (rc != RdKafka::ERR_NO_ERROR)
+      throw core::DependencyError("kafka", RdKafka::err2str(rc), true);
+    if (high > 0) {
+      throw BackupError("the event topic " + target.kafka.events_topic +
+                        " is not empty; a restore needs an empty Kafka");
+    }
+  }
+  auto pg = core::connect_postgres(core::postgres_conninfo(target.postgres));
+  core::migrate(*pg, core::parse_migrations(core::embedded_migration_files()));
+  {
+    pqxx::work txn(*pg);
+    if (txn.exec1("SELECT count(*) FROM projection_checkpoints")[0].as<std::int64_t>() > 0 ||
+        txn.exec1("SELECT count(*) FROM events")[0].as<std::int64_t>() > 0) {
+      throw BackupError("the database " + target.postgres.database +
+                        " already holds read models; a restore needs an empty database");
+    }
+  }
+
+  // Re-produce every partition in order (an idempotent producer keeps the order per partition).
+  RestoreReport report;
+  const auto total = manifest["events"].GetInt64();
+  std::int64_t produced = 0;
+  for (const auto& part : parts) {
+    const auto partition = part["partition"].GetInt();
+    const std::string file = part["file"].GetString();
+    auto in = gz_open(directory / file, "rb");
+    std::string pending;
+    std::vector<char> chunk(1 << 16);
+    for (;;) {
+      const int n = gzread(in.get(), chunk.data(), static_cast<unsigned>(chunk.size()));
+      if (n < 0) throw BackupError(file + ": cannot be decompressed");
+      pending.append(chunk.data(), static_cast<std::size_t>(n));
+      std::size_t start = 0;
+      for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n', start)) {
+        rapidjson::Document line;
+        line.Parse(pending.data() + start, nl - start);
+        start = nl + 1;
+        if (line.HasParseError() || !line.IsObject() || !line.HasMember("value") ||
+            !line["value"].IsString() || !line.HasMember("key") || !line["key"].IsString()) {
+          throw BackupError(file + ": a line is not an exported record");
+        }
+        std::vector<std::pair<std::string, std::string>> headers;
+        if (line.HasMember("headers") && line["headers"].IsArray()) {
+          for (const auto& h : line["headers"].GetArray()) {
+            headers.emplace_back(h[0].GetString(),
+                                 std::string(h[1].GetString(), h[1].GetStringLength()));
+          }
+        }
+        const std::string_view key(line["key"].GetString(), line["key"].GetStringLength());
+        const std::string_view value(line["value"].GetString(), line["value"].GetStringLength());
+        for (;;) {
+          const auto rc = core::kafka_produce(*producer, target.kafka.events_topic, partition, key,
+                                              value, headers);
+          if (rc == RdKafka::ERR_NO_ERROR) break;
+          if (rc != RdKafka::ERR__QUEUE_FULL)
+            throw core::DependencyError("kafka", RdKafka::err2str(rc), true);
+          producer->poll(50);
+        }
+        producer->poll(0);
+        if (++produced % 10000 == 0) progress("events", produced, total);
+      }
+      pending.erase(0, start);
+      if (n == 0) break;
+    }
+    if (!pending.empty()) throw BackupError(file + ": ends in the middle of a record");
+  }
+  if (producer->flush(static_cast<int>(target.timeout.count() * 1000)) != RdKafka::ERR_NO_ERROR ||
+      producer->outq_len() > 0) {
+    throw core::DependencyError("kafka", "the restored events were not all acknowledged", true);
+  }
+  progress("events", produced, total);
+  report.events = produced;
+
+  // The read models: projected again from the restored log.
+  std::map<std::int32_t, std::int64_t> ends;
+  for (int p = 0; p < partitions; ++p) {
+    std::int64_t low = 0, high = 0;
+    producer->query_watermark_offsets(target.kafka.events_topic, p, &low, &high,
+                                      target.kafka.request_timeout_ms);
+    ends[p] = high;
+  }
+  prometheus::Registry registry;
+  projections::Projector projector(
+      projections::ProjectorOptions{
+          .kafka = target.kafka, .postgres = target.postgres, .projections = target.projections},
+      registry);
+  projector.start();
+  const auto deadline = Clock::now() + target.timeout;
+  for (;;) {
+    std::int64_t done = 0;
+    bool caught_up = true;
+    pqxx::work txn(*pg);
+    std::map<std::int32_t, std::int64_t> at;
+    for (const auto& row :
+         txn.exec_params("SELECT partition, next_offset FROM projection_checkpoints "
+                         "WHERE projection = $1 AND topic = $2",
+                         target.projections.name, target.kafka.events_topic)) {
+      at[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
+    }
+    txn.commit();
+    for (const auto& [p, end] : ends) {
+      const auto reached = at.count(p) ? at[p] : 0;
+      done += std::min(reached, end);
+      if (reached < end) caught_up = false;
+    }
+    std::int64_t all = 0;
+    for (const auto& [p, end] : ends) all += end;
+    progress("read models", done, all);
+    if (caught_up) break;
+    if (Clock::now() > deadline)
+      throw std::runtime_error("the read models did not catch up in time");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  projector.stop();
+
+  // The read models against the manifest's digests.
+  pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> txn(*pg);
+  const auto digests = table_digests(txn);
+  const auto& expected = manifest["read_models"]["tables"];
+  for (const auto& [table, digest] : digests) {
+    if (!expected.HasMember(table.c_str())) continue;
+    const auto& e = expected[table.c_str()];
+    if (e["rows"].GetInt64() != digest.rows || digest.md5 != e["md5"].GetString()) {
+      throw BackupError("read model " + table +
+                        " differs after the restore: " + std::to_string(digest.rows) +
+                        " rows, the backup had " + std::to_string(e["rows"].GetInt64()));
+    }
+    report.tables_checked.push_back(table);
+  }
+  return report;
+}
+
+}  // namespace cauce::workers

@@ -1,0 +1,670 @@
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <pqxx/pqxx>
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cauce/commands/jobs.hpp>
+#include <cauce/core/backoff.hpp>
+#include <cauce/core/crypto.hpp>
+#include <cauce/core/kafka_client.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/core/postgres.hpp>
+#include <cauce/workers/backup.hpp>
+#include <cauce/workers/download.hpp>
+#include <cauce/workers/job_worker.hpp>
+#include <cauce/workers/render.hpp>
+#include <cauce/workers/schedule.hpp>
+
+namespace cauce::workers {
+namespace {
+
+using commands::CommandEnvelope;
+using commands::Reply;
+using commands::ReplyOutcome;
+using Clock = std::chrono::steady_clock;
+
+const core::Logger& log() {
+  static const core::Logger logger("workers");
+  return logger;
+}
+
+std::int64_t system_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+template <typename Fill>
+std::string json_object(Fill&& fill) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  fill(w);
+  w.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+void put(JsonWriter& w, const char* key, std::string_view value) {
+  w.Key(key);
+  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+void put(JsonWriter& w, const char* key, std::int64_t value) {
+  w.Key(key);
+  w.Int64(value);
+}
+
+// Upserts a job's row from its events; a row never goes back to an older version.
+const char* const kUpsertJob = R"(
+  INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, title,
+                                source_url, content_type)
+  VALUES ($1, $2::uuid, $3, coalesce($4, 0), $5, $6, $7, to_timestamp($8::double precision / 1e6),
+          $9, $10, $11)
+  ON CONFLICT (kind, id) DO UPDATE SET
+    version = excluded.version, round = coalesce($4, j.round), attempt = excluded.attempt,
+    step = excluded.step, started = excluded.started, due_at = excluded.due_at,
+    title = coalesce(excluded.title, j.title), source_url = coalesce(excluded.source_url,
+    j.source_url), content_type = coalesce(excluded.content_type, j.content_type)
+  WHERE j.version < excluded.version)";
+
+// One due job for this runner: not leased (or its lease expired), and its row has caught up
+// with what a runner reported last.
+const char* const kClaimJob = R"(
+  UPDATE worker_jobs j SET lease_owner = $1,
+                           lease_until = now() + make_interval(secs => $2::double precision / 1e3)
+  WHERE (j.kind, j.id) = (
+    SELECT kind, id FROM worker_jobs
+    WHERE step <> 'done' AND due_at <= now() AND version >= awaits_version
+      AND (lease_until IS NULL OR lease_until < now())
+    ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+  RETURNING j.kind, j.id::text, j.version, j.round, j.attempt, j.step, j.started,
+            coalesce(j.title, ''), coalesce(j.source_url, ''), coalesce(j.content_type, ''))";
+
+// Gives the job back: due again at once (or after `$4` ms), and not before the row reflects
+// version `$3` (what this runner's last command made of the job).
+const char* const kReleaseJob = R"(
+  UPDATE worker_jobs SET lease_owner = NULL, lease_until = NULL,
+                         awaits_version = greatest(awaits_version, $3),
+                         due_at = greatest(due_at, now() + make_interval(
+                                    secs => $4::double precision / 1e3))
+  WHERE kind = $1 AND id = $2::uuid AND lease_owner = $5)";
+
+const char* const kRenewLeases = R"(
+  UPDATE worker_jobs SET lease_until = now() + make_interval(secs => $2::double precision / 1e3)
+  WHERE lease_owner = $1)";
+
+struct Claim {
+  std::string kind;
+  std::string id;
+  std::int64_t version = 0;
+  std::int64_t round = 0;
+  std::int64_t attempt = 0;
+  std::string step;
+  bool started = false;
+  std::string title;
+  std::string source_url;
+  std::string content_type;
+};
+
+// The outcome of a job command: taken (applied, or applied before), refused (the job is
+// elsewhere; wait for its row to catch up), or unknown (Kafka did not answer; run again).
+struct Sent {
+  enum Kind { kTaken, kRefused, kUnknown } kind = kUnknown;
+  std::int64_t version = 0;
+  std::string detail;
+};
+
+// What a failed step tells the job.
+struct StepFailure {
+  std::string step;
+  std::string error;
+  bool retryable = false;
+};
+
+}  // namespace
+
+SendCommand send_through(commands::CommandBus& bus) {
+  return [&bus](const CommandEnvelope& command) {
+    auto promise = std::make_shared<std::promise<commands::SendResult>>();
+    auto result = promise->get_future();
+    bus.send(command, [promise](commands::SendResult r) { promise->set_value(std::move(r)); });
+    return result.get();  // the bus answers every send, within its reply timeout
+  };
+}
+
+struct Workers::Impl {
+  Impl(WorkerOptions o, SendCommand s, prometheus::Registry& registry)
+      : options(std::move(o)),
+        send(std::move(s)),
+        conninfo(core::postgres_conninfo(options.postgres)),
+        instance(commands::uuid_v7(system_now_us() / 1000)),
+        steps(prometheus::BuildCounter()
+                  .Name("cauce_worker_steps_total")
+                  .Help("Job steps run by the workers, by job kind, step and result")
+                  .Register(registry)) {
+    if (!options.now_us) options.now_us = system_now_us;
+  }
+
+  WorkerOptions options;
+  SendCommand send;
+  std::string conninfo;
+  std::string instance;  // lease owner: this process, this start
+  prometheus::Family<prometheus::Counter>& steps;
+
+  std::atomic<bool> running{false};
+  std::mutex mutex;
+  std::condition_variable wake;  // runners and housekeeping sleep on it; stop and the feeder wake
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer;
+  std::unique_ptr<RdKafka::Producer> dlq;
+  std::vector<std::thread> threads;
+
+  bool sleep_for(std::chrono::milliseconds d) {
+    std::unique_lock lock(mutex);
+    wake.wait_for(lock, d, [this] { return !running.load(); });
+    return running.load();
+  }
+
+  void count(const std::string& kind, const std::string& step, const char* result) {
+    steps.Add({{"kind", kind}, {"step", step}, {"result", result}}).Increment();
+  }
+
+  // A connection for one thread, reopened with backoff while PostgreSQL is away.
+  std::unique_ptr<pqxx::connection> connect(core::ConditionLog& condition) {
+    core::Backoff backoff;
+    while (running) {
+      try {
+        auto c = core::connect_postgres(conninfo);
+        condition.cleared("workers reconnected to PostgreSQL");
+        return c;
+      } catch (const std::exception& e) {
+        condition.failing("workers cannot reach PostgreSQL, retrying", {{"error", e.what()}});
+        sleep_for(backoff.next());
+      }
+    }
+    return nullptr;
+  }
+
+  // ---- the feeder: the jobs' events into worker_jobs, failed jobs to the DLQ ----
+
+  void feeder_loop() {
+    core::ConditionLog condition(log());
+    std::unique_ptr<pqxx::connection> pg;
+    while (running) {
+      std::vector<ScheduleEntry> entries;
+      std::vector<std::pair<std::string, std::string>> dead;  // key, value for the DLQ
+      std::map<std::int32_t, std::int64_t> next_offsets;      // to commit once written
+      const auto deadline = Clock::now() + std::chrono::milliseconds(100);
+      std::size_t consumed = 0;
+      while (running && consumed < 500 && Clock::now() < deadline) {
+        std::unique_ptr<RdKafka::Message> m(consumer->consume(100));
+        if (m->err() == RdKafka::ERR__TIMED_OUT || m->err() == RdKafka::ERR__PARTITION_EOF) break;
+        if (m->err() != RdKafka::ERR_NO_ERROR) {
+          condition.failing("workers cannot read the event log", {{"error", m->errstr()}});
+          break;
+        }
+        ++consumed;
+        next_offsets[m->partition()] = m->offset() + 1;
+        const auto type = core::kafka_header(*m, commands::header::kAggregateType);
+        if (type && *type != "report" && *type != "backup") continue;
+        try {
+          const auto event = commands::event_from_json(core::kafka_payload(*m));
+          if (auto entry = schedule_after(event)) entries.push_back(std::move(*entry));
+          if (event.type == "report.failed" || event.type == "backup.failed") {
+            dead.emplace_back(event.aggregate_id, dead_letter(event));
+          }
+        } catch (const std::exception& e) {
+          // The projector parks what it cannot read; the workers just pass it by.
+          log().debug("workers skip a record they cannot read", {{"error", e.what()}});
+        }
+      }
+      if (consumed == 0) continue;
+      // Retried until it holds: the offsets are committed only after the rows (and dead
+      // letters) are written, so a crash re-reads them (the upsert is version-guarded).
+      core::Backoff backoff;
+      while (running) {
+        try {
+          if (!pg) pg = connect(condition);
+          if (!pg) return;
+          write_entries(*pg, entries);
+          publish_dead_letters(dead);
+          commit(next_offsets);
+          condition.cleared("workers write their schedule again");
+          break;
+        } catch (const pqxx::broken_connection& e) {
+          pg.reset();
+          condition.failing("workers cannot write their schedule, retrying", {{"error", e.what()}});
+        } catch (const std::exception& e) {
+          condition.failing("workers cannot write their schedule, retrying", {{"error", e.what()}});
+        }
+        sleep_for(backoff.next());
+      }
+      if (!entries.empty()) wake.notify_all();
+    }
+  }
+
+  void commit(const std::map<std::int32_t, std::int64_t>& next_offsets) {
+    std::vector<RdKafka::TopicPartition*> offsets;
+    for (const auto& [partition, offset] : next_offsets) {
+      offsets.push_back(
+          RdKafka::TopicPartition::create(options.kafka.events_topic, partition, offset));
+    }
+    const auto rc = consumer->commitSync(offsets);
+    RdKafka::TopicPartition::destroy(offsets);
+    // A partition that moved away meanwhile is re-read by its new owner: harmless, the rows
+    // are version-guarded.
+    if (rc != RdKafka::ERR_NO_ERROR && rc != RdKafka::ERR_REBALANCE_IN_PROGRESS &&
+        rc != RdKafka::ERR_ILLEGAL_GENERATION && rc != RdKafka::ERR_UNKNOWN_MEMBER_ID) {
+      throw core::DependencyError("kafka", "commit: " + RdKafka::err2str(rc), true);
+    }
+  }
+
+  static std::string dead_letter(const commands::EventEnvelope& e) {
+    std::string reason;
+    std::int64_t attempts = 0;
+    rapidjson::Document d;
+    d.Parse(e.data.c_str());
+    if (d.IsObject()) {
+      if (d.HasMember("reason") && d["reason"].IsString()) reason = d["reason"].GetString();
+      if (d.HasMember("attempts") && d["attempts"].IsInt64()) attempts = d["attempts"].GetInt64();
+    }
+    return json_object([&](JsonWriter& w) {
+      put(w, "kind", e.aggregate_type);
+      put(w, "job_id", e.aggregate_id);
+      put(w, "attempts", attempts);
+      put(w, "last_error", reason);
+      put(w, "failed_at", core::format_utc_micros(e.occurred_at_us));
+      put(w, "event_id", e.event_id);
+      put(w, "version", e.version);
+    });
+  }
+
+  static void write_entries(pqxx::connection& pg, const std::vector<ScheduleEntry>& entries) {
+    if (entries.empty()) return;
+    pqxx::work txn(pg);
+    for (const auto& s : entries) {
+      txn.exec_params(kUpsertJob, s.kind, s.id, s.version, s.round, s.attempt, s.step, s.started,
+                      s.due_at_us, s.title, s.source_url, s.content_type);
+    }
+    txn.commit();
+  }
+
+  void publish_dead_letters(const std::vector<std::pair<std::string, std::string>>& dead) {
+    if (dead.empty()) return;
+    for (const auto& [key, value] : dead) {
+      const auto rc = core::kafka_produce(*dlq, options.kafka.jobs_dlq_topic,
+                                          RdKafka::Topic::PARTITION_UA, key, value, {});
+      if (rc != RdKafka::ERR_NO_ERROR) {
+        throw core::DependencyError("kafka", "DLQ produce: " + RdKafka::err2str(rc), true);
+      }
+    }
+    if (dlq->flush(options.kafka.request_timeout_ms) != RdKafka::ERR_NO_ERROR ||
+        dlq->outq_len() > 0) {
+      throw core::DependencyError("kafka", "DLQ records not acknowledged in time", true);
+    }
+  }
+
+  // ---- runners ----
+
+  void runner_loop() {
+    core::ConditionLog condition(log());
+    std::unique_ptr<pqxx::connection> pg;
+    std::mt19937_64 random(std::random_device{}());
+    core::Backoff backoff;
+    while (running) {
+      std::optional<Claim> claim;
+      try {
+        if (!pg) pg = connect(condition);
+        if (!pg) return;
+        claim = claim_job(*pg);
+        condition.cleared("workers claim jobs again");
+        backoff.reset();
+      } catch (const std::exception& e) {
+        pg.reset();
+        condition.failing("workers cannot claim jobs, retrying", {{"error", e.what()}});
+        sleep_for(backoff.next());
+        continue;
+      }
+      if (!claim) {
+        sleep_for(std::chrono::milliseconds(options.workers.poll_ms));
+        continue;
+      }
+      std::int64_t awaits = claim->version;
+      std::chrono::milliseconds delay{0};
+      try {
+        const auto outcome = run(*claim, random);
+        awaits = outcome.first;
+        delay = outcome.second;
+      } catch (const std::exception& e) {
+        log().warn("a job step stopped unexpectedly; it runs again",
+                   {{"kind", claim->kind}, {"id", claim->id}, {"error", e.what()}});
+        delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
+      }
+      release(pg, *claim, awaits, delay, condition);
+    }
+  }
+
+  std::optional<Claim> claim_job(pqxx::connection& pg) {
+    pqxx::work txn(pg);
+    const auto rows = txn.exec_params(kClaimJob, instance, options.workers.lease_ms);
+    txn.commit();
+    if (rows.empty()) return std::nullopt;
+    const auto& r = rows[0];
+    return Claim{r[0].as<std::string>(),  r[1].as<std::string>(),  r[2].as<std::int64_t>(),
+                 r[3].as<std::int64_t>(), r[4].as<std::int64_t>(), r[5].as<std::string>(),
+                 r[6].as<bool>(),         r[7].as<std::string>(),  r[8].as<std::string>(),
+                 r[9].as<std::string>()};
+  }
+
+  void release(std::unique_ptr<pqxx::connection>& pg, const Claim& c, std::int64_t awaits,
+               std::chrono::milliseconds delay, core::ConditionLog& condition) {
+    // Not released (PostgreSQL away): the lease runs out and the job is claimed again.
+    try {
+      if (!pg) pg = connect(condition);
+      if (!pg) return;
+      pqxx::work txn(*pg);
+      txn.exec_params(kReleaseJob, c.kind, c.id, awaits, delay.count(), instance);
+      txn.commit();
+    } catch (const std::exception& e) {
+      pg.reset();
+      log().warn("could not release a job; its lease will expire",
+                 {{"id", c.id}, {"error", e.what()}});
+    }
+  }
+
+  Sent command(const Claim& c, const std::string& type, const std::string& data) {
+    CommandEnvelope e;
+    e.command_id = step_command_id(c.kind, c.id, c.round, c.attempt, type);
+    e.type = type;
+    e.aggregate_type = c.kind;
+    e.aggregate_id = c.id;
+    e.issued_at_us = options.now_us();
+    e.actor = "workers";
+    e.correlation_id = c.id;
+    // The command id alone is the request: the same step sent again with other figures (a
+    // rerun that downloaded again) is the same command, and its first outcome stands.
+    e.request_hash = core::sha256_hex(e.command_id);
+    e.data = data;
+    const auto result = send(e);
+    if (const auto* error = std::get_if<commands::SendError>(&result)) {
+      return {Sent::kUnknown, 0,
+              *error == commands::SendError::kTimeout ? "no reply in time" : "Kafka unavailable"};
+    }
+    const auto& reply = std::get<Reply>(result);
+    if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
+      return {Sent::kTaken, reply.version, ""};
+    }
+    return {Sent::kRefused, reply.version,
+            reply.rejection ? reply.rejection->code + ": " + reply.rejection->message
+                            : std::string(commands::outcome_name(reply.outcome))};
+  }
+
+  std::filesystem::path reports_dir() const { return options.data_dir / "reports"; }
+
+  // Runs the claimed step (and the steps after it, while they succeed). Returns the version the
+  // row must reach before the job is claimed again, and a delay.
+  std::pair<std::int64_t, std::chrono::milliseconds> run(Claim c, std::mt19937_64& random) {
+    const auto retry_soon = std::chrono::milliseconds(options.workers.backoff_base_ms);
+    const auto attempt_data = json_object([&](JsonWriter& w) { put(w, "attempt", c.attempt); });
+    const bool report = c.kind == "report";
+    std::int64_t version = c.version;
+    if (!c.started) {
+      const auto sent = command(c, report ? "report.start_download" : "backup.start", attempt_data);
+      if (sent.kind == Sent::kUnknown) return {version, retry_soon};
+      if (sent.kind == Sent::kRefused) {
+        log().info("job moved on; waiting for its row", {{"id", c.id}, {"detail", sent.detail}});
+        return {version + 1, std::chrono::milliseconds(0)};
+      }
+      version = sent.version;
+      log().info("job attempt started", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
+    }
+    std::optional<StepFailure> failure;
+    std::optional<Sent> done;
+    if (report) {
+      std::filesystem::create_directories(reports_dir());
+      const auto source = reports_dir() / (c.id + ".source");
+      if (c.step == "download") {
+        try {
+          const auto got = download(c.source_url, source, DownloadLimits::from(options.download));
+          count(c.kind, "download", "ok");
+          const auto sent = command(c, "report.record_download", json_object([&](JsonWriter& w) {
+                                      put(w, "attempt", c.attempt);
+                                      put(w, "bytes", got.bytes);
+                                      put(w, "sha256", got.sha256);
+                                      put(w, "content_type", got.content_type);
+                                    }));
+          if (sent.kind != Sent::kTaken) return after(sent, version, retry_soon);
+          version = sent.version;
+          c.step = "render";
+          c.content_type = got.content_type;
+        } catch (const DownloadError& e) {
+          count(c.kind, "download", e.retryable() ? "retryable" : "permanent");
+          failure = StepFailure{"download", e.what(), e.retryable()};
+        }
+      }
+      if (!failure && c.step == "render") {
+        try {
+          const auto pdf = render_report(source, c.content_type,
+                                         ReportDocument{c.title, c.source_url, options.now_us()},
+                                         reports_dir() / (c.id + ".pdf"));
+          count(c.kind, "render", "ok");
+          done = command(c, "report.record_render", json_object([&](JsonWriter& w) {
+                           put(w, "attempt", c.attempt);
+                           put(w, "pages", std::int64_t{pdf.pages});
+                           put(w, "bytes", pdf.bytes);
+                           put(w, "sha256", pdf.sha256);
+                         }));
+        } catch (const RenderError& e) {
+          count(c.kind, "render", "permanent");
+          failure = StepFailure{"render", e.what(), false};
+        } catch (const std::exception& e) {
+          // The source is gone (a data dir restored without it) or the PDF cannot be written:
+          // the next attempt downloads again.
+          count(c.kind, "render", "retryable");
+          failure = StepFailure{"render", e.what(), true};
+        }
+      }
+    } else {
+      try {
+        const auto taken =
+            take_backup(BackupSources{options.kafka, options.postgres, options.projections.name,
+                                      std::chrono::seconds(options.backups.export_timeout_s)},
+                        options.data_dir / "backups", c.id, options.now_us());
+        count(c.kind, "backup", "ok");
+        done = command(c, "backup.record_completion", json_object([&](JsonWriter& w) {
+                         put(w, "attempt", c.attempt);
+                         put(w, "bytes", taken.bytes);
+                         put(w, "sha256", taken.manifest_sha256);
+                         w.Key("positions");
+                         w.StartArray();
+                         for (const auto p : taken.positions) w.Int64(p);
+                         w.EndArray();
+                         put(w, "events", taken.events);
+                       }));
+      } catch (const std::exception& e) {
+        count(c.kind, "backup", "retryable");
+        failure = StepFailure{"backup", e.what(), true};
+      }
+    }
+    if (failure) return fail(c, *failure, version, random);
+    if (done && done->kind == Sent::kTaken) {
+      log().info("job done", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
+    }
+    return done ? after(*done, version, retry_soon) : std::pair{version, retry_soon};
+  }
+
+  static std::pair<std::int64_t, std::chrono::milliseconds> after(
+      const Sent& sent, std::int64_t version, std::chrono::milliseconds retry_soon) {
+    if (sent.kind == Sent::kTaken) return {sent.version, std::chrono::milliseconds(0)};
+    if (sent.kind == Sent::kRefused) return {version + 1, std::chrono::milliseconds(0)};
+    return {version, retry_soon};
+  }
+
+  std::pair<std::int64_t, std::chrono::milliseconds> fail(const Claim& c, const StepFailure& f,
+                                                          std::int64_t version,
+                                                          std::mt19937_64& random) {
+    const bool again = f.retryable && c.attempt < options.workers.max_attempts;
+    std::optional<std::int64_t> next;
+    if (again) {
+      const auto delay =
+          retry_delay(c.attempt, std::chrono::milliseconds(options.workers.backoff_base_ms),
+                      std::chrono::milliseconds(options.workers.backoff_cap_ms), random());
+      next =
+          options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
+    }
+    log().warn(again ? "job attempt failed; retrying later" : "job failed",
+               {{"kind", c.kind},
+                {"id", c.id},
+                {"attempt", c.attempt},
+                {"step", f.step},
+                {"retryable", f.retryable},
+                {"error", f.error}});
+    const auto sent = command(c, c.kind + ".record_failure", json_object([&](JsonWriter& w) {
+                                put(w, "attempt", c.attempt);
+                                put(w, "step", f.step);
+                                put(w, "error", commands::job::clip_error(f.error));
+                                w.Key("retryable");
+                                w.Bool(f.retryable);
+                                if (next) put(w, "next_attempt_at", core::format_utc_micros(*next));
+                              }));
+    return after(sent, version, std::chrono::milliseconds(options.workers.backoff_base_ms));
+  }
+
+  // ---- housekeeping: leases, the backup schedule, retention ----
+
+  void housekeeping_loop() {
+    core::ConditionLog condition(log());
+    std::unique_ptr<pqxx::connection> pg;
+    // The schedule's first backup is at the next slot boundary (:00 and :30 by default), not at
+    // every start.
+    std::int64_t requested_slot = options.backups.interval_s > 0
+                                      ? options.now_us() / 1'000'000 / options.backups.interval_s
+                                      : 0;
+    auto next_retention = Clock::now();
+    const auto tick = std::chrono::milliseconds(std::max(100, options.workers.lease_ms / 3));
+    while (sleep_for(tick)) {
+      try {
+        if (!pg) pg = connect(condition);
+        if (!pg) return;
+        pqxx::work txn(*pg);
+        txn.exec_params(kRenewLeases, instance, options.workers.lease_ms);
+        txn.commit();
+      } catch (const std::exception& e) {
+        pg.reset();
+        log().warn("could not renew job leases", {{"error", e.what()}});
+      }
+      const auto now = options.now_us();
+      if (options.backups.interval_s > 0) {
+        const auto slot = now / 1'000'000 / options.backups.interval_s;
+        if (slot != requested_slot && request_scheduled_backup(now)) requested_slot = slot;
+      }
+      if (Clock::now() >= next_retention) {
+        next_retention = Clock::now() + std::chrono::minutes(1);
+        apply_retention(now);
+      }
+    }
+  }
+
+  bool request_scheduled_backup(std::int64_t now) {
+    CommandEnvelope e;
+    e.aggregate_id = scheduled_backup_id(now, options.backups.interval_s);
+    e.command_id = commands::uuid_from_name("cauce scheduled backup request\n" + e.aggregate_id);
+    e.type = "backup.request";
+    e.aggregate_type = "backup";
+    e.issued_at_us = now;
+    e.actor = "schedule";
+    e.correlation_id = e.aggregate_id;
+    e.request_hash = core::sha256_hex(e.command_id);
+    e.data = "{}";
+    const auto result = send(e);
+    if (const auto* reply = std::get_if<Reply>(&result)) {
+      if (reply->outcome == ReplyOutcome::kApplied) {
+        log().info("scheduled backup requested", {{"id", e.aggregate_id}});
+      }
+      return true;  // applied here, or by another scheduler (duplicate / already exists)
+    }
+    return false;
+  }
+
+  void apply_retention(std::int64_t now) {
+    try {
+      for (const auto& b : expired_backups(options.data_dir / "backups", now,
+                                           std::chrono::hours(options.backups.retention_h))) {
+        CommandEnvelope e;
+        e.aggregate_id = b.id;
+        e.command_id = commands::uuid_from_name("cauce backup expire\n" + b.id);
+        e.type = "backup.expire";
+        e.aggregate_type = "backup";
+        e.issued_at_us = now;
+        e.actor = "retention";
+        e.correlation_id = b.id;
+        e.request_hash = core::sha256_hex(e.command_id);
+        e.data = "{}";
+        const auto result = send(e);
+        const auto* reply = std::get_if<Reply>(&result);
+        if (reply == nullptr) return;  // Kafka away: next time
+        // Recorded (or the log does not know this backup, e.g. restored elsewhere): delete.
+        std::filesystem::remove_all(b.directory);
+        log().info("expired backup deleted",
+                   {{"id", b.id}, {"created_at", core::format_utc_micros(b.created_at_us)}});
+      }
+    } catch (const std::exception& e) {
+      log().warn("backup retention failed", {{"error", e.what()}});
+    }
+  }
+};
+
+Workers::Workers(WorkerOptions options, SendCommand send, prometheus::Registry& registry)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(send), registry)) {}
+
+Workers::~Workers() { stop(); }
+
+void Workers::start() {
+  auto& o = impl_->options;
+  auto conf = core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.workers.group));
+  std::string err;
+  impl_->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!impl_->consumer) throw core::DependencyError("kafka", "workers consumer: " + err, false);
+  if (const auto rc = impl_->consumer->subscribe({o.kafka.events_topic});
+      rc != RdKafka::ERR_NO_ERROR) {
+    throw core::DependencyError("kafka", "subscribe: " + RdKafka::err2str(rc), true);
+  }
+  auto producer_conf = core::kafka_conf(o.kafka, {{"enable.idempotence", "true"}});
+  impl_->dlq.reset(RdKafka::Producer::create(producer_conf.get(), err));
+  if (!impl_->dlq) throw core::DependencyError("kafka", "DLQ producer: " + err, false);
+  impl_->running = true;
+  impl_->threads.emplace_back([impl = impl_.get()] { impl->feeder_loop(); });
+  for (int i = 0; i < o.workers.concurrency; ++i) {
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(); });
+  }
+  impl_->threads.emplace_back([impl = impl_.get()] { impl->housekeeping_loop(); });
+  log().info("workers started", {{"group", o.workers.group},
+                                 {"runners", o.workers.concurrency},
+                                 {"instance", impl_->instance}});
+}
+
+void Workers::stop() {
+  {
+    const std::lock_guard lock(impl_->mutex);
+    if (!impl_->running.exchange(false)) return;
+  }
+  impl_->wake.notify_all();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+  if (impl_->consumer) impl_->consumer->close();
+  if (impl_->dlq) impl_->dlq->flush(1000);
+  log().info("workers stopped");
+}
+
+}  // namespace cauce::workers
