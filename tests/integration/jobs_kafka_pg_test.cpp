@@ -336,5 +336,136 @@ TEST_F(JobsTest, AWorkerKilledMidRenderLosesNothingAndRendersOnce) {
   EXPECT_FALSE(std::filesystem::exists(data_.path() / "reports" / (id + ".pdf.part")));
 }
 
+// The read models as comparable text: every row of `table` as JSON, in key order, without the
+// columns that hold positions in the log (a restore renumbers the offsets).
+std::string table_text(const TempDatabase& db, const std::string& table, const std::string& order,
+                       const std::string& where = "true") {
+  return db.query_value(
+      "SELECT coalesce(string_agg((to_jsonb(t) - 'partition' - 'offset')::text, "
+      "E'\\n' ORDER BY " +
+      order + "), '') FROM " + table + " t WHERE " + where);
+}
+
+// Every aggregate's events (id, version, type, data, time, command), in log order.
+std::map<std::string, std::vector<std::string>> sequences(const core::KafkaConfig& kafka,
+                                                          const std::string& skip_type) {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& e : read_event_log(kafka)) {
+    const auto& v = e.envelope;
+    if (v.aggregate_type == skip_type) continue;
+    out[v.aggregate_id].push_back(v.event_id + " " + std::to_string(v.version) + " " + v.type +
+                                  " " + v.data + " " + std::to_string(v.occurred_at_us) + " " +
+                                  v.command_id);
+  }
+  return out;
+}
+
+TEST_F(JobsTest, ABackupRestoresOnAnEmptySystemAndACorruptedOneIsRefused) {
+  // Some history: contacts with calls and an update, an alert, a ready report.
+  std::vector<std::string> contacts;
+  for (int i = 0; i < 20; ++i) {
+    const auto r = call(beast_http::verb::post, "/v1/contacts",
+                        R"({"name":"Contacto )" + std::to_string(i) +
+                            R"( Ñandú","phone":"+35191234)" + std::to_string(5000 + i) + R"("})");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    contacts.push_back(parse(r.body)["id"].GetString());
+    ASSERT_EQ(call(beast_http::verb::post, "/v1/contacts/" + contacts.back() + "/calls",
+                   R"({"outcome":"answered","duration_s":30})")
+                  .status,
+              201u);
+  }
+  ASSERT_EQ(
+      call(beast_http::verb::patch, "/v1/contacts/" + contacts[0], R"({"notes":"vip"})").status,
+      200u);
+  ASSERT_EQ(
+      call(beast_http::verb::post, "/v1/alerts", R"({"level":"warning","title":"Disco"})").status,
+      201u);
+  report_when(request_report("Antes da cópia", sources_.url("/ok.csv")), "ready");
+
+  const auto requested = call(beast_http::verb::post, "/v1/backups");
+  ASSERT_EQ(requested.status, 202u) << requested.body;
+  const std::string backup_id = parse(requested.body)["id"].GetString();
+  std::string listed;
+  ASSERT_TRUE(eventually(
+      [&] {
+        listed = call(beast_http::verb::get, "/v1/backups").body;
+        const auto page = parse(listed);
+        return page.IsObject() && page["items"].Size() == 1 &&
+               std::string(page["items"][0]["status"].GetString()) == "completed";
+      },
+      60s))
+      << listed << serve_->output();
+  const auto backup_dir = data_.path() / "backups" / backup_id;
+  for (const auto* file : {"manifest.json", "readmodels.dump", "events-0.ndjson.gz"}) {
+    EXPECT_TRUE(std::filesystem::exists(backup_dir / file)) << file;
+  }
+  const auto verified = run_cauce({"backups", "verify", backup_id}, env());
+  EXPECT_EQ(verified.first, 0) << verified.second;
+  EXPECT_THAT(verified.second, HasSubstr("intact"));
+  serve_->signal(SIGTERM);
+  ASSERT_EQ(serve_->wait_exit(), 0);
+  serve_.reset();
+
+  // A corrupted copy is refused by verify and by restore, naming the file; nothing is written.
+  const auto corrupted = data_.path() / "corrupted";
+  std::filesystem::copy(backup_dir, corrupted);
+  {
+    std::fstream f(corrupted / "events-1.ndjson.gz",
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x7f');
+  }
+  TempDatabase target_db;
+  const auto target_kafka = test_kafka(2);
+  auto target_env = cauce_env(target_db.config(), target_kafka);
+  target_env["CAUCE_DATA_DIR"] = (data_.path() / "target").string();
+  const auto refused_verify = run_cauce({"backups", "verify", corrupted.string()}, env());
+  EXPECT_EQ(refused_verify.first, 1);
+  EXPECT_THAT(refused_verify.second, HasSubstr("events-1.ndjson.gz"));
+  const auto refused_restore = run_cauce({"restore", corrupted.string()}, target_env);
+  EXPECT_EQ(refused_restore.first, 1);
+  EXPECT_THAT(refused_restore.second, HasSubstr("events-1.ndjson.gz"));
+
+  // The real one restores on an empty Kafka and PostgreSQL.
+  const auto restored = run_cauce({"restore", backup_dir.string()}, target_env);
+  ASSERT_EQ(restored.first, 0) << restored.second;
+  EXPECT_THAT(restored.second, HasSubstr(R"("progress":"events")")) << "JSON progress off a TTY";
+  EXPECT_THAT(restored.second, HasSubstr("read models match the backup"));
+  EXPECT_EQ(sequences(target_kafka, "backup"), sequences(kafka_, "backup"))
+      << "same events, same order per aggregate";
+  for (const auto& [table, order] :
+       std::vector<std::pair<std::string, std::string>>{{"contacts", "id"},
+                                                        {"calls", "call_id"},
+                                                        {"alerts", "id"},
+                                                        {"alert_timeline", "alert_id, version"},
+                                                        {"reports", "id"}}) {
+    EXPECT_EQ(table_text(target_db, table, order), table_text(db_, table, order)) << table;
+  }
+  EXPECT_EQ(table_text(target_db, "events", "event_id", "aggregate_type <> 'backup'"),
+            table_text(db_, "events", "event_id", "aggregate_type <> 'backup'"));
+  const auto again = run_cauce({"restore", backup_dir.string()}, target_env);
+  EXPECT_EQ(again.first, 1) << "a second restore onto the same system is refused";
+  EXPECT_THAT(again.second, HasSubstr("not empty"));
+
+  // The restored system works: its processor rebuilt the aggregates from the restored log.
+  CauceProcess target({"serve"}, target_env);
+  const auto listening = target.wait_for_line(R"("msg":"listening")");
+  ASSERT_TRUE(listening) << target.output();
+  const auto port = listening_port(*listening);
+  std::string key;
+  std::getline(std::ifstream(data_.path() / "target" / "admin.key"), key);
+  ASSERT_TRUE(eventually(
+      [&] { return http_request(port, beast_http::verb::get, "/readyz").status == 200; }));
+  const auto patched = http_request(port, beast_http::verb::patch, "/v1/contacts/" + contacts[0],
+                                    R"({"notes":"still vip"})",
+                                    {{"Authorization", "Bearer " + key},
+                                     {"Content-Type", "application/json"},
+                                     {"If-Match", "\"3\""}});
+  EXPECT_EQ(patched.status, 200u) << patched.body;
+  EXPECT_THAT(patched.body, HasSubstr(R"("version":4)"));
+  target.signal(SIGTERM);
+  EXPECT_EQ(target.wait_exit(), 0);
+}
+
 }  // namespace
 }  // namespace cauce::testing

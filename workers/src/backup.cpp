@@ -109,6 +109,25 @@ void put(JsonWriter& w, const char* key, std::int64_t v) {
   w.Int64(v);
 }
 
+// The partition's high watermark, asked again for a while when the broker does not know yet
+// (topics created a moment ago have no leader for a second or two).
+std::int64_t high_watermark(RdKafka::Handle& handle, const std::string& topic, std::int32_t p,
+                            int request_timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    std::int64_t low = 0, high = 0;
+    const auto rc = handle.query_watermark_offsets(topic, p, &low, &high, request_timeout_ms);
+    if (rc == RdKafka::ERR_NO_ERROR) return high;
+    const bool transient =
+        rc == RdKafka::ERR_NOT_LEADER_FOR_PARTITION || rc == RdKafka::ERR_LEADER_NOT_AVAILABLE ||
+        rc == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART || rc == RdKafka::ERR__TIMED_OUT;
+    if (!transient || Clock::now() > deadline) {
+      throw core::DependencyError("kafka", topic + " watermarks: " + RdKafka::err2str(rc), true);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
 // ---- the event-log export ----
 
 struct PartitionExport {
@@ -388,12 +407,8 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
         core::kafka_partition_count(*probe, sources.kafka.events_topic,
                                     std::chrono::milliseconds(sources.kafka.request_timeout_ms));
     for (std::int32_t p = 0; p < count; ++p) {
-      std::int64_t low = 0, high = 0;
-      const auto rc = probe->query_watermark_offsets(sources.kafka.events_topic, p, &low, &high,
-                                                     sources.kafka.request_timeout_ms);
-      if (rc != RdKafka::ERR_NO_ERROR) {
-        throw core::DependencyError("kafka", "watermarks: " + RdKafka::err2str(rc), true);
-      }
+      const auto high =
+          high_watermark(*probe, sources.kafka.events_topic, p, sources.kafka.request_timeout_ms);
       const auto checkpoint = checkpoints.find(p);
       if (checkpoint == checkpoints.end() && high > 0) {
         throw std::runtime_error("the read models have not projected partition " +
@@ -579,11 +594,8 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) throw core::DependencyError("kafka", "restore producer: " + err, false);
   for (int p = 0; p < partitions; ++p) {
-    std::int64_t low = 0, high = 0;
-    const auto rc = producer->query_watermark_offsets(target.kafka.events_topic, p, &low, &high,
-                                                      target.kafka.request_timeout_ms);
-    if (rc != RdKafka::ERR_NO_ERROR)
-      throw core::DependencyError("kafka", RdKafka::err2str(rc), true);
+    const auto high =
+        high_watermark(*producer, target.kafka.events_topic, p, target.kafka.request_timeout_ms);
     if (high > 0) {
       throw BackupError("the event topic " + target.kafka.events_topic +
                         " is not empty; a restore needs an empty Kafka");
@@ -658,9 +670,8 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
   // The read models: projected again from the restored log.
   std::map<std::int32_t, std::int64_t> ends;
   for (int p = 0; p < partitions; ++p) {
-    std::int64_t low = 0, high = 0;
-    producer->query_watermark_offsets(target.kafka.events_topic, p, &low, &high,
-                                      target.kafka.request_timeout_ms);
+    const auto high =
+        high_watermark(*producer, target.kafka.events_topic, p, target.kafka.request_timeout_ms);
     ends[p] = high;
   }
   prometheus::Registry registry;
