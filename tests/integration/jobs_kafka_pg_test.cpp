@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -54,7 +55,7 @@ class Sources {
 
  private:
   void answer(const std::string& path, int n, SourceServer::Response& r) {
-    if (path == "/ok.csv") {
+    if (path.starts_with("/ok.csv")) {
       r.body() = kCsv;
     } else if (path == "/flaky.csv") {
       if (n <= 2) r.result(beast_http::status::internal_server_error);
@@ -334,6 +335,39 @@ TEST_F(JobsTest, AWorkerKilledMidRenderLosesNothingAndRendersOnce) {
   EXPECT_EQ(count_type(events, "report.downloaded"), 1u);
   EXPECT_GT(ready["pdf"]["pages"].GetInt(), 100);
   EXPECT_FALSE(std::filesystem::exists(data_.path() / "reports" / (id + ".pdf.part")));
+}
+
+TEST_F(JobsTest, TwoWorkerProcessesRunEachJobOnce) {
+  // A second process with only the workers role: its commands go through cauce.commands to the
+  // first process's processor, and both claim jobs from the same table.
+  auto workers_env = env();
+  workers_env["CAUCE_ROLES"] = "workers";
+  workers_env["CAUCE_WORKERS_CONCURRENCY"] = "4";
+  CauceProcess second({"serve"}, workers_env);
+  ASSERT_TRUE(second.wait_for_line(R"("msg":"workers started")")) << second.output();
+  constexpr int kReports = 24;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kReports; ++i) {
+    ids.push_back(request_report("Report " + std::to_string(i),
+                                 sources_.url("/ok.csv?n=" + std::to_string(i))));
+  }
+  for (const auto& id : ids) report_when(id, "ready");
+  for (int i = 0; i < kReports; ++i) {
+    EXPECT_EQ(sources_.calls("/ok.csv?n=" + std::to_string(i)), 1) << "source " << i;
+  }
+  std::size_t rendered = 0;
+  for (const auto& e : read_event_log(kafka_)) rendered += e.envelope.type == "report.rendered";
+  EXPECT_EQ(rendered, static_cast<std::size_t>(kReports));
+  std::size_t by_second = 0;
+  const auto output = second.output();
+  for (auto at = output.find(R"("msg":"job done")"); at != std::string::npos;
+       at = output.find(R"("msg":"job done")", at + 1)) {
+    ++by_second;
+  }
+  RecordProperty("jobs_done_by_the_second_process", static_cast<int>(by_second));
+  std::cout << "the workers-only process finished " << by_second << " of " << kReports << " jobs\n";
+  second.signal(SIGTERM);
+  EXPECT_EQ(second.wait_exit(), 0) << second.output();
 }
 
 // The read models as comparable text: every row of `table` as JSON, in key order, without the
