@@ -20,9 +20,10 @@ ALTER TABLE backups
   ADD COLUMN events          bigint,                          -- events exported
   ADD COLUMN failure         text;
 
--- The workers' schedule: one row per job that still has a step to run (workers/README.md).
--- Written by the workers' event consumer from the job's events (version-guarded), claimed by a
--- runner with a lease, deleted when the job is ready, failed or completed.
+-- The workers' schedule: one row per job (workers/README.md). Written by the workers' event
+-- consumer from the job's events (version-guarded), claimed by a runner with a lease. A job that
+-- is ready, failed or completed keeps its row (step 'done'): an event read again can then never
+-- bring the job back.
 CREATE TABLE worker_jobs (
   kind          text        NOT NULL,  -- report, backup
   id            uuid        NOT NULL,
@@ -38,6 +39,7 @@ CREATE TABLE worker_jobs (
   title         text,                 -- reports: what the runner needs
   source_url    text,
   content_type  text,
+  step_at       timestamptz,          -- when the event that set the step happened
   PRIMARY KEY (kind, id)
 );
 CREATE INDEX worker_jobs_due ON worker_jobs (due_at) WHERE step <> 'done';

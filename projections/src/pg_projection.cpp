@@ -135,7 +135,7 @@ const std::string kInsertReports = std::string(R"(
   SELECT id, title, source_url, status, requested_at, updated_at, version, coalesce(round, 0),
          coalesce(attempts, 0), coalesce(new_errors, '[]'),
          nullif(next_attempt_at, '')::timestamptz, content_type, source_bytes, source_sha256,
-         pages, pdf_bytes, pdf_sha256, failure
+         pages, pdf_bytes, pdf_sha256, nullif(failure, '')
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kReportColumns + R"()
   WHERE created
@@ -170,7 +170,8 @@ const std::string kInsertBackups = std::string(R"(
                        failure)
   SELECT id, status, requested_at, updated_at, version, created_at, coalesce(round, 0),
          coalesce(attempts, 0), coalesce(new_errors, '[]'),
-         nullif(next_attempt_at, '')::timestamptz, size_bytes, sha256, positions, events, failure
+         nullif(next_attempt_at, '')::timestamptz, size_bytes, sha256, positions, events,
+         nullif(failure, '')
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kBackupColumns + R"()
   WHERE created

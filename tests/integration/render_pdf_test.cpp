@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -101,6 +102,16 @@ TEST_F(RenderTest, AJsonArrayOfObjectsRendersItsKeysAsColumns) {
   EXPECT_THAT(text, HasSubstr("region"));
   EXPECT_THAT(text, HasSubstr("Norte"));
   EXPECT_THAT(text, HasSubstr("12.5"));
+}
+
+// A job that renders again (its worker was killed after rendering) publishes the same bytes.
+TEST_F(RenderTest, TheSameSourceAndDocumentRenderTheSameBytes) {
+  const auto source = write("same.csv", "operator,calls\nAna,3\nJosé,12\n");
+  const auto first = render_report(source, "text/csv", document_, dir_ / "first.pdf");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // another second on the clock
+  const auto second = render_report(source, "text/csv", document_, dir_ / "second.pdf");
+  EXPECT_EQ(first.sha256, second.sha256);
+  EXPECT_EQ(first.bytes, second.bytes);
 }
 
 TEST_F(RenderTest, ALatin1SourceStillRendersWithReplacementCharacters) {

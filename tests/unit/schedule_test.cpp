@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cauce/commands/jobs.hpp>
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/workers/backup.hpp>
@@ -114,6 +115,19 @@ TEST(ScheduleTest, StepIdsAndBackupSlotsAreTheSameWhoeverAsks) {
   EXPECT_NE(scheduled_backup_id(slot_start, 1800),
             scheduled_backup_id(slot_start + 1'800'000'000, 1800));
   EXPECT_TRUE(commands::is_uuid(scheduled_backup_id(kNow, 1800)));
+}
+
+TEST(ScheduleTest, ErrorsBecomeTextAJobEventCanHold) {
+  EXPECT_EQ(printable_error("HTTP 404"), "HTTP 404");
+  EXPECT_EQ(printable_error("t\xe9xt/html"), "t\xEF\xBF\xBDxt/html") << "Latin-1 byte";
+  EXPECT_EQ(printable_error("a\nb\x01" "c"), "a b c");
+  EXPECT_EQ(printable_error(std::string("nul\0here", 8)), "nul here");
+  EXPECT_EQ(printable_error("\xed\xa0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD")
+      << "a surrogate is not UTF-8";
+  EXPECT_EQ(printable_error("\xc0\xaf"), "\xEF\xBF\xBD\xEF\xBF\xBD") << "overlong";
+  EXPECT_EQ(printable_error("José 李娜 😀"), "José 李娜 😀");
+  EXPECT_EQ(printable_error(""), "unknown error");
+  EXPECT_LE(printable_error(std::string(5000, 'x')).size(), commands::job::kMaxErrorBytes);
 }
 
 // A directory of fake backups: complete ones (a manifest), one being written, one broken.

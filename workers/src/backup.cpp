@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -50,17 +51,16 @@ const core::Logger& log() {
 // canonical and the columns left out (positions in the old log, which a restore renumbers).
 struct DigestedTable {
   const char* name;
-  const char* order_by;
   const char* excluded;  // "- 'column'" terms
 };
 constexpr DigestedTable kDigestedTables[] = {
-    {"events", "event_id", "- 'partition' - 'offset'"},
-    {"contacts", "id", ""},
-    {"calls", "call_id", ""},
-    {"alerts", "id", ""},
-    {"alert_timeline", "alert_id, version", ""},
-    {"reports", "id", ""},
-    {"backups", "id", ""},
+    {"events", "- 'partition' - 'offset'"},
+    {"contacts", ""},
+    {"calls", ""},
+    {"alerts", ""},
+    {"alert_timeline", ""},
+    {"reports", ""},
+    {"backups", ""},
 };
 
 struct TableDigest {
@@ -68,13 +68,14 @@ struct TableDigest {
   std::string md5;
 };
 
-// Row count and an md5 over the rows' JSON in key order: equal digests, equal tables.
+// Row count and the sum of the rows' 64-bit hashes (the first 16 hex digits of the md5 of each
+// row's JSON): equal digests, equal tables, in constant memory whatever the table's size.
 std::map<std::string, TableDigest> table_digests(pqxx::transaction_base& txn) {
   std::map<std::string, TableDigest> out;
   for (const auto& t : kDigestedTables) {
     const auto row = txn.exec1(
-        std::string("SELECT count(*), coalesce(md5(string_agg(md5((to_jsonb(t) ") + t.excluded +
-        ")::text), '' ORDER BY " + t.order_by + ")), '') FROM " + t.name + " t");
+        std::string("SELECT count(*), coalesce(sum(('x' || substr(md5((to_jsonb(t) ") + t.excluded +
+        ")::text), 1, 16))::bit(64)::bigint::numeric), 0)::text FROM " + t.name + " t");
     out[t.name] = TableDigest{row[0].as<std::int64_t>(), row[1].as<std::string>()};
   }
   return out;
@@ -186,7 +187,7 @@ void export_partitions(const BackupSources& sources, const std::string& id, cons
   std::vector<GzFile> files(parts.size());
   std::size_t open = 0;
   for (std::size_t i = 0; i < parts.size(); ++i) {
-    files[i] = gz_open(dir / parts[i].file, "wb6");
+    files[i] = gz_open(dir / parts[i].file, "wb1");  // fast: the export races pg_dump
     if (parts[i].to == 0) continue;
     index[parts[i].partition] = i;
     assignment.push_back(RdKafka::TopicPartition::create(
@@ -271,51 +272,83 @@ std::string find_program(const std::string& name) {
   throw std::runtime_error(name + " not found (Debian package postgresql-client)");
 }
 
-// Runs pg_dump in the exported snapshot; the password reaches it through its environment only.
-void pg_dump(const core::PostgresConfig& pg, const std::string& snapshot, const fs::path& out) {
-  const auto program = find_program("pg_dump");
-  std::vector<std::string> args = {program,
-                                   "--format=custom",
-                                   "--no-owner",
-                                   "--snapshot=" + snapshot,
-                                   "--file=" + out.string(),
-                                   "--host=" + pg.host,
-                                   "--port=" + std::to_string(pg.port),
-                                   "--username=" + pg.user,
-                                   "--dbname=" + pg.database};
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::string_view(*e).starts_with("PGPASSWORD=")) continue;
-    env_strings.emplace_back(*e);
+// pg_dump in the exported snapshot, running beside the log export; the password reaches it
+// through its environment only. Killed if still running when this is destroyed.
+class PgDump {
+ public:
+  PgDump(const core::PostgresConfig& pg, const std::string& snapshot, fs::path out)
+      : out_(std::move(out)) {
+    const auto program = find_program("pg_dump");
+    std::vector<std::string> args = {program,
+                                     "--format=custom",
+                                     "--no-owner",
+                                     "--lock-wait-timeout=60000",
+                                     "--snapshot=" + snapshot,
+                                     "--file=" + out_.string(),
+                                     "--host=" + pg.host,
+                                     "--port=" + std::to_string(pg.port),
+                                     "--username=" + pg.user,
+                                     "--dbname=" + pg.database};
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::string_view(*e).starts_with("PGPASSWORD=")) continue;
+      env_strings.emplace_back(*e);
+    }
+    auto password = pg.password.reveal();
+    if (password.empty() && !pg.password_file.empty()) {
+      std::ifstream in(pg.password_file);
+      std::getline(in, password);
+    }
+    if (!password.empty()) env_strings.push_back("PGPASSWORD=" + password);
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    if (const int rc =
+            posix_spawn(&pid_, program.c_str(), nullptr, nullptr, argv.data(), envp.data());
+        rc != 0) {
+      throw std::system_error(rc, std::generic_category(), "cannot start pg_dump");
+    }
   }
-  auto password = pg.password.reveal();
-  if (password.empty() && !pg.password_file.empty()) {
-    std::ifstream in(pg.password_file);
-    std::getline(in, password);
+  PgDump(const PgDump&) = delete;
+  PgDump& operator=(const PgDump&) = delete;
+  ~PgDump() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
   }
-  if (!password.empty()) env_strings.push_back("PGPASSWORD=" + password);
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = 0;
-  if (const int rc = posix_spawn(&pid, program.c_str(), nullptr, nullptr, argv.data(), envp.data());
-      rc != 0) {
-    throw std::system_error(rc, std::generic_category(), "cannot start pg_dump");
+
+  // Waits for it (killing it at `deadline`); throws unless it wrote the dump.
+  void finish(Clock::time_point deadline) {
+    int status = 0;
+    for (;;) {
+      const auto r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) break;
+      if (r < 0 && errno != EINTR) {
+        throw std::system_error(errno, std::generic_category(), "waiting for pg_dump");
+      }
+      if (Clock::now() > deadline) {
+        throw std::runtime_error("pg_dump did not finish within backups.export_timeout_s");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    pid_ = -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      throw core::DependencyError("postgres",
+                                  "pg_dump failed (exit " +
+                                      std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                                      ")",
+                                  true);
+    }
+    fsync_path(out_, false);
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw core::DependencyError("postgres",
-                                "pg_dump failed (exit " +
-                                    std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
-                                    ")",
-                                true);
-  }
-  fsync_path(out, false);
-}
+
+ private:
+  fs::path out_;
+  pid_t pid_ = -1;
+};
 
 // ---- manifest ----
 
@@ -346,6 +379,20 @@ rapidjson::Document read_manifest(const fs::path& directory) {
     throw BackupError(kManifest + std::string(": format ") + std::to_string(d["format"].GetInt()) +
                       " is not one this cauce reads");
   }
+  for (const auto& f : d["files"].GetArray()) {
+    const bool entry = f.IsObject() && f.HasMember("name") && f["name"].IsString() &&
+                       f.HasMember("bytes") && f["bytes"].IsInt64() && f.HasMember("sha256") &&
+                       f["sha256"].IsString();
+    if (!entry || std::string_view(f["name"].GetString()).find('/') != std::string_view::npos ||
+        std::string_view(f["name"].GetString()).starts_with(".")) {
+      throw BackupError(kManifest + std::string(": a files entry is not {name, bytes, sha256}"));
+    }
+  }
+  try {
+    core::parse_utc_micros(d["created_at"].GetString());
+  } catch (const std::invalid_argument&) {
+    throw BackupError(kManifest + std::string(": created_at is not an RFC 3339 UTC time"));
+  }
   return d;
 }
 
@@ -365,9 +412,10 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
                         const std::string& id, std::int64_t now_us) {
   const auto started = Clock::now();
   fs::create_directories(backups_dir);
-  const auto tmp = backups_dir / ("." + id + ".tmp");
+  // A name of this run's own: a second run of the same backup (a lease that lapsed) never writes
+  // into this one's files. Leftovers of crashed runs are removed by retention.
+  const auto tmp = backups_dir / ("." + id + "." + core::random_hex(4) + ".tmp");
   const auto final_dir = backups_dir / id;
-  fs::remove_all(tmp);
   fs::create_directories(tmp);
   struct RemoveUnlessDone {
     fs::path path;
@@ -419,10 +467,14 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
     }
     probe->close();
   }
-  pg_dump(sources.postgres, snapshot, tmp / kDump);
+  // pg_dump reads its snapshot while the log is exported; the snapshot's transaction stays open
+  // until it is done.
+  const auto deadline = Clock::now() + sources.export_timeout;
+  PgDump dump(sources.postgres, snapshot, tmp / kDump);
+  export_partitions(sources, id, tmp, parts);
+  dump.finish(deadline);
   snapshot_txn.commit();
   pg.reset();
-  export_partitions(sources, id, tmp, parts);
 
   std::vector<FileEntry> files;
   BackupTaken taken;
@@ -579,6 +631,31 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
   verify_backup(directory);
   progress("verify", 1, 1);
   const auto manifest = read_manifest(directory);
+  const auto restorable = [&] {
+    if (!manifest.HasMember("partitions") || !manifest["partitions"].IsArray() ||
+        manifest["partitions"].Empty() || !manifest.HasMember("events") ||
+        !manifest["events"].IsInt64() || !manifest.HasMember("read_models") ||
+        !manifest["read_models"].IsObject() || !manifest["read_models"].HasMember("tables") ||
+        !manifest["read_models"]["tables"].IsObject()) {
+      return false;
+    }
+    int expected_partition = 0;
+    for (const auto& p : manifest["partitions"].GetArray()) {
+      if (!p.IsObject() || !p.HasMember("partition") || !p["partition"].IsInt() ||
+          p["partition"].GetInt() != expected_partition++ || !p.HasMember("file") ||
+          !p["file"].IsString()) {
+        return false;
+      }
+    }
+    for (const auto& t : manifest["read_models"]["tables"].GetObject()) {
+      if (!t.value.IsObject() || !t.value.HasMember("rows") || !t.value["rows"].IsInt64() ||
+          !t.value.HasMember("md5") || !t.value["md5"].IsString()) {
+        return false;
+      }
+    }
+    return true;
+  };
+  if (!restorable()) throw BackupError("manifest.json: partitions or read models malformed");
   const auto& parts = manifest["partitions"].GetArray();
   const int partitions = static_cast<int>(parts.Size());
 

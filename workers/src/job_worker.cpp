@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -69,12 +70,13 @@ void put(JsonWriter& w, const char* key, std::int64_t value) {
 // Upserts a job's row from its events; a row never goes back to an older version.
 const char* const kUpsertJob = R"(
   INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, title,
-                                source_url, content_type)
+                                source_url, content_type, step_at)
   VALUES ($1, $2::uuid, $3, coalesce($4, 0), $5, $6, $7, to_timestamp($8::double precision / 1e6),
-          $9, $10, $11)
+          $9, $10, $11, to_timestamp($12::double precision / 1e6))
   ON CONFLICT (kind, id) DO UPDATE SET
     version = excluded.version, round = coalesce($4, j.round), attempt = excluded.attempt,
     step = excluded.step, started = excluded.started, due_at = excluded.due_at,
+    step_at = excluded.step_at,
     title = coalesce(excluded.title, j.title), source_url = coalesce(excluded.source_url,
     j.source_url), content_type = coalesce(excluded.content_type, j.content_type)
   WHERE j.version < excluded.version)";
@@ -90,7 +92,8 @@ const char* const kClaimJob = R"(
       AND (lease_until IS NULL OR lease_until < now())
     ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
   RETURNING j.kind, j.id::text, j.version, j.round, j.attempt, j.step, j.started,
-            coalesce(j.title, ''), coalesce(j.source_url, ''), coalesce(j.content_type, ''))";
+            coalesce(j.title, ''), coalesce(j.source_url, ''), coalesce(j.content_type, ''),
+            (extract(epoch FROM j.step_at) * 1e6)::bigint)";
 
 // Gives the job back: due again at once (or after `$4` ms), and not before the row reflects
 // version `$3` (what this runner's last command made of the job).
@@ -101,9 +104,10 @@ const char* const kReleaseJob = R"(
                                     secs => $4::double precision / 1e3))
   WHERE kind = $1 AND id = $2::uuid AND lease_owner = $5)";
 
+// Only the claims a runner here is still running: a claim whose release failed lapses.
 const char* const kRenewLeases = R"(
   UPDATE worker_jobs SET lease_until = now() + make_interval(secs => $2::double precision / 1e3)
-  WHERE lease_owner = $1)";
+  WHERE lease_owner = $1 AND kind || '/' || id::text = ANY($3::text[]))";
 
 struct Claim {
   std::string kind;
@@ -116,14 +120,26 @@ struct Claim {
   std::string title;
   std::string source_url;
   std::string content_type;
+  std::int64_t step_at_us = 0;  // when the event that set the step happened
 };
 
 // The outcome of a job command: taken (applied, or applied before), refused (the job is
 // elsewhere; wait for its row to catch up), or unknown (Kafka did not answer; run again).
 struct Sent {
-  enum Kind { kTaken, kRefused, kUnknown } kind = kUnknown;
+  // kRefused: the job is elsewhere than this step (wait for its row); kInvalid: the command
+  // itself was refused (a bug or an unstorable text): the step fails.
+  enum Kind { kTaken, kRefused, kInvalid, kUnknown } kind = kUnknown;
   std::int64_t version = 0;
   std::string detail;
+};
+
+// Counts the dead letters the broker did not take (called on the feeder thread, in flush).
+class DeliveryReports : public RdKafka::DeliveryReportCb {
+ public:
+  void dr_cb(RdKafka::Message& message) override {
+    if (message.err() != RdKafka::ERR_NO_ERROR) ++failed;
+  }
+  std::atomic<int> failed{0};
 };
 
 // What a failed step tells the job.
@@ -163,9 +179,13 @@ struct Workers::Impl {
   std::string instance;  // lease owner: this process, this start
   prometheus::Family<prometheus::Counter>& steps;
 
-  std::atomic<bool> running{false};
+  std::atomic<bool> running{false};       // feeder and runners
+  std::atomic<bool> housekeeping{false};  // stops after the runners: their leases stay renewed
   std::mutex mutex;
   std::condition_variable wake;  // runners and housekeeping sleep on it; stop and the feeder wake
+  std::uint64_t schedule_changes = 0;                  // under mutex: the feeder wrote rows
+  std::set<std::pair<std::string, std::string>> held;  // under mutex: claims being run here
+  DeliveryReports dlq_reports;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::unique_ptr<RdKafka::Producer> dlq;
   std::vector<std::thread> threads;
@@ -176,21 +196,34 @@ struct Workers::Impl {
     return running.load();
   }
 
+  // An idle runner: until the poll interval passes, the feeder writes rows, or stop.
+  void idle() {
+    std::unique_lock lock(mutex);
+    const auto seen = schedule_changes;
+    wake.wait_for(lock, std::chrono::milliseconds(options.workers.poll_ms),
+                  [&] { return !running.load() || schedule_changes != seen; });
+  }
+
   void count(const std::string& kind, const std::string& step, const char* result) {
     steps.Add({{"kind", kind}, {"step", step}, {"result", result}}).Increment();
   }
 
   // A connection for one thread, reopened with backoff while PostgreSQL is away.
   std::unique_ptr<pqxx::connection> connect(core::ConditionLog& condition) {
+    return connect(condition, running);
+  }
+  std::unique_ptr<pqxx::connection> connect(core::ConditionLog& condition,
+                                            const std::atomic<bool>& alive) {
     core::Backoff backoff;
-    while (running) {
+    while (alive) {
       try {
         auto c = core::connect_postgres(conninfo);
         condition.cleared("workers reconnected to PostgreSQL");
         return c;
       } catch (const std::exception& e) {
         condition.failing("workers cannot reach PostgreSQL, retrying", {{"error", e.what()}});
-        sleep_for(backoff.next());
+        std::unique_lock lock(mutex);
+        wake.wait_for(lock, backoff.next(), [&] { return !alive.load(); });
       }
     }
     return nullptr;
@@ -250,7 +283,11 @@ struct Workers::Impl {
         }
         sleep_for(backoff.next());
       }
-      if (!entries.empty()) wake.notify_all();
+      if (!entries.empty()) {
+        const std::lock_guard lock(mutex);
+        ++schedule_changes;
+        wake.notify_all();
+      }
     }
   }
 
@@ -295,13 +332,14 @@ struct Workers::Impl {
     pqxx::work txn(pg);
     for (const auto& s : entries) {
       txn.exec_params(kUpsertJob, s.kind, s.id, s.version, s.round, s.attempt, s.step, s.started,
-                      s.due_at_us, s.title, s.source_url, s.content_type);
+                      s.due_at_us, s.title, s.source_url, s.content_type, s.at_us);
     }
     txn.commit();
   }
 
   void publish_dead_letters(const std::vector<std::pair<std::string, std::string>>& dead) {
     if (dead.empty()) return;
+    dlq_reports.failed = 0;
     for (const auto& [key, value] : dead) {
       const auto rc = core::kafka_produce(*dlq, options.kafka.jobs_dlq_topic,
                                           RdKafka::Topic::PARTITION_UA, key, value, {});
@@ -310,8 +348,8 @@ struct Workers::Impl {
       }
     }
     if (dlq->flush(options.kafka.request_timeout_ms) != RdKafka::ERR_NO_ERROR ||
-        dlq->outq_len() > 0) {
-      throw core::DependencyError("kafka", "DLQ records not acknowledged in time", true);
+        dlq->outq_len() > 0 || dlq_reports.failed > 0) {
+      throw core::DependencyError("kafka", "DLQ records not acknowledged", true);
     }
   }
 
@@ -337,7 +375,7 @@ struct Workers::Impl {
         continue;
       }
       if (!claim) {
-        sleep_for(std::chrono::milliseconds(options.workers.poll_ms));
+        idle();
         continue;
       }
       std::int64_t awaits = claim->version;
@@ -361,15 +399,24 @@ struct Workers::Impl {
     txn.commit();
     if (rows.empty()) return std::nullopt;
     const auto& r = rows[0];
+    {
+      const std::lock_guard lock(mutex);
+      held.emplace(r[0].as<std::string>(), r[1].as<std::string>());
+    }
     return Claim{r[0].as<std::string>(),  r[1].as<std::string>(),  r[2].as<std::int64_t>(),
                  r[3].as<std::int64_t>(), r[4].as<std::int64_t>(), r[5].as<std::string>(),
                  r[6].as<bool>(),         r[7].as<std::string>(),  r[8].as<std::string>(),
-                 r[9].as<std::string>()};
+                 r[9].as<std::string>(),  r[10].as<std::int64_t>()};
   }
 
   void release(std::unique_ptr<pqxx::connection>& pg, const Claim& c, std::int64_t awaits,
                std::chrono::milliseconds delay, core::ConditionLog& condition) {
-    // Not released (PostgreSQL away): the lease runs out and the job is claimed again.
+    // No longer renewed either way: if the release does not reach PostgreSQL, the lease runs
+    // out and the job is claimed again.
+    {
+      const std::lock_guard lock(mutex);
+      held.erase({c.kind, c.id});
+    }
     try {
       if (!pg) pg = connect(condition);
       if (!pg) return;
@@ -396,18 +443,25 @@ struct Workers::Impl {
     // rerun that downloaded again) is the same command, and its first outcome stands.
     e.request_hash = core::sha256_hex(e.command_id);
     e.data = data;
-    const auto result = send(e);
-    if (const auto* error = std::get_if<commands::SendError>(&result)) {
-      return {Sent::kUnknown, 0,
-              *error == commands::SendError::kTimeout ? "no reply in time" : "Kafka unavailable"};
+    // An unknown outcome is asked again with the same command (a few times, backing off), not
+    // answered by doing the work again: the work's second result could differ from the first.
+    core::Backoff backoff(std::chrono::milliseconds(200), std::chrono::milliseconds(2000));
+    for (int attempt = 1;; ++attempt) {
+      const auto result = send(e);
+      if (const auto* error = std::get_if<commands::SendError>(&result)) {
+        if (attempt < 6 && sleep_for(backoff.next())) continue;
+        return {Sent::kUnknown, 0,
+                *error == commands::SendError::kTimeout ? "no reply in time" : "Kafka unavailable"};
+      }
+      const auto& reply = std::get<Reply>(result);
+      if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
+        return {Sent::kTaken, reply.version, ""};
+      }
+      const auto detail = reply.rejection ? reply.rejection->code + ": " + reply.rejection->message
+                                          : std::string(commands::outcome_name(reply.outcome));
+      const bool elsewhere = reply.rejection && reply.rejection->code != "invalid";
+      return {elsewhere ? Sent::kRefused : Sent::kInvalid, reply.version, detail};
     }
-    const auto& reply = std::get<Reply>(result);
-    if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
-      return {Sent::kTaken, reply.version, ""};
-    }
-    return {Sent::kRefused, reply.version,
-            reply.rejection ? reply.rejection->code + ": " + reply.rejection->message
-                            : std::string(commands::outcome_name(reply.outcome))};
   }
 
   std::filesystem::path reports_dir() const { return options.data_dir / "reports"; }
@@ -415,27 +469,22 @@ struct Workers::Impl {
   // Runs the claimed step (and the steps after it, while they succeed). Returns the version the
   // row must reach before the job is claimed again, and a delay.
   std::pair<std::int64_t, std::chrono::milliseconds> run(Claim c, std::mt19937_64& random) {
-    const auto retry_soon = std::chrono::milliseconds(options.workers.backoff_base_ms);
-    const auto attempt_data = json_object([&](JsonWriter& w) { put(w, "attempt", c.attempt); });
     const bool report = c.kind == "report";
     std::int64_t version = c.version;
     if (!c.started) {
-      const auto sent = command(c, report ? "report.start_download" : "backup.start", attempt_data);
-      if (sent.kind == Sent::kUnknown) return {version, retry_soon};
-      if (sent.kind == Sent::kRefused) {
-        log().info("job moved on; waiting for its row", {{"id", c.id}, {"detail", sent.detail}});
-        return {version + 1, std::chrono::milliseconds(0)};
-      }
+      const auto sent = command(c, report ? "report.start_download" : "backup.start",
+                                json_object([&](JsonWriter& w) { put(w, "attempt", c.attempt); }));
+      if (sent.kind != Sent::kTaken) return after(sent, c, version);
       version = sent.version;
       log().info("job attempt started", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
     }
     std::optional<StepFailure> failure;
     std::optional<Sent> done;
     if (report) {
-      std::filesystem::create_directories(reports_dir());
       const auto source = reports_dir() / (c.id + ".source");
       if (c.step == "download") {
         try {
+          std::filesystem::create_directories(reports_dir());
           const auto got = download(c.source_url, source, DownloadLimits::from(options.download));
           count(c.kind, "download", "ok");
           const auto sent = command(c, "report.record_download", json_object([&](JsonWriter& w) {
@@ -444,19 +493,24 @@ struct Workers::Impl {
                                       put(w, "sha256", got.sha256);
                                       put(w, "content_type", got.content_type);
                                     }));
-          if (sent.kind != Sent::kTaken) return after(sent, version, retry_soon);
+          if (sent.kind != Sent::kTaken) return after(sent, c, version);
           version = sent.version;
           c.step = "render";
           c.content_type = got.content_type;
+          c.step_at_us = options.now_us();
         } catch (const DownloadError& e) {
           count(c.kind, "download", e.retryable() ? "retryable" : "permanent");
           failure = StepFailure{"download", e.what(), e.retryable()};
+        } catch (const std::exception& e) {  // the data dir cannot be written, say
+          count(c.kind, "download", "retryable");
+          failure = StepFailure{"download", e.what(), true};
         }
       }
       if (!failure && c.step == "render") {
         try {
+          // The document's time is the download's, so a rerun renders the same bytes.
           const auto pdf = render_report(source, c.content_type,
-                                         ReportDocument{c.title, c.source_url, options.now_us()},
+                                         ReportDocument{c.title, c.source_url, c.step_at_us},
                                          reports_dir() / (c.id + ".pdf"));
           count(c.kind, "render", "ok");
           done = command(c, "report.record_render", json_object([&](JsonWriter& w) {
@@ -498,17 +552,37 @@ struct Workers::Impl {
       }
     }
     if (failure) return fail(c, *failure, version, random);
-    if (done && done->kind == Sent::kTaken) {
+    if (done->kind == Sent::kInvalid) {
+      return fail(c, StepFailure{c.step, "the result was refused: " + done->detail, false}, version,
+                  random);
+    }
+    if (done->kind == Sent::kTaken) {
       log().info("job done", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
     }
-    return done ? after(*done, version, retry_soon) : std::pair{version, retry_soon};
+    return after(*done, c, version);
   }
 
-  static std::pair<std::int64_t, std::chrono::milliseconds> after(
-      const Sent& sent, std::int64_t version, std::chrono::milliseconds retry_soon) {
-    if (sent.kind == Sent::kTaken) return {sent.version, std::chrono::milliseconds(0)};
-    if (sent.kind == Sent::kRefused) return {version + 1, std::chrono::milliseconds(0)};
-    return {version, retry_soon};
+  // Where the row must be before the job is claimed again, and after how long.
+  std::pair<std::int64_t, std::chrono::milliseconds> after(const Sent& sent, const Claim& c,
+                                                           std::int64_t version) {
+    const auto soon = std::chrono::milliseconds(options.workers.backoff_base_ms);
+    switch (sent.kind) {
+      case Sent::kTaken:
+        return {sent.version, std::chrono::milliseconds(0)};
+      case Sent::kUnknown:
+        return {version, soon};
+      case Sent::kRefused:
+        // The job moved on (the row lags): wait for the row to show the job's version.
+        if (sent.version > c.version) return {sent.version, std::chrono::milliseconds(0)};
+        [[fallthrough]];
+      case Sent::kInvalid:
+        break;
+    }
+    // Refused although the row is current: not something a rerun fixes soon. Logged, and tried
+    // again after the longest backoff rather than never.
+    log().error("a job step was refused; trying again later",
+                {{"kind", c.kind}, {"id", c.id}, {"detail", sent.detail}});
+    return {version, std::chrono::milliseconds(options.workers.backoff_cap_ms)};
   }
 
   std::pair<std::int64_t, std::chrono::milliseconds> fail(const Claim& c, const StepFailure& f,
@@ -523,22 +597,23 @@ struct Workers::Impl {
       next =
           options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
     }
+    const auto error = printable_error(f.error);
     log().warn(again ? "job attempt failed; retrying later" : "job failed",
                {{"kind", c.kind},
                 {"id", c.id},
                 {"attempt", c.attempt},
                 {"step", f.step},
                 {"retryable", f.retryable},
-                {"error", f.error}});
+                {"error", error}});
     const auto sent = command(c, c.kind + ".record_failure", json_object([&](JsonWriter& w) {
                                 put(w, "attempt", c.attempt);
                                 put(w, "step", f.step);
-                                put(w, "error", commands::job::clip_error(f.error));
+                                put(w, "error", error);
                                 w.Key("retryable");
                                 w.Bool(f.retryable);
                                 if (next) put(w, "next_attempt_at", core::format_utc_micros(*next));
                               }));
-    return after(sent, version, std::chrono::milliseconds(options.workers.backoff_base_ms));
+    return after(sent, c, version);
   }
 
   // ---- housekeeping: leases, the backup schedule, retention ----
@@ -553,17 +628,31 @@ struct Workers::Impl {
                                       : 0;
     auto next_retention = Clock::now();
     const auto tick = std::chrono::milliseconds(std::max(100, options.workers.lease_ms / 3));
-    while (sleep_for(tick)) {
+    const auto pause = [&] {
+      std::unique_lock lock(mutex);
+      wake.wait_for(lock, tick, [this] { return !housekeeping.load(); });
+      return housekeeping.load();
+    };
+    while (pause()) {
+      std::string claims = "{";
+      {
+        const std::lock_guard lock(mutex);
+        for (const auto& [kind, id] : held) {
+          claims += (claims.size() > 1 ? "," : "") + kind + "/" + id;
+        }
+      }
+      claims += "}";
       try {
-        if (!pg) pg = connect(condition);
+        if (!pg) pg = connect(condition, housekeeping);
         if (!pg) return;
         pqxx::work txn(*pg);
-        txn.exec_params(kRenewLeases, instance, options.workers.lease_ms);
+        txn.exec_params(kRenewLeases, instance, options.workers.lease_ms, claims);
         txn.commit();
       } catch (const std::exception& e) {
         pg.reset();
         log().warn("could not renew job leases", {{"error", e.what()}});
       }
+      if (!running) continue;  // stopping: only the leases, until the runners are joined
       const auto now = options.now_us();
       if (options.backups.interval_s > 0) {
         const auto slot = now / 1'000'000 / options.backups.interval_s;
@@ -619,6 +708,18 @@ struct Workers::Impl {
         log().info("expired backup deleted",
                    {{"id", b.id}, {"created_at", core::format_utc_micros(b.created_at_us)}});
       }
+      // Temporary directories of runs that crashed: gone once older than the retention.
+      std::error_code ec;
+      const auto horizon = std::filesystem::file_time_type::clock::now() -
+                           std::chrono::hours(options.backups.retention_h);
+      for (const auto& entry :
+           std::filesystem::directory_iterator(options.data_dir / "backups", ec)) {
+        const auto name = entry.path().filename().string();
+        if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
+            entry.last_write_time() < horizon) {
+          std::filesystem::remove_all(entry.path(), ec);
+        }
+      }
     } catch (const std::exception& e) {
       log().warn("backup retention failed", {{"error", e.what()}});
     }
@@ -641,9 +742,13 @@ void Workers::start() {
     throw core::DependencyError("kafka", "subscribe: " + RdKafka::err2str(rc), true);
   }
   auto producer_conf = core::kafka_conf(o.kafka, {{"enable.idempotence", "true"}});
+  if (producer_conf->set("dr_cb", &impl_->dlq_reports, err) != RdKafka::Conf::CONF_OK) {
+    throw core::ConfigError("kafka.dr_cb", err);
+  }
   impl_->dlq.reset(RdKafka::Producer::create(producer_conf.get(), err));
   if (!impl_->dlq) throw core::DependencyError("kafka", "DLQ producer: " + err, false);
   impl_->running = true;
+  impl_->housekeeping = true;
   impl_->threads.emplace_back([impl = impl_.get()] { impl->feeder_loop(); });
   for (int i = 0; i < o.workers.concurrency; ++i) {
     impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(); });
@@ -660,8 +765,17 @@ void Workers::stop() {
     if (!impl_->running.exchange(false)) return;
   }
   impl_->wake.notify_all();
-  for (auto& t : impl_->threads) t.join();
-  impl_->threads.clear();
+  // The feeder and the runners first (a step in progress finishes), while housekeeping still
+  // renews their leases; then housekeeping.
+  auto& threads = impl_->threads;
+  for (std::size_t i = 0; i + 1 < threads.size(); ++i) threads[i].join();
+  {
+    const std::lock_guard lock(impl_->mutex);
+    impl_->housekeeping = false;
+  }
+  impl_->wake.notify_all();
+  threads.back().join();
+  threads.clear();
   if (impl_->consumer) impl_->consumer->close();
   if (impl_->dlq) impl_->dlq->flush(1000);
   log().info("workers stopped");

@@ -326,6 +326,10 @@ Rendered render_report(const std::filesystem::path& data, const std::string& con
         cairo_pdf_surface_create(part.path().c_str(), kWidth, kHeight));
     const std::unique_ptr<cairo_t, CairoFree> cr(cairo_create(surface.get()));
     cairo_pdf_surface_set_metadata(surface.get(), CAIRO_PDF_METADATA_TITLE, document.title.c_str());
+    // The document's own time, not the clock's: the same source and document give the same
+    // bytes (a rerun of a job renders what the first run rendered).
+    const auto created = core::format_utc_micros(document.generated_at_us).substr(0, 19);
+    cairo_pdf_surface_set_metadata(surface.get(), CAIRO_PDF_METADATA_CREATE_DATE, created.c_str());
     Painter painter(cr.get());
     int page = 1;
     const auto footer = [&] {

@@ -2,6 +2,7 @@
 
 #include <rapidjson/document.h>
 
+#include <cauce/commands/jobs.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/workers/schedule.hpp>
 
@@ -39,6 +40,7 @@ std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e) {
   s.version = e.version;
   s.step = first_step;
   s.due_at_us = e.occurred_at_us;
+  s.at_us = e.occurred_at_us;
   if (what == "requested") {
     s.round = 0;
     s.title = text(d, "title");
@@ -67,6 +69,48 @@ std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e) {
     return std::nullopt;
   }
   return s;
+}
+
+std::string printable_error(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  const auto replacement = "\xEF\xBF\xBD";
+  for (std::size_t i = 0; i < in.size();) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    std::size_t length = c < 0x80         ? 1
+                         : (c >> 5) == 6  ? 2
+                         : (c >> 4) == 14 ? 3
+                         : (c >> 3) == 30 ? 4
+                                          : 0;
+    bool valid = length > 0 && i + length <= in.size();
+    std::uint32_t code = length == 1   ? c
+                         : length == 2 ? c & 0x1F
+                         : length == 3 ? c & 0x0F
+                                       : c & 0x07;
+    for (std::size_t k = 1; valid && k < length; ++k) {
+      const auto next = static_cast<unsigned char>(in[i + k]);
+      valid = (next & 0xC0) == 0x80;
+      code = (code << 6) | (next & 0x3F);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8 either.
+    if (valid && ((length == 2 && code < 0x80) || (length == 3 && code < 0x800) ||
+                  (length == 4 && (code < 0x10000 || code > 0x10FFFF)) ||
+                  (code >= 0xD800 && code <= 0xDFFF))) {
+      valid = false;
+    }
+    if (!valid) {
+      out += replacement;
+      ++i;
+    } else if (code < 0x20 || code == 0x7F) {
+      out += ' ';
+      ++i;
+    } else {
+      out.append(in.substr(i, length));
+      i += length;
+    }
+  }
+  out = commands::job::clip_error(out);
+  return out.empty() ? "unknown error" : out;
 }
 
 std::chrono::milliseconds retry_delay(std::int64_t attempt, std::chrono::milliseconds base,

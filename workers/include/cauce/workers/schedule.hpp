@@ -23,6 +23,7 @@ struct ScheduleEntry {
   std::string step;      // "download", "render", "backup", or "done": nothing left to run
   bool started = false;  // the attempt's start is recorded (a rerun skips it)
   std::int64_t due_at_us = 0;
+  std::int64_t at_us = 0;  // when the event happened (a render's document time)
   // Set by events that carry them (report.requested, report.downloaded): what a runner needs.
   std::optional<std::string> title;
   std::optional<std::string> source_url;
@@ -31,6 +32,10 @@ struct ScheduleEntry {
 
 // nullopt for events that are not a job's (contacts, alerts) or do not move it.
 std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& event);
+
+// An error as a job event can hold it: valid UTF-8 (invalid bytes become U+FFFD), no control
+// characters, at most job::kMaxErrorBytes bytes cut at a character boundary, never empty.
+std::string printable_error(std::string_view error);
 
 // Full jitter (the AWS architecture blog's "exponential backoff and jitter"): a delay uniformly
 // in [0, min(cap, base * 2^(attempt-1))]; `random` is any 64-bit random value.
