@@ -49,6 +49,7 @@ struct Options {
   int runs = 3;
   int contacts = 100000;  // × 10 events
   bool skip_backup = false;
+  bool skip_render = false;
 };
 
 double seconds_since(Clock::time_point t) {
@@ -272,7 +273,7 @@ int run(const Options& options) {
     fs::path path;
     ~Remove() { fs::remove_all(path); }
   } remove{dir};
-  bench_render(options, dir);  // before any Kafka client: the render forks
+  if (!options.skip_render) bench_render(options, dir);  // before any Kafka client: it forks
   if (!options.skip_backup) bench_backup(options, config, dir);
   return 0;
 }
@@ -287,6 +288,7 @@ int main(int argc, char** argv) {
   app.add_option("--runs", options.runs, "Renders of it (the median is reported)");
   app.add_option("--contacts", options.contacts, "Contacts of the backed-up history (× 10 events)");
   app.add_flag("--skip-backup", options.skip_backup, "Only the rendering");
+  app.add_flag("--skip-render", options.skip_render, "Only the backup and restore");
   CLI11_PARSE(app, argc, argv);
   return cauce::bench::run_reporting_errors("bench/jobs", [&] { return run(options); });
 }

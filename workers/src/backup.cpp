@@ -443,7 +443,6 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
                                 sources.projection, sources.kafka.events_topic)) {
     checkpoints[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
   }
-  const auto digests = table_digests(snapshot_txn);
   const auto schema_version =
       snapshot_txn.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0]
           .as<std::int64_t>();
@@ -467,11 +466,12 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
     }
     probe->close();
   }
-  // pg_dump reads its snapshot while the log is exported; the snapshot's transaction stays open
-  // until it is done.
+  // pg_dump reads the snapshot while the log is exported and the read models are digested (in
+  // the same snapshot); its transaction stays open until all three are done.
   const auto deadline = Clock::now() + sources.export_timeout;
   PgDump dump(sources.postgres, snapshot, tmp / kDump);
   export_partitions(sources, id, tmp, parts);
+  const auto digests = table_digests(snapshot_txn);
   dump.finish(deadline);
   snapshot_txn.commit();
   pg.reset();
