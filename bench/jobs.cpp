@@ -237,7 +237,7 @@ void bench_backup(const Options& options, const core::Config& config, const fs::
   row("pg_restore of that dump into an empty database", seconds_since(t), 0);
 
   const workers::BackupSources sources{kafka, pg, config.projections.name,
-                                       std::chrono::seconds(3600)};
+                                       std::chrono::seconds(3600), std::nullopt};
   t = Clock::now();
   const auto taken = workers::take_backup(sources, dir / "backups", commands::uuid_v7(1), 0);
   row("cauce backup (log export + pg_dump + manifest)", seconds_since(t), taken.events);
@@ -254,10 +254,13 @@ void bench_backup(const Options& options, const core::Config& config, const fs::
   auto target_projections = config.projections;
   target_projections.group = prefix + "-restore";
   t = Clock::now();
-  const auto report = workers::restore_backup(
-      taken.directory,
-      {.kafka = target_kafka, .postgres = target_pg, .projections = target_projections},
-      [](const std::string&, std::int64_t, std::int64_t) {});
+  const auto report =
+      workers::restore_backup(taken.directory,
+                              {.kafka = target_kafka,
+                               .postgres = target_pg,
+                               .projections = target_projections,
+                               .data_dir = std::nullopt},
+                              [](const std::string&, std::int64_t, std::int64_t) {});
   row("cauce restore (re-produce, project, compare digests)", seconds_since(t), report.events);
   std::cout << "\n";
 }

@@ -315,12 +315,13 @@ int run_cli(int argc, char** argv) {
       return 0;
     }
     if (*restore_cmd) {
-      const auto report =
-          workers::restore_backup(backup_directory(config, restore_dir),
-                                  workers::RestoreTarget{.kafka = config.kafka,
-                                                         .postgres = config.postgres,
-                                                         .projections = config.projections},
-                                  progress_printer());
+      const auto report = workers::restore_backup(
+          backup_directory(config, restore_dir),
+          workers::RestoreTarget{.kafka = config.kafka,
+                                 .postgres = config.postgres,
+                                 .projections = config.projections,
+                                 .data_dir = std::filesystem::path(config.data_dir)},
+          progress_printer());
       std::cout << "restored " << report.events << " events; read models match the backup ("
                 << report.tables_checked.size() << " tables checked)\n";
       return 0;

@@ -414,7 +414,8 @@ TEST_F(JobsTest, ABackupRestoresOnAnEmptySystemAndACorruptedOneIsRefused) {
   ASSERT_EQ(
       call(beast_http::verb::post, "/v1/alerts", R"({"level":"warning","title":"Disco"})").status,
       201u);
-  report_when(request_report("Antes da cópia", sources_.url("/ok.csv")), "ready");
+  const auto report_id = request_report("Antes da cópia", sources_.url("/ok.csv"));
+  const auto ready = report_when(report_id, "ready");
 
   const auto requested = call(beast_http::verb::post, "/v1/backups");
   ASSERT_EQ(requested.status, 202u) << requested.body;
@@ -430,7 +431,8 @@ TEST_F(JobsTest, ABackupRestoresOnAnEmptySystemAndACorruptedOneIsRefused) {
       60s))
       << listed << serve_->output();
   const auto backup_dir = data_.path() / "backups" / backup_id;
-  for (const auto* file : {"manifest.json", "readmodels.dump", "events-0.ndjson.gz"}) {
+  for (const auto& file : {std::string("manifest.json"), std::string("readmodels.dump"),
+                           std::string("events-0.ndjson.gz"), "reports/" + report_id + ".pdf"}) {
     EXPECT_TRUE(std::filesystem::exists(backup_dir / file)) << file;
   }
   const auto verified = run_cauce({"backups", "verify", backup_id}, env());
@@ -497,6 +499,11 @@ TEST_F(JobsTest, ABackupRestoresOnAnEmptySystemAndACorruptedOneIsRefused) {
                                      {"If-Match", "\"3\""}});
   EXPECT_EQ(patched.status, 200u) << patched.body;
   EXPECT_THAT(patched.body, HasSubstr(R"("version":4)"));
+  const auto pdf = http_request(port, beast_http::verb::get, "/v1/reports/" + report_id + "/pdf",
+                                "", {{"Authorization", "Bearer " + key}});
+  EXPECT_EQ(pdf.status, 200u) << "the rendered report came back with the backup";
+  EXPECT_EQ(pdf.headers.count("etag") ? pdf.headers.at("etag") : "",
+            "\"" + std::string(ready["pdf"]["sha256"].GetString()) + "\"");
   target.signal(SIGTERM);
   EXPECT_EQ(target.wait_exit(), 0);
 }

@@ -363,6 +363,12 @@ FileEntry describe_file(const fs::path& dir, const std::string& name) {
                    core::sha256_file_hex((dir / name).string())};
 }
 
+// A file of the backup: "name" or "reports/name", never a path out of the directory.
+bool safe_file_name(std::string_view name) {
+  if (name.starts_with("reports/")) name.remove_prefix(8);
+  return !name.empty() && name.find('/') == std::string_view::npos && !name.starts_with(".");
+}
+
 rapidjson::Document read_manifest(const fs::path& directory) {
   std::ifstream in(directory / kManifest, std::ios::binary);
   if (!in) throw BackupError(kManifest + std::string(": missing in ") + directory.string());
@@ -383,8 +389,7 @@ rapidjson::Document read_manifest(const fs::path& directory) {
     const bool entry = f.IsObject() && f.HasMember("name") && f["name"].IsString() &&
                        f.HasMember("bytes") && f["bytes"].IsInt64() && f.HasMember("sha256") &&
                        f["sha256"].IsString();
-    if (!entry || std::string_view(f["name"].GetString()).find('/') != std::string_view::npos ||
-        std::string_view(f["name"].GetString()).starts_with(".")) {
+    if (!entry || !safe_file_name(f["name"].GetString())) {
       throw BackupError(kManifest + std::string(": a files entry is not {name, bytes, sha256}"));
     }
   }
@@ -484,6 +489,19 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
     taken.events += p.events;
   }
   files.push_back(describe_file(tmp, kDump));
+  // The rendered reports (the read models say they are ready; the PDFs are files).
+  if (sources.data_dir) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(*sources.data_dir / "reports", ec)) {
+      if (!entry.is_regular_file() || entry.path().extension() != ".pdf") continue;
+      fs::create_directories(tmp / "reports");
+      const auto name = "reports/" + entry.path().filename().string();
+      fs::copy_file(entry.path(), tmp / name, fs::copy_options::overwrite_existing);
+      fsync_path(tmp / name, false);
+      files.push_back(describe_file(tmp, name));
+    }
+    if (fs::exists(tmp / "reports")) fsync_path(tmp / "reports", true);
+  }
   rapidjson::StringBuffer buffer;
   rapidjson::PrettyWriter<rapidjson::StringBuffer> w(buffer);
   w.StartObject();
@@ -630,6 +648,17 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
   progress("verify", 0, 1);
   verify_backup(directory);
   progress("verify", 1, 1);
+  {
+    // The rendered reports go back under the target's data dir.
+    const auto files = read_manifest(directory);
+    for (const auto& f : files["files"].GetArray()) {
+      const std::string name = f["name"].GetString();
+      if (!name.starts_with("reports/") || !target.data_dir) continue;
+      fs::create_directories(*target.data_dir / "reports");
+      fs::copy_file(directory / name, *target.data_dir / name,
+                    fs::copy_options::overwrite_existing);
+    }
+  }
   const auto manifest = read_manifest(directory);
   const auto restorable = [&] {
     if (!manifest.HasMember("partitions") || !manifest["partitions"].IsArray() ||

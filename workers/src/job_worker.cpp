@@ -531,10 +531,10 @@ struct Workers::Impl {
       }
     } else {
       try {
-        const auto taken =
-            take_backup(BackupSources{options.kafka, options.postgres, options.projections.name,
-                                      std::chrono::seconds(options.backups.export_timeout_s)},
-                        options.data_dir / "backups", c.id, options.now_us());
+        const auto taken = take_backup(
+            BackupSources{options.kafka, options.postgres, options.projections.name,
+                          std::chrono::seconds(options.backups.export_timeout_s), options.data_dir},
+            options.data_dir / "backups", c.id, options.now_us());
         count(c.kind, "backup", "ok");
         done = command(c, "backup.record_completion", json_object([&](JsonWriter& w) {
                          put(w, "attempt", c.attempt);

@@ -30,6 +30,7 @@ struct BackupSources {
   core::PostgresConfig postgres;
   std::string projection = "main";  // projections.name: whose checkpoints bound the export
   std::chrono::seconds export_timeout{600};
+  std::optional<std::filesystem::path> data_dir;  // its reports/*.pdf are copied in
 };
 
 struct BackupTaken {
@@ -72,6 +73,7 @@ struct RestoreTarget {
   core::KafkaConfig kafka;
   core::PostgresConfig postgres;
   core::ProjectionsConfig projections;
+  std::optional<std::filesystem::path> data_dir;  // where the backup's reports/*.pdf go
   std::chrono::seconds timeout{3600};
 };
 
