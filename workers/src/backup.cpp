@@ -407,6 +407,8 @@ BackupSummary summary_of(const fs::path& directory, const rapidjson::Document& d
   s.directory = directory;
   s.created_at_us = core::parse_utc_micros(d["created_at"].GetString());
   for (const auto& f : d["files"].GetArray()) s.bytes += f["bytes"].GetInt64();
+  std::error_code ec;
+  s.bytes += static_cast<std::int64_t>(fs::file_size(directory / kManifest, ec));
   if (d.HasMember("events") && d["events"].IsInt64()) s.events = d["events"].GetInt64();
   return s;
 }
@@ -787,6 +789,7 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
       registry);
   projector.start();
   const auto deadline = Clock::now() + target.timeout;
+  std::int64_t last_reported = -1;
   for (;;) {
     std::int64_t done = 0;
     bool caught_up = true;
@@ -806,7 +809,8 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
     }
     std::int64_t all = 0;
     for (const auto& [p, end] : ends) all += end;
-    progress("read models", done, all);
+    if (done != last_reported) progress("read models", done, all);
+    last_reported = done;
     if (caught_up) break;
     if (Clock::now() > deadline)
       throw std::runtime_error("the read models did not catch up in time");
