@@ -34,6 +34,41 @@ std::optional<Rejection> check_failure(const RecordFailure& c) {
   return std::nullopt;
 }
 
+// An operator's retry (both jobs): only of a failed job, honouring If-Match; a new round.
+template <typename Event, typename State>
+std::variant<std::vector<Event>, Rejection> retry(const State& s, const CommandContext& context,
+                                                  const std::string& what) {
+  if (!s.exists) return Rejection{"not_found", "id", "there is no such " + what};
+  if (context.expected_version && *context.expected_version != s.version) {
+    return Rejection{"version_mismatch", "If-Match",
+                     "the " + what + " is at version " + std::to_string(s.version)};
+  }
+  if (s.status != decltype(s.status)::kFailed) {
+    return Rejection{"conflict", "state",
+                     "only a failed " + what + " can be retried; this one is " +
+                         std::string(status_name(s.status))};
+  }
+  return std::vector<Event>{Retried{s.round + 1}};
+}
+
+// What the shared events do to either job's state; false for the others.
+template <typename State, typename E>
+bool evolve_shared(State& s, const E& e) {
+  using Status = decltype(s.status);
+  if constexpr (std::is_same_v<E, AttemptFailed>) {
+    s.status = Status::kRetrying;
+  } else if constexpr (std::is_same_v<E, Failed>) {
+    s.status = Status::kFailed;
+  } else if constexpr (std::is_same_v<E, Retried>) {
+    s.status = Status::kRequested;
+    s.round = e.round;
+    s.attempt = 0;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // The events of a failed attempt: the attempt, and the job's failure when nothing follows.
 template <typename Event>
 std::vector<Event> failure_events(const RecordFailure& c) {
@@ -145,17 +180,7 @@ Result decide(const State& s, const RecordFailure& c, const CommandContext&) {
 }
 
 Result decide(const State& s, const Retry&, const CommandContext& context) {
-  if (!s.exists) return Rejection{"not_found", "id", "there is no such report"};
-  if (context.expected_version && *context.expected_version != s.version) {
-    return Rejection{"version_mismatch", "If-Match",
-                     "the report is at version " + std::to_string(s.version)};
-  }
-  if (s.status != Status::kFailed) {
-    return Rejection{
-        "conflict", "state",
-        "only a failed report can be retried; this one is " + std::string(status_name(s.status))};
-  }
-  return std::vector<Event>{Retried{s.round + 1}};
+  return retry<Event>(s, context, "report");
 }
 
 State evolve(State s, const Event& event) {
@@ -171,16 +196,10 @@ State evolve(State s, const Event& event) {
           s.attempt = e.attempt;
         } else if constexpr (std::is_same_v<T, Downloaded>) {
           s.status = Status::kDownloaded;
-        } else if constexpr (std::is_same_v<T, AttemptFailed>) {
-          s.status = Status::kRetrying;
         } else if constexpr (std::is_same_v<T, Rendered>) {
           s.status = Status::kReady;
-        } else if constexpr (std::is_same_v<T, Failed>) {
-          s.status = Status::kFailed;
-        } else if constexpr (std::is_same_v<T, Retried>) {
-          s.status = Status::kRequested;
-          s.round = e.round;
-          s.attempt = 0;
+        } else {
+          evolve_shared(s, e);
         }
       },
       event);
@@ -312,17 +331,7 @@ Result decide(const State& s, const RecordFailure& c, const CommandContext&) {
 }
 
 Result decide(const State& s, const Retry&, const CommandContext& context) {
-  if (!s.exists) return Rejection{"not_found", "id", "there is no such backup"};
-  if (context.expected_version && *context.expected_version != s.version) {
-    return Rejection{"version_mismatch", "If-Match",
-                     "the backup is at version " + std::to_string(s.version)};
-  }
-  if (s.status != Status::kFailed) {
-    return Rejection{
-        "conflict", "state",
-        "only a failed backup can be retried; this one is " + std::string(status_name(s.status))};
-  }
-  return std::vector<Event>{Retried{s.round + 1}};
+  return retry<Event>(s, context, "backup");
 }
 
 Result decide(const State& s, const Expire&, const CommandContext&) {
@@ -346,18 +355,12 @@ State evolve(State s, const Event& event) {
         } else if constexpr (std::is_same_v<T, Started>) {
           s.status = Status::kRunning;
           s.attempt = e.attempt;
-        } else if constexpr (std::is_same_v<T, AttemptFailed>) {
-          s.status = Status::kRetrying;
         } else if constexpr (std::is_same_v<T, Completed>) {
           s.status = Status::kCompleted;
-        } else if constexpr (std::is_same_v<T, Failed>) {
-          s.status = Status::kFailed;
-        } else if constexpr (std::is_same_v<T, Retried>) {
-          s.status = Status::kRequested;
-          s.round = e.round;
-          s.attempt = 0;
         } else if constexpr (std::is_same_v<T, Expired>) {
           s.status = Status::kExpired;
+        } else {
+          evolve_shared(s, e);
         }
       },
       event);

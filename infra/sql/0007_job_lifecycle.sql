@@ -33,7 +33,7 @@ CREATE TABLE worker_jobs (
   step          text        NOT NULL,  -- download, render, backup
   started       boolean     NOT NULL,  -- the attempt's start is recorded
   due_at        timestamptz NOT NULL,
-  lease_owner   text,
+  lease_owner   text,                 -- the claim's token: "<process instance>/<random>"
   lease_until   timestamptz,
   awaits_version bigint     NOT NULL DEFAULT 0,  -- a runner reported up to here; wait for it
   title         text,                 -- reports: what the runner needs
@@ -43,6 +43,18 @@ CREATE TABLE worker_jobs (
   PRIMARY KEY (kind, id)
 );
 CREATE INDEX worker_jobs_due ON worker_jobs (due_at) WHERE step <> 'done';
+CREATE INDEX worker_jobs_leased ON worker_jobs (lease_owner) WHERE lease_owner IS NOT NULL;
+
+-- Dead letters of jobs that failed for good, written with the schedule's rows and published to
+-- cauce.jobs.dlq from here (an outbox: a broker that refuses them holds up nothing else).
+CREATE TABLE worker_dead_letters (
+  id           bigserial   PRIMARY KEY,
+  event_id     uuid        NOT NULL UNIQUE,  -- the job's failed event
+  key          text        NOT NULL,
+  value        text        NOT NULL,
+  published_at timestamptz
+);
+CREATE INDEX worker_dead_letters_pending ON worker_dead_letters (id) WHERE published_at IS NULL;
 
 -- The schedule's slots a backup was requested for (two schedulers never take one twice) are
 -- the backup ids themselves: derived from the slot, so the second request is a duplicate.

@@ -63,6 +63,8 @@ class Sources {
     } else if (path == "/page.html") {
       r.set(beast_http::field::content_type, "text/html");
       r.body() = "<p>not a report</p>";
+    } else if (path == "/huge.csv") {
+      r.body() = std::string(9 * 1024 * 1024, 'x');  // over download.max_bytes (8 MiB here)
     } else if (path == "/big.csv") {
       static const std::string big = big_csv(30000);
       r.body() = big;
@@ -124,6 +126,7 @@ class JobsTest : public ::testing::Test {
     e["CAUCE_STARTUP_TIMEOUT_S"] = "20";
     e["CAUCE_DOWNLOAD_ALLOW_PRIVATE"] = allow_private_ ? "true" : "false";
     e["CAUCE_DOWNLOAD_TOTAL_TIMEOUT_MS"] = "3000";
+    e["CAUCE_DOWNLOAD_MAX_BYTES"] = std::to_string(8 * 1024 * 1024);
     e["CAUCE_WORKERS_BACKOFF_BASE_MS"] = "200";
     e["CAUCE_WORKERS_BACKOFF_CAP_MS"] = "1000";
     e["CAUCE_WORKERS_MAX_ATTEMPTS"] = "4";
@@ -273,9 +276,15 @@ TEST_F(JobsTest, AMissingSourceFailsAtOnceGoesToTheDeadLettersAndCanBeRetried) {
   const auto retry = call(beast_http::verb::post, "/v1/reports/" + id + "/retry");
   EXPECT_EQ(retry.status, 202u) << retry.body;
   EXPECT_TRUE(eventually([&] { return sources_.calls("/missing.csv") == 2; }));
-  const auto again = report_when(id, "failed");
-  EXPECT_EQ(again["round"].GetInt(), 1);
-  EXPECT_EQ(again["errors"].Size(), 2u);
+  rapidjson::Document again;
+  EXPECT_TRUE(eventually([&] {
+    again = report_when(id, "failed");
+    return again["round"].GetInt() == 1 && again["errors"].Size() == 2;
+  })) << "round 1 failed too, its error added to the first";
+  EXPECT_EQ(std::string(again["errors"][1]["error"].GetString()).find("404") != std::string::npos,
+            true);
+  EXPECT_TRUE(eventually([&] { return read_topic(kafka_, kafka_.jobs_dlq_topic).size() == 2; }))
+      << "one dead letter per failure";
   const auto ok_id = request_report("Fine", sources_.url("/ok.csv"));
   report_when(ok_id, "ready");
   const auto conflict = call(beast_http::verb::post, "/v1/reports/" + ok_id + "/retry");
@@ -284,10 +293,15 @@ TEST_F(JobsTest, AMissingSourceFailsAtOnceGoesToTheDeadLettersAndCanBeRetried) {
 
 TEST_F(JobsTest, PermanentErrorsAreNotRetriedAndRetryableOnesRunOutOfAttempts) {
   const auto html = request_report("HTML", sources_.url("/page.html"));
+  const auto huge = request_report("Too big", sources_.url("/huge.csv"));
   const auto timeout = request_report("Stalls", sources_.url("/stall.csv"));
   const auto wrong_type = report_when(html, "failed");
   EXPECT_EQ(wrong_type["attempts"].GetInt(), 1);
   EXPECT_THAT(wrong_type["failure"].GetString(), HasSubstr("text/html"));
+  const auto too_big = report_when(huge, "failed");
+  EXPECT_EQ(too_big["attempts"].GetInt(), 1) << "over the size limit is permanent";
+  EXPECT_FALSE(too_big["errors"][0]["retryable"].GetBool());
+  EXPECT_EQ(sources_.calls("/huge.csv"), 1);
   // The stalled source answers after the total timeout (3 s): retryable, the later attempts
   // get an answer at once.
   const auto recovered = report_when(timeout, "ready");

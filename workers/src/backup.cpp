@@ -4,6 +4,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -29,6 +30,8 @@
 #include <cauce/core/postgres.hpp>
 #include <cauce/projections/projector.hpp>
 #include <cauce/workers/backup.hpp>
+
+#include "json_writer.hpp"
 
 extern char** environ;
 
@@ -98,16 +101,6 @@ GzFile gz_open(const fs::path& path, const char* mode) {
   GzFile f(gzopen(path.c_str(), mode));
   if (!f) throw std::system_error(errno, std::generic_category(), "cannot open " + path.string());
   return f;
-}
-
-using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
-void put(JsonWriter& w, const char* key, std::string_view v) {
-  w.Key(key);
-  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-}
-void put(JsonWriter& w, const char* key, std::int64_t v) {
-  w.Key(key);
-  w.Int64(v);
 }
 
 // The partition's high watermark, asked again for a while when the broker does not know yet
@@ -327,7 +320,9 @@ class PgDump {
       const auto r = ::waitpid(pid_, &status, WNOHANG);
       if (r == pid_) break;
       if (r < 0 && errno != EINTR) {
-        throw std::system_error(errno, std::generic_category(), "waiting for pg_dump");
+        const auto error = errno;
+        pid_ = -1;  // not ours to wait for or kill any more
+        throw std::system_error(error, std::generic_category(), "waiting for pg_dump");
       }
       if (Clock::now() > deadline) {
         throw std::runtime_error("pg_dump did not finish within backups.export_timeout_s");
@@ -419,10 +414,31 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
                         const std::string& id, std::int64_t now_us) {
   const auto started = Clock::now();
   fs::create_directories(backups_dir);
+  const auto final_dir = backups_dir / id;
+  // Taken already (a run whose completion was not recorded: a lost reply, a crash just after):
+  // the same backup again, so what the log records is what the directory holds.
+  if (fs::exists(final_dir / kManifest)) {
+    try {
+      verify_backup(final_dir);
+      const auto manifest = read_manifest(final_dir);
+      BackupTaken again;
+      again.directory = final_dir;
+      again.bytes = summary_of(final_dir, manifest).bytes;
+      again.events = manifest["events"].GetInt64();
+      for (const auto& p : manifest["partitions"].GetArray()) {
+        again.positions.push_back(p["to"].GetInt64());
+      }
+      again.manifest_sha256 = core::sha256_file_hex((final_dir / kManifest).string());
+      log().info("backup already complete on disk; recording it", {{"id", id}});
+      return again;
+    } catch (const std::exception& e) {
+      log().warn("an earlier copy of this backup is not intact; taking it again",
+                 {{"id", id}, {"error", e.what()}});
+    }
+  }
   // A name of this run's own: a second run of the same backup (a lease that lapsed) never writes
   // into this one's files. Leftovers of crashed runs are removed by retention.
   const auto tmp = backups_dir / ("." + id + "." + core::random_hex(4) + ".tmp");
-  const auto final_dir = backups_dir / id;
   fs::create_directories(tmp);
   struct RemoveUnlessDone {
     fs::path path;
@@ -650,17 +666,6 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
   progress("verify", 0, 1);
   verify_backup(directory);
   progress("verify", 1, 1);
-  {
-    // The rendered reports go back under the target's data dir.
-    const auto files = read_manifest(directory);
-    for (const auto& f : files["files"].GetArray()) {
-      const std::string name = f["name"].GetString();
-      if (!name.starts_with("reports/") || !target.data_dir) continue;
-      fs::create_directories(*target.data_dir / "reports");
-      fs::copy_file(directory / name, *target.data_dir / name,
-                    fs::copy_options::overwrite_existing);
-    }
-  }
   const auto manifest = read_manifest(directory);
   const auto restorable = [&] {
     if (!manifest.HasMember("partitions") || !manifest["partitions"].IsArray() ||
@@ -671,10 +676,14 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
       return false;
     }
     int expected_partition = 0;
+    std::set<std::string> checksummed;
+    for (const auto& f : manifest["files"].GetArray()) checksummed.insert(f["name"].GetString());
     for (const auto& p : manifest["partitions"].GetArray()) {
+      // Every partition's file is one the manifest checksums (verify has read it).
       if (!p.IsObject() || !p.HasMember("partition") || !p["partition"].IsInt() ||
           p["partition"].GetInt() != expected_partition++ || !p.HasMember("file") ||
-          !p["file"].IsString()) {
+          !p["file"].IsString() || !checksummed.contains(p["file"].GetString()) ||
+          !p.HasMember("to") || !p["to"].IsInt64()) {
         return false;
       }
     }
@@ -746,6 +755,9 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
         std::vector<std::pair<std::string, std::string>> headers;
         if (line.HasMember("headers") && line["headers"].IsArray()) {
           for (const auto& h : line["headers"].GetArray()) {
+            if (!h.IsArray() || h.Size() != 2 || !h[0].IsString() || !h[1].IsString()) {
+              throw BackupError(file + ": a record's headers are not [name, value] pairs");
+            }
             headers.emplace_back(h[0].GetString(),
                                  std::string(h[1].GetString(), h[1].GetStringLength()));
           }
@@ -831,6 +843,17 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
                         " rows, the backup had " + std::to_string(e["rows"].GetInt64()));
     }
     report.tables_checked.push_back(table);
+  }
+  {
+    // The rendered reports go back under the target's data dir.
+    const auto files = read_manifest(directory);
+    for (const auto& f : files["files"].GetArray()) {
+      const std::string name = f["name"].GetString();
+      if (!name.starts_with("reports/") || !target.data_dir) continue;
+      fs::create_directories(*target.data_dir / "reports");
+      fs::copy_file(directory / name, *target.data_dir / name,
+                    fs::copy_options::overwrite_existing);
+    }
   }
   return report;
 }

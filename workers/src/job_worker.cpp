@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -27,6 +28,8 @@
 #include <cauce/workers/render.hpp>
 #include <cauce/workers/schedule.hpp>
 
+#include "json_writer.hpp"
+
 namespace cauce::workers {
 namespace {
 
@@ -44,27 +47,6 @@ std::int64_t system_now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
-
-template <typename Fill>
-std::string json_object(Fill&& fill) {
-  rapidjson::StringBuffer buffer;
-  JsonWriter w(buffer);
-  w.StartObject();
-  fill(w);
-  w.EndObject();
-  return {buffer.GetString(), buffer.GetSize()};
-}
-
-void put(JsonWriter& w, const char* key, std::string_view value) {
-  w.Key(key);
-  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
-}
-void put(JsonWriter& w, const char* key, std::int64_t value) {
-  w.Key(key);
-  w.Int64(value);
 }
 
 // Upserts a job's row from its events; a row never goes back to an older version.
@@ -104,12 +86,23 @@ const char* const kReleaseJob = R"(
                                     secs => $4::double precision / 1e3))
   WHERE kind = $1 AND id = $2::uuid AND lease_owner = $5)";
 
-// Only the claims a runner here is still running: a claim whose release failed lapses.
+// Only the claims a runner here is still running (each claim has its own lease token): a claim
+// whose release failed lapses, and a claim taken over elsewhere is not renewed from here.
 const char* const kRenewLeases = R"(
   UPDATE worker_jobs SET lease_until = now() + make_interval(secs => $2::double precision / 1e3)
-  WHERE lease_owner = $1 AND kind || '/' || id::text = ANY($3::text[]))";
+  WHERE lease_owner = ANY($1::text[]))";
+
+// Dead letters wait here, written with the rows in the feeder's transaction, until published.
+const char* const kInsertDeadLetter = R"(
+  INSERT INTO worker_dead_letters (event_id, key, value) VALUES ($1::uuid, $2, $3)
+  ON CONFLICT (event_id) DO NOTHING)";
+const char* const kPendingDeadLetters = R"(
+  SELECT id, key, value FROM worker_dead_letters WHERE published_at IS NULL ORDER BY id LIMIT 500)";
+const char* const kPublishedDeadLetters = R"(
+  UPDATE worker_dead_letters SET published_at = now() WHERE id = ANY($1::bigint[]))";
 
 struct Claim {
+  std::string token;  // this claim's lease owner: the process's instance and a random part
   std::string kind;
   std::string id;
   std::int64_t version = 0;
@@ -131,6 +124,7 @@ struct Sent {
   enum Kind { kTaken, kRefused, kInvalid, kUnknown } kind = kUnknown;
   std::int64_t version = 0;
   std::string detail;
+  std::int64_t issued_at_us = 0;  // the command's time: its events' occurred_at
 };
 
 // Counts the dead letters the broker did not take (called on the feeder thread, in flush).
@@ -179,12 +173,12 @@ struct Workers::Impl {
   std::string instance;  // lease owner: this process, this start
   prometheus::Family<prometheus::Counter>& steps;
 
-  std::atomic<bool> running{false};       // feeder and runners
-  std::atomic<bool> housekeeping{false};  // stops after the runners: their leases stay renewed
+  std::atomic<bool> running{false};  // feeder and runners
   std::mutex mutex;
   std::condition_variable wake;  // runners and housekeeping sleep on it; stop and the feeder wake
-  std::uint64_t schedule_changes = 0;                  // under mutex: the feeder wrote rows
-  std::set<std::pair<std::string, std::string>> held;  // under mutex: claims being run here
+  std::uint64_t schedule_changes = 0;  // under mutex: the feeder wrote rows
+  std::set<std::string> held;          // under mutex: the lease tokens of the claims being run here
+  std::atomic<bool> leasing{false};    // the lease thread: stops after the runners
   DeliveryReports dlq_reports;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::unique_ptr<RdKafka::Producer> dlq;
@@ -236,8 +230,8 @@ struct Workers::Impl {
     std::unique_ptr<pqxx::connection> pg;
     while (running) {
       std::vector<ScheduleEntry> entries;
-      std::vector<std::pair<std::string, std::string>> dead;  // key, value for the DLQ
-      std::map<std::int32_t, std::int64_t> next_offsets;      // to commit once written
+      std::vector<std::array<std::string, 3>> dead;       // event id, key, value: for the DLQ
+      std::map<std::int32_t, std::int64_t> next_offsets;  // to commit once written
       const auto deadline = Clock::now() + std::chrono::milliseconds(100);
       std::size_t consumed = 0;
       while (running && consumed < 500 && Clock::now() < deadline) {
@@ -255,7 +249,7 @@ struct Workers::Impl {
           const auto event = commands::event_from_json(core::kafka_payload(*m));
           if (auto entry = schedule_after(event)) entries.push_back(std::move(*entry));
           if (event.type == "report.failed" || event.type == "backup.failed") {
-            dead.emplace_back(event.aggregate_id, dead_letter(event));
+            dead.push_back({event.event_id, event.aggregate_id, dead_letter(event)});
           }
         } catch (const std::exception& e) {
           // The projector parks what it cannot read; the workers just pass it by.
@@ -270,8 +264,7 @@ struct Workers::Impl {
         try {
           if (!pg) pg = connect(condition);
           if (!pg) return;
-          write_entries(*pg, entries);
-          publish_dead_letters(dead);
+          write_entries(*pg, entries, dead);
           commit(next_offsets);
           condition.cleared("workers write their schedule again");
           break;
@@ -327,30 +320,18 @@ struct Workers::Impl {
     });
   }
 
-  static void write_entries(pqxx::connection& pg, const std::vector<ScheduleEntry>& entries) {
-    if (entries.empty()) return;
+  static void write_entries(pqxx::connection& pg, const std::vector<ScheduleEntry>& entries,
+                            const std::vector<std::array<std::string, 3>>& dead) {
+    if (entries.empty() && dead.empty()) return;
     pqxx::work txn(pg);
+    for (const auto& [event_id, key, value] : dead) {
+      txn.exec_params(kInsertDeadLetter, event_id, key, value);
+    }
     for (const auto& s : entries) {
       txn.exec_params(kUpsertJob, s.kind, s.id, s.version, s.round, s.attempt, s.step, s.started,
                       s.due_at_us, s.title, s.source_url, s.content_type, s.at_us);
     }
     txn.commit();
-  }
-
-  void publish_dead_letters(const std::vector<std::pair<std::string, std::string>>& dead) {
-    if (dead.empty()) return;
-    dlq_reports.failed = 0;
-    for (const auto& [key, value] : dead) {
-      const auto rc = core::kafka_produce(*dlq, options.kafka.jobs_dlq_topic,
-                                          RdKafka::Topic::PARTITION_UA, key, value, {});
-      if (rc != RdKafka::ERR_NO_ERROR) {
-        throw core::DependencyError("kafka", "DLQ produce: " + RdKafka::err2str(rc), true);
-      }
-    }
-    if (dlq->flush(options.kafka.request_timeout_ms) != RdKafka::ERR_NO_ERROR ||
-        dlq->outq_len() > 0 || dlq_reports.failed > 0) {
-      throw core::DependencyError("kafka", "DLQ records not acknowledged", true);
-    }
   }
 
   // ---- runners ----
@@ -394,19 +375,20 @@ struct Workers::Impl {
   }
 
   std::optional<Claim> claim_job(pqxx::connection& pg) {
+    auto token = instance + "/" + core::random_hex(8);
     pqxx::work txn(pg);
-    const auto rows = txn.exec_params(kClaimJob, instance, options.workers.lease_ms);
+    const auto rows = txn.exec_params(kClaimJob, token, options.workers.lease_ms);
     txn.commit();
     if (rows.empty()) return std::nullopt;
     const auto& r = rows[0];
     {
       const std::lock_guard lock(mutex);
-      held.emplace(r[0].as<std::string>(), r[1].as<std::string>());
+      held.insert(token);
     }
-    return Claim{r[0].as<std::string>(),  r[1].as<std::string>(),  r[2].as<std::int64_t>(),
-                 r[3].as<std::int64_t>(), r[4].as<std::int64_t>(), r[5].as<std::string>(),
-                 r[6].as<bool>(),         r[7].as<std::string>(),  r[8].as<std::string>(),
-                 r[9].as<std::string>(),  r[10].as<std::int64_t>()};
+    return Claim{std::move(token),        r[0].as<std::string>(),  r[1].as<std::string>(),
+                 r[2].as<std::int64_t>(), r[3].as<std::int64_t>(), r[4].as<std::int64_t>(),
+                 r[5].as<std::string>(),  r[6].as<bool>(),         r[7].as<std::string>(),
+                 r[8].as<std::string>(),  r[9].as<std::string>(),  r[10].as<std::int64_t>()};
   }
 
   void release(std::unique_ptr<pqxx::connection>& pg, const Claim& c, std::int64_t awaits,
@@ -415,13 +397,13 @@ struct Workers::Impl {
     // out and the job is claimed again.
     {
       const std::lock_guard lock(mutex);
-      held.erase({c.kind, c.id});
+      held.erase(c.token);
     }
     try {
       if (!pg) pg = connect(condition);
       if (!pg) return;
       pqxx::work txn(*pg);
-      txn.exec_params(kReleaseJob, c.kind, c.id, awaits, delay.count(), instance);
+      txn.exec_params(kReleaseJob, c.kind, c.id, awaits, delay.count(), c.token);
       txn.commit();
     } catch (const std::exception& e) {
       pg.reset();
@@ -451,16 +433,17 @@ struct Workers::Impl {
       if (const auto* error = std::get_if<commands::SendError>(&result)) {
         if (attempt < 6 && sleep_for(backoff.next())) continue;
         return {Sent::kUnknown, 0,
-                *error == commands::SendError::kTimeout ? "no reply in time" : "Kafka unavailable"};
+                *error == commands::SendError::kTimeout ? "no reply in time" : "Kafka unavailable",
+                e.issued_at_us};
       }
       const auto& reply = std::get<Reply>(result);
       if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
-        return {Sent::kTaken, reply.version, ""};
+        return {Sent::kTaken, reply.version, "", e.issued_at_us};
       }
       const auto detail = reply.rejection ? reply.rejection->code + ": " + reply.rejection->message
                                           : std::string(commands::outcome_name(reply.outcome));
       const bool elsewhere = reply.rejection && reply.rejection->code != "invalid";
-      return {elsewhere ? Sent::kRefused : Sent::kInvalid, reply.version, detail};
+      return {elsewhere ? Sent::kRefused : Sent::kInvalid, reply.version, detail, e.issued_at_us};
     }
   }
 
@@ -474,8 +457,10 @@ struct Workers::Impl {
     if (!c.started) {
       const auto sent = command(c, report ? "report.start_download" : "backup.start",
                                 json_object([&](JsonWriter& w) { put(w, "attempt", c.attempt); }));
+      if (sent.kind == Sent::kInvalid) return refused(c, sent, version, random);
       if (sent.kind != Sent::kTaken) return after(sent, c, version);
       version = sent.version;
+      c.step_at_us = sent.issued_at_us;  // the started event's time
       log().info("job attempt started", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
     }
     std::optional<StepFailure> failure;
@@ -493,11 +478,12 @@ struct Workers::Impl {
                                       put(w, "sha256", got.sha256);
                                       put(w, "content_type", got.content_type);
                                     }));
+          if (sent.kind == Sent::kInvalid) return refused(c, sent, version, random);
           if (sent.kind != Sent::kTaken) return after(sent, c, version);
           version = sent.version;
           c.step = "render";
           c.content_type = got.content_type;
-          c.step_at_us = options.now_us();
+          c.step_at_us = sent.issued_at_us;  // the downloaded event's time, as a rerun reads it
         } catch (const DownloadError& e) {
           count(c.kind, "download", e.retryable() ? "retryable" : "permanent");
           failure = StepFailure{"download", e.what(), e.retryable()};
@@ -534,7 +520,7 @@ struct Workers::Impl {
         const auto taken = take_backup(
             BackupSources{options.kafka, options.postgres, options.projections.name,
                           std::chrono::seconds(options.backups.export_timeout_s), options.data_dir},
-            options.data_dir / "backups", c.id, options.now_us());
+            options.data_dir / "backups", c.id, c.step_at_us);
         count(c.kind, "backup", "ok");
         done = command(c, "backup.record_completion", json_object([&](JsonWriter& w) {
                          put(w, "attempt", c.attempt);
@@ -552,14 +538,20 @@ struct Workers::Impl {
       }
     }
     if (failure) return fail(c, *failure, version, random);
-    if (done->kind == Sent::kInvalid) {
-      return fail(c, StepFailure{c.step, "the result was refused: " + done->detail, false}, version,
-                  random);
-    }
+    if (done->kind == Sent::kInvalid) return refused(c, *done, version, random);
     if (done->kind == Sent::kTaken) {
       log().info("job done", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
     }
     return after(*done, c, version);
+  }
+
+  // A step's command refused as invalid (a bug, or a text that cannot be stored): the same
+  // command id keeps that answer, so the step fails for good instead of running again.
+  std::pair<std::int64_t, std::chrono::milliseconds> refused(const Claim& c, const Sent& sent,
+                                                             std::int64_t version,
+                                                             std::mt19937_64& random) {
+    return fail(c, StepFailure{c.step, "the worker's report was refused: " + sent.detail, false},
+                version, random);
   }
 
   // Where the row must be before the job is claimed again, and after how long.
@@ -616,7 +608,40 @@ struct Workers::Impl {
     return after(sent, c, version);
   }
 
-  // ---- housekeeping: leases, the backup schedule, retention ----
+  // ---- leases: renewed on a thread of their own, until the runners are joined ----
+
+  void lease_loop() {
+    core::ConditionLog condition(log());
+    std::unique_ptr<pqxx::connection> pg;
+    const auto tick = std::chrono::milliseconds(std::max(100, options.workers.lease_ms / 3));
+    for (;;) {
+      {
+        std::unique_lock lock(mutex);
+        wake.wait_for(lock, tick, [this] { return !leasing.load(); });
+        if (!leasing) return;
+      }
+      std::string tokens = "{";
+      {
+        const std::lock_guard lock(mutex);
+        for (const auto& token : held) tokens += (tokens.size() > 1 ? "," : "") + token;
+      }
+      tokens += "}";  // tokens are hex, '-' and '/': nothing to quote in an array literal
+      if (tokens == "{}") continue;
+      try {
+        if (!pg) pg = connect(condition, leasing);
+        if (!pg) return;
+        pqxx::work txn(*pg);
+        txn.exec_params(kRenewLeases, tokens, options.workers.lease_ms);
+        txn.commit();
+        condition.cleared("workers renew their leases again");
+      } catch (const std::exception& e) {
+        pg.reset();
+        condition.failing("could not renew job leases", {{"error", e.what()}});
+      }
+    }
+  }
+
+  // ---- housekeeping: dead letters, the backup schedule, retention ----
 
   void housekeeping_loop() {
     core::ConditionLog condition(log());
@@ -628,31 +653,16 @@ struct Workers::Impl {
                                       : 0;
     auto next_retention = Clock::now();
     const auto tick = std::chrono::milliseconds(std::max(100, options.workers.lease_ms / 3));
-    const auto pause = [&] {
-      std::unique_lock lock(mutex);
-      wake.wait_for(lock, tick, [this] { return !housekeeping.load(); });
-      return housekeeping.load();
-    };
-    while (pause()) {
-      std::string claims = "{";
-      {
-        const std::lock_guard lock(mutex);
-        for (const auto& [kind, id] : held) {
-          claims += (claims.size() > 1 ? "," : "") + kind + "/" + id;
-        }
-      }
-      claims += "}";
+    while (sleep_for(tick)) {
       try {
-        if (!pg) pg = connect(condition, housekeeping);
+        if (!pg) pg = connect(condition);
         if (!pg) return;
-        pqxx::work txn(*pg);
-        txn.exec_params(kRenewLeases, instance, options.workers.lease_ms, claims);
-        txn.commit();
+        publish_dead_letters(*pg);
+        condition.cleared("dead letters are published again");
       } catch (const std::exception& e) {
         pg.reset();
-        log().warn("could not renew job leases", {{"error", e.what()}});
+        condition.failing("dead letters wait to be published", {{"error", e.what()}});
       }
-      if (!running) continue;  // stopping: only the leases, until the runners are joined
       const auto now = options.now_us();
       if (options.backups.interval_s > 0) {
         const auto slot = now / 1'000'000 / options.backups.interval_s;
@@ -665,17 +675,52 @@ struct Workers::Impl {
     }
   }
 
-  bool request_scheduled_backup(std::int64_t now) {
+  // The dead letters the feeder wrote, onto cauce.jobs.dlq (at least once: a consumer
+  // deduplicates by event_id); marked published once the broker took them all.
+  void publish_dead_letters(pqxx::connection& pg) {
+    pqxx::nontransaction n(pg);
+    const auto pending = n.exec(kPendingDeadLetters);
+    if (pending.empty()) return;
+    dlq_reports.failed = 0;
+    std::string ids = "{";
+    for (const auto& row : pending) {
+      const auto key = row[1].as<std::string>();
+      const auto value = row[2].as<std::string>();
+      const auto rc = core::kafka_produce(*dlq, options.kafka.jobs_dlq_topic,
+                                          RdKafka::Topic::PARTITION_UA, key, value, {});
+      if (rc != RdKafka::ERR_NO_ERROR) {
+        throw core::DependencyError("kafka", "DLQ produce: " + RdKafka::err2str(rc), true);
+      }
+      ids += (ids.size() > 1 ? "," : "") + row[0].as<std::string>();
+    }
+    ids += "}";
+    if (dlq->flush(options.kafka.request_timeout_ms) != RdKafka::ERR_NO_ERROR ||
+        dlq->outq_len() > 0 || dlq_reports.failed > 0) {
+      throw core::DependencyError("kafka", "DLQ records not acknowledged", true);
+    }
+    n.exec_params(kPublishedDeadLetters, ids);
+  }
+
+  // A backup command of the schedule or the retention: its id derived from what it does to which
+  // backup, so every process sending it sends the same command.
+  static CommandEnvelope backup_command(const std::string& type, const std::string& backup_id,
+                                        const std::string& actor, std::int64_t now) {
     CommandEnvelope e;
-    e.aggregate_id = scheduled_backup_id(now, options.backups.interval_s);
-    e.command_id = commands::uuid_from_name("cauce scheduled backup request\n" + e.aggregate_id);
-    e.type = "backup.request";
+    e.aggregate_id = backup_id;
+    e.command_id = commands::uuid_from_name("cauce " + type + "\n" + backup_id);
+    e.type = type;
     e.aggregate_type = "backup";
     e.issued_at_us = now;
-    e.actor = "schedule";
-    e.correlation_id = e.aggregate_id;
+    e.actor = actor;
+    e.correlation_id = backup_id;
     e.request_hash = core::sha256_hex(e.command_id);
     e.data = "{}";
+    return e;
+  }
+
+  bool request_scheduled_backup(std::int64_t now) {
+    const auto e = backup_command(
+        "backup.request", scheduled_backup_id(now, options.backups.interval_s), "schedule", now);
     const auto result = send(e);
     if (const auto* reply = std::get_if<Reply>(&result)) {
       if (reply->outcome == ReplyOutcome::kApplied) {
@@ -690,16 +735,7 @@ struct Workers::Impl {
     try {
       for (const auto& b : expired_backups(options.data_dir / "backups", now,
                                            std::chrono::hours(options.backups.retention_h))) {
-        CommandEnvelope e;
-        e.aggregate_id = b.id;
-        e.command_id = commands::uuid_from_name("cauce backup expire\n" + b.id);
-        e.type = "backup.expire";
-        e.aggregate_type = "backup";
-        e.issued_at_us = now;
-        e.actor = "retention";
-        e.correlation_id = b.id;
-        e.request_hash = core::sha256_hex(e.command_id);
-        e.data = "{}";
+        const auto e = backup_command("backup.expire", b.id, "retention", now);
         const auto result = send(e);
         const auto* reply = std::get_if<Reply>(&result);
         if (reply == nullptr) return;  // Kafka away: next time
@@ -748,36 +784,43 @@ void Workers::start() {
   impl_->dlq.reset(RdKafka::Producer::create(producer_conf.get(), err));
   if (!impl_->dlq) throw core::DependencyError("kafka", "DLQ producer: " + err, false);
   impl_->running = true;
-  impl_->housekeeping = true;
-  impl_->threads.emplace_back([impl = impl_.get()] { impl->feeder_loop(); });
-  for (int i = 0; i < o.workers.concurrency; ++i) {
-    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(); });
+  impl_->leasing = true;
+  try {
+    // The lease thread first: stop() joins it last.
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->lease_loop(); });
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->feeder_loop(); });
+    for (int i = 0; i < o.workers.concurrency; ++i) {
+      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(); });
+    }
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->housekeeping_loop(); });
+  } catch (...) {
+    stop();
+    throw;
   }
-  impl_->threads.emplace_back([impl = impl_.get()] { impl->housekeeping_loop(); });
   log().info("workers started", {{"group", o.workers.group},
                                  {"runners", o.workers.concurrency},
                                  {"instance", impl_->instance}});
 }
 
 void Workers::stop() {
+  auto& impl = *impl_;
   {
-    const std::lock_guard lock(impl_->mutex);
-    if (!impl_->running.exchange(false)) return;
+    const std::lock_guard lock(impl.mutex);
+    if (!impl.running.exchange(false)) return;
   }
-  impl_->wake.notify_all();
-  // The feeder and the runners first (a step in progress finishes), while housekeeping still
-  // renews their leases; then housekeeping.
-  auto& threads = impl_->threads;
-  for (std::size_t i = 0; i + 1 < threads.size(); ++i) threads[i].join();
+  impl.wake.notify_all();
+  // The feeder, the runners (a step in progress finishes) and housekeeping first, while the
+  // lease thread still renews the runners' leases; then the lease thread.
+  for (std::size_t i = 1; i < impl.threads.size(); ++i) impl.threads[i].join();
   {
-    const std::lock_guard lock(impl_->mutex);
-    impl_->housekeeping = false;
+    const std::lock_guard lock(impl.mutex);
+    impl.leasing = false;
   }
-  impl_->wake.notify_all();
-  threads.back().join();
-  threads.clear();
-  if (impl_->consumer) impl_->consumer->close();
-  if (impl_->dlq) impl_->dlq->flush(1000);
+  impl.wake.notify_all();
+  if (!impl.threads.empty()) impl.threads.front().join();
+  impl.threads.clear();
+  if (impl.consumer) impl.consumer->close();
+  if (impl.dlq) impl.dlq->flush(1000);
   log().info("workers stopped");
 }
 
