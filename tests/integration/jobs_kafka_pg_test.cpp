@@ -220,6 +220,12 @@ TEST_F(JobsTest, AFlakySourceIsReadyAfterThreeAttemptsEachVisible) {
   }
   EXPECT_GT(report["pdf"]["pages"].GetInt(), 1);
   EXPECT_EQ(sources_.calls("/flaky.csv"), 3);
+  const auto metrics = http_request(port_, beast_http::verb::get, "/metrics").body;
+  EXPECT_THAT(metrics, HasSubstr(R"(cauce_jobs_total{kind="report",outcome="done"} 1)"));
+  EXPECT_THAT(metrics, HasSubstr(R"(cauce_job_attempts_sum{kind="report"} 3)"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr(R"(cauce_worker_steps_total{kind="report",result="retryable",step="download"} 2)"));
 
   // The stream shows every step, in order.
   const auto stream =

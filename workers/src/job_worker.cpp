@@ -11,6 +11,7 @@
 
 #include <pqxx/pqxx>
 #include <prometheus/counter.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -163,7 +164,15 @@ struct Workers::Impl {
         steps(prometheus::BuildCounter()
                   .Name("cauce_worker_steps_total")
                   .Help("Job steps run by the workers, by job kind, step and result")
-                  .Register(registry)) {
+                  .Register(registry)),
+        jobs(prometheus::BuildCounter()
+                 .Name("cauce_jobs_total")
+                 .Help("Jobs finished by the workers here, by kind and outcome (done, failed)")
+                 .Register(registry)),
+        attempts(prometheus::BuildHistogram()
+                     .Name("cauce_job_attempts")
+                     .Help("Attempts a job took in its round, when it finished, by kind")
+                     .Register(registry)) {
     if (!options.now_us) options.now_us = system_now_us;
   }
 
@@ -172,6 +181,15 @@ struct Workers::Impl {
   std::string conninfo;
   std::string instance;  // lease owner: this process, this start
   prometheus::Family<prometheus::Counter>& steps;
+  prometheus::Family<prometheus::Counter>& jobs;
+  prometheus::Family<prometheus::Histogram>& attempts;
+
+  // A job this worker finished (its final step's command taken).
+  void finished(const Claim& c, const char* outcome) {
+    jobs.Add({{"kind", c.kind}, {"outcome", outcome}}).Increment();
+    attempts.Add({{"kind", c.kind}}, prometheus::Histogram::BucketBoundaries{1, 2, 3, 4, 5, 8, 13})
+        .Observe(static_cast<double>(c.attempt));
+  }
 
   std::atomic<bool> running{false};  // feeder and runners
   std::mutex mutex;
@@ -541,6 +559,7 @@ struct Workers::Impl {
     if (done->kind == Sent::kInvalid) return refused(c, *done, version, random);
     if (done->kind == Sent::kTaken) {
       log().info("job done", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
+      finished(c, "done");
     }
     return after(*done, c, version);
   }
@@ -605,6 +624,7 @@ struct Workers::Impl {
                                 w.Bool(f.retryable);
                                 if (next) put(w, "next_attempt_at", core::format_utc_micros(*next));
                               }));
+    if (!next && sent.kind == Sent::kTaken) finished(c, "failed");
     return after(sent, c, version);
   }
 
