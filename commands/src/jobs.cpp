@@ -79,22 +79,45 @@ std::vector<Event> failure_events(const RecordFailure& c) {
   return out;
 }
 
-void write_shared(json::Writer& w, const AttemptFailed& e) {
-  json::field(w, "attempt", e.attempt);
-  json::field(w, "step", e.step);
-  json::field(w, "error", e.error);
-  json::key(w, "retryable");
-  w.Bool(e.retryable);
-  if (e.next_attempt_at_us) {
-    json::field(w, "next_attempt_at", core::format_utc_micros(*e.next_attempt_at_us));
+// The data of the events both jobs share; false for the others.
+template <typename E>
+bool write_shared(json::Writer& w, const E& e) {
+  if constexpr (std::is_same_v<E, AttemptFailed>) {
+    json::field(w, "attempt", e.attempt);
+    json::field(w, "step", e.step);
+    json::field(w, "error", e.error);
+    json::key(w, "retryable");
+    w.Bool(e.retryable);
+    if (e.next_attempt_at_us) {
+      json::field(w, "next_attempt_at", core::format_utc_micros(*e.next_attempt_at_us));
+    }
+  } else if constexpr (std::is_same_v<E, Failed>) {
+    json::field(w, "reason", e.reason);
+    json::field(w, "attempts", e.attempts);
+  } else if constexpr (std::is_same_v<E, Retried>) {
+    json::field(w, "round", e.round);
+  } else {
+    return false;
   }
+  return true;
 }
 
-AttemptFailed attempt_failed_from(const rapidjson::Value& d) {
-  const auto next = json::opt_string(d, "next_attempt_at");
-  return AttemptFailed{json::integer(d, "attempt"), json::string(d, "step"),
-                       json::string(d, "error"), json::boolean(d, "retryable"),
-                       next ? std::optional(core::parse_utc_micros(*next)) : std::nullopt};
+// A shared event of the job whose types start with `prefix` ("report."), from the rest of its
+// type ("attempt_failed", "failed", "retried"); nullopt for any other type.
+template <typename Event>
+std::optional<Event> shared_from_json(std::string_view type, std::string_view prefix,
+                                      const rapidjson::Value& d) {
+  if (!type.starts_with(prefix)) return std::nullopt;
+  const auto what = type.substr(prefix.size());
+  if (what == "attempt_failed") {
+    const auto next = json::opt_string(d, "next_attempt_at");
+    return AttemptFailed{json::integer(d, "attempt"), json::string(d, "step"),
+                         json::string(d, "error"), json::boolean(d, "retryable"),
+                         next ? std::optional(core::parse_utc_micros(*next)) : std::nullopt};
+  }
+  if (what == "failed") return Failed{json::string(d, "reason"), json::integer(d, "attempts")};
+  if (what == "retried") return Retried{json::integer(d, "round")};
+  return std::nullopt;
 }
 
 }  // namespace
@@ -228,18 +251,13 @@ std::string to_json(const Event& event) {
             json::field(w, "bytes", e.bytes);
             json::field(w, "sha256", e.sha256);
             json::field(w, "content_type", e.content_type);
-          } else if constexpr (std::is_same_v<T, AttemptFailed>) {
-            write_shared(w, e);
           } else if constexpr (std::is_same_v<T, Rendered>) {
             json::field(w, "attempt", e.attempt);
             json::field(w, "pages", e.pages);
             json::field(w, "bytes", e.bytes);
             json::field(w, "sha256", e.sha256);
-          } else if constexpr (std::is_same_v<T, Failed>) {
-            json::field(w, "reason", e.reason);
-            json::field(w, "attempts", e.attempts);
-          } else if constexpr (std::is_same_v<T, Retried>) {
-            json::field(w, "round", e.round);
+          } else {
+            write_shared(w, e);
           }
         },
         event);
@@ -256,15 +274,11 @@ Event event_from_json(std::string_view type, std::string_view data) {
     return Downloaded{json::integer(d, "attempt"), json::integer(d, "bytes"),
                       json::string(d, "sha256"), json::string(d, "content_type")};
   }
-  if (type == "report.attempt_failed") return attempt_failed_from(d);
   if (type == "report.rendered") {
     return Rendered{json::integer(d, "attempt"), json::integer(d, "pages"),
                     json::integer(d, "bytes"), json::string(d, "sha256")};
   }
-  if (type == "report.failed") {
-    return Failed{json::string(d, "reason"), json::integer(d, "attempts")};
-  }
-  if (type == "report.retried") return Retried{json::integer(d, "round")};
+  if (auto shared = shared_from_json<Event>(type, "report.", d)) return *shared;
   throw std::invalid_argument("unknown report event type " + std::string(type));
 }
 
@@ -381,8 +395,6 @@ std::string to_json(const Event& event) {
           using T = std::decay_t<decltype(e)>;
           if constexpr (std::is_same_v<T, Started>) {
             json::field(w, "attempt", e.attempt);
-          } else if constexpr (std::is_same_v<T, AttemptFailed>) {
-            write_shared(w, e);
           } else if constexpr (std::is_same_v<T, Completed>) {
             json::field(w, "attempt", e.attempt);
             json::field(w, "bytes", e.bytes);
@@ -392,11 +404,8 @@ std::string to_json(const Event& event) {
             for (const auto p : e.positions) w.Int64(p);
             w.EndArray();
             json::field(w, "events", e.events);
-          } else if constexpr (std::is_same_v<T, Failed>) {
-            json::field(w, "reason", e.reason);
-            json::field(w, "attempts", e.attempts);
-          } else if constexpr (std::is_same_v<T, Retried>) {
-            json::field(w, "round", e.round);
+          } else {
+            write_shared(w, e);  // nothing for requested and expired
           }
         },
         event);
@@ -407,16 +416,12 @@ Event event_from_json(std::string_view type, std::string_view data) {
   const auto d = json::parse(data);
   if (type == "backup.requested") return Requested{};
   if (type == "backup.started") return Started{json::integer(d, "attempt")};
-  if (type == "backup.attempt_failed") return attempt_failed_from(d);
   if (type == "backup.completed") {
     return Completed{json::integer(d, "attempt"), json::integer(d, "bytes"),
                      json::string(d, "sha256"), json::integers(d, "positions"),
                      json::integer(d, "events")};
   }
-  if (type == "backup.failed") {
-    return Failed{json::string(d, "reason"), json::integer(d, "attempts")};
-  }
-  if (type == "backup.retried") return Retried{json::integer(d, "round")};
+  if (auto shared = shared_from_json<Event>(type, "backup.", d)) return *shared;
   if (type == "backup.expired") return Expired{};
   throw std::invalid_argument("unknown backup event type " + std::string(type));
 }
