@@ -6,10 +6,12 @@
 // that run is a few lines.
 
 #include <atomic>
+#include <csignal>
 #include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -283,6 +285,52 @@ TEST_F(RobustnessTest, APoisonEventIsParkedWhileCommandsStillProjectWithAFewLogL
     ++projector_lines;
   }
   EXPECT_LT(projector_lines, 15u) << output;
+}
+
+// What a person told the call centre stays in the read models and the log, never in cauce's own
+// log lines: every command and query a contact's data passes through (the failing ones too),
+// then every line cauce wrote is searched for it, and for the keys and the database password.
+TEST_F(RobustnessTest, NoPersonalDataKeyOrPasswordReachesTheLog) {
+  const std::string name = "Zelda Quixotic-Pemberton";
+  const std::string email = "zelda.qp.private@example.org";
+  const std::string note = "lives at 7 Rua Secreta, Lisboa";
+  const auto registered = send(http::verb::post, "/v1/contacts",
+                               R"({"name":")" + name + R"(","phone":"+351 912 000 777","email":")" +
+                                   email + R"(","notes":")" + note + R"("})");
+  ASSERT_EQ(registered.status, 201u) << registered.body;
+  const auto id = json_field(registered.body, "id");
+  for (const auto& [method, target, body] :
+       std::vector<std::tuple<http::verb, std::string, std::string>>{
+           {http::verb::patch, "/v1/contacts/" + id, R"({"notes":")" + note + R"x( (again)"})x"},
+           {http::verb::post, "/v1/contacts/" + id + "/calls",
+            R"({"outcome":"answered","duration_s":60,"notes":")" + note + R"("})"},
+           {http::verb::post, "/v1/contacts/" + id + "/assign",
+            R"({"operator":")" + name + R"("})"},
+           // Refused ones: a bad phone, a bad e-mail, a duplicate key with another body.
+           {http::verb::post, "/v1/contacts", R"({"name":")" + name + R"(","phone":"call me"})"},
+           {http::verb::post, "/v1/contacts",
+            R"({"name":")" + name + R"(","phone":"+351912000777","email":"zelda at home"})"},
+           {http::verb::patch, "/v1/contacts/" + id, R"({"email":")" + email + R"(","x":1})"},
+       }) {
+    const auto r = send(method, target, body);
+    EXPECT_LT(r.status, 500u) << r.body;
+  }
+  EXPECT_EQ(send(http::verb::get, "/v1/contacts?q=quixotic").status, 200u);
+  EXPECT_EQ(send(http::verb::get, "/v1/contacts/" + id + "?q=zelda").status, 400u);
+  ASSERT_TRUE(eventually([&] {
+    const auto r = send(http::verb::get, "/v1/contacts/" + id);
+    return r.status == 200 && r.headers.count("etag") && r.headers.at("etag") == "\"4\"";
+  }));
+  cauce_->signal(SIGTERM);
+  ASSERT_EQ(cauce_->wait_exit(), 0);
+  const auto log = cauce_->output();
+  const auto bearer = auth_[0].second.substr(std::string("Bearer ").size());
+  for (const auto& secret :
+       {name, std::string("Zelda"), std::string("Quixotic"), std::string("912000777"), email,
+        std::string("Rua Secreta"), bearer, db_.config().password.reveal()}) {
+    EXPECT_EQ(log.find(secret), std::string::npos) << "the log holds \"" << secret << "\"";
+  }
+  EXPECT_NE(log.find(R"("msg":"stopped")"), std::string::npos) << "the log was read whole";
 }
 
 }  // namespace
