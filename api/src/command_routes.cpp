@@ -68,8 +68,8 @@ const std::vector<CommandRoute>& command_routes() {
        S::accepted, Answer::kJobAccepted, false},
       {post, "/v1/backups", Role::kAdmin, "backup.request", "backup", nullptr, S::accepted,
        Answer::kJobAccepted, true},
-      {post, "/v1/backups/{id}/retry", Role::kAdmin, "backup.retry", "backup", nullptr,
-       S::accepted, Answer::kJobAccepted, false},
+      {post, "/v1/backups/{id}/retry", Role::kAdmin, "backup.retry", "backup", nullptr, S::accepted,
+       Answer::kJobAccepted, false},
   };
   return routes;
 }

@@ -120,7 +120,9 @@ TEST(ScheduleTest, StepIdsAndBackupSlotsAreTheSameWhoeverAsks) {
 TEST(ScheduleTest, ErrorsBecomeTextAJobEventCanHold) {
   EXPECT_EQ(printable_error("HTTP 404"), "HTTP 404");
   EXPECT_EQ(printable_error("t\xe9xt/html"), "t\xEF\xBF\xBDxt/html") << "Latin-1 byte";
-  EXPECT_EQ(printable_error("a\nb\x01" "c"), "a b c");
+  EXPECT_EQ(printable_error("a\nb\x01"
+                            "c"),
+            "a b c");
   EXPECT_EQ(printable_error(std::string("nul\0here", 8)), "nul here");
   EXPECT_EQ(printable_error("\xed\xa0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD")
       << "a surrogate is not UTF-8";
