@@ -32,6 +32,7 @@
 #include <cauce/workers/backup.hpp>
 
 #include "json_writer.hpp"
+#include "part_file.hpp"
 
 extern char** environ;
 
@@ -82,14 +83,6 @@ std::map<std::string, TableDigest> table_digests(pqxx::transaction_base& txn) {
     out[t.name] = TableDigest{row[0].as<std::int64_t>(), row[1].as<std::string>()};
   }
   return out;
-}
-
-void fsync_path(const fs::path& path, bool directory) {
-  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path.string());
-  const bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) throw std::system_error(errno, std::generic_category(), "fsync " + path.string());
 }
 
 struct GzClose {
@@ -846,8 +839,7 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
   }
   {
     // The rendered reports go back under the target's data dir.
-    const auto files = read_manifest(directory);
-    for (const auto& f : files["files"].GetArray()) {
+    for (const auto& f : manifest["files"].GetArray()) {
       const std::string name = f["name"].GetString();
       if (!name.starts_with("reports/") || !target.data_dir) continue;
       fs::create_directories(*target.data_dir / "reports");

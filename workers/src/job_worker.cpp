@@ -14,8 +14,6 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include <cauce/commands/jobs.hpp>
 #include <cauce/core/backoff.hpp>
@@ -128,7 +126,7 @@ struct Sent {
   std::int64_t issued_at_us = 0;  // the command's time: its events' occurred_at
 };
 
-// Counts the dead letters the broker did not take (called on the feeder thread, in flush).
+// Counts the dead letters the broker did not take (called on the housekeeping thread, in flush).
 class DeliveryReports : public RdKafka::DeliveryReportCb {
  public:
   void dr_cb(RdKafka::Message& message) override {

@@ -53,11 +53,15 @@ void PartFile::publish() {
   std::filesystem::rename(part_, destination_, ec);
   if (ec) throw std::system_error(ec, "cannot rename " + part_.string());
   published_ = true;
-  const auto dir = destination_.has_parent_path() ? destination_.parent_path() : ".";
-  if (const int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
-    ::fsync(d);
-    ::close(d);
-  }
+  fsync_path(destination_.has_parent_path() ? destination_.parent_path() : ".", true);
+}
+
+void fsync_path(const std::filesystem::path& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) fail("open " + path.string());
+  const int error = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  if (error != 0) throw std::system_error(error, std::generic_category(), "fsync " + path.string());
 }
 
 }  // namespace cauce::workers

@@ -10,6 +10,9 @@
 
 namespace cauce::workers {
 
+// fsync of a file or a directory (the entry a rename made); throws std::system_error.
+void fsync_path(const std::filesystem::path& path, bool directory);
+
 class PartFile {
  public:
   explicit PartFile(std::filesystem::path destination);

@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <memory>
 
+#include <glib.h>
 #include <rapidjson/document.h>
 
 #include <cauce/commands/jobs.hpp>
@@ -72,44 +74,16 @@ std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e) {
 }
 
 std::string printable_error(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  const auto replacement = "\xEF\xBF\xBD";
-  for (std::size_t i = 0; i < in.size();) {
-    const auto c = static_cast<unsigned char>(in[i]);
-    std::size_t length = c < 0x80         ? 1
-                         : (c >> 5) == 6  ? 2
-                         : (c >> 4) == 14 ? 3
-                         : (c >> 3) == 30 ? 4
-                                          : 0;
-    bool valid = length > 0 && i + length <= in.size();
-    std::uint32_t code = length == 1   ? c
-                         : length == 2 ? c & 0x1F
-                         : length == 3 ? c & 0x0F
-                                       : c & 0x07;
-    for (std::size_t k = 1; valid && k < length; ++k) {
-      const auto next = static_cast<unsigned char>(in[i + k]);
-      valid = (next & 0xC0) == 0x80;
-      code = (code << 6) | (next & 0x3F);
-    }
-    // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8 either.
-    if (valid && ((length == 2 && code < 0x80) || (length == 3 && code < 0x800) ||
-                  (length == 4 && (code < 0x10000 || code > 0x10FFFF)) ||
-                  (code >= 0xD800 && code <= 0xDFFF))) {
-      valid = false;
-    }
-    if (!valid) {
-      out += replacement;
-      ++i;
-    } else if (code < 0x20 || code == 0x7F) {
-      out += ' ';
-      ++i;
-    } else {
-      out.append(in.substr(i, length));
-      i += length;
-    }
+  // Control characters (U+0000 included) first: ASCII bytes are never part of a longer UTF-8
+  // sequence. Then glib's repair, as the renderer uses for cells: each invalid byte (overlong
+  // forms and surrogates included) becomes U+FFFD.
+  std::string text(in);
+  for (auto& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = ' ';
   }
-  out = commands::job::clip_error(out);
+  const std::unique_ptr<gchar, decltype(&g_free)> valid(
+      g_utf8_make_valid(text.data(), static_cast<gssize>(text.size())), g_free);
+  const auto out = commands::job::clip_error(valid.get());
   return out.empty() ? "unknown error" : out;
 }
 
