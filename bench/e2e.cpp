@@ -205,8 +205,11 @@ int run(const Options& options) {
   api::HttpMetrics metrics(registry);
   commands::CommandProcessor processor({.kafka = kafka, .commands = config.commands}, registry);
   commands::CommandBus bus({.kafka = kafka, .commands = config.commands}, registry);
-  projections::Projector projector(
-      {.kafka = kafka, .postgres = config.postgres, .projections = config.projections}, registry);
+  projections::Projector projector({.kafka = kafka,
+                                    .postgres = config.postgres,
+                                    .projections = config.projections,
+                                    .schema = {}},
+                                   registry);
   projections::NotificationHub hub(config.postgres, config.projections.name, kafka.events_topic,
                                    config.projections);
   projections::ReadModels models(pool);
@@ -230,7 +233,8 @@ int run(const Options& options) {
                                  .min_position_wait = std::chrono::seconds(10)});
   api::add_stream_routes(
       router, hub, config.projections, keys,
-      [&query_threads](std::function<void()> work) { asio::post(query_threads, std::move(work)); });
+      [&query_threads](std::function<void()> work) { asio::post(query_threads, std::move(work)); },
+      registry);
   auto http_config = config.http;
   http_config.port = 0;
   api::HttpServer server(http_config, router, keys, metrics);

@@ -215,8 +215,8 @@ void bench_backup(const Options& options, const core::Config& config, const fs::
     prometheus::Registry registry;
     auto projections = config.projections;
     projections.group = prefix + "-projector";
-    projections::Projector projector({.kafka = kafka, .postgres = pg, .projections = projections},
-                                     registry);
+    projections::Projector projector(
+        {.kafka = kafka, .postgres = pg, .projections = projections, .schema = {}}, registry);
     t = Clock::now();
     projector.start();
     wait_projected(pg, events);

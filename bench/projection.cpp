@@ -9,6 +9,10 @@
 //   5. cauce's projector end to end: consume the log from Kafka (read_committed) and apply,
 //      next to the raw produce rate of the same records.
 //
+// With --replay (`scripts/bench replay`): a blue/green rebuild of the whole log
+// (projections/replay.hpp: a new generation, a projector pinned to it, the switch) in total
+// seconds and events/s, next to a raw read_committed consume and a raw COPY of the same events.
+//
 // The log: contacts, each registered then called four times and assigned once (6 events).
 
 #include <iomanip>
@@ -29,6 +33,7 @@
 #include <cauce/core/postgres.hpp>
 #include <cauce/projections/batch.hpp>
 #include <cauce/projections/projector.hpp>
+#include <cauce/projections/replay.hpp>
 
 #include "load.hpp"
 #include "pg_projection.hpp"  // projections/src: the apply path without Kafka
@@ -42,6 +47,8 @@ struct Options {
   int events = 1'000'000;
   int runs = 3;
   int batch = 5000;
+  bool replay = false;
+  int replay_batch = core::ProjectionsConfig{}.replay_batch_max;
 };
 
 double seconds_since(Clock::time_point start) {
@@ -151,9 +158,20 @@ const std::vector<std::string> kEventColumns = {
     "aggregate_type", "aggregate_id", "version",  "occurred_at", "command_id",
     "correlation_id", "causation_id", "actor",    "data"};
 
+// A connection writing the live read-model generation's tables themselves (public holds views
+// of them, and COPY cannot write through a view).
+std::unique_ptr<pqxx::connection> connect_to_model(const core::PostgresConfig& config) {
+  auto c = core::connect_postgres(core::postgres_conninfo(config));
+  pqxx::nontransaction n(*c);
+  n.exec("SET search_path TO " +
+         n.quote_name(n.exec1("SELECT schema FROM read_model_live")[0].as<std::string>()) +
+         ", public");
+  return c;
+}
+
 double raw_copy(const core::PostgresConfig& admin, const std::vector<projections::LogRecord>& log) {
   FreshDatabase db(admin);
-  auto c = core::connect_postgres(core::postgres_conninfo(db.config()));
+  auto c = connect_to_model(db.config());
   const auto start = Clock::now();
   pqxx::work txn(*c);
   {
@@ -187,7 +205,7 @@ double per_second(const Batches& batches, Clock::time_point start) {
 
 double copy_and_merge(const core::PostgresConfig& admin, const Batches& batches) {
   FreshDatabase db(admin);
-  auto c = core::connect_postgres(core::postgres_conninfo(db.config()));
+  auto c = connect_to_model(db.config());
   pqxx::nontransaction(*c).exec(
       "CREATE TEMP TABLE incoming (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
   const auto start = Clock::now();
@@ -206,7 +224,7 @@ double copy_and_merge(const core::PostgresConfig& admin, const Batches& batches)
 
 double multi_row_upsert(const core::PostgresConfig& admin, const Batches& batches) {
   FreshDatabase db(admin);
-  auto c = core::connect_postgres(core::postgres_conninfo(db.config()));
+  auto c = connect_to_model(db.config());
   const auto start = Clock::now();
   for (const auto& slice : batches) {
     const auto rows = projections::fold_batch(slice);  // only its `events` array is used
@@ -292,8 +310,8 @@ double projector_end_to_end(const core::PostgresConfig& admin, const core::Kafka
   config.group = "bench-projector-" + core::random_hex(4);
   config.batch_max = batch;
   prometheus::Registry registry;
-  projections::Projector projector({.kafka = kafka, .postgres = db.config(), .projections = config},
-                                   registry);
+  projections::Projector projector(
+      {.kafka = kafka, .postgres = db.config(), .projections = config, .schema = {}}, registry);
   auto c = core::connect_postgres(core::postgres_conninfo(db.config()));
   const auto start = Clock::now();
   projector.start();
@@ -310,11 +328,81 @@ double projector_end_to_end(const core::PostgresConfig& admin, const core::Kafka
   return rate;
 }
 
+// `cauce replay` of the whole log into a fresh database: seconds from the start to the switch.
+double replay_seconds(const core::PostgresConfig& admin, const core::KafkaConfig& kafka,
+                      int replay_batch) {
+  FreshDatabase db(admin);
+  core::ProjectionsConfig config;
+  config.group = "bench-replay-" + core::random_hex(4);
+  config.replay_batch_max = replay_batch;
+  config.replay_grace_s = 0;
+  const std::atomic<bool> stop{false};
+  const auto start = Clock::now();
+  projections::Replay replay({.kafka = kafka, .postgres = db.config(), .projections = config},
+                             {.projection = "all", .from = {}, .requested_by = "bench"});
+  const auto result = replay.run([](const projections::ReplayProgress&) {}, stop);
+  if (result.status != "switched") throw std::runtime_error("the replay did not switch");
+  return seconds_since(start);
+}
+
+// Events in their own topic (the log of bench/projection), for one run.
+core::KafkaConfig fresh_topics(core::KafkaConfig kafka, int partitions) {
+  kafka.events_topic = "bench.events." + core::random_hex(4);
+  kafka.commands_topic = kafka.events_topic + ".commands";
+  kafka.replies_topic = kafka.events_topic + ".replies";
+  kafka.outcomes_topic = kafka.events_topic + ".outcomes";
+  kafka.dead_letters_topic = kafka.events_topic + ".dead-letters";
+  kafka.snapshots_topic = kafka.events_topic + ".snapshots";
+  kafka.jobs_dlq_topic = kafka.events_topic + ".jobs-dlq";
+  kafka.partitions = partitions;
+  core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), partitions, 1);
+  return kafka;
+}
+
+int run_replay(const Options& options, const core::Config& config) {
+  const int partitions = 12;
+  const auto log = synthetic_log(options.events, partitions);
+  std::cout << "bench/projection --replay: " << log.size() << " events, replay batches of "
+            << options.replay_batch << ", " << options.runs
+            << " runs, fresh database and topic each\n\n";
+  std::vector<double> copy_rates;
+  std::vector<double> consume_rates;
+  std::vector<double> replay_secs;
+  for (int run = 1; run <= options.runs; ++run) {
+    std::cout << "run " << run << "\n";
+    copy_rates.push_back(raw_copy(config.postgres, log));
+    print_rate("  raw COPY into events (raw limit)", copy_rates.back());
+    const auto kafka = fresh_topics(config.kafka, partitions);
+    produce(kafka, log);
+    consume_rates.push_back(raw_consume(kafka, log.size(), partitions));
+    print_rate("  raw read_committed consume", consume_rates.back());
+    replay_secs.push_back(replay_seconds(config.postgres, kafka, options.replay_batch));
+    print_rate("  cauce replay, start to switch",
+               static_cast<double>(log.size()) / replay_secs.back());
+    std::cout << "    (" << std::fixed << std::setprecision(1) << replay_secs.back() << " s)\n"
+              << std::defaultfloat;
+  }
+  const auto events = static_cast<double>(log.size());
+  const auto copy = median(copy_rates);
+  const auto consume = median(consume_rates);
+  const auto secs = median(replay_secs);
+  std::cout << "\nmedians over " << options.runs << " runs\n";
+  print_rate("  raw COPY into events (raw limit)", copy);
+  print_rate("  raw read_committed consume", consume);
+  print_rate("  cauce replay, start to switch", events / secs);
+  std::cout << std::fixed << std::setprecision(1) << "  replay: " << secs << " s for " << log.size()
+            << " events; raw consume alone " << events / consume << " s, raw COPY alone "
+            << events / copy << " s, one after the other " << events / consume + events / copy
+            << " s\n";
+  return 0;
+}
+
 int run(const Options& options) {
   core::ConfigSources sources;
   sources.env = core::cauce_environment();
   auto config = core::load_config(sources);
   core::set_log_level(core::LogLevel::kWarn);
+  if (options.replay) return run_replay(options, config);
   auto admin = config.postgres;
   const int partitions = 12;
   const auto log = synthetic_log(options.events, partitions);
@@ -338,15 +426,7 @@ int run(const Options& options) {
     record(order[1], copy_and_merge(admin, batches));
     record(order[2], multi_row_upsert(admin, batches));
     record(order[3], apply_path(admin, batches));
-    auto kafka = config.kafka;
-    kafka.events_topic = "bench.events." + core::random_hex(4);
-    kafka.commands_topic = kafka.events_topic + ".commands";
-    kafka.replies_topic = kafka.events_topic + ".replies";
-    kafka.outcomes_topic = kafka.events_topic + ".outcomes";
-    kafka.dead_letters_topic = kafka.events_topic + ".dead-letters";
-    kafka.snapshots_topic = kafka.events_topic + ".snapshots";
-    kafka.partitions = partitions;
-    core::KafkaAdmin(kafka).ensure_topics(core::cauce_topics(kafka), partitions, 1);
+    const auto kafka = fresh_topics(config.kafka, partitions);
     record(order[4], produce(kafka, log));
     record(order[5], raw_consume(kafka, log.size(), partitions));
     record(order[6], projector_end_to_end(admin, kafka, log.size(), options.batch));
@@ -378,6 +458,10 @@ int main(int argc, char** argv) {
   app.add_option("--events", options.events, "Events in the log")->check(CLI::PositiveNumber);
   app.add_option("--runs", options.runs, "Runs (medians are reported)")->check(CLI::PositiveNumber);
   app.add_option("--batch", options.batch, "Events per PostgreSQL transaction")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--replay", options.replay,
+               "Measure a blue/green replay of the log instead (scripts/bench replay)");
+  app.add_option("--replay-batch", options.replay_batch, "projections.replay_batch_max")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   return cauce::bench::run_reporting_errors("bench/projection",

@@ -1,6 +1,11 @@
+#include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cstdlib>
+#include <iomanip>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +20,7 @@
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
 #include <cauce/projections/parked_events.hpp>
+#include <cauce/projections/replay.hpp>
 #include <cauce/workers/backup.hpp>
 
 #include "service.hpp"
@@ -40,6 +46,78 @@ workers::Progress progress_printer() {
               << std::string(static_cast<std::size_t>(kWidth - filled), ' ') << "] " << done << "/"
               << total << (done >= total ? "\n" : "") << std::flush;
   };
+}
+
+// `cauce replay`: progress as a bar on a terminal (events/s, % of the log, ETA), JSON lines
+// otherwise; Ctrl-C (or SIGTERM) stops at the next batch, and the next run resumes.
+int run_replay(const core::Config& config, projections::ReplayRequest request, bool abandon) {
+  const projections::ReplayOptions options{config.kafka, config.postgres, config.projections};
+  if (abandon) {
+    if (!projections::Replay::abandon(options)) {
+      std::cerr << "cauce: no unfinished replay to abandon\n";
+      return kExitFailure;
+    }
+    std::cout << "abandoned the unfinished replay; its generation is dropped\n";
+    return 0;
+  }
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<bool> finished{false};
+  std::thread watcher([&] {
+    const timespec tick{0, 200'000'000};
+    while (!finished) {
+      if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) stop = true;
+    }
+  });
+  struct Join {
+    std::atomic<bool>& finished;
+    std::thread& t;
+    ~Join() {
+      finished = true;
+      t.join();
+    }
+  } join{finished, watcher};
+
+  projections::Replay replay(options, std::move(request));
+  const bool tty = ::isatty(STDOUT_FILENO) != 0;
+  const auto& prepared = replay.prepared();
+  std::cerr << (prepared.resumed ? "resuming replay " : "replay ") << prepared.id << " into "
+            << prepared.schema << "\n";
+  const auto result = replay.run(
+      [tty](const projections::ReplayProgress& p) {
+        if (!tty) {
+          std::cout << projections::to_json(p) << std::endl;
+          return;
+        }
+        constexpr int kWidth = 30;
+        const int filled = static_cast<int>(kWidth * std::clamp(p.ratio, 0.0, 1.0));
+        std::ostringstream line;
+        line << std::fixed << std::setprecision(1) << "\r" << p.schema << " ["
+             << std::string(static_cast<std::size_t>(filled), '#')
+             << std::string(static_cast<std::size_t>(kWidth - filled), ' ') << "] " << 100 * p.ratio
+             << "%  " << std::setprecision(0) << p.events_per_s << " events/s  ";
+        if (p.eta_s >= 0) {
+          line << "ETA " << p.eta_s << " s";
+        } else {
+          line << "ETA -";
+        }
+        line << "   ";
+        std::cout << line.str() << std::flush;
+      },
+      stop);
+  if (tty) std::cout << "\n";
+  if (result.status == "interrupted") {
+    std::cerr << "interrupted; run `cauce replay` again to resume\n";
+    return 130;
+  }
+  std::cerr << "switched to " << result.schema << " (" << result.applied << " events); "
+            << result.old_schema << " is dropped after " << config.projections.replay_grace_s
+            << " s\n";
+  return 0;
 }
 
 int list_backups(const core::Config& config) {
@@ -227,13 +305,30 @@ int run_cli(int argc, char** argv) {
   auto* restore_cmd = app.add_subcommand(
       "restore", "Rebuild a working system from a backup on an empty Kafka and PostgreSQL");
   restore_cmd->add_option("backup", restore_dir, "The backup's directory (or id)")->required();
+  auto* replay_cmd = app.add_subcommand(
+      "replay", "Rebuild the read models from the log into a new generation, then switch to it");
+  std::string replay_projection = "all";
+  std::string replay_from_offset;
+  std::string replay_from_time;
+  bool replay_abandon = false;
+  replay_cmd->add_option("--projection", replay_projection,
+                         "The projection (projections.name) or all; one holds every read model");
+  auto* from_offset_opt = replay_cmd->add_option(
+      "--from-offset", replay_from_offset,
+      "Start at these offsets, e.g. 0:1200,1:980 (partitions not named start at 0)");
+  replay_cmd
+      ->add_option("--from-time", replay_from_time,
+                   "Start at the first event at or after this RFC 3339 time (broker time index)")
+      ->excludes(from_offset_opt);
+  replay_cmd->add_flag("--abandon", replay_abandon,
+                       "Give up the unfinished replay and drop its generation");
   auto* config_cmd = app.add_subcommand("config", "Show the effective configuration");
   bool print = false;
   config_cmd->add_flag("--print", print, "Print every setting (secrets masked)");
   auto* version = app.add_subcommand("version", "Print the version");
   for (auto* sub : {serve, topics, topics_create_cmd, migrate_cmd, keys, keys_create, keys_list,
                     keys_revoke, parked_cmd, parked_list, parked_retry, parked_skip, backups_cmd,
-                    backups_list, backups_verify, restore_cmd, config_cmd, version}) {
+                    backups_list, backups_verify, restore_cmd, replay_cmd, config_cmd, version}) {
     sub->fallthrough();  // configuration flags may follow the subcommand
   }
 
@@ -326,6 +421,24 @@ int run_cli(int argc, char** argv) {
                 << report.tables_checked.size() << " tables checked)\n";
       return 0;
     }
+    if (*replay_cmd) {
+      projections::ReplayRequest request{
+          .projection = replay_projection, .from = {}, .requested_by = "cli"};
+      if (!replay_from_offset.empty()) {
+        request.from.kind = projections::ReplayFrom::Kind::kOffsets;
+        request.from.offsets = projections::parse_partition_offsets(replay_from_offset);
+      } else if (!replay_from_time.empty()) {
+        request.from.kind = projections::ReplayFrom::Kind::kTime;
+        request.from.time = projections::parse_rfc3339(replay_from_time);
+      }
+      return run_replay(config, std::move(request), replay_abandon);
+    }
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "cauce: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const projections::ReplayConflict& e) {
+    std::cerr << "cauce: " << e.what() << "\n";
+    return kExitFailure;
   } catch (const workers::BackupError& e) {
     std::cerr << "cauce: " << e.what() << "\n";
     return kExitFailure;

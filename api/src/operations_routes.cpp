@@ -7,7 +7,8 @@
 namespace cauce::api {
 
 void add_operations_routes(Router& router, const ReadinessProbe& probe,
-                           const prometheus::Registry& registry) {
+                           const prometheus::Registry& registry,
+                           std::function<void()> before_scrape) {
   router.add(http::verb::get, "/healthz", std::nullopt, [](Request& request) {
     return json_response(request, http::status::ok, R"({"status":"ok"})");
   });
@@ -59,13 +60,15 @@ void add_operations_routes(Router& router, const ReadinessProbe& probe,
     return response;
   });
 
-  router.add(http::verb::get, "/metrics", std::nullopt, [&registry](Request& request) {
-    Response response(http::status::ok, request.message.version());
-    response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-    response.body() = prometheus::TextSerializer().Serialize(registry.Collect());
-    response.prepare_payload();
-    return response;
-  });
+  router.add(http::verb::get, "/metrics", std::nullopt,
+             [&registry, before_scrape = std::move(before_scrape)](Request& request) {
+               if (before_scrape) before_scrape();
+               Response response(http::status::ok, request.message.version());
+               response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+               response.body() = prometheus::TextSerializer().Serialize(registry.Collect());
+               response.prepare_payload();
+               return response;
+             });
 }
 
 }  // namespace cauce::api

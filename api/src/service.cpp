@@ -8,6 +8,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <prometheus/gauge.h>
 
 #include <cauce/api/auth.hpp>
 #include <cauce/api/http_metrics.hpp>
@@ -18,6 +19,7 @@
 #include <cauce/commands/command_bus.hpp>
 #include <cauce/commands/processor.hpp>
 #include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
@@ -126,12 +128,21 @@ int run_serve(const core::Config& config) {
   }
 
   prometheus::Registry registry;
+  const core::KafkaErrorMetrics kafka_errors(registry);
+  auto& pool_in_use =
+      prometheus::BuildGauge()
+          .Name("cauce_pg_pool_in_use")
+          .Help("Connections of the PostgreSQL query pool in use (sampled at scrape)")
+          .Register(registry)
+          .Add({});
   HttpMetrics http_metrics(registry);
   std::unique_ptr<projections::Projector> projector;
   if (has_role(config, "projector")) {
     projector = std::make_unique<projections::Projector>(
-        projections::ProjectorOptions{
-            .kafka = config.kafka, .postgres = config.postgres, .projections = config.projections},
+        projections::ProjectorOptions{.kafka = config.kafka,
+                                      .postgres = config.postgres,
+                                      .projections = config.projections,
+                                      .schema = {}},
         registry);
     projector->start();
   }
@@ -178,6 +189,7 @@ int run_serve(const core::Config& config) {
   // Queries run on their own threads (as many as the pool has connections), never on the I/O
   // threads; the hub LISTENs for the projector's progress and feeds live clients.
   std::unique_ptr<projections::NotificationHub> hub;
+  std::unique_ptr<ReplayRunner> replays;
   boost::asio::thread_pool query_threads(static_cast<std::size_t>(config.postgres.pool_size));
   projections::ReadModels models(pool);
   projections::ParkedEvents parked(conninfo, config.projections.name, config.kafka.events_topic);
@@ -185,7 +197,9 @@ int run_serve(const core::Config& config) {
     boost::asio::post(query_threads, std::move(work));
   };
   Router router;
-  add_operations_routes(router, probe, registry);
+  add_operations_routes(router, probe, registry, [&pool, &pool_in_use] {
+    pool_in_use.Set(static_cast<double>(pool.in_use()));
+  });
   if (has_role(config, "api")) {
     hub = std::make_unique<projections::NotificationHub>(
         config.postgres, config.projections.name, config.kafka.events_topic, config.projections);
@@ -199,8 +213,11 @@ int run_serve(const core::Config& config) {
                                            config.projections.min_position_wait_ms),
                                        .data_dir = config.data_dir,
                                        .event_partitions = event_partitions});
-    add_stream_routes(router, *hub, config.projections, keys, run_blocking);
+    add_stream_routes(router, *hub, config.projections, keys, run_blocking, registry);
     add_parked_routes(router, parked, run_blocking);
+    replays = std::make_unique<ReplayRunner>(
+        projections::ReplayOptions{config.kafka, config.postgres, config.projections});
+    add_replay_routes(router, *replays, config.postgres, run_blocking);
   }
   // The workers report back through a bus: the API's when this process has one.
   std::unique_ptr<commands::CommandBus> workers_bus;
@@ -240,6 +257,7 @@ int run_serve(const core::Config& config) {
   }
   if (hub) hub->stop();
   query_threads.join();
+  replays.reset();  // interrupts a replay started over HTTP (the next one resumes it)
   if (bus) bus->stop();
   if (processor) processor->stop();
   if (projector) projector->stop();

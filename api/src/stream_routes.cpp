@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/websocket.hpp>
+#include <prometheus/gauge.h>
 #include <rapidjson/document.h>
 
 #include <cauce/api/json.hpp>
@@ -175,17 +176,30 @@ asio::awaitable<void> write_within(beast::tcp_stream& stream, const std::string&
   stream.expires_never();  // waiting for notifications is not bounded
 }
 
+// One live client for as long as its session exists: cauce_stream_clients{transport}.
+class ClientCount {
+ public:
+  explicit ClientCount(prometheus::Gauge& gauge) : gauge_(gauge) { gauge_.Increment(); }
+  ~ClientCount() { gauge_.Decrement(); }
+  ClientCount(const ClientCount&) = delete;
+  ClientCount& operator=(const ClientCount&) = delete;
+
+ private:
+  prometheus::Gauge& gauge_;
+};
+
 class SseSession final : public StreamSession {
  public:
   SseSession(NotificationHub& hub, std::set<std::string> topics,
              std::optional<std::int64_t> last_event_id, std::string request_id, int heartbeat_s,
-             KeyCheck key)
+             KeyCheck key, prometheus::Gauge& clients)
       : hub_(hub),
         topics_(std::move(topics)),
         last_event_id_(last_event_id),
         request_id_(std::move(request_id)),
         heartbeat_(heartbeat_s),
-        key_(std::move(key)) {}
+        key_(std::move(key)),
+        count_(clients) {}
 
   asio::awaitable<void> run(beast::tcp_stream& stream) override {
     stream.expires_never();
@@ -236,7 +250,8 @@ class SseSession final : public StreamSession {
   std::optional<std::int64_t> last_event_id_;
   std::string request_id_;
   std::chrono::seconds heartbeat_;
-  KeyCheck key_;                // strand only
+  KeyCheck key_;  // strand only
+  ClientCount count_;
   std::optional<Waker> waker_;  // strand only
   bool closing_ = false;        // strand only
 };
@@ -247,8 +262,12 @@ class SseSession final : public StreamSession {
 class WsSession final : public StreamSession {
  public:
   WsSession(NotificationHub& hub, http::request<http::string_body> request, int heartbeat_s,
-            KeyCheck key)
-      : hub_(hub), request_(std::move(request)), heartbeat_(heartbeat_s), key_(std::move(key)) {}
+            KeyCheck key, prometheus::Gauge& clients)
+      : hub_(hub),
+        request_(std::move(request)),
+        heartbeat_(heartbeat_s),
+        key_(std::move(key)),
+        count_(clients) {}
 
   asio::awaitable<void> run(beast::tcp_stream& stream) override {
     stream.expires_never();
@@ -419,6 +438,7 @@ class WsSession final : public StreamSession {
   http::request<http::string_body> request_;
   std::chrono::seconds heartbeat_;
   KeyCheck key_;  // strand only
+  ClientCount count_;
   std::optional<Waker> waker_;
   bool closing_ = false;
 };
@@ -426,14 +446,22 @@ class WsSession final : public StreamSession {
 }  // namespace
 
 void add_stream_routes(Router& router, NotificationHub& hub, const core::ProjectionsConfig& config,
-                       ApiKeys& keys, BlockingExecutor run_blocking) {
+                       ApiKeys& keys, BlockingExecutor run_blocking,
+                       prometheus::Registry& registry) {
   const int heartbeat_s = config.heartbeat_s;
+  auto& clients = prometheus::BuildGauge()
+                      .Name("cauce_stream_clients")
+                      .Help("Live notification clients connected, by transport")
+                      .Register(registry);
+  auto& sse_clients = clients.Add({{"transport", "sse"}});
+  auto& ws_clients = clients.Add({{"transport", "websocket"}});
   auto key_check = [&keys, run_blocking](const Request& request) {
     return KeyCheck(keys, request.principal->key_id, run_blocking);
   };
   router.add_stream(
       http::verb::get, "/v1/stream", Role::kReader,
-      [&hub, heartbeat_s, key_check](Request& request) -> std::shared_ptr<StreamSession> {
+      [&hub, heartbeat_s, key_check,
+       &sse_clients](Request& request) -> std::shared_ptr<StreamSession> {
         const auto params = query_params(request.message.target(), {"topics", "last_event_id"});
         const auto topics_it = params.find("topics");
         const auto topics = topics_it == params.end()
@@ -449,17 +477,19 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
           throw core::DependencyError("postgres", "live notifications are unavailable", true);
         }
         return std::make_shared<SseSession>(hub, topics, after, request.request_id, heartbeat_s,
-                                            key_check(request));
+                                            key_check(request), sse_clients);
       });
   router.add_stream(
       http::verb::get, "/v1/ws", Role::kReader,
-      [&hub, heartbeat_s, key_check](Request& request) -> std::shared_ptr<StreamSession> {
+      [&hub, heartbeat_s, key_check,
+       &ws_clients](Request& request) -> std::shared_ptr<StreamSession> {
         query_params(request.message.target(), {});
         if (!websocket::is_upgrade(request.message)) {
           throw ApiError(http::status::upgrade_required, "upgrade-required",
                          "GET /v1/ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket");
         }
-        return std::make_shared<WsSession>(hub, request.message, heartbeat_s, key_check(request));
+        return std::make_shared<WsSession>(hub, request.message, heartbeat_s, key_check(request),
+                                           ws_clients);
       });
 }
 

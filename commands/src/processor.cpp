@@ -67,6 +67,10 @@ struct Metrics {
                      .Name("cauce_commands_total")
                      .Help("Commands decided by the processor, by type and outcome")
                      .Register(registry)),
+        events(prometheus::BuildCounter()
+                   .Name("cauce_events_appended_total")
+                   .Help("Events appended to the event log in committed transactions, by type")
+                   .Register(registry)),
         transactions(prometheus::BuildCounter()
                          .Name("cauce_processor_transactions_total")
                          .Help("Kafka transactions of the processor, by result")
@@ -112,6 +116,7 @@ struct Metrics {
                          .Add({})) {}
 
   prometheus::Family<prometheus::Counter>& commands;
+  prometheus::Family<prometheus::Counter>& events;
   prometheus::Family<prometheus::Counter>& transactions;
   prometheus::Counter& committed;
   prometheus::Counter& aborted;
@@ -1039,6 +1044,10 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
           .Add({{"type", metric_type(d.command ? d.command->type : "")},
                 {"outcome", outcome_name(d.outcome.kind)}})
           .Increment();
+      if (d.slots == 0) continue;
+      for (const auto& e : d.outcome.events) {
+        metrics.events.Add({{"type", e.type}}).Increment();  // our aggregates' types: bounded
+      }
     }
     for (const auto& d : decided) {
       if (d.slots == 0) continue;

@@ -293,6 +293,13 @@ const std::vector<Binding>& bindings() {
         "projections.client_buffer",
         "Notifications queued for one live client before it is disconnected as too slow",
         &ProjectionsConfig::client_buffer, 1, 1000000));
+    b.push_back(projections.integer("projections.replay_batch_max",
+                                    "Events a replay applies in one PostgreSQL transaction at most",
+                                    &ProjectionsConfig::replay_batch_max, 1, 1000000));
+    b.push_back(projections.integer(
+        "projections.replay_grace_s",
+        "Seconds a read-model generation a replay replaced is kept before it is dropped",
+        &ProjectionsConfig::replay_grace_s, 0, 30 * 24 * 3600));
     b.push_back(download.boolean(
         "download.allow_private",
         "Let report downloads reach loopback, private, link-local and CGNAT addresses",

@@ -258,4 +258,53 @@ std::int64_t KafkaAdmin::stable_committed_offset(const std::string& group, const
   }
 }
 
+std::map<std::int32_t, std::int64_t> KafkaAdmin::offsets_for_time(
+    const std::string& topic, int partitions, std::chrono::system_clock::time_point time) const {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch());
+  PartitionListHandle list(rd_kafka_topic_partition_list_new(partitions));
+  for (int p = 0; p < partitions; ++p) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = ms.count();
+  }
+  const auto rc =
+      rd_kafka_offsets_for_times(impl_->rk.get(), list.get(), impl_->request_timeout_ms);
+  if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw DependencyError("kafka", std::string("offsets for a time: ") + rd_kafka_err2str(rc),
+                          true);
+  }
+  std::map<std::int32_t, std::int64_t> out;
+  std::map<std::int32_t, std::int64_t> ends;
+  for (int i = 0; i < list->cnt; ++i) {
+    const auto& tp = list->elems[i];
+    if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw DependencyError("kafka",
+                            "offsets for a time, partition " + std::to_string(tp.partition) + ": " +
+                                rd_kafka_err2str(tp.err),
+                            true);
+    }
+    if (tp.offset < 0) {  // nothing at or after the time: start at the end
+      if (ends.empty()) ends = end_offsets(topic, partitions);
+      out[tp.partition] = ends[tp.partition];
+    } else {
+      out[tp.partition] = tp.offset;
+    }
+  }
+  return out;
+}
+
+std::map<std::int32_t, std::int64_t> KafkaAdmin::end_offsets(const std::string& topic,
+                                                             int partitions) const {
+  std::map<std::int32_t, std::int64_t> out;
+  for (int p = 0; p < partitions; ++p) {
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    const auto rc = rd_kafka_query_watermark_offsets(impl_->rk.get(), topic.c_str(), p, &low, &high,
+                                                     impl_->request_timeout_ms);
+    if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw DependencyError("kafka", std::string("end offsets: ") + rd_kafka_err2str(rc), true);
+    }
+    out[p] = high;
+  }
+  return out;
+}
+
 }  // namespace cauce::core

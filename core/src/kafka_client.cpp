@@ -1,13 +1,46 @@
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 #include <librdkafka/rdkafka.h>
+#include <prometheus/counter.h>
 
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
 namespace cauce::core {
 namespace {
+
+// cauce_kafka_errors_total while a KafkaErrorMetrics lives (librdkafka's threads read it).
+std::atomic<prometheus::Family<prometheus::Counter>*> kafka_errors{nullptr};
+
+const char* error_kind(RdKafka::ErrorCode err, bool fatal) {
+  if (fatal) return "fatal";
+  switch (err) {
+    case RdKafka::ERR__TRANSPORT:
+      return "transport";
+    case RdKafka::ERR__ALL_BROKERS_DOWN:
+      return "all_brokers_down";
+    case RdKafka::ERR__TIMED_OUT:
+    case RdKafka::ERR__MSG_TIMED_OUT:
+    case RdKafka::ERR_REQUEST_TIMED_OUT:
+      return "timed_out";
+    case RdKafka::ERR__RESOLVE:
+      return "resolve";
+    case RdKafka::ERR__AUTHENTICATION:
+    case RdKafka::ERR_SASL_AUTHENTICATION_FAILED:
+    case RdKafka::ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RdKafka::ERR_GROUP_AUTHORIZATION_FAILED:
+    case RdKafka::ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RdKafka::ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+      return "authentication";
+    default:
+      return "other";
+  }
+}
+
+constexpr const char* kErrorKinds[] = {
+    "transport", "all_brokers_down", "timed_out", "resolve", "authentication", "fatal", "other"};
 
 // librdkafka's events (logs, client-level errors) as JSON log lines.
 class LogEvents final : public RdKafka::EventCb {
@@ -27,6 +60,9 @@ class LogEvents final : public RdKafka::EventCb {
         // Transient broker-down errors are reported here too and retried by librdkafka itself.
         log.write(event.fatal() ? LogLevel::kError : LogLevel::kWarn, event.str(),
                   {{"error", RdKafka::err2str(event.err())}, {"fatal", event.fatal()}});
+        if (auto* family = kafka_errors.load()) {
+          family->Add({{"kind", error_kind(event.err(), event.fatal())}}).Increment();
+        }
         break;
       default:
         break;
@@ -54,6 +90,18 @@ std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config,
   for (const auto& [key, value] : settings) set(key, value);
   return conf;
 }
+
+KafkaErrorMetrics::KafkaErrorMetrics(prometheus::Registry& registry) {
+  auto& family =
+      prometheus::BuildCounter()
+          .Name("cauce_kafka_errors_total")
+          .Help("Client-level errors librdkafka reported (it retries most itself), by kind")
+          .Register(registry);
+  for (const auto* kind : kErrorKinds) family.Add({{"kind", kind}});
+  kafka_errors = &family;
+}
+
+KafkaErrorMetrics::~KafkaErrorMetrics() { kafka_errors = nullptr; }
 
 void kafka_check(RdKafka::Error* raw, std::string_view what) {
   const std::unique_ptr<RdKafka::Error> error(raw);

@@ -70,6 +70,11 @@ PgPool::Lease::~Lease() {
   if (pool != nullptr) pool->release(std::move(connection), broken);
 }
 
+std::size_t PgPool::in_use() const {
+  const std::lock_guard lock(mutex_);
+  return leased_;
+}
+
 PgPool::Lease PgPool::acquire() {
   std::unique_lock lock(mutex_);
   if (!freed_.wait_for(lock, acquire_timeout_, [this] { return leased_ < max_size_; })) {

@@ -118,6 +118,7 @@ struct NotificationHub::Impl {
   std::map<std::int32_t, std::int64_t> checkpoints;  // partition -> next offset applied
 
   // Hub thread only.
+  std::string live_schema;  // the read-model generation queries read (read_model_live)
   std::unique_ptr<pqxx::connection> connection;
   std::unique_ptr<Receiver> receiver;
 
@@ -129,8 +130,17 @@ struct NotificationHub::Impl {
         !d.HasMember("topic") || !d["topic"].IsString() || d["topic"].GetString() != topic) {
       return;
     }
+    // Positions are answered from the live generation's checkpoints only: a replay building the
+    // next one (infra/sql/0008) may be ahead of what queries read. Its switch announces itself
+    // with the new generation's checkpoints, which are at or past the old one's.
+    const bool has_schema = d.HasMember("schema") && d["schema"].IsString();
+    const std::string schema = has_schema ? d["schema"].GetString() : live_schema;
+    if (d.HasMember("switch") && d["switch"].IsBool() && d["switch"].GetBool()) {
+      live_schema = schema;
+      log().info("read models switched to a new generation", {{"schema", schema}});
+    }
     const std::lock_guard lock(mutex);
-    if (d.HasMember("checkpoints") && d["checkpoints"].IsObject()) {
+    if (schema == live_schema && d.HasMember("checkpoints") && d["checkpoints"].IsObject()) {
       for (const auto& m : d["checkpoints"].GetObject()) {
         if (!m.value.IsInt64()) continue;
         const auto partition = std::atoi(m.name.GetString());
@@ -155,6 +165,7 @@ struct NotificationHub::Impl {
     }
     const auto max_id =
         txn.exec1("SELECT coalesce(max(id), 0) FROM notifications")[0].as<std::int64_t>();
+    live_schema = txn.exec1("SELECT schema FROM read_model_live")[0].as<std::string>();
     txn.commit();
     {
       const std::lock_guard lock(mutex);

@@ -26,7 +26,7 @@ const char* const kEnsureCheckpoints = R"(
   ON CONFLICT DO NOTHING)";
 
 const char* const kLockCheckpoints = R"(
-  SELECT partition, next_offset FROM projection_checkpoints
+  SELECT partition, next_offset, retired, current_schema() FROM projection_checkpoints
   WHERE projection = $1 AND topic = $2 AND partition = ANY($3::int[])
   ORDER BY partition FOR UPDATE)";
 
@@ -38,6 +38,21 @@ const char* const kSaveCheckpoints = R"(
   UPDATE projection_checkpoints c SET next_offset = x.next_offset, updated_at = now()
   FROM unnest($3::int[], $4::bigint[]) AS x(partition, next_offset)
   WHERE c.projection = $1 AND c.topic = $2 AND c.partition = x.partition)";
+
+const char* const kEnsureMarks = R"(
+  INSERT INTO notification_marks (topic, partition, next_offset)
+  SELECT $1, p, 0 FROM unnest($2::int[]) AS p
+  ON CONFLICT DO NOTHING)";
+
+const char* const kLockMarks = R"(
+  SELECT partition, next_offset FROM notification_marks
+  WHERE topic = $1 AND partition = ANY($2::int[])
+  ORDER BY partition FOR UPDATE)";
+
+const char* const kSaveMarks = R"(
+  UPDATE notification_marks m SET next_offset = x.next_offset
+  FROM unnest($2::int[], $3::bigint[]) AS x(partition, next_offset)
+  WHERE m.topic = $1 AND m.partition = x.partition)";
 
 // Per connection: where a batch that repeats known call ids is COPYed before being merged (see
 // write_calls).
@@ -280,10 +295,12 @@ std::vector<std::int64_t> partitions_of(const std::vector<std::int32_t>& partiti
   return {partitions.begin(), partitions.end()};
 }
 
-// {"projection":…,"topic":…,"checkpoints":{"0":12,…},"last_notification_id":N}
+}  // namespace
+
 std::string progress_payload(const std::string& projection, const std::string& topic,
+                             const std::string& schema,
                              const std::map<std::int32_t, std::int64_t>& checkpoints,
-                             std::int64_t last_notification_id) {
+                             std::int64_t last_notification_id, bool switched) {
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
   w.StartObject();
@@ -291,6 +308,8 @@ std::string progress_payload(const std::string& projection, const std::string& t
   w.String(projection.c_str());
   w.Key("topic");
   w.String(topic.c_str());
+  w.Key("schema");
+  w.String(schema.c_str());
   w.Key("checkpoints");
   w.StartObject();
   for (const auto& [partition, next] : checkpoints) {
@@ -301,9 +320,37 @@ std::string progress_payload(const std::string& projection, const std::string& t
   w.EndObject();
   w.Key("last_notification_id");
   w.Int64(last_notification_id);
+  if (switched) {
+    w.Key("switch");
+    w.Bool(true);
+  }
   w.EndObject();
   return {buffer.GetString(), buffer.GetSize()};
 }
+
+std::vector<std::string> drop_replaced_generations(pqxx::connection& connection) {
+  std::vector<std::string> dropped;
+  pqxx::work txn(connection);
+  const auto due = txn.exec(R"(
+    SELECT id, old_schema FROM replays
+    WHERE status = 'switched' AND dropped_at IS NULL AND drop_after <= now()
+      AND old_schema IS DISTINCT FROM (SELECT schema FROM read_model_live)
+    UNION ALL
+    SELECT id, schema FROM replays
+    WHERE status = 'abandoned' AND dropped_at IS NULL
+      AND schema IS DISTINCT FROM (SELECT schema FROM read_model_live))");
+  for (const auto& row : due) {
+    const auto schema = row[1].as<std::string>();
+    txn.exec("DROP SCHEMA IF EXISTS " + txn.quote_name(schema) + " CASCADE");
+    txn.exec_params("UPDATE replays SET dropped_at = now(), updated_at = now() WHERE id = $1",
+                    row[0].as<std::string>());
+    dropped.push_back(schema);
+  }
+  txn.commit();
+  return dropped;
+}
+
+namespace {
 
 bool has_rows(const std::string& json_array) { return json_array.size() > 2; }
 
@@ -424,18 +471,32 @@ ParkedRecord ParkedRecord::of(const LogRecord& record, std::string error, std::s
   return p;
 }
 
-PgProjection::PgProjection(std::string conninfo, std::string projection, std::string topic)
+PgProjection::PgProjection(std::string conninfo, std::string projection, std::string topic,
+                           std::string schema)
     : conninfo_(std::move(conninfo)),
       projection_(std::move(projection)),
-      topic_(std::move(topic)) {}
+      topic_(std::move(topic)),
+      pinned_schema_(std::move(schema)) {}
 
 pqxx::connection& PgProjection::connection() {
   if (!connection_) {
     auto c = core::connect_postgres(conninfo_);
+    {
+      pqxx::nontransaction n(*c);
+      const auto schema = pinned_schema_.empty()
+                              ? n.exec1("SELECT schema FROM read_model_live")[0].as<std::string>()
+                              : pinned_schema_;
+      n.exec("SET search_path TO " + n.quote_name(schema) + ", public");
+      current_schema_ = schema;
+    }
+    ensured_.clear();
     c->prepare("ensure_checkpoints", kEnsureCheckpoints);
     c->prepare("lock_checkpoints", kLockCheckpoints);
     c->prepare("read_checkpoints", kReadCheckpoints);
     c->prepare("save_checkpoints", kSaveCheckpoints);
+    c->prepare("ensure_marks", kEnsureMarks);
+    c->prepare("lock_marks", kLockMarks);
+    c->prepare("save_marks", kSaveMarks);
     pqxx::nontransaction(*c).exec(kCreateIncoming);
     c->prepare("insert_contacts", kInsertContacts);
     c->prepare("update_contacts", kUpdateContacts);
@@ -460,12 +521,26 @@ pqxx::connection& PgProjection::connection() {
   return *connection_;
 }
 
+pqxx::connection& PgProjection::live_connection() {
+  if (pinned_schema_.empty() && connection_) {
+    // Following the live generation: after a switch, start over on a connection to the new one.
+    bool moved = false;
+    {
+      pqxx::read_transaction check(*connection_);
+      moved =
+          check.exec1("SELECT schema FROM read_model_live")[0].as<std::string>() != current_schema_;
+    }
+    if (moved) connection_.reset();
+  }
+  return connection();
+}
+
 std::map<std::int32_t, std::int64_t> PgProjection::load_checkpoints(
     const std::vector<std::int32_t>& partitions) {
   std::map<std::int32_t, std::int64_t> out;
   for (const auto p : partitions) out[p] = 0;
   return guarded([&] {
-    pqxx::read_transaction txn(connection());
+    pqxx::read_transaction txn(live_connection());
     const auto rows = txn.exec_prepared("read_checkpoints", projection_, topic_,
                                         int_array(partitions_of(partitions)));
     for (const auto& row : rows) out[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
@@ -474,9 +549,10 @@ std::map<std::int32_t, std::int64_t> PgProjection::load_checkpoints(
 }
 
 ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
-                                const std::vector<ParkedRecord>& parked) {
+                                const std::vector<ParkedRecord>& parked,
+                                const std::map<std::int32_t, std::int64_t>& ends) {
   ApplyResult result;
-  if (records.empty() && parked.empty()) return result;
+  if (records.empty() && parked.empty() && ends.empty()) return result;
   std::vector<std::int32_t> partitions;
   auto note_partition = [&partitions](std::int32_t p) {
     if (std::find(partitions.begin(), partitions.end(), p) == partitions.end()) {
@@ -485,9 +561,11 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
   };
   for (const auto& r : records) note_partition(r.partition);
   for (const auto& p : parked) note_partition(p.partition);
+  for (const auto& [p, end] : ends) note_partition(p);
   std::sort(partitions.begin(), partitions.end());
   const auto partition_array = int_array(partitions_of(partitions));
-  return guarded([&] {
+  bool moved = false;
+  auto out = guarded([&] {
     pqxx::work txn(connection());
     // A partition's checkpoint row is created once; after that the lock below is enough.
     if (!std::all_of(partitions.begin(), partitions.end(),
@@ -495,9 +573,19 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
       txn.exec_prepared("ensure_checkpoints", projection_, topic_, partition_array);
     }
     std::map<std::int32_t, std::int64_t> stored;
+    bool retired = false;
     for (const auto& row :
          txn.exec_prepared("lock_checkpoints", projection_, topic_, partition_array)) {
       stored[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
+      // current_schema() is public once the generation was dropped (then the views answer).
+      retired = retired || row[2].as<bool>() || row[3].as<std::string>() != current_schema_;
+    }
+    if (retired) {
+      // A switch retired this generation (possibly while the batch waited for the lock), or the
+      // replaced generation is gone already: nothing written.
+      txn.abort();
+      moved = true;
+      return result;
     }
     // Only what lies at or past the checkpoint: a redelivered record was applied already.
     result.checkpoints = stored;
@@ -520,6 +608,7 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
       to_park.push_back(p);
       advance(p.partition, p.offset);
     }
+    for (const auto& [partition, end] : ends) advance(partition, end - 1);
     if (result.checkpoints == stored) {
       txn.commit();
       ensured_.insert(partitions.begin(), partitions.end());
@@ -529,7 +618,7 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     for (const auto& p : to_park) park(txn, p);
     result.parked = to_park.size();
     if (!to_park.empty()) result.first_parked = to_park.front();
-    auto written = write_records(txn, std::move(fresh));
+    auto written = write_records(txn, std::move(fresh), true);
     std::vector<std::int64_t> parts;
     std::vector<std::int64_t> nexts;
     for (const auto& [partition, next] : result.checkpoints) {
@@ -537,19 +626,26 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
       nexts.push_back(next);
     }
     txn.exec_prepared("save_checkpoints", projection_, topic_, int_array(parts), int_array(nexts));
-    txn.exec_params(
-        "SELECT pg_notify($1, $2)", kProgressChannel,
-        progress_payload(projection_, topic_, result.checkpoints, written.last_notification_id));
+    txn.exec_params("SELECT pg_notify($1, $2)", kProgressChannel,
+                    progress_payload(projection_, topic_, current_schema_, result.checkpoints,
+                                     written.last_notification_id));
     txn.commit();
     ensured_.insert(partitions.begin(), partitions.end());
     result.applied = written.applied;
     result.unprojected_types = std::move(written.unprojected_types);
     return result;
   });
+  if (moved) {
+    const auto from = current_schema_;
+    connection_.reset();  // the next one follows read_model_live
+    throw ReadModelMoved("read model generation " + from + " was switched away from");
+  }
+  return out;
 }
 
 PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
-                                                  std::vector<LogRecord> fresh) {
+                                                  std::vector<LogRecord> fresh,
+                                                  bool notify_from_marks) {
   Written out;
   fresh = write_events(txn, std::move(fresh));
   BatchRows rows;
@@ -568,12 +664,56 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
   for (const auto& [name, json] : statements) {
     if (has_rows(*json)) txn.exec_prepared(name, *json);
   }
-  if (!fresh.empty()) {
+  const auto notify = notify_from_marks ? unnotified(txn, fresh) : fresh;
+  if (!notify.empty()) {
     txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
-    out.last_notification_id = write_notifications(txn, fresh);
+    out.last_notification_id = write_notifications(txn, notify);
   }
   out.applied = fresh.size();
   out.unprojected_types = std::move(rows.unprojected_types);
+  return out;
+}
+
+std::vector<LogRecord> PgProjection::unnotified(pqxx::dbtransaction& txn,
+                                                const std::vector<LogRecord>& fresh) {
+  std::map<std::int32_t, std::int64_t> last;  // partition -> last offset in the batch
+  for (const auto& r : fresh) last[r.partition] = std::max(last[r.partition], r.offset);
+  std::vector<std::int64_t> partitions;
+  for (const auto& [p, offset] : last) {
+    const auto seen = marks_seen_.find(p);
+    if (seen == marks_seen_.end() || offset >= seen->second) partitions.push_back(p);
+  }
+  if (partitions.empty()) return {};  // a generation catching up behind the notified ones
+  const auto partition_array = int_array(partitions);
+  std::map<std::int32_t, std::int64_t> marks;
+  auto lock = [&] {
+    marks.clear();
+    for (const auto& row : txn.exec_prepared("lock_marks", topic_, partition_array)) {
+      marks[row[0].as<std::int32_t>()] = row[1].as<std::int64_t>();
+    }
+  };
+  lock();
+  if (marks.size() < partitions.size()) {
+    txn.exec_prepared("ensure_marks", topic_, partition_array);
+    lock();
+  }
+  // What was read is committed (it only grows): a lower bound even if this transaction aborts.
+  for (const auto& [p, mark] : marks) marks_seen_[p] = std::max(marks_seen_[p], mark);
+  std::vector<LogRecord> out;
+  for (const auto& r : fresh) {
+    const auto mark = marks.find(r.partition);
+    if (mark != marks.end() && r.offset >= mark->second) out.push_back(r);
+  }
+  std::vector<std::int64_t> parts;
+  std::vector<std::int64_t> nexts;
+  for (auto& [p, mark] : marks) {
+    if (last[p] >= mark) {
+      mark = last[p] + 1;
+      parts.push_back(p);
+      nexts.push_back(mark);
+    }
+  }
+  if (!parts.empty()) txn.exec_prepared("save_marks", topic_, int_array(parts), int_array(nexts));
   return out;
 }
 
@@ -626,15 +766,26 @@ void PgProjection::park(pqxx::dbtransaction& txn, const ParkedRecord& p) {
 
 std::int64_t PgProjection::open_parked() {
   return guarded([&] {
-    pqxx::read_transaction txn(connection());
+    pqxx::read_transaction txn(live_connection());
     return txn.exec_prepared1("count_open_parked", projection_, topic_)[0].as<std::int64_t>();
+  });
+}
+
+double PgProjection::replay_progress() {
+  return guarded([&] {
+    pqxx::read_transaction txn(live_connection());
+    const auto r = txn.exec_params(
+        "SELECT progress FROM public.replays WHERE projection = $1 AND status = 'building' "
+        "ORDER BY created_at DESC LIMIT 1",
+        projection_);
+    return r.empty() ? 0.0 : r[0][0].as<double>();
   });
 }
 
 RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor) {
   return guarded([&] {
     RetryResult result;
-    pqxx::work txn(connection());
+    pqxx::work txn(live_connection());
     const auto chain = txn.exec_prepared("lock_parked_chain", id);
     if (chain.empty()) return result;  // kNotFound
     std::int64_t first_open = 0;
@@ -660,7 +811,7 @@ RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor
       try {
         pqxx::subtransaction attempt(txn, "retry_parked");
         auto record = decode_record(row[1].as<std::int32_t>(), row[2].as<std::int64_t>(), value);
-        write_records(attempt, {std::move(record)});
+        write_records(attempt, {std::move(record)}, false);
         attempt.exec_prepared("resolve_parked", parked_id, "retried", actor);
         attempt.commit();
         ++result.applied;
@@ -690,7 +841,7 @@ RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor
 
 bool PgProjection::skip_parked(std::int64_t id, const std::string& actor) {
   return guarded([&] {
-    pqxx::work txn(connection());
+    pqxx::work txn(live_connection());
     const auto r = txn.exec_prepared("resolve_parked", id, "skipped", actor);
     txn.commit();
     return r.affected_rows() == 1;
@@ -700,7 +851,7 @@ bool PgProjection::skip_parked(std::int64_t id, const std::string& actor) {
 std::vector<ParkedEvent> PgProjection::list_parked(bool all, std::int64_t after_id, int limit,
                                                    std::optional<std::int64_t> only_id) {
   return guarded([&] {
-    pqxx::read_transaction txn(connection());
+    pqxx::read_transaction txn(live_connection());
     const auto rows = txn.exec_prepared("list_parked", projection_, topic_, all, after_id, limit,
                                         only_id.value_or(0));
     std::vector<ParkedEvent> out;
@@ -750,6 +901,10 @@ auto PgProjection::guarded(Fn&& body) -> decltype(body()) {
     throw core::DependencyError(
         "postgres", "PostgreSQL: " + storable(e.what()) + " (" + e.sqlstate() + ")", true);
   }
+}
+
+std::vector<std::string> PgProjection::drop_replaced_generations() {
+  return guarded([&] { return projections::drop_replaced_generations(connection()); });
 }
 
 std::int64_t PgProjection::prune_notifications(int retention_hours) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -43,10 +44,26 @@ struct ApplyResult {
   std::vector<std::string> unprojected_types;
 };
 
+// The generation a projection writes to was switched away from (a replay went live): the batch
+// was not applied; the caller reads its checkpoints again, which now come from the live one.
+class ReadModelMoved : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // One connection, its prepared statements and the projection's identity. Not thread-safe.
+//
+// `schema` is the read-model generation written to (infra/sql/0008): "" follows the live one
+// (the projector of `cauce serve`, the parked-event tools), a name pins one (a replay building
+// its generation). The connection's search_path starts with it, so the statements below name
+// tables without a schema; `notifications` and the other shared tables live in public.
 class PgProjection {
  public:
-  PgProjection(std::string conninfo, std::string projection, std::string topic);
+  PgProjection(std::string conninfo, std::string projection, std::string topic,
+               std::string schema = {});
+
+  // The generation written to ("" before the first connection).
+  const std::string& schema() const { return current_schema_; }
 
   // partition -> next offset for `partitions` (0 for a partition never applied).
   std::map<std::int32_t, std::int64_t> load_checkpoints(
@@ -59,11 +76,16 @@ class PgProjection {
   // down (the connection is reopened on the next call), core::DataError when PostgreSQL refused
   // the batch's data (SQLSTATE classes 22, 23, 42, …) or an event does not fold: the caller
   // isolates the record at fault and parks it.
+  // `ends`: partitions read to their end (partition -> the end offset, past any transaction
+  // markers after the last record): their checkpoints move there.
   ApplyResult apply(const std::vector<LogRecord>& records,
-                    const std::vector<ParkedRecord>& parked = {});
+                    const std::vector<ParkedRecord>& parked = {},
+                    const std::map<std::int32_t, std::int64_t>& ends = {});
 
   // How many parked events of this projection wait for an operator.
   std::int64_t open_parked();
+  // The progress (0..1) of the replay building a new generation of it; 0 when none is.
+  double replay_progress();
 
   // Applies parked event `id` through the current code, with the events of its aggregate held
   // back behind it, in log order, stopping before the first that still fails (its attempts and
@@ -76,6 +98,8 @@ class PgProjection {
 
   // Deletes notifications older than `retention_hours`; returns how many.
   std::int64_t prune_notifications(int retention_hours);
+  // See the free function below.
+  std::vector<std::string> drop_replaced_generations();
 
  private:
   struct Written {
@@ -85,11 +109,18 @@ class PgProjection {
   };
 
   pqxx::connection& connection();
+  // connection(), first moved to the live generation if a switch happened (following it only).
+  pqxx::connection& live_connection();
   // Runs `body`, turning libpqxx's errors into core::DependencyError / core::DataError.
   template <typename Fn>
   auto guarded(Fn&& body) -> decltype(body());
-  // Envelopes, calls, read models and notifications of `fresh` (the caller commits).
-  Written write_records(pqxx::dbtransaction& txn, std::vector<LogRecord> fresh);
+  // Envelopes, calls, read models and notifications of `fresh` (the caller commits). With
+  // `notify_from_marks`, notifications are written only for records at or past
+  // notification_marks (another generation may have notified the others) and the marks move.
+  Written write_records(pqxx::dbtransaction& txn, std::vector<LogRecord> fresh,
+                        bool notify_from_marks);
+  // The records of `fresh` no generation has notified yet; moves the marks past them.
+  std::vector<LogRecord> unnotified(pqxx::dbtransaction& txn, const std::vector<LogRecord>& fresh);
   // Moves the records of aggregates with an open parked event from `fresh` to `park`.
   std::vector<LogRecord> hold_back_parked_aggregates(pqxx::dbtransaction& txn,
                                                      std::vector<LogRecord> fresh,
@@ -99,11 +130,27 @@ class PgProjection {
   std::string conninfo_;
   std::string projection_;
   std::string topic_;
+  std::string pinned_schema_;   // "" follows read_model_live
+  std::string current_schema_;  // the connection's
   std::unique_ptr<pqxx::connection> connection_;
   std::set<std::int32_t> ensured_;  // partitions whose checkpoint row is known to exist
+  // Lower bounds of notification_marks (they only grow): a batch wholly below them needs no lock.
+  std::map<std::int32_t, std::int64_t> marks_seen_;
 };
 
-// The pg_notify channel carrying projection progress (payload: JSON, see projector.cpp).
+// The pg_notify channel carrying projection progress (payload: progress_payload()).
 inline constexpr const char* kProgressChannel = "cauce_projection";
+
+// {"projection":…,"topic":…,"schema":…,"checkpoints":{"0":12,…},"last_notification_id":N}, and
+// "switch":true when `schema` has just become the live generation (the notification hub then
+// answers positions from its checkpoints).
+std::string progress_payload(const std::string& projection, const std::string& topic,
+                             const std::string& schema,
+                             const std::map<std::int32_t, std::int64_t>& checkpoints,
+                             std::int64_t last_notification_id, bool switched = false);
+
+// Drops the generations replays replaced once their grace is over, and those of abandoned
+// replays (never the live one); returns their schemas.
+std::vector<std::string> drop_replaced_generations(pqxx::connection& connection);
 
 }  // namespace cauce::projections

@@ -60,9 +60,15 @@ struct Metrics {
                                                                  0.05, 0.1, 0.2, 0.5, 1, 2, 5})),
         lag(prometheus::BuildGauge()
                 .Name("cauce_projection_lag_events")
-                .Help("Records of the event topic not projected yet (all owned partitions)")
-                .Register(registry)
-                .Add({})) {}
+                .Help("Records of the event topic not projected yet, by partition this process "
+                      "owns")
+                .Register(registry)),
+        replay_progress(prometheus::BuildGauge()
+                            .Name("cauce_replay_progress_ratio")
+                            .Help("Progress of the read-model replay being built (0 to 1; 0 when "
+                                  "none is)")
+                            .Register(registry)
+                            .Add({})) {}
 
   prometheus::Family<prometheus::Counter>& events;
   prometheus::Counter& applied;
@@ -71,7 +77,8 @@ struct Metrics {
   prometheus::Gauge& open_parked;
   prometheus::Counter& failures;
   prometheus::Histogram& batch_seconds;
-  prometheus::Gauge& lag;
+  prometheus::Family<prometheus::Gauge>& lag;
+  prometheus::Gauge& replay_progress;
 };
 
 struct TopicPartitions {
@@ -90,9 +97,9 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       : options(std::move(o)),
         metrics(registry),
         pg(core::postgres_conninfo(options.postgres), options.projections.name,
-           options.kafka.events_topic),
+           options.kafka.events_topic, options.schema),
         reader_pg(core::postgres_conninfo(options.postgres), options.projections.name,
-                  options.kafka.events_topic) {}
+                  options.kafka.events_topic, options.schema) {}
 
   ProjectorOptions options;
   Metrics metrics;
@@ -108,6 +115,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
   std::map<std::int32_t, std::int64_t> next_offset;  // as committed to PostgreSQL
   std::map<std::int32_t, std::int64_t> end_seen;     // partition EOF offsets already applied
   bool resync_needed = false;
+  std::map<std::int32_t, prometheus::Gauge*> lag_gauges;  // cauce_projection_lag_events
   core::ConditionLog postgres_down{log()};
   core::ConditionLog consumer_failing{log()};
   core::ConditionLog parking{log()};  // records parked one after another: logged once
@@ -197,6 +205,8 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     bool empty() const { return size == 0 && eof.empty(); }
   };
 
+  static inline const std::map<std::int32_t, std::int64_t> kNoEnds;
+
   // What the applier did with one batch, for the reader (which owns the consumer).
   struct Applied {
     std::uint64_t generation = 0;
@@ -236,7 +246,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       }
       if (m->err() == RdKafka::ERR__TIMED_OUT) break;
       if (m->err() == RdKafka::ERR__PARTITION_EOF) {
-        batch.eof[m->partition()] = m->offset();
+        if (assigned.contains(m->partition())) batch.eof[m->partition()] = m->offset();
         continue;
       }
       if (m->err() != RdKafka::ERR_NO_ERROR) {
@@ -290,12 +300,15 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     const auto [pb, pe] = range(batch.parked_seq);
     const bool whole = rb == 0 && static_cast<std::size_t>(re) == batch.records.size() && pb == 0 &&
                        static_cast<std::size_t>(pe) == batch.parked.size();
+    // The ends of partitions the batch reached go with its last part: the checkpoint then moves
+    // past transaction markers too (nothing but markers lies between the last record and them).
+    const auto& ends = to == batch.size ? batch.eof : kNoEnds;
     try {
       if (whole) {
-        tally(total, pg.apply(batch.records, batch.parked));
+        tally(total, pg.apply(batch.records, batch.parked, ends));
       } else {
         tally(total, pg.apply({batch.records.begin() + rb, batch.records.begin() + re},
-                              {batch.parked.begin() + pb, batch.parked.begin() + pe}));
+                              {batch.parked.begin() + pb, batch.parked.begin() + pe}, ends));
       }
     } catch (const core::DataError& e) {
       const auto records = re - rb;
@@ -351,6 +364,10 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       const std::lock_guard lock(status_mutex);
       published.applied += result.applied;
       published.postgres_ok = true;
+    } catch (const ReadModelMoved& e) {
+      // Not a failure: the partitions are read again from the new generation's checkpoints.
+      log().info("read models switched; projecting into the new generation",
+                 {{"detail", e.what()}});
     } catch (const std::exception& e) {
       metrics.failures.Increment();
       set_postgres_ok(false);
@@ -447,6 +464,7 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
     try {
       const auto open = reader_pg.open_parked();
       metrics.open_parked.Set(static_cast<double>(open));
+      metrics.replay_progress.Set(reader_pg.replay_progress());
       const std::lock_guard lock(status_mutex);
       published.parked = open;
     } catch (const std::exception&) {
@@ -477,7 +495,15 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       total += row.lag;
       rows.push_back(row);
     }
-    metrics.lag.Set(static_cast<double>(total));
+    for (auto& [partition, gauge] : lag_gauges) {
+      if (!assigned.contains(partition)) metrics.lag.Remove(gauge);
+    }
+    std::erase_if(lag_gauges, [&](const auto& entry) { return !assigned.contains(entry.first); });
+    for (const auto& r : rows) {
+      auto [it, fresh] = lag_gauges.try_emplace(r.partition, nullptr);
+      if (fresh) it->second = &metrics.lag.Add({{"partition", std::to_string(r.partition)}});
+      it->second->Set(static_cast<double>(r.lag));
+    }
     const std::lock_guard lock(status_mutex);
     published.partitions = std::move(rows);
     published.lag = total;
@@ -516,8 +542,11 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
           const auto deleted =
               reader_pg.prune_notifications(options.projections.notifications_retention_h);
           if (deleted > 0) log().info("old notifications deleted", {{"rows", deleted}});
+          for (const auto& schema : reader_pg.drop_replaced_generations()) {
+            log().info("replaced read-model generation dropped", {{"schema", schema}});
+          }
         } catch (const std::exception& e) {
-          log().warn("could not prune notifications", {{"error", e.what()}});
+          log().warn("could not prune notifications or old generations", {{"error", e.what()}});
         }
       }
     }

@@ -5,6 +5,7 @@
 #include <cauce/core/errors.hpp>
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
+#include <cauce/projections/replay.hpp>
 
 #include "fixtures.hpp"
 
@@ -105,6 +106,60 @@ TEST(MigrationsPgTest, ConcurrentStartsApplyEachMigrationOnce) {
   }
   for (auto& t : starts) t.join();
   EXPECT_EQ(applied.load(), migrations.size());
+}
+
+// What a schema holds, independent of its name: columns in order (type, nullability, default,
+// generation), constraints and indexes, one line each.
+std::string shape_of(const TempDatabase& db, const std::string& schema) {
+  return db.query_value(
+      "SELECT string_agg(line, E'\\n' ORDER BY line) FROM ("
+      "  SELECT format('column %s %s %s %s %s %s', table_name, ordinal_position, column_name, "
+      "         data_type, is_nullable, coalesce(column_default, generation_expression, '-')) AS "
+      "line"
+      "  FROM information_schema.columns WHERE table_schema = '" +
+      schema +
+      "'"
+      "  UNION ALL"
+      "  SELECT format('constraint %s %s', c.conrelid::regclass::text, pg_get_constraintdef(c.oid))"
+      "  FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+      "  WHERE n.nspname = '" +
+      schema +
+      "'"
+      "  UNION ALL"
+      "  SELECT format('index %s', indexdef) FROM pg_indexes WHERE schemaname = '" +
+      schema +
+      "'"
+      ") lines");
+}
+
+// A replay builds a generation from projections/sql/read_model.sql; it must be exactly what the
+// migrations left the first generation as, or queries would see a different shape after a switch.
+TEST(MigrationsPgTest, ANewReadModelGenerationHasTheShapeTheMigrationsGaveTheFirst) {
+  TempDatabase db;
+  auto connection = connect(db);
+  core::migrate(*connection, core::parse_migrations(core::embedded_migration_files()));
+  {
+    pqxx::work txn(*connection);
+    txn.exec("CREATE SCHEMA read_model_fresh");
+    txn.exec("SET LOCAL search_path TO read_model_fresh, public");
+    for (const auto& file : projections::embedded_read_model_files()) txn.exec(file.sql);
+    txn.commit();
+  }
+  auto migrated = shape_of(db, "read_model_1");
+  auto fresh = shape_of(db, "read_model_fresh");
+  ASSERT_FALSE(migrated.empty());
+  for (auto* text : {&migrated, &fresh}) {
+    for (const std::string name : {"read_model_1.", "read_model_fresh."}) {
+      for (auto at = text->find(name); at != std::string::npos; at = text->find(name)) {
+        text->erase(at, name.size());
+      }
+    }
+  }
+  EXPECT_EQ(fresh, migrated);
+  // Every table the views expose exists in a generation.
+  EXPECT_EQ(db.query_value("SELECT count(*) FROM unnest(read_model_tables()) t "
+                           "WHERE to_regclass('read_model_fresh.' || t) IS NULL"),
+            "0");
 }
 
 }  // namespace

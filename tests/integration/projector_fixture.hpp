@@ -30,7 +30,7 @@ class ProjectorFixture : public ::testing::Test {
   std::unique_ptr<projections::Projector> start_projector() {
     auto p = std::make_unique<projections::Projector>(
         projections::ProjectorOptions{
-            .kafka = kafka_, .postgres = db_.config(), .projections = projections_},
+            .kafka = kafka_, .postgres = db_.config(), .projections = projections_, .schema = {}},
         registry_);
     p->start();
     return p;

@@ -24,6 +24,7 @@
 
 #include "in_process_api.hpp"
 #include "read_models.hpp"
+#include "sse_client.hpp"
 
 namespace cauce::testing {
 namespace {
@@ -42,99 +43,6 @@ rapidjson::Document parse(const std::string& json) {
 std::string str(const rapidjson::Value& v, const char* name) {
   return v.HasMember(name) && v[name].IsString() ? v[name].GetString() : "";
 }
-
-void set_receive_timeout(int fd, std::chrono::milliseconds timeout) {
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-}
-
-struct SseEvent {
-  std::int64_t id = 0;
-  std::string event;
-  std::string data;
-};
-
-// A minimal EventSource: raw socket, parses `id:`, `event:`, `data:` and blank lines.
-class SseClient {
- public:
-  SseClient(std::uint16_t port, const std::string& token, const std::string& target,
-            std::optional<std::int64_t> last_event_id = std::nullopt, bool tiny_buffer = false)
-      : socket_(ioc_) {
-    socket_.open(asio::ip::tcp::v4());
-    if (tiny_buffer) socket_.set_option(asio::socket_base::receive_buffer_size(4096));
-    socket_.connect({asio::ip::make_address("127.0.0.1"), port});
-    set_receive_timeout(socket_.native_handle(), 500ms);
-    std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: " +
-                          "text/event-stream\r\nAuthorization: Bearer " + token + "\r\n";
-    if (last_event_id) request += "Last-Event-ID: " + std::to_string(*last_event_id) + "\r\n";
-    asio::write(socket_, asio::buffer(request + "\r\n"));
-  }
-
-  // Reads until `count` events arrived or `timeout` passed.
-  std::vector<SseEvent> read(std::size_t count, std::chrono::milliseconds timeout = 30s) {
-    std::vector<SseEvent> out;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (out.size() < count && std::chrono::steady_clock::now() < deadline) {
-      parse_into(out, count);
-      if (out.size() >= count) break;
-      char chunk[8192];
-      beast::error_code ec;
-      const auto n = socket_.read_some(asio::buffer(chunk), ec);
-      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) break;
-      buffer_.append(chunk, n);
-    }
-    return out;
-  }
-  const std::string& head() const { return head_; }
-  // Waits for the response head: the server subscribes before it sends it.
-  bool wait_for_head(std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (head_.empty() && std::chrono::steady_clock::now() < deadline) {
-      std::vector<SseEvent> ignored;
-      parse_into(ignored, 0);
-      if (!head_.empty()) break;
-      char chunk[4096];
-      beast::error_code ec;
-      const auto n = socket_.read_some(asio::buffer(chunk), ec);
-      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) break;
-      buffer_.append(chunk, n);
-    }
-    return !head_.empty();
-  }
-
- private:
-  void parse_into(std::vector<SseEvent>& out, std::size_t count) {
-    if (head_.empty()) {
-      const auto end = buffer_.find("\r\n\r\n");
-      if (end == std::string::npos) return;
-      head_ = buffer_.substr(0, end);
-      buffer_.erase(0, end + 4);
-    }
-    std::size_t block_end;
-    while (out.size() < count && (block_end = buffer_.find("\n\n")) != std::string::npos) {
-      const auto block = buffer_.substr(0, block_end);
-      buffer_.erase(0, block_end + 2);
-      SseEvent e;
-      std::size_t start = 0;
-      while (start < block.size()) {
-        auto nl = block.find('\n', start);
-        if (nl == std::string::npos) nl = block.size();
-        const auto line = block.substr(start, nl - start);
-        if (line.starts_with("id: ")) e.id = std::stoll(line.substr(4));
-        if (line.starts_with("event: ")) e.event = line.substr(7);
-        if (line.starts_with("data: ")) e.data = line.substr(6);
-        start = nl + 1;
-      }
-      if (!e.event.empty()) out.push_back(std::move(e));
-    }
-  }
-
-  asio::io_context ioc_;
-  asio::ip::tcp::socket socket_;
-  std::string buffer_;
-  std::string head_;
-};
 
 class ReadSideTest : public ::testing::Test {
  protected:
@@ -158,8 +66,10 @@ class ReadSideTest : public ::testing::Test {
               commands::BusOptions{.kafka = kafka_, .commands = commands_}, registry_);
           bus_->start();
           projector_ = std::make_unique<projections::Projector>(
-              projections::ProjectorOptions{
-                  .kafka = kafka_, .postgres = db_.config(), .projections = projections_},
+              projections::ProjectorOptions{.kafka = kafka_,
+                                            .postgres = db_.config(),
+                                            .projections = projections_,
+                                            .schema = {}},
               registry_);
           projector_->start();
           hub_ = std::make_unique<projections::NotificationHub>(db_.config(), projections_.name,
@@ -178,7 +88,8 @@ class ReadSideTest : public ::testing::Test {
                   .event_partitions = kafka_.partitions});
           api::add_stream_routes(
               router, *hub_, projections_, api_keys,
-              [this](std::function<void()> work) { asio::post(threads_, std::move(work)); });
+              [this](std::function<void()> work) { asio::post(threads_, std::move(work)); },
+              registry_);
         });
     operator_ = api_->keys().create("test-operator", api::Role::kOperator).token;
     ASSERT_TRUE(eventually([&] { return hub_->connected(); }));

@@ -56,9 +56,11 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndViceVersa) {
   projections::ReadModels models(pool);
   projections::NotificationHub hub({}, "main", "cauce.events", {});
   add_query_routes(router, QueryDeps{.models = models, .hub = hub, .run_blocking = {}});
-  add_stream_routes(router, hub, {}, keys, {});
+  add_stream_routes(router, hub, {}, keys, {}, registry);
   projections::ParkedEvents parked("", "main", "cauce.events");  // never connects
   add_parked_routes(router, parked, {});
+  ReplayRunner replays({});  // never started
+  add_replay_routes(router, replays, {}, {});
   std::set<std::string> registered;
   for (const auto& route : router.routes()) {
     registered.insert(std::string(http::to_string(route.method)) + " " + route.pattern);

@@ -788,10 +788,11 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
     ends[p] = high;
   }
   prometheus::Registry registry;
-  projections::Projector projector(
-      projections::ProjectorOptions{
-          .kafka = target.kafka, .postgres = target.postgres, .projections = target.projections},
-      registry);
+  projections::Projector projector(projections::ProjectorOptions{.kafka = target.kafka,
+                                                                 .postgres = target.postgres,
+                                                                 .projections = target.projections,
+                                                                 .schema = {}},
+                                   registry);
   projector.start();
   const auto deadline = Clock::now() + target.timeout;
   std::int64_t last_reported = -1;

@@ -172,6 +172,22 @@ struct Workers::Impl {
                      .Help("Attempts a job took in its round, when it finished, by kind")
                      .Register(registry)) {
     if (!options.now_us) options.now_us = system_now_us;
+    // Every series known in advance exists from the start, at 0 (rates need a starting point).
+    for (const auto* kind : {"report", "backup"}) {
+      for (const auto* outcome : {"done", "failed"})
+        jobs.Add({{"kind", kind}, {"outcome", outcome}});
+      attempts.Add({{"kind", kind}}, attempt_buckets());
+    }
+    for (const auto& [kind, step] : {std::pair{"report", "download"}, std::pair{"report", "render"},
+                                     std::pair{"backup", "backup"}}) {
+      for (const auto* result : {"ok", "retryable", "permanent"}) {
+        steps.Add({{"kind", kind}, {"step", step}, {"result", result}});
+      }
+    }
+  }
+
+  static prometheus::Histogram::BucketBoundaries attempt_buckets() {
+    return {1, 2, 3, 4, 5, 8, 13};
   }
 
   WorkerOptions options;
@@ -185,8 +201,7 @@ struct Workers::Impl {
   // A job this worker finished (its final step's command taken).
   void finished(const Claim& c, const char* outcome) {
     jobs.Add({{"kind", c.kind}, {"outcome", outcome}}).Increment();
-    attempts.Add({{"kind", c.kind}}, prometheus::Histogram::BucketBoundaries{1, 2, 3, 4, 5, 8, 13})
-        .Observe(static_cast<double>(c.attempt));
+    attempts.Add({{"kind", c.kind}}, attempt_buckets()).Observe(static_cast<double>(c.attempt));
   }
 
   std::atomic<bool> running{false};  // feeder and runners

@@ -1,9 +1,12 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <mutex>
+#include <thread>
 
 #include <prometheus/registry.h>
 
@@ -12,6 +15,7 @@
 #include <cauce/api/readiness.hpp>
 #include <cauce/commands/command_bus.hpp>
 #include <cauce/core/config.hpp>
+#include <cauce/projections/replay.hpp>
 
 namespace cauce::projections {
 class NotificationHub;
@@ -21,9 +25,11 @@ class ReadModels;
 
 namespace cauce::api {
 
-// GET /healthz, GET /readyz, GET /metrics: no auth.
+// GET /healthz, GET /readyz, GET /metrics: no auth. `before_scrape` refreshes the gauges that
+// are sampled rather than kept (it must not block: no I/O).
 void add_operations_routes(Router& router, const ReadinessProbe& probe,
-                           const prometheus::Registry& registry);
+                           const prometheus::Registry& registry,
+                           std::function<void()> before_scrape = {});
 
 // Every command route of API.md: validated, sent through `bus`, answered from the reply (or
 // 503 after `reply_timeout_ms`, which only words the problem; the bus enforces it).
@@ -48,12 +54,38 @@ void add_query_routes(Router& router, QueryDeps deps);
 
 // GET /v1/stream (Server-Sent Events) and GET /v1/ws (WebSocket): live notifications. A stream
 // re-checks its key every few seconds (lookups on `run_blocking`) and ends once it is revoked.
+// cauce_stream_clients{transport} in `registry` counts the connected clients.
 void add_stream_routes(Router& router, projections::NotificationHub& hub,
                        const core::ProjectionsConfig& config, ApiKeys& keys,
-                       BlockingExecutor run_blocking);
+                       BlockingExecutor run_blocking, prometheus::Registry& registry);
 
 // GET /v1/admin/parked[/{id}], POST /v1/admin/parked/{id}/retry|skip: admin only.
 void add_parked_routes(Router& router, projections::ParkedEvents& parked,
+                       BlockingExecutor run_blocking);
+
+// Runs the replays asked for over HTTP, one at a time, each on a thread of its own. Destroying
+// it interrupts a running replay (it stays resumable) and waits for its thread.
+class ReplayRunner {
+ public:
+  explicit ReplayRunner(projections::ReplayOptions options);
+  ~ReplayRunner();
+  ReplayRunner(const ReplayRunner&) = delete;
+  ReplayRunner& operator=(const ReplayRunner&) = delete;
+
+  // Prepares the replay (projections::Replay's constructor: ReplayConflict, invalid_argument)
+  // and runs it in the background; returns what was prepared.
+  projections::ReplayProgress start(projections::ReplayRequest request);
+
+ private:
+  projections::ReplayOptions options_;
+  std::mutex mutex_;
+  bool running_ = false;  // under mutex_
+  std::atomic<bool> stop_{false};
+  std::thread worker_;
+};
+
+// POST /v1/admin/replays (202, Location), GET /v1/admin/replays/{id}: admin only.
+void add_replay_routes(Router& router, ReplayRunner& runner, const core::PostgresConfig& postgres,
                        BlockingExecutor run_blocking);
 
 // GET/POST /v1/keys, DELETE /v1/keys/{id}: admin only.

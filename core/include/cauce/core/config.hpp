@@ -99,6 +99,8 @@ struct ProjectionsConfig {
   int notifications_retention_h = 168;    // notifications older than this are deleted (7 days)
   int heartbeat_s = 15;                   // SSE comment / WebSocket ping interval
   int client_buffer = 1000;               // notifications queued for one slow client, at most
+  int replay_batch_max = 20000;           // a replay's batches (it writes no notifications)
+  int replay_grace_s = 3600;              // a replaced generation is dropped this long after
 };
 
 // Report downloads (workers/download.hpp): limits and the SSRF guard.

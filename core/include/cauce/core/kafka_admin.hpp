@@ -66,6 +66,14 @@ class KafkaAdmin {
                                        std::int32_t partition, std::chrono::milliseconds timeout,
                                        const std::function<bool()>& give_up = {}) const;
 
+  // Per partition 0..partitions-1 of `topic`: the offset of the first record whose timestamp is
+  // at or after `time` (the broker's time index: ListOffsets, what offsetsForTimes asks), or
+  // the partition's end when no record is that recent.
+  std::map<std::int32_t, std::int64_t> offsets_for_time(
+      const std::string& topic, int partitions, std::chrono::system_clock::time_point time) const;
+  // Per partition: the high watermark (the offset the next record will get).
+  std::map<std::int32_t, std::int64_t> end_offsets(const std::string& topic, int partitions) const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <librdkafka/rdkafkacpp.h>
+#include <prometheus/registry.h>
 
 #include <cauce/core/config.hpp>
 #include <cauce/core/errors.hpp>
@@ -25,6 +26,17 @@ using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
 // A client configuration: bootstrap servers from `config`, librdkafka's own log routed into our
 // JSON log, then `settings`. Throws ConfigError naming the librdkafka property it refused.
 std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config, const KafkaSettings& settings);
+
+// While it lives, librdkafka's client-level errors of every client made with kafka_conf() are
+// counted as cauce_kafka_errors_total{kind} in `registry` (kind: transport, all_brokers_down,
+// timed_out, resolve, authentication, fatal, other). One per process; the registry outlives it.
+class KafkaErrorMetrics {
+ public:
+  explicit KafkaErrorMetrics(prometheus::Registry& registry);
+  ~KafkaErrorMetrics();
+  KafkaErrorMetrics(const KafkaErrorMetrics&) = delete;
+  KafkaErrorMetrics& operator=(const KafkaErrorMetrics&) = delete;
+};
 
 // A consumer group member that reads only committed records and never lets Kafka pick its
 // positions: auto-commit and offset storing off, read_committed, eager (range) rebalances with

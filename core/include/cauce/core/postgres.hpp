@@ -41,6 +41,9 @@ class PgPool {
 
   // Runs fn(pqxx::connection&) on a pooled connection. A broken connection (PostgreSQL down,
   // restarted) becomes a retryable DependencyError and the connection is discarded.
+  // Connections lent out right now (cauce_pg_pool_in_use).
+  std::size_t in_use() const;
+
   template <typename Fn>
   auto with_connection(Fn&& fn) {
     Lease lease = acquire();
@@ -72,7 +75,7 @@ class PgPool {
   std::string conninfo_;
   std::size_t max_size_;
   std::chrono::milliseconds acquire_timeout_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable freed_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;
   std::size_t leased_ = 0;

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <prometheus/registry.h>
@@ -27,6 +28,9 @@ struct ProjectorOptions {
   core::KafkaConfig kafka;
   core::PostgresConfig postgres;
   core::ProjectionsConfig projections;
+  // The read-model generation written to: "" follows the live one (and moves over when a replay
+  // switches), a schema name pins one (the replay building it).
+  std::string schema;
 };
 
 struct ProjectionStatus {

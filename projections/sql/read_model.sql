@@ -1,0 +1,159 @@
+-- One generation of the read models, as the projection code of this build writes them: run by
+-- `cauce replay` inside a fresh schema (search_path = that schema, public). Column meanings are
+-- commented where the tables were first created (infra/sql/0002, 0005, 0007); a generation
+-- built here has exactly the shape migrations 0002-0008 give read_model_1 (a test compares
+-- them). A change to the read models is made here and lands by a replay; the live generation's
+-- tables are never altered in place.
+
+CREATE TABLE projection_checkpoints (
+  projection  text        NOT NULL,
+  topic       text        NOT NULL,
+  partition   integer     NOT NULL,
+  next_offset bigint      NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  retired     boolean     NOT NULL DEFAULT false,
+  PRIMARY KEY (projection, topic, partition)
+);
+
+CREATE TABLE events (
+  partition      integer     NOT NULL,
+  "offset"       bigint      NOT NULL,
+  event_id       uuid        NOT NULL UNIQUE,
+  type           text        NOT NULL,
+  schema_version integer     NOT NULL,
+  aggregate_type text        NOT NULL,
+  aggregate_id   uuid        NOT NULL,
+  version        bigint      NOT NULL,
+  occurred_at    timestamptz NOT NULL,
+  command_id     uuid        NOT NULL,
+  correlation_id text        NOT NULL,
+  causation_id   uuid        NOT NULL,
+  actor          text        NOT NULL,
+  data           jsonb       NOT NULL,
+  PRIMARY KEY (partition, "offset")
+);
+CREATE UNIQUE INDEX events_by_aggregate ON events (aggregate_type, aggregate_id, version);
+
+CREATE TABLE contacts (
+  id           uuid        PRIMARY KEY,
+  name         text        NOT NULL,
+  phone        text        NOT NULL,
+  email        text,
+  tags         text[]      NOT NULL DEFAULT '{}',
+  notes        text,
+  status       text        NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'archived')),
+  assigned_to  text,
+  calls_count  integer     NOT NULL DEFAULT 0,
+  last_call_at timestamptz,
+  created_at   timestamptz NOT NULL,
+  updated_at   timestamptz NOT NULL,
+  version      bigint      NOT NULL,
+  search       text GENERATED ALWAYS AS
+                 (lower(name || ' ' || phone || ' ' || coalesce(email, ''))) STORED
+);
+CREATE INDEX contacts_by_status ON contacts (status, id);
+CREATE INDEX contacts_by_assignee ON contacts (assigned_to, id);
+CREATE INDEX contacts_by_tag ON contacts USING gin (tags);
+CREATE INDEX contacts_search ON contacts USING gin (search gin_trgm_ops);
+
+CREATE TABLE calls (
+  call_id     uuid        PRIMARY KEY,
+  contact_id  uuid        NOT NULL,
+  outcome     text        NOT NULL,
+  duration_s  integer     NOT NULL,
+  notes       text,
+  operator    text,
+  occurred_at timestamptz NOT NULL,
+  version     bigint      NOT NULL
+);
+CREATE INDEX calls_by_contact ON calls (contact_id, occurred_at DESC, call_id);
+
+CREATE TABLE alerts (
+  id          uuid        PRIMARY KEY,
+  level       text        NOT NULL CHECK (level IN ('info', 'warning', 'critical')),
+  title       text        NOT NULL,
+  region      text,
+  source      text,
+  details     text,
+  state       text        NOT NULL CHECK (state IN ('open', 'acknowledged', 'closed')),
+  resolution  text,
+  raised_at   timestamptz NOT NULL,
+  updated_at  timestamptz NOT NULL,
+  closed_at   timestamptz,
+  version     bigint      NOT NULL
+);
+CREATE INDEX alerts_by_state ON alerts (state, id);
+CREATE INDEX alerts_by_level ON alerts (level, id);
+
+CREATE TABLE alert_timeline (
+  alert_id    uuid        NOT NULL,
+  version     bigint      NOT NULL,
+  type        text        NOT NULL,
+  occurred_at timestamptz NOT NULL,
+  actor       text        NOT NULL,
+  data        jsonb       NOT NULL,
+  PRIMARY KEY (alert_id, version)
+);
+
+CREATE TABLE reports (
+  id              uuid        PRIMARY KEY,
+  title           text        NOT NULL,
+  source_url      text        NOT NULL,
+  status          text        NOT NULL,
+  attempts        integer     NOT NULL DEFAULT 0,
+  errors          jsonb       NOT NULL DEFAULT '[]',
+  requested_at    timestamptz NOT NULL,
+  updated_at      timestamptz NOT NULL,
+  version         bigint      NOT NULL,
+  round           integer     NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz,
+  content_type    text,
+  source_bytes    bigint,
+  source_sha256   text,
+  pages           integer,
+  pdf_bytes       bigint,
+  pdf_sha256      text,
+  failure         text
+);
+
+CREATE TABLE backups (
+  id              uuid        PRIMARY KEY,
+  status          text        NOT NULL,
+  size_bytes      bigint,
+  sha256          text,
+  positions       jsonb,
+  requested_at    timestamptz NOT NULL,
+  created_at      timestamptz,
+  updated_at      timestamptz NOT NULL,
+  version         bigint      NOT NULL,
+  round           integer     NOT NULL DEFAULT 0,
+  attempts        integer     NOT NULL DEFAULT 0,
+  errors          jsonb       NOT NULL DEFAULT '[]',
+  next_attempt_at timestamptz,
+  events          bigint,
+  failure         text
+);
+
+CREATE TABLE parked_events (
+  id              bigserial   PRIMARY KEY,
+  projection      text        NOT NULL,
+  topic           text        NOT NULL,
+  partition       integer     NOT NULL,
+  "offset"        bigint      NOT NULL,
+  event_id        uuid,
+  type            text,
+  aggregate_type  text,
+  aggregate_id    uuid,
+  record          bytea       NOT NULL,
+  error           text        NOT NULL,
+  sqlstate        text,
+  attempts        integer     NOT NULL DEFAULT 1,
+  parked_at       timestamptz NOT NULL DEFAULT now(),
+  last_attempt_at timestamptz NOT NULL DEFAULT now(),
+  resolution      text        CHECK (resolution IN ('retried', 'skipped')),
+  resolved_at     timestamptz,
+  resolved_by     text,
+  UNIQUE (projection, topic, partition, "offset")
+);
+CREATE INDEX parked_events_open ON parked_events (projection, topic, aggregate_id)
+  WHERE resolved_at IS NULL;

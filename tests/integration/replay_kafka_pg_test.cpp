@@ -1,0 +1,314 @@
+// Blue/green replay (issue 14, projections/replay.hpp) on the real binary: `cauce replay` and
+// POST /v1/admin/replays rebuild the read models into a new generation while `cauce serve`
+// answers queries, takes commands and streams notifications; the switch loses and repeats
+// nothing; an interrupted replay resumes; --from-time starts where the broker's time index says.
+#include <csignal>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/log.hpp>
+
+#include "read_models.hpp"
+#include "sse_client.hpp"
+
+namespace cauce::testing {
+namespace {
+
+using ::testing::HasSubstr;
+namespace beast_http = boost::beast::http;
+
+rapidjson::Document parse(const std::string& body) {
+  rapidjson::Document d;
+  d.Parse(body.c_str());
+  return d;
+}
+
+class ReplayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
+    ASSERT_EQ(run_cauce({"migrate"}, env()).first, 0);
+  }
+
+  std::map<std::string, std::string> env() const {
+    auto e = cauce_env(db_.config(), kafka_);
+    e["CAUCE_DATA_DIR"] = data_.path().string();
+    e["CAUCE_STARTUP_TIMEOUT_S"] = "20";
+    e["CAUCE_ROLES"] = "api,processor,projector";
+    e["CAUCE_PROJECTIONS_GROUP"] = group_;
+    e["CAUCE_PROJECTIONS_REPLAY_GRACE_S"] = "0";
+    return e;
+  }
+
+  void start_serve() {
+    serve_ = std::make_unique<CauceProcess>(std::vector<std::string>{"serve"}, env());
+    const auto listening = serve_->wait_for_line(R"("msg":"listening")");
+    ASSERT_TRUE(listening) << serve_->output();
+    port_ = listening_port(*listening);
+    std::getline(std::ifstream(data_.path() / "admin.key"), token_);
+    ASSERT_TRUE(eventually(
+        [&] { return http_request(port_, beast_http::verb::get, "/readyz").status == 200; }, 60s))
+        << serve_->output();
+  }
+
+  HttpResult call(beast_http::verb verb, const std::string& target, const std::string& body = "") {
+    return http_request(
+        port_, verb, target, body,
+        {{"Authorization", "Bearer " + token_}, {"Content-Type", "application/json"}}, 30s);
+  }
+
+  bool caught_up(std::chrono::milliseconds timeout = 60s) {
+    return eventually([&] { return checkpoint_sum(db_) == log_end_sum(kafka_); }, timeout);
+  }
+
+  std::string live_schema() const { return db_.query_value("SELECT schema FROM read_model_live"); }
+  bool schema_exists(const std::string& schema) const {
+    return db_.query_value("SELECT count(*) FROM pg_namespace WHERE nspname = '" + schema + "'") ==
+           "1";
+  }
+  std::map<std::int32_t, std::int64_t> log_ends() const {
+    return core::KafkaAdmin(kafka_).end_offsets(kafka_.events_topic, kafka_.partitions);
+  }
+
+  TempDatabase db_;
+  TempDir data_;
+  core::KafkaConfig kafka_ = test_kafka();
+  std::string group_ = unique_name("projector");
+  std::unique_ptr<CauceProcess> serve_;
+  std::uint16_t port_ = 0;
+  std::string token_;
+};
+
+// The issue's drill: a replay of 100k events while queries, commands and an SSE client run.
+TEST_F(ReplayTest, ARebuildUnderLoadSwitchesWithoutAQueryErrorOrALostOrRepeatedNotification) {
+  write_synthetic_log(kafka_, {.contacts = 10000, .calls_per_contact = 8, .alerts = 200});
+  start_serve();
+  ASSERT_TRUE(caught_up()) << "the live generation did not catch up";
+  const auto some_contact = db_.query_value("SELECT id FROM contacts ORDER BY id LIMIT 1");
+
+  SseClient stream(port_, token_, "/v1/stream?topics=contacts");
+  ASSERT_TRUE(stream.wait_for_head());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> queries{0};
+  std::mutex mutex;
+  std::vector<std::string> query_errors;
+  std::vector<std::string> created;
+  std::thread reader([&] {
+    while (!stop) {
+      for (const auto& target :
+           {"/v1/contacts/" + some_contact, std::string("/v1/contacts?limit=50")}) {
+        const auto r = call(beast_http::verb::get, target);
+        ++queries;
+        if (r.status != 200) {
+          const std::lock_guard lock(mutex);
+          query_errors.push_back(target + " -> " + std::to_string(r.status) + " " + r.body);
+        }
+      }
+    }
+  });
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      // As a client should: a 503 (no outcome in time on a loaded machine) is retried with the
+      // same Idempotency-Key until the command's outcome is known.
+      const auto key = unique_name("live");
+      HttpResult r;
+      for (int attempt = 0; attempt < 10; ++attempt) {
+        r = http_request(port_, beast_http::verb::post, "/v1/contacts",
+                         R"({"name":"Live )" + std::to_string(i) + R"(","phone":"+3519100)" +
+                             std::to_string(10000 + i) + R"("})",
+                         {{"Authorization", "Bearer " + token_},
+                          {"Content-Type", "application/json"},
+                          {"Idempotency-Key", key}},
+                         30s);
+        if (r.status != 503) break;
+      }
+      const auto d = parse(r.body);
+      const std::lock_guard lock(mutex);
+      if (r.status == 201 && d.IsObject() && d.HasMember("id")) {
+        created.emplace_back(d["id"].GetString());
+      } else {
+        query_errors.push_back("POST /v1/contacts -> " + std::to_string(r.status) + " " + r.body);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+
+  CauceProcess replay({"replay"}, env());
+  const auto code = replay.wait_exit(180s);
+  std::this_thread::sleep_for(1500ms);  // commands and queries go on after the switch
+  stop = true;
+  reader.join();
+  writer.join();
+  ASSERT_EQ(code, 0) << replay.output();
+  EXPECT_THAT(replay.output(), HasSubstr(R"("status":"building")"));
+  EXPECT_THAT(replay.output(), HasSubstr(R"("status":"switched")"));
+
+  EXPECT_TRUE(query_errors.empty())
+      << query_errors.size() << " failed, first: " << query_errors.front();
+  EXPECT_GT(queries.load(), 10);
+  ASSERT_FALSE(created.empty());
+
+  EXPECT_EQ(live_schema(), "read_model_2");
+  EXPECT_FALSE(schema_exists("read_model_1")) << "a grace of 0 drops the old generation at once";
+  // (The log ends in transaction markers: the checkpoints reach the end once read to it.)
+  ASSERT_TRUE(caught_up()) << "the serving projector did not move to the new generation\n"
+                           << serve_->output();
+
+  // Every contact created while the replay ran (and after) was announced exactly once, in order.
+  const auto events = stream.read(created.size(), 30s);
+  std::multiset<std::string> announced;
+  std::int64_t last_id = 0;
+  for (const auto& e : events) {
+    EXPECT_GT(e.id, last_id) << "notification ids only grow";
+    last_id = e.id;
+    const auto d = parse(e.data);
+    if (d.IsObject() && d.HasMember("type") &&
+        std::string(d["type"].GetString()) == "contact.registered") {
+      announced.insert(d["id"].GetString());
+    }
+  }
+  EXPECT_EQ(announced, std::multiset<std::string>(created.begin(), created.end()));
+  EXPECT_TRUE(stream.read(1, 1s).empty()) << "nothing more (no repeats)";
+
+  // The switched generation is what a fresh fold of the whole log gives.
+  EXPECT_EQ(read_models_text(db_), reference_fold(read_event_log(kafka_)));
+
+  // Read-your-writes across the new generation.
+  const auto after =
+      call(beast_http::verb::post, "/v1/contacts", R"({"name":"After","phone":"+351910099999"})");
+  ASSERT_EQ(after.status, 201u) << after.body;
+  const auto id = std::string(parse(after.body)["id"].GetString());
+  const auto position = after.headers.at("cauce-position");
+  const auto read =
+      http_request(port_, beast_http::verb::get, "/v1/contacts/" + id, "",
+                   {{"Authorization", "Bearer " + token_}, {"Cauce-Min-Position", position}}, 30s);
+  EXPECT_EQ(read.status, 200u) << read.body;
+}
+
+TEST_F(ReplayTest, AnInterruptedReplayResumesFromItsCheckpoints) {
+  write_synthetic_log(kafka_, {.contacts = 5000, .calls_per_contact = 8, .alerts = 100});
+  auto slow = env();
+  slow["CAUCE_PROJECTIONS_REPLAY_BATCH_MAX"] = "100";
+  CauceProcess first({"replay"}, slow);
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto applied = db_.query_value("SELECT coalesce(max(applied), 0) FROM replays");
+        return !applied.empty() && std::stoll(applied) > 0;
+      },
+      60s, 50ms))
+      << first.output();
+  first.signal(SIGINT);
+  ASSERT_EQ(first.wait_exit(60s), 130) << first.output();
+  EXPECT_THAT(first.output(), HasSubstr("run `cauce replay` again to resume"));
+
+  const auto id = db_.query_value("SELECT id FROM replays");
+  EXPECT_EQ(db_.query_value("SELECT status FROM replays"), "building");
+  const auto done = std::stoll(db_.query_value(
+      "SELECT coalesce(sum(next_offset), 0) FROM read_model_2.projection_checkpoints"));
+  std::int64_t end = 0;
+  for (const auto& [p, e] : log_ends()) end += e;
+  EXPECT_GT(done, 0);
+  EXPECT_LT(done, end) << "interrupted before the end";
+  EXPECT_EQ(live_schema(), "read_model_1") << "nothing switched";
+
+  const auto [code, output] = run_cauce({"replay"}, env());
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_THAT(output, HasSubstr("resuming replay " + id));
+  EXPECT_EQ(db_.query_value("SELECT status FROM replays WHERE id = '" + id + "'"), "switched");
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM replays"), "1") << "the same replay went on";
+  EXPECT_EQ(live_schema(), "read_model_2");
+  EXPECT_EQ(read_models_text(db_), reference_fold(read_event_log(kafka_)));
+}
+
+TEST_F(ReplayTest, FromTimeStartsAtTheFirstEventAtOrAfterIt) {
+  write_synthetic_log(kafka_, {.contacts = 60, .calls_per_contact = 2, .alerts = 5});
+  const auto before = log_ends();
+  std::this_thread::sleep_for(200ms);
+  const auto since = std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  std::this_thread::sleep_for(200ms);
+  const auto second = write_synthetic_log(kafka_, {.contacts = 40, .calls_per_contact = 1});
+
+  const auto [code, output] =
+      run_cauce({"replay", "--from-time", core::format_utc_micros(since)}, env());
+  ASSERT_EQ(code, 0) << output;
+  for (const auto& [partition, offset] : before) {
+    EXPECT_EQ(
+        db_.query_value("SELECT start_offsets->>'" + std::to_string(partition) + "' FROM replays"),
+        std::to_string(offset))
+        << "partition " << partition;
+  }
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM events"), std::to_string(second))
+      << "only what was written after the time";
+
+  // A time nobody wrote at yet: every partition starts at its end.
+  const auto [later_code, later] =
+      run_cauce({"replay", "--from-time", "2999-01-01T00:00:00Z"}, env());
+  ASSERT_EQ(later_code, 0) << later;
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM events"), "0");
+
+  // Bad input is a usage error naming what is wrong, and prepares nothing.
+  const auto [bad_code, bad] = run_cauce({"replay", "--from-time", "yesterday"}, env());
+  EXPECT_EQ(bad_code, 2) << bad;
+  EXPECT_THAT(bad, HasSubstr("from-time"));
+  const auto [bad_offset_code, bad_offset] =
+      run_cauce({"replay", "--from-offset", "0:12,0:13"}, env());
+  EXPECT_EQ(bad_offset_code, 2) << bad_offset;
+  EXPECT_THAT(bad_offset, HasSubstr("partition 0 named twice"));
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM replays"), "2");
+}
+
+TEST_F(ReplayTest, AdminsStartAndFollowAReplayOverHttp) {
+  write_synthetic_log(kafka_, {.contacts = 300, .calls_per_contact = 2, .alerts = 10});
+  start_serve();
+  ASSERT_TRUE(caught_up());
+
+  const auto bad = call(beast_http::verb::post, "/v1/admin/replays", R"({"from_time":"soon"})");
+  EXPECT_EQ(bad.status, 400u) << bad.body;
+  EXPECT_THAT(bad.body, HasSubstr("from_time"));
+  const auto unknown = call(beast_http::verb::post, "/v1/admin/replays", R"({"projection":"x"})");
+  EXPECT_EQ(unknown.status, 400u) << unknown.body;
+  EXPECT_THAT(unknown.body, HasSubstr("projection"));
+
+  const auto started = call(beast_http::verb::post, "/v1/admin/replays", R"({"projection":"all"})");
+  ASSERT_EQ(started.status, 202u) << started.body;
+  const auto location = started.headers.at("location");
+  const auto id = std::string(parse(started.body)["id"].GetString());
+  EXPECT_EQ(location, "/v1/admin/replays/" + id);
+
+  std::string last;
+  ASSERT_TRUE(eventually(
+      [&] {
+        last = call(beast_http::verb::get, location).body;
+        return last.find(R"("status":"switched")") != std::string::npos;
+      },
+      60s, 100ms))
+      << last << "\n"
+      << serve_->output();
+  const auto d = parse(last);
+  EXPECT_EQ(std::string(d["schema"].GetString()), "read_model_2");
+  EXPECT_EQ(d["progress"].GetDouble(), 1.0);
+  EXPECT_EQ(live_schema(), "read_model_2");
+  ASSERT_TRUE(caught_up());
+  EXPECT_EQ(read_models_text(db_), reference_fold(read_event_log(kafka_)));
+
+  EXPECT_EQ(call(beast_http::verb::get, "/v1/admin/replays/nope").status, 404u);
+  const auto reader_key = run_cauce({"keys", "create", "--role", "reader"}, env());
+  ASSERT_EQ(reader_key.first, 0);
+  const auto token = reader_key.second.substr(reader_key.second.rfind("ck_"), 200);
+  const auto forbidden =
+      http_request(port_, beast_http::verb::post, "/v1/admin/replays", "",
+                   {{"Authorization", "Bearer " + token.substr(0, token.find('\n'))}});
+  EXPECT_EQ(forbidden.status, 403u) << forbidden.body;
+}
+
+}  // namespace
+}  // namespace cauce::testing
