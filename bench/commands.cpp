@@ -181,6 +181,9 @@ struct Stack {
                             static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
     auto http_config = config.http;
     http_config.port = 0;
+    // The benchmark measures capacity through one key: no per-key rate limit in the way.
+    http_config.rate_limit_reader = http_config.rate_limit_operator = http_config.rate_limit_admin =
+        0;
     server = std::make_unique<api::HttpServer>(http_config, router, keys, metrics);
     port = server->start();
     token = keys.create("bench", api::Role::kOperator).token;

@@ -237,6 +237,9 @@ int run(const Options& options) {
       registry);
   auto http_config = config.http;
   http_config.port = 0;
+  // The benchmark measures capacity through one key: no per-key rate limit in the way.
+  http_config.rate_limit_reader = http_config.rate_limit_operator = http_config.rate_limit_admin =
+      0;
   api::HttpServer server(http_config, router, keys, metrics);
   const auto port = server.start();
   const auto token = keys.create("bench", api::Role::kOperator).token;

@@ -23,6 +23,7 @@
 #include <cauce/projections/replay.hpp>
 #include <cauce/workers/backup.hpp>
 
+#include "events_cli.hpp"
 #include "service.hpp"
 
 namespace cauce::api {
@@ -30,6 +31,19 @@ namespace {
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size() && !text.empty()) {
+    const auto comma = text.find(',', start);
+    const auto item = text.substr(start, comma == std::string::npos ? comma : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
 
 // Progress of a restore: a bar on a terminal, one JSON line per step otherwise.
 workers::Progress progress_printer() {
@@ -48,6 +62,38 @@ workers::Progress progress_printer() {
   };
 }
 
+// Turns SIGINT and SIGTERM into a flag for a long-running command (replay, events tail), from
+// construction (before any other thread starts, so they all inherit the mask) to destruction.
+class StopSignals {
+ public:
+  StopSignals() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+    watcher_ = std::thread([this] {
+      const timespec tick{0, 200'000'000};
+      while (!finished_) {
+        if (sigtimedwait(&signals_, nullptr, &tick) > 0) stop_ = true;
+      }
+    });
+  }
+  ~StopSignals() {
+    finished_ = true;
+    watcher_.join();
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  const std::atomic<bool>& flag() const { return stop_; }
+
+ private:
+  sigset_t signals_{};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+  std::thread watcher_;
+};
+
 // `cauce replay`: progress as a bar on a terminal (events/s, % of the log, ETA), JSON lines
 // otherwise; Ctrl-C (or SIGTERM) stops at the next batch, and the next run resumes.
 int run_replay(const core::Config& config, projections::ReplayRequest request, bool abandon) {
@@ -60,27 +106,8 @@ int run_replay(const core::Config& config, projections::ReplayRequest request, b
     std::cout << "abandoned the unfinished replay; its generation is dropped\n";
     return 0;
   }
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::atomic<bool> stop{false};
-  std::atomic<bool> finished{false};
-  std::thread watcher([&] {
-    const timespec tick{0, 200'000'000};
-    while (!finished) {
-      if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) stop = true;
-    }
-  });
-  struct Join {
-    std::atomic<bool>& finished;
-    std::thread& t;
-    ~Join() {
-      finished = true;
-      t.join();
-    }
-  } join{finished, watcher};
+  const StopSignals signals;
+  const auto& stop = signals.flag();
 
   projections::Replay replay(options, std::move(request));
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
@@ -322,13 +349,33 @@ int run_cli(int argc, char** argv) {
       ->excludes(from_offset_opt);
   replay_cmd->add_flag("--abandon", replay_abandon,
                        "Give up the unfinished replay and drop its generation");
+  auto* events_cmd = app.add_subcommand("events", "Read the event log (read_committed)");
+  events_cmd->require_subcommand(1);
+  std::string event_types;
+  std::string event_aggregate;
+  std::string events_from;
+  std::string events_to;
+  auto* events_tail_cmd = events_cmd->add_subcommand(
+      "tail", "Print new events as they are committed, one JSON line each, until Ctrl-C");
+  auto* events_dump_cmd = events_cmd->add_subcommand(
+      "dump", "Print the events of a time range as JSON lines (> file.ndjson), then exit");
+  for (auto* sub : {events_tail_cmd, events_dump_cmd}) {
+    sub->add_option("--type", event_types, "Only these event types (comma-separated)");
+    sub->add_option("--aggregate", event_aggregate, "Only this aggregate's events (its id)");
+  }
+  events_dump_cmd->add_option("--from-time", events_from,
+                              "From the first event at or after this RFC 3339 time");
+  events_dump_cmd->add_option("--to-time", events_to,
+                              "Up to (not including) the first event at or after this time");
   auto* config_cmd = app.add_subcommand("config", "Show the effective configuration");
   bool print = false;
   config_cmd->add_flag("--print", print, "Print every setting (secrets masked)");
   auto* version = app.add_subcommand("version", "Print the version");
-  for (auto* sub : {serve, topics, topics_create_cmd, migrate_cmd, keys, keys_create, keys_list,
-                    keys_revoke, parked_cmd, parked_list, parked_retry, parked_skip, backups_cmd,
-                    backups_list, backups_verify, restore_cmd, replay_cmd, config_cmd, version}) {
+  for (auto* sub :
+       {serve,           topics,          topics_create_cmd, migrate_cmd, keys,         keys_create,
+        keys_list,       keys_revoke,     parked_cmd,        parked_list, parked_retry, parked_skip,
+        backups_cmd,     backups_list,    backups_verify,    restore_cmd, replay_cmd,   events_cmd,
+        events_tail_cmd, events_dump_cmd, config_cmd,        version}) {
     sub->fallthrough();  // configuration flags may follow the subcommand
   }
 
@@ -429,9 +476,24 @@ int run_cli(int argc, char** argv) {
         request.from.offsets = projections::parse_partition_offsets(replay_from_offset);
       } else if (!replay_from_time.empty()) {
         request.from.kind = projections::ReplayFrom::Kind::kTime;
-        request.from.time = projections::parse_rfc3339(replay_from_time);
+        request.from.time = projections::parse_rfc3339(replay_from_time, "from-time");
       }
       return run_replay(config, std::move(request), replay_abandon);
+    }
+    if (*events_tail_cmd || *events_dump_cmd) {
+      EventFilter filter;
+      for (const auto& type : split_list(event_types)) filter.types.insert(type);
+      filter.aggregate = event_aggregate;
+      std::optional<std::chrono::system_clock::time_point> from;
+      std::optional<std::chrono::system_clock::time_point> to;
+      if (!events_from.empty()) from = projections::parse_rfc3339(events_from, "from-time");
+      if (!events_to.empty()) to = projections::parse_rfc3339(events_to, "to-time");
+      if (from && to && *to <= *from) {
+        throw std::invalid_argument("to-time must come after from-time");
+      }
+      const StopSignals signals;
+      if (*events_tail_cmd) return events_tail(config.kafka, filter, signals.flag());
+      return events_dump(config.kafka, filter, from, to, signals.flag());
     }
   } catch (const std::invalid_argument& e) {
     std::cerr << "cauce: " << e.what() << "\n";

@@ -42,6 +42,7 @@ Response render_problem(const ApiError& error, std::string_view request_id, unsi
   Response response(error.status(), version);
   response.set(http::field::content_type, "application/problem+json");
   response.set(http::field::cache_control, "no-store");
+  response.set("X-Content-Type-Options", "nosniff");
   if (error.retry_after_s)
     response.set(http::field::retry_after, std::to_string(*error.retry_after_s));
   for (const auto& [name, value] : error.headers) response.set(name, value);

@@ -41,7 +41,7 @@ projections::ReplayRequest request_of(const Request& r) {
       request.from.offsets = projections::parse_partition_offsets(*from_offset);
     } else if (from_time) {
       request.from.kind = projections::ReplayFrom::Kind::kTime;
-      request.from.time = projections::parse_rfc3339(*from_time);
+      request.from.time = projections::parse_rfc3339(*from_time, "from_time");
     }
   } catch (const std::invalid_argument& e) {
     throw invalid_field(from_offset ? "from_offset" : "from_time", e.what());

@@ -22,6 +22,7 @@
 #include <cauce/api/auth.hpp>
 #include <cauce/api/http_metrics.hpp>
 #include <cauce/api/problem.hpp>
+#include <cauce/api/rate_limit.hpp>
 #include <cauce/api/server.hpp>
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/log.hpp>
@@ -45,6 +46,15 @@ ApiError unauthenticated(bool had_token) {
   error.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cauce\"");
   return error;
 }
+
+// What a browser may send and read across origins (CORS): the request headers API.md uses, and
+// the response headers a client acts on.
+constexpr const char* kCorsAllowHeaders =
+    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, Cauce-Min-Position, "
+    "Last-Event-ID, X-Request-Id";
+constexpr const char* kCorsExposeHeaders =
+    "ETag, Location, Retry-After, Cauce-Position, Idempotent-Replayed, X-Request-Id";
+constexpr int kCorsMaxAgeS = 600;
 
 // A client-supplied X-Request-Id is kept when it is short and plain, else we mint one.
 bool usable_request_id(std::string_view id) {
@@ -97,10 +107,18 @@ struct HttpServer::Impl {
         router(r),
         keys(k),
         metrics(m),
+        limiter({.reader = static_cast<double>(c.rate_limit_reader),
+                 .operator_ = static_cast<double>(c.rate_limit_operator),
+                 .admin = static_cast<double>(c.rate_limit_admin)}),
+        cors_origins(c.cors_origins.begin(), c.cors_origins.end()),
         ioc(c.threads),
         acceptor(asio::make_strand(ioc)) {}
 
   void dispatch(http::request<http::string_body>&& message, Done done) const;
+  // The answer to a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method).
+  Response preflight(const Request& request) const;
+  // Headers every answer carries: security headers, and CORS for an allowed Origin.
+  void add_common_headers(const Request& request, Response& response) const;
   // A 401 when the headers alone show that the route needs a key the request does not carry (or
   // carries malformed, or the cache knows to be invalid); nullopt to read the body and go on.
   std::optional<Response> refuse_before_body(const http::request_header<>& header) const;
@@ -113,6 +131,8 @@ struct HttpServer::Impl {
   const Router& router;
   ApiKeys& keys;
   HttpMetrics& metrics;
+  mutable RateLimiter limiter;
+  const std::set<std::string, std::less<>> cors_origins;
   core::Logger log{"http"};
 
   // Writing one response may take this long (a client that does not read is cut off).
@@ -150,6 +170,50 @@ std::optional<Response> HttpServer::Impl::refuse_before_body(
   return response;
 }
 
+void HttpServer::Impl::add_common_headers(const Request& request, Response& response) const {
+  response.set("X-Content-Type-Options", "nosniff");
+  if (request.principal) response.set(http::field::cache_control, "no-store");
+  if (config.hsts) response.set(http::field::strict_transport_security, "max-age=31536000");
+  const auto origin = request.message[http::field::origin];
+  if (!origin.empty() && cors_origins.contains(origin)) {
+    // The origin itself, never "*": the answer depends on the key the request carries.
+    response.set(http::field::access_control_allow_origin, origin);
+    response.set(http::field::access_control_expose_headers, kCorsExposeHeaders);
+  }
+  if (!cors_origins.empty()) response.set(http::field::vary, "Origin");
+}
+
+Response HttpServer::Impl::preflight(const Request& request) const {
+  const auto origin = request.message[http::field::origin];
+  if (!cors_origins.contains(origin)) {
+    throw ApiError(
+        http::status::forbidden, "cors-origin-denied",
+        "the origin " + std::string(origin) + " may not call this API (http.cors_origins)");
+  }
+  const auto target = request.message.target();
+  const auto path = std::string(target.substr(0, target.find('?')));
+  const auto asked = request.message[http::field::access_control_request_method];
+  const auto verb = http::string_to_verb(asked);
+  const auto match = router.match(verb, target);
+  if (match.route == nullptr) {
+    if (match.allowed.empty()) {
+      throw ApiError(http::status::not_found, "not-found", "there is nothing at " + path);
+    }
+    throw ApiError(http::status::forbidden, "cors-method-denied",
+                   std::string(asked) + " is not allowed on " + path);
+  }
+  Response response(http::status::no_content, request.message.version());
+  auto allowed = router.match(http::verb::unknown, target).allowed;
+  std::string methods;
+  for (const auto v : allowed)
+    methods += (methods.empty() ? "" : ", ") + std::string(http::to_string(v));
+  response.set(http::field::access_control_allow_methods,
+               methods.empty() ? std::string(asked) : methods);
+  response.set(http::field::access_control_allow_headers, kCorsAllowHeaders);
+  response.set(http::field::access_control_max_age, std::to_string(kCorsMaxAgeS));
+  return response;
+}
+
 void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done done) const {
   const auto started = std::chrono::steady_clock::now();
   auto request = std::make_shared<Request>();
@@ -162,6 +226,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
   auto finish = [this, request, route_label, started, done = std::move(done)](
                     Response response, std::shared_ptr<StreamSession> session) {
     response.set("X-Request-Id", request->request_id);
+    add_common_headers(*request, response);
     response.keep_alive(request->message.keep_alive());
     const auto method = request->message.method() == http::verb::unknown
                             ? std::string("OTHER")
@@ -173,6 +238,13 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
   };
   try {
     const auto target = request->message.target();
+    if (request->message.method() == http::verb::options &&
+        request->message.count(http::field::origin) != 0 &&
+        request->message.count(http::field::access_control_request_method) != 0) {
+      *route_label = "preflight";
+      finish(preflight(*request), nullptr);
+      return;
+    }
     auto match = router.match(request->message.method(), target);
     if (match.route == nullptr) {
       const auto path = std::string(target.substr(0, target.find('?')));
@@ -194,7 +266,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
     request->path_params = std::move(match.params);
     const Route* route = match.route;
     // Runs the route once its caller is known (or it needs no key); on whatever thread that is.
-    auto run = [request, finish, route](std::optional<Principal> principal, bool had_token) {
+    auto run = [this, request, finish, route](std::optional<Principal> principal, bool had_token) {
       try {
         if (route->role) {
           if (!principal) throw unauthenticated(had_token);
@@ -203,6 +275,17 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
                            "this route needs the " + std::string(role_name(*route->role)) +
                                " role; the key has the " + std::string(role_name(principal->role)) +
                                " role");
+          }
+          const auto wait = limiter.take(principal->key_id, principal->role);
+          if (wait.count() > 0) {
+            ApiError limited(http::status::too_many_requests, "rate-limited",
+                             "this key sent more than " +
+                                 std::to_string(static_cast<int>(limiter.rate(principal->role))) +
+                                 " requests per second (its role's http.rate_limit_" +
+                                 std::string(role_name(principal->role)) + ")");
+            limited.retry_after_s = static_cast<int>((wait.count() + 999) / 1000);
+            request->principal = std::move(principal);
+            throw limited;
           }
           request->principal = std::move(principal);
         }
@@ -327,9 +410,19 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       parser.header_limit(kHeaderLimit);
       connection->idle = true;
       stream.expires_after(std::chrono::seconds(config.idle_timeout_s));
-      co_await http::async_read_header(stream, buffer, parser,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (buffer.size() == 0) {
+        // Waiting for a request may take the idle timeout; once its first byte is here, its
+        // headers must follow within the header timeout (a client trickling bytes is cut).
+        const auto n = co_await stream.async_read_some(
+            buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+        buffer.commit(n);
+      }
       connection->idle = false;
+      if (!ec) {
+        stream.expires_after(std::chrono::seconds(config.header_timeout_s));
+        co_await http::async_read_header(stream, buffer, parser,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      }
       if (!ec && !parser.is_done()) {
         // A request that can only be refused is answered before its body is read (and before
         // `100 Continue`): an anonymous client cannot make the server take in a body. Requests
@@ -347,7 +440,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       }
       if (!ec && !parser.is_done()) {
         // The body gets a deadline of its own, not what is left of the header's.
-        stream.expires_after(std::chrono::seconds(config.idle_timeout_s));
+        stream.expires_after(std::chrono::seconds(config.body_timeout_s));
         co_await http::async_read(stream, buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
       }

@@ -18,6 +18,7 @@
 #include <cauce/api/json.hpp>
 #include <cauce/api/problem.hpp>
 #include <cauce/api/routes.hpp>
+#include <cauce/api/stream_slots.hpp>
 #include <cauce/core/errors.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/projections/notification_hub.hpp>
@@ -176,30 +177,50 @@ asio::awaitable<void> write_within(beast::tcp_stream& stream, const std::string&
   stream.expires_never();  // waiting for notifications is not bounded
 }
 
-// One live client for as long as its session exists: cauce_stream_clients{transport}.
+// One live client for as long as its session exists: its slot under the caps, and one in
+// cauce_stream_clients{transport}.
 class ClientCount {
  public:
-  explicit ClientCount(prometheus::Gauge& gauge) : gauge_(gauge) { gauge_.Increment(); }
+  ClientCount(std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& gauge)
+      : slot_(std::move(slot)), gauge_(gauge) {
+    gauge_.Increment();
+  }
   ~ClientCount() { gauge_.Decrement(); }
   ClientCount(const ClientCount&) = delete;
   ClientCount& operator=(const ClientCount&) = delete;
 
  private:
+  std::unique_ptr<StreamSlots::Slot> slot_;
   prometheus::Gauge& gauge_;
 };
+
+// A slot for one more live client of the request's key, or a 503 naming the cap.
+std::unique_ptr<StreamSlots::Slot> stream_slot(StreamSlots& slots, const Request& request) {
+  StreamSlots::Refusal refusal{};
+  auto slot = slots.take(request.principal->key_id, refusal);
+  if (slot) return slot;
+  ApiError full(http::status::service_unavailable, "too-many-streams",
+                refusal == StreamSlots::Refusal::kKeyFull
+                    ? "this key has " + std::to_string(slots.per_key_cap()) +
+                          " live streams open already (projections.max_stream_clients_per_key)"
+                    : "this server holds " + std::to_string(slots.total_cap()) +
+                          " live streams already (projections.max_stream_clients)");
+  full.retry_after_s = 5;
+  throw full;
+}
 
 class SseSession final : public StreamSession {
  public:
   SseSession(NotificationHub& hub, std::set<std::string> topics,
              std::optional<std::int64_t> last_event_id, std::string request_id, int heartbeat_s,
-             KeyCheck key, prometheus::Gauge& clients)
+             KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
       : hub_(hub),
         topics_(std::move(topics)),
         last_event_id_(last_event_id),
         request_id_(std::move(request_id)),
         heartbeat_(heartbeat_s),
         key_(std::move(key)),
-        count_(clients) {}
+        count_(std::move(slot), clients) {}
 
   asio::awaitable<void> run(beast::tcp_stream& stream) override {
     stream.expires_never();
@@ -209,7 +230,8 @@ class SseSession final : public StreamSession {
     beast::error_code ec;
     std::string out =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-        "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n"
+        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+        "X-Accel-Buffering: no\r\n"
         "X-Request-Id: " +
         request_id_ + "\r\n\r\nretry: 1000\n\n";
     co_await write_within(stream, out, ec);
@@ -262,12 +284,12 @@ class SseSession final : public StreamSession {
 class WsSession final : public StreamSession {
  public:
   WsSession(NotificationHub& hub, http::request<http::string_body> request, int heartbeat_s,
-            KeyCheck key, prometheus::Gauge& clients)
+            KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
       : hub_(hub),
         request_(std::move(request)),
         heartbeat_(heartbeat_s),
         key_(std::move(key)),
-        count_(clients) {}
+        count_(std::move(slot), clients) {}
 
   asio::awaitable<void> run(beast::tcp_stream& stream) override {
     stream.expires_never();
@@ -455,13 +477,16 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
                       .Register(registry);
   auto& sse_clients = clients.Add({{"transport", "sse"}});
   auto& ws_clients = clients.Add({{"transport", "websocket"}});
+  auto slots =
+      std::make_shared<StreamSlots>(static_cast<std::size_t>(config.max_stream_clients),
+                                    static_cast<std::size_t>(config.max_stream_clients_per_key));
   auto key_check = [&keys, run_blocking](const Request& request) {
     return KeyCheck(keys, request.principal->key_id, run_blocking);
   };
   router.add_stream(
       http::verb::get, "/v1/stream", Role::kReader,
-      [&hub, heartbeat_s, key_check,
-       &sse_clients](Request& request) -> std::shared_ptr<StreamSession> {
+      [&hub, heartbeat_s, key_check, &sse_clients,
+       slots](Request& request) -> std::shared_ptr<StreamSession> {
         const auto params = query_params(request.message.target(), {"topics", "last_event_id"});
         const auto topics_it = params.find("topics");
         const auto topics = topics_it == params.end()
@@ -477,19 +502,20 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
           throw core::DependencyError("postgres", "live notifications are unavailable", true);
         }
         return std::make_shared<SseSession>(hub, topics, after, request.request_id, heartbeat_s,
-                                            key_check(request), sse_clients);
+                                            key_check(request), stream_slot(*slots, request),
+                                            sse_clients);
       });
   router.add_stream(
       http::verb::get, "/v1/ws", Role::kReader,
-      [&hub, heartbeat_s, key_check,
-       &ws_clients](Request& request) -> std::shared_ptr<StreamSession> {
+      [&hub, heartbeat_s, key_check, &ws_clients,
+       slots](Request& request) -> std::shared_ptr<StreamSession> {
         query_params(request.message.target(), {});
         if (!websocket::is_upgrade(request.message)) {
           throw ApiError(http::status::upgrade_required, "upgrade-required",
                          "GET /v1/ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket");
         }
         return std::make_shared<WsSession>(hub, request.message, heartbeat_s, key_check(request),
-                                           ws_clients);
+                                           stream_slot(*slots, request), ws_clients);
       });
 }
 

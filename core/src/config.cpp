@@ -188,6 +188,42 @@ const std::vector<Binding>& bindings() {
                              &HttpConfig::body_limit_bytes, 1, 1LL << 30));
     b.push_back(http.integer("http.idle_timeout_s", "Idle keep-alive connections close after",
                              &HttpConfig::idle_timeout_s, 1, 3600));
+    b.push_back(http.integer("http.header_timeout_s",
+                             "Seconds from a request's first byte to the end of its headers",
+                             &HttpConfig::header_timeout_s, 1, 3600));
+    b.push_back(http.integer("http.body_timeout_s", "Seconds to receive a request's body",
+                             &HttpConfig::body_timeout_s, 1, 3600));
+    b.push_back(http.integer("http.rate_limit_reader",
+                             "Requests per second per reader key (0 = no limit)",
+                             &HttpConfig::rate_limit_reader, 0, 1000000));
+    b.push_back(http.integer("http.rate_limit_operator",
+                             "Requests per second per operator key (0 = no limit)",
+                             &HttpConfig::rate_limit_operator, 0, 1000000));
+    b.push_back(http.integer("http.rate_limit_admin",
+                             "Requests per second per admin key (0 = no limit)",
+                             &HttpConfig::rate_limit_admin, 0, 1000000));
+    b.push_back(
+        {option("http.cors_origins",
+                "Origins browsers may call the API from (CORS), comma-separated; none if empty"),
+         [](Config& c, const std::string& v) {
+           auto origins = parse_list("http.cors_origins", v);
+           for (const auto& origin : origins) {
+             const auto scheme = origin.find("://");
+             if (origin == "*" || scheme == std::string::npos || scheme == 0 ||
+                 origin.size() == scheme + 3 || origin.back() == '/' ||
+                 origin.find_first_of("*/ ", scheme + 3) != std::string::npos) {
+               throw ConfigError("http.cors_origins",
+                                 "\"" + origin +
+                                     "\" is not an origin: list each one as scheme://host[:port] "
+                                     "(no wildcard, no path)");
+             }
+           }
+           c.http.cors_origins = std::move(origins);
+         },
+         [](const Config& c) { return join(c.http.cors_origins); }});
+    b.push_back(http.boolean("http.hsts",
+                             "Send Strict-Transport-Security (set when a TLS proxy fronts cauce)",
+                             &HttpConfig::hsts));
     b.push_back(http.integer("http.max_connections",
                              "Open connections at most (streams included); past it a 503",
                              &HttpConfig::max_connections, 1, 1000000));
@@ -293,6 +329,12 @@ const std::vector<Binding>& bindings() {
         "projections.client_buffer",
         "Notifications queued for one live client before it is disconnected as too slow",
         &ProjectionsConfig::client_buffer, 1, 1000000));
+    b.push_back(projections.integer("projections.max_stream_clients",
+                                    "Live clients (SSE and WebSocket) of one process, at most",
+                                    &ProjectionsConfig::max_stream_clients, 1, 10000000));
+    b.push_back(projections.integer("projections.max_stream_clients_per_key",
+                                    "Live clients of one API key, at most",
+                                    &ProjectionsConfig::max_stream_clients_per_key, 1, 10000000));
     b.push_back(projections.integer("projections.replay_batch_max",
                                     "Events a replay applies in one PostgreSQL transaction at most",
                                     &ProjectionsConfig::replay_batch_max, 1, 1000000));

@@ -145,9 +145,10 @@ std::map<std::int32_t, std::int64_t> parse_partition_offsets(std::string_view te
   return out;
 }
 
-std::chrono::system_clock::time_point parse_rfc3339(std::string_view text) {
+std::chrono::system_clock::time_point parse_rfc3339(std::string_view text, std::string_view what) {
   const auto bad = [&] {
-    return std::invalid_argument("from-time: expected RFC 3339 (2026-12-05T06:00:00Z), not \"" +
+    return std::invalid_argument(std::string(what) +
+                                 ": expected RFC 3339 (2026-12-05T06:00:00Z), not \"" +
                                  std::string(text) + "\"");
   };
   // YYYY-MM-DDTHH:MM:SS

@@ -335,6 +335,10 @@ std::map<std::string, std::string> cauce_env(const core::PostgresConfig& pg,
       {"CAUCE_KAFKA_PARTITIONS", std::to_string(kafka.partitions)},
       {"CAUCE_HTTP_PORT", "0"},
       {"CAUCE_HTTP_THREADS", "2"},
+      // Tests drive load through one key; the rate limit has tests of its own (HardeningTest).
+      {"CAUCE_HTTP_RATE_LIMIT_READER", "0"},
+      {"CAUCE_HTTP_RATE_LIMIT_OPERATOR", "0"},
+      {"CAUCE_HTTP_RATE_LIMIT_ADMIN", "0"},
   };
 }
 

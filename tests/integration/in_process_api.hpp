@@ -37,6 +37,8 @@ class InProcessApi {
     if (extra_routes) extra_routes(router_, keys_);
     http.port = 0;
     http.threads = 2;
+    // Tests drive load through one key; the rate limit has tests of its own (HardeningTest).
+    http.rate_limit_reader = http.rate_limit_operator = http.rate_limit_admin = 0;
     server_ = std::make_unique<api::HttpServer>(http, router_, keys_, metrics_);
     port_ = server_->start();
     admin_token_ = keys_.create("test-admin", api::Role::kAdmin).token;

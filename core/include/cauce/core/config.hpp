@@ -32,8 +32,17 @@ struct HttpConfig {
   int threads = 4;
   std::size_t body_limit_bytes = 1024 * 1024;
   int idle_timeout_s = 30;      // a keep-alive connection with no request is closed after this
+  int header_timeout_s = 10;    // from a request's first byte to the end of its headers
+  int body_timeout_s = 30;      // to receive a request's body
   int drain_timeout_s = 10;     // on shutdown, in-flight requests get this long to finish
   int max_connections = 10000;  // past this a new connection gets a 503 and is closed
+  // Requests per second per API key, by its role (token bucket, bursts of 2 s); 0 = no limit.
+  int rate_limit_reader = 1000;
+  int rate_limit_operator = 1000;
+  int rate_limit_admin = 100;
+  // Origins browsers may call from (CORS), e.g. https://desk.example.org; empty: none.
+  std::vector<std::string> cors_origins;
+  bool hsts = false;  // send Strict-Transport-Security (cauce sits behind a TLS proxy)
 };
 
 struct KafkaConfig {
@@ -99,6 +108,8 @@ struct ProjectionsConfig {
   int notifications_retention_h = 168;    // notifications older than this are deleted (7 days)
   int heartbeat_s = 15;                   // SSE comment / WebSocket ping interval
   int client_buffer = 1000;               // notifications queued for one slow client, at most
+  int max_stream_clients = 20000;         // SSE + WebSocket clients of one process, at most
+  int max_stream_clients_per_key = 100;   // of one API key, at most
   int replay_batch_max = 20000;           // a replay's batches (it writes no notifications)
   int replay_grace_s = 3600;              // a replaced generation is dropped this long after
 };

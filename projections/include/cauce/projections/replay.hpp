@@ -47,8 +47,10 @@ struct ReplayFrom {
 
 // "P:O[,P:O...]" -> partition -> offset (std::invalid_argument naming what is wrong).
 std::map<std::int32_t, std::int64_t> parse_partition_offsets(std::string_view text);
-// RFC 3339 ("2026-12-05T06:00:00Z", fractions and a ±hh:mm offset allowed; std::invalid_argument).
-std::chrono::system_clock::time_point parse_rfc3339(std::string_view text);
+// RFC 3339 ("2026-12-05T06:00:00Z", fractions and a ±hh:mm offset allowed); std::invalid_argument
+// naming `what` (the option or field) otherwise.
+std::chrono::system_clock::time_point parse_rfc3339(std::string_view text,
+                                                    std::string_view what = "from-time");
 
 struct ReplayRequest {
   std::string projection;  // projections.name, or "all" (one projection holds every read model)
