@@ -98,8 +98,10 @@ void add_replay_routes(Router& router, ReplayRunner& runner, const core::Postgre
             respond(problem_response(*r, std::make_exception_ptr(ApiError(
                                              http::status::conflict, "replay-running", e.what()))));
           } catch (const std::invalid_argument& e) {
-            respond(problem_response(
-                *r, std::make_exception_ptr(invalid_field("projection", e.what()))));
+            // The message starts with what it is about ("from-offset: …", "projection: …").
+            const std::string what = e.what();
+            const auto* field = what.starts_with("from-offset") ? "from_offset" : "projection";
+            respond(problem_response(*r, std::make_exception_ptr(invalid_field(field, what))));
           } catch (...) {
             respond(problem_response(*r, std::current_exception()));
           }

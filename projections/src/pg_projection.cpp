@@ -19,6 +19,8 @@ namespace {
 // draw ids until they commit, so ids become visible in increasing order: a reader that has seen
 // id N never later sees an id below N appear (Last-Event-ID resumes without a gap).
 constexpr std::int64_t kNotificationLock = 0x636175636531;  // "cauce1"
+// Serialises the dropping of replaced read-model generations across processes.
+constexpr std::int64_t kDropLock = 0x636175636533;  // "cauce3"
 
 const char* const kEnsureCheckpoints = R"(
   INSERT INTO projection_checkpoints (projection, topic, partition, next_offset)
@@ -328,9 +330,58 @@ std::string progress_payload(const std::string& projection, const std::string& t
   return {buffer.GetString(), buffer.GetSize()};
 }
 
+std::int64_t notify_from_generation(pqxx::dbtransaction& txn, const std::string& schema,
+                                    const std::string& topic,
+                                    const std::map<std::int32_t, std::int64_t>& checkpoints) {
+  std::string parts = "{";
+  std::string nexts = "{";
+  for (const auto& [partition, next] : checkpoints) {
+    parts += (parts.size() > 1 ? "," : "") + std::to_string(partition);
+    nexts += (nexts.size() > 1 ? "," : "") + std::to_string(next);
+  }
+  parts += "}";
+  nexts += "}";
+  // Lock order as in a batch: the marks (by partition), then the notification-id lock.
+  txn.exec_params(
+      "INSERT INTO notification_marks (topic, partition, next_offset) "
+      "SELECT $1, p, 0 FROM unnest($2::int[]) AS p ON CONFLICT DO NOTHING",
+      topic, parts);
+  txn.exec_params("SELECT 1 FROM notification_marks WHERE topic = $1 ORDER BY partition FOR UPDATE",
+                  topic);
+  txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
+  // The same rows write_notifications() makes: topic = aggregate type + "s" (topic_of()), the
+  // position token "partition:offset" (commands::position_token()).
+  const auto last =
+      txn.exec_params1(
+             "WITH written AS ("
+             "  INSERT INTO notifications (topic, type, aggregate_id, version, position) "
+             "  SELECT e.aggregate_type || 's', e.type, e.aggregate_id, e.version, "
+             "         e.partition || ':' || e.\"offset\" "
+             "  FROM " +
+                 txn.quote_name(schema) +
+                 ".events e "
+                 "  JOIN notification_marks m ON m.topic = $1 AND m.partition = e.partition "
+                 "  WHERE e.\"offset\" >= m.next_offset "
+                 "  ORDER BY e.partition, e.\"offset\" RETURNING id) "
+                 "SELECT coalesce(max(id), 0) FROM written",
+             topic)[0]
+          .as<std::int64_t>();
+  txn.exec_params(
+      "UPDATE notification_marks m SET next_offset = greatest(m.next_offset, x.next_offset) "
+      "FROM unnest($2::int[], $3::bigint[]) AS x(partition, next_offset) "
+      "WHERE m.topic = $1 AND m.partition = x.partition",
+      topic, parts, nexts);
+  return last;
+}
+
 std::vector<std::string> drop_replaced_generations(pqxx::connection& connection) {
   std::vector<std::string> dropped;
   pqxx::work txn(connection);
+  // One dropper at a time, never stuck behind a long reader (pg_dump, a backup's snapshot).
+  if (!txn.exec_params1("SELECT pg_try_advisory_xact_lock($1)", kDropLock)[0].as<bool>()) {
+    return dropped;
+  }
+  txn.exec("SET LOCAL lock_timeout = '2s'");
   const auto due = txn.exec(R"(
     SELECT id, old_schema FROM replays
     WHERE status = 'switched' AND dropped_at IS NULL AND drop_after <= now()
@@ -535,6 +586,16 @@ pqxx::connection& PgProjection::live_connection() {
   return connection();
 }
 
+void PgProjection::hold_live(pqxx::dbtransaction& txn) const {
+  if (!pinned_schema_.empty()) return;
+  // FOR SHARE: a switch (FOR UPDATE) waits for this transaction, or this one sees its result.
+  if (txn.exec1("SELECT schema FROM read_model_live FOR SHARE")[0].as<std::string>() !=
+      current_schema_) {
+    throw core::DependencyError(
+        "postgres", "the read models just switched to a new generation; try again", true);
+  }
+}
+
 std::map<std::int32_t, std::int64_t> PgProjection::load_checkpoints(
     const std::vector<std::int32_t>& partitions) {
   std::map<std::int32_t, std::int64_t> out;
@@ -618,7 +679,13 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     for (const auto& p : to_park) park(txn, p);
     result.parked = to_park.size();
     if (!to_park.empty()) result.first_parked = to_park.front();
-    auto written = write_records(txn, std::move(fresh), true);
+    // The live generation notifies; one being built by a replay does not (its switch writes what
+    // it has past the marks, in the transaction that makes it live, holding these checkpoints:
+    // a batch that waited for it finds its generation live here).
+    const bool live =
+        pinned_schema_.empty() ||
+        txn.exec1("SELECT schema FROM read_model_live")[0].as<std::string>() == pinned_schema_;
+    auto written = write_records(txn, std::move(fresh), live ? Notify::kFromMarks : Notify::kNone);
     std::vector<std::int64_t> parts;
     std::vector<std::int64_t> nexts;
     for (const auto& [partition, next] : result.checkpoints) {
@@ -644,8 +711,7 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
 }
 
 PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
-                                                  std::vector<LogRecord> fresh,
-                                                  bool notify_from_marks) {
+                                                  std::vector<LogRecord> fresh, Notify notify) {
   Written out;
   fresh = write_events(txn, std::move(fresh));
   BatchRows rows;
@@ -664,10 +730,12 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
   for (const auto& [name, json] : statements) {
     if (has_rows(*json)) txn.exec_prepared(name, *json);
   }
-  const auto notify = notify_from_marks ? unnotified(txn, fresh) : fresh;
-  if (!notify.empty()) {
+  const auto notifying = notify == Notify::kAll         ? fresh
+                         : notify == Notify::kFromMarks ? unnotified(txn, fresh)
+                                                        : std::vector<LogRecord>{};
+  if (!notifying.empty()) {
     txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
-    out.last_notification_id = write_notifications(txn, notify);
+    out.last_notification_id = write_notifications(txn, notifying);
   }
   out.applied = fresh.size();
   out.unprojected_types = std::move(rows.unprojected_types);
@@ -786,6 +854,7 @@ RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor
   return guarded([&] {
     RetryResult result;
     pqxx::work txn(live_connection());
+    hold_live(txn);
     const auto chain = txn.exec_prepared("lock_parked_chain", id);
     if (chain.empty()) return result;  // kNotFound
     std::int64_t first_open = 0;
@@ -811,7 +880,7 @@ RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor
       try {
         pqxx::subtransaction attempt(txn, "retry_parked");
         auto record = decode_record(row[1].as<std::int32_t>(), row[2].as<std::int64_t>(), value);
-        write_records(attempt, {std::move(record)}, false);
+        write_records(attempt, {std::move(record)}, Notify::kAll);
         attempt.exec_prepared("resolve_parked", parked_id, "retried", actor);
         attempt.commit();
         ++result.applied;
@@ -842,6 +911,7 @@ RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor
 bool PgProjection::skip_parked(std::int64_t id, const std::string& actor) {
   return guarded([&] {
     pqxx::work txn(live_connection());
+    hold_live(txn);
     const auto r = txn.exec_prepared("resolve_parked", id, "skipped", actor);
     txn.commit();
     return r.affected_rows() == 1;

@@ -111,14 +111,18 @@ class PgProjection {
   pqxx::connection& connection();
   // connection(), first moved to the live generation if a switch happened (following it only).
   pqxx::connection& live_connection();
+  // Keeps the live generation from switching until `txn` ends; throws a retryable
+  // DependencyError when it switched since the connection was made (following it only).
+  void hold_live(pqxx::dbtransaction& txn) const;
   // Runs `body`, turning libpqxx's errors into core::DependencyError / core::DataError.
   template <typename Fn>
   auto guarded(Fn&& body) -> decltype(body());
-  // Envelopes, calls, read models and notifications of `fresh` (the caller commits). With
-  // `notify_from_marks`, notifications are written only for records at or past
-  // notification_marks (another generation may have notified the others) and the marks move.
-  Written write_records(pqxx::dbtransaction& txn, std::vector<LogRecord> fresh,
-                        bool notify_from_marks);
+  // Which records of a write get a notification: every one (a parked event retried), those at
+  // or past notification_marks (the live generation's batches; the marks move), or none (a
+  // generation a replay is building).
+  enum class Notify { kAll, kFromMarks, kNone };
+  // Envelopes, calls, read models and notifications of `fresh` (the caller commits).
+  Written write_records(pqxx::dbtransaction& txn, std::vector<LogRecord> fresh, Notify notify);
   // The records of `fresh` no generation has notified yet; moves the marks past them.
   std::vector<LogRecord> unnotified(pqxx::dbtransaction& txn, const std::vector<LogRecord>& fresh);
   // Moves the records of aggregates with an open parked event from `fresh` to `park`.
@@ -149,8 +153,16 @@ std::string progress_payload(const std::string& projection, const std::string& t
                              const std::map<std::int32_t, std::int64_t>& checkpoints,
                              std::int64_t last_notification_id, bool switched = false);
 
+// In the switch to generation `schema` (whose checkpoints are `checkpoints`): notifications for
+// its events at or past notification_marks, in log order, and the marks moved to the
+// checkpoints. Returns the last notification id written (0: none).
+std::int64_t notify_from_generation(pqxx::dbtransaction& txn, const std::string& schema,
+                                    const std::string& topic,
+                                    const std::map<std::int32_t, std::int64_t>& checkpoints);
+
 // Drops the generations replays replaced once their grace is over, and those of abandoned
-// replays (never the live one); returns their schemas.
+// replays (never the live one); returns their schemas. Skips when another process is dropping;
+// gives up (throws) on a lock not granted within 2 s.
 std::vector<std::string> drop_replaced_generations(pqxx::connection& connection);
 
 }  // namespace cauce::projections

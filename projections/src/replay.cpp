@@ -27,9 +27,11 @@ using Offsets = std::map<std::int32_t, std::int64_t>;
 
 // The session advisory lock held by the process running a replay ("cauce" 0002).
 constexpr long long kReplayLock = 0x63617563650002;
-// The switch waits this long (holding the live generation's checkpoints) for the new one to pass
-// them, then lets go and tries again later.
-constexpr auto kSwitchWait = std::chrono::seconds(10);
+// Before the switch, the new generation gets this long to reach the log's ends and the live
+// generation's checkpoints (no lock held); then, holding the live generation's checkpoints,
+// this long to pass them. Either way past it, the switch is tried again later.
+constexpr auto kCatchUpWait = std::chrono::seconds(10);
+constexpr auto kSwitchWait = std::chrono::seconds(5);
 
 const core::Logger& log() {
   static const core::Logger logger("replay");
@@ -262,6 +264,7 @@ struct Replay::Impl {
   std::unique_ptr<pqxx::connection> control;  // holds the replay lock for the object's life
   ReplayProgress progress;
   int partitions = 0;
+  core::ConditionLog switch_postponed{log()};
 
   const std::string& projection() const { return options.projections.name; }
   const std::string& topic() const { return options.kafka.events_topic; }
@@ -327,32 +330,80 @@ struct Replay::Impl {
     txn.commit();
   }
 
-  // The switch (see replay.hpp). false when the new generation did not pass the live one's
-  // checkpoints in time, or a lock was not granted: nothing changed, try again later.
-  bool try_switch() {
+  // The new generation has passed `targets` (partition -> offset; a partition it has no row
+  // for counts as 0).
+  static bool passed(const Offsets& mine, const Offsets& targets) {
+    return std::all_of(targets.begin(), targets.end(), [&](const auto& target) {
+      const auto it = mine.find(target.first);
+      return target.second <= (it == mine.end() ? 0 : it->second);
+    });
+  }
+
+  // The switch (see replay.hpp). false when it is not the moment (the new generation did not
+  // catch up in time, a lock was not granted, a query or a backup was in the way): nothing
+  // changed, the replay goes on and tries again.
+  bool try_switch(core::KafkaAdmin& admin) {
+    // Without any lock: the new generation reaches the log's ends as they are now and the live
+    // generation's checkpoints, so that under the locks below the wait is short.
+    Offsets targets;
+    try {
+      targets = admin.end_offsets(topic(), partitions);
+    } catch (const core::DependencyError& e) {
+      switch_postponed.failing("switch postponed: the log's ends are unknown",
+                               {{"error", e.what()}});
+      return false;
+    }
+    const auto deadline = Clock::now() + kCatchUpWait;
+    for (;;) {
+      pqxx::read_transaction look(*control);
+      const auto live = look.exec1("SELECT schema FROM read_model_live")[0].as<std::string>();
+      auto wanted = targets;
+      if (live != progress.schema) {
+        for (const auto& [p, next] : read_checkpoints(look, live, projection(), topic(), false)) {
+          wanted[p] = std::max(wanted[p], next);
+        }
+      }
+      if (passed(read_checkpoints(look, progress.schema, projection(), topic(), false), wanted)) {
+        break;
+      }
+      if (Clock::now() > deadline) return false;
+      look.commit();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     try {
       pqxx::work txn(*control);
-      txn.exec("SET LOCAL lock_timeout = '5s'");
+      txn.exec("SET LOCAL lock_timeout = '2s'");
       const auto live =
           txn.exec1("SELECT schema FROM read_model_live FOR UPDATE")[0].as<std::string>();
       if (live == progress.schema) return true;  // switched by an earlier run of this replay
+      // The live generation's projectors wait at their next batch from here on.
       const auto frozen = read_checkpoints(txn, live, projection(), topic(), true);
-      const auto deadline = Clock::now() + kSwitchWait;
+      const auto frozen_by = Clock::now() + kSwitchWait;
       Offsets mine;
       for (;;) {
         mine = read_checkpoints(txn, progress.schema, projection(), topic(), false);
-        const bool passed = std::all_of(frozen.begin(), frozen.end(), [&](const auto& entry) {
-          const auto it = mine.find(entry.first);
-          return entry.second <= (it == mine.end() ? 0 : it->second);
-        });
-        if (passed) break;
-        if (Clock::now() > deadline) return false;  // the transaction rolls back
+        if (passed(mine, frozen)) break;
+        if (Clock::now() > frozen_by) return false;  // the transaction rolls back
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
+      // Every view at once and briefly: a query holding one of them (a history read spans two)
+      // makes this time out rather than deadlock, and the switch is tried again.
+      txn.exec("SET LOCAL lock_timeout = '500ms'");
+      std::string views;
+      for (const auto& row : txn.exec("SELECT unnest(read_model_tables())")) {
+        views += (views.empty() ? "" : ", ") + std::string("public.") +
+                 txn.quote_name(row[0].as<std::string>());
+      }
+      txn.exec("LOCK TABLE " + views + " IN ACCESS EXCLUSIVE MODE");
       txn.exec_params("UPDATE " + txn.quote_name(live) +
                           ".projection_checkpoints SET retired = true "
                           "WHERE projection = $1 AND topic = $2",
                       projection(), topic());
+      // The new generation's own projector waits from here on: what it committed so far gets its
+      // notifications below, what it applies after the commit gets them from its batches (its
+      // generation is live then).
+      mine = read_checkpoints(txn, progress.schema, projection(), topic(), true);
+      const auto last_notification = notify_from_generation(txn, progress.schema, topic(), mine);
       txn.exec_params("UPDATE read_model_live SET schema = $1, switched_at = now()",
                       progress.schema);
       txn.exec_params("SELECT read_model_point_views($1)", progress.schema);
@@ -361,14 +412,17 @@ struct Replay::Impl {
           "drop_after = now() + make_interval(secs => $3), progress = 1, remaining = 0, "
           "eta_s = 0, updated_at = now() WHERE id = $1",
           progress.id, live, options.projections.replay_grace_s);
-      txn.exec_params("SELECT pg_notify($1, $2)", kProgressChannel,
-                      progress_payload(projection(), topic(), progress.schema, mine, 0, true));
+      txn.exec_params(
+          "SELECT pg_notify($1, $2)", kProgressChannel,
+          progress_payload(projection(), topic(), progress.schema, mine, last_notification, true));
       txn.commit();
       progress.old_schema = live;
       return true;
     } catch (const pqxx::sql_error& e) {
-      if (e.sqlstate() != "55P03") throw;  // lock_not_available: busy, try again later
-      log().info("switch postponed: a lock was not granted in time", {{"error", e.what()}});
+      // lock_not_available, deadlock_detected, serialization_failure: not now.
+      if (e.sqlstate() != "55P03" && e.sqlstate() != "40P01" && e.sqlstate() != "40001") throw;
+      switch_postponed.failing("switch postponed: something held the read models",
+                               {{"error", e.what()}});
       return false;
     }
   }
@@ -436,6 +490,7 @@ ReplayProgress Replay::run(const std::function<void(const ReplayProgress&)>& on_
   Projector projector(po, registry);
   projector.start();
 
+  core::KafkaAdmin admin(i.options.kafka);
   const auto applied_before = p.applied;
   const auto started = Clock::now();
   auto last_report = Clock::now() - std::chrono::hours(1);
@@ -490,22 +545,14 @@ ReplayProgress Replay::run(const std::function<void(const ReplayProgress&)>& on_
       const auto near = std::max<std::int64_t>(i.options.projections.replay_batch_max, 1000);
       if (all_assigned && p.remaining <= near && now - last_switch_try >= std::chrono::seconds(1)) {
         last_switch_try = now;
-        if (i.try_switch()) break;
+        if (i.try_switch(admin)) break;
       }
     }
   } catch (const std::exception& e) {
+    // Whatever stopped it (PostgreSQL or Kafka away, most likely), the replay stays `building`:
+    // its generation keeps what it applied, and the next run resumes it.
     projector.stop();
-    p.status = "failed";
-    p.error = e.what();
-    try {
-      pqxx::work txn(*i.control);
-      txn.exec_params(
-          "UPDATE replays SET status = 'failed', error = $2, updated_at = now() WHERE id = $1",
-          p.id, p.error);
-      txn.commit();
-    } catch (const std::exception&) {
-      // PostgreSQL is away: the row stays 'building' and the next run resumes it.
-    }
+    log().warn("replay stopped; run it again to resume", {{"replay", p.id}, {"error", e.what()}});
     throw;
   }
   projector.stop();
@@ -533,7 +580,7 @@ bool Replay::abandon(const ReplayOptions& options) {
     pqxx::work txn(*control);
     const auto r = txn.exec_params(
         "UPDATE replays SET status = 'abandoned', updated_at = now() "
-        "WHERE projection = $1 AND status IN ('building', 'failed')",
+        "WHERE projection = $1 AND status = 'building'",
         options.projections.name);
     txn.commit();
     if (r.affected_rows() == 0) return false;

@@ -110,7 +110,7 @@ struct ProjectionsConfig {
   int client_buffer = 1000;               // notifications queued for one slow client, at most
   int max_stream_clients = 20000;         // SSE + WebSocket clients of one process, at most
   int max_stream_clients_per_key = 100;   // of one API key, at most
-  int replay_batch_max = 20000;           // a replay's batches (it writes no notifications)
+  int replay_batch_max = 20000;           // a replay's batches (larger: it writes no notifications)
   int replay_grace_s = 3600;              // a replaced generation is dropped this long after
 };
 

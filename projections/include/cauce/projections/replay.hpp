@@ -6,19 +6,22 @@
 //
 // 1. A new generation `read_model_<n>` gets this build's tables (projections/sql/read_model.sql)
 //    and start checkpoints (offset 0, or --from-offset / --from-time), recorded in `replays`.
-// 2. A projector pinned to it folds the log from there (no notifications: the live generation
-//    writes them; notification_marks keeps the stream gapless either way).
-// 3. Once it has nearly caught up, the switch transaction locks the live generation's
-//    checkpoints (its projector waits), waits until the new one has passed them, marks them
-//    retired, points the public views at the new generation and announces it on the progress
-//    channel. Queries see the old generation or the new one, never a half-built one; the
-//    projectors of `cauce serve` find their checkpoints retired and move over.
+// 2. A projector pinned to it folds the log from there. It writes no notifications: the live
+//    generation does, so a notification is only ever committed with the model queries read.
+// 3. Once it has nearly caught up and, without any lock, reached the log's ends and the live
+//    generation's checkpoints, the switch transaction locks the live generation's checkpoints
+//    (its projectors wait), waits briefly until the new one has passed them, locks the views
+//    (briefly: a query in the way postpones the switch), marks the old checkpoints retired,
+//    writes the notifications of the new generation's events past notification_marks, points
+//    the public views at it and announces it on the progress channel. Queries see the old
+//    generation or the new one, never a half-built one; the projectors of `cauce serve` find
+//    their checkpoints retired and move over.
 // 4. The replaced generation is dropped `projections.replay_grace_s` later (by the projectors'
 //    housekeeping, or at once with a grace of 0).
 //
 // A replay is interruptible (stop) and resumable: its generation's checkpoints are its progress,
-// and the next run takes the unfinished replay over. One replay runs at a time (a PostgreSQL
-// advisory lock held by the process running it).
+// and the next run takes the unfinished replay over (also after an error stopped it). One replay
+// runs at a time (a PostgreSQL advisory lock held by the process running it).
 
 #include <atomic>
 #include <chrono>
@@ -104,7 +107,8 @@ class Replay {
 
   // Builds, catches up and switches; `on_progress` about once a second (and at the end).
   // Returns the final progress: status "switched", or "interrupted" when `stop` was set first
-  // (run again to resume). Throws on a failure that waiting cannot heal (status "failed").
+  // (run again to resume). Throws when a dependency fails for good; the replay stays
+  // `building` and the next run resumes it.
   ReplayProgress run(const std::function<void(const ReplayProgress&)>& on_progress,
                      const std::atomic<bool>& stop);
 
