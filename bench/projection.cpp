@@ -350,8 +350,11 @@ double replay_seconds(const core::PostgresConfig& admin, const core::KafkaConfig
   config.replay_grace_s = 0;
   const std::atomic<bool> stop{false};
   const auto start = Clock::now();
+  projections::ReplayRequest request;
+  request.projection = "all";
+  request.requested_by = "bench";
   projections::Replay replay({.kafka = kafka, .postgres = db.config(), .projections = config},
-                             {.projection = "all", .from = {}, .requested_by = "bench"});
+                             std::move(request));
   const auto result = replay.run([](const projections::ReplayProgress&) {}, stop);
   if (result.status != "switched") throw std::runtime_error("the replay did not switch");
   return seconds_since(start);

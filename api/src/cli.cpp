@@ -469,8 +469,9 @@ int run_cli(int argc, char** argv) {
       return 0;
     }
     if (*replay_cmd) {
-      projections::ReplayRequest request{
-          .projection = replay_projection, .from = {}, .requested_by = "cli"};
+      projections::ReplayRequest request;
+      request.projection = replay_projection;
+      request.requested_by = "cli";
       if (!replay_from_offset.empty()) {
         request.from.kind = projections::ReplayFrom::Kind::kOffsets;
         request.from.offsets = projections::parse_partition_offsets(replay_from_offset);

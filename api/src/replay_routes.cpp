@@ -22,7 +22,9 @@ std::optional<std::string> optional_string(const rapidjson::Value& body, const c
 }
 
 projections::ReplayRequest request_of(const Request& r) {
-  projections::ReplayRequest request{.projection = "all", .from = {}, .requested_by = "api"};
+  projections::ReplayRequest request;
+  request.projection = "all";
+  request.requested_by = "api";
   if (r.principal) request.requested_by = "api:" + r.principal->name;
   if (r.message.body().empty()) return request;
   const auto body = parse_json_object(r);

@@ -333,14 +333,14 @@ std::string progress_payload(const std::string& projection, const std::string& t
 std::int64_t notify_from_generation(pqxx::dbtransaction& txn, const std::string& schema,
                                     const std::string& topic,
                                     const std::map<std::int32_t, std::int64_t>& checkpoints) {
-  std::string parts = "{";
-  std::string nexts = "{";
+  std::vector<std::int64_t> partition_list;
+  std::vector<std::int64_t> next_list;
   for (const auto& [partition, next] : checkpoints) {
-    parts += (parts.size() > 1 ? "," : "") + std::to_string(partition);
-    nexts += (nexts.size() > 1 ? "," : "") + std::to_string(next);
+    partition_list.push_back(partition);
+    next_list.push_back(next);
   }
-  parts += "}";
-  nexts += "}";
+  const auto parts = int_array(partition_list);
+  const auto nexts = int_array(next_list);
   // Lock order as in a batch: the marks (by partition), then the notification-id lock.
   txn.exec_params(
       "INSERT INTO notification_marks (topic, partition, next_offset) "
