@@ -51,10 +51,6 @@ CREATE TABLE contacts (
   search       text GENERATED ALWAYS AS
                  (lower(name || ' ' || phone || ' ' || coalesce(email, ''))) STORED
 );
-CREATE INDEX contacts_by_status ON contacts (status, id);
-CREATE INDEX contacts_by_assignee ON contacts (assigned_to, id);
-CREATE INDEX contacts_by_tag ON contacts USING gin (tags);
-CREATE INDEX contacts_search ON contacts USING gin (search gin_trgm_ops);
 
 CREATE TABLE calls (
   call_id     uuid        PRIMARY KEY,
@@ -66,7 +62,6 @@ CREATE TABLE calls (
   occurred_at timestamptz NOT NULL,
   version     bigint      NOT NULL
 );
-CREATE INDEX calls_by_contact ON calls (contact_id, occurred_at DESC, call_id);
 
 CREATE TABLE alerts (
   id          uuid        PRIMARY KEY,
@@ -82,8 +77,6 @@ CREATE TABLE alerts (
   closed_at   timestamptz,
   version     bigint      NOT NULL
 );
-CREATE INDEX alerts_by_state ON alerts (state, id);
-CREATE INDEX alerts_by_level ON alerts (level, id);
 
 CREATE TABLE alert_timeline (
   alert_id    uuid        NOT NULL,
@@ -155,5 +148,3 @@ CREATE TABLE parked_events (
   resolved_by     text,
   UNIQUE (projection, topic, partition, "offset")
 );
-CREATE INDEX parked_events_open ON parked_events (projection, topic, aggregate_id)
-  WHERE resolved_at IS NULL;

@@ -109,6 +109,10 @@ constexpr const char* kReplayColumns =
     "id, projection, schema, status, applied, remaining, progress, events_per_s, eta_s, "
     "old_schema, error, start_offsets::text AS start_offsets";
 
+bool is_index_file(const core::MigrationFile& file) {
+  return file.file_name.ends_with("_indexes.sql");
+}
+
 // Takes the replay lock on `connection` or throws ReplayConflict.
 void lock_replays(pqxx::connection& connection) {
   pqxx::nontransaction n(connection);
@@ -306,7 +310,9 @@ struct Replay::Impl {
                                         .count());
     txn.exec("CREATE SCHEMA " + txn.quote_name(progress.schema));
     txn.exec("SET LOCAL search_path TO " + txn.quote_name(progress.schema) + ", public");
-    for (const auto& file : embedded_read_model_files()) txn.exec(file.sql);
+    for (const auto& file : embedded_read_model_files()) {
+      if (!is_index_file(file)) txn.exec(file.sql);
+    }
     for (const auto& [partition, offset] : start) {
       txn.exec_params(
           "INSERT INTO projection_checkpoints (projection, topic, partition, next_offset) "
@@ -318,6 +324,22 @@ struct Replay::Impl {
         "VALUES ($1, $2, $3, 'building', $4, $5::jsonb)",
         progress.id, projection(), progress.schema, request.requested_by, offsets_json(start));
     txn.commit();
+  }
+
+  // The secondary indexes (read_model_indexes.sql), once the bulk of the log is in.
+  void build_indexes() {
+    const auto started = Clock::now();
+    pqxx::work txn(*control);
+    txn.exec("SET LOCAL search_path TO " + txn.quote_name(progress.schema) + ", public");
+    for (const auto& file : embedded_read_model_files()) {
+      if (is_index_file(file)) txn.exec(file.sql);
+    }
+    txn.commit();
+    log().info(
+        "replay built its generation's indexes",
+        {{"schema", progress.schema},
+         {"ms",
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
   }
 
   void save(const ReplayProgress& p) {
@@ -495,7 +517,8 @@ ReplayProgress Replay::run(const std::function<void(const ReplayProgress&)>& on_
   const auto started = Clock::now();
   auto last_report = Clock::now() - std::chrono::hours(1);
   auto last_switch_try = Clock::now() - std::chrono::hours(1);
-  double rate = 0;  // events/s, smoothed
+  double rate = 0;       // events/s, smoothed
+  bool indexed = false;  // this run built the secondary indexes (idempotent: a resume does again)
   std::int64_t last_applied = p.applied;
   auto last_sample = Clock::now();
   try {
@@ -545,6 +568,11 @@ ReplayProgress Replay::run(const std::function<void(const ReplayProgress&)>& on_
       const auto near = std::max<std::int64_t>(i.options.projections.replay_batch_max, 1000);
       if (all_assigned && p.remaining <= near && now - last_switch_try >= std::chrono::seconds(1)) {
         last_switch_try = now;
+        if (!indexed) {
+          i.build_indexes();
+          indexed = true;
+          continue;  // the log moved on meanwhile
+        }
         if (i.try_switch(admin)) break;
       }
     }
