@@ -243,13 +243,8 @@ std::string to_json(const ReplayProgress& p) {
     w.Double(p.eta_s);
   }
   w.Key("start_offsets");
-  w.StartObject();
-  for (const auto& [partition, offset] : p.start_offsets) {
-    const auto key = std::to_string(partition);
-    w.Key(key.c_str());
-    w.Int64(offset);
-  }
-  w.EndObject();
+  const auto offsets = offsets_json(p.start_offsets);
+  w.RawValue(offsets.c_str(), offsets.size(), rapidjson::kObjectType);
   if (!p.old_schema.empty()) {
     w.Key("old_schema");
     w.String(p.old_schema.c_str());
@@ -326,15 +321,26 @@ struct Replay::Impl {
     txn.commit();
   }
 
-  // The secondary indexes (read_model_indexes.sql), once the bulk of the log is in.
+  // The secondary indexes (read_model_indexes.sql), once the bulk of the log is in. One
+  // transaction per index: the projector writes these tables meanwhile, and a transaction that
+  // held one table's lock while waiting for the next could deadlock with its batch.
   void build_indexes() {
     const auto started = Clock::now();
-    pqxx::work txn(*control);
-    txn.exec("SET LOCAL search_path TO " + txn.quote_name(progress.schema) + ", public");
     for (const auto& file : embedded_read_model_files()) {
-      if (is_index_file(file)) txn.exec(file.sql);
+      if (!is_index_file(file)) continue;
+      std::size_t from = 0;
+      while (from < file.sql.size()) {
+        auto end = file.sql.find(';', from);
+        if (end == std::string::npos) end = file.sql.size();
+        const auto statement = file.sql.substr(from, end - from);
+        from = end + 1;
+        if (statement.find("CREATE") == std::string::npos) continue;  // comments, blank lines
+        pqxx::work txn(*control);
+        txn.exec("SET LOCAL search_path TO " + txn.quote_name(progress.schema) + ", public");
+        txn.exec(statement);
+        txn.commit();
+      }
     }
-    txn.commit();
     log().info(
         "replay built its generation's indexes",
         {{"schema", progress.schema},

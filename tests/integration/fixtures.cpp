@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <random>
 #include <stdexcept>
 
@@ -349,6 +350,26 @@ std::uint16_t listening_port(const std::string& log_line) {
     throw std::runtime_error("not a listening line: " + log_line);
   }
   return static_cast<std::uint16_t>(doc["port"].GetInt());
+}
+
+Served serve_ready(const std::map<std::string, std::string>& env,
+                   const std::filesystem::path& data_dir) {
+  Served served;
+  served.process = std::make_unique<CauceProcess>(std::vector<std::string>{"serve"}, env);
+  const auto listening = served.process->wait_for_line(R"("msg":"listening")");
+  if (!listening) {
+    served.failure = "cauce serve did not listen:\n" + served.process->output();
+    return served;
+  }
+  const auto port = listening_port(*listening);
+  std::getline(std::ifstream(data_dir / "admin.key"), served.admin_key);
+  if (!eventually([&] { return http_request(port, http::verb::get, "/readyz").status == 200; },
+                  std::chrono::seconds(60))) {
+    served.failure = "cauce serve did not get ready:\n" + served.process->output();
+    return served;
+  }
+  served.port = port;
+  return served;
 }
 
 }  // namespace cauce::testing

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -129,5 +130,17 @@ std::map<std::string, std::string> cauce_env(const core::PostgresConfig& pg,
 
 // The HTTP port from a `"msg":"listening"` log line.
 std::uint16_t listening_port(const std::string& log_line);
+
+// `cauce serve` started with `env`, once it listens and /readyz says ready (within a minute):
+// its HTTP port and the admin key it writes to <data_dir>/admin.key on a first start. When it
+// did not get there, `port` is 0 and `failure` says why (with the process's output).
+struct Served {
+  std::unique_ptr<CauceProcess> process;
+  std::uint16_t port = 0;
+  std::string admin_key;
+  std::string failure;
+};
+Served serve_ready(const std::map<std::string, std::string>& env,
+                   const std::filesystem::path& data_dir);
 
 }  // namespace cauce::testing

@@ -24,15 +24,12 @@ class HardeningTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
-    serve_ = std::make_unique<CauceProcess>(std::vector<std::string>{"serve"}, env());
-    const auto listening = serve_->wait_for_line(R"("msg":"listening")");
-    ASSERT_TRUE(listening) << serve_->output();
-    port_ = listening_port(*listening);
-    std::getline(std::ifstream(data_.path() / "admin.key"), admin_);
+    auto served = serve_ready(env(), data_.path());
+    serve_ = std::move(served.process);
+    port_ = served.port;
+    admin_ = served.admin_key;
+    ASSERT_NE(port_, 0) << served.failure;
     reader_ = key("reader");
-    ASSERT_TRUE(eventually(
-        [&] { return http_request(port_, beast_http::verb::get, "/readyz").status == 200; }, 60s))
-        << serve_->output();
   }
 
   std::map<std::string, std::string> env() const {

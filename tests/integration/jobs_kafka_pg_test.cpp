@@ -137,14 +137,11 @@ class JobsTest : public ::testing::Test {
   }
 
   void start() {
-    serve_ = std::make_unique<CauceProcess>(std::vector<std::string>{"serve"}, env());
-    const auto listening = serve_->wait_for_line(R"("msg":"listening")");
-    ASSERT_TRUE(listening) << serve_->output();
-    port_ = listening_port(*listening);
-    std::getline(std::ifstream(data_.path() / "admin.key"), token_);
-    ASSERT_TRUE(eventually(
-        [&] { return http_request(port_, beast_http::verb::get, "/readyz").status == 200; }, 60s))
-        << serve_->output();
+    auto served = serve_ready(env(), data_.path());
+    serve_ = std::move(served.process);
+    port_ = served.port;
+    token_ = served.admin_key;
+    ASSERT_NE(port_, 0) << served.failure;
   }
 
   void kill_serve() {
