@@ -492,11 +492,13 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
         const auto topics = topics_it == params.end()
                                 ? projections::notification_topics()
                                 : topic_set(split_commas(topics_it->second), "topics");
+        // Both are checked; the header (what EventSource sends on a reconnect) wins.
         std::optional<std::int64_t> after;
+        if (const auto q = params.find("last_event_id"); q != params.end()) {
+          after = event_id(q->second, "last_event_id");
+        }
         if (const auto it = request.message.find("Last-Event-ID"); it != request.message.end()) {
           after = event_id(it->value(), "Last-Event-ID");
-        } else if (const auto q = params.find("last_event_id"); q != params.end()) {
-          after = event_id(q->second, "last_event_id");
         }
         if (!hub.connected()) {
           throw core::DependencyError("postgres", "live notifications are unavailable", true);

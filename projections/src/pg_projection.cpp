@@ -259,7 +259,7 @@ const char* const kListParked = R"(
          to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), resolved_by
   FROM parked_events
   WHERE projection = $1 AND topic = $2 AND ($3 OR resolved_at IS NULL) AND id > $4
-    AND ($6 = 0 OR id = $6)
+    AND ($6::bigint = 0 OR id = $6::bigint)
   ORDER BY id LIMIT $5)";
 
 // SQLSTATE classes that say the data is at fault, not the server: waiting will not help.

@@ -260,6 +260,11 @@ TEST_F(ReadSideTest, BadQueryParametersAre400NamingTheParameter) {
     EXPECT_EQ(r.headers.at("content-type"), "application/problem+json") << target;
     EXPECT_THAT(r.body, HasSubstr("\"field\":\"" + field + "\"")) << target;
   }
+  // A malformed last_event_id is refused even when a Last-Event-ID header comes with it.
+  const auto both =
+      send(http::verb::get, "/v1/stream?last_event_id=AAA", "", {{"Last-Event-ID", "0"}});
+  EXPECT_EQ(both.status, 400u) << both.body;
+  EXPECT_THAT(both.body, HasSubstr("\"field\":\"last_event_id\""));
   for (const auto* token : {"x", "1:", ":5", "1:-5", "a:b"}) {
     const auto r = get("/v1/contacts", token);
     EXPECT_EQ(r.status, 400u) << token;
