@@ -46,8 +46,8 @@ std::string required_string(const rapidjson::Value& object, const char* field,
   if (!it->value.IsString()) throw invalid_field(field, "must be a string");
   std::string value(it->value.GetString(), it->value.GetStringLength());
   if (value.empty()) throw invalid_field(field, "must not be empty");
-  if (value.size() > max_length) {
-    throw invalid_field(field, "must be at most " + std::to_string(max_length) + " bytes");
+  if (core::utf8_length(value) > max_length) {
+    throw invalid_field(field, "must be at most " + std::to_string(max_length) + " characters");
   }
   return value;
 }

@@ -54,7 +54,7 @@ Result decide(const State& state, const Raise& c, const CommandContext&) {
   if (auto r = check_text("title", c.title, 200)) return *r;
   if (auto r = check_optional("region", c.region, 100)) return *r;
   if (auto r = check_optional("source", c.source, 200)) return *r;
-  if (auto r = check_optional("details", c.details, kMaxNotesBytes)) return *r;
+  if (auto r = check_optional("details", c.details, kMaxNotesLength)) return *r;
   return std::vector<Event>{Raised{c.level, trim(c.title), c.region, c.source, c.details}};
 }
 
@@ -63,7 +63,7 @@ Result decide(const State& state, const Acknowledge& c, const CommandContext& co
   if (state.status != Status::kOpen) {
     return Rejection{"conflict", "state", "only an open alert can be acknowledged"};
   }
-  if (auto r = check_optional("note", c.note, kMaxNotesBytes)) return *r;
+  if (auto r = check_optional("note", c.note, kMaxNotesLength)) return *r;
   return std::vector<Event>{Acknowledged{c.note}};
 }
 
@@ -81,7 +81,7 @@ Result decide(const State& state, const Escalate& c, const CommandContext& conte
 
 Result decide(const State& state, const Close& c, const CommandContext& context) {
   if (auto r = precheck(state, context)) return *r;
-  if (auto r = check_text("resolution", c.resolution, kMaxNotesBytes)) return *r;
+  if (auto r = check_text("resolution", c.resolution, kMaxNotesLength)) return *r;
   return std::vector<Event>{Closed{c.resolution}};
 }
 

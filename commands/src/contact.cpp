@@ -45,7 +45,7 @@ std::optional<Rejection> check_email(const std::optional<std::string>& email) {
 }
 
 std::optional<Rejection> check_notes(const std::optional<std::string>& notes) {
-  return notes ? check_text("notes", *notes, kMaxNotesBytes, true) : std::nullopt;
+  return notes ? check_text("notes", *notes, kMaxNotesLength, true) : std::nullopt;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <set>
 
 #include <cauce/commands/rules.hpp>
+#include <cauce/core/json.hpp>
 
 namespace cauce::commands {
 
@@ -87,9 +88,9 @@ std::optional<Rejection> check_text(std::string_view field, std::string_view val
   if (!may_be_empty && trim(value).empty()) {
     return Rejection{"invalid", std::string(field), "must not be empty"};
   }
-  if (value.size() > max) {
+  if (core::utf8_length(value) > max) {
     return Rejection{"invalid", std::string(field),
-                     "must be at most " + std::to_string(max) + " bytes"};
+                     "must be at most " + std::to_string(max) + " characters"};
   }
   return std::nullopt;
 }

@@ -163,4 +163,10 @@ std::optional<JsonError> parse_json(std::string_view text, rapidjson::Document& 
   return unstorable(doc, "");
 }
 
+std::size_t utf8_length(std::string_view text) {
+  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // not a continuation byte
+  }));
+}
+
 }  // namespace cauce::core

@@ -66,6 +66,19 @@ TEST(ContactTest, RegisterRefusesBadFieldsNamingThem) {
       at())));
 }
 
+// Limits count characters, as the schemas' maxLength does: a name of 200 accented letters (400
+// bytes of UTF-8) is a name of 200 characters (schemathesis found the byte count).
+TEST(ContactTest, LengthLimitsCountCharactersNotBytes) {
+  std::string name;
+  for (int i = 0; i < 200; ++i) name += "\u00e9";
+  EXPECT_EQ(then_events(decide(State{}, Register{name, "+442079460958", {}, {}, {}}, at())).size(),
+            1u);
+  const auto refused =
+      then_rejected(decide(State{}, Register{name + "e", "+442079460958", {}, {}, {}}, at()));
+  EXPECT_EQ(refused.field, "name");
+  EXPECT_EQ(refused.message, "must be at most 200 characters");
+}
+
 TEST(ContactTest, RegisteringAnExistingContactIsAlreadyExists) {
   EXPECT_EQ(
       then_rejected(decide(given({kAda}), Register{"A", "+442079460958", {}, {}, {}}, at())).code,

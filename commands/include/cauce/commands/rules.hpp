@@ -30,7 +30,7 @@ std::optional<Rejection> check_tags(const std::vector<std::string>& tags);
 std::string trim(std::string_view s);
 
 constexpr std::size_t kMaxNameLength = 200;
-constexpr std::size_t kMaxNotesBytes = 4096;
+constexpr std::size_t kMaxNotesLength = 4096;
 constexpr std::size_t kMaxTags = 20;
 constexpr std::size_t kMaxTagLength = 50;
 constexpr std::size_t kMaxOperatorLength = 100;

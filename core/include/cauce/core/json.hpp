@@ -39,6 +39,10 @@ struct JsonError {
 std::optional<JsonError> parse_json(std::string_view text, rapidjson::Document& doc,
                                     const JsonLimits& limits = {});
 
+// Characters (Unicode code points) in UTF-8 `text`: what JSON Schema's maxLength counts, and so
+// what every length limit of the API counts (not bytes).
+std::size_t utf8_length(std::string_view text);
+
 // The same rule for a string produced elsewhere (a header, a query value): nullopt when it is
 // UTF-8 without U+0000 and without surrogate code points, else what is wrong.
 std::optional<std::string> storable_text_problem(std::string_view text);
