@@ -74,13 +74,15 @@ class StopSignals {
     watcher_ = std::thread([this] {
       const timespec tick{0, 200'000'000};
       while (!finished_) {
-        if (sigtimedwait(&signals_, nullptr, &tick) > 0) stop_ = true;
+        if (sigtimedwait(&signals_, nullptr, &tick) <= 0) continue;
+        if (stop_.exchange(true)) std::_Exit(130);  // a second Ctrl-C: now, whatever it waits on
       }
     });
   }
   ~StopSignals() {
     finished_ = true;
     watcher_.join();
+    pthread_sigmask(SIG_UNBLOCK, &signals_, nullptr);
   }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;

@@ -3,6 +3,7 @@
 
 #include "events_cli.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -29,6 +30,7 @@ std::unique_ptr<RdKafka::KafkaConsumer> log_reader(const core::KafkaConfig& kafk
                                        {"enable.auto.commit", "false"},
                                        {"enable.auto.offset.store", "false"},
                                        {"isolation.level", "read_committed"},
+                                       {"auto.offset.reset", "earliest"},
                                        {"enable.partition.eof", "true"}});
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
@@ -97,6 +99,21 @@ class Printer {
   bool colour_;
 };
 
+// Timeouts and a broker away for a moment (librdkafka reconnects) are waited out; any other
+// error (a partition's offsets gone, no authorisation) ends the command rather than spin.
+void check_consumer_error(const RdKafka::Message& m) {
+  switch (m.err()) {
+    case RdKafka::ERR_NO_ERROR:
+    case RdKafka::ERR__TIMED_OUT:
+    case RdKafka::ERR__PARTITION_EOF:
+    case RdKafka::ERR__TRANSPORT:
+    case RdKafka::ERR__ALL_BROKERS_DOWN:
+      return;
+    default:
+      throw core::DependencyError("kafka", "reading the event log: " + m.errstr(), false);
+  }
+}
+
 int partition_count(const core::KafkaConfig& kafka) {
   const auto info =
       core::KafkaAdmin(kafka).describe(std::chrono::milliseconds(kafka.request_timeout_ms));
@@ -114,15 +131,16 @@ int events_tail(const core::KafkaConfig& kafka, const EventFilter& filter,
                 const std::atomic<bool>& stop) {
   const int partitions = partition_count(kafka);
   auto consumer = log_reader(kafka);
-  Offsets from;
-  for (int p = 0; p < partitions; ++p) from[p] = RdKafka::Topic::OFFSET_END;
-  assign(*consumer, kafka.events_topic, from);
+  // The ends as they are now, as offsets: every event committed after this line is printed.
+  assign(*consumer, kafka.events_topic,
+         core::KafkaAdmin(kafka).end_offsets(kafka.events_topic, partitions));
   std::cerr << "tailing " << kafka.events_topic << " (" << partitions
             << " partitions, read_committed); Ctrl-C stops" << std::endl;
   Printer printer(filter, ::isatty(STDOUT_FILENO) != 0);
   while (!stop) {
     std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
     if (m->err() == RdKafka::ERR_NO_ERROR && printer.print(*m)) std::cout << std::flush;
+    check_consumer_error(*m);
   }
   consumer->close();
   return 0;
@@ -137,8 +155,8 @@ int events_dump(const core::KafkaConfig& kafka, const EventFilter& filter,
   const auto now = std::chrono::system_clock::now();
   // Each partition from the first record at or after from_time up to (not including) the first
   // at or after to_time; the ends as they are now when no to_time is given.
-  Offsets from;
-  for (int p = 0; p < partitions; ++p) from[p] = 0;
+  Offsets from;  // the log's start (retention may have moved it past 0)
+  for (int p = 0; p < partitions; ++p) from[p] = RdKafka::Topic::OFFSET_BEGINNING;
   if (from_time) {
     from = *from_time > now ? admin.end_offsets(kafka.events_topic, partitions)
                             : admin.offsets_for_time(kafka.events_topic, partitions, *from_time);
@@ -148,7 +166,7 @@ int events_dump(const core::KafkaConfig& kafka, const EventFilter& filter,
                          : admin.end_offsets(kafka.events_topic, partitions);
   Offsets pending;  // partition -> where it stops
   for (const auto& [p, start] : from) {
-    if (until.at(p) > start) pending[p] = until.at(p);
+    if (until.at(p) > std::max<std::int64_t>(start, 0)) pending[p] = until.at(p);
   }
   auto consumer = log_reader(kafka);
   assign(*consumer, kafka.events_topic, from);
@@ -162,7 +180,10 @@ int events_dump(const core::KafkaConfig& kafka, const EventFilter& filter,
       pending.erase(it);  // everything committed is read (the rest are markers or still open)
       continue;
     }
-    if (m->err() != RdKafka::ERR_NO_ERROR) continue;
+    if (m->err() != RdKafka::ERR_NO_ERROR) {
+      check_consumer_error(*m);
+      continue;
+    }
     if (m->offset() >= it->second) {
       pending.erase(it);
       continue;

@@ -117,8 +117,10 @@ struct HttpServer::Impl {
   void dispatch(http::request<http::string_body>&& message, Done done) const;
   // The answer to a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method).
   Response preflight(const Request& request) const;
-  // Headers every answer carries: security headers, and CORS for an allowed Origin.
+  // Headers every answer carries: security headers, and CORS for an allowed Origin (no-store
+  // too when the request was authenticated).
   void add_common_headers(const Request& request, Response& response) const;
+  void add_common_headers(const http::request_header<>& header, Response& response) const;
   // A 401 when the headers alone show that the route needs a key the request does not carry (or
   // carries malformed, or the cache knows to be invalid); nullopt to read the body and go on.
   std::optional<Response> refuse_before_body(const http::request_header<>& header) const;
@@ -162,6 +164,7 @@ std::optional<Response> HttpServer::Impl::refuse_before_body(
   }
   auto response = render_problem(unauthenticated(token.has_value()), core::random_hex(8),
                                  header.version(), false);
+  add_common_headers(header, response);
   metrics.observe(match.route->pattern,
                   header.method() == http::verb::unknown
                       ? std::string("OTHER")
@@ -171,10 +174,15 @@ std::optional<Response> HttpServer::Impl::refuse_before_body(
 }
 
 void HttpServer::Impl::add_common_headers(const Request& request, Response& response) const {
-  response.set("X-Content-Type-Options", "nosniff");
   if (request.principal) response.set(http::field::cache_control, "no-store");
+  add_common_headers(request.message.base(), response);
+}
+
+void HttpServer::Impl::add_common_headers(const http::request_header<>& header,
+                                          Response& response) const {
+  response.set("X-Content-Type-Options", "nosniff");
   if (config.hsts) response.set(http::field::strict_transport_security, "max-age=31536000");
-  const auto origin = request.message[http::field::origin];
+  const auto origin = header[http::field::origin];
   if (!origin.empty() && cors_origins.contains(origin)) {
     // The origin itself, never "*": the answer depends on the key the request carries.
     response.set(http::field::access_control_allow_origin, origin);
@@ -356,7 +364,8 @@ asio::awaitable<void> HttpServer::Impl::refuse_connection(tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   static const std::string kBusy =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-      "Retry-After: 1\r\nConnection: close\r\nContent-Length: 140\r\n\r\n"
+      "Retry-After: 1\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+      "Content-Length: 140\r\n\r\n"
       R"({"type":"urn:cauce:problem:too-many-connections","title":"Service Unavailable",)"
       R"("status":503,"detail":"too many open connections; try again"})";
   beast::error_code ec;
@@ -417,12 +426,13 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
             buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
         buffer.commit(n);
       }
-      connection->idle = false;
       if (!ec) {
         stream.expires_after(std::chrono::seconds(config.header_timeout_s));
         co_await http::async_read_header(stream, buffer, parser,
                                          asio::redirect_error(asio::use_awaitable, ec));
       }
+      // Until a request's headers are in, a drain may cut the connection (nothing was asked).
+      connection->idle = false;
       if (!ec && !parser.is_done()) {
         // A request that can only be refused is answered before its body is read (and before
         // `100 Continue`): an anonymous client cannot make the server take in a body. Requests

@@ -207,7 +207,18 @@ const std::vector<Binding>& bindings() {
                 "Origins browsers may call the API from (CORS), comma-separated; none if empty"),
          [](Config& c, const std::string& v) {
            auto origins = parse_list("http.cors_origins", v);
-           for (const auto& origin : origins) {
+           for (auto& origin : origins) {
+             // As browsers send it: lower case, no default port.
+             std::transform(origin.begin(), origin.end(), origin.begin(),
+                            [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+             for (const auto* default_port : {"https://:443", "http://:80"}) {
+               const std::string_view d(default_port);
+               const auto scheme = d.substr(0, d.find("://") + 3);
+               const auto port = d.substr(d.find("://") + 3);
+               if (origin.starts_with(scheme) && origin.ends_with(port)) {
+                 origin.resize(origin.size() - port.size());
+               }
+             }
              const auto scheme = origin.find("://");
              if (origin == "*" || scheme == std::string::npos || scheme == 0 ||
                  origin.size() == scheme + 3 || origin.back() == '/' ||
