@@ -79,8 +79,8 @@ class Printer {
     w.Int64(m.timestamp().timestamp);
     if (is_event) {
       w.Key("event");
-      event.Accept(w);
-    } else {  // not a cauce event (a foreign producer): shown as it is
+      event.Accept(w);  // re-written compact: one line per event whatever the producer wrote
+    } else {            // not a cauce event (a foreign producer): shown as it is
       w.Key("record");
       w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
     }

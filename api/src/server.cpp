@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -55,6 +56,17 @@ constexpr const char* kCorsAllowHeaders =
 constexpr const char* kCorsExposeHeaders =
     "ETag, Location, Retry-After, Cauce-Position, Idempotent-Replayed, X-Request-Id";
 constexpr int kCorsMaxAgeS = 600;
+
+// "GET, POST": an Allow or Access-Control-Allow-Methods value.
+template <typename Verbs>
+std::string verb_list(const Verbs& verbs) {
+  std::string out;
+  for (const auto verb : verbs) {
+    if (!out.empty()) out += ", ";
+    out += http::to_string(verb);
+  }
+  return out;
+}
 
 // A client-supplied X-Request-Id is kept when it is short and plain, else we mint one.
 bool usable_request_id(std::string_view id) {
@@ -201,22 +213,17 @@ Response HttpServer::Impl::preflight(const Request& request) const {
   const auto target = request.message.target();
   const auto path = std::string(target.substr(0, target.find('?')));
   const auto asked = request.message[http::field::access_control_request_method];
-  const auto verb = http::string_to_verb(asked);
-  const auto match = router.match(verb, target);
-  if (match.route == nullptr) {
-    if (match.allowed.empty()) {
-      throw ApiError(http::status::not_found, "not-found", "there is nothing at " + path);
-    }
+  // No route answers the unknown verb: the match lists every method the path has.
+  const auto allowed = router.match(http::verb::unknown, target).allowed;
+  if (allowed.empty()) {
+    throw ApiError(http::status::not_found, "not-found", "there is nothing at " + path);
+  }
+  if (std::find(allowed.begin(), allowed.end(), http::string_to_verb(asked)) == allowed.end()) {
     throw ApiError(http::status::forbidden, "cors-method-denied",
                    std::string(asked) + " is not allowed on " + path);
   }
   Response response(http::status::no_content, request.message.version());
-  auto allowed = router.match(http::verb::unknown, target).allowed;
-  std::string methods;
-  for (const auto v : allowed)
-    methods += (methods.empty() ? "" : ", ") + std::string(http::to_string(v));
-  response.set(http::field::access_control_allow_methods,
-               methods.empty() ? std::string(asked) : methods);
+  response.set(http::field::access_control_allow_methods, verb_list(allowed));
   response.set(http::field::access_control_allow_headers, kCorsAllowHeaders);
   response.set(http::field::access_control_max_age, std::to_string(kCorsMaxAgeS));
   return response;
@@ -257,10 +264,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
     if (match.route == nullptr) {
       const auto path = std::string(target.substr(0, target.find('?')));
       if (!match.allowed.empty()) {
-        std::string allow;
-        for (const auto verb : match.allowed) {
-          allow += (allow.empty() ? "" : ", ") + std::string(http::to_string(verb));
-        }
+        const auto allow = verb_list(match.allowed);
         ApiError error(http::status::method_not_allowed, "method-not-allowed",
                        std::string(request->message.method_string()) + " is not allowed on " +
                            path + "; allowed: " + allow);

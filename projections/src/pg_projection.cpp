@@ -342,10 +342,7 @@ std::int64_t notify_from_generation(pqxx::dbtransaction& txn, const std::string&
   const auto parts = int_array(partition_list);
   const auto nexts = int_array(next_list);
   // Lock order as in a batch: the marks (by partition), then the notification-id lock.
-  txn.exec_params(
-      "INSERT INTO notification_marks (topic, partition, next_offset) "
-      "SELECT $1, p, 0 FROM unnest($2::int[]) AS p ON CONFLICT DO NOTHING",
-      topic, parts);
+  txn.exec_params(kEnsureMarks, topic, parts);
   txn.exec_params("SELECT 1 FROM notification_marks WHERE topic = $1 ORDER BY partition FOR UPDATE",
                   topic);
   txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
@@ -747,11 +744,7 @@ std::vector<LogRecord> PgProjection::unnotified(pqxx::dbtransaction& txn,
   std::map<std::int32_t, std::int64_t> last;  // partition -> last offset in the batch
   for (const auto& r : fresh) last[r.partition] = std::max(last[r.partition], r.offset);
   std::vector<std::int64_t> partitions;
-  for (const auto& [p, offset] : last) {
-    const auto seen = marks_seen_.find(p);
-    if (seen == marks_seen_.end() || offset >= seen->second) partitions.push_back(p);
-  }
-  if (partitions.empty()) return {};  // a generation catching up behind the notified ones
+  for (const auto& [p, offset] : last) partitions.push_back(p);
   const auto partition_array = int_array(partitions);
   std::map<std::int32_t, std::int64_t> marks;
   auto lock = [&] {
@@ -765,8 +758,6 @@ std::vector<LogRecord> PgProjection::unnotified(pqxx::dbtransaction& txn,
     txn.exec_prepared("ensure_marks", topic_, partition_array);
     lock();
   }
-  // What was read is committed (it only grows): a lower bound even if this transaction aborts.
-  for (const auto& [p, mark] : marks) marks_seen_[p] = std::max(marks_seen_[p], mark);
   std::vector<LogRecord> out;
   for (const auto& r : fresh) {
     const auto mark = marks.find(r.partition);

@@ -138,8 +138,6 @@ class PgProjection {
   std::string current_schema_;  // the connection's
   std::unique_ptr<pqxx::connection> connection_;
   std::set<std::int32_t> ensured_;  // partitions whose checkpoint row is known to exist
-  // Lower bounds of notification_marks (they only grow): a batch wholly below them needs no lock.
-  std::map<std::int32_t, std::int64_t> marks_seen_;
 };
 
 // The pg_notify channel carrying projection progress (payload: progress_payload()).

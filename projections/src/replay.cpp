@@ -274,16 +274,25 @@ struct Replay::Impl {
     switch (request.from.kind) {
       case ReplayFrom::Kind::kStart:
         break;
-      case ReplayFrom::Kind::kOffsets:
+      case ReplayFrom::Kind::kOffsets: {
+        // Past a partition's end, the generation's checkpoint would skip what is written there
+        // until the log reaches it: refused.
+        const auto ends = admin.end_offsets(topic(), partitions);
         for (const auto& [p, offset] : request.from.offsets) {
           if (p >= partitions) {
             throw std::invalid_argument("from-offset: " + topic() + " has no partition " +
                                         std::to_string(p) + " (it has " +
                                         std::to_string(partitions) + ")");
           }
+          if (offset > ends.at(p)) {
+            throw std::invalid_argument("from-offset: partition " + std::to_string(p) +
+                                        " ends at offset " + std::to_string(ends.at(p)) +
+                                        "; cannot start at " + std::to_string(offset));
+          }
           start[p] = offset;
         }
         break;
+      }
       case ReplayFrom::Kind::kTime:
         // A time still to come has no records at or after it (and brokers refuse a timestamp
         // far enough ahead): every partition starts at its end.
@@ -495,6 +504,11 @@ Replay::Replay(ReplayOptions options, ReplayRequest request) : impl_(std::make_u
   if (i.progress.resumed) {
     log().info("resuming an unfinished replay",
                {{"replay", i.progress.id}, {"schema", i.progress.schema}});
+    pqxx::work txn(*i.control);
+    txn.exec_params("UPDATE replays SET error = NULL, updated_at = now() WHERE id = $1",
+                    i.progress.id);
+    txn.commit();
+    i.progress.error.clear();
     return;
   }
   i.progress.start_offsets = i.start_offsets(admin);
@@ -584,9 +598,19 @@ ReplayProgress Replay::run(const std::function<void(const ReplayProgress&)>& on_
     }
   } catch (const std::exception& e) {
     // Whatever stopped it (PostgreSQL or Kafka away, most likely), the replay stays `building`:
-    // its generation keeps what it applied, and the next run resumes it.
+    // its generation keeps what it applied, and the next run resumes it. The error is kept on
+    // its row for GET /v1/admin/replays/{id} (when PostgreSQL takes it).
     projector.stop();
-    log().warn("replay stopped; run it again to resume", {{"replay", p.id}, {"error", e.what()}});
+    p.error = e.what();
+    log().warn("replay stopped; run it again to resume", {{"replay", p.id}, {"error", p.error}});
+    try {
+      pqxx::work txn(*i.control);
+      txn.exec_params("UPDATE replays SET error = $2, updated_at = now() WHERE id = $1", p.id,
+                      p.error);
+      txn.commit();
+    } catch (const std::exception&) {
+      // PostgreSQL is what failed: the log has it.
+    }
     throw;
   }
   projector.stop();

@@ -308,6 +308,10 @@ TEST_F(ReplayTest, FromTimeStartsAtTheFirstEventAtOrAfterIt) {
       run_cauce({"replay", "--from-offset", "0:12,0:13"}, env());
   EXPECT_EQ(bad_offset_code, 2) << bad_offset;
   EXPECT_THAT(bad_offset, HasSubstr("partition 0 named twice"));
+  // Past a partition's end: refused (its checkpoint would skip what is written there next).
+  const auto [past_code, past] = run_cauce({"replay", "--from-offset", "0:999999999"}, env());
+  EXPECT_EQ(past_code, 2) << past;
+  EXPECT_THAT(past, HasSubstr("partition 0 ends at offset"));
   EXPECT_EQ(db_.query_value("SELECT count(*) FROM replays"), "2");
 }
 

@@ -73,7 +73,7 @@ struct ReplayProgress {
   double events_per_s = 0;
   double eta_s = -1;       // -1: not known yet
   std::string old_schema;  // once switched
-  std::string error;
+  std::string error;       // why the last run stopped, if an error did (still building)
   std::map<std::int32_t, std::int64_t> start_offsets;
 };
 
