@@ -111,12 +111,6 @@ std::string correlation_id(const Request& request) {
   return commands::uuid_v7(now_us() / 1000);
 }
 
-std::string path_id(const Request& request) {
-  const std::string id(request.path_param("id"));
-  if (!commands::is_uuid(id)) throw invalid_field("id", "must be a UUID");
-  return id;
-}
-
 CommandEnvelope envelope_for(const CommandRoute& route, const Request& request) {
   auto body = body_of(request);
   const std::string type = route.type;
@@ -153,7 +147,7 @@ CommandEnvelope envelope_for(const CommandRoute& route, const Request& request) 
       c.aggregate_id = commands::uuid_v7(c.issued_at_us / 1000);  // time-ordered
     }
   } else {
-    c.aggregate_id = path_id(request);
+    c.aggregate_id = path_uuid(request);
   }
   if (c.type == "contact.log_call") {
     const auto call_id = commands::uuid_from_name("call\n" + c.command_id);

@@ -1,9 +1,11 @@
 #include "query_params.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
 #include <cauce/api/problem.hpp>
+#include <cauce/commands/envelope.hpp>
 
 namespace cauce::api {
 namespace {
@@ -214,6 +216,15 @@ std::optional<std::int64_t> expected_version(const Request& request) {
     throw invalid_field("If-Match", "must be a version as returned in ETag, e.g. \"3\"");
   }
   return version;
+}
+
+std::string path_uuid(const Request& request, std::string_view name) {
+  std::string id(request.path_param(name));
+  std::transform(id.begin(), id.end(), id.begin(), [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  });
+  if (!commands::is_uuid(id)) throw invalid_field(std::string(name), "must be a UUID");
+  return id;
 }
 
 std::optional<std::string> idempotency_key(const Request& request) {

@@ -45,6 +45,10 @@ std::int64_t event_id(std::string_view text, const std::string& field);
 // If-Match: "7" (or W/"7", or 7). "*" (or no header) asks for no particular version.
 std::optional<std::int64_t> expected_version(const Request& request);
 
+// A UUID path parameter in its canonical form: any case is taken (RFC 9562 reads UUIDs
+// case-insensitively) and lower case returned, as ids are stored and answered; else a 400.
+std::string path_uuid(const Request& request, std::string_view name = "id");
+
 // Idempotency-Key, if present: 1 to 200 characters.
 std::optional<std::string> idempotency_key(const Request& request);
 

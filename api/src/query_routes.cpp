@@ -13,6 +13,7 @@
 #include <cauce/api/routes.hpp>
 #include <cauce/commands/envelope.hpp>
 #include <cauce/core/crypto.hpp>
+#include <cauce/core/json.hpp>
 #include <cauce/projections/notification_hub.hpp>
 #include <cauce/projections/queries.hpp>
 
@@ -25,12 +26,6 @@ using projections::Page;
 using projections::PageRequest;
 using Query = std::function<Response()>;  // the blocking part of a request
 using Prepare = std::function<Query(const std::shared_ptr<Request>&)>;
-
-std::string uuid_param(const Request& request, std::string_view name = "id") {
-  auto id = std::string(request.path_param(name));
-  if (!commands::is_uuid(id)) throw invalid_field(std::string(name), "must be a UUID");
-  return id;
-}
 
 // One of `allowed` (400 naming the parameter otherwise); "" when absent.
 std::string one_of(const std::map<std::string, std::string>& params, const std::string& name,
@@ -50,7 +45,7 @@ std::string text_param(const std::map<std::string, std::string>& params, const s
                        std::size_t max_length) {
   const auto it = params.find(name);
   if (it == params.end()) return "";
-  if (it->second.empty() || it->second.size() > max_length) {
+  if (it->second.empty() || core::utf8_length(it->second) > max_length) {
     throw invalid_field(name, "must be 1 to " + std::to_string(max_length) + " characters");
   }
   return it->second;
@@ -103,11 +98,6 @@ Response list(const Request& request, const Page& page, std::string_view list_na
   body += "}";
   const auto etag = "\"" + core::sha256_hex(body).substr(0, 32) + "\"";
   return with_etag(request, std::move(body), etag);
-}
-
-std::size_t utf8_length(const std::string& text) {
-  return static_cast<std::size_t>(
-      std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; }));
 }
 
 // Queries waiting for a PostgreSQL thread, across all query routes: past this a query is a 503
@@ -182,7 +172,7 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
 
   add("/v1/contacts/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     query_params(r->message.target(), {});
-    return [r, &models, id = uuid_param(*r)] {
+    return [r, &models, id = path_uuid(*r)] {
       return resource(*r, models.contact(id), "contact " + id);
     };
   });
@@ -196,7 +186,7 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
     filter.tag = text_param(params, "tag", 50);
     filter.q = text_param(params, "q", 200);
     // The trigram index needs three characters; a shorter q would read every contact.
-    if (!filter.q.empty() && utf8_length(filter.q) < 3) {
+    if (!filter.q.empty() && core::utf8_length(filter.q) < 3) {
       throw invalid_field("q",
                           "must be at least 3 characters (it matches within names, "
                           "phones and emails)");
@@ -210,7 +200,7 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
       [&models](const std::shared_ptr<Request>& r) -> Query {
         const auto params = query_params(r->message.target(), {"limit", "cursor"});
         const auto page = page_request(params, "calls", projections::valid_calls_key);
-        return [r, &models, id = uuid_param(*r), page] {
+        return [r, &models, id = path_uuid(*r), page] {
           const auto calls = models.calls(id, page);
           if (!calls)
             throw ApiError(http::status::not_found, "not-found", "there is no contact " + id);
@@ -222,7 +212,7 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
       [&models](const std::shared_ptr<Request>& r) -> Query {
         const auto params = query_params(r->message.target(), {"limit", "cursor"});
         const auto page = page_request(params, "events", projections::valid_history_key);
-        return [r, &models, id = uuid_param(*r), page] {
+        return [r, &models, id = path_uuid(*r), page] {
           const auto events = models.history(id, page);
           if (!events) {
             throw ApiError(http::status::not_found, "not-found", "there is no contact " + id);
@@ -243,12 +233,12 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
   add("/v1/alerts/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     query_params(r->message.target(), {});
     return
-        [r, &models, id = uuid_param(*r)] { return resource(*r, models.alert(id), "alert " + id); };
+        [r, &models, id = path_uuid(*r)] { return resource(*r, models.alert(id), "alert " + id); };
   });
 
   add("/v1/reports/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     query_params(r->message.target(), {});
-    return [r, &models, id = uuid_param(*r)] {
+    return [r, &models, id = path_uuid(*r)] {
       return resource(*r, models.report(id), "report " + id);
     };
   });
@@ -257,7 +247,7 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
   add("/v1/reports/{id}/pdf", Role::kReader,
       [&models, reports_dir](const std::shared_ptr<Request>& r) -> Query {
         query_params(r->message.target(), {});
-        return [r, &models, reports_dir, id = uuid_param(*r)] {
+        return [r, &models, reports_dir, id = path_uuid(*r)] {
           const auto report = models.report(id);
           if (!report)
             throw ApiError(http::status::not_found, "not-found", "there is no report " + id);

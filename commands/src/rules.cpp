@@ -35,23 +35,38 @@ std::optional<std::string> normalize_phone(std::string_view raw) {
   return "+" + digits;
 }
 
-bool valid_email(std::string_view email) {
-  if (email.size() > 254) return false;
-  const auto at = email.find('@');
-  if (at == std::string_view::npos || at == 0 || at > 64 || email.find('@', at + 1) != email.npos) {
-    return false;
-  }
-  const auto domain = email.substr(at + 1);
-  const auto dot = domain.rfind('.');
-  if (domain.empty() || dot == std::string_view::npos || dot == 0 || dot + 2 > domain.size()) {
-    return false;
-  }
-  return std::none_of(email.begin(), email.end(), [](char c) {
-    return std::isspace(static_cast<unsigned char>(c)) ||
-           std::iscntrl(static_cast<unsigned char>(c));
-  });
+namespace {
+
+// What a URL or an e-mail address may not contain anywhere: ASCII control characters and
+// whitespace (schemas/ spells the same set as U+0001..U+0020 and U+007F in its patterns).
+bool control_or_space(char c) {
+  return std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c));
 }
 
+bool all_digits(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+}  // namespace
+
+bool valid_email(std::string_view email) {
+  if (core::utf8_length(email) > 254 || std::any_of(email.begin(), email.end(), control_or_space)) {
+    return false;
+  }
+  const auto at = email.find('@');
+  if (at == std::string_view::npos || at == 0 || email.find('@', at + 1) != email.npos ||
+      core::utf8_length(email.substr(0, at)) > 64) {
+    return false;
+  }
+  // A domain with a dot that is neither its first nor its last character.
+  const auto domain = email.substr(at + 1);
+  const auto dot = domain.rfind('.');
+  return dot != std::string_view::npos && dot != 0 && dot + 1 < domain.size();
+}
+
+// http(s)://host[:port][/path][?query][#fragment]: host is a name without "/?#@:[]" or an IP
+// literal in brackets, port 0..65535 in at most five digits.
 bool valid_http_url(std::string_view url) {
   std::string_view rest;
   if (url.starts_with("https://")) {
@@ -61,26 +76,31 @@ bool valid_http_url(std::string_view url) {
   } else {
     return false;
   }
-  if (url.size() > 2048) return false;
-  const auto host_end = rest.find_first_of("/?#");
-  const auto authority = rest.substr(0, host_end);
-  if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
-  const auto colon = authority.rfind(':');
-  const auto host = colon == std::string_view::npos ? authority : authority.substr(0, colon);
-  if (host.empty()) return false;
-  if (colon != std::string_view::npos) {
-    const auto port = authority.substr(colon + 1);
-    if (port.empty() || port.size() > 5 ||
-        !std::all_of(port.begin(), port.end(),
-                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }) ||
-        std::stoi(std::string(port)) > 65535) {
+  if (core::utf8_length(url) > 2048 || std::any_of(url.begin(), url.end(), control_or_space)) {
+    return false;
+  }
+  auto authority = rest.substr(0, rest.find_first_of("/?#"));
+  std::string_view host;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    host = authority.substr(1, close - 1);
+    if (!std::all_of(host.begin(), host.end(), [](char c) {
+          return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+        })) {
       return false;
     }
+    authority.remove_prefix(close + 1);
+  } else {
+    host = authority.substr(0, authority.find(':'));
+    if (host.empty() || host.find_first_of("@[]") != std::string_view::npos) return false;
+    authority.remove_prefix(host.size());
   }
-  return std::none_of(url.begin(), url.end(), [](char c) {
-    return std::isspace(static_cast<unsigned char>(c)) ||
-           std::iscntrl(static_cast<unsigned char>(c));
-  });
+  if (authority.empty()) return true;
+  if (authority.front() != ':') return false;
+  const auto port = authority.substr(1);
+  return !port.empty() && port.size() <= 5 && all_digits(port) &&
+         std::stoi(std::string(port)) <= 65535;
 }
 
 std::optional<Rejection> check_text(std::string_view field, std::string_view value, std::size_t max,

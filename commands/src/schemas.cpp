@@ -122,7 +122,19 @@ std::optional<SchemaViolation> SchemaRegistry::validate(std::string_view name,
   validator.GetInvalidDocumentPointer().StringifyUriFragment(pointer);
   std::string fragment(pointer.GetString(), pointer.GetSize());
   if (!fragment.empty() && fragment[0] == '#') fragment.erase(0, 1);
-  return SchemaViolation{field_of(fragment), describe_keyword(validator.GetInvalidSchemaKeyword())};
+  const std::string_view keyword = validator.GetInvalidSchemaKeyword();
+  std::string message = describe_keyword(keyword);
+  // A pattern (or a minimum of members) says what it wants in words too: the schema's
+  // "x-message" ("must be a phone number with its country code, ...") instead of "has the wrong
+  // format".
+  if (keyword == "pattern" || keyword == "minProperties") {
+    const auto* node = validator.GetInvalidSchemaPointer().Get(entry.source);
+    if (node != nullptr && node->IsObject()) {
+      const auto said = node->FindMember("x-message");
+      if (said != node->MemberEnd() && said->value.IsString()) message = said->value.GetString();
+    }
+  }
+  return SchemaViolation{field_of(fragment), std::move(message)};
 }
 
 std::optional<SchemaViolation> SchemaRegistry::validate_json(std::string_view name,

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include <rapidjson/error/en.h>
@@ -23,7 +24,15 @@ class DepthLimit {
   bool Uint(unsigned u) { return doc_.Uint(u); }
   bool Int64(std::int64_t i) { return doc_.Int64(i); }
   bool Uint64(std::uint64_t u) { return doc_.Uint64(u); }
-  bool Double(double d) { return doc_.Double(d); }
+  // A number without a fraction is an integer, whatever its spelling ("86399.0", "1e3"), as
+  // JSON Schema since draft 6 and OpenAPI 3.1 count it: the validator's "integer" then accepts it.
+  bool Double(double d) {
+    constexpr double kExact = 9007199254740992.0;  // 2^53: every integer up to it is exact
+    if (d == std::trunc(d) && d >= -kExact && d <= kExact) {
+      return doc_.Int64(static_cast<std::int64_t>(d));
+    }
+    return doc_.Double(d);
+  }
   bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) {
     return doc_.RawNumber(s, n, copy);
   }

@@ -12,7 +12,7 @@ CAUCE_PACKAGES=(
   libboost-dev libcurl4-openssl-dev zlib1g-dev libcairo2-dev libpango1.0-dev libcli11-dev libssl-dev
   postgresql-15 postgresql-client-15 openjdk-17-jre-headless maven curl clang-format
   python3 python3-confluent-kafka python3-jsonschema python3-yaml fonts-dejavu-core poppler-utils
-  prometheus
+  prometheus python3-venv
 )
 
 log() { printf '\033[1m[cauce]\033[0m %s\n' "$*" >&2; }
@@ -43,6 +43,22 @@ fetch_kafka() {
   mvn -q -B -C -f "$CAUCE_ROOT/infra/kafka/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/lib" >&2 ||
     die "could not fetch Kafka $KAFKA_VERSION with Maven"
+  touch "$stamp"
+}
+
+# Test tools Debian does not package (schemathesis), pinned in requirements-test.txt, in a venv
+# of their own under .cache/ (reinstalled when the pins change).
+TEST_VENV=$CAUCE_ROOT/.cache/venv-test
+fetch_test_tools() {
+  local requirements="$CAUCE_ROOT/scripts/lib/requirements-test.txt"
+  local stamp
+  stamp="$TEST_VENV/.complete-$(sha256sum "$requirements" | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  log "installing the test tools from PyPI (scripts/lib/requirements-test.txt)"
+  rm -rf "$TEST_VENV"
+  python3 -m venv "$TEST_VENV" || die "could not create a Python venv in $TEST_VENV"
+  "$TEST_VENV/bin/pip" install -q --disable-pip-version-check -r "$requirements" >&2 ||
+    die "could not install the test tools from PyPI"
   touch "$stamp"
 }
 

@@ -196,6 +196,23 @@ int common_sh(const std::string& call, const std::vector<std::string>& args) {
   return std::system(command.c_str());
 }
 
+std::string shell_quote(const std::string& word) {
+  std::string out = "'";
+  for (const char c : word) out += c == '\'' ? std::string(R"('\'')") : std::string(1, c);
+  return out + "'";
+}
+
+ToolResult run_tool(const std::string& command) {
+  ToolResult result;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("cannot run " + command);
+  char chunk[4096];
+  while (const auto n = std::fread(chunk, 1, sizeof chunk, pipe)) result.output.append(chunk, n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
 std::uint16_t free_port() {
   asio::io_context ioc;
   asio::ip::tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});

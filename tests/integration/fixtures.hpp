@@ -90,6 +90,16 @@ std::string raw_exchange(std::uint16_t port, const std::string& bytes,
 // PostgreSQL or Kafka of their own.
 int common_sh(const std::string& call, const std::vector<std::string>& args);
 
+// A word quoted for sh ('it'\''s').
+std::string shell_quote(const std::string& word);
+
+struct ToolResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+// Runs a shell command line to completion (a tool such as promtool, not a service).
+ToolResult run_tool(const std::string& command);
+
 // A TCP port nothing listens on right now.
 std::uint16_t free_port();
 

@@ -49,29 +49,6 @@ void write_file(const fs::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-std::string shell_quote(const std::string& word) {
-  std::string out = "'";
-  for (const char c : word) out += c == '\'' ? std::string(R"('\'')") : std::string(1, c);
-  return out + "'";
-}
-
-struct ToolResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs a shell command line to completion (a tool such as promtool, not a service).
-ToolResult run_tool(const std::string& command) {
-  ToolResult result;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("cannot run " + command);
-  char chunk[4096];
-  while (const auto n = std::fread(chunk, 1, sizeof chunk, pipe)) result.output.append(chunk, n);
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return result;
-}
-
 // A missing tool fails the test with the package to install; it never skips.
 ::testing::AssertionResult promtool_installed() {
   if (run_tool("command -v promtool").exit_code == 0) return ::testing::AssertionSuccess();

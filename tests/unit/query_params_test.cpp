@@ -72,5 +72,17 @@ TEST(QueryParamsTest, PositionTokens) {
   }
 }
 
+TEST(QueryParamsTest, PathUuidsAreTakenInAnyCaseAndAnsweredInLowerCase) {
+  Request r;
+  r.path_params = {{"id", "01A24587-A6A8-7963-9E29-C0F42D654002"}};
+  EXPECT_EQ(path_uuid(r), "01a24587-a6a8-7963-9e29-c0f42d654002");
+  for (const auto* bad :
+       {"", "01a24587a6a879639e29c0f42d654002", "01a24587-a6a8-7963-9e29-c0f42d65400g",
+        "{01a24587-a6a8-7963-9e29-c0f42d654002}"}) {
+    r.path_params = {{"id", bad}};
+    EXPECT_EQ(field_of([&] { path_uuid(r); }), "id") << bad;
+  }
+}
+
 }  // namespace
 }  // namespace cauce::api

@@ -16,9 +16,16 @@ namespace cauce::commands {
 // a number without its country code cannot be normalised and is refused.
 std::optional<std::string> normalize_phone(std::string_view raw);
 
+// local@domain.tld: one '@', a local part of 1..64 characters, a domain with an inner dot, at
+// most 254 characters, no ASCII whitespace or control character.
 bool valid_email(std::string_view email);
 
-// http(s)://host[:port][/path...] with a non-empty host and no spaces.
+// http(s)://host[:port][/path][?query][#fragment]: a host name (none of "/?#@:[]") or an IP
+// literal in brackets, a port 0..65535, at most 2048 characters, no ASCII whitespace or control
+// character.
+//
+// The command schemas in schemas/ spell these rules (and normalize_phone's) as `pattern`s, so the
+// API's contract says exactly what is accepted; tests/unit/rules_test.cpp keeps the two equal.
 bool valid_http_url(std::string_view url);
 
 // nullopt when `value` is 1..max bytes of valid text after trimming; else the rejection.

@@ -10,7 +10,8 @@
 //     "\udc00" is refused: PostgreSQL, Kafka consumers in other languages and JSON libraries
 //     disagree about it), since PostgreSQL's text and jsonb cannot store U+0000;
 //   - no object with the same key twice (which value wins differs between libraries);
-//   - numbers that fit a double or a 64-bit integer (RapidJSON refuses the rest).
+//   - numbers that fit a double or a 64-bit integer (RapidJSON refuses the rest); one without a
+//     fraction is an integer however it is written (86399.0, 1e3), as JSON Schema counts it.
 //
 // schemas/README.md states the same rule for API users.
 

@@ -1,0 +1,186 @@
+// api/openapi.yaml is the contract (issue 14, item 6): schemathesis generates requests from it
+// for every route and checks the real `cauce serve`'s answers against it. No 5xx, no status,
+// header, content type or body the spec does not describe, no request the spec forbids that
+// is accepted, no request it allows that is refused (beyond what the resource's state explains:
+// api/schemathesis.toml). The server runs every role, with an admin key, after seeding one of
+// each resource so that generated requests reach past "not found".
+#include <iostream>
+#include <regex>
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include "fixtures.hpp"
+#include "read_models.hpp"
+#include "source_server.hpp"
+
+namespace cauce::testing {
+namespace {
+
+namespace fs = std::filesystem;
+namespace beast_http = boost::beast::http;
+
+const fs::path kSource = CAUCE_SOURCE_DIR;
+
+class ContractTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
+    auto served = serve_ready(env(), data_.path());
+    serve_ = std::move(served.process);
+    port_ = served.port;
+    admin_ = served.admin_key;
+    ASSERT_NE(port_, 0) << served.failure;
+  }
+
+  std::map<std::string, std::string> env() const {
+    auto e = cauce_env(db_.config(), kafka_);
+    e["CAUCE_DATA_DIR"] = data_.path().string();
+    // schemathesis sends hundreds of requests a second from one key.
+    e["CAUCE_HTTP_RATE_LIMIT_READER"] = "0";
+    e["CAUCE_HTTP_RATE_LIMIT_OPERATOR"] = "0";
+    e["CAUCE_HTTP_RATE_LIMIT_ADMIN"] = "0";
+    e["CAUCE_DOWNLOAD_ALLOW_PRIVATE"] = "true";  // the report source below is on loopback
+    return e;
+  }
+
+  HttpResult call(beast_http::verb method, const std::string& target,
+                  const std::string& body = "") const {
+    std::vector<std::pair<std::string, std::string>> headers{{"Authorization", "Bearer " + admin_}};
+    if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
+    return http_request(port_, method, target, body, headers, 15s);
+  }
+
+  // A command that must be taken: its answer's `field` (the new aggregate's id), and the
+  // position it reached into `position_`.
+  std::string command(const std::string& target, const std::string& body,
+                      const std::string& field = "id") {
+    const auto r = call(beast_http::verb::post, target, body);
+    EXPECT_LT(r.status, 300u) << target << " " << body << ": " << r.body;
+    if (const auto it = r.headers.find("cauce-position"); it != r.headers.end()) {
+      position_ = it->second;
+    }
+    return member(r.body, field);
+  }
+
+  static std::string member(const std::string& json, const std::string& name) {
+    rapidjson::Document doc;
+    doc.Parse(json.c_str());
+    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember(name.c_str())) return "";
+    const auto& v = doc[name.c_str()];
+    if (v.IsString()) return v.GetString();
+    if (v.IsInt64()) return std::to_string(v.GetInt64());
+    return "";
+  }
+
+  // The next_cursor of a first page of one item, once the list holds two.
+  std::string cursor(const std::string& list) const {
+    std::string next;
+    eventually(
+        [&] {
+          const auto r = call(beast_http::verb::get,
+                              list + (list.find('?') == list.npos ? "?" : "&") + "limit=1");
+          next = r.status == 200 ? member(r.body, "next_cursor") : "";
+          return !next.empty();
+        },
+        30s);
+    EXPECT_FALSE(next.empty()) << "no second page of " << list;
+    return next;
+  }
+
+  TempDatabase db_;
+  TempDir data_;
+  core::KafkaConfig kafka_ = test_kafka();
+  std::unique_ptr<CauceProcess> serve_;
+  std::uint16_t port_ = 0;
+  std::string admin_;
+  std::string position_;
+  SourceServer source_{[](const std::string&, int, SourceServer::Response& r) {
+    r.body() = "day,calls\n2026-12-04,118\n2026-12-05,97\n";
+  }};
+};
+
+TEST_F(ContractTest, SchemathesisFindsNothingTheSpecDoesNotSay) {
+  const char* schemathesis = std::getenv("TEST_SCHEMATHESIS");
+  ASSERT_TRUE(schemathesis != nullptr && fs::exists(schemathesis))
+      << "TEST_SCHEMATHESIS must name the schemathesis executable; scripts/test installs it "
+         "(scripts/lib/requirements-test.txt) and sets it";
+
+  // One of each resource, the ids schemathesis.toml names.
+  std::map<std::string, std::string> seeded;
+  const auto contact = [&](const std::string& name) {
+    return command("/v1/contacts", R"({"name":")" + name + R"(","phone":"+44 20 7946 0958"})");
+  };
+  seeded["CAUCE_ST_CONTACT"] = contact("Ada Lovelace");
+  seeded["CAUCE_ST_CONTACT_TO_ARCHIVE"] = contact("Charles Babbage");
+  for (int i = 0; i < 2; ++i) {
+    command("/v1/contacts/" + seeded["CAUCE_ST_CONTACT"] + "/calls",
+            R"({"outcome":"answered","duration_s":60})", "call_id");
+  }
+  const auto alert = [&](const std::string& title) {
+    return command("/v1/alerts", R"({"level":"warning","title":")" + title + R"("})");
+  };
+  seeded["CAUCE_ST_ALERT"] = alert("Queue over 50");
+  seeded["CAUCE_ST_ALERT_TO_CLOSE"] = alert("Line 3 down");
+  // A report that becomes ready, so that its PDF is there to fetch.
+  seeded["CAUCE_ST_REPORT"] = command(
+      "/v1/reports", R"({"title":"Calls","source_url":")" + source_.url("/calls.csv") + "\"}");
+  seeded["CAUCE_ST_BACKUP"] = command("/v1/backups", "{}");
+  command("/v1/backups", "{}");
+  const auto key =
+      call(beast_http::verb::post, "/v1/keys", R"({"name":"to revoke","role":"reader"})");
+  ASSERT_EQ(key.status, 201u) << key.body;
+  seeded["CAUCE_ST_KEY"] = member(key.body, "id");
+  // Two records the projection cannot read: parked events.
+  write_records(kafka_, {{"not-a-uuid", "not an event"}, {"not-a-uuid-either", "{}"}});
+
+  EXPECT_TRUE(eventually(
+      [&] {
+        const auto r = call(beast_http::verb::get, "/v1/reports/" + seeded["CAUCE_ST_REPORT"]);
+        return member(r.body, "status") == "ready";
+      },
+      60s))
+      << "the seeded report did not become ready";
+  seeded["CAUCE_ST_POSITION"] = position_;
+  seeded["CAUCE_ST_CONTACTS_CURSOR"] = cursor("/v1/contacts");
+  seeded["CAUCE_ST_ALERTS_CURSOR"] = cursor("/v1/alerts");
+  seeded["CAUCE_ST_BACKUPS_CURSOR"] = cursor("/v1/backups");
+  seeded["CAUCE_ST_CALLS_CURSOR"] = cursor("/v1/contacts/" + seeded["CAUCE_ST_CONTACT"] + "/calls");
+  seeded["CAUCE_ST_EVENTS_CURSOR"] =
+      cursor("/v1/contacts/" + seeded["CAUCE_ST_CONTACT"] + "/events");
+  seeded["CAUCE_ST_PARKED_CURSOR"] = cursor("/v1/admin/parked");
+  const auto parked = call(beast_http::verb::get, "/v1/admin/parked?limit=1");
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(parked.body, id, std::regex(R"("id":([0-9]+))"))) << parked.body;
+  seeded["CAUCE_ST_PARKED"] = id[1];
+  const auto replay = call(beast_http::verb::post, "/v1/admin/replays", "{}");
+  ASSERT_EQ(replay.status, 202u) << replay.body;
+  seeded["CAUCE_ST_REPLAY"] = member(replay.body, "id");
+  for (const auto& [name, value] : seeded) ASSERT_FALSE(value.empty()) << name << " not seeded";
+
+  std::string command_line;
+  for (const auto& [name, value] : seeded) command_line += name + "=" + shell_quote(value) + " ";
+  const auto report = data_.path() / "schemathesis";
+  command_line += shell_quote(schemathesis) + " --config-file " +
+                  shell_quote((kSource / "api" / "schemathesis.toml").string()) + " run " +
+                  shell_quote((kSource / "api" / "openapi.yaml").string()) +
+                  " --url http://127.0.0.1:" + std::to_string(port_) + " -H " +
+                  shell_quote("Authorization: Bearer " + admin_) +
+                  // Every check, the three stateless phases, a fixed seed: a failure reproduces.
+                  " --checks all --phases examples,coverage,fuzzing --seed 20261205"
+                  " --max-examples 30 --request-timeout 10 --no-color --output-truncate false"
+                  " --generation-database none --report junit --report-dir " +
+                  shell_quote(report.string());
+  const auto run = run_tool(command_line);
+  // What was tested, in the log even when it passes.
+  auto summary = run.output.find("= WARNINGS =");
+  if (summary == std::string::npos) summary = run.output.find("SUMMARY");
+  std::cout << run.output.substr(summary == std::string::npos ? 0 : summary) << std::flush;
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("Tested: "), std::string::npos) << run.output;
+  // Nothing went untested for want of data: each seeded operation got past 404.
+  EXPECT_EQ(run.output.find("Missing test data"), std::string::npos) << run.output;
+}
+
+}  // namespace
+}  // namespace cauce::testing
