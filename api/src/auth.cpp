@@ -9,6 +9,7 @@
 #include <cauce/api/auth.hpp>
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/errors.hpp>
+#include <cauce/core/json.hpp>
 
 namespace cauce::api {
 namespace {
@@ -72,7 +73,7 @@ ApiKeys::ApiKeys(ApiKeyStore& store, std::chrono::milliseconds cache_ttl)
     : store_(store), cache_ttl_(cache_ttl) {}
 
 ApiKeyRecord ApiKeys::make_record(const std::string& name, Role role, std::string& token) const {
-  if (name.empty() || name.size() > 100) {
+  if (name.empty() || core::utf8_length(name) > 100) {  // characters, as the route counts them
     throw std::invalid_argument("a key's name must be 1 to 100 characters");
   }
   ApiKeyRecord record;

@@ -2,6 +2,7 @@
 // into a CommandEnvelope (ids, expected version, time, actor, request hash), sends it through
 // the CommandBus and answers from the processor's reply without holding an I/O thread.
 
+#include <algorithm>
 #include <chrono>
 
 #include <cauce/api/json.hpp>
@@ -26,6 +27,7 @@ enum class Answer {
   kIdVersion,        // {id, version}
   kIdCallIdVersion,  // {id, call_id, version}
   kJobAccepted,      // {id, status: "requested", version}
+  kClaim,            // {id, claimed_by, claimed_until, version}
 };
 
 struct CommandRoute {
@@ -53,6 +55,10 @@ const std::vector<CommandRoute>& command_routes() {
       {post, "/v1/contacts/{id}/assign", Role::kOperator, "contact.assign", "contact", nullptr,
        S::ok, Answer::kIdVersion, false},
       {post, "/v1/contacts/{id}/archive", Role::kOperator, "contact.archive", "contact", nullptr,
+       S::ok, Answer::kIdVersion, false},
+      {post, "/v1/contacts/{id}/claim", Role::kOperator, "contact.claim", "contact", nullptr, S::ok,
+       Answer::kClaim, false},
+      {post, "/v1/contacts/{id}/release", Role::kOperator, "contact.release", "contact", nullptr,
        S::ok, Answer::kIdVersion, false},
       {post, "/v1/alerts", Role::kOperator, "alert.raise", "alert", "/v1/alerts", S::created,
        Answer::kIdVersion, true},
@@ -130,11 +136,14 @@ CommandEnvelope envelope_for(const CommandRoute& route, const Request& request) 
   // every applied command id).
   c.command_id = key ? commands::uuid_from_name("idempotency\n" + principal.key_id + "\n" + *key)
                      : commands::uuid_v7(c.issued_at_us / 1000);
+  // The target as the route reads it: ids in any case are the same id (path_uuid).
+  std::string target(request.message.target());
+  std::transform(target.begin(), target.end(), target.begin(),
+                 [](char ch) { return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch + 32) : ch; });
   c.request_hash =
-      core::sha256_hex(std::string(http::to_string(request.message.method())) + " " +
-                       std::string(request.message.target()) + "\n" +
-                       (c.expected_version ? std::to_string(*c.expected_version) : "") + "\n" +
-                       request.message.body());
+      core::sha256_hex(std::string(http::to_string(request.message.method())) + " " + target +
+                       "\n" + (c.expected_version ? std::to_string(*c.expected_version) : "") +
+                       "\n" + request.message.body());
   if (route.creates) {
     if (const auto it = body.FindMember("id"); it != body.MemberEnd()) {
       c.aggregate_id.assign(it->value.GetString(), it->value.GetStringLength());
@@ -191,6 +200,19 @@ Response success(const CommandRoute& route, const Request& request, const Reply&
     write_string(w, "call_id", *reply.call_id);
   }
   if (route.answer == Answer::kJobAccepted) write_string(w, "status", "requested");
+  if (route.answer == Answer::kClaim) {
+    // The holder is always the caller; a repeated claim whose holder has released it since
+    // answers null for both.
+    if (reply.claimed_until) {
+      write_string(w, "claimed_by", request.principal->name);
+      write_string(w, "claimed_until", *reply.claimed_until);
+    } else {
+      w.Key("claimed_by");
+      w.Null();
+      w.Key("claimed_until");
+      w.Null();
+    }
+  }
   w.Key("version");
   w.Int64(reply.version);
   w.EndObject();

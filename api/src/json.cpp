@@ -18,7 +18,8 @@ rapidjson::Document parse_json_object(const Request& request) {
 
 rapidjson::Document parse_json_message(std::string_view text, std::string_view what) {
   rapidjson::Document doc;
-  if (auto error = core::parse_json(text, doc)) {
+  // 60.0 where an integer is expected is one, as the OpenAPI 3.1 contract reads it.
+  if (auto error = core::parse_json(text, doc, {.whole_numbers_are_integers = true})) {
     // A field inside the message is named as such; the message as a whole by `what`.
     if (error->field != "body") throw invalid_field(std::move(error->field), error->message);
     throw ApiError(http::status::bad_request, "malformed-json",

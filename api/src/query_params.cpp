@@ -179,13 +179,14 @@ std::string decode_cursor(std::string_view cursor, std::string_view list,
 std::optional<LogPosition> min_position(const Request& request) {
   const auto it = request.message.find("Cauce-Min-Position");
   if (it == request.message.end()) return std::nullopt;
+  // "<partition>:<offset>": 1 to 6 digits, then 1 to 17 (api/openapi.yaml's pattern).
   const auto token = it->value();
   const auto colon = token.find(':');
   std::optional<std::int64_t> partition;
   std::optional<std::int64_t> offset;
-  if (colon != std::string_view::npos) {
-    partition = parse_decimal(token.substr(0, colon), 1'000'000);
-    offset = parse_decimal(token.substr(colon + 1), INT64_MAX / 10);
+  if (colon != std::string_view::npos && colon <= 6 && token.size() - colon - 1 <= 17) {
+    partition = parse_decimal(token.substr(0, colon), 999'999);
+    offset = parse_decimal(token.substr(colon + 1), 99'999'999'999'999'999);
   }
   if (!partition || !offset) {
     throw invalid_field("Cauce-Min-Position",
@@ -210,12 +211,12 @@ std::optional<std::int64_t> expected_version(const Request& request) {
   if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
     value = value.substr(1, value.size() - 2);
   }
-  std::int64_t version = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), version);
-  if (value.empty() || ec != std::errc{} || end != value.data() + value.size() || version < 0) {
+  const auto version =
+      value.size() <= 18 ? parse_decimal(value, 999'999'999'999'999'999) : std::nullopt;
+  if (!version) {
     throw invalid_field("If-Match", "must be a version as returned in ETag, e.g. \"3\"");
   }
-  return version;
+  return *version;
 }
 
 std::string path_uuid(const Request& request, std::string_view name) {

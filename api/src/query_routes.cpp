@@ -178,13 +178,14 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
   });
 
   add("/v1/contacts", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
-    const auto params =
-        query_params(r->message.target(), {"status", "assigned_to", "tag", "q", "limit", "cursor"});
+    const auto params = query_params(
+        r->message.target(), {"status", "assigned_to", "tag", "q", "claimable", "limit", "cursor"});
     projections::ContactFilter filter;
     filter.status = one_of(params, "status", {"active", "archived"});
     filter.assigned_to = text_param(params, "assigned_to", 100);
     filter.tag = text_param(params, "tag", 50);
     filter.q = text_param(params, "q", 200);
+    filter.claimable = one_of(params, "claimable", {"true", "false"}) == "true";
     // The trigram index needs three characters; a shorter q would read every contact.
     if (!filter.q.empty() && core::utf8_length(filter.q) < 3) {
       throw invalid_field("q",

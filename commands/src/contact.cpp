@@ -125,6 +125,35 @@ Result decide(const State& state, const Archive& c, const CommandContext& contex
   return std::vector<Event>{Archived{c.reason}};
 }
 
+Result decide(const State& state, const Claim& c, const CommandContext& context) {
+  if (auto r = precheck(state, context)) return *r;
+  if (c.ttl_s < 1 || c.ttl_s > Claim::kMaxClaimSeconds) {
+    return Rejection{"invalid", "ttl_s",
+                     "must be 1 to " + std::to_string(Claim::kMaxClaimSeconds) + " seconds"};
+  }
+  if (context.actor.empty()) return Rejection{"invalid", "actor", "a claim needs a caller"};
+  const auto now = context.issued_at_us;
+  if (state.claimed_at(now) && state.claimed_by.view() != context.actor) {
+    return Rejection{"conflict", "claimed_by",
+                     "claimed by " + std::string(state.claimed_by.view()) + " until " +
+                         core::format_utc_micros(state.claimed_until_us)};
+  }
+  return std::vector<Event>{Claimed{context.actor, now + c.ttl_s * 1'000'000}};
+}
+
+Result decide(const State& state, const Release&, const CommandContext& context) {
+  if (auto r = precheck(state, context)) return *r;
+  // Nothing to release once the claim has lapsed (or was released): a retry changes nothing.
+  if (!state.claimed_at(context.issued_at_us)) return std::vector<Event>{};
+  if (state.claimed_by.view() != context.actor) {
+    return Rejection{"conflict", "claimed_by",
+                     "claimed by " + std::string(state.claimed_by.view()) + " until " +
+                         core::format_utc_micros(state.claimed_until_us) +
+                         "; only its holder releases it"};
+  }
+  return std::vector<Event>{Released{context.actor}};
+}
+
 State evolve(State state, const Event& event) {
   ++state.version;
   std::visit(
@@ -147,8 +176,15 @@ State evolve(State state, const Event& event) {
           ++state.calls_count;
         } else if constexpr (std::is_same_v<T, Assigned>) {
           state.assigned_to = Atom::of(e.operator_name);
-        } else {
+        } else if constexpr (std::is_same_v<T, Archived>) {
           state.archived = true;
+        } else if constexpr (std::is_same_v<T, Claimed>) {
+          state.claimed_by = Atom::of(e.claimed_by);
+          state.claimed_until_us = e.claimed_until_us;
+        } else {
+          static_assert(std::is_same_v<T, Released>);
+          state.claimed_by = Atom{};
+          state.claimed_until_us = 0;
         }
       },
       event);
@@ -156,9 +192,9 @@ State evolve(State state, const Event& event) {
 }
 
 std::string event_type(const Event& event) {
-  static constexpr std::array<const char*, 5> kTypes = {"contact.registered", "contact.updated",
-                                                        "contact.call_logged", "contact.assigned",
-                                                        "contact.archived"};
+  static constexpr std::array<const char*, 7> kTypes = {
+      "contact.registered", "contact.updated", "contact.call_logged", "contact.assigned",
+      "contact.archived",   "contact.claimed", "contact.released"};
   return kTypes[event.index()];
 }
 
@@ -189,8 +225,13 @@ std::string to_json(const Event& event) {
           } else if constexpr (std::is_same_v<T, Assigned>) {
             json::field(w, "operator", e.operator_name);
             json::optional_field(w, "previous", e.previous);
-          } else {
+          } else if constexpr (std::is_same_v<T, Archived>) {
             json::optional_field(w, "reason", e.reason);
+          } else if constexpr (std::is_same_v<T, Claimed>) {
+            json::field(w, "claimed_by", e.claimed_by);
+            json::field(w, "claimed_until", core::format_utc_micros(e.claimed_until_us));
+          } else {
+            json::field(w, "released_by", e.released_by);
           }
         },
         event);
@@ -222,6 +263,11 @@ Event event_from_json(std::string_view type, std::string_view data) {
     return Assigned{json::string(d, "operator"), json::opt_string(d, "previous")};
   }
   if (type == "contact.archived") return Archived{json::opt_string(d, "reason")};
+  if (type == "contact.claimed") {
+    return Claimed{json::string(d, "claimed_by"),
+                   core::parse_utc_micros(json::string(d, "claimed_until"))};
+  }
+  if (type == "contact.released") return Released{json::string(d, "released_by")};
   throw std::invalid_argument("unknown contact event type " + std::string(type));
 }
 

@@ -126,6 +126,7 @@ std::string to_json(const Reply& r) {
     json::field(w, "version", r.version);
     json::field(w, "position", r.position);
     json::optional_field(w, "call_id", r.call_id);
+    json::optional_field(w, "claimed_until", r.claimed_until);
     if (r.rejection) {
       json::key(w, "rejection");
       w.StartObject();
@@ -161,6 +162,7 @@ Reply reply_from_json(std::string_view text) {
   r.version = required_int(d, "version");
   r.position = json::opt_string(d, "position").value_or("");
   r.call_id = json::opt_string(d, "call_id");
+  r.claimed_until = json::opt_string(d, "claimed_until");
   if (const auto it = d.FindMember("rejection"); it != d.MemberEnd() && it->value.IsObject()) {
     r.rejection = Rejection{json::string(it->value, "code"), json::string(it->value, "field"),
                             json::string(it->value, "message")};

@@ -24,6 +24,9 @@ Outcome finish(State state, const Result& result) {
     out.events.push_back(NewEvent{type, current_schema_version(type), to_json(event)});
     if constexpr (std::is_same_v<State, contact::State>) {
       if (const auto* call = std::get_if<contact::CallLogged>(&event)) out.call_id = call->call_id;
+      if (const auto* claim = std::get_if<contact::Claimed>(&event)) {
+        out.claimed_until = core::format_utc_micros(claim->claimed_until_us);
+      }
     }
     state = evolve(std::move(state), event);
   }
@@ -40,6 +43,17 @@ std::optional<std::string> call_id_of(const CommandEnvelope& c) {
   } catch (const std::invalid_argument&) {
     return std::nullopt;
   }
+}
+
+// A repeated claim answers the claim its caller holds now (its first answer's, unless renewed
+// since); nullopt when it holds none any more.
+std::optional<std::string> claim_of(const AggregateStore& store, const CommandEnvelope& c) {
+  const auto id = Uuid::parse(c.aggregate_id);
+  if (!id) return std::nullopt;
+  const auto* state = store.find(AggregateKey{*id, AggregateType::kContact});
+  const auto* contact = state != nullptr ? std::get_if<contact::State>(state) : nullptr;
+  if (contact == nullptr || contact->claimed_by.view() != c.actor) return std::nullopt;
+  return core::format_utc_micros(contact->claimed_until_us);
 }
 
 template <typename State>
@@ -80,6 +94,11 @@ Outcome decide_contact(const contact::State& s, const CommandEnvelope& c, const 
     return finish(s, decide(s, Assign{json::string(d, "operator")}, ctx));
   if (c.type == "contact.archive")
     return finish(s, decide(s, Archive{json::opt_string(d, "reason")}, ctx));
+  if (c.type == "contact.claim") {
+    return finish(
+        s, decide(s, Claim{json::opt_int(d, "ttl_s").value_or(Claim::kDefaultClaimSeconds)}, ctx));
+  }
+  if (c.type == "contact.release") return finish(s, decide(s, Release{}, ctx));
   throw std::invalid_argument("unknown command type " + c.type);
 }
 
@@ -239,6 +258,9 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     if (out.kind == ReplyOutcome::kDuplicate && c.type == "contact.log_call") {
       out.call_id = call_id_of(c);
     }
+    if (out.kind == ReplyOutcome::kDuplicate && c.type == "contact.claim") {
+      out.claimed_until = claim_of(store, c);
+    }
     out.original = std::move(seen);
     return out;
   }
@@ -253,7 +275,7 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
       return out;
     }
   }
-  const CommandContext ctx{c.issued_at_us, c.expected_version};
+  const CommandContext ctx{c.issued_at_us, c.expected_version, c.actor};
   try {
     const auto type = aggregate_type(c.aggregate_type);
     if (!type) throw std::invalid_argument("unknown command type " + c.type);

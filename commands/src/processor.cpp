@@ -1205,6 +1205,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     reply.outcome = d.outcome.kind;
     reply.version = d.outcome.version;
     reply.call_id = d.outcome.call_id;
+    reply.claimed_until = d.outcome.claimed_until;
     reply.rejection = d.outcome.rejection;
     if (d.command) {
       reply.command_id = d.command->command_id;

@@ -129,7 +129,9 @@ std::optional<SchemaViolation> SchemaRegistry::validate(std::string_view name,
   // format".
   if (keyword == "pattern" || keyword == "minProperties") {
     const auto* node = validator.GetInvalidSchemaPointer().Get(entry.source);
-    if (node != nullptr && node->IsObject()) {
+    // Only from the node that holds the keyword that failed (never a parent's message).
+    if (node != nullptr && node->IsObject() &&
+        node->HasMember(rapidjson::StringRef(keyword.data(), keyword.size()))) {
       const auto said = node->FindMember("x-message");
       if (said != node->MemberEnd() && said->value.IsString()) message = said->value.GetString();
     }

@@ -8,7 +8,7 @@
 namespace cauce::commands {
 namespace {
 
-constexpr std::string_view kMagic = "CAUCESN2";
+constexpr std::string_view kMagic = "CAUCESN3";
 
 class Writer {
  public:
@@ -124,6 +124,11 @@ void write_state(Writer& w, const AggregateState& state) {
           w.flag(!s.assigned_to.empty());
           if (!s.assigned_to.empty()) w.str(s.assigned_to.view());
           for (const auto d : {s.name, s.phone, s.email, s.tags, s.notes}) w.fixed64(d);
+          w.flag(!s.claimed_by.empty());
+          if (!s.claimed_by.empty()) {
+            w.str(s.claimed_by.view());
+            w.i64(s.claimed_until_us);
+          }
         } else if constexpr (std::is_same_v<S, alert::State>) {
           w.flag(s.exists);
           w.i64(s.version);
@@ -147,6 +152,10 @@ AggregateState read_state(Reader& r, AggregateType type) {
       s.calls_count = static_cast<std::int32_t>(r.i64());
       if (r.flag()) s.assigned_to = Atom::of(r.str());
       for (auto* d : {&s.name, &s.phone, &s.email, &s.tags, &s.notes}) *d = r.fixed64();
+      if (r.flag()) {
+        s.claimed_by = Atom::of(r.str());
+        s.claimed_until_us = r.i64();
+      }
       return s;
     }
     case AggregateType::kAlert: {

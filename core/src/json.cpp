@@ -16,7 +16,8 @@ namespace {
 // the depth is the only thing left to bound).
 class DepthLimit {
  public:
-  DepthLimit(rapidjson::Document& doc, std::size_t max_depth) : doc_(doc), max_(max_depth) {}
+  DepthLimit(rapidjson::Document& doc, const JsonLimits& limits)
+      : doc_(doc), max_(limits.max_depth), integers_(limits.whole_numbers_are_integers) {}
 
   bool Null() { return doc_.Null(); }
   bool Bool(bool b) { return doc_.Bool(b); }
@@ -24,11 +25,10 @@ class DepthLimit {
   bool Uint(unsigned u) { return doc_.Uint(u); }
   bool Int64(std::int64_t i) { return doc_.Int64(i); }
   bool Uint64(std::uint64_t u) { return doc_.Uint64(u); }
-  // A number without a fraction is an integer, whatever its spelling ("86399.0", "1e3"), as
-  // JSON Schema since draft 6 and OpenAPI 3.1 count it: the validator's "integer" then accepts it.
+  // JsonLimits::whole_numbers_are_integers.
   bool Double(double d) {
     constexpr double kExact = 9007199254740992.0;  // 2^53: every integer up to it is exact
-    if (d == std::trunc(d) && d >= -kExact && d <= kExact) {
+    if (integers_ && d == std::trunc(d) && d >= -kExact && d <= kExact) {
       return doc_.Int64(static_cast<std::int64_t>(d));
     }
     return doc_.Double(d);
@@ -59,6 +59,7 @@ class DepthLimit {
 
   rapidjson::Document& doc_;
   std::size_t max_;
+  bool integers_;
   std::size_t depth_ = 0;
   bool too_deep_ = false;
 };
@@ -152,7 +153,7 @@ std::optional<JsonError> parse_json(std::string_view text, rapidjson::Document& 
   rapidjson::ParseResult result;
   bool too_deep = false;
   auto generate = [&](rapidjson::Document& target) {
-    DepthLimit handler(target, limits.max_depth);
+    DepthLimit handler(target, limits);
     rapidjson::Reader reader;
     result = reader.Parse<kFlags>(in, handler);
     too_deep = handler.too_deep();

@@ -49,7 +49,10 @@ CREATE TABLE contacts (
   updated_at   timestamptz NOT NULL,
   version      bigint      NOT NULL,
   search       text GENERATED ALWAYS AS
-                 (lower(name || ' ' || phone || ' ' || coalesce(email, ''))) STORED
+                 (lower(name || ' ' || phone || ' ' || coalesce(email, ''))) STORED,
+  -- The last claim (infra/sql/0009_contact_claims.sql): live while claimed_until is ahead.
+  claimed_by    text,
+  claimed_until timestamptz
 );
 
 CREATE TABLE calls (

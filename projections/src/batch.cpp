@@ -248,6 +248,12 @@ struct Folder {
       c.set["assigned_to"] = d.string("operator");
     } else if (e.type == "contact.archived") {
       c.set["status"] = std::string("archived");
+    } else if (e.type == "contact.claimed") {
+      c.set["claimed_by"] = d.string("claimed_by");
+      c.set["claimed_until"] = d.string("claimed_until");
+    } else if (e.type == "contact.released") {
+      c.set["claimed_by"] = std::string();  // "" clears
+      c.set["claimed_until"] = std::string();
     } else {
       unprojected_type(e.type);
     }

@@ -70,16 +70,19 @@ const std::vector<std::string> kEventColumns = {
 const std::vector<std::string> kNotificationColumns = {"topic", "type", "aggregate_id", "version",
                                                        "position"};
 
+// claimed_by, claimed_until: "" clears them (a release), NULL leaves them.
 const char* const kContactColumns = R"(
     id uuid, created boolean, first_version bigint, version bigint, calls_added int,
     name text, phone text, email text, tags text[], notes text, status text, assigned_to text,
-    last_call_at timestamptz, created_at timestamptz, updated_at timestamptz)";
+    last_call_at timestamptz, created_at timestamptz, updated_at timestamptz, claimed_by text,
+    claimed_until text)";
 
 const std::string kInsertContacts = std::string(R"(
   INSERT INTO contacts (id, name, phone, email, tags, notes, status, assigned_to, calls_count,
-                        last_call_at, created_at, updated_at, version)
+                        last_call_at, created_at, updated_at, version, claimed_by, claimed_until)
   SELECT id, name, phone, email, coalesce(tags, '{}'), notes, status, assigned_to, calls_added,
-         last_call_at, created_at, updated_at, version
+         last_call_at, created_at, updated_at, version, nullif(claimed_by, ''),
+         nullif(claimed_until, '')::timestamptz
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                     kContactColumns + R"()
   WHERE created
@@ -93,6 +96,9 @@ const std::string kUpdateContacts = std::string(R"(
     assigned_to = coalesce(x.assigned_to, c.assigned_to),
     calls_count = c.calls_count + x.calls_added,
     last_call_at = greatest(c.last_call_at, x.last_call_at),
+    claimed_by = CASE WHEN x.claimed_by IS NULL THEN c.claimed_by ELSE nullif(x.claimed_by, '') END,
+    claimed_until = CASE WHEN x.claimed_until IS NULL THEN c.claimed_until
+                         ELSE nullif(x.claimed_until, '')::timestamptz END,
     updated_at = x.updated_at, version = x.version
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                     kContactColumns + R"()

@@ -16,6 +16,8 @@ const char* const kContactJson = R"(json_build_object(
     'notes', c.notes, 'status', c.status, 'assigned_to', c.assigned_to,
     'calls_count', c.calls_count, 'last_call_at', rfc3339(c.last_call_at),
     'created_at', rfc3339(c.created_at), 'updated_at', rfc3339(c.updated_at),
+    'claimed_by', CASE WHEN c.claimed_until > now() THEN c.claimed_by END,
+    'claimed_until', CASE WHEN c.claimed_until > now() THEN rfc3339(c.claimed_until) END,
     'version', c.version)::text)";
 
 const char* const kAlertJson = R"(json_build_object(
@@ -94,10 +96,12 @@ Page ReadModels::contacts(const ContactFilter& f, const PageRequest& page) {
           WHERE ($1 = '' OR c.status = $1) AND ($2 = '' OR c.assigned_to = $2)
             AND ($3 = '' OR c.tags @> ARRAY[$3]::text[])
             AND ($4 = '' OR c.search LIKE '%' || $4 || '%')
+            AND (NOT $7 OR (c.status = 'active' AND
+                            (c.claimed_until IS NULL OR c.claimed_until <= now())))
             AND c.id > $5::uuid
           ORDER BY c.id LIMIT $6)",
                       f.status, f.assigned_to, f.tag, like_escaped(lower_ascii(f.q)),
-                      page.after.empty() ? kMinUuid : page.after, page.limit + 1);
+                      page.after.empty() ? kMinUuid : page.after, page.limit + 1, f.claimable);
     return page_of(rows, page.limit);
   });
 }

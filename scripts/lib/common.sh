@@ -53,7 +53,8 @@ fetch_test_tools() {
   local requirements="$CAUCE_ROOT/scripts/lib/requirements-test.txt"
   local stamp
   stamp="$TEST_VENV/.complete-$(sha256sum "$requirements" | cut -c1-16)"
-  [ -f "$stamp" ] && return 0
+  # (a venv outlives the interpreter it was made with only as long as that stays installed)
+  [ -f "$stamp" ] && "$TEST_VENV/bin/python" -c '' 2>/dev/null && return 0
   log "installing the test tools from PyPI (scripts/lib/requirements-test.txt)"
   rm -rf "$TEST_VENV"
   python3 -m venv "$TEST_VENV" || die "could not create a Python venv in $TEST_VENV"

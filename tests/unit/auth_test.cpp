@@ -71,6 +71,11 @@ TEST(ApiKeysTest, NamesAreBounded) {
   ApiKeys keys(store);
   EXPECT_THROW(keys.create("", Role::kReader), std::invalid_argument);
   EXPECT_THROW(keys.create(std::string(101, 'x'), Role::kReader), std::invalid_argument);
+  // Characters, not bytes (as the route and the schema count): 100 four-byte letters are fine.
+  std::string script;
+  for (int i = 0; i < 100; ++i) script += "\xf0\x9d\x93\xa3";  // U+1D4E3
+  EXPECT_NO_THROW(keys.create(script, Role::kReader));
+  EXPECT_THROW(keys.create(script + "x", Role::kReader), std::invalid_argument);
 }
 
 TEST(ApiKeysTest, FirstStartWritesOneAdminKeyFileReadableOnlyByOwner) {

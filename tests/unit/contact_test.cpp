@@ -157,10 +157,73 @@ TEST(ContactTest, ArchivedIsTerminal) {
   }
 }
 
+constexpr std::int64_t kNow = 1'700'000'000'000'000;
+constexpr std::int64_t kSecond = 1'000'000;
+
+TEST(ContactTest, AClaimLastsTtlFromTheCommandsTimeAndNamesTheCaller) {
+  const auto events = then_events(decide(given({kAda}), Claim{120}, at(kNow, {}, "ada")));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(std::get<Claimed>(events[0]), (Claimed{"ada", kNow + 120 * kSecond}));
+  EXPECT_EQ(
+      std::get<Claimed>(then_events(decide(given({kAda}), Claim{}, at(kNow)))[0]).claimed_until_us,
+      kNow + 300 * kSecond)
+      << "300 s by default";
+  for (const std::int64_t ttl : {0LL, -1LL, 3601LL, 1'000'000'000LL}) {
+    EXPECT_EQ(then_rejected(decide(given({kAda}), Claim{ttl}, at(kNow))).field, "ttl_s") << ttl;
+  }
+}
+
+TEST(ContactTest, AnotherHoldersLiveClaimIsAConflictNamingHolderAndEnd) {
+  const auto held = given({kAda, Claimed{"ada", kNow + 60 * kSecond}});
+  const auto r = then_rejected(decide(held, Claim{}, at(kNow + 59 * kSecond, {}, "bob")));
+  EXPECT_EQ(r.code, "conflict");
+  EXPECT_EQ(r.field, "claimed_by");
+  EXPECT_NE(r.message.find("ada"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("2023-11-14T22:14:20.000000Z"), std::string::npos) << r.message;
+  // The holder renews: a new end from the renewal's time.
+  EXPECT_EQ(
+      std::get<Claimed>(then_events(decide(held, Claim{600}, at(kNow + kSecond, {}, "ada")))[0]),
+      (Claimed{"ada", kNow + 601 * kSecond}));
+}
+
+TEST(ContactTest, AClaimLapsesByItselfOnceACommandsTimeReachesItsEnd) {
+  const auto held = given({kAda, Claimed{"ada", kNow + 60 * kSecond}});
+  EXPECT_TRUE(held.claimed_at(kNow + 60 * kSecond - 1));
+  EXPECT_FALSE(held.claimed_at(kNow + 60 * kSecond));
+  const auto taken = then_events(decide(held, Claim{}, at(kNow + 60 * kSecond, {}, "bob")));
+  EXPECT_EQ(std::get<Claimed>(taken[0]).claimed_by, "bob");
+}
+
+TEST(ContactTest, OnlyTheHolderReleasesAndALapsedClaimHasNothingToRelease) {
+  const auto held = given({kAda, Claimed{"ada", kNow + 60 * kSecond}});
+  EXPECT_EQ(then_rejected(decide(held, Release{}, at(kNow, {}, "bob"))).code, "conflict");
+  EXPECT_EQ(then_events(decide(held, Release{}, at(kNow, {}, "ada")))[0], Event{Released{"ada"}});
+  EXPECT_TRUE(then_events(decide(held, Release{}, at(kNow + 61 * kSecond, {}, "bob"))).empty());
+  const auto released = evolve(held, Released{"ada"});
+  EXPECT_FALSE(released.claimed_at(kNow));
+  EXPECT_TRUE(then_events(decide(released, Release{}, at(kNow, {}, "ada"))).empty());
+  // Then anyone may claim it.
+  EXPECT_EQ(
+      std::get<Claimed>(then_events(decide(released, Claim{}, at(kNow, {}, "bob")))[0]).claimed_by,
+      "bob");
+}
+
+TEST(ContactTest, ClaimsNeedALiveContact) {
+  EXPECT_EQ(then_rejected(decide(State{}, Claim{}, at())).code, "not_found");
+  const auto archived = given({kAda, Archived{}});
+  EXPECT_EQ(then_rejected(decide(archived, Claim{}, at())).code, "conflict");
+  EXPECT_EQ(then_rejected(decide(archived, Release{}, at())).code, "conflict");
+  EXPECT_EQ(then_rejected(decide(given({kAda}), Claim{}, at(kNow, 7))).code, "version_mismatch");
+}
+
 TEST(ContactTest, EveryEventRoundTripsThroughItsJson) {
-  const std::vector<Event> events = {kAda, Updated{"n", {}, {}, std::vector<std::string>{"a"}, "x"},
+  const std::vector<Event> events = {kAda,
+                                     Updated{"n", {}, {}, std::vector<std::string>{"a"}, "x"},
                                      CallLogged{"c1", "busy", 3, {}, "op", 99},
-                                     Assigned{"op", "old"}, Archived{}};
+                                     Assigned{"op", "old"},
+                                     Archived{},
+                                     Claimed{"ada", 1'700'000'300'000'000},
+                                     Released{"ada"}};
   for (const auto& e : events) {
     EXPECT_EQ(event_from_json(event_type(e), to_json(e)), e) << to_json(e);
   }

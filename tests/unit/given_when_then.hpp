@@ -37,8 +37,9 @@ Rejection then_rejected(const Result& result) {
 }
 
 inline CommandContext at(std::int64_t issued_at_us = 1'700'000'000'000'000,
-                         std::optional<std::int64_t> expected_version = std::nullopt) {
-  return {issued_at_us, expected_version};
+                         std::optional<std::int64_t> expected_version = std::nullopt,
+                         std::string actor = "op1") {
+  return {issued_at_us, expected_version, std::move(actor)};
 }
 
 }  // namespace cauce::commands::testing

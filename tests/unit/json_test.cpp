@@ -46,6 +46,18 @@ TEST(JsonBodyTest, AcceptsObjectsWithCharsetParameter) {
   EXPECT_TRUE(doc.HasMember("a"));
 }
 
+// OpenAPI 3.1 (JSON Schema 2020-12) counts 60.0 as an integer, and the contract says so.
+TEST(JsonBodyTest, AWholeNumberWrittenWithAFractionIsAnInteger) {
+  const auto doc =
+      parse_json_object(json_request(R"({"a": 60.0, "b": 1e3, "c": -0.0, "d": 1.5, "e": 1e300})"));
+  EXPECT_TRUE(doc["a"].IsInt64());
+  EXPECT_EQ(doc["a"].GetInt64(), 60);
+  EXPECT_EQ(doc["b"].GetInt64(), 1000);
+  EXPECT_EQ(doc["c"].GetInt64(), 0);
+  EXPECT_TRUE(doc["d"].IsDouble());
+  EXPECT_TRUE(doc["e"].IsDouble()) << "past 2^53 a double is not exact: it stays one";
+}
+
 TEST(JsonBodyTest, UnknownFieldsAndBadStringsAreNamed) {
   const auto doc = parse_json_object(json_request(R"({"name": 5, "colour": "red"})"));
   try {

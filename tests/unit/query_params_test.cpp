@@ -66,9 +66,34 @@ TEST(QueryParamsTest, PositionTokens) {
   ASSERT_TRUE(p);
   EXPECT_EQ(p->partition, 3);
   EXPECT_EQ(p->offset, 1234);
-  for (const auto* bad : {"", "3", "3:", ":4", "a:b", "-1:4", "3:4:5", "3:99999999999999999999"}) {
+  // Exactly the spec's pattern ^[0-9]{1,6}:[0-9]{1,17}$.
+  r.message.set("Cauce-Min-Position", "999999:99999999999999999");
+  EXPECT_TRUE(min_position(r));
+  for (const auto* bad : {"", "3", "3:", ":4", "a:b", "-1:4", "3:4:5", "3:99999999999999999999",
+                          "1234567:1", "0000001:1", "1:123456789012345678", "+1:4", "1: 4"}) {
     r.message.set("Cauce-Min-Position", bad);
     EXPECT_EQ(field_of([&] { min_position(r); }), "Cauce-Min-Position") << bad;
+  }
+}
+
+TEST(QueryParamsTest, IfMatchIsAVersionAsETagGivesIt) {
+  Request r;
+  EXPECT_FALSE(expected_version(r));
+  for (const auto& [value, version] : std::vector<std::pair<const char*, std::int64_t>>{
+           {"\"3\"", 3},
+           {"W/\"3\"", 3},
+           {"3", 3},
+           {"W/3", 3},
+           {"\"999999999999999999\"", 999999999999999999}}) {
+    r.message.set(http::field::if_match, value);
+    EXPECT_EQ(expected_version(r), version) << value;
+  }
+  r.message.set(http::field::if_match, "*");
+  EXPECT_FALSE(expected_version(r));
+  for (const auto* bad :
+       {"", "-0", "W/\"-0\"", "+3", "\"3", "3\"", "1234567890123456789", "3.0"}) {
+    r.message.set(http::field::if_match, bad);
+    EXPECT_EQ(field_of([&] { expected_version(r); }), "If-Match") << bad;
   }
 }
 

@@ -24,6 +24,8 @@ MemoryAggregateStore sample_store() {
   c.tags = digest(std::vector<std::string>{"vip", "north", ""});
   c.assigned_to = Atom::of("op-7");
   c.calls_count = 3;
+  c.claimed_by = Atom::of("op-9");
+  c.claimed_until_us = 1'700'000'300'000'000;
   store.put(key(kContact, AggregateType::kContact), c);
   store.put(key("0195a0c4-0000-7000-8000-000000000002", AggregateType::kContact), contact::State{});
   alert::State a;
@@ -88,10 +90,11 @@ TEST(SnapshotTest, AnythingButAWholeSnapshotIsRefused) {
     EXPECT_THROW(decode_snapshot(bytes.substr(0, cut)), std::invalid_argument) << cut;
   }
   EXPECT_THROW(decode_snapshot(bytes + "x"), std::invalid_argument);
-  // A snapshot of the earlier format (strings, not compact records) is not read.
+  // A snapshot of an earlier format (1: strings, not compact records; 2: no claims) is not read.
   EXPECT_THROW(decode_snapshot("CAUCESN1" + bytes.substr(8)), std::invalid_argument);
+  EXPECT_THROW(decode_snapshot("CAUCESN2" + bytes.substr(8)), std::invalid_argument);
   // A count claiming more items than bytes left is refused before anything is allocated.
-  EXPECT_THROW(decode_snapshot(std::string("CAUCESN2") + "\xff\xff\xff\xff\x0f"),
+  EXPECT_THROW(decode_snapshot(std::string("CAUCESN3") + "\xff\xff\xff\xff\x0f"),
                std::invalid_argument);
 }
 

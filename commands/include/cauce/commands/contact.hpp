@@ -41,6 +41,15 @@ struct Assign {
 struct Archive {
   std::optional<std::string> reason;
 };
+// Claims coordinate people: the caller (the command's actor) holds the contact until the
+// command's time plus ttl_s, renews it with the same command, and loses it by releasing it or
+// by letting the time pass (no timer: every decision compares with its own command's time).
+struct Claim {
+  std::int64_t ttl_s = kDefaultClaimSeconds;
+  static constexpr std::int64_t kDefaultClaimSeconds = 300;
+  static constexpr std::int64_t kMaxClaimSeconds = 3600;
+};
+struct Release {};
 
 // Events (data of contact.* events; field names are the JSON names in schemas/).
 struct Registered {
@@ -77,7 +86,16 @@ struct Archived {
   std::optional<std::string> reason;
   friend bool operator==(const Archived&, const Archived&) = default;
 };
-using Event = std::variant<Registered, Updated, CallLogged, Assigned, Archived>;
+struct Claimed {  // also a renewal by the holder
+  std::string claimed_by;
+  std::int64_t claimed_until_us = 0;
+  friend bool operator==(const Claimed&, const Claimed&) = default;
+};
+struct Released {
+  std::string released_by;
+  friend bool operator==(const Released&, const Released&) = default;
+};
+using Event = std::variant<Registered, Updated, CallLogged, Assigned, Archived, Claimed, Released>;
 
 // What deciding needs of a contact, kept small because a partition holds millions of them
 // (compact.hpp): digests of the fields an update compares, not the fields (the read model
@@ -93,7 +111,14 @@ struct State {
   Digest email = 0;  // 0: none
   Digest tags = 0;
   Digest notes = 0;  // 0: none
+  Atom claimed_by;   // the last claim's holder ("" when released) ...
+  std::int64_t claimed_until_us =
+      0;  // ... and its end: a claim is live while a command's time is before it
   friend bool operator==(const State&, const State&) = default;
+
+  bool claimed_at(std::int64_t now_us) const {
+    return !claimed_by.empty() && now_us < claimed_until_us;
+  }
 };
 
 using Result = std::variant<std::vector<Event>, Rejection>;
@@ -103,6 +128,8 @@ Result decide(const State& state, const Update& command, const CommandContext& c
 Result decide(const State& state, const LogCall& command, const CommandContext& context);
 Result decide(const State& state, const Assign& command, const CommandContext& context);
 Result decide(const State& state, const Archive& command, const CommandContext& context);
+Result decide(const State& state, const Claim& command, const CommandContext& context);
+Result decide(const State& state, const Release& command, const CommandContext& context);
 
 State evolve(State state, const Event& event);
 

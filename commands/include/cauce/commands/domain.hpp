@@ -29,6 +29,7 @@ struct Rejection {
 struct CommandContext {
   std::int64_t issued_at_us = 0;
   std::optional<std::int64_t> expected_version;  // If-Match
+  std::string actor;  // who sends it: the API key's name (a worker's "system:..." name)
 };
 
 // One decided event: its type ("contact.registered"), schema version and data as a JSON

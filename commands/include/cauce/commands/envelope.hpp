@@ -52,6 +52,7 @@ struct Reply {
   std::int64_t version = 0;  // the aggregate's version after the command
   std::string position;      // "<partition>:<offset>" of the last event, "" if none
   std::optional<std::string> call_id;
+  std::optional<std::string> claimed_until;  // contact.claim: the claim's end (RFC 3339)
   std::optional<Rejection> rejection;
   bool replayed = false;  // a remembered rejection answered again (Idempotent-Replayed)
 };

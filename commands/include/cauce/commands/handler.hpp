@@ -104,6 +104,7 @@ struct Outcome {
   std::optional<AggregateState> state_after;  // set when events were decided
   std::int64_t version = 0;                   // aggregate version after the command
   std::optional<std::string> call_id;
+  std::optional<std::string> claimed_until;  // contact.claim: the claim's end (RFC 3339)
   std::optional<Rejection> rejection;
   std::optional<AppliedCommand> original;  // set when the command id was decided before
 };

@@ -4,13 +4,13 @@
 // replays only the events after it instead of the whole history (DESIGN §3's snapshots). Pure:
 // the processor stores and reads the bytes (processor.cpp).
 //
-// Format 2, little-endian: the magic "CAUCESN2", then the aggregates (count, then per aggregate
-// its 16-byte id, its type and the state's fields), then the commands (count, then per command
-// its 16-byte id, request digest, version and offset, and for a remembered rejection its code,
-// field and message). Integers are LEB128 varints (zigzag for signed) except digests, which are
-// 8 fixed bytes; strings are a length and bytes. Decoding checks every length against what is
-// left and throws std::invalid_argument on anything it does not expect. A snapshot of another
-// format is not read (the processor replays the log instead).
+// Format 3 (2 + a contact's claim), little-endian: the magic "CAUCESN3", then the aggregates
+// (count, then per aggregate its 16-byte id, its type and the state's fields), then the commands
+// (count, then per command its 16-byte id, request digest, version and offset, and for a remembered
+// rejection its code, field and message). Integers are LEB128 varints (zigzag for signed) except
+// digests, which are 8 fixed bytes; strings are a length and bytes. Decoding checks every length
+// against what is left and throws std::invalid_argument on anything it does not expect. A snapshot
+// of another format is not read (the processor replays the log instead).
 
 #include <cstdint>
 #include <memory>
@@ -21,7 +21,7 @@
 
 namespace cauce::commands {
 
-inline constexpr int kSnapshotFormat = 2;
+inline constexpr int kSnapshotFormat = 3;
 
 std::string encode_snapshot(const MemoryAggregateStore& store);
 std::unique_ptr<MemoryAggregateStore> decode_snapshot(std::string_view bytes);

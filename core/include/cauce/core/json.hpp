@@ -10,8 +10,7 @@
 //     "\udc00" is refused: PostgreSQL, Kafka consumers in other languages and JSON libraries
 //     disagree about it), since PostgreSQL's text and jsonb cannot store U+0000;
 //   - no object with the same key twice (which value wins differs between libraries);
-//   - numbers that fit a double or a 64-bit integer (RapidJSON refuses the rest); one without a
-//     fraction is an integer however it is written (86399.0, 1e3), as JSON Schema counts it.
+//   - numbers that fit a double or a 64-bit integer (RapidJSON refuses the rest).
 //
 // schemas/README.md states the same rule for API users.
 
@@ -26,6 +25,11 @@ namespace cauce::core {
 
 struct JsonLimits {
   std::size_t max_depth = 32;  // an object or array is one level; scalars add none
+  // A number without a fraction (86399.0, 1e3) becomes an integer, within +-2^53: what OpenAPI
+  // 3.1 (JSON Schema 2020-12) calls an integer, for RapidJSON's draft-04 validator, which does
+  // not. The API's bodies only; what cauce reads back from Kafka or a report source stays as
+  // it was written.
+  bool whole_numbers_are_integers = false;
 };
 
 // Why a text was refused: the offending field ("body" for the text as a whole, "tags[2]",

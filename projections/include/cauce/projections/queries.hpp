@@ -30,7 +30,8 @@ struct ContactFilter {
   std::string status;
   std::string assigned_to;
   std::string tag;
-  std::string q;  // substring of name, phone or email, any case
+  std::string q;           // substring of name, phone or email, any case
+  bool claimable = false;  // only active contacts nobody holds a live claim on
 };
 
 struct AlertFilter {
