@@ -236,6 +236,7 @@ int run_serve(const core::Config& config) {
                                .workers = config.workers,
                                .download = config.download,
                                .backups = config.backups,
+                               .alerts = config.alerts,
                                .data_dir = config.data_dir,
                                .now_us = {}},
         workers::send_through(bus ? *bus : *workers_bus), registry);

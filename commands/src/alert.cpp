@@ -2,6 +2,7 @@
 
 #include <cauce/commands/alert.hpp>
 #include <cauce/commands/rules.hpp>
+#include <cauce/core/log.hpp>
 
 #include "json_fields.hpp"
 
@@ -85,6 +86,31 @@ Result decide(const State& state, const Close& c, const CommandContext& context)
   return std::vector<Event>{Closed{c.resolution}};
 }
 
+Result decide(const State& state, const MissDeadline& c, const CommandContext& context) {
+  if (auto r = precheck(state, context)) return *r;
+  if (state.status != Status::kOpen) {
+    return Rejection{"conflict", "state", "acknowledged: the alert has no deadline any more"};
+  }
+  const auto level = parse_level(c.level);
+  if (!level) return Rejection{"invalid", "level", "must be info, warning or critical"};
+  if (*level != state.level) {
+    return Rejection{"conflict", "level",
+                     "the alert is " + std::string(level_name(state.level)) + " now, not " +
+                         c.level + ": that deadline is off"};
+  }
+  if (context.issued_at_us < c.deadline_at_us) {
+    return Rejection{"conflict", "deadline_at",
+                     "not due until " + core::format_utc_micros(c.deadline_at_us)};
+  }
+  if (state.deadline_missed) return std::vector<Event>{};  // once per level
+  std::vector<Event> events{DeadlineMissed{c.level, c.deadline_at_us}};
+  if (state.level != Level::kCritical) {
+    const auto next = static_cast<Level>(static_cast<int>(state.level) + 1);
+    events.emplace_back(Escalated{c.level, std::string(level_name(next))});
+  }
+  return events;
+}
+
 State evolve(State state, const Event& event) {
   ++state.version;
   std::visit(
@@ -98,8 +124,12 @@ State evolve(State state, const Event& event) {
           state.status = Status::kAcknowledged;
         } else if constexpr (std::is_same_v<T, Escalated>) {
           state.level = parse_level(e.to).value_or(state.level);
-        } else {
+          state.deadline_missed = false;
+        } else if constexpr (std::is_same_v<T, Closed>) {
           state.status = Status::kClosed;
+        } else {
+          static_assert(std::is_same_v<T, DeadlineMissed>);
+          state.deadline_missed = true;
         }
       },
       event);
@@ -107,8 +137,9 @@ State evolve(State state, const Event& event) {
 }
 
 std::string event_type(const Event& event) {
-  static constexpr std::array<const char*, 4> kTypes = {"alert.raised", "alert.acknowledged",
-                                                        "alert.escalated", "alert.closed"};
+  static constexpr std::array<const char*, 5> kTypes = {"alert.raised", "alert.acknowledged",
+                                                        "alert.escalated", "alert.closed",
+                                                        "alert.deadline_missed"};
   return kTypes[event.index()];
 }
 
@@ -128,8 +159,11 @@ std::string to_json(const Event& event) {
           } else if constexpr (std::is_same_v<T, Escalated>) {
             json::field(w, "from", e.from);
             json::field(w, "to", e.to);
-          } else {
+          } else if constexpr (std::is_same_v<T, Closed>) {
             json::field(w, "resolution", e.resolution);
+          } else {
+            json::field(w, "level", e.level);
+            json::field(w, "deadline_at", core::format_utc_micros(e.deadline_at_us));
           }
         },
         event);
@@ -145,6 +179,10 @@ Event event_from_json(std::string_view type, std::string_view data) {
   if (type == "alert.acknowledged") return Acknowledged{json::opt_string(d, "note")};
   if (type == "alert.escalated") return Escalated{json::string(d, "from"), json::string(d, "to")};
   if (type == "alert.closed") return Closed{json::string(d, "resolution")};
+  if (type == "alert.deadline_missed") {
+    return DeadlineMissed{json::string(d, "level"),
+                          core::parse_utc_micros(json::string(d, "deadline_at"))};
+  }
   throw std::invalid_argument("unknown alert event type " + std::string(type));
 }
 

@@ -118,6 +118,12 @@ Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapi
     return finish(s, decide(s, Escalate{json::string(d, "level")}, ctx));
   if (c.type == "alert.close")
     return finish(s, decide(s, Close{json::string(d, "resolution")}, ctx));
+  if (c.type == "alert.miss_deadline") {
+    return finish(s, decide(s,
+                            MissDeadline{json::string(d, "level"),
+                                         core::parse_utc_micros(json::string(d, "deadline_at"))},
+                            ctx));
+  }
   throw std::invalid_argument("unknown command type " + c.type);
 }
 

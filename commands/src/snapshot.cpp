@@ -8,7 +8,7 @@
 namespace cauce::commands {
 namespace {
 
-constexpr std::string_view kMagic = "CAUCESN3";
+constexpr std::string_view kMagic = "CAUCESN4";
 
 class Writer {
  public:
@@ -134,6 +134,7 @@ void write_state(Writer& w, const AggregateState& state) {
           w.i64(s.version);
           w.u64(static_cast<std::uint64_t>(s.level));
           w.u64(static_cast<std::uint64_t>(s.status));
+          w.flag(s.deadline_missed);
         } else {
           w.flag(s.exists);
           w.i64(s.version);
@@ -168,6 +169,7 @@ AggregateState read_state(Reader& r, AggregateType type) {
       const auto status = r.u64();
       if (status > 2) Reader::fail("bad alert status");
       s.status = static_cast<alert::Status>(status);
+      s.deadline_missed = r.flag();
       return s;
     }
     case AggregateType::kReport: {

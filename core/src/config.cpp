@@ -146,6 +146,7 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<DownloadConfig> download{&Config::download};
     const SectionBinder<WorkersConfig> workers{&Config::workers};
     const SectionBinder<BackupsConfig> backups{&Config::backups};
+    const SectionBinder<AlertsConfig> alerts{&Config::alerts};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -388,6 +389,15 @@ const std::vector<Binding>& bindings() {
     b.push_back(backups.integer("backups.retention_h",
                                 "Hours a complete backup is kept before retention deletes it",
                                 &BackupsConfig::retention_h, 1, 24 * 3650));
+    for (const auto& [key, field] :
+         {std::pair{"alerts.deadline_critical_s", &AlertsConfig::deadline_critical_s},
+          std::pair{"alerts.deadline_warning_s", &AlertsConfig::deadline_warning_s},
+          std::pair{"alerts.deadline_info_s", &AlertsConfig::deadline_info_s}}) {
+      b.push_back(alerts.integer(key,
+                                 "Seconds an open alert of this level may go unacknowledged before "
+                                 "it escalates itself one level (0: never)",
+                                 field, 0, 30 * 86400));
+    }
     b.push_back(backups.integer("backups.export_timeout_s",
                                 "How long one backup's event-log export may take",
                                 &BackupsConfig::export_timeout_s, 1, 86400));

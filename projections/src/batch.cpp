@@ -276,6 +276,8 @@ struct Folder {
       c.set["state"] = std::string("closed");
       c.set["resolution"] = d.string("resolution");
       c.set["closed_at"] = at;
+    } else if (e.type == "alert.deadline_missed") {
+      // On the timeline only; the escalation that follows it (below critical) moves the level.
     } else {
       unprojected_type(e.type);
     }

@@ -61,9 +61,52 @@ TEST(AlertTest, IfMatchMustMatchTheVersion) {
   EXPECT_EQ(then_events(decide(given({kDiskFull}), Close{"x"}, at(1, 1))).size(), 1u);
 }
 
+constexpr std::int64_t kDue = 1'700'000'060'000'000;
+
+TEST(AlertTest, AMissedDeadlineEscalatesOneLevelOncePerLevel) {
+  const auto open = given({kDiskFull});
+  const auto events =
+      then_events(decide(open, MissDeadline{"warning", kDue}, at(kDue, {}, "system:deadlines")));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0], Event{(DeadlineMissed{"warning", kDue})});
+  EXPECT_EQ(events[1], Event{(Escalated{"warning", "critical"})});
+  auto after = open;
+  for (const auto& e : events) after = evolve(after, e);
+  EXPECT_EQ(after.level, Level::kCritical);
+  EXPECT_FALSE(after.deadline_missed) << "a new level, a new deadline";
+  // The warning deadline again (a second process, a restart): that level is past.
+  EXPECT_EQ(then_rejected(decide(after, MissDeadline{"warning", kDue}, at(kDue + 1))).field,
+            "level");
+  // Critical has no level above: the miss is recorded, once.
+  const auto critical =
+      then_events(decide(after, MissDeadline{"critical", kDue + 1}, at(kDue + 2)));
+  ASSERT_EQ(critical.size(), 1u);
+  EXPECT_EQ(critical[0], Event{(DeadlineMissed{"critical", kDue + 1})});
+  EXPECT_TRUE(then_events(decide(evolve(after, critical[0]), MissDeadline{"critical", kDue + 1},
+                                 at(kDue + 3)))
+                  .empty());
+}
+
+TEST(AlertTest, AcknowledgingOrClosingTakesTheDeadlineOff) {
+  for (const auto& state : {given({kDiskFull, Acknowledged{}}), given({kDiskFull, Closed{"ok"}}),
+                            given({kDiskFull, Acknowledged{}, Escalated{"warning", "critical"}})}) {
+    EXPECT_EQ(then_rejected(decide(state, MissDeadline{"warning", kDue}, at(kDue))).code,
+              "conflict");
+  }
+}
+
+TEST(AlertTest, ADeadlineIsNotMissedBeforeItsInstant) {
+  const auto r =
+      then_rejected(decide(given({kDiskFull}), MissDeadline{"warning", kDue}, at(kDue - 1)));
+  EXPECT_EQ(r.field, "deadline_at");
+  EXPECT_EQ(then_rejected(decide(given({kDiskFull}), MissDeadline{"loud", kDue}, at(kDue))).field,
+            "level");
+}
+
 TEST(AlertTest, EveryEventRoundTripsThroughItsJson) {
-  for (const Event& e : std::vector<Event>{kDiskFull, Acknowledged{"n"},
-                                           Escalated{"info", "warning"}, Closed{"r"}}) {
+  for (const Event& e :
+       std::vector<Event>{kDiskFull, Acknowledged{"n"}, Escalated{"info", "warning"}, Closed{"r"},
+                          DeadlineMissed{"warning", kDue}}) {
     EXPECT_EQ(event_from_json(event_type(e), to_json(e)), e) << to_json(e);
   }
 }

@@ -75,6 +75,33 @@ TEST(ScheduleTest, AReportsEventsMoveItsRowStepByStep) {
   EXPECT_FALSE(schedule_after(event("contact.registered", 1, "{}")));
 }
 
+TEST(ScheduleTest, AnAlertsRowIsItsPendingDeadline) {
+  const Deadlines deadlines{.info_s = 0, .warning_s = 1800, .critical_s = 300};
+  const auto raised =
+      schedule_after(event("alert.raised", 1, R"({"level":"warning","title":"x"})"), deadlines);
+  ASSERT_TRUE(raised);
+  EXPECT_EQ(raised->kind, "alert");
+  EXPECT_EQ(raised->step, "deadline");
+  EXPECT_EQ(raised->deadline_level, "warning");
+  EXPECT_EQ(raised->due_at_us, kNow + 1800'000'000) << "the level's deadline from the event";
+  const auto escalated = schedule_after(
+      event("alert.escalated", 3, R"({"from":"warning","to":"critical"})"), deadlines);
+  EXPECT_EQ(escalated->deadline_level, "critical");
+  EXPECT_EQ(escalated->due_at_us, kNow + 300'000'000);
+  for (const auto& [type, data] : std::vector<std::pair<std::string, std::string>>{
+           {"alert.acknowledged", "{}"},
+           {"alert.closed", R"({"resolution":"x"})"},
+           {"alert.deadline_missed",
+            R"({"level":"critical","deadline_at":"2026-05-28T20:26:40.000000Z"})"},
+           {"alert.raised", R"({"level":"info","title":"no deadline at info"})"}}) {
+    const auto row = schedule_after(event(type, 4, data), deadlines);
+    ASSERT_TRUE(row) << type;
+    EXPECT_EQ(row->step, "done") << type;
+  }
+  EXPECT_EQ(deadline_command_id("a", "warning", 1), deadline_command_id("a", "warning", 1));
+  EXPECT_NE(deadline_command_id("a", "warning", 1), deadline_command_id("a", "critical", 1));
+}
+
 TEST(ScheduleTest, ABackupRunsAsOneStep) {
   EXPECT_EQ(schedule_after(event("backup.requested", 1, "{}"))->step, "backup");
   EXPECT_TRUE(schedule_after(event("backup.started", 2, R"({"attempt":1})"))->started);

@@ -22,16 +22,16 @@ std::string violation_field(std::string_view schema, std::string_view json) {
 
 TEST(SchemasTest, EveryCommandAndEventHasASchema) {
   for (const auto* name :
-       {"envelope.v1",           "contact.register.v1",  "contact.update.v1",
-        "contact.log_call.v1",   "contact.assign.v1",    "contact.archive.v1",
-        "alert.raise.v1",        "alert.acknowledge.v1", "alert.escalate.v1",
-        "alert.close.v1",        "report.request.v1",    "backup.request.v1",
-        "contact.registered.v1", "contact.updated.v1",   "contact.call_logged.v1",
-        "contact.assigned.v1",   "contact.archived.v1",  "alert.raised.v1",
-        "alert.acknowledged.v1", "alert.escalated.v1",   "alert.closed.v1",
-        "report.requested.v1",   "backup.requested.v1",  "contact.call_logged.v2",
-        "contact.claim.v1",      "contact.release.v1",   "contact.claimed.v1",
-        "contact.released.v1"}) {
+       {"envelope.v1",           "contact.register.v1",    "contact.update.v1",
+        "contact.log_call.v1",   "contact.assign.v1",      "contact.archive.v1",
+        "alert.raise.v1",        "alert.acknowledge.v1",   "alert.escalate.v1",
+        "alert.close.v1",        "report.request.v1",      "backup.request.v1",
+        "contact.registered.v1", "contact.updated.v1",     "contact.call_logged.v1",
+        "contact.assigned.v1",   "contact.archived.v1",    "alert.raised.v1",
+        "alert.acknowledged.v1", "alert.escalated.v1",     "alert.closed.v1",
+        "report.requested.v1",   "backup.requested.v1",    "contact.call_logged.v2",
+        "contact.claim.v1",      "contact.release.v1",     "contact.claimed.v1",
+        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1"}) {
     EXPECT_TRUE(schemas().contains(name)) << name;
   }
 }
@@ -113,7 +113,7 @@ TEST(SchemasTest, EveryCommandSchemaBoundsItsStringsNumbersAndArrays) {
     ++commands;
     walk(file.file_name, schema);
   }
-  EXPECT_EQ(commands, 23u);
+  EXPECT_EQ(commands, 24u);
   EXPECT_TRUE(unbounded.empty()) << testing::PrintToString(unbounded);
 }
 
@@ -150,6 +150,7 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
     collect(decide(s, Acknowledge{"ack"}, ctx));
     collect(decide(s, Escalate{"critical"}, ctx));
     collect(decide(s, Close{"fixed"}, ctx));
+    collect(decide(s, MissDeadline{"info", ctx.issued_at_us - 1}, ctx));
   }
   collect(
       report::decide(report::State{}, report::Request{"Q3", "https://example.org/q3.csv"}, ctx));
@@ -184,7 +185,7 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
   // Every type once at least.
   std::set<std::string> types;
   for (const auto& [type, data] : produced) types.insert(type);
-  EXPECT_EQ(types.size(), 25u) << testing::PrintToString(types);
+  EXPECT_EQ(types.size(), 26u) << testing::PrintToString(types);
   for (const auto& [type, data] : produced) {
     const auto v =
         schemas().validate_json(type + ".v" + std::to_string(current_schema_version(type)), data);

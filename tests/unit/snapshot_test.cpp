@@ -33,6 +33,7 @@ MemoryAggregateStore sample_store() {
   a.version = 3;
   a.level = alert::Level::kCritical;
   a.status = alert::Status::kAcknowledged;
+  a.deadline_missed = true;
   // The same id as the contact: another aggregate type, another aggregate.
   store.put(key(kContact, AggregateType::kAlert), a);
   store.put(key("0195a0c4-0000-7000-8000-000000000004", AggregateType::kReport),
@@ -51,7 +52,7 @@ bool same_state(const AggregateState& a, const AggregateState& b) {
   if (const auto* x = std::get_if<alert::State>(&a)) {
     const auto& y = std::get<alert::State>(b);
     return x->exists == y.exists && x->version == y.version && x->level == y.level &&
-           x->status == y.status;
+           x->status == y.status && x->deadline_missed == y.deadline_missed;
   }
   if (const auto* x = std::get_if<report::State>(&a)) {
     return x->exists == std::get<report::State>(b).exists &&
@@ -90,11 +91,13 @@ TEST(SnapshotTest, AnythingButAWholeSnapshotIsRefused) {
     EXPECT_THROW(decode_snapshot(bytes.substr(0, cut)), std::invalid_argument) << cut;
   }
   EXPECT_THROW(decode_snapshot(bytes + "x"), std::invalid_argument);
-  // A snapshot of an earlier format (1: strings, not compact records; 2: no claims) is not read.
+  // A snapshot of an earlier format (1: strings, not compact records; 2: no claims; 3: no missed
+  // deadlines) is not read.
   EXPECT_THROW(decode_snapshot("CAUCESN1" + bytes.substr(8)), std::invalid_argument);
   EXPECT_THROW(decode_snapshot("CAUCESN2" + bytes.substr(8)), std::invalid_argument);
+  EXPECT_THROW(decode_snapshot("CAUCESN3" + bytes.substr(8)), std::invalid_argument);
   // A count claiming more items than bytes left is refused before anything is allocated.
-  EXPECT_THROW(decode_snapshot(std::string("CAUCESN3") + "\xff\xff\xff\xff\x0f"),
+  EXPECT_THROW(decode_snapshot(std::string("CAUCESN4") + "\xff\xff\xff\xff\x0f"),
                std::invalid_argument);
 }
 

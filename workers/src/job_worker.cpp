@@ -51,13 +51,15 @@ std::int64_t system_now_us() {
 // Upserts a job's row from its events; a row never goes back to an older version.
 const char* const kUpsertJob = R"(
   INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, title,
-                                source_url, content_type, step_at)
+                                source_url, content_type, step_at, deadline_level, deadline_at)
   VALUES ($1, $2::uuid, $3, coalesce($4, 0), $5, $6, $7, to_timestamp($8::double precision / 1e6),
-          $9, $10, $11, to_timestamp($12::double precision / 1e6))
+          $9, $10, $11, to_timestamp($12::double precision / 1e6), $13::text,
+          CASE WHEN $13::text IS NULL THEN NULL ELSE to_timestamp($8::double precision / 1e6) END)
   ON CONFLICT (kind, id) DO UPDATE SET
     version = excluded.version, round = coalesce($4, j.round), attempt = excluded.attempt,
     step = excluded.step, started = excluded.started, due_at = excluded.due_at,
-    step_at = excluded.step_at,
+    step_at = excluded.step_at, deadline_level = excluded.deadline_level,
+    deadline_at = excluded.deadline_at,
     title = coalesce(excluded.title, j.title), source_url = coalesce(excluded.source_url,
     j.source_url), content_type = coalesce(excluded.content_type, j.content_type)
   WHERE j.version < excluded.version)";
@@ -70,11 +72,18 @@ const char* const kClaimJob = R"(
   WHERE (j.kind, j.id) = (
     SELECT kind, id FROM worker_jobs
     WHERE step <> 'done' AND due_at <= now() AND version >= awaits_version
-      AND (lease_until IS NULL OR lease_until < now())
+      AND (lease_until IS NULL OR lease_until < now()) AND (kind = 'alert') = $3::boolean
     ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
   RETURNING j.kind, j.id::text, j.version, j.round, j.attempt, j.step, j.started,
             coalesce(j.title, ''), coalesce(j.source_url, ''), coalesce(j.content_type, ''),
-            (extract(epoch FROM j.step_at) * 1e6)::bigint)";
+            (extract(epoch FROM j.step_at) * 1e6)::bigint, coalesce(j.deadline_level, ''),
+            coalesce((extract(epoch FROM j.deadline_at) * 1e6)::bigint, 0))";
+
+// A deadline whose command was refused because the alert moved on (acknowledged, closed, another
+// level): done, unless an event the refusal had not seen set a newer deadline meanwhile.
+const char* const kDeadlineOff = R"(
+  UPDATE worker_jobs SET step = 'done', lease_owner = NULL, lease_until = NULL
+  WHERE kind = 'alert' AND id = $1::uuid AND lease_owner = $2 AND version <= $3)";
 
 // Gives the job back: due again at once (or after `$4` ms), and not before the row reflects
 // version `$3` (what this runner's last command made of the job).
@@ -112,7 +121,9 @@ struct Claim {
   std::string title;
   std::string source_url;
   std::string content_type;
-  std::int64_t step_at_us = 0;  // when the event that set the step happened
+  std::int64_t step_at_us = 0;      // when the event that set the step happened
+  std::string deadline_level;       // alerts: the level whose deadline is due ...
+  std::int64_t deadline_at_us = 0;  // ... and when it was
 };
 
 // The outcome of a job command: taken (applied, or applied before), refused (the job is
@@ -184,6 +195,9 @@ struct Workers::Impl {
         steps.Add({{"kind", kind}, {"step", step}, {"result", result}});
       }
     }
+    for (const auto* result : {"ok", "off"}) {
+      steps.Add({{"kind", "alert"}, {"step", "deadline"}, {"result", result}});
+    }
   }
 
   static prometheus::Histogram::BucketBoundaries attempt_buckets() {
@@ -192,6 +206,8 @@ struct Workers::Impl {
 
   WorkerOptions options;
   SendCommand send;
+  Deadlines deadlines{options.alerts.deadline_info_s, options.alerts.deadline_warning_s,
+                      options.alerts.deadline_critical_s};
   std::string conninfo;
   std::string instance;  // lease owner: this process, this start
   prometheus::Family<prometheus::Counter>& steps;
@@ -275,10 +291,10 @@ struct Workers::Impl {
         ++consumed;
         next_offsets[m->partition()] = m->offset() + 1;
         const auto type = core::kafka_header(*m, commands::header::kAggregateType);
-        if (type && *type != "report" && *type != "backup") continue;
+        if (type && *type != "report" && *type != "backup" && *type != "alert") continue;
         try {
           const auto event = commands::event_from_json(core::kafka_payload(*m));
-          if (auto entry = schedule_after(event)) entries.push_back(std::move(*entry));
+          if (auto entry = schedule_after(event, deadlines)) entries.push_back(std::move(*entry));
           if (event.type == "report.failed" || event.type == "backup.failed") {
             dead.push_back({event.event_id, event.aggregate_id, dead_letter(event)});
           }
@@ -360,14 +376,17 @@ struct Workers::Impl {
     }
     for (const auto& s : entries) {
       txn.exec_params(kUpsertJob, s.kind, s.id, s.version, s.round, s.attempt, s.step, s.started,
-                      s.due_at_us, s.title, s.source_url, s.content_type, s.at_us);
+                      s.due_at_us, s.title, s.source_url, s.content_type, s.at_us,
+                      s.deadline_level);
     }
     txn.commit();
   }
 
   // ---- runners ----
 
-  void runner_loop() {
+  // Job runners take reports and backups; the deadline runner, alerts' deadlines only, so that a
+  // long download never holds a deadline up past one poll.
+  void runner_loop(bool deadline_runner) {
     core::ConditionLog condition(log());
     std::unique_ptr<pqxx::connection> pg;
     std::mt19937_64 random(std::random_device{}());
@@ -377,7 +396,7 @@ struct Workers::Impl {
       try {
         if (!pg) pg = connect(condition);
         if (!pg) return;
-        claim = claim_job(*pg);
+        claim = claim_job(*pg, deadline_runner);
         condition.cleared("workers claim jobs again");
         backoff.reset();
       } catch (const std::exception& e) {
@@ -388,6 +407,10 @@ struct Workers::Impl {
       }
       if (!claim) {
         idle();
+        continue;
+      }
+      if (deadline_runner) {
+        run_deadline(pg, *claim, condition);
         continue;
       }
       std::int64_t awaits = claim->version;
@@ -405,10 +428,10 @@ struct Workers::Impl {
     }
   }
 
-  std::optional<Claim> claim_job(pqxx::connection& pg) {
+  std::optional<Claim> claim_job(pqxx::connection& pg, bool deadlines_only) {
     auto token = instance + "/" + core::random_hex(8);
     pqxx::work txn(pg);
-    const auto rows = txn.exec_params(kClaimJob, token, options.workers.lease_ms);
+    const auto rows = txn.exec_params(kClaimJob, token, options.workers.lease_ms, deadlines_only);
     txn.commit();
     if (rows.empty()) return std::nullopt;
     const auto& r = rows[0];
@@ -419,7 +442,8 @@ struct Workers::Impl {
     return Claim{std::move(token),        r[0].as<std::string>(),  r[1].as<std::string>(),
                  r[2].as<std::int64_t>(), r[3].as<std::int64_t>(), r[4].as<std::int64_t>(),
                  r[5].as<std::string>(),  r[6].as<bool>(),         r[7].as<std::string>(),
-                 r[8].as<std::string>(),  r[9].as<std::string>(),  r[10].as<std::int64_t>()};
+                 r[8].as<std::string>(),  r[9].as<std::string>(),  r[10].as<std::int64_t>(),
+                 r[11].as<std::string>(), r[12].as<std::int64_t>()};
   }
 
   void release(std::unique_ptr<pqxx::connection>& pg, const Claim& c, std::int64_t awaits,
@@ -475,6 +499,67 @@ struct Workers::Impl {
                                           : std::string(commands::outcome_name(reply.outcome));
       const bool elsewhere = reply.rejection && reply.rejection->code != "invalid";
       return {elsewhere ? Sent::kRefused : Sent::kInvalid, reply.version, detail, e.issued_at_us};
+    }
+  }
+
+  // A due deadline: the alert's miss_deadline command, once (its id is the alert's, the level's
+  // and the instant's, whoever sends it). Taken: the feeder moves the row on from the events
+  // (done, or the next level's deadline). Refused because the alert moved on (acknowledged,
+  // closed, escalated by hand): the row is done. Not due yet (this clock behind the one that set
+  // it): again at the instant.
+  void run_deadline(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
+                    core::ConditionLog& condition) {
+    CommandEnvelope e;
+    e.command_id = deadline_command_id(c.id, c.deadline_level, c.deadline_at_us);
+    e.type = "alert.miss_deadline";
+    e.aggregate_type = "alert";
+    e.aggregate_id = c.id;
+    e.issued_at_us = options.now_us();
+    e.actor = "system:deadlines";
+    e.correlation_id = c.id;
+    e.request_hash = core::sha256_hex(e.command_id);
+    e.data = json_object([&](JsonWriter& w) {
+      put(w, "level", c.deadline_level);
+      put(w, "deadline_at", core::format_utc_micros(c.deadline_at_us));
+    });
+    std::int64_t awaits = c.version;
+    auto delay = std::chrono::milliseconds(0);
+    bool off = false;
+    const auto result = send(e);
+    if (std::holds_alternative<commands::SendError>(result)) {
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);  // asked again soon
+    } else {
+      const auto& reply = std::get<Reply>(result);
+      awaits = reply.version;
+      if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
+        log().info("alert deadline missed", {{"id", c.id}, {"level", c.deadline_level}});
+        count("alert", "deadline", "ok");
+      } else if (reply.rejection && reply.rejection->field == "deadline_at") {
+        delay = std::chrono::milliseconds(
+            std::max<std::int64_t>(0, (c.deadline_at_us - options.now_us()) / 1000) + 1);
+      } else {
+        off = true;  // the alert moved on: its deadline is off
+        count("alert", "deadline", "off");
+      }
+    }
+    if (!off) {
+      release(pg, c, awaits, delay, condition);
+      return;
+    }
+    {
+      const std::lock_guard lock(mutex);
+      held.erase(c.token);
+    }
+    try {
+      if (!pg) pg = connect(condition);
+      if (!pg) return;
+      pqxx::work txn(*pg);
+      txn.exec_params(kDeadlineOff, c.id, c.token, awaits);
+      txn.commit();
+    } catch (const std::exception& ex) {
+      pg.reset();
+      log().warn("could not put a deadline off; its lease will expire",
+                 {{"id", c.id}, {"error", ex.what()}});
     }
   }
 
@@ -823,8 +908,9 @@ void Workers::start() {
     impl_->threads.emplace_back([impl = impl_.get()] { impl->lease_loop(); });
     impl_->threads.emplace_back([impl = impl_.get()] { impl->feeder_loop(); });
     for (int i = 0; i < o.workers.concurrency; ++i) {
-      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(); });
+      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(false); });
     }
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(true); });
     impl_->threads.emplace_back([impl = impl_.get()] { impl->housekeeping_loop(); });
   } catch (...) {
     stop();

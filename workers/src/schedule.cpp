@@ -27,7 +27,57 @@ std::optional<std::string> text(const rapidjson::Document& d, const char* key) {
 
 }  // namespace
 
-std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e) {
+int Deadlines::of(std::string_view level) const {
+  if (level == "critical") return critical_s;
+  if (level == "warning") return warning_s;
+  return level == "info" ? info_s : 0;
+}
+
+std::string deadline_command_id(const std::string& alert_id, const std::string& level,
+                                std::int64_t deadline_at_us) {
+  return commands::uuid_from_name("deadline\n" + alert_id + "\n" + level + "\n" +
+                                  std::to_string(deadline_at_us));
+}
+
+namespace {
+
+std::optional<ScheduleEntry> alert_deadline_after(const commands::EventEnvelope& e,
+                                                  const rapidjson::Document& d,
+                                                  const Deadlines& deadlines) {
+  ScheduleEntry s;
+  s.kind = "alert";
+  s.id = e.aggregate_id;
+  s.version = e.version;
+  s.step = "done";
+  s.due_at_us = e.occurred_at_us;
+  s.at_us = e.occurred_at_us;
+  std::optional<std::string> level;
+  if (e.type == "alert.raised") {
+    level = text(d, "level");
+  } else if (e.type == "alert.escalated") {
+    level = text(d, "to");  // a new level: its own deadline, from now
+  } else if (e.type != "alert.acknowledged" && e.type != "alert.closed" &&
+             e.type != "alert.deadline_missed") {
+    return std::nullopt;
+  }
+  if (level && deadlines.of(*level) > 0) {
+    s.step = "deadline";
+    s.deadline_level = level;
+    s.due_at_us = e.occurred_at_us + std::int64_t{deadlines.of(*level)} * 1'000'000;
+  }
+  return s;
+}
+
+}  // namespace
+
+std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e,
+                                            const Deadlines& deadlines) {
+  if (e.aggregate_type == "alert") {
+    rapidjson::Document d;
+    d.Parse(e.data.data(), e.data.size());
+    if (d.HasParseError() || !d.IsObject()) throw std::invalid_argument("alert event not JSON");
+    return alert_deadline_after(e, d, deadlines);
+  }
   if (e.aggregate_type != "report" && e.aggregate_type != "backup") return std::nullopt;
   const bool report = e.aggregate_type == "report";
   const std::string first_step = report ? "download" : "backup";

@@ -33,6 +33,14 @@ struct Escalate {
 struct Close {
   std::string resolution;
 };
+// The deadlines' command (a worker's, actor system:deadlines): the deadline of `level` passed at
+// `deadline_at_us` and nobody acknowledged the alert. Once per level (levels only go up, so a
+// level is one stretch of the alert's life): the alert escalates one level, or, at critical,
+// records the miss.
+struct MissDeadline {
+  std::string level;
+  std::int64_t deadline_at_us = 0;
+};
 
 struct Raised {
   std::string level;
@@ -55,13 +63,19 @@ struct Closed {
   std::string resolution;
   friend bool operator==(const Closed&, const Closed&) = default;
 };
-using Event = std::variant<Raised, Acknowledged, Escalated, Closed>;
+struct DeadlineMissed {
+  std::string level;
+  std::int64_t deadline_at_us = 0;
+  friend bool operator==(const DeadlineMissed&, const DeadlineMissed&) = default;
+};
+using Event = std::variant<Raised, Acknowledged, Escalated, Closed, DeadlineMissed>;
 
 struct State {
   bool exists = false;
   std::int64_t version = 0;
   Level level = Level::kInfo;
   Status status = Status::kOpen;
+  bool deadline_missed = false;  // the current level's deadline passed (reset by escalation)
 };
 
 using Result = std::variant<std::vector<Event>, Rejection>;
@@ -70,6 +84,7 @@ Result decide(const State& state, const Raise& command, const CommandContext& co
 Result decide(const State& state, const Acknowledge& command, const CommandContext& context);
 Result decide(const State& state, const Escalate& command, const CommandContext& context);
 Result decide(const State& state, const Close& command, const CommandContext& context);
+Result decide(const State& state, const MissDeadline& command, const CommandContext& context);
 
 State evolve(State state, const Event& event);
 

@@ -141,6 +141,14 @@ struct BackupsConfig {
   int export_timeout_s = 600;  // the log export of one backup must finish within this
 };
 
+// Alert deadlines (workers/README.md "Deadlines"): an open alert not acknowledged within its
+// level's deadline escalates itself one level. 0: that level has none.
+struct AlertsConfig {
+  int deadline_critical_s = 300;
+  int deadline_warning_s = 1800;
+  int deadline_info_s = 0;
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -154,6 +162,7 @@ struct Config {
   DownloadConfig download;
   WorkersConfig workers;
   BackupsConfig backups;
+  AlertsConfig alerts;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.

@@ -25,6 +25,7 @@ struct WorkerOptions {
   core::WorkersConfig workers;
   core::DownloadConfig download;
   core::BackupsConfig backups;
+  core::AlertsConfig alerts;  // the deadlines of open alerts
   std::filesystem::path data_dir;
   // The wall clock (microseconds since the epoch); tests inject another.
   std::function<std::int64_t()> now_us;

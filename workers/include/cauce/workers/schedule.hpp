@@ -15,7 +15,7 @@ namespace cauce::workers {
 
 // A job's row in `worker_jobs` after one of its events.
 struct ScheduleEntry {
-  std::string kind;  // "report", "backup"
+  std::string kind;  // "report", "backup", "alert" (its deadline)
   std::string id;
   std::int64_t version = 0;           // the event's version: older rows are replaced, never newer
   std::optional<std::int64_t> round;  // nullopt: as the row has it
@@ -28,10 +28,28 @@ struct ScheduleEntry {
   std::optional<std::string> title;
   std::optional<std::string> source_url;
   std::optional<std::string> content_type;
+  // Alerts: the level whose deadline the row waits for, and the deadline (= due_at_us).
+  std::optional<std::string> deadline_level;
 };
 
-// nullopt for events that are not a job's (contacts, alerts) or do not move it.
-std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& event);
+// The deadline of each alert level in seconds (alerts.deadline_*_s; 0: that level has none).
+struct Deadlines {
+  int info_s = 0;
+  int warning_s = 1800;
+  int critical_s = 300;
+  int of(std::string_view level) const;
+};
+
+// nullopt for events that are not a job's or an alert's (contacts) or do not move it. An
+// alert's row is its one pending deadline: set when it is raised or escalated (from that event's
+// time), done once it is acknowledged, closed or its deadline missed.
+std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& event,
+                                            const Deadlines& deadlines = {});
+
+// The deadlines' command for a missed deadline: one id per alert, level and instant, so two
+// processes (or one after a restart) that both find it due send one command.
+std::string deadline_command_id(const std::string& alert_id, const std::string& level,
+                                std::int64_t deadline_at_us);
 
 // An error as a job event can hold it: valid UTF-8 (invalid bytes become U+FFFD), no control
 // characters, at most job::kMaxErrorBytes bytes cut at a character boundary, never empty.
