@@ -273,6 +273,14 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
         };
       });
 
+  add("/v1/stats", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    query_params(r->message.target(), {});
+    return [r, &models] {
+      auto body = models.stats();
+      const auto etag = "\"" + core::sha256_hex(body).substr(0, 32) + "\"";
+      return with_etag(*r, std::move(body), etag);
+    };
+  });
   add("/v1/backups", Role::kAdmin, [&models](const std::shared_ptr<Request>& r) -> Query {
     const auto params = query_params(r->message.target(), {"limit", "cursor"});
     const auto page = page_request(params, "backups", projections::valid_id_key);

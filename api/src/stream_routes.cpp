@@ -42,12 +42,12 @@ const core::Logger& log() {
 
 // Topic names -> the set; a name that is not a topic is a 400 naming `field`.
 std::set<std::string> topic_set(const std::vector<std::string>& names, const std::string& field) {
-  const auto& known = projections::notification_topics();
+  const auto& known = projections::subscribable_topics();
   if (names.empty()) throw invalid_field(field, "must name at least one topic");
   for (const auto& name : names) {
     if (!known.contains(name)) {
-      throw invalid_field(field,
-                          "\"" + name + "\" is not a topic (contacts, alerts, reports, backups)");
+      throw invalid_field(
+          field, "\"" + name + "\" is not a topic (contacts, alerts, reports, backups, stats)");
     }
   }
   return {names.begin(), names.end()};
@@ -241,8 +241,9 @@ class SseSession final : public StreamSession {
       out.clear();
       if (const auto oldest = subscription->take_reset()) out += reset_event(*oldest);
       for (const auto& n : subscription->take()) {
-        out += "id: " + std::to_string(n.id) + "\nevent: " + n.topic +
-               "\ndata: " + projections::notification_data(n) + "\n\n";
+        // A stats event has no id: a client resumes by the events' ids only.
+        if (n.id != 0) out += "id: " + std::to_string(n.id) + "\n";
+        out += "event: " + n.topic + "\ndata: " + projections::notification_data(n) + "\n\n";
       }
       auto reason = subscription->closed_reason();
       if (!reason && !key_.still_valid()) reason = kKeyRevoked;
@@ -325,6 +326,11 @@ class WsSession final : public StreamSession {
           messages.push_back("{\"event\":\"reset\",\"data\":" + reset_data(*oldest) + "}");
         }
         for (const auto& n : subscription->take()) {
+          if (n.id == 0) {  // stats: no id to resume after
+            messages.push_back(
+                "{\"event\":\"stats\",\"data\":" + projections::notification_data(n) + "}");
+            continue;
+          }
           messages.push_back("{\"id\":" + std::to_string(n.id) + ",\"event\":\"" + n.topic +
                              "\",\"data\":" + projections::notification_data(n) + "}");
           last_sent = n.id;

@@ -99,7 +99,7 @@ Result decide(const State& state, const MissDeadline& c, const CommandContext& c
                          c.level + ": that deadline is off"};
   }
   if (context.issued_at_us < c.deadline_at_us) {
-    return Rejection{"conflict", "deadline_at",
+    return Rejection{"too_early", "deadline_at",
                      "not due until " + core::format_utc_micros(c.deadline_at_us)};
   }
   if (state.deadline_missed) return std::vector<Event>{};  // once per level

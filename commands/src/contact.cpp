@@ -178,6 +178,8 @@ State evolve(State state, const Event& event) {
           state.assigned_to = Atom::of(e.operator_name);
         } else if constexpr (std::is_same_v<T, Archived>) {
           state.archived = true;
+          state.claimed_by = Atom{};  // nobody calls an archived contact: its claim ends
+          state.claimed_until_us = 0;
         } else if constexpr (std::is_same_v<T, Claimed>) {
           state.claimed_by = Atom::of(e.claimed_by);
           state.claimed_until_us = e.claimed_until_us;

@@ -52,7 +52,10 @@ std::optional<std::string> claim_of(const AggregateStore& store, const CommandEn
   if (!id) return std::nullopt;
   const auto* state = store.find(AggregateKey{*id, AggregateType::kContact});
   const auto* contact = state != nullptr ? std::get_if<contact::State>(state) : nullptr;
-  if (contact == nullptr || contact->claimed_by.view() != c.actor) return std::nullopt;
+  if (contact == nullptr || contact->claimed_by.view() != c.actor ||
+      !contact->claimed_at(c.issued_at_us)) {
+    return std::nullopt;
+  }
   return core::format_utc_micros(contact->claimed_until_us);
 }
 
@@ -226,7 +229,7 @@ void MemoryAggregateStore::record_command(const Uuid& command_id, const AppliedC
 bool remembers_rejection(const CommandEnvelope& command, const Outcome& outcome) {
   return outcome.kind == ReplyOutcome::kRejected && !outcome.original &&
          outcome.rejection.has_value() && outcome.rejection->code != "invalid" &&
-         is_name_based_uuid(command.command_id);
+         outcome.rejection->code != "too_early" && is_name_based_uuid(command.command_id);
 }
 
 AppliedCommand remembered(const CommandEnvelope& command, const Outcome& outcome,

@@ -1,9 +1,10 @@
 -- One generation of the read models, as the projection code of this build writes them: run by
 -- `cauce replay` inside a fresh schema (search_path = that schema, public). Column meanings are
--- commented where the tables were first created (infra/sql/0002, 0005, 0007); a generation
--- built here has exactly the shape migrations 0002-0008 give read_model_1 (a test compares
--- them). A change to the read models is made here and lands by a replay; the live generation's
--- tables are never altered in place.
+-- commented where the tables were first created (infra/sql/0002, 0005, 0007, 0009, 0011); a
+-- generation built here has exactly the shape the migrations give read_model_1 (a test compares
+-- columns, constraints, indexes, triggers and functions). A change to how events are folded is
+-- made here and lands by a replay; an additive one (a column, a counter table) is made here and
+-- in a migration too, which adds it to the existing generations in place (0009, 0011).
 
 CREATE TABLE projection_checkpoints (
   projection  text        NOT NULL,
@@ -78,7 +79,8 @@ CREATE TABLE alerts (
   raised_at   timestamptz NOT NULL,
   updated_at  timestamptz NOT NULL,
   closed_at   timestamptz,
-  version     bigint      NOT NULL
+  version     bigint      NOT NULL,
+  acknowledged_at timestamptz  -- infra/sql/0011_stats.sql
 );
 
 CREATE TABLE alert_timeline (
@@ -151,3 +153,7 @@ CREATE TABLE parked_events (
   resolved_by     text,
   UNIQUE (projection, topic, partition, "offset")
 );
+
+-- The dashboard's counters and the triggers that keep them (infra/sql/0011_stats.sql), in this
+-- generation.
+SELECT read_model_add_stats(current_schema());

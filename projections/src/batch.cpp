@@ -248,6 +248,8 @@ struct Folder {
       c.set["assigned_to"] = d.string("operator");
     } else if (e.type == "contact.archived") {
       c.set["status"] = std::string("archived");
+      c.set["claimed_by"] = std::string();  // archiving ends a claim ("" clears)
+      c.set["claimed_until"] = std::string();
     } else if (e.type == "contact.claimed") {
       c.set["claimed_by"] = d.string("claimed_by");
       c.set["claimed_until"] = d.string("claimed_until");
@@ -270,6 +272,7 @@ struct Folder {
       c.set["raised_at"] = at;
     } else if (e.type == "alert.acknowledged") {
       c.set["state"] = std::string("acknowledged");
+      c.set["acknowledged_at"] = at;
     } else if (e.type == "alert.escalated") {
       c.set["level"] = d.string("to");
     } else if (e.type == "alert.closed") {

@@ -12,6 +12,7 @@
 #include <cauce/core/log.hpp>
 #include <cauce/core/postgres.hpp>
 #include <cauce/projections/notification_hub.hpp>
+#include <cauce/projections/queries.hpp>
 
 #include "pg_projection.hpp"
 
@@ -36,6 +37,7 @@ constexpr auto kSlowClientGrace = std::chrono::seconds(5);
 }  // namespace
 
 std::string notification_data(const Notification& n) {
+  if (n.topic == "stats") return n.data;
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
   w.StartObject();
@@ -53,6 +55,11 @@ std::string notification_data(const Notification& n) {
 
 const std::set<std::string>& notification_topics() {
   static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups"};
+  return topics;
+}
+
+const std::set<std::string>& subscribable_topics() {
+  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups", "stats"};
   return topics;
 }
 
@@ -119,6 +126,10 @@ struct NotificationHub::Impl {
 
   // Hub thread only.
   std::string live_schema;  // the read-model generation queries read (read_model_live)
+  // Topic stats: the figures last sent, when, and the notification id they reflect.
+  std::string stats_sent;
+  Clock::time_point stats_at{};
+  std::int64_t stats_id = -2;
   std::unique_ptr<pqxx::connection> connection;
   std::unique_ptr<Receiver> receiver;
 
@@ -224,7 +235,7 @@ struct NotificationHub::Impl {
              cursor, latest, kPageRows)) {
       rows.push_back(Notification{row[0].as<std::int64_t>(), row[1].as<std::string>(),
                                   row[2].as<std::string>(), row[3].as<std::string>(),
-                                  row[4].as<std::int64_t>(), row[5].as<std::string>()});
+                                  row[4].as<std::int64_t>(), row[5].as<std::string>(), ""});
     }
     return rows;
   }
@@ -330,6 +341,49 @@ struct NotificationHub::Impl {
     return more;
   }
 
+  // Topic stats: once a second at most, when notifications came since (or a subscriber has no
+  // figures yet), the figures again; sent to every stats subscriber when they changed, and to a
+  // new one at once. One query on the hub's connection, whatever the number of subscribers.
+  void publish_stats() {
+    const auto now = Clock::now();
+    if (now - stats_at < std::chrono::seconds(1)) return;
+    std::vector<std::shared_ptr<Subscription>> subs;
+    std::int64_t latest = 0;
+    {
+      const std::lock_guard lock(mutex);
+      for (const auto& s : subscriptions) {
+        if (s->topics_.contains("stats")) subs.push_back(s);
+      }
+      latest = latest_id;
+    }
+    const bool newcomer =
+        std::any_of(subs.begin(), subs.end(), [](const auto& s) { return !s->has_stats_; });
+    if (subs.empty() || (latest == stats_id && !newcomer)) return;
+    stats_at = now;
+    std::string figures;
+    {
+      pqxx::read_transaction txn(*connection);
+      figures = txn.exec(ReadModels::stats_sql())[0][0].as<std::string>();
+    }
+    const bool differ = figures != stats_sent;
+    stats_sent = figures;
+    stats_id = latest;
+    Notification n;
+    n.topic = "stats";
+    n.type = "stats";
+    n.data = figures;
+    for (const auto& s : subs) {
+      if (!differ && s->has_stats_) continue;
+      {
+        const std::lock_guard lock(s->mutex_);
+        if (s->closed_ || s->queue_.size() >= s->capacity_) continue;  // the next change
+        s->queue_.push_back(n);
+      }
+      s->has_stats_ = true;
+      s->wake_();
+    }
+  }
+
   void loop() {
     int failures = 0;
     while (running) {
@@ -352,6 +406,7 @@ struct NotificationHub::Impl {
       try {
         settle_waiters();
         more = deliver();
+        publish_stats();
         bool kicked = false;
         {
           const std::lock_guard lock(mutex);

@@ -113,13 +113,14 @@ const std::vector<std::string> kCallColumns = {"call_id", "contact_id", "outcome
 const char* const kAlertColumns = R"(
     id uuid, created boolean, first_version bigint, version bigint, level text, title text,
     region text, source text, details text, state text, resolution text,
-    raised_at timestamptz, updated_at timestamptz, closed_at timestamptz)";
+    raised_at timestamptz, updated_at timestamptz, closed_at timestamptz,
+    acknowledged_at timestamptz)";
 
 const std::string kInsertAlerts = std::string(R"(
   INSERT INTO alerts (id, level, title, region, source, details, state, resolution, raised_at,
-                      updated_at, closed_at, version)
+                      updated_at, closed_at, version, acknowledged_at)
   SELECT id, level, title, region, source, details, state, resolution, raised_at, updated_at,
-         closed_at, version
+         closed_at, version, acknowledged_at
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                   kAlertColumns + R"()
   WHERE created
@@ -130,6 +131,7 @@ const std::string kUpdateAlerts = std::string(R"(
     level = coalesce(x.level, a.level), state = coalesce(x.state, a.state),
     resolution = coalesce(x.resolution, a.resolution),
     closed_at = coalesce(x.closed_at, a.closed_at),
+    acknowledged_at = coalesce(x.acknowledged_at, a.acknowledged_at),
     updated_at = x.updated_at, version = x.version
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                   kAlertColumns + R"()

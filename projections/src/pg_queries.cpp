@@ -166,6 +166,55 @@ Page ReadModels::alerts(const AlertFilter& f, const PageRequest& page) {
   });
 }
 
+const char* const kStats = R"(
+  SELECT json_build_object(
+    'alerts', json_build_object(
+      'open_by_level', (
+        SELECT json_object_agg(l.level, coalesce(s.n, 0) ORDER BY l.rank)
+        FROM (VALUES ('info', 1), ('warning', 2), ('critical', 3)) AS l(level, rank)
+        LEFT JOIN (SELECT level, sum(count) AS n FROM stats_open_alerts GROUP BY level) s
+          ON s.level = l.level),
+      'open_by_region', (
+        SELECT coalesce(json_object_agg(region, n ORDER BY region), '{}')
+        FROM (SELECT region, sum(count) AS n FROM stats_open_alerts GROUP BY region
+              HAVING sum(count) > 0) r),
+      'per_hour', (
+        SELECT json_agg(json_build_object('hour', rfc3339(h.hour),
+                                          'raised', coalesce(s.raised, 0),
+                                          'closed', coalesce(s.closed, 0)) ORDER BY h.hour)
+        FROM generate_series(date_trunc('hour', now(), 'UTC') - interval '23 hours',
+                             date_trunc('hour', now(), 'UTC'), interval '1 hour') AS h(hour)
+        LEFT JOIN stats_alert_hours s ON s.hour = h.hour),
+      'time_to_acknowledge_s', (
+        SELECT json_build_object(
+                 'count', count(*),
+                 'median', percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds),
+                 'p90', percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds))
+        FROM alert_acks WHERE acknowledged_at > now() - interval '24 hours')),
+    'calls_today', json_build_object(
+      'day', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+      'by_operator', (
+        SELECT coalesce(json_object_agg(operator, outcomes ORDER BY operator), '{}')
+        FROM (SELECT operator, json_object_agg(outcome, count ORDER BY outcome) AS outcomes
+              FROM stats_calls_day WHERE day = (now() AT TIME ZONE 'UTC')::date
+              GROUP BY operator) o)),
+    'contacts', json_build_object(
+      'by_status', (
+        SELECT json_object_agg(st.status, coalesce(s.count, 0) ORDER BY st.status)
+        FROM (VALUES ('active'), ('archived')) AS st(status)
+        LEFT JOIN stats_contacts s ON s.status = st.status),
+      'claimed_now', (SELECT count(*) FROM contacts WHERE claimed_until > now()))
+  )::text)";
+
+const char* ReadModels::stats_sql() { return kStats; }
+
+std::string ReadModels::stats() {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::read_transaction txn(c);  // one snapshot: the figures agree with each other
+    return txn.exec(kStats)[0][0].as<std::string>();
+  });
+}
+
 std::optional<std::string> ReadModels::alert(const std::string& id) {
   return pool_.with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction n(c);

@@ -138,7 +138,7 @@ TEST_F(ClaimsTest, AClaimLapsesWithNoTimerAndOnlyItsHolderReleasesIt) {
   const auto bob = operator_key("bob");
   EXPECT_TRUE(eventually([&] { return listed_as_claimable(); }));
 
-  const auto held = claim(ada, R"({"ttl_s":1})");
+  const auto held = claim(ada, R"({"ttl_s":3})");
   ASSERT_EQ(held.status, 200u) << held.body;
   EXPECT_EQ(member(held.body, "claimed_by"), "ada");
   const auto until_us = core::parse_utc_micros(member(held.body, "claimed_until"));

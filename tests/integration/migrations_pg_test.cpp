@@ -129,6 +129,17 @@ std::string shape_of(const TempDatabase& db, const std::string& schema) {
       "  SELECT format('index %s', indexdef) FROM pg_indexes WHERE schemaname = '" +
       schema +
       "'"
+      "  UNION ALL"
+      "  SELECT format('trigger %s', pg_get_triggerdef(t.oid)) FROM pg_trigger t"
+      "  JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+      "  WHERE NOT t.tgisinternal AND n.nspname = '" +
+      schema +
+      "'"
+      "  UNION ALL"
+      "  SELECT format('function %s %s', p.proname, p.prosrc) FROM pg_proc p"
+      "  JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = '" +
+      schema +
+      "'"
       ") lines");
 }
 

@@ -80,10 +80,12 @@ const char* const kClaimJob = R"(
             coalesce((extract(epoch FROM j.deadline_at) * 1e6)::bigint, 0))";
 
 // A deadline whose command was refused because the alert moved on (acknowledged, closed, another
-// level): done, unless an event the refusal had not seen set a newer deadline meanwhile.
+// level): done, if the row still holds that deadline (the feeder may have set the next level's
+// meanwhile: that one stays).
 const char* const kDeadlineOff = R"(
   UPDATE worker_jobs SET step = 'done', lease_owner = NULL, lease_until = NULL
-  WHERE kind = 'alert' AND id = $1::uuid AND lease_owner = $2 AND version <= $3)";
+  WHERE kind = 'alert' AND id = $1::uuid AND lease_owner = $2 AND deadline_level = $3
+    AND deadline_at = to_timestamp($4::double precision / 1e6))";
 
 // Gives the job back: due again at once (or after `$4` ms), and not before the row reflects
 // version `$3` (what this runner's last command made of the job).
@@ -509,6 +511,12 @@ struct Workers::Impl {
   // it): again at the instant.
   void run_deadline(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
                     core::ConditionLog& condition) {
+    // Due by PostgreSQL's clock but not by this one: wait for it here (a command sent early is
+    // refused, and would only be sent again).
+    if (const auto early_us = c.deadline_at_us - options.now_us(); early_us > 0) {
+      release(pg, c, c.version, std::chrono::milliseconds(early_us / 1000 + 1), condition);
+      return;
+    }
     CommandEnvelope e;
     e.command_id = deadline_command_id(c.id, c.deadline_level, c.deadline_at_us);
     e.type = "alert.miss_deadline";
@@ -534,7 +542,7 @@ struct Workers::Impl {
       if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
         log().info("alert deadline missed", {{"id", c.id}, {"level", c.deadline_level}});
         count("alert", "deadline", "ok");
-      } else if (reply.rejection && reply.rejection->field == "deadline_at") {
+      } else if (reply.rejection && reply.rejection->code == "too_early") {
         delay = std::chrono::milliseconds(
             std::max<std::int64_t>(0, (c.deadline_at_us - options.now_us()) / 1000) + 1);
       } else {
@@ -542,25 +550,27 @@ struct Workers::Impl {
         count("alert", "deadline", "off");
       }
     }
-    if (!off) {
-      release(pg, c, awaits, delay, condition);
-      return;
+    if (off) {
+      try {
+        if (!pg) pg = connect(condition);
+        if (!pg) throw std::runtime_error("stopping");
+        pqxx::work txn(*pg);
+        const auto rows =
+            txn.exec_params(kDeadlineOff, c.id, c.token, c.deadline_level, c.deadline_at_us);
+        txn.commit();
+        if (rows.affected_rows() == 1) {
+          const std::lock_guard lock(mutex);
+          held.erase(c.token);
+          return;
+        }
+        // The row holds a newer deadline now: released below, due when that one is.
+      } catch (const std::exception& ex) {
+        pg.reset();
+        log().warn("could not put a deadline off; it is released instead",
+                   {{"id", c.id}, {"error", ex.what()}});
+      }
     }
-    {
-      const std::lock_guard lock(mutex);
-      held.erase(c.token);
-    }
-    try {
-      if (!pg) pg = connect(condition);
-      if (!pg) return;
-      pqxx::work txn(*pg);
-      txn.exec_params(kDeadlineOff, c.id, c.token, awaits);
-      txn.commit();
-    } catch (const std::exception& ex) {
-      pg.reset();
-      log().warn("could not put a deadline off; its lease will expire",
-                 {{"id", c.id}, {"error", ex.what()}});
-    }
+    release(pg, c, awaits, delay, condition);
   }
 
   std::filesystem::path reports_dir() const { return options.data_dir / "reports"; }

@@ -17,6 +17,8 @@ namespace cauce::commands {
 //   already_exists   creation of an existing aggregate (409)
 //   conflict         the aggregate's state forbids it, e.g. archived (409)
 //   version_mismatch If-Match does not match (412)
+//   too_early        the command's time is before what it acts on (a worker's command sent by a
+//                    clock behind another); never remembered: the same command may be taken later
 struct Rejection {
   std::string code;
   std::string field;

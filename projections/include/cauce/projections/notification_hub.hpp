@@ -29,19 +29,24 @@
 namespace cauce::projections {
 
 struct Notification {
-  std::int64_t id = 0;
-  std::string topic;  // contacts, alerts, reports, backups
-  std::string type;   // the event type
+  std::int64_t id = 0;  // 0: not a row of the notifications table (topic stats): no resume id
+  std::string topic;    // contacts, alerts, reports, backups; stats
+  std::string type;     // the event type
   std::string aggregate_id;
   std::int64_t version = 0;
   std::string position;
+  std::string data;  // topic stats: GET /v1/stats's figures (JSON)
 };
 
-// API.md's message data: {"type","id","version","position"}.
+// API.md's message data: {"type","id","version","position"}; for stats, the figures.
 std::string notification_data(const Notification& n);
 
-// The notification topics a client may subscribe to.
+// The notification topics a client gets when it names none (the events' topics).
 const std::set<std::string>& notification_topics();
+
+// Every topic a client may name: those and `stats` (the dashboard's figures, GET /v1/stats, sent
+// when they changed, at most once a second, and once when the client subscribes).
+const std::set<std::string>& subscribable_topics();
 
 // One live client's queue. The hub pushes, the client's connection takes.
 class Subscription {
@@ -69,8 +74,9 @@ class Subscription {
   friend class NotificationHub;
 
   const std::set<std::string> topics_;
-  std::int64_t cursor_;  // hub thread only: the last id considered for this client
-  bool check_resume_;    // hub thread only: compare the cursor with the retention first
+  std::int64_t cursor_;     // hub thread only: the last id considered for this client
+  bool check_resume_;       // hub thread only: compare the cursor with the retention first
+  bool has_stats_ = false;  // hub thread only: topic stats: the figures last sent reached it
   const std::size_t capacity_;
   const std::function<void()> wake_;
   std::chrono::steady_clock::time_point full_since_{};  // hub thread only

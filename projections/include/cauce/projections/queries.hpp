@@ -62,6 +62,11 @@ class ReadModels {
   std::optional<std::string> report(const std::string& id);
   // Newest first.
   Page backups(const PageRequest& page);
+  // The live dashboard's figures (GET /v1/stats) from the counters the read models' triggers
+  // keep (infra/sql/0011_stats.sql): a few small tables and index ranges, never a whole one.
+  std::string stats();
+  // The query stats() runs, for EXPLAIN in tests.
+  static const char* stats_sql();
 
  private:
   core::PgPool& pool_;
