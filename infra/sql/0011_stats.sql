@@ -52,7 +52,7 @@ BEGIN
     BEGIN
       INSERT INTO %1$I.stats_open_alerts AS s (level, region, count)
         SELECT level, coalesce(region, ''), count(*) FROM new_rows WHERE state <> 'closed'
-        GROUP BY 1, 2
+        GROUP BY 1, 2 ORDER BY 1, 2
         ON CONFLICT (level, region) DO UPDATE SET count = s.count + excluded.count;
       INSERT INTO %1$I.stats_alert_hours AS s (hour, raised, closed)
         SELECT hour, sum(raised), sum(closed) FROM (
@@ -61,11 +61,11 @@ BEGIN
           UNION ALL
           SELECT date_trunc('hour', closed_at, 'UTC'), 0, 1 FROM new_rows
           WHERE closed_at IS NOT NULL) h
-        GROUP BY hour
+        GROUP BY hour ORDER BY hour
         ON CONFLICT (hour) DO UPDATE SET raised = s.raised + excluded.raised,
                                          closed = s.closed + excluded.closed;
       INSERT INTO %1$I.alert_acks (alert_id, acknowledged_at, seconds)
-        SELECT id, acknowledged_at, extract(epoch FROM acknowledged_at - raised_at)
+        SELECT id, acknowledged_at, greatest(0, extract(epoch FROM acknowledged_at - raised_at))
         FROM new_rows WHERE acknowledged_at IS NOT NULL
         ON CONFLICT (alert_id) DO NOTHING;
       RETURN NULL;
@@ -79,16 +79,16 @@ BEGIN
           WHERE state <> 'closed'
           UNION ALL
           SELECT level, coalesce(region, ''), -1 FROM old_rows WHERE state <> 'closed') d
-        GROUP BY level, region HAVING sum(delta) <> 0
+        GROUP BY level, region HAVING sum(delta) <> 0 ORDER BY level, region
         ON CONFLICT (level, region) DO UPDATE SET count = s.count + excluded.count;
       INSERT INTO %1$I.stats_alert_hours AS s (hour, closed)
         SELECT date_trunc('hour', n.closed_at, 'UTC'), count(*)
         FROM new_rows n JOIN old_rows o USING (id)
         WHERE o.closed_at IS NULL AND n.closed_at IS NOT NULL
-        GROUP BY 1
+        GROUP BY 1 ORDER BY 1
         ON CONFLICT (hour) DO UPDATE SET closed = s.closed + excluded.closed;
       INSERT INTO %1$I.alert_acks (alert_id, acknowledged_at, seconds)
-        SELECT n.id, n.acknowledged_at, extract(epoch FROM n.acknowledged_at - n.raised_at)
+        SELECT n.id, n.acknowledged_at, greatest(0, extract(epoch FROM n.acknowledged_at - n.raised_at))
         FROM new_rows n JOIN old_rows o USING (id)
         WHERE o.acknowledged_at IS NULL AND n.acknowledged_at IS NOT NULL
         ON CONFLICT (alert_id) DO NOTHING;
@@ -99,7 +99,7 @@ BEGIN
     BEGIN
       INSERT INTO %1$I.stats_calls_day AS s (day, operator, outcome, count)
         SELECT (occurred_at AT TIME ZONE 'UTC')::date, coalesce(operator, ''), outcome, count(*)
-        FROM new_rows GROUP BY 1, 2, 3
+        FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (day, operator, outcome) DO UPDATE SET count = s.count + excluded.count;
       RETURN NULL;
     END $f$;
@@ -108,7 +108,7 @@ BEGIN
     BEGIN
       IF TG_OP = 'INSERT' THEN
         INSERT INTO %1$I.stats_contacts AS s (status, count)
-          SELECT status, count(*) FROM new_rows GROUP BY status
+          SELECT status, count(*) FROM new_rows GROUP BY status ORDER BY status
           ON CONFLICT (status) DO UPDATE SET count = s.count + excluded.count;
       ELSE
         INSERT INTO %1$I.stats_contacts AS s (status, count)
@@ -116,7 +116,7 @@ BEGIN
             SELECT status, 1 AS delta FROM new_rows
             UNION ALL
             SELECT status, -1 FROM old_rows) d
-          GROUP BY status HAVING sum(delta) <> 0
+          GROUP BY status HAVING sum(delta) <> 0 ORDER BY status
           ON CONFLICT (status) DO UPDATE SET count = s.count + excluded.count;
       END IF;
       RETURN NULL;
@@ -151,7 +151,7 @@ BEGIN
         WHERE closed_at IS NOT NULL) h
       GROUP BY hour;
     INSERT INTO %1$I.alert_acks (alert_id, acknowledged_at, seconds)
-      SELECT id, acknowledged_at, extract(epoch FROM acknowledged_at - raised_at)
+      SELECT id, acknowledged_at, greatest(0, extract(epoch FROM acknowledged_at - raised_at))
       FROM %1$I.alerts WHERE acknowledged_at IS NOT NULL;
     INSERT INTO %1$I.stats_calls_day (day, operator, outcome, count)
       SELECT (occurred_at AT TIME ZONE 'UTC')::date, coalesce(operator, ''), outcome, count(*)
@@ -179,7 +179,14 @@ BEGIN
     SELECT n.nspname FROM pg_namespace n
     WHERE n.nspname LIKE 'read\_model\_%' AND to_regclass(quote_ident(n.nspname) || '.alerts') IS NOT NULL
   LOOP
+    -- In the order a projector batch writes them (calls, contacts, alerts): a projector
+    -- running meanwhile waits instead of deadlocking with this.
+    EXECUTE format('LOCK TABLE %1$I.calls, %1$I.contacts, %1$I.alerts IN ACCESS EXCLUSIVE MODE',
+                   generation);
     EXECUTE format('ALTER TABLE %I.alerts ADD COLUMN acknowledged_at timestamptz', generation);
+    -- Archiving ends a claim since this version; what was archived while claimed before, too.
+    EXECUTE format('UPDATE %I.contacts SET claimed_by = NULL, claimed_until = NULL
+                    WHERE status = ''archived'' AND claimed_by IS NOT NULL', generation);
     -- When each was acknowledged, from its timeline.
     EXECUTE format('UPDATE %1$I.alerts a SET acknowledged_at = t.occurred_at
                     FROM %1$I.alert_timeline t

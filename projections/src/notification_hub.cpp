@@ -33,6 +33,8 @@ constexpr int kPageRows = 5000;
 constexpr std::size_t kCursorsPerRound = 32;
 // A client whose queue stays full this long is closed as too slow.
 constexpr auto kSlowClientGrace = std::chrono::seconds(5);
+// Topic stats: figures at most once a second, and at least every minute while anyone listens.
+constexpr auto kStatsRefresh = std::chrono::seconds(60);
 
 }  // namespace
 
@@ -130,6 +132,7 @@ struct NotificationHub::Impl {
   std::string stats_sent;
   Clock::time_point stats_at{};
   std::int64_t stats_id = -2;
+  core::ConditionLog stats_condition{log()};
   std::unique_ptr<pqxx::connection> connection;
   std::unique_ptr<Receiver> receiver;
 
@@ -358,12 +361,23 @@ struct NotificationHub::Impl {
     }
     const bool newcomer =
         std::any_of(subs.begin(), subs.end(), [](const auto& s) { return !s->has_stats_; });
-    if (subs.empty() || (latest == stats_id && !newcomer)) return;
+    // Without events the figures still move (claims lapse, the hours and the day roll over):
+    // computed again every kStatsRefresh too.
+    if (subs.empty() || (latest == stats_id && !newcomer && now - stats_at < kStatsRefresh)) {
+      return;
+    }
     stats_at = now;
     std::string figures;
-    {
+    try {
       pqxx::read_transaction txn(*connection);
       figures = txn.exec(ReadModels::stats_sql())[0][0].as<std::string>();
+      stats_condition.cleared("the stats topic has its figures again");
+    } catch (const pqxx::broken_connection&) {
+      throw;  // the hub reconnects
+    } catch (const std::exception& e) {
+      // Not the hub's business to stop for: the figures wait for the next round.
+      stats_condition.failing("the stats topic cannot compute its figures", {{"error", e.what()}});
+      return;
     }
     const bool differ = figures != stats_sent;
     stats_sent = figures;
@@ -376,7 +390,10 @@ struct NotificationHub::Impl {
       if (!differ && s->has_stats_) continue;
       {
         const std::lock_guard lock(s->mutex_);
-        if (s->closed_ || s->queue_.size() >= s->capacity_) continue;  // the next change
+        if (s->closed_ || s->queue_.size() >= s->capacity_) {
+          s->has_stats_ = false;  // it gets them next round
+          continue;
+        }
         s->queue_.push_back(n);
       }
       s->has_stats_ = true;

@@ -6,12 +6,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <rapidjson/document.h>
 
 #include <cauce/core/log.hpp>
 
 #include "event_log.hpp"
-#include "fixtures.hpp"
+#include "served.hpp"
 
 namespace cauce::testing {
 namespace {
@@ -19,57 +18,33 @@ namespace {
 namespace beast_http = boost::beast::http;
 using ::testing::HasSubstr;
 
-std::string member(const std::string& json, const char* name) {
-  rapidjson::Document doc;
-  doc.Parse(json.c_str());
-  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember(name)) return "<absent>";
-  const auto& v = doc[name];
-  if (v.IsString()) return v.GetString();
-  if (v.IsNull()) return "null";
-  if (v.IsInt64()) return std::to_string(v.GetInt64());
-  return "<other>";
-}
-
-class ClaimsTest : public ::testing::Test {
+class ClaimsTest : public ServedTest {
  protected:
   void SetUp() override {
-    ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
-    auto served = serve_ready(env(), data_.path());
-    serve_ = std::move(served.process);
-    port_ = served.port;
-    admin_ = served.admin_key;
-    ASSERT_NE(port_, 0) << served.failure;
+    settings["CAUCE_HTTP_RATE_LIMIT_OPERATOR"] = "0";
+    ServedTest::SetUp();
+    serve();
     const auto created =
         post("/v1/contacts", R"({"name":"Ada","phone":"+44 20 7946 0958"})", admin_);
     ASSERT_EQ(created.status, 201u) << created.body;
-    contact_ = member(created.body, "id");
-  }
-
-  std::map<std::string, std::string> env() const {
-    auto e = cauce_env(db_.config(), kafka_);
-    e["CAUCE_DATA_DIR"] = data_.path().string();
-    e["CAUCE_HTTP_RATE_LIMIT_OPERATOR"] = "0";
-    return e;
+    contact_ = json_member(created.body, "id");
   }
 
   // An operator key named `name`.
   std::string operator_key(const std::string& name) const {
     const auto r = post("/v1/keys", R"({"name":")" + name + R"(","role":"operator"})", admin_);
     EXPECT_EQ(r.status, 201u) << r.body;
-    return member(r.body, "key");
+    return json_member(r.body, "key");
   }
 
   HttpResult post(const std::string& target, const std::string& body,
                   const std::string& key) const {
-    std::vector<std::pair<std::string, std::string>> headers{{"Authorization", "Bearer " + key}};
-    if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
-    return http_request(port_, beast_http::verb::post, target, body, headers, 15s);
+    return call(beast_http::verb::post, target, body, key);
   }
 
   HttpResult get(const std::string& target, const std::string& position = "") const {
-    std::vector<std::pair<std::string, std::string>> headers{{"Authorization", "Bearer " + admin_}};
-    if (!position.empty()) headers.emplace_back("Cauce-Min-Position", position);
-    return http_request(port_, beast_http::verb::get, target, "", headers, 15s);
+    if (position.empty()) return call(beast_http::verb::get, target);
+    return call(beast_http::verb::get, target, "", "", {{"Cauce-Min-Position", position}});
   }
 
   HttpResult claim(const std::string& key, const std::string& body = "") const {
@@ -80,12 +55,6 @@ class ClaimsTest : public ::testing::Test {
     return get("/v1/contacts?claimable=true").body.find(contact_) != std::string::npos;
   }
 
-  TempDatabase db_;
-  TempDir data_;
-  core::KafkaConfig kafka_ = test_kafka();
-  std::unique_ptr<CauceProcess> serve_;
-  std::uint16_t port_ = 0;
-  std::string admin_;
   std::string contact_;
 };
 
@@ -111,8 +80,8 @@ TEST_F(ClaimsTest, TwentyOperatorsRacingForOneContactExactlyOneWins) {
   ASSERT_EQ(winners.size(), 1u) << "one claim wins";
   const auto& won = answers[winners[0]];
   const auto winner = "op" + std::to_string(winners[0]);
-  EXPECT_EQ(member(won.body, "claimed_by"), winner);
-  const auto until = member(won.body, "claimed_until");
+  EXPECT_EQ(json_member(won.body, "claimed_by"), winner);
+  const auto until = json_member(won.body, "claimed_until");
   for (int i = 0; i < kOperators; ++i) {
     if (i == winners[0]) continue;
     EXPECT_EQ(answers[i].status, 409u) << answers[i].body;
@@ -122,8 +91,8 @@ TEST_F(ClaimsTest, TwentyOperatorsRacingForOneContactExactlyOneWins) {
   }
   // The read model shows the claim; the log holds one claim, valid against its schema.
   const auto contact = get("/v1/contacts/" + contact_, won.headers.at("cauce-position"));
-  EXPECT_EQ(member(contact.body, "claimed_by"), winner) << contact.body;
-  EXPECT_EQ(member(contact.body, "claimed_until"), until);
+  EXPECT_EQ(json_member(contact.body, "claimed_by"), winner) << contact.body;
+  EXPECT_EQ(json_member(contact.body, "claimed_until"), until);
   EXPECT_FALSE(listed_as_claimable());
   const auto events = read_event_log(kafka_);
   EXPECT_THAT(schema_problems(events), ::testing::IsEmpty());
@@ -140,8 +109,8 @@ TEST_F(ClaimsTest, AClaimLapsesWithNoTimerAndOnlyItsHolderReleasesIt) {
 
   const auto held = claim(ada, R"({"ttl_s":3})");
   ASSERT_EQ(held.status, 200u) << held.body;
-  EXPECT_EQ(member(held.body, "claimed_by"), "ada");
-  const auto until_us = core::parse_utc_micros(member(held.body, "claimed_until"));
+  EXPECT_EQ(json_member(held.body, "claimed_by"), "ada");
+  const auto until_us = core::parse_utc_micros(json_member(held.body, "claimed_until"));
   EXPECT_EQ(claim(bob).status, 409u) << "ada's claim is live";
 
   // Nothing runs when the second passes: the next command's time is simply past the end.
@@ -149,10 +118,10 @@ TEST_F(ClaimsTest, AClaimLapsesWithNoTimerAndOnlyItsHolderReleasesIt) {
       std::chrono::system_clock::time_point(std::chrono::microseconds(until_us)) + 50ms);
   EXPECT_TRUE(listed_as_claimable()) << "a lapsed claim leaves the contact claimable";
   const auto lapsed = get("/v1/contacts/" + contact_, held.headers.at("cauce-position"));
-  EXPECT_EQ(member(lapsed.body, "claimed_by"), "null") << lapsed.body;
+  EXPECT_EQ(json_member(lapsed.body, "claimed_by"), "null") << lapsed.body;
   const auto taken = claim(bob, R"({"ttl_s":600})");
   ASSERT_EQ(taken.status, 200u) << taken.body;
-  EXPECT_EQ(member(taken.body, "claimed_by"), "bob");
+  EXPECT_EQ(json_member(taken.body, "claimed_by"), "bob");
 
   // ada (no longer the holder) cannot release it; bob renews, then releases.
   const auto refused = post("/v1/contacts/" + contact_ + "/release", "", ada);
@@ -162,13 +131,13 @@ TEST_F(ClaimsTest, AClaimLapsesWithNoTimerAndOnlyItsHolderReleasesIt) {
   const auto released = post("/v1/contacts/" + contact_ + "/release", "", bob);
   ASSERT_EQ(released.status, 200u) << released.body;
   const auto free = get("/v1/contacts/" + contact_, released.headers.at("cauce-position"));
-  EXPECT_EQ(member(free.body, "claimed_by"), "null") << free.body;
-  EXPECT_EQ(member(free.body, "claimed_until"), "null");
+  EXPECT_EQ(json_member(free.body, "claimed_by"), "null") << free.body;
+  EXPECT_EQ(json_member(free.body, "claimed_until"), "null");
   EXPECT_TRUE(listed_as_claimable());
   // Releasing again changes nothing.
   const auto again = post("/v1/contacts/" + contact_ + "/release", "", bob);
   EXPECT_EQ(again.status, 200u);
-  EXPECT_EQ(member(again.body, "version"), member(released.body, "version"));
+  EXPECT_EQ(json_member(again.body, "version"), json_member(released.body, "version"));
 
   const auto events = read_event_log(kafka_);
   EXPECT_THAT(schema_problems(events), ::testing::IsEmpty());
@@ -196,13 +165,13 @@ TEST_F(ClaimsTest, BadClaimsAreRefusedNamingTheFieldAndChangeNothing) {
   const auto missing = post("/v1/contacts/01a24587-a6a8-7963-9e29-c0f42d654002/claim", "", ada);
   EXPECT_EQ(missing.status, 404u) << missing.body;
   const auto reader = post("/v1/keys", R"({"name":"watcher","role":"reader"})", admin_);
-  EXPECT_EQ(claim(member(reader.body, "key")).status, 403u) << "claims are an operator's";
+  EXPECT_EQ(claim(json_member(reader.body, "key")).status, 403u) << "claims are an operator's";
   // Nothing of it reached the log: the contact is still at version 1, unclaimed.
   const auto events = read_event_log(kafka_);
   EXPECT_EQ(events.size(), 1u);
   const auto contact = get("/v1/contacts/" + contact_);
-  EXPECT_EQ(member(contact.body, "version"), "1");
-  EXPECT_EQ(member(contact.body, "claimed_by"), "null");
+  EXPECT_EQ(json_member(contact.body, "version"), "1");
+  EXPECT_EQ(json_member(contact.body, "claimed_by"), "null");
 }
 
 }  // namespace

@@ -11,8 +11,8 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
-#include "fixtures.hpp"
 #include "read_models.hpp"
+#include "served.hpp"
 #include "source_server.hpp"
 
 namespace cauce::testing {
@@ -28,40 +28,24 @@ std::string env_or(const char* name, const char* otherwise) {
   return value != nullptr && *value != '\0' ? value : otherwise;
 }
 
-class ContractTest : public ::testing::Test {
+class ContractTest : public ServedTest {
  protected:
   void SetUp() override {
-    ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
-    auto served = serve_ready(env(), data_.path());
-    serve_ = std::move(served.process);
-    port_ = served.port;
-    admin_ = served.admin_key;
-    ASSERT_NE(port_, 0) << served.failure;
-  }
-
-  std::map<std::string, std::string> env() const {
-    auto e = cauce_env(db_.config(), kafka_);
-    e["CAUCE_DATA_DIR"] = data_.path().string();
-    // schemathesis sends hundreds of requests a second from one key.
-    e["CAUCE_HTTP_RATE_LIMIT_READER"] = "0";
-    e["CAUCE_HTTP_RATE_LIMIT_OPERATOR"] = "0";
-    e["CAUCE_HTTP_RATE_LIMIT_ADMIN"] = "0";
-    e["CAUCE_DOWNLOAD_ALLOW_PRIVATE"] = "true";  // the report source below is on loopback
-    // Generated reports point anywhere ("http://0"): one attempt each, not a train of retries
-    // whose commands crowd the generated ones on a machine the rest of the suite shares.
-    e["CAUCE_WORKERS_MAX_ATTEMPTS"] = "1";
-    // This is a contract check, not a latency one: on 2 cores under `ctest -j` a command may
-    // wait past the default 4 s for its outcome, which is a 503 the spec allows but
-    // schemathesis counts as a server error.
-    e["CAUCE_COMMANDS_REPLY_TIMEOUT_MS"] = "30000";
-    return e;
-  }
-
-  HttpResult call(beast_http::verb method, const std::string& target,
-                  const std::string& body = "") const {
-    std::vector<std::pair<std::string, std::string>> headers{{"Authorization", "Bearer " + admin_}};
-    if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
-    return http_request(port_, method, target, body, headers, 15s);
+    settings = {
+        // schemathesis sends hundreds of requests a second from one key.
+        {"CAUCE_HTTP_RATE_LIMIT_READER", "0"},
+        {"CAUCE_HTTP_RATE_LIMIT_OPERATOR", "0"},
+        {"CAUCE_HTTP_RATE_LIMIT_ADMIN", "0"},
+        {"CAUCE_DOWNLOAD_ALLOW_PRIVATE", "true"},  // the report source below is on loopback
+        // Generated reports point anywhere ("http://0"): one attempt each, not a train of
+        // retries whose commands crowd the generated ones on a machine the suite shares.
+        {"CAUCE_WORKERS_MAX_ATTEMPTS", "1"},
+        // This is a contract check, not a latency one: on 2 cores under `ctest -j` a command
+        // may wait past the default 4 s for its outcome, which is a 503 the spec allows but
+        // schemathesis counts as a server error.
+        {"CAUCE_COMMANDS_REPLY_TIMEOUT_MS", "30000"}};
+    ServedTest::SetUp();
+    serve();
   }
 
   // A command that must be taken: its answer's `field` (the new aggregate's id), and the
@@ -73,17 +57,7 @@ class ContractTest : public ::testing::Test {
     if (const auto it = r.headers.find("cauce-position"); it != r.headers.end()) {
       position_ = it->second;
     }
-    return member(r.body, field);
-  }
-
-  static std::string member(const std::string& json, const std::string& name) {
-    rapidjson::Document doc;
-    doc.Parse(json.c_str());
-    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember(name.c_str())) return "";
-    const auto& v = doc[name.c_str()];
-    if (v.IsString()) return v.GetString();
-    if (v.IsInt64()) return std::to_string(v.GetInt64());
-    return "";
+    return json_member(r.body, field.c_str());
   }
 
   // The next_cursor of a first page of one item, once the list holds two.
@@ -93,20 +67,14 @@ class ContractTest : public ::testing::Test {
         [&] {
           const auto r = call(beast_http::verb::get,
                               list + (list.find('?') == list.npos ? "?" : "&") + "limit=1");
-          next = r.status == 200 ? member(r.body, "next_cursor") : "";
-          return !next.empty();
+          next = r.status == 200 ? json_member(r.body, "next_cursor") : "";
+          return !next.empty() && next != "null";
         },
         30s);
     EXPECT_FALSE(next.empty()) << "no second page of " << list;
     return next;
   }
 
-  TempDatabase db_;
-  TempDir data_;
-  core::KafkaConfig kafka_ = test_kafka();
-  std::unique_ptr<CauceProcess> serve_;
-  std::uint16_t port_ = 0;
-  std::string admin_;
   std::string position_;
   SourceServer source_{[](const std::string&, int, SourceServer::Response& r) {
     r.body() = "day,calls\n2026-12-04,118\n2026-12-05,97\n";
@@ -143,14 +111,14 @@ TEST_F(ContractTest, SchemathesisFindsNothingTheSpecDoesNotSay) {
   const auto key =
       call(beast_http::verb::post, "/v1/keys", R"({"name":"to revoke","role":"reader"})");
   ASSERT_EQ(key.status, 201u) << key.body;
-  seeded["CAUCE_ST_KEY"] = member(key.body, "id");
+  seeded["CAUCE_ST_KEY"] = json_member(key.body, "id");
   // Two records the projection cannot read: parked events.
   write_records(kafka_, {{"not-a-uuid", "not an event"}, {"not-a-uuid-either", "{}"}});
 
   ASSERT_TRUE(eventually(
       [&] {
         const auto r = call(beast_http::verb::get, "/v1/reports/" + seeded["CAUCE_ST_REPORT"]);
-        return member(r.body, "status") == "ready";
+        return json_member(r.body, "status") == "ready";
       },
       60s))
       << "the seeded report did not become ready";
@@ -168,7 +136,7 @@ TEST_F(ContractTest, SchemathesisFindsNothingTheSpecDoesNotSay) {
   seeded["CAUCE_ST_PARKED"] = id[1];
   const auto replay = call(beast_http::verb::post, "/v1/admin/replays", "{}");
   ASSERT_EQ(replay.status, 202u) << replay.body;
-  seeded["CAUCE_ST_REPLAY"] = member(replay.body, "id");
+  seeded["CAUCE_ST_REPLAY"] = json_member(replay.body, "id");
   for (const auto& [name, value] : seeded) ASSERT_FALSE(value.empty()) << name << " not seeded";
 
   std::string command_line;

@@ -11,12 +11,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <rapidjson/document.h>
 
 #include <cauce/core/log.hpp>
 
 #include "event_log.hpp"
-#include "fixtures.hpp"
+#include "served.hpp"
 
 namespace cauce::testing {
 namespace {
@@ -24,48 +23,26 @@ namespace {
 namespace beast_http = boost::beast::http;
 using ::testing::ElementsAre;
 
-std::string member(const std::string& json, const char* name) {
-  rapidjson::Document doc;
-  doc.Parse(json.c_str());
-  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember(name)) return "<absent>";
-  const auto& v = doc[name];
-  return v.IsString() ? v.GetString() : "<not a string>";
-}
-
-class DeadlinesTest : public ::testing::Test {
+class DeadlinesTest : public ServedTest {
  protected:
-  void SetUp() override { ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0); }
-
-  std::map<std::string, std::string> env(int warning_s = 1) const {
-    auto e = cauce_env(db_.config(), kafka_);
-    e["CAUCE_DATA_DIR"] = data_.path().string();
-    e["CAUCE_ALERTS_DEADLINE_WARNING_S"] = std::to_string(warning_s);
-    e["CAUCE_ALERTS_DEADLINE_CRITICAL_S"] = "2";
-    e["CAUCE_ALERTS_DEADLINE_INFO_S"] = "0";
-    e["CAUCE_WORKERS_POLL_MS"] = "100";
-    return e;
+  void SetUp() override {
+    settings = {{"CAUCE_ALERTS_DEADLINE_CRITICAL_S", "2"},
+                {"CAUCE_ALERTS_DEADLINE_INFO_S", "0"},
+                {"CAUCE_WORKERS_POLL_MS", "100"}};
+    ServedTest::SetUp();
   }
 
+  // `cauce serve` with a warning deadline of `warning_s` seconds (critical 2 s, info none).
   void serve(int warning_s = 1) {
-    auto served = serve_ready(env(warning_s), data_.path());
-    serve_ = std::move(served.process);
-    port_ = served.port;
-    admin_ = served.admin_key;
-    ASSERT_NE(port_, 0) << served.failure;
-  }
-
-  HttpResult call(beast_http::verb method, const std::string& target,
-                  const std::string& body = "") const {
-    std::vector<std::pair<std::string, std::string>> headers{{"Authorization", "Bearer " + admin_}};
-    if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
-    return http_request(port_, method, target, body, headers, 15s);
+    settings["CAUCE_ALERTS_DEADLINE_WARNING_S"] = std::to_string(warning_s);
+    ServedTest::serve();
   }
 
   std::string raise(const std::string& level) const {
     const auto r = call(beast_http::verb::post, "/v1/alerts",
                         R"({"level":")" + level + R"(","title":"Queue over 50"})");
     EXPECT_EQ(r.status, 201u) << r.body;
-    return member(r.body, "id");
+    return json_member(r.body, "id");
   }
 
   // "<type> <actor> <data>" of the alert's events, in order.
@@ -91,13 +68,6 @@ class DeadlinesTest : public ::testing::Test {
         timeout);
     return h;
   }
-
-  TempDatabase db_;
-  TempDir data_;
-  core::KafkaConfig kafka_ = test_kafka();
-  std::unique_ptr<CauceProcess> serve_;
-  std::uint16_t port_ = 0;
-  std::string admin_;
 };
 
 TEST_F(DeadlinesTest, AnUnacknowledgedAlertEscalatesItselfOncePerLevel) {
@@ -130,7 +100,7 @@ TEST_F(DeadlinesTest, AnUnacknowledgedAlertEscalatesItselfOncePerLevel) {
   EXPECT_GE(events[3].occurred_at_us, critical_deadline);
   // The read model and its timeline show it.
   const auto shown = call(beast_http::verb::get, "/v1/alerts/" + alert);
-  EXPECT_EQ(member(shown.body, "level"), "critical") << shown.body;
+  EXPECT_EQ(json_member(shown.body, "level"), "critical") << shown.body;
   EXPECT_NE(shown.body.find("system:deadlines"), std::string::npos) << shown.body;
 }
 
@@ -160,7 +130,7 @@ TEST_F(DeadlinesTest, AcknowledgingOrClosingTakesTheDeadlineOff) {
 // reads events, not state); the runner's command is refused and the row put to done: no miss, and
 // no runner sending it again and again.
 TEST_F(DeadlinesTest, ADeadlineTheAlertLeftIsPutOffOnce) {
-  serve();
+  serve(3);
   const auto alert = raise("warning");
   EXPECT_EQ(call(beast_http::verb::post, "/v1/alerts/" + alert + "/acknowledge", "{}").status,
             200u);
@@ -207,7 +177,7 @@ TEST_F(DeadlinesTest, ADeadlineThatPassedWhileCauceWasDownFiresOnceWhenItIsBack)
 
 TEST_F(DeadlinesTest, TwoProcessesRunningTheDeadlinesFireEachOnce) {
   serve();
-  auto second_env = env();
+  auto second_env = env();  // the same settings as the first
   second_env["CAUCE_ROLES"] = "workers";
   CauceProcess second({"serve"}, second_env);
   ASSERT_TRUE(second.wait_for_line(R"("msg":"workers started")")) << second.output();

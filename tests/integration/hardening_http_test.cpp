@@ -9,7 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "fixtures.hpp"
+#include "served.hpp"
 #include "sse_client.hpp"
 
 namespace cauce::testing {
@@ -20,31 +20,21 @@ namespace beast_http = boost::beast::http;
 
 constexpr const char* kDesk = "https://desk.example.org";
 
-class HardeningTest : public ::testing::Test {
+class HardeningTest : public ServedTest {
  protected:
   void SetUp() override {
-    ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
-    auto served = serve_ready(env(), data_.path());
-    serve_ = std::move(served.process);
-    port_ = served.port;
-    admin_ = served.admin_key;
-    ASSERT_NE(port_, 0) << served.failure;
+    settings = {{"CAUCE_ROLES", "api,processor,projector"},
+                {"CAUCE_HTTP_RATE_LIMIT_READER", "5"},  // bursts of 10
+                // The second as an operator might type it: compared as browsers send it.
+                {"CAUCE_HTTP_CORS_ORIGINS", std::string(kDesk) + ",HTTP://LocalHost:80"},
+                {"CAUCE_HTTP_HSTS", "true"},
+                {"CAUCE_HTTP_HEADER_TIMEOUT_S", "2"},
+                {"CAUCE_PROJECTIONS_MAX_STREAM_CLIENTS", "3"},
+                {"CAUCE_PROJECTIONS_MAX_STREAM_CLIENTS_PER_KEY", "2"},
+                {"CAUCE_PROJECTIONS_HEARTBEAT_S", "1"}};
+    ServedTest::SetUp();
+    serve();
     reader_ = key("reader");
-  }
-
-  std::map<std::string, std::string> env() const {
-    auto e = cauce_env(db_.config(), kafka_);
-    e["CAUCE_DATA_DIR"] = data_.path().string();
-    e["CAUCE_ROLES"] = "api,processor,projector";
-    e["CAUCE_HTTP_RATE_LIMIT_READER"] = "5";  // bursts of 10
-    // The second as an operator might type it: compared as browsers send it.
-    e["CAUCE_HTTP_CORS_ORIGINS"] = std::string(kDesk) + ",HTTP://LocalHost:80";
-    e["CAUCE_HTTP_HSTS"] = "true";
-    e["CAUCE_HTTP_HEADER_TIMEOUT_S"] = "2";
-    e["CAUCE_PROJECTIONS_MAX_STREAM_CLIENTS"] = "3";
-    e["CAUCE_PROJECTIONS_MAX_STREAM_CLIENTS_PER_KEY"] = "2";
-    e["CAUCE_PROJECTIONS_HEARTBEAT_S"] = "1";
-    return e;
   }
 
   std::string key(const std::string& role) const {
@@ -60,12 +50,6 @@ class HardeningTest : public ::testing::Test {
     return http_request(port_, beast_http::verb::get, target, "", headers, 10s);
   }
 
-  TempDatabase db_;
-  TempDir data_;
-  core::KafkaConfig kafka_ = test_kafka();
-  std::unique_ptr<CauceProcess> serve_;
-  std::uint16_t port_ = 0;
-  std::string admin_;
   std::string reader_;
 };
 

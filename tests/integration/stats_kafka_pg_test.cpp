@@ -15,7 +15,7 @@
 
 #include <cauce/projections/queries.hpp>
 
-#include "fixtures.hpp"
+#include "served.hpp"
 #include "sse_client.hpp"
 
 namespace cauce::testing {
@@ -50,7 +50,7 @@ const char* const kFresh = R"(
                  'count', count(*),
                  'median', percentile_cont(0.5) WITHIN GROUP (ORDER BY s),
                  'p90', percentile_cont(0.9) WITHIN GROUP (ORDER BY s))
-        FROM (SELECT extract(epoch FROM acknowledged_at - raised_at) AS s FROM alerts
+        FROM (SELECT greatest(0, extract(epoch FROM acknowledged_at - raised_at)) AS s FROM alerts
               WHERE acknowledged_at > now() - interval '24 hours') a)),
     'calls_today', json_build_object(
       'day', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
@@ -75,43 +75,22 @@ rapidjson::Document parsed(const std::string& json) {
   return d;
 }
 
-std::string member(const std::string& json, const char* name) {
-  const auto d = parsed(json);
-  return d.IsObject() && d.HasMember(name) && d[name].IsString() ? d[name].GetString() : "";
-}
-
-class StatsTest : public ::testing::Test {
+class StatsTest : public ServedTest {
  protected:
   void SetUp() override {
-    ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
-    auto served = serve_ready(env(), data_.path());
-    serve_ = std::move(served.process);
-    port_ = served.port;
-    admin_ = served.admin_key;
-    ASSERT_NE(port_, 0) << served.failure;
-  }
-
-  std::map<std::string, std::string> env() const {
-    auto e = cauce_env(db_.config(), kafka_);
-    e["CAUCE_DATA_DIR"] = data_.path().string();
-    e["CAUCE_HTTP_RATE_LIMIT_ADMIN"] = "0";
     // No deadline escalates an alert behind the test's back.
-    e["CAUCE_ALERTS_DEADLINE_WARNING_S"] = "0";
-    e["CAUCE_ALERTS_DEADLINE_CRITICAL_S"] = "0";
-    return e;
+    settings = {{"CAUCE_HTTP_RATE_LIMIT_ADMIN", "0"},
+                {"CAUCE_ALERTS_DEADLINE_WARNING_S", "0"},
+                {"CAUCE_ALERTS_DEADLINE_CRITICAL_S", "0"}};
+    ServedTest::SetUp();
+    serve();
   }
 
   HttpResult post(const std::string& target, const std::string& body) const {
-    return http_request(
-        port_, beast_http::verb::post, target, body,
-        {{"Authorization", "Bearer " + admin_}, {"Content-Type", "application/json"}}, 30s);
+    return call(beast_http::verb::post, target, body);
   }
 
-  std::string stats() const {
-    return http_request(port_, beast_http::verb::get, "/v1/stats", "",
-                        {{"Authorization", "Bearer " + admin_}}, 30s)
-        .body;
-  }
+  std::string stats() const { return call(beast_http::verb::get, "/v1/stats").body; }
 
   // /v1/stats and the fresh computation agree (they are compared as JSON values).
   ::testing::AssertionResult stats_agree() const {
@@ -127,13 +106,6 @@ class StatsTest : public ::testing::Test {
     if (same) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure() << "/v1/stats:\n" << served << "\nfresh:\n" << fresh;
   }
-
-  TempDatabase db_;
-  TempDir data_;
-  core::KafkaConfig kafka_ = test_kafka();
-  std::unique_ptr<CauceProcess> serve_;
-  std::uint16_t port_ = 0;
-  std::string admin_;
 };
 
 // One client's share of the random commands, on contacts and alerts of its own.
@@ -156,7 +128,7 @@ void random_commands(int client, int count,
       r = post("/v1/contacts", R"({"name":"C)" + std::to_string(client) + "-" + std::to_string(i) +
                                    R"(","phone":"+4420794609)" + std::to_string(10 + i % 90) +
                                    "\"}");
-      if (r.status == 201) contacts.push_back(member(r.body, "id"));
+      if (r.status == 201) contacts.push_back(json_member(r.body, "id"));
     } else if (roll < 50) {
       const auto op = pick(operators);
       r = post("/v1/contacts/" + pick(contacts) + "/calls",
@@ -172,7 +144,7 @@ void random_commands(int client, int count,
       r = post("/v1/alerts", R"({"level":")" + pick(levels) + R"(","title":"A)" +
                                  std::to_string(i) + "\"" +
                                  (region.empty() ? "" : R"(,"region":")" + region + "\"") + "}");
-      if (r.status == 201) alerts.push_back(member(r.body, "id"));
+      if (r.status == 201) alerts.push_back(json_member(r.body, "id"));
     } else if (roll < 85) {
       r = post("/v1/alerts/" + pick(alerts) + "/acknowledge", "{}");
     } else if (roll < 92) {

@@ -187,6 +187,26 @@ TEST(HandlerTest, OnlyStateRejectionsOfCommandsWithAKeyAreRemembered) {
   EXPECT_FALSE(remembers_rejection(reg, decide(store, reg)));
 }
 
+// The deadlines' command sent by a clock behind the deadline is refused as too early, and not
+// remembered: the same command (its id is the deadline's) is taken once it is due.
+TEST(HandlerTest, ATooEarlyDeadlineIsNotRememberedAndIsTakenWhenDue) {
+  MemoryAggregateStore store;
+  const std::string alert = "0195a0c4-2222-7000-8000-000000000001";
+  auto raise = command("alert.raise", "alert", alert, R"({"level":"warning","title":"x"})", "r");
+  record(store, raise, decide(store, raise), 0);
+  auto miss = command("alert.miss_deadline", "alert", alert,
+                      R"({"level":"warning","deadline_at":"2023-11-14T22:13:21.000000Z"})", "d");
+  miss.issued_at_us = 1'700'000'000'000'000;  // 2023-11-14T22:13:20Z: a second early
+  const auto early = decide(store, miss);
+  ASSERT_EQ(early.kind, ReplyOutcome::kRejected);
+  EXPECT_EQ(early.rejection->code, "too_early");
+  EXPECT_FALSE(remembers_rejection(miss, early));  // so the processor records nothing of it
+  miss.issued_at_us += 2'000'000;
+  const auto due = decide(store, miss);
+  EXPECT_EQ(due.kind, ReplyOutcome::kApplied);
+  EXPECT_EQ(due.events.size(), 2u) << "missed, then escalated";
+}
+
 TEST(EnvelopeTest, UuidV7CarriesItsTimeAndIsUnique) {
   std::set<std::string> ids;
   for (int i = 0; i < 1000; ++i) ids.insert(uuid_v7(1'700'000'000'000));
