@@ -173,5 +173,68 @@ TEST(MigrationsPgTest, ANewReadModelGenerationHasTheShapeTheMigrationsGaveTheFir
             "0");
 }
 
+// Migrations 0009-0011 alter a generation that already holds rows (a running system upgraded):
+// the claim columns, alerts.acknowledged_at from the timeline, and counters equal to what the
+// rows say; from then on the triggers keep them.
+TEST(MigrationsPgTest, TheDashboardCountersStartFromTheRowsAnUpgradedDatabaseHolds) {
+  TempDatabase db;
+  auto connection = connect(db);
+  const auto all = core::parse_migrations(core::embedded_migration_files());
+  std::vector<core::Migration> before;
+  for (const auto& m : all) {
+    if (m.version <= 8) before.push_back(m);
+  }
+  core::migrate(*connection, before);
+  {
+    pqxx::work txn(*connection);
+    txn.exec(R"(
+      INSERT INTO contacts (id, name, phone, status, created_at, updated_at, version) VALUES
+        ('01a24587-0000-7000-8000-000000000001', 'Ada', '+442079460958', 'active', now(), now(), 1),
+        ('01a24587-0000-7000-8000-000000000002', 'Bob', '+442079460959', 'archived', now(), now(), 2);
+      INSERT INTO calls VALUES
+        ('01a24587-0000-8000-8000-0000000000c1', '01a24587-0000-7000-8000-000000000001',
+         'answered', 60, NULL, 'ana', now(), 2),
+        ('01a24587-0000-8000-8000-0000000000c2', '01a24587-0000-7000-8000-000000000001',
+         'busy', 0, NULL, NULL, now(), 3);
+      INSERT INTO alerts (id, level, title, region, state, raised_at, updated_at, closed_at,
+                          version) VALUES
+        ('01a24587-0000-7000-8000-0000000000a1', 'critical', 'x', 'north', 'acknowledged',
+         now() - interval '10 minutes', now(), NULL, 2),
+        ('01a24587-0000-7000-8000-0000000000a2', 'warning', 'y', NULL, 'closed',
+         now() - interval '20 minutes', now(), now(), 2),
+        ('01a24587-0000-7000-8000-0000000000a3', 'warning', 'z', NULL, 'open', now(), now(), NULL,
+         1);
+      INSERT INTO alert_timeline VALUES
+        ('01a24587-0000-7000-8000-0000000000a1', 2, 'alert.acknowledged',
+         now() - interval '4 minutes', 'op', '{}'))");
+    txn.commit();
+  }
+  core::migrate(*connection, all);
+  const auto value = [&](const std::string& sql) { return db.query_value(sql); };
+  EXPECT_EQ(value("SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+                  "'read_model_1' AND table_name IN ('contacts', 'alerts') AND column_name IN "
+                  "('claimed_by', 'claimed_until', "
+                  "'acknowledged_at')"),
+            "3");
+  EXPECT_EQ(value("SELECT round(seconds) FROM alert_acks"), "360") << "from the timeline";
+  EXPECT_EQ(value("SELECT string_agg(level || '/' || region || '=' || count, ' ' ORDER BY level) "
+                  "FROM stats_open_alerts"),
+            "critical/north=1 warning/=1");
+  EXPECT_EQ(value("SELECT sum(raised) || '/' || sum(closed) FROM stats_alert_hours"), "3/1");
+  EXPECT_EQ(value("SELECT string_agg(operator || ':' || outcome || '=' || count, ' ' "
+                  "ORDER BY operator) FROM stats_calls_day"),
+            ":busy=1 ana:answered=1");
+  EXPECT_EQ(value("SELECT string_agg(status || '=' || count, ' ' ORDER BY status) "
+                  "FROM stats_contacts"),
+            "active=1 archived=1");
+  // The triggers keep them from here, through the views like any writer.
+  db.query_value(
+      "UPDATE alerts SET state = 'closed', closed_at = now() "
+      "WHERE id = '01a24587-0000-7000-8000-0000000000a1'");
+  EXPECT_EQ(value("SELECT string_agg(level || '/' || region || '=' || count, ' ' ORDER BY level) "
+                  "FROM stats_open_alerts"),
+            "critical/north=0 warning/=1");
+}
+
 }  // namespace
 }  // namespace cauce::testing
