@@ -90,8 +90,7 @@ TEST(QueryParamsTest, IfMatchIsAVersionAsETagGivesIt) {
   }
   r.message.set(http::field::if_match, "*");
   EXPECT_FALSE(expected_version(r));
-  for (const auto* bad :
-       {"", "-0", "W/\"-0\"", "+3", "\"3", "3\"", "1234567890123456789", "3.0"}) {
+  for (const auto* bad : {"", "-0", "W/\"-0\"", "+3", "\"3", "3\"", "1234567890123456789", "3.0"}) {
     r.message.set(http::field::if_match, bad);
     EXPECT_EQ(field_of([&] { expected_version(r); }), "If-Match") << bad;
   }
