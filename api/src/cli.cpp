@@ -37,7 +37,10 @@ std::vector<std::string> split_list(const std::string& text) {
   std::size_t start = 0;
   while (start <= text.size() && !text.empty()) {
     const auto comma = text.find(',', start);
-    const auto item = text.substr(start, comma == std::string::npos ? comma : comma - start);
+    auto item = text.substr(start, comma == std::string::npos ? comma : comma - start);
+    // "alert.raised, alert.closed": the spaces are not part of a type
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
     if (!item.empty()) out.push_back(item);
     if (comma == std::string::npos) break;
     start = comma + 1;

@@ -174,14 +174,16 @@ int events_dump(const core::KafkaConfig& kafka, const EventFilter& filter,
   std::int64_t printed = 0;
   while (!pending.empty() && !stop) {
     std::unique_ptr<RdKafka::Message> m(consumer->consume(500));
+    // Errors first: one of the topic or the client as a whole (partition -1) would otherwise be
+    // passed by, and a lasting one loop here for ever.
+    if (m->err() != RdKafka::ERR_NO_ERROR && m->err() != RdKafka::ERR__PARTITION_EOF) {
+      check_consumer_error(*m);
+      continue;
+    }
     const auto it = pending.find(m->partition());
     if (it == pending.end()) continue;
     if (m->err() == RdKafka::ERR__PARTITION_EOF) {
       pending.erase(it);  // everything committed is read (the rest are markers or still open)
-      continue;
-    }
-    if (m->err() != RdKafka::ERR_NO_ERROR) {
-      check_consumer_error(*m);
       continue;
     }
     if (m->offset() >= it->second) {

@@ -91,13 +91,18 @@ Response resource(const Request& request, const std::optional<std::string>& json
   return with_etag(request, *json, "\"" + std::to_string(version) + "\"");
 }
 
-// {"items": [...], "next_cursor": "..." | null}; the ETag is a digest of the body.
+// A representation without a version (a page, the figures): its ETag is a digest of the body.
+Response digested(const Request& request, std::string body) {
+  const auto etag = "\"" + core::sha256_hex(body).substr(0, 32) + "\"";
+  return with_etag(request, std::move(body), etag);
+}
+
+// {"items": [...], "next_cursor": "..." | null}.
 Response list(const Request& request, const Page& page, std::string_view list_name) {
   std::string body = "{\"items\":" + page.items + ",\"next_cursor\":";
   body += page.next_key ? "\"" + encode_cursor(list_name, *page.next_key) + "\"" : "null";
   body += "}";
-  const auto etag = "\"" + core::sha256_hex(body).substr(0, 32) + "\"";
-  return with_etag(request, std::move(body), etag);
+  return digested(request, std::move(body));
 }
 
 // Queries waiting for a PostgreSQL thread, across all query routes: past this a query is a 503
@@ -275,11 +280,7 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
 
   add("/v1/stats", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     query_params(r->message.target(), {});
-    return [r, &models] {
-      auto body = models.stats();
-      const auto etag = "\"" + core::sha256_hex(body).substr(0, 32) + "\"";
-      return with_etag(*r, std::move(body), etag);
-    };
+    return [r, &models] { return digested(*r, models.stats()); };
   });
   add("/v1/backups", Role::kAdmin, [&models](const std::shared_ptr<Request>& r) -> Query {
     const auto params = query_params(r->message.target(), {"limit", "cursor"});

@@ -102,7 +102,9 @@ void add_replay_routes(Router& router, ReplayRunner& runner, const core::Postgre
           } catch (const std::invalid_argument& e) {
             // The message starts with what it is about ("from-offset: …", "projection: …").
             const std::string what = e.what();
-            const auto* field = what.starts_with("from-offset") ? "from_offset" : "projection";
+            const auto* field = what.starts_with("from-offset") ? "from_offset"
+                                : what.starts_with("from-time") ? "from_time"
+                                                                : "projection";
             respond(problem_response(*r, std::make_exception_ptr(invalid_field(field, what))));
           } catch (...) {
             respond(problem_response(*r, std::current_exception()));

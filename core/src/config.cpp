@@ -207,7 +207,9 @@ const std::vector<Binding>& bindings() {
         {option("http.cors_origins",
                 "Origins browsers may call the API from (CORS), comma-separated; none if empty"),
          [](Config& c, const std::string& v) {
-           auto origins = parse_list("http.cors_origins", v);
+           // Empty means none (what `config --print` shows for the default): loaded back as is.
+           auto origins =
+               trim(v).empty() ? std::vector<std::string>{} : parse_list("http.cors_origins", v);
            for (auto& origin : origins) {
              // As browsers send it: lower case, no default port.
              std::transform(origin.begin(), origin.end(), origin.begin(),

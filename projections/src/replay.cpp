@@ -164,9 +164,12 @@ std::chrono::system_clock::time_point parse_rfc3339(std::string_view text, std::
     throw bad();
   }
   auto number = [&](std::size_t at, std::size_t digits) {
+    if (at + digits > text.size()) throw bad();
     int value = 0;
-    const auto [ptr, ec] = std::from_chars(text.data() + at, text.data() + at + digits, value);
-    if (ec != std::errc{} || ptr != text.data() + at + digits) throw bad();
+    for (std::size_t i = at; i < at + digits; ++i) {
+      if (text[i] < '0' || text[i] > '9') throw bad();  // no sign, no space
+      value = value * 10 + (text[i] - '0');
+    }
     return value;
   };
   std::tm tm{};
@@ -176,10 +179,11 @@ std::chrono::system_clock::time_point parse_rfc3339(std::string_view text, std::
   tm.tm_hour = number(11, 2);
   tm.tm_min = number(14, 2);
   tm.tm_sec = number(17, 2);
-  if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-      tm.tm_min > 59 || tm.tm_sec > 60) {
-    throw bad();
+  if (tm.tm_year < 70 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+      tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60) {
+    throw bad();  // Kafka's timestamps start in 1970
   }
+  const int mday = tm.tm_mday;
   std::size_t at = 19;
   std::int64_t micros = 0;
   if (text[at] == '.') {
@@ -199,7 +203,9 @@ std::chrono::system_clock::time_point parse_rfc3339(std::string_view text, std::
   } else {
     throw bad();
   }
-  const auto seconds = static_cast<std::int64_t>(::timegm(&tm)) - offset_s;
+  const auto local = static_cast<std::int64_t>(::timegm(&tm));
+  if (tm.tm_mday != mday) throw bad();  // 02-31: timegm rolled it into March
+  const auto seconds = local - offset_s;
   if (seconds >= std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::time_point::max().time_since_epoch())
                          .count() -
@@ -294,11 +300,14 @@ struct Replay::Impl {
         break;
       }
       case ReplayFrom::Kind::kTime:
-        // A time still to come has no records at or after it (and brokers refuse a timestamp
-        // far enough ahead): every partition starts at its end.
-        start = request.from.time > std::chrono::system_clock::now()
-                    ? admin.end_offsets(topic(), partitions)
-                    : admin.offsets_for_time(topic(), partitions, request.from.time);
+        // A time still to come has no records after it: the replay would switch the live read
+        // models to empty ones (a typo in a year is enough). Refused, like an offset past a
+        // partition's end.
+        if (request.from.time > std::chrono::system_clock::now()) {
+          throw std::invalid_argument(
+              "from-time: is in the future; a replay from it would switch to empty read models");
+        }
+        start = admin.offsets_for_time(topic(), partitions, request.from.time);
         break;
     }
     return start;
@@ -497,6 +506,12 @@ Replay::Replay(ReplayOptions options, ReplayRequest request) : impl_(std::make_u
                                           "status = 'building'",
                                       i.projection());
     if (!open.empty()) {
+      // Its start was chosen when it was prepared: a new one would be silently ignored.
+      if (i.request.from.kind != ReplayFrom::Kind::kStart) {
+        throw ReplayConflict("an unfinished replay (" + open[0][0].as<std::string>() +
+                             ") resumes from where it started; finish or abandon it before "
+                             "asking for another start");
+      }
       i.progress = progress_from_row(open[0]);
       i.progress.resumed = true;
     }
@@ -649,10 +664,11 @@ bool Replay::abandon(const ReplayOptions& options) {
 
 std::optional<ReplayProgress> load_replay(const core::PostgresConfig& postgres,
                                           const std::string& id) {
+  if (!commands::is_uuid(id)) return std::nullopt;  // no replay has it (ids are lower case)
   auto connection = core::connect_postgres(core::postgres_conninfo(postgres));
   pqxx::read_transaction txn(*connection);
   const auto rows = txn.exec_params(
-      std::string("SELECT ") + kReplayColumns + " FROM replays WHERE id::text = $1", id);
+      std::string("SELECT ") + kReplayColumns + " FROM replays WHERE id = $1::uuid", id);
   if (rows.empty()) return std::nullopt;
   return progress_from_row(rows[0]);
 }

@@ -26,9 +26,12 @@ using ::testing::ElementsAre;
 class DeadlinesTest : public ServedTest {
  protected:
   void SetUp() override {
+    // Commands may wait past the default 4 s for their outcome on 2 cores under `ctest -j`:
+    // the test is about deadlines, not latency.
     settings = {{"CAUCE_ALERTS_DEADLINE_CRITICAL_S", "2"},
                 {"CAUCE_ALERTS_DEADLINE_INFO_S", "0"},
-                {"CAUCE_WORKERS_POLL_MS", "100"}};
+                {"CAUCE_WORKERS_POLL_MS", "100"},
+                {"CAUCE_COMMANDS_REPLY_TIMEOUT_MS", "30000"}};
     ServedTest::SetUp();
   }
 

@@ -16,6 +16,7 @@
 #include <cauce/core/log.hpp>
 
 #include "read_models.hpp"
+#include "served.hpp"
 #include "sse_client.hpp"
 
 namespace cauce::testing {
@@ -30,35 +31,15 @@ rapidjson::Document parse(const std::string& body) {
   return d;
 }
 
-class ReplayTest : public ::testing::Test {
+class ReplayTest : public ServedTest {
  protected:
   void SetUp() override {
-    ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
+    settings = {{"CAUCE_STARTUP_TIMEOUT_S", "20"},
+                {"CAUCE_ROLES", "api,processor,projector"},
+                {"CAUCE_PROJECTIONS_GROUP", group_},
+                {"CAUCE_PROJECTIONS_REPLAY_GRACE_S", "0"}};
+    ServedTest::SetUp();
     ASSERT_EQ(run_cauce({"migrate"}, env()).first, 0);
-  }
-
-  std::map<std::string, std::string> env() const {
-    auto e = cauce_env(db_.config(), kafka_);
-    e["CAUCE_DATA_DIR"] = data_.path().string();
-    e["CAUCE_STARTUP_TIMEOUT_S"] = "20";
-    e["CAUCE_ROLES"] = "api,processor,projector";
-    e["CAUCE_PROJECTIONS_GROUP"] = group_;
-    e["CAUCE_PROJECTIONS_REPLAY_GRACE_S"] = "0";
-    return e;
-  }
-
-  void start_serve() {
-    auto served = serve_ready(env(), data_.path());
-    serve_ = std::move(served.process);
-    port_ = served.port;
-    token_ = served.admin_key;
-    ASSERT_NE(port_, 0) << served.failure;
-  }
-
-  HttpResult call(beast_http::verb verb, const std::string& target, const std::string& body = "") {
-    return http_request(
-        port_, verb, target, body,
-        {{"Authorization", "Bearer " + token_}, {"Content-Type", "application/json"}}, 30s);
   }
 
   // As a client should: a 503 (no outcome in time on a loaded machine) is retried with the same
@@ -69,7 +50,7 @@ class ReplayTest : public ::testing::Test {
     for (int attempt = 0; attempt < 30; ++attempt) {
       r = http_request(port_, beast_http::verb::post, "/v1/contacts",
                        R"({"name":")" + name + R"(","phone":")" + phone + R"("})",
-                       {{"Authorization", "Bearer " + token_},
+                       {{"Authorization", "Bearer " + admin_},
                         {"Content-Type", "application/json"},
                         {"Idempotency-Key", key}},
                        30s);
@@ -92,23 +73,17 @@ class ReplayTest : public ::testing::Test {
     return core::KafkaAdmin(kafka_).end_offsets(kafka_.events_topic, kafka_.partitions);
   }
 
-  TempDatabase db_;
-  TempDir data_;
-  core::KafkaConfig kafka_ = test_kafka();
   std::string group_ = unique_name("projector");
-  std::unique_ptr<CauceProcess> serve_;
-  std::uint16_t port_ = 0;
-  std::string token_;
 };
 
 // The issue's drill: a replay of 100k events while queries, commands and an SSE client run.
 TEST_F(ReplayTest, ARebuildUnderLoadSwitchesWithoutAQueryErrorOrALostOrRepeatedNotification) {
   write_synthetic_log(kafka_, {.contacts = 10000, .calls_per_contact = 8, .alerts = 200});
-  start_serve();
+  serve();
   ASSERT_TRUE(caught_up()) << "the live generation did not catch up";
   const auto some_contact = db_.query_value("SELECT id FROM contacts ORDER BY id LIMIT 1");
 
-  SseClient stream(port_, token_, "/v1/stream?topics=contacts");
+  SseClient stream(port_, admin_, "/v1/stream?topics=contacts");
   ASSERT_TRUE(stream.wait_for_head());
 
   std::atomic<bool> stop{false};
@@ -233,7 +208,7 @@ TEST_F(ReplayTest, ARebuildUnderLoadSwitchesWithoutAQueryErrorOrALostOrRepeatedN
   }
   const auto read = http_request(
       port_, beast_http::verb::get, "/v1/contacts/" + id, "",
-      {{"Authorization", "Bearer " + token_}, {"Cauce-Min-Position", position->second}}, 30s);
+      {{"Authorization", "Bearer " + admin_}, {"Cauce-Min-Position", position->second}}, 30s);
   EXPECT_EQ(read.status, 200u) << read.body;
 }
 
@@ -262,6 +237,11 @@ TEST_F(ReplayTest, AnInterruptedReplayResumesFromItsCheckpoints) {
   EXPECT_GT(done, 0);
   EXPECT_LT(done, end) << "interrupted before the end";
   EXPECT_EQ(live_schema(), "read_model_1") << "nothing switched";
+
+  // Another start for the unfinished one would be ignored: refused instead.
+  const auto [other_code, other] = run_cauce({"replay", "--from-offset", "0:0"}, env());
+  EXPECT_EQ(other_code, 1) << other;
+  EXPECT_THAT(other, HasSubstr("resumes from where it started"));
 
   const auto [code, output] = run_cauce({"replay"}, env());
   ASSERT_EQ(code, 0) << output;
@@ -294,11 +274,21 @@ TEST_F(ReplayTest, FromTimeStartsAtTheFirstEventAtOrAfterIt) {
   EXPECT_EQ(db_.query_value("SELECT count(*) FROM events"), std::to_string(second))
       << "only what was written after the time";
 
-  // A time nobody wrote at yet: every partition starts at its end.
+  // A time still to come would rebuild empty read models and switch to them: refused, and the
+  // live ones stay as they are.
+  const auto live = live_schema();
   const auto [later_code, later] =
       run_cauce({"replay", "--from-time", "2999-01-01T00:00:00Z"}, env());
-  ASSERT_EQ(later_code, 0) << later;
-  EXPECT_EQ(db_.query_value("SELECT count(*) FROM events"), "0");
+  EXPECT_EQ(later_code, 2) << later;
+  EXPECT_THAT(later, HasSubstr("in the future"));
+  EXPECT_EQ(live_schema(), live);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM events"), std::to_string(second));
+  // Dates that do not exist, signs where digits go, years Kafka has no records for.
+  for (const auto* text : {"2026-02-31T00:00:00Z", "2026-12-05T-1:00:00Z", "1969-12-31T23:59:59Z",
+                           "2026-12-05T06:00:00+-1:00"}) {
+    const auto [code_bad, out_bad] = run_cauce({"replay", "--from-time", text}, env());
+    EXPECT_EQ(code_bad, 2) << text << ": " << out_bad;
+  }
 
   // Bad input is a usage error naming what is wrong, and prepares nothing.
   const auto [bad_code, bad] = run_cauce({"replay", "--from-time", "yesterday"}, env());
@@ -312,12 +302,13 @@ TEST_F(ReplayTest, FromTimeStartsAtTheFirstEventAtOrAfterIt) {
   const auto [past_code, past] = run_cauce({"replay", "--from-offset", "0:999999999"}, env());
   EXPECT_EQ(past_code, 2) << past;
   EXPECT_THAT(past, HasSubstr("partition 0 ends at offset"));
-  EXPECT_EQ(db_.query_value("SELECT count(*) FROM replays"), "2");
+  // Only the first replay was prepared: the future time and every bad input prepared nothing.
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM replays"), "1");
 }
 
 TEST_F(ReplayTest, AdminsStartAndFollowAReplayOverHttp) {
   write_synthetic_log(kafka_, {.contacts = 300, .calls_per_contact = 2, .alerts = 10});
-  start_serve();
+  serve();
   ASSERT_TRUE(caught_up());
 
   const auto bad = call(beast_http::verb::post, "/v1/admin/replays", R"({"from_time":"soon"})");

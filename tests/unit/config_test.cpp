@@ -93,6 +93,15 @@ TEST_F(ConfigTest, UnknownKeysAreRefusedByName) {
   EXPECT_EQ(rejected_key(from_file), "http.prot");
 }
 
+// Empty means none, as `config --print` shows the default: it loads back.
+TEST_F(ConfigTest, AnEmptyCorsListIsNoOrigins) {
+  const auto config =
+      load_config({.file = {}, .env = {{"CAUCE_HTTP_CORS_ORIGINS", " "}}, .flags = {}});
+  EXPECT_TRUE(config.http.cors_origins.empty());
+  EXPECT_EQ(rejected_key({.file = {}, .env = {{"CAUCE_HTTP_CORS_ORIGINS", "*"}}, .flags = {}}),
+            "http.cors_origins");
+}
+
 TEST_F(ConfigTest, WrongTypesAndRangesAreRefusedByName) {
   EXPECT_EQ(rejected_key({.file = {}, .env = {{"CAUCE_HTTP_PORT", "eighty"}}, .flags = {}}),
             "http.port");

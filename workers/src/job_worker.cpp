@@ -137,6 +137,7 @@ struct Sent {
   std::int64_t version = 0;
   std::string detail;
   std::int64_t issued_at_us = 0;  // the command's time: its events' occurred_at
+  std::string code;               // a refusal's code (Rejection::code)
 };
 
 // Counts the dead letters the broker did not take (called on the housekeeping thread, in flush).
@@ -469,14 +470,21 @@ struct Workers::Impl {
     }
   }
 
+  // A job step's command (its id from the job, round, attempt and step).
   Sent command(const Claim& c, const std::string& type, const std::string& data) {
+    return send_command(c, step_command_id(c.kind, c.id, c.round, c.attempt, type), type, data,
+                        "workers");
+  }
+
+  Sent send_command(const Claim& c, std::string command_id, const std::string& type,
+                    const std::string& data, const std::string& actor) {
     CommandEnvelope e;
-    e.command_id = step_command_id(c.kind, c.id, c.round, c.attempt, type);
+    e.command_id = std::move(command_id);
     e.type = type;
     e.aggregate_type = c.kind;
     e.aggregate_id = c.id;
     e.issued_at_us = options.now_us();
-    e.actor = "workers";
+    e.actor = actor;
     e.correlation_id = c.id;
     // The command id alone is the request: the same step sent again with other figures (a
     // rerun that downloaded again) is the same command, and its first outcome stands.
@@ -491,16 +499,17 @@ struct Workers::Impl {
         if (attempt < 6 && sleep_for(backoff.next())) continue;
         return {Sent::kUnknown, 0,
                 *error == commands::SendError::kTimeout ? "no reply in time" : "Kafka unavailable",
-                e.issued_at_us};
+                e.issued_at_us, ""};
       }
       const auto& reply = std::get<Reply>(result);
       if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
-        return {Sent::kTaken, reply.version, "", e.issued_at_us};
+        return {Sent::kTaken, reply.version, "", e.issued_at_us, ""};
       }
       const auto detail = reply.rejection ? reply.rejection->code + ": " + reply.rejection->message
                                           : std::string(commands::outcome_name(reply.outcome));
       const bool elsewhere = reply.rejection && reply.rejection->code != "invalid";
-      return {elsewhere ? Sent::kRefused : Sent::kInvalid, reply.version, detail, e.issued_at_us};
+      return {elsewhere ? Sent::kRefused : Sent::kInvalid, reply.version, detail, e.issued_at_us,
+              reply.rejection ? reply.rejection->code : ""};
     }
   }
 
@@ -517,38 +526,29 @@ struct Workers::Impl {
       release(pg, c, c.version, std::chrono::milliseconds(early_us / 1000 + 1), condition);
       return;
     }
-    CommandEnvelope e;
-    e.command_id = deadline_command_id(c.id, c.deadline_level, c.deadline_at_us);
-    e.type = "alert.miss_deadline";
-    e.aggregate_type = "alert";
-    e.aggregate_id = c.id;
-    e.issued_at_us = options.now_us();
-    e.actor = "system:deadlines";
-    e.correlation_id = c.id;
-    e.request_hash = core::sha256_hex(e.command_id);
-    e.data = json_object([&](JsonWriter& w) {
-      put(w, "level", c.deadline_level);
-      put(w, "deadline_at", core::format_utc_micros(c.deadline_at_us));
-    });
+    const auto sent =
+        send_command(c, deadline_command_id(c.id, c.deadline_level, c.deadline_at_us),
+                     "alert.miss_deadline", json_object([&](JsonWriter& w) {
+                       put(w, "level", c.deadline_level);
+                       put(w, "deadline_at", core::format_utc_micros(c.deadline_at_us));
+                     }),
+                     "system:deadlines");
     std::int64_t awaits = c.version;
     auto delay = std::chrono::milliseconds(0);
     bool off = false;
-    const auto result = send(e);
-    if (std::holds_alternative<commands::SendError>(result)) {
+    if (sent.kind == Sent::kUnknown) {
       delay = std::chrono::milliseconds(options.workers.backoff_base_ms);  // asked again soon
+    } else if (sent.kind == Sent::kTaken) {
+      awaits = sent.version;
+      log().info("alert deadline missed", {{"id", c.id}, {"level", c.deadline_level}});
+      count("alert", "deadline", "ok");
+    } else if (sent.code == "too_early") {
+      delay = std::chrono::milliseconds(
+          std::max<std::int64_t>(0, (c.deadline_at_us - options.now_us()) / 1000) + 1);
     } else {
-      const auto& reply = std::get<Reply>(result);
-      awaits = reply.version;
-      if (reply.outcome == ReplyOutcome::kApplied || reply.outcome == ReplyOutcome::kDuplicate) {
-        log().info("alert deadline missed", {{"id", c.id}, {"level", c.deadline_level}});
-        count("alert", "deadline", "ok");
-      } else if (reply.rejection && reply.rejection->code == "too_early") {
-        delay = std::chrono::milliseconds(
-            std::max<std::int64_t>(0, (c.deadline_at_us - options.now_us()) / 1000) + 1);
-      } else {
-        off = true;  // the alert moved on: its deadline is off
-        count("alert", "deadline", "off");
-      }
+      awaits = sent.version;
+      off = true;  // the alert moved on: its deadline is off
+      count("alert", "deadline", "off");
     }
     if (off) {
       try {
