@@ -10,6 +10,7 @@
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/errors.hpp>
 #include <cauce/core/json.hpp>
+#include <cauce/projections/notification_hub.hpp>
 
 namespace cauce::api {
 namespace {
@@ -72,14 +73,37 @@ std::optional<Role> parse_role(std::string_view name) {
 ApiKeys::ApiKeys(ApiKeyStore& store, std::chrono::milliseconds cache_ttl)
     : store_(store), cache_ttl_(cache_ttl) {}
 
-ApiKeyRecord ApiKeys::make_record(const std::string& name, Role role, std::string& token) const {
+ApiKeyRecord ApiKeys::make_record(const std::string& name, Role role, const std::string& actor,
+                                  KeyScope scope, std::string& token) const {
   if (name.empty() || core::utf8_length(name) > 100) {  // characters, as the route counts them
     throw std::invalid_argument("a key's name must be 1 to 100 characters");
+  }
+  if (core::utf8_length(actor) > 100) {
+    throw std::invalid_argument("a key's actor must be 1 to 100 characters");
+  }
+  if (scope.topics) {
+    for (const auto& t : *scope.topics) {
+      if (!projections::subscribable_topics().contains(t)) {
+        throw std::invalid_argument("\"" + t + "\" is not a topic");
+      }
+    }
+  }
+  if (scope.regions) {
+    for (const auto& r : *scope.regions) {
+      if (r.empty() || core::utf8_length(r) > 100) {
+        throw std::invalid_argument("a region's name must be 1 to 100 characters");
+      }
+    }
+  }
+  if ((scope.topics && scope.topics->empty()) || (scope.regions && scope.regions->empty())) {
+    throw std::invalid_argument("a key limited to topics or regions must name at least one");
   }
   ApiKeyRecord record;
   record.id = core::random_hex(kIdHexLength / 2);
   record.name = name;
+  record.actor = actor.empty() ? name : actor;
   record.role = role;
+  record.scope = std::move(scope);
   record.salt = core::random_hex(16);
   const std::string secret = core::random_hex(kSecretHexLength / 2);
   record.secret_hash = hash_secret(record.salt, secret);
@@ -87,9 +111,10 @@ ApiKeyRecord ApiKeys::make_record(const std::string& name, Role role, std::strin
   return record;
 }
 
-IssuedKey ApiKeys::create(const std::string& name, Role role) {
+IssuedKey ApiKeys::create(const std::string& name, Role role, const std::string& actor,
+                          KeyScope scope) {
   IssuedKey issued;
-  issued.record = make_record(name, role, issued.token);
+  issued.record = make_record(name, role, actor, std::move(scope), issued.token);
   issued.record.created_at = store_.insert(issued.record);
   return issued;
 }
@@ -181,7 +206,7 @@ std::optional<Principal> principal_of(const std::optional<ApiKeyRecord>& record,
   if (!core::constant_time_equal(hash_secret(record->salt, secret), record->secret_hash)) {
     return std::nullopt;
   }
-  return Principal{record->id, record->name, record->role};
+  return Principal{record->id, record->name, record->actor, record->role, record->scope};
 }
 
 }  // namespace
@@ -226,7 +251,7 @@ bool ApiKeys::revoke(const std::string& id) {
 std::optional<std::filesystem::path> ApiKeys::ensure_admin_key(
     const std::filesystem::path& data_dir) {
   std::string token;
-  const auto record = make_record("admin", Role::kAdmin, token);
+  const auto record = make_record("admin", Role::kAdmin, {}, {}, token);
   if (!store_.insert_if_none_active(record)) return std::nullopt;
   const auto path = data_dir / "admin.key";
   write_private_file(path, token + "\n");

@@ -19,6 +19,7 @@
 #include <cauce/core/log.hpp>
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
+#include <cauce/projections/notification_hub.hpp>
 #include <cauce/projections/parked_events.hpp>
 #include <cauce/projections/replay.hpp>
 #include <cauce/workers/backup.hpp>
@@ -309,6 +310,20 @@ int run_cli(int argc, char** argv) {
   keys_create->add_option("--role", key_role, "reader, operator or admin")
       ->check(CLI::IsMember({"reader", "operator", "admin"}));
   keys_create->add_option("--name", key_name, "Who holds the key (default: the role)");
+  std::string key_actor;
+  std::vector<std::string> key_topics;
+  std::vector<std::string> key_regions;
+  keys_create->add_option("--actor", key_actor,
+                          "The identity its commands record as actor (default: the name)");
+  keys_create
+      ->add_option("--topics", key_topics,
+                   "Only these stream topics, comma-separated (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(projections::subscribable_topics()));
+  keys_create
+      ->add_option("--regions", key_regions,
+                   "Only alerts of these regions on its streams, comma-separated (default: all)")
+      ->delimiter(',');
   auto* keys_list = keys->add_subcommand("list", "List keys (never their secrets)");
   std::string revoke_id;
   auto* keys_revoke = keys->add_subcommand("revoke", "Revoke a key by id");
@@ -416,7 +431,11 @@ int run_cli(int argc, char** argv) {
     if (*migrate_cmd) return migrate(config);
     if (*keys_create) {
       return with_keys(config, [&](ApiKeys& k) {
-        const auto issued = k.create(key_name.empty() ? key_role : key_name, *parse_role(key_role));
+        KeyScope scope;
+        if (!key_topics.empty()) scope.topics.emplace(key_topics.begin(), key_topics.end());
+        if (!key_regions.empty()) scope.regions.emplace(key_regions.begin(), key_regions.end());
+        const auto issued = k.create(key_name.empty() ? key_role : key_name, *parse_role(key_role),
+                                     key_actor, std::move(scope));
         std::cerr << "created " << key_role << " key " << issued.record.id
                   << "; it is shown only now:\n";
         std::cout << issued.token << "\n";
@@ -426,8 +445,9 @@ int run_cli(int argc, char** argv) {
     if (*keys_list) {
       return with_keys(config, [](ApiKeys& k) {
         for (const auto& r : k.list()) {
-          std::cout << r.id << "  " << role_name(r.role) << "  " << r.name << "  " << r.created_at
-                    << (r.revoked_at ? "  revoked " + *r.revoked_at : "") << "\n";
+          std::cout << r.id << "  " << role_name(r.role) << "  " << r.name << "  actor " << r.actor
+                    << "  " << r.created_at << (r.revoked_at ? "  revoked " + *r.revoked_at : "")
+                    << "\n";
         }
         return 0;
       });

@@ -129,7 +129,7 @@ CommandEnvelope envelope_for(const CommandRoute& route, const Request& request) 
   c.aggregate_type = route.aggregate_type;
   c.expected_version = expected_version(request);
   c.issued_at_us = now_us();
-  c.actor = principal.name;
+  c.actor = principal.actor;
   c.correlation_id = correlation_id(request);
   const auto key = idempotency_key(request);
   // The same key from the same API key is the same command, forever (the processor keeps
@@ -204,7 +204,7 @@ Response success(const CommandRoute& route, const Request& request, const Reply&
     // The holder is always the caller; a repeated claim whose holder has released it since
     // answers null for both.
     if (reply.claimed_until) {
-      write_string(w, "claimed_by", request.principal->name);
+      write_string(w, "claimed_by", request.principal->actor);
       write_string(w, "claimed_until", *reply.claimed_until);
     } else {
       w.Key("claimed_by");

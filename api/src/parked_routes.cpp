@@ -142,7 +142,7 @@ void add_parked_routes(Router& router, projections::ParkedEvents& parked,
       [&parked, run_blocking](const std::shared_ptr<Request>& r, Responder respond) {
         const auto id = parked_id(*r);
         off_io(run_blocking, r, std::move(respond), [&parked, r, id] {
-          const auto result = parked.retry(id, r->principal->name);
+          const auto result = parked.retry(id, r->principal->actor);
           using O = RetryResult::Outcome;
           switch (result.outcome) {
             case O::kNotFound:
@@ -184,7 +184,7 @@ void add_parked_routes(Router& router, projections::ParkedEvents& parked,
       [&parked, run_blocking](const std::shared_ptr<Request>& r, Responder respond) {
         const auto id = parked_id(*r);
         off_io(run_blocking, r, std::move(respond), [&parked, r, id] {
-          if (!parked.skip(id, r->principal->name)) {
+          if (!parked.skip(id, r->principal->actor)) {
             if (parked.get(id)) {
               throw ApiError(http::status::conflict, "already-resolved",
                              "parked event " + std::to_string(id) + " was retried or skipped");

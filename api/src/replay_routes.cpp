@@ -25,7 +25,7 @@ projections::ReplayRequest request_of(const Request& r) {
   projections::ReplayRequest request;
   request.projection = "all";
   request.requested_by = "api";
-  if (r.principal) request.requested_by = "api:" + r.principal->name;
+  if (r.principal) request.requested_by = "api:" + r.principal->actor;
   if (r.message.body().empty()) return request;
   const auto body = parse_json_object(r);
   reject_unknown_fields(body, {"projection", "from_offset", "from_time"});

@@ -20,6 +20,7 @@
 #include <cauce/api/routes.hpp>
 #include <cauce/api/stream_slots.hpp>
 #include <cauce/core/errors.hpp>
+#include <cauce/core/json.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/projections/notification_hub.hpp>
 
@@ -33,24 +34,12 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using projections::Notification;
 using projections::NotificationHub;
+using projections::StreamFilter;
 using projections::Subscription;
 
 const core::Logger& log() {
   static const core::Logger logger("stream");
   return logger;
-}
-
-// Topic names -> the set; a name that is not a topic is a 400 naming `field`.
-std::set<std::string> topic_set(const std::vector<std::string>& names, const std::string& field) {
-  const auto& known = projections::subscribable_topics();
-  if (names.empty()) throw invalid_field(field, "must name at least one topic");
-  for (const auto& name : names) {
-    if (!known.contains(name)) {
-      throw invalid_field(
-          field, "\"" + name + "\" is not a topic (contacts, alerts, reports, backups, stats)");
-    }
-  }
-  return {names.begin(), names.end()};
 }
 
 // "contacts,alerts" -> its names.
@@ -62,6 +51,92 @@ std::vector<std::string> split_commas(std::string_view text) {
     if (comma == std::string_view::npos) return out;
     text = text.substr(comma + 1);
   }
+}
+
+ApiError forbidden_field(const std::string& field, const std::string& message) {
+  return ApiError(http::status::forbidden, "forbidden", field + " " + message,
+                  {FieldError{field, message}});
+}
+
+// What a client asked to see: topics (nullopt: the default) and filters, as given.
+struct StreamAsk {
+  std::optional<std::vector<std::string>> topics;
+  std::string topics_field = "topics";  // how the request names them (WebSocket: subscribe)
+  std::optional<std::string> min_level;
+  std::optional<std::string> region;  // comma-separated
+  std::optional<std::string> assigned_to;
+};
+
+struct StreamView {
+  std::set<std::string> topics;
+  StreamFilter filter;
+};
+
+// The topics and filter a stream gets: what the client asked, within what its key may read
+// (issue 16 part 6). A name that is not a topic or a filter that is malformed, or that filters a
+// topic the stream does not include, is a 400; a topic or region outside the key's scope a 403;
+// each naming the field.
+StreamView stream_view(const Principal& principal, const StreamAsk& ask) {
+  const auto& known = projections::subscribable_topics();
+  const auto& allowed = principal.scope.topics ? *principal.scope.topics : known;
+  StreamView view;
+  if (!ask.topics) {
+    for (const auto& t : projections::notification_topics()) {
+      if (allowed.contains(t)) view.topics.insert(t);
+    }
+    if (view.topics.empty()) view.topics = allowed;
+  } else {
+    if (ask.topics->empty()) throw invalid_field(ask.topics_field, "must name at least one topic");
+    for (const auto& name : *ask.topics) {
+      if (!known.contains(name)) {
+        throw invalid_field(ask.topics_field,
+                            "\"" + name + "\" is not a topic (" + projections::topic_list() + ")");
+      }
+      if (!allowed.contains(name)) {
+        throw forbidden_field(ask.topics_field,
+                              "names \"" + name + "\", which this API key may not read");
+      }
+      view.topics.insert(name);
+    }
+  }
+  auto needs = [&view](const char* field, const char* topic) {
+    if (!view.topics.contains(topic)) {
+      throw invalid_field(
+          field, std::string("filters topic ") + topic + ", which this stream does not include");
+    }
+  };
+  if (ask.min_level) {
+    if (projections::level_rank(*ask.min_level) == 0) {
+      throw invalid_field("min_level", "must be info, warning or critical");
+    }
+    needs("min_level", "alerts");
+    view.filter.min_level = *ask.min_level;
+  }
+  if (ask.region) {
+    needs("region", "alerts");
+    std::set<std::string> regions;
+    for (auto& r : split_commas(*ask.region)) {
+      if (r.empty() || core::utf8_length(r) > 100) {
+        throw invalid_field("region",
+                            "must be region names of 1 to 100 characters, comma-separated");
+      }
+      if (principal.scope.regions && !principal.scope.regions->contains(r)) {
+        throw forbidden_field("region", "names \"" + r + "\", a region this API key may not read");
+      }
+      regions.insert(std::move(r));
+    }
+    view.filter.regions = std::move(regions);
+  } else if (principal.scope.regions) {
+    view.filter.regions = principal.scope.regions;
+  }
+  if (ask.assigned_to) {
+    if (*ask.assigned_to != "me") {
+      throw invalid_field("assigned_to", "must be me (the contacts of this key's actor)");
+    }
+    needs("assigned_to", "contacts");
+    view.filter.person = principal.actor;
+  }
+  return view;
 }
 
 // Wakes a connection's coroutine from the hub's thread: sets a flag (so a wake between taking
@@ -211,11 +286,11 @@ std::unique_ptr<StreamSlots::Slot> stream_slot(StreamSlots& slots, const Request
 
 class SseSession final : public StreamSession {
  public:
-  SseSession(NotificationHub& hub, std::set<std::string> topics,
-             std::optional<std::int64_t> last_event_id, std::string request_id, int heartbeat_s,
-             KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
+  SseSession(NotificationHub& hub, StreamView view, std::optional<std::int64_t> last_event_id,
+             std::string request_id, int heartbeat_s, KeyCheck key,
+             std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
       : hub_(hub),
-        topics_(std::move(topics)),
+        view_(std::move(view)),
         last_event_id_(last_event_id),
         request_id_(std::move(request_id)),
         heartbeat_(heartbeat_s),
@@ -226,7 +301,8 @@ class SseSession final : public StreamSession {
     stream.expires_never();
     waker_.emplace(stream.get_executor());
     if (closing_) waker_->close();
-    auto subscription = hub_.subscribe(topics_, last_event_id_, waker_->callback());
+    auto subscription =
+        hub_.subscribe(view_.topics, view_.filter, last_event_id_, waker_->callback());
     beast::error_code ec;
     std::string out =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
@@ -269,7 +345,7 @@ class SseSession final : public StreamSession {
 
  private:
   NotificationHub& hub_;
-  std::set<std::string> topics_;
+  StreamView view_;
   std::optional<std::int64_t> last_event_id_;
   std::string request_id_;
   std::chrono::seconds heartbeat_;
@@ -284,10 +360,12 @@ class SseSession final : public StreamSession {
 // heartbeat, and answers a malformed message with {"error": {...}} without closing.
 class WsSession final : public StreamSession {
  public:
-  WsSession(NotificationHub& hub, http::request<http::string_body> request, int heartbeat_s,
-            KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
+  WsSession(NotificationHub& hub, http::request<http::string_body> request, Principal principal,
+            int heartbeat_s, KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot,
+            prometheus::Gauge& clients)
       : hub_(hub),
         request_(std::move(request)),
+        principal_(std::move(principal)),
         heartbeat_(heartbeat_s),
         key_(std::move(key)),
         count_(std::move(slot), clients) {}
@@ -304,7 +382,8 @@ class WsSession final : public StreamSession {
     co_await ws.async_accept(request_, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
     auto state = std::make_shared<ReaderState>();
-    asio::co_spawn(stream.get_executor(), read_loop(ws, state, waker_->callback()), asio::detached);
+    asio::co_spawn(stream.get_executor(), read_loop(ws, state, principal_, waker_->callback()),
+                   asio::detached);
     std::shared_ptr<Subscription> subscription;
     std::int64_t last_sent = -1;
     auto last_write = std::chrono::steady_clock::now();
@@ -317,7 +396,8 @@ class WsSession final : public StreamSession {
         if (subscription) hub_.unsubscribe(subscription);
         const auto after =
             last_sent >= 0 ? std::optional<std::int64_t>(last_sent) : state->subscribe->after;
-        subscription = hub_.subscribe(state->subscribe->topics, after, waker_->callback());
+        subscription = hub_.subscribe(state->subscribe->view.topics, state->subscribe->view.filter,
+                                      after, waker_->callback());
         state->subscribe.reset();
       }
       std::optional<std::string> reason;
@@ -379,7 +459,7 @@ class WsSession final : public StreamSession {
 
  private:
   struct Subscribe {
-    std::set<std::string> topics;
+    StreamView view;
     std::optional<std::int64_t> after;
   };
   static constexpr std::size_t kMaxPendingReplies = 64;
@@ -390,16 +470,22 @@ class WsSession final : public StreamSession {
     bool reader_finished = false;
   };
 
-  static std::string error_message(const std::string& field, const std::string& message) {
+  // The problem a message caused: 400 invalid-message, or 403 forbidden for a topic or region
+  // outside the key's scope.
+  static std::string error_message(const ApiError& error) {
+    const bool forbidden = error.status() == http::status::forbidden;
+    const auto& field = error.errors().front().field;
+    const auto& message = error.errors().front().message;
     rapidjson::StringBuffer buffer;
     JsonWriter w(buffer);
     w.StartObject();
     w.Key("error");
     w.StartObject();
-    write_string(w, "type", "urn:cauce:problem:invalid-message");
-    write_string(w, "title", "Bad Request");
+    write_string(w, "type",
+                 forbidden ? "urn:cauce:problem:forbidden" : "urn:cauce:problem:invalid-message");
+    write_string(w, "title", forbidden ? "Forbidden" : "Bad Request");
     w.Key("status");
-    w.Int(400);
+    w.Int(forbidden ? 403 : 400);
     write_string(w, "detail", field + " " + message);
     w.Key("errors");
     w.StartArray();
@@ -414,7 +500,7 @@ class WsSession final : public StreamSession {
   }
 
   static asio::awaitable<void> read_loop(websocket::stream<beast::tcp_stream&>& ws,
-                                         std::shared_ptr<ReaderState> state,
+                                         std::shared_ptr<ReaderState> state, Principal principal,
                                          std::function<void()> wake) {
     beast::flat_buffer buffer;
     ws.read_message_max(64 * 1024);
@@ -428,19 +514,29 @@ class WsSession final : public StreamSession {
         const auto d = parse_json_message(text, "message");
         for (const auto& m : d.GetObject()) {
           const std::string name = m.name.GetString();
-          if (name != "subscribe" && name != "last_event_id") {
+          if (name != "subscribe" && name != "last_event_id" && name != "min_level" &&
+              name != "region" && name != "assigned_to") {
             throw invalid_field(name, "is not a field of a subscribe message");
           }
         }
         if (!d.HasMember("subscribe") || !d["subscribe"].IsArray()) {
           throw invalid_field("subscribe", "must be an array of topics");
         }
-        std::vector<std::string> names;
+        StreamAsk ask;
+        ask.topics_field = "subscribe";
+        ask.topics.emplace();
         for (const auto& t : d["subscribe"].GetArray()) {
           if (!t.IsString()) throw invalid_field("subscribe", "must hold topic names");
-          names.emplace_back(t.GetString(), t.GetStringLength());
+          ask.topics->emplace_back(t.GetString(), t.GetStringLength());
         }
-        Subscribe s{topic_set(names, "subscribe"), std::nullopt};
+        for (auto [field, target] :
+             {std::pair{"min_level", &ask.min_level}, std::pair{"region", &ask.region},
+              std::pair{"assigned_to", &ask.assigned_to}}) {
+          if (!d.HasMember(field)) continue;
+          if (!d[field].IsString()) throw invalid_field(field, "must be a string");
+          *target = std::string(d[field].GetString(), d[field].GetStringLength());
+        }
+        Subscribe s{stream_view(principal, ask), std::nullopt};
         if (d.HasMember("last_event_id")) {
           if (!d["last_event_id"].IsInt64() || d["last_event_id"].GetInt64() < 0) {
             throw invalid_field("last_event_id", "must be a notification id");
@@ -449,8 +545,7 @@ class WsSession final : public StreamSession {
         }
         state->subscribe = std::move(s);
       } catch (const ApiError& e) {
-        const auto& f = e.errors().front();
-        state->replies.push_back(error_message(f.field, f.message));
+        state->replies.push_back(error_message(e));
         // A client that keeps sending bad messages without reading the answers is cut off
         // rather than queued for without bound.
         if (state->replies.size() >= kMaxPendingReplies) break;
@@ -464,6 +559,7 @@ class WsSession final : public StreamSession {
 
   NotificationHub& hub_;
   http::request<http::string_body> request_;
+  Principal principal_;
   std::chrono::seconds heartbeat_;
   KeyCheck key_;  // strand only
   ClientCount count_;
@@ -493,11 +589,20 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
       http::verb::get, "/v1/stream", Role::kReader,
       [&hub, heartbeat_s, key_check, &sse_clients,
        slots](Request& request) -> std::shared_ptr<StreamSession> {
-        const auto params = query_params(request.message.target(), {"topics", "last_event_id"});
-        const auto topics_it = params.find("topics");
-        const auto topics = topics_it == params.end()
-                                ? projections::notification_topics()
-                                : topic_set(split_commas(topics_it->second), "topics");
+        const auto params =
+            query_params(request.message.target(),
+                         {"topics", "last_event_id", "min_level", "region", "assigned_to"});
+        StreamAsk ask;
+        auto param = [&params](const char* name) -> std::optional<std::string> {
+          const auto it = params.find(name);
+          if (it == params.end()) return std::nullopt;
+          return it->second;
+        };
+        if (const auto topics = param("topics")) ask.topics = split_commas(*topics);
+        ask.min_level = param("min_level");
+        ask.region = param("region");
+        ask.assigned_to = param("assigned_to");
+        auto view = stream_view(*request.principal, ask);
         // Both are checked; the header (what EventSource sends on a reconnect) wins.
         std::optional<std::int64_t> after;
         if (const auto q = params.find("last_event_id"); q != params.end()) {
@@ -509,9 +614,9 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
         if (!hub.connected()) {
           throw core::DependencyError("postgres", "live notifications are unavailable", true);
         }
-        return std::make_shared<SseSession>(hub, topics, after, request.request_id, heartbeat_s,
-                                            key_check(request), stream_slot(*slots, request),
-                                            sse_clients);
+        return std::make_shared<SseSession>(hub, std::move(view), after, request.request_id,
+                                            heartbeat_s, key_check(request),
+                                            stream_slot(*slots, request), sse_clients);
       });
   router.add_stream(
       http::verb::get, "/v1/ws", Role::kReader,
@@ -522,8 +627,9 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
           throw ApiError(http::status::upgrade_required, "upgrade-required",
                          "GET /v1/ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket");
         }
-        return std::make_shared<WsSession>(hub, request.message, heartbeat_s, key_check(request),
-                                           stream_slot(*slots, request), ws_clients);
+        return std::make_shared<WsSession>(hub, request.message, *request.principal, heartbeat_s,
+                                           key_check(request), stream_slot(*slots, request),
+                                           ws_clients);
       });
 }
 

@@ -65,6 +65,31 @@ const std::set<std::string>& subscribable_topics() {
   return topics;
 }
 
+std::string topic_list() {
+  std::string out;
+  for (const auto& t : subscribable_topics()) out += (out.empty() ? "" : ", ") + t;
+  return out;
+}
+
+int level_rank(std::string_view level) {
+  if (level == "info") return 1;
+  if (level == "warning") return 2;
+  if (level == "critical") return 3;
+  return 0;
+}
+
+bool StreamFilter::matches(const Notification& n) const {
+  if (n.topic == "alerts") {
+    if (min_level && level_rank(n.level) < level_rank(*min_level)) return false;
+    if (regions && !regions->contains(n.region)) return false;
+  } else if (n.topic == "contacts") {
+    if (person && std::find(n.people.begin(), n.people.end(), *person) == n.people.end()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::vector<Notification> Subscription::take() {
   const std::lock_guard lock(mutex_);
   std::vector<Notification> out(std::make_move_iterator(queue_.begin()),
@@ -233,12 +258,30 @@ struct NotificationHub::Impl {
     std::vector<Notification> rows;
     pqxx::read_transaction txn(*connection);
     for (const auto& row : txn.exec_params(
-             "SELECT id, topic, type, aggregate_id::text, version, position FROM notifications "
-             "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+             "SELECT id, topic, type, aggregate_id::text, version, position, "
+             "       coalesce(level, ''), coalesce(region, ''), array_to_json(people)::text "
+             "FROM notifications WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
              cursor, latest, kPageRows)) {
-      rows.push_back(Notification{row[0].as<std::int64_t>(), row[1].as<std::string>(),
-                                  row[2].as<std::string>(), row[3].as<std::string>(),
-                                  row[4].as<std::int64_t>(), row[5].as<std::string>(), ""});
+      Notification n{row[0].as<std::int64_t>(),
+                     row[1].as<std::string>(),
+                     row[2].as<std::string>(),
+                     row[3].as<std::string>(),
+                     row[4].as<std::int64_t>(),
+                     row[5].as<std::string>(),
+                     "",
+                     row[6].as<std::string>(),
+                     row[7].as<std::string>(),
+                     {}};
+      if (!row[8].is_null()) {
+        rapidjson::Document people;
+        people.Parse(row[8].c_str());
+        if (people.IsArray()) {
+          for (const auto& p : people.GetArray()) {
+            if (p.IsString()) n.people.emplace_back(p.GetString(), p.GetStringLength());
+          }
+        }
+      }
+      rows.push_back(std::move(n));
     }
     return rows;
   }
@@ -330,7 +373,7 @@ struct NotificationHub::Impl {
               break;
             }
             s->cursor_ = n.id;
-            if (s->topics_.contains(n.topic)) {
+            if (s->topics_.contains(n.topic) && s->filter_.matches(n)) {
               s->queue_.push_back(n);
               pushed = true;
             }
@@ -466,11 +509,12 @@ void NotificationHub::stop() {
 }
 
 std::shared_ptr<Subscription> NotificationHub::subscribe(std::set<std::string> topics,
+                                                         StreamFilter filter,
                                                          std::optional<std::int64_t> after_id,
                                                          std::function<void()> wake) {
   const std::lock_guard lock(impl_->mutex);
   const auto cursor = after_id ? *after_id : impl_->latest_id;
-  auto s = std::make_shared<Subscription>(std::move(topics), cursor,
+  auto s = std::make_shared<Subscription>(std::move(topics), std::move(filter), cursor,
                                           static_cast<std::size_t>(impl_->config.client_buffer),
                                           std::move(wake), after_id.has_value());
   impl_->subscriptions.push_back(s);

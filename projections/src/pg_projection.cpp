@@ -1,9 +1,11 @@
 #include "pg_projection.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <pqxx/stream_to>
+#include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -67,8 +69,8 @@ const std::vector<std::string> kEventColumns = {
     "aggregate_type", "aggregate_id", "version",  "occurred_at", "command_id",
     "correlation_id", "causation_id", "actor",    "data"};
 
-const std::vector<std::string> kNotificationColumns = {"topic", "type", "aggregate_id", "version",
-                                                       "position"};
+const std::vector<std::string> kNotificationColumns = {
+    "topic", "type", "aggregate_id", "version", "position", "level", "region", "people"};
 
 // claimed_by, claimed_until: "" clears them (a release), NULL leaves them.
 const char* const kContactColumns = R"(
@@ -359,12 +361,22 @@ std::int64_t notify_from_generation(pqxx::dbtransaction& txn, const std::string&
   const auto last =
       txn.exec_params1(
              "WITH written AS ("
-             "  INSERT INTO notifications (topic, type, aggregate_id, version, position) "
+             "  INSERT INTO notifications "
+             "    (topic, type, aggregate_id, version, position, level, region, people) "
              "  SELECT e.aggregate_type || 's', e.type, e.aggregate_id, e.version, "
-             "         e.partition || ':' || e.\"offset\" "
+             "         e.partition || ':' || e.\"offset\", a.level, a.region, "
+             "         NULLIF(ARRAY(SELECT DISTINCT p FROM unnest(ARRAY["
+             "           c.assigned_to, "
+             "           CASE WHEN c.claimed_until > e.occurred_at THEN c.claimed_by END, "
+             "           CASE e.type WHEN 'contact.assigned' THEN e.data->>'previous' "
+             "                       WHEN 'contact.released' THEN e.data->>'released_by' END"
+             "         ]) p WHERE p IS NOT NULL), '{}') "
              "  FROM " +
+                 txn.quote_name(schema) + ".events e " + "  LEFT JOIN " + txn.quote_name(schema) +
+                 ".alerts a ON e.aggregate_type = 'alert' AND a.id = e.aggregate_id "
+                 "  LEFT JOIN " +
                  txn.quote_name(schema) +
-                 ".events e "
+                 ".contacts c ON e.aggregate_type = 'contact' AND c.id = e.aggregate_id "
                  "  JOIN notification_marks m ON m.topic = $1 AND m.partition = e.partition "
                  "  WHERE e.\"offset\" >= m.next_offset "
                  "  ORDER BY e.partition, e.\"offset\" RETURNING id) "
@@ -497,15 +509,122 @@ void write_calls(pqxx::dbtransaction& txn, const std::vector<CallRow>& calls) {
   txn.exec(kMergeCalls);
 }
 
-// Notifications in log order, ids drawn in that order; returns the last id. The caller holds
-// the notification lock.
+// A PostgreSQL array literal of texts: {"a","b\"c"}.
+std::string text_array(const std::vector<std::string>& values) {
+  std::string out(1, '{');
+  for (const auto& v : values) {
+    if (out.size() > 1) out.push_back(',');
+    out.push_back('"');
+    for (const char c : v) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::string uuid_array(const std::set<std::string>& ids) {
+  return text_array(std::vector<std::string>(ids.begin(), ids.end()));
+}
+
+// What stream filters look at (NotificationHub's StreamFilter), read from the rows the batch
+// has just written: the state of each aggregate as of the batch.
+struct FilterAttributes {
+  struct Alert {
+    std::string level;
+    std::optional<std::string> region;
+  };
+  struct Contact {
+    std::optional<std::string> assigned_to;
+    std::optional<std::string> claimed_by;
+    std::int64_t claimed_until_us = 0;
+  };
+  std::map<std::string, Alert> alerts;
+  std::map<std::string, Contact> contacts;
+};
+
+std::optional<std::string> optional_text(const pqxx::field& field) {
+  if (field.is_null()) return std::nullopt;
+  return field.as<std::string>();
+}
+
+FilterAttributes filter_attributes(pqxx::dbtransaction& txn,
+                                   const std::vector<LogRecord>& records) {
+  std::set<std::string> alert_ids;
+  std::set<std::string> contact_ids;
+  for (const auto& r : records) {
+    if (r.event.aggregate_type == "alert") alert_ids.insert(r.event.aggregate_id);
+    if (r.event.aggregate_type == "contact") contact_ids.insert(r.event.aggregate_id);
+  }
+  FilterAttributes out;
+  if (!alert_ids.empty()) {
+    for (const auto& row :
+         txn.exec_params("SELECT id::text, level, region FROM alerts WHERE id = ANY($1::uuid[])",
+                         uuid_array(alert_ids))) {
+      out.alerts[row[0].as<std::string>()] = {row[1].as<std::string>(), optional_text(row[2])};
+    }
+  }
+  if (!contact_ids.empty()) {
+    for (const auto& row : txn.exec_params(
+             "SELECT id::text, assigned_to, claimed_by, "
+             "       coalesce((extract(epoch FROM claimed_until) * 1000000)::bigint, 0) "
+             "FROM contacts WHERE id = ANY($1::uuid[])",
+             uuid_array(contact_ids))) {
+      out.contacts[row[0].as<std::string>()] = {optional_text(row[1]), optional_text(row[2]),
+                                                row[3].as<std::int64_t>()};
+    }
+  }
+  return out;
+}
+
+// The actors a contact's notification concerns: whom it is assigned to and who holds a claim
+// live at the event's time, and whom a reassignment or a release took it from.
+std::vector<std::string> people_of(const commands::EventEnvelope& e,
+                                   const FilterAttributes::Contact& contact) {
+  std::vector<std::string> people;
+  auto add = [&people](std::string person) {
+    if (!person.empty() && std::find(people.begin(), people.end(), person) == people.end()) {
+      people.push_back(std::move(person));
+    }
+  };
+  if (contact.assigned_to) add(*contact.assigned_to);
+  if (contact.claimed_by && contact.claimed_until_us > e.occurred_at_us) add(*contact.claimed_by);
+  const char* taken_from = e.type == "contact.assigned"   ? "previous"
+                           : e.type == "contact.released" ? "released_by"
+                                                          : nullptr;
+  if (taken_from != nullptr) {
+    rapidjson::Document data;
+    data.Parse(e.data.c_str(), e.data.size());
+    if (data.IsObject() && data.HasMember(taken_from) && data[taken_from].IsString()) {
+      add(data[taken_from].GetString());
+    }
+  }
+  return people;
+}
+
+// Notifications in log order, ids drawn in that order, with what stream filters look at;
+// returns the last id. The caller holds the notification lock.
 std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<LogRecord>& records) {
+  const auto attributes = filter_attributes(txn, records);
   {
     pqxx::stream_to out(txn, "notifications", kNotificationColumns);
     for (const auto& r : records) {
       const auto& e = r.event;
+      const char* level = nullptr;
+      const char* region = nullptr;
+      std::string people;
+      if (const auto a = attributes.alerts.find(e.aggregate_id); a != attributes.alerts.end()) {
+        level = a->second.level.c_str();
+        if (a->second.region) region = a->second.region->c_str();
+      } else if (const auto c = attributes.contacts.find(e.aggregate_id);
+                 c != attributes.contacts.end()) {
+        people = text_array(people_of(e, c->second));
+      }
       out << std::make_tuple(topic_of(e.aggregate_type), e.type, e.aggregate_id, e.version,
-                             commands::position_token(r.partition, r.offset));
+                             commands::position_token(r.partition, r.offset), level, region,
+                             people.empty() ? nullptr : people.c_str());
     }
     out.complete();
   }
@@ -596,8 +715,7 @@ void PgProjection::hold_live(pqxx::dbtransaction& txn) const {
   // FOR SHARE: a switch (FOR UPDATE) waits for this transaction, or this one sees its result.
   if (txn.exec1("SELECT schema FROM read_model_live FOR SHARE")[0].as<std::string>() !=
       current_schema_) {
-    throw core::DependencyError(
-        "postgres", "the read models just switched to a new generation; try again", true);
+    throw GenerationSwitched();
   }
 }
 
@@ -850,7 +968,7 @@ double PgProjection::replay_progress() {
 }
 
 RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor) {
-  return guarded([&] {
+  return following_switches([&] {
     RetryResult result;
     pqxx::work txn(live_connection());
     hold_live(txn);
@@ -908,7 +1026,7 @@ RetryResult PgProjection::retry_parked(std::int64_t id, const std::string& actor
 }
 
 bool PgProjection::skip_parked(std::int64_t id, const std::string& actor) {
-  return guarded([&] {
+  return following_switches([&] {
     pqxx::work txn(live_connection());
     hold_live(txn);
     const auto r = txn.exec_prepared("resolve_parked", id, "skipped", actor);
@@ -969,6 +1087,19 @@ auto PgProjection::guarded(Fn&& body) -> decltype(body()) {
     connection_.reset();
     throw core::DependencyError(
         "postgres", "PostgreSQL: " + storable(e.what()) + " (" + e.sqlstate() + ")", true);
+  }
+}
+
+template <typename Fn>
+auto PgProjection::following_switches(Fn&& body) -> decltype(body()) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return guarded(body);
+    } catch (const GenerationSwitched&) {
+      // Switches are minutes apart at the least: a third in a row is not a race any more.
+      if (attempt == 3) throw;
+      connection_.reset();
+    }
   }
 }
 

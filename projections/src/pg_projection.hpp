@@ -13,6 +13,7 @@
 
 #include <pqxx/pqxx>
 
+#include <cauce/core/errors.hpp>
 #include <cauce/projections/batch.hpp>
 #include <cauce/projections/parked_events.hpp>
 
@@ -49,6 +50,16 @@ struct ApplyResult {
 class ReadModelMoved : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// An operator's change (a parked event retried or skipped) met a switch of the live generation
+// between choosing its connection and locking the live one: not applied; the same call on a
+// fresh connection follows the new generation.
+class GenerationSwitched : public core::DependencyError {
+ public:
+  GenerationSwitched()
+      : core::DependencyError(
+            "postgres", "the read models just switched to a new generation; try again", true) {}
 };
 
 // One connection, its prepared statements and the projection's identity. Not thread-safe.
@@ -117,6 +128,9 @@ class PgProjection {
   // Runs `body`, turning libpqxx's errors into core::DependencyError / core::DataError.
   template <typename Fn>
   auto guarded(Fn&& body) -> decltype(body());
+  // guarded(body), again on a fresh connection when a switch of the live generation raced it.
+  template <typename Fn>
+  auto following_switches(Fn&& body) -> decltype(body());
   // Which records of a write get a notification: every one (a parked event retried), those at
   // or past notification_marks (the live generation's batches; the marks move), or none (a
   // generation a replay is building).

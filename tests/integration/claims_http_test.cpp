@@ -169,7 +169,11 @@ TEST_F(ClaimsTest, BadClaimsAreRefusedNamingTheFieldAndChangeNothing) {
   // Nothing of it reached the log: the contact is still at version 1, unclaimed.
   const auto events = read_event_log(kafka_);
   EXPECT_EQ(events.size(), 1u);
-  const auto contact = get("/v1/contacts/" + contact_);
+  HttpResult contact;
+  ASSERT_TRUE(eventually([&] {  // the registration may not be projected yet
+    contact = get("/v1/contacts/" + contact_);
+    return contact.status == 200;
+  })) << contact.body;
   EXPECT_EQ(json_member(contact.body, "version"), "1");
   EXPECT_EQ(json_member(contact.body, "claimed_by"), "null");
 }

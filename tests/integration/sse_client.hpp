@@ -2,6 +2,7 @@
 
 // A minimal EventSource for the tests: a raw socket reading a /v1/stream answer.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
+#include <poll.h>
 #include <sys/socket.h>
 
 namespace cauce::testing {
@@ -52,6 +54,7 @@ class SseClient {
     while (out.size() < count && std::chrono::steady_clock::now() < deadline) {
       parse_into(out, count);
       if (out.size() >= count) break;
+      if (!readable_before(deadline)) break;
       char chunk[8192];
       boost::beast::error_code ec;
       const auto n = socket_.read_some(boost::asio::buffer(chunk), ec);
@@ -68,6 +71,7 @@ class SseClient {
       std::vector<SseEvent> ignored;
       parse_into(ignored, 0);
       if (!head_.empty()) break;
+      if (!readable_before(deadline)) break;
       char chunk[4096];
       boost::beast::error_code ec;
       const auto n = socket_.read_some(boost::asio::buffer(chunk), ec);
@@ -78,6 +82,15 @@ class SseClient {
   }
 
  private:
+  // Waits until the socket has bytes (or the peer closed) or `deadline` passed: Asio's blocking
+  // read does not honour SO_RCVTIMEO, so a read never waits past the caller's timeout.
+  bool readable_before(std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{socket_.native_handle(), POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0))) > 0;
+  }
+
   void parse_into(std::vector<SseEvent>& out, std::size_t count) {
     if (head_.empty()) {
       const auto end = buffer_.find("\r\n\r\n");

@@ -106,5 +106,39 @@ TEST(RoleTest, NamesRoundTrip) {
   EXPECT_FALSE(parse_role("root"));
 }
 
+TEST(ApiKeysTest, AKeyCarriesItsActorAndScopeToItsPrincipal) {
+  MemoryKeyStore store;
+  ApiKeys keys(store);
+  const auto plain = keys.create("night shift", Role::kOperator);
+  const auto plain_principal = keys.authenticate(plain.token);
+  ASSERT_TRUE(plain_principal);
+  EXPECT_EQ(plain_principal->actor, "night shift") << "without an actor, the name is the actor";
+  EXPECT_FALSE(plain_principal->scope.topics);
+  EXPECT_FALSE(plain_principal->scope.regions);
+
+  const auto scoped =
+      keys.create("desk 4", Role::kReader, "alice",
+                  KeyScope{std::set<std::string>{"alerts"}, std::set<std::string>{"north", "V"}});
+  const auto principal = keys.authenticate(scoped.token);
+  ASSERT_TRUE(principal);
+  EXPECT_EQ(principal->name, "desk 4");
+  EXPECT_EQ(principal->actor, "alice");
+  EXPECT_EQ(principal->scope.topics, (std::set<std::string>{"alerts"}));
+  EXPECT_EQ(principal->scope.regions, (std::set<std::string>{"V", "north"}));
+}
+
+TEST(ApiKeysTest, AScopeNamesRealTopicsAndRegions) {
+  MemoryKeyStore store;
+  ApiKeys keys(store);
+  EXPECT_THROW(keys.create("k", Role::kReader, "", KeyScope{std::set<std::string>{"weather"}, {}}),
+               std::invalid_argument);
+  EXPECT_THROW(keys.create("k", Role::kReader, "", KeyScope{std::set<std::string>{}, {}}),
+               std::invalid_argument);
+  EXPECT_THROW(keys.create("k", Role::kReader, "", KeyScope{{}, std::set<std::string>{""}}),
+               std::invalid_argument);
+  EXPECT_THROW(keys.create("k", Role::kReader, std::string(101, 'a')), std::invalid_argument);
+  EXPECT_TRUE(store.list().empty());
+}
+
 }  // namespace
 }  // namespace cauce::api

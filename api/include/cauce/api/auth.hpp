@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,18 +18,30 @@ enum class Role { kReader = 1, kOperator = 2, kAdmin = 3 };
 std::string_view role_name(Role role);
 std::optional<Role> parse_role(std::string_view name);
 
-// Who is asking: the key's id and its holder's name (the `actor` of their commands).
+// What a key may see of the live streams, set when it is created (issue 16 part 6): nullopt is
+// everything; a set, the stream topics / alert regions it may read.
+struct KeyScope {
+  std::optional<std::set<std::string>> topics;
+  std::optional<std::set<std::string>> regions;
+};
+
+// Who is asking: the key's id, its label, the identity its commands record as `actor` (an
+// operator's name; the label when none was given) and what it may stream.
 struct Principal {
   std::string key_id;
   std::string name;
+  std::string actor;
   Role role = Role::kReader;
+  KeyScope scope;
 };
 
 // A stored key: never the key itself, only a salted hash of its secret.
 struct ApiKeyRecord {
   std::string id;
   std::string name;
+  std::string actor;
   Role role = Role::kReader;
+  KeyScope scope;
   std::string salt;
   std::string secret_hash;
   std::string created_at;  // RFC 3339, filled in by the store
@@ -66,8 +79,10 @@ class ApiKeys {
   explicit ApiKeys(ApiKeyStore& store,
                    std::chrono::milliseconds cache_ttl = std::chrono::seconds(5));
 
-  // Throws std::invalid_argument for an empty or over-long name.
-  IssuedKey create(const std::string& name, Role role);
+  // Throws std::invalid_argument for an empty or over-long name or actor (1 to 100
+  // characters; an empty `actor` is the name). The scope's names are the caller's to check.
+  IssuedKey create(const std::string& name, Role role, const std::string& actor = {},
+                   KeyScope scope = {});
 
   // The principal of a valid, unrevoked key; nullopt for anything else. May throw
   // core::DependencyError when the store is unreachable.
@@ -99,7 +114,8 @@ class ApiKeys {
     Time fetched;
   };
 
-  ApiKeyRecord make_record(const std::string& name, Role role, std::string& token) const;
+  ApiKeyRecord make_record(const std::string& name, Role role, const std::string& actor,
+                           KeyScope scope, std::string& token) const;
   std::optional<ApiKeyRecord> lookup(const std::string& id);
   // With mutex_ held: the cache's fresh answer for `id` (a record, or {nullopt} for an id no
   // key has), nullopt when it has none; remembering an answer; forgetting an id.

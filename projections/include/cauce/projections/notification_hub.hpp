@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <cauce/core/config.hpp>
@@ -36,7 +37,32 @@ struct Notification {
   std::int64_t version = 0;
   std::string position;
   std::string data;  // topic stats: GET /v1/stats's figures (JSON)
+  // What stream filters look at, as the projector stored them with the notification (the
+  // aggregate's state when its batch was written): alerts' level and region (empty: none), and
+  // the actors a contact is assigned to or claimed by, or was taken from by a reassignment or
+  // a release.
+  std::string level;
+  std::string region;
+  std::vector<std::string> people;
 };
+
+// Which of its topics' notifications a client receives (API: ?min_level=, ?region=,
+// ?assigned_to=me, and the key's regions). Each part narrows only its own topic; decided on the
+// notification's stored attributes, so a resume with Last-Event-ID sees the same view.
+struct StreamFilter {
+  std::optional<std::string> min_level;          // alerts: this level or above
+  std::optional<std::set<std::string>> regions;  // alerts: one of these regions
+  std::optional<std::string> person;             // contacts: `people` holds this actor
+
+  bool matches(const Notification& n) const;
+  bool operator==(const StreamFilter&) const = default;
+};
+
+// info < warning < critical: 1, 2, 3; 0 for anything else.
+int level_rank(std::string_view level);
+
+// The topics a client may name, for messages: "contacts, alerts, ...".
+std::string topic_list();
 
 // API.md's message data: {"type","id","version","position"}; for stats, the figures.
 std::string notification_data(const Notification& n);
@@ -52,9 +78,10 @@ const std::set<std::string>& subscribable_topics();
 class Subscription {
  public:
   // Made by NotificationHub::subscribe().
-  Subscription(std::set<std::string> topics, std::int64_t cursor, std::size_t capacity,
-               std::function<void()> wake, bool resumes = false)
+  Subscription(std::set<std::string> topics, StreamFilter filter, std::int64_t cursor,
+               std::size_t capacity, std::function<void()> wake, bool resumes = false)
       : topics_(std::move(topics)),
+        filter_(std::move(filter)),
         cursor_(cursor),
         check_resume_(resumes),
         capacity_(capacity),
@@ -74,6 +101,7 @@ class Subscription {
   friend class NotificationHub;
 
   const std::set<std::string> topics_;
+  const StreamFilter filter_;
   std::int64_t cursor_;     // hub thread only: the last id considered for this client
   bool check_resume_;       // hub thread only: compare the cursor with the retention first
   bool has_stats_ = false;  // hub thread only: topic stats: the figures last sent reached it
@@ -97,10 +125,10 @@ class NotificationHub {
   void start();
   void stop();
 
-  // Notifications of `topics` with ids above `after_id`, or from now on when nullopt. `wake` is
-  // called on the hub's thread whenever take() has something or the subscription closed; it
-  // must only schedule work, never block.
-  std::shared_ptr<Subscription> subscribe(std::set<std::string> topics,
+  // Notifications of `topics` that `filter` lets through, with ids above `after_id`, or from
+  // now on when nullopt. `wake` is called on the hub's thread whenever take() has something or
+  // the subscription closed; it must only schedule work, never block.
+  std::shared_ptr<Subscription> subscribe(std::set<std::string> topics, StreamFilter filter,
                                           std::optional<std::int64_t> after_id,
                                           std::function<void()> wake);
   void unsubscribe(const std::shared_ptr<Subscription>& subscription);
