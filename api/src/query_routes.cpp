@@ -278,6 +278,26 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
         };
       });
 
+  add("/v1/imports/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    query_params(r->message.target(), {});
+    return [r, &models, id = path_uuid(*r)] {
+      return resource(*r, models.import(id), "import " + id);
+    };
+  });
+
+  add("/v1/imports/{id}/errors", Role::kReader,
+      [&models](const std::shared_ptr<Request>& r) -> Query {
+        const auto params = query_params(r->message.target(), {"limit", "cursor"});
+        const auto page = page_request(params, "import_errors", projections::valid_row_key);
+        return [r, &models, id = path_uuid(*r), page] {
+          const auto errors = models.import_errors(id, page);
+          if (!errors) {
+            throw ApiError(http::status::not_found, "not-found", "there is no import " + id);
+          }
+          return list(*r, *errors, "import_errors");
+        };
+      });
+
   add("/v1/stats", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     query_params(r->message.target(), {});
     return [r, &models] { return digested(*r, models.stats()); };

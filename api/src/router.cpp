@@ -35,17 +35,22 @@ std::string_view Request::path_param(std::string_view name) const {
 
 void Router::add(http::verb method, std::string pattern, std::optional<Role> role,
                  Handler handler) {
-  routes_.push_back({method, std::move(pattern), role, std::move(handler), {}, {}});
+  routes_.push_back({method, std::move(pattern), role, std::move(handler), {}, {}, {}});
 }
 
 void Router::add_async(http::verb method, std::string pattern, std::optional<Role> role,
                        AsyncHandler handler) {
-  routes_.push_back({method, std::move(pattern), role, {}, std::move(handler), {}});
+  routes_.push_back({method, std::move(pattern), role, {}, std::move(handler), {}, {}});
 }
 
 void Router::add_stream(http::verb method, std::string pattern, std::optional<Role> role,
                         StreamHandler handler) {
-  routes_.push_back({method, std::move(pattern), role, {}, {}, std::move(handler)});
+  routes_.push_back({method, std::move(pattern), role, {}, {}, std::move(handler), {}});
+}
+
+void Router::add_upload(http::verb method, std::string pattern, std::optional<Role> role,
+                        UploadHandler handler) {
+  routes_.push_back({method, std::move(pattern), role, {}, {}, {}, std::move(handler)});
 }
 
 Router::Match Router::match(http::verb method, std::string_view path) const {

@@ -1,8 +1,10 @@
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -106,10 +108,26 @@ struct Connection {
   beast::tcp_stream stream;
   bool idle = true;  // waiting for a request's header; touched only on the connection's strand
   std::shared_ptr<StreamSession> session;  // set while a stream owns the connection (strand)
+  bool uploading = false;  // an upload's body is being read (strand)
 };
 
-// What routing produced: a response, or a session that takes the connection over.
-using Done = std::function<void(Response, std::shared_ptr<StreamSession>)>;
+// What routing produced besides a response: a session that takes the connection over, or one
+// that takes the body of an upload (its answer comes at the end, decorated by `decorate`: the
+// headers and metrics every answer gets).
+struct Handover {
+  std::shared_ptr<StreamSession> stream;
+  std::shared_ptr<UploadSession> upload;
+  std::function<void(Response&)> decorate;
+};
+using Done = std::function<void(Response, Handover)>;
+
+// Why an upload's body stopped being read, from the read's error.
+UploadEnd upload_end(const beast::error_code& ec, bool draining) {
+  if (ec == http::error::body_limit) return UploadEnd::kTooLarge;
+  if (ec == beast::error::timeout) return UploadEnd::kTimedOut;
+  if (draining && ec == asio::error::operation_aborted) return UploadEnd::kStopping;
+  return UploadEnd::kDisconnected;  // gone, or the framing broke: either way no more body
+}
 
 }  // namespace
 
@@ -139,6 +157,13 @@ struct HttpServer::Impl {
   asio::awaitable<void> accept_loop();
   static asio::awaitable<void> refuse_connection(tcp::socket socket);
   asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
+  // An upload route's request, from its headers: routed and authorised without its body, which
+  // its session then takes piece by piece. Answers, then the connection closes.
+  asio::awaitable<void> serve_upload(Connection& connection, beast::flat_buffer& buffer,
+                                     http::request_parser<http::string_body>& parser);
+  // After an answer that left the body unread: lets the client's bytes drain before the close.
+  static asio::awaitable<void> linger(beast::tcp_stream& stream);
+  static constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
   void forget(const std::shared_ptr<Connection>& connection);
 
   core::HttpConfig config;
@@ -238,8 +263,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
       usable_request_id(incoming_id) ? std::string(incoming_id) : core::random_hex(8);
   auto route_label = std::make_shared<std::string>("unmatched");
   // Headers, metrics and hand-over: the same for sync, async, stream and failed requests.
-  auto finish = [this, request, route_label, started, done = std::move(done)](
-                    Response response, std::shared_ptr<StreamSession> session) {
+  auto decorate = [this, request, route_label, started](Response& response) {
     response.set("X-Request-Id", request->request_id);
     add_common_headers(*request, response);
     response.keep_alive(request->message.keep_alive());
@@ -249,7 +273,15 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
     metrics.observe(
         *route_label, method, response.result_int(),
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    done(std::move(response), std::move(session));
+  };
+  // An upload's answer comes once its body is in: headers and metrics then.
+  auto hand_over_upload = [decorate, done](std::shared_ptr<UploadSession> session) {
+    done(Response{http::status::continue_, 11}, Handover{nullptr, std::move(session), decorate});
+  };
+  auto finish = [decorate, done = std::move(done)](Response response,
+                                                   std::shared_ptr<StreamSession> session) {
+    decorate(response);
+    done(std::move(response), Handover{std::move(session), nullptr, {}});
   };
   try {
     const auto target = request->message.target();
@@ -278,7 +310,8 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
     request->path_params = std::move(match.params);
     const Route* route = match.route;
     // Runs the route once its caller is known (or it needs no key); on whatever thread that is.
-    auto run = [this, request, finish, route](std::optional<Principal> principal, bool had_token) {
+    auto run = [this, request, finish, hand_over_upload, route](std::optional<Principal> principal,
+                                                                bool had_token) {
       try {
         if (route->role) {
           if (!principal) throw unauthenticated(had_token);
@@ -300,6 +333,10 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
             throw limited;
           }
           request->principal = std::move(principal);
+        }
+        if (route->upload_handler) {
+          hand_over_upload(route->upload_handler(request));
+          return;
         }
         if (route->stream_handler) {
           auto session = route->stream_handler(*request);
@@ -419,7 +456,9 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
   try {
     while (!draining.load()) {
       http::request_parser<http::string_body> parser;
-      parser.body_limit(config.body_limit_bytes);
+      // The route, known once the headers are in, sets the body's limit (an upload has its own):
+      // none while they are read (boost::none would refuse every Content-Length in Beast 1.74).
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       parser.header_limit(kHeaderLimit);
       connection->idle = true;
       stream.expires_after(std::chrono::seconds(config.idle_timeout_s));
@@ -437,6 +476,16 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       }
       // Until a request's headers are in, a drain may cut the connection (nothing was asked).
       connection->idle = false;
+      bool upload = false;
+      if (!ec) {
+        const auto match = router.match(parser.get().method(), parser.get().target());
+        upload = match.route != nullptr && static_cast<bool>(match.route->upload_handler);
+        if (!upload) {
+          parser.body_limit(config.body_limit_bytes);
+          const auto length = parser.content_length();
+          if (length && *length > config.body_limit_bytes) ec = http::error::body_limit;
+        }
+      }
       if (!ec && !parser.is_done()) {
         // A request that can only be refused is answered before its body is read (and before
         // `100 Continue`): an anonymous client cannot make the server take in a body. Requests
@@ -447,6 +496,10 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
                                      asio::redirect_error(asio::use_awaitable, ec));
           break;
         }
+      }
+      if (!ec && upload) {
+        co_await serve_upload(*connection, buffer, parser);
+        break;
       }
       if (!ec && parser.get()[http::field::expect] == "100-continue") {
         http::response<http::empty_body> go_on(http::status::continue_, parser.get().version());
@@ -483,15 +536,14 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
                                                          asio::steady_timer::time_point::max());
       auto answer = std::make_shared<std::optional<Response>>();
       auto session = std::make_shared<std::shared_ptr<StreamSession>>();
-      dispatch(parser.release(),
-               [parked, answer, session](Response r, std::shared_ptr<StreamSession> s) {
-                 asio::post(parked->get_executor(), [parked, answer, session, r = std::move(r),
-                                                     s = std::move(s)]() mutable {
-                   *answer = std::move(r);
-                   *session = std::move(s);
-                   parked->cancel();
-                 });
-               });
+      dispatch(parser.release(), [parked, answer, session](Response r, Handover h) {
+        asio::post(parked->get_executor(),
+                   [parked, answer, session, r = std::move(r), s = std::move(h.stream)]() mutable {
+                     *answer = std::move(r);
+                     *session = std::move(s);
+                     parked->cancel();
+                   });
+      });
       if (!*answer) {
         // The handler bounds its own time (reply timeout, statement timeout); the socket's
         // deadline must not run out under it and reset a connection whose command was applied.
@@ -519,6 +571,99 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   stream.close();
   forget(connection);
+}
+
+asio::awaitable<void> HttpServer::Impl::serve_upload(
+    Connection& connection, beast::flat_buffer& buffer,
+    http::request_parser<http::string_body>& parser) {
+  auto& stream = connection.stream;
+  beast::error_code ec;
+  // Routed, authorised and checked from the headers alone; the answer may come later from
+  // another thread (a key looked up), so it is parked like any asynchronous answer.
+  auto parked = std::make_shared<asio::steady_timer>(stream.get_executor(),
+                                                     asio::steady_timer::time_point::max());
+  auto answer = std::make_shared<std::optional<Response>>();
+  auto handover = std::make_shared<Handover>();
+  dispatch(http::request<http::string_body>(parser.get().base()),
+           [parked, answer, handover](Response r, Handover h) {
+             asio::post(parked->get_executor(), [parked, answer, handover, r = std::move(r),
+                                                 h = std::move(h)]() mutable {
+               *answer = std::move(r);
+               *handover = std::move(h);
+               parked->cancel();
+             });
+           });
+  if (!*answer) {
+    stream.expires_never();
+    co_await parked->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    ec = {};
+  }
+  auto session = handover->upload;
+  if (!session) {
+    // Refused before a byte of the body was read: answered, and the connection closed (its body,
+    // if the client sends it anyway, is never read).
+    auto refusal = std::move(**answer);
+    refusal.keep_alive(false);
+    stream.expires_after(kWriteTimeout);
+    co_await http::async_write(stream, refusal, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) co_await linger(stream);
+    co_return;
+  }
+  if (parser.get()[http::field::expect] == "100-continue") {
+    http::response<http::empty_body> go_on(http::status::continue_, parser.get().version());
+    stream.expires_after(kWriteTimeout);
+    co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
+  }
+  // The body, piece by piece into a fixed buffer: the parser takes chunked transfer encoding
+  // apart and enforces the session's limit; each read has the body timeout, the whole body none.
+  http::request_parser<http::buffer_body> body(std::move(parser));
+  body.body_limit(session->body_limit());
+  std::vector<char> piece(64 * 1024);
+  auto end = ec ? UploadEnd::kDisconnected : UploadEnd::kComplete;
+  connection.uploading = true;
+  while (!ec && !body.is_done()) {
+    if (draining.load()) {
+      end = UploadEnd::kStopping;
+      break;
+    }
+    body.get().body().data = piece.data();
+    body.get().body().size = piece.size();
+    stream.expires_after(std::chrono::seconds(config.body_timeout_s));
+    co_await http::async_read_some(stream, buffer, body,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    const auto n = piece.size() - body.get().body().size;
+    stream.expires_never();  // the session may wait for its work in flight
+    if (n > 0 && !co_await session->consume(std::string_view(piece.data(), n))) {
+      end = UploadEnd::kRefused;
+      break;
+    }
+    if (ec) end = upload_end(ec, draining.load());
+  }
+  connection.uploading = false;
+  auto response = co_await session->finish(end);
+  handover->decorate(response);
+  response.keep_alive(false);
+  if (end == UploadEnd::kDisconnected || end == UploadEnd::kTimedOut) co_return;
+  ec = {};
+  stream.expires_after(kWriteTimeout);
+  co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec && end != UploadEnd::kComplete) co_await linger(stream);
+}
+
+asio::awaitable<void> HttpServer::Impl::linger(beast::tcp_stream& stream) {
+  // Closing a socket with unread bytes resets the connection, and the client may then lose the
+  // answer it has not read yet: say no more, and take (and drop) what the client still sends for
+  // a moment, a bounded amount.
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::array<char, 16 * 1024> sink{};
+  std::size_t dropped = 0;
+  stream.expires_after(std::chrono::seconds(2));
+  while (!ec && dropped < kLingerBytes) {
+    dropped += co_await stream.async_read_some(asio::buffer(sink),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 void HttpServer::Impl::forget(const std::shared_ptr<Connection>& connection) {
@@ -568,7 +713,7 @@ void HttpServer::stop() {
   }
   for (const auto& connection : open) {
     asio::post(connection->stream.get_executor(), [connection] {
-      if (connection->idle) connection->stream.cancel();
+      if (connection->idle || connection->uploading) connection->stream.cancel();
       if (connection->session) connection->session->close();
     });
   }
@@ -590,17 +735,15 @@ void HttpServer::stop() {
 
 void HttpServer::dispatch(http::request<http::string_body>&& message,
                           std::function<void(Response)> done) const {
-  impl_->dispatch(
-      std::move(message),
-      [done = std::move(done)](Response r, std::shared_ptr<StreamSession>) { done(std::move(r)); });
+  impl_->dispatch(std::move(message),
+                  [done = std::move(done)](Response r, Handover) { done(std::move(r)); });
 }
 
 Response HttpServer::handle(http::request<http::string_body>&& message) const {
   std::promise<Response> promise;
   auto future = promise.get_future();
-  impl_->dispatch(std::move(message), [&promise](Response r, std::shared_ptr<StreamSession>) {
-    promise.set_value(std::move(r));
-  });
+  impl_->dispatch(std::move(message),
+                  [&promise](Response r, Handover) { promise.set_value(std::move(r)); });
   return future.get();
 }
 

@@ -186,6 +186,42 @@ Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const ra
   throw std::invalid_argument("unknown command type " + c.type);
 }
 
+// The import session's commands (api/src/imports.cpp): an import's course, never a client's.
+import::Counts counts_of(const rapidjson::Value& d) {
+  return import::Counts{json::integer(d, "rows_total"), json::integer(d, "accepted"),
+                        json::integer(d, "rejected"), json::integer(d, "duplicates")};
+}
+
+Outcome decide_import(const import::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
+                      const CommandContext& ctx) {
+  using namespace import;
+  if (c.type == "import.start") return finish(s, decide(s, Start{json::string(d, "format")}, ctx));
+  if (c.type == "import.record_rejections") {
+    const auto it = d.FindMember("rows");
+    if (it == d.MemberEnd() || !it->value.IsArray()) {
+      throw std::invalid_argument("rows must be an array");
+    }
+    RecordRejections command;
+    for (const auto& row : it->value.GetArray()) {
+      if (!row.IsObject()) throw std::invalid_argument("rows must hold objects");
+      command.rows.push_back(RowError{json::integer(row, "row"), json::string(row, "field"),
+                                      json::string(row, "message")});
+    }
+    return finish(s, decide(s, command, ctx));
+  }
+  if (c.type == "import.record_progress") {
+    return finish(s, decide(s, RecordProgress{counts_of(d)}, ctx));
+  }
+  if (c.type == "import.complete") {
+    return finish(s, decide(s, Complete{counts_of(d), json::integer(d, "bytes")}, ctx));
+  }
+  if (c.type == "import.fail") {
+    return finish(
+        s, decide(s, Fail{counts_of(d), json::integer(d, "bytes"), json::string(d, "reason")}, ctx));
+  }
+  throw std::invalid_argument("unknown command type " + c.type);
+}
+
 }  // namespace
 
 std::optional<AggregateType> aggregate_type(std::string_view name) {
@@ -193,6 +229,7 @@ std::optional<AggregateType> aggregate_type(std::string_view name) {
   if (name == "alert") return AggregateType::kAlert;
   if (name == "report") return AggregateType::kReport;
   if (name == "backup") return AggregateType::kBackup;
+  if (name == "import") return AggregateType::kImport;
   return std::nullopt;
 }
 
@@ -299,6 +336,9 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     if (*type == AggregateType::kReport) {
       return decide_report(current_or_new<report::State>(current), c, d, ctx);
     }
+    if (*type == AggregateType::kImport) {
+      return decide_import(current_or_new<import::State>(current), c, d, ctx);
+    }
     return decide_backup(current_or_new<backup::State>(current), c, d, ctx);
   } catch (const std::invalid_argument& e) {
     Outcome out;
@@ -355,6 +395,9 @@ void fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
       break;
     case AggregateType::kBackup:
       next = evolved(backup::State{}, backup::event_from_json(e.type, e.data));
+      break;
+    case AggregateType::kImport:
+      next = evolved(import::State{}, import::event_from_json(e.type, e.data));
       break;
   }
   store.put(key, std::move(next));

@@ -147,6 +147,7 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<WorkersConfig> workers{&Config::workers};
     const SectionBinder<BackupsConfig> backups{&Config::backups};
     const SectionBinder<AlertsConfig> alerts{&Config::alerts};
+    const SectionBinder<ImportsConfig> imports{&Config::imports};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -403,6 +404,18 @@ const std::vector<Binding>& bindings() {
     b.push_back(backups.integer("backups.export_timeout_s",
                                 "How long one backup's event-log export may take",
                                 &BackupsConfig::export_timeout_s, 1, 86400));
+    b.push_back(imports.integer("imports.max_bytes",
+                                "Largest body of an import (POST /v1/imports); past it a 413",
+                                &ImportsConfig::max_bytes, 1, 1LL << 40));
+    b.push_back(imports.integer("imports.max_running_per_key",
+                                "Imports one API key may run at once in a process; past it a 429",
+                                &ImportsConfig::max_running_per_key, 1, 1000));
+    b.push_back(imports.integer("imports.max_in_flight",
+                                "Rows of one import sent to the processor and not answered yet",
+                                &ImportsConfig::max_in_flight, 1, 100000));
+    b.push_back(imports.integer("imports.max_row_bytes",
+                                "Longest row of an import; a longer one is a row error",
+                                &ImportsConfig::max_row_bytes, 64, 16 * 1024 * 1024));
     return b;
   }();
   return all;

@@ -1,6 +1,6 @@
 -- One generation of the read models, as the projection code of this build writes them: run by
 -- `cauce replay` inside a fresh schema (search_path = that schema, public). Column meanings are
--- commented where the tables were first created (infra/sql/0002, 0005, 0007, 0009, 0011); a
+-- commented where the tables were first created (infra/sql/0002, 0005, 0007, 0009, 0011, 0015); a
 -- generation built here has exactly the shape the migrations give read_model_1 (a test compares
 -- columns, constraints, indexes, triggers and functions). A change to how events are folded is
 -- made here and lands by a replay; an additive one (a column, a counter table) is made here and
@@ -152,6 +152,32 @@ CREATE TABLE parked_events (
   resolved_at     timestamptz,
   resolved_by     text,
   UNIQUE (projection, topic, partition, "offset")
+);
+
+-- Bulk imports (infra/sql/0015_imports.sql): one row per POST /v1/imports, and its rejected rows.
+CREATE TABLE imports (
+  id          uuid        PRIMARY KEY,
+  status      text        NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
+  format      text        NOT NULL,
+  actor       text        NOT NULL,
+  rows_total  bigint      NOT NULL DEFAULT 0,
+  accepted    bigint      NOT NULL DEFAULT 0,
+  rejected    bigint      NOT NULL DEFAULT 0,
+  duplicates  bigint      NOT NULL DEFAULT 0,
+  bytes       bigint      NOT NULL DEFAULT 0,
+  failure     text,
+  started_at  timestamptz NOT NULL,
+  updated_at  timestamptz NOT NULL,
+  finished_at timestamptz,
+  version     bigint      NOT NULL
+);
+
+CREATE TABLE import_errors (
+  import_id uuid   NOT NULL,
+  "row"     bigint NOT NULL,
+  field     text   NOT NULL,
+  message   text   NOT NULL,
+  PRIMARY KEY (import_id, "row")
 );
 
 -- The dashboard's counters and the triggers that keep them (infra/sql/0011_stats.sql), in this

@@ -204,9 +204,10 @@ class Data {
 };
 
 struct Folder {
-  Changes contacts, alerts, reports, backups;
+  Changes contacts, alerts, reports, backups, imports;
   std::vector<CallRow> calls;
   Rows timeline;
+  Rows import_errors;
   std::vector<std::string> unprojected;
 
   void unprojected_type(const std::string& type) {
@@ -380,6 +381,57 @@ struct Folder {
       unprojected_type(e.type);
     }
   }
+
+  // An import's course (api/README.md, imports): its counts as last reported, and one
+  // import_errors row per rejected row.
+  void import(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
+    auto& c = imports.of(e);
+    c.set["updated_at"] = at;
+    const auto counts = [&] {
+      for (const auto* k : {"rows_total", "accepted", "rejected", "duplicates"}) {
+        c.set[k] = d.integer(k);
+      }
+    };
+    if (e.type == "import.started") {
+      c.created = true;
+      c.set["status"] = std::string("running");
+      c.set["format"] = d.string("format");
+      c.set["actor"] = e.actor;
+      c.set["started_at"] = at;
+    } else if (e.type == "import.rows_rejected") {
+      rapidjson::Document rows;
+      rows.Parse(e.data.data(), e.data.size());
+      if (!rows.IsObject() || !rows.HasMember("rows") || !rows["rows"].IsArray()) {
+        throw std::invalid_argument(e.type + " " + e.event_id + ": data.rows must be an array");
+      }
+      for (const auto& row : rows["rows"].GetArray()) {
+        if (!row.IsObject() || !row.HasMember("row") || !row["row"].IsInt64() ||
+            !row.HasMember("field") || !row["field"].IsString() || !row.HasMember("message") ||
+            !row["message"].IsString()) {
+          throw std::invalid_argument(e.type + " " + e.event_id + ": data.rows malformed");
+        }
+        import_errors.add([&](Writer& w) {
+          field(w, "import_id", e.aggregate_id);
+          field(w, "row", row["row"].GetInt64());
+          field(w, "field", std::string_view(row["field"].GetString(),
+                                             row["field"].GetStringLength()));
+          field(w, "message", std::string_view(row["message"].GetString(),
+                                               row["message"].GetStringLength()));
+        });
+      }
+    } else if (e.type == "import.progressed") {
+      counts();
+    } else if (e.type == "import.completed" || e.type == "import.failed") {
+      counts();
+      c.set["bytes"] = d.integer("bytes");
+      c.set["status"] = std::string(e.type == "import.completed" ? "completed" : "failed");
+      if (e.type == "import.failed") c.set["failure"] = d.string("reason");
+      c.set["finished_at"] = at;
+    } else {
+      unprojected_type(e.type);
+    }
+  }
 };
 
 }  // namespace
@@ -420,6 +472,8 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
       folder.report(e, at);
     } else if (e.aggregate_type == "backup") {
       folder.backup(e, at);
+    } else if (e.aggregate_type == "import") {
+      folder.import(e, at);
     } else {
       folder.unprojected_type(e.type);
     }
@@ -456,6 +510,8 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
   out.alert_timeline = folder.timeline.finish();
   out.reports = changes_json(folder.reports);
   out.backups = changes_json(folder.backups);
+  out.imports = changes_json(folder.imports);
+  out.import_errors = folder.import_errors.finish();
   out.notifications = notifications.finish();
   out.event_count = records.size();
   out.unprojected_types = std::move(folder.unprojected);

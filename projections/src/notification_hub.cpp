@@ -61,7 +61,8 @@ const std::set<std::string>& notification_topics() {
 }
 
 const std::set<std::string>& subscribable_topics() {
-  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups", "stats"};
+  static const std::set<std::string> topics = {"contacts", "alerts",  "reports",
+                                               "backups",  "imports", "stats"};
   return topics;
 }
 

@@ -218,6 +218,43 @@ const std::string kUpdateBackups = std::string(R"(
                                    kBackupColumns + R"()
   WHERE NOT x.created AND b.id = x.id AND b.version < x.first_version)";
 
+// An import's row (api/README.md, imports): the whole row when the batch starts it, else the
+// columns the batch sets (NULL = unchanged); failure and finished_at are set once, at the end.
+const char* const kImportColumns = R"(
+    id uuid, created boolean, first_version bigint, version bigint, status text, format text,
+    actor text, rows_total bigint, accepted bigint, rejected bigint, duplicates bigint,
+    bytes bigint, failure text, started_at timestamptz, updated_at timestamptz,
+    finished_at timestamptz)";
+
+const std::string kInsertImports = std::string(R"(
+  INSERT INTO imports (id, status, format, actor, rows_total, accepted, rejected, duplicates,
+                       bytes, failure, started_at, updated_at, finished_at, version)
+  SELECT id, status, format, actor, coalesce(rows_total, 0), coalesce(accepted, 0),
+         coalesce(rejected, 0), coalesce(duplicates, 0), coalesce(bytes, 0), failure,
+         started_at, updated_at, finished_at, version
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                   kImportColumns + R"()
+  WHERE created
+  ON CONFLICT (id) DO NOTHING)";
+
+const std::string kUpdateImports = std::string(R"(
+  UPDATE imports i SET status = coalesce(x.status, i.status),
+    rows_total = coalesce(x.rows_total, i.rows_total), accepted = coalesce(x.accepted, i.accepted),
+    rejected = coalesce(x.rejected, i.rejected), duplicates = coalesce(x.duplicates, i.duplicates),
+    bytes = coalesce(x.bytes, i.bytes), failure = coalesce(x.failure, i.failure),
+    finished_at = coalesce(x.finished_at, i.finished_at), updated_at = x.updated_at,
+    version = x.version
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                   kImportColumns + R"()
+  WHERE NOT x.created AND i.id = x.id AND i.version < x.first_version)";
+
+// Row errors are keyed by (import, row): a batch applied again inserts nothing twice.
+const char* const kInsertImportErrors = R"(
+  INSERT INTO import_errors (import_id, "row", field, message)
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+    import_id uuid, "row" bigint, field text, message text)
+  ON CONFLICT DO NOTHING)";
+
 const char* const kAnyOpenParked = R"(
   SELECT EXISTS (SELECT 1 FROM parked_events
                  WHERE projection = $1 AND topic = $2 AND resolved_at IS NULL))";
@@ -682,6 +719,9 @@ pqxx::connection& PgProjection::connection() {
     c->prepare("update_reports", kUpdateReports);
     c->prepare("insert_backups", kInsertBackups);
     c->prepare("update_backups", kUpdateBackups);
+    c->prepare("insert_imports", kInsertImports);
+    c->prepare("update_imports", kUpdateImports);
+    c->prepare("insert_import_errors", kInsertImportErrors);
     c->prepare("any_open_parked", kAnyOpenParked);
     c->prepare("open_parked_aggregates", kOpenParkedAggregates);
     c->prepare("count_open_parked", kCountOpenParked);
@@ -849,7 +889,8 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
       {"insert_alerts", &rows.alerts},           {"update_alerts", &rows.alerts},
       {"insert_timeline", &rows.alert_timeline}, {"insert_reports", &rows.reports},
       {"update_reports", &rows.reports},         {"insert_backups", &rows.backups},
-      {"update_backups", &rows.backups}};
+      {"update_backups", &rows.backups},         {"insert_imports", &rows.imports},
+      {"update_imports", &rows.imports},         {"insert_import_errors", &rows.import_errors}};
   for (const auto& [name, json] : statements) {
     if (has_rows(*json)) txn.exec_prepared(name, *json);
   }

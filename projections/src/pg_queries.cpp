@@ -69,6 +69,7 @@ bool all_digits(const std::string& s) {
 
 bool valid_id_key(const std::string& key) { return commands::is_uuid(key); }
 bool valid_history_key(const std::string& key) { return all_digits(key); }
+bool valid_row_key(const std::string& key) { return all_digits(key); }
 bool valid_calls_key(const std::string& key) {
   const auto bar = key.find('|');
   if (bar == std::string::npos || !commands::is_uuid(key.substr(bar + 1))) return false;
@@ -162,6 +163,38 @@ Page ReadModels::alerts(const AlertFilter& f, const PageRequest& page) {
           WHERE ($1 = '' OR a.state = $1) AND ($2 = '' OR a.level = $2) AND a.id < $3::uuid
           ORDER BY a.id DESC LIMIT $4)",
                       f.state, f.level, page.after.empty() ? kMaxUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+std::optional<std::string> ReadModels::import(const std::string& id) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(
+        R"(SELECT json_build_object(
+             'id', i.id, 'status', i.status, 'format', i.format, 'actor', i.actor,
+             'rows_total', i.rows_total, 'accepted', i.accepted, 'rejected', i.rejected,
+             'duplicates', i.duplicates, 'bytes', i.bytes, 'failure', i.failure,
+             'started_at', rfc3339(i.started_at), 'updated_at', rfc3339(i.updated_at),
+             'finished_at', rfc3339(i.finished_at), 'version', i.version)::text
+           FROM imports i WHERE i.id = $1::uuid)",
+        id));
+  });
+}
+
+std::optional<Page> ReadModels::import_errors(const std::string& id, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<Page> {
+    pqxx::read_transaction txn(c);
+    if (txn.exec_params("SELECT 1 FROM imports WHERE id = $1::uuid", id).empty()) {
+      return std::nullopt;
+    }
+    const auto rows = txn.exec_params(
+        R"(SELECT e."row"::text, json_build_object(
+             'row', e."row", 'field', e.field, 'message', e.message)::text
+           FROM import_errors e
+           WHERE e.import_id = $1::uuid AND e."row" > $2
+           ORDER BY e."row" LIMIT $3)",
+        id, page.after.empty() ? std::string("0") : page.after, page.limit + 1);
     return page_of(rows, page.limit);
   });
 }

@@ -51,6 +51,8 @@ void fold(const LogRecord& record) {
   check_json_rows(rows.alert_timeline, "alert_timeline");
   check_json_rows(rows.reports, "reports");
   check_json_rows(rows.backups, "backups");
+  check_json_rows(rows.imports, "imports");
+  check_json_rows(rows.import_errors, "import_errors");
   check_json_rows(rows.notifications, "notifications");
   if (rows.event_count != 1) finding("fold_batch did not count the event", record.event.type);
 }

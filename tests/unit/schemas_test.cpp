@@ -5,6 +5,7 @@
 
 #include <cauce/commands/alert.hpp>
 #include <cauce/commands/contact.hpp>
+#include <cauce/commands/import.hpp>
 #include <cauce/commands/jobs.hpp>
 #include <cauce/commands/schemas.hpp>
 #include <cauce/commands/upcast.hpp>
@@ -31,7 +32,11 @@ TEST(SchemasTest, EveryCommandAndEventHasASchema) {
         "alert.acknowledged.v1", "alert.escalated.v1",     "alert.closed.v1",
         "report.requested.v1",   "backup.requested.v1",    "contact.call_logged.v2",
         "contact.claim.v1",      "contact.release.v1",     "contact.claimed.v1",
-        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1"}) {
+        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1",
+        "import.start.v1",       "import.started.v1",      "import.record_rejections.v1",
+        "import.rows_rejected.v1", "import.record_progress.v1", "import.progressed.v1",
+        "import.complete.v1",    "import.completed.v1",    "import.fail.v1",
+        "import.failed.v1"}) {
     EXPECT_TRUE(schemas().contains(name)) << name;
   }
 }
@@ -113,7 +118,7 @@ TEST(SchemasTest, EveryCommandSchemaBoundsItsStringsNumbersAndArrays) {
     ++commands;
     walk(file.file_name, schema);
   }
-  EXPECT_EQ(commands, 24u);
+  EXPECT_EQ(commands, 29u);
   EXPECT_TRUE(unbounded.empty()) << testing::PrintToString(unbounded);
 }
 
@@ -182,10 +187,20 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
     s.status = Status::kFailed;
     collect(decide(s, Retry{}, ctx));
   }
+  {
+    using namespace import;
+    collect(decide(State{}, Start{"csv"}, ctx));
+    const State s{.exists = true, .version = 1};
+    collect(decide(s, RecordRejections{{{2, "phone", "must be a phone number"}, {7, "row", "x"}}},
+                   ctx));
+    collect(decide(s, RecordProgress{{10, 5, 2, 1}}, ctx));
+    collect(decide(s, Complete{{10, 7, 2, 1}, 4096}, ctx));
+    collect(decide(s, Fail{{10, 5, 2, 1}, 2048, "the client disconnected"}, ctx));
+  }
   // Every type once at least.
   std::set<std::string> types;
   for (const auto& [type, data] : produced) types.insert(type);
-  EXPECT_EQ(types.size(), 26u) << testing::PrintToString(types);
+  EXPECT_EQ(types.size(), 31u) << testing::PrintToString(types);
   for (const auto& [type, data] : produced) {
     const auto v =
         schemas().validate_json(type + ".v" + std::to_string(current_schema_version(type)), data);

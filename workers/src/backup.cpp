@@ -65,6 +65,8 @@ constexpr DigestedTable kDigestedTables[] = {
     {"alert_timeline", ""},
     {"reports", ""},
     {"backups", ""},
+    {"imports", ""},
+    {"import_errors", ""},
 };
 
 struct TableDigest {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -55,13 +56,44 @@ class StreamSession {
 // returns the session that takes the connection over.
 using StreamHandler = std::function<std::shared_ptr<StreamSession>(Request&)>;
 
+// How the body of an upload ended.
+enum class UploadEnd {
+  kComplete,      // every byte of it arrived
+  kRefused,       // the session stopped reading it (consume() said so)
+  kTooLarge,      // it passed the session's body limit
+  kDisconnected,  // the client went away (or broke the HTTP framing) before its end
+  kTimedOut,      // no byte came for http.body_timeout_s
+  kStopping,      // the server is stopping
+};
+
+// A request whose body is taken piece by piece as it arrives, never held whole (POST
+// /v1/imports). The route decides from the headers alone (auth, role, content type, limits;
+// a refusal is answered before any byte of the body is read or `100 Continue` is sent), then
+// its session takes the body: each piece as it is read (a deadline per read, not for the whole
+// body), then the end, and answers. The connection closes after the answer.
+class UploadSession {
+ public:
+  virtual ~UploadSession() = default;
+  // The largest body taken; past it the upload ends kTooLarge.
+  virtual std::uint64_t body_limit() const = 0;
+  // The next bytes of the body, on the connection's strand. May wait (bounded work in flight);
+  // false: read no more (finish(kRefused) answers why).
+  virtual boost::asio::awaitable<bool> consume(std::string_view bytes) = 0;
+  // The body ended, or stopped being read: the answer (not sent when the client is gone).
+  virtual boost::asio::awaitable<Response> finish(UploadEnd end) = 0;
+};
+// Validates the request from its headers (throwing like a Handler: the client then gets
+// problem+json) and returns the session that takes its body.
+using UploadHandler = std::function<std::shared_ptr<UploadSession>(const std::shared_ptr<Request>&)>;
+
 struct Route {
   http::verb method;
   std::string pattern;       // "/v1/keys/{id}": literal segments and {param} segments
   std::optional<Role> role;  // nullopt: public (health, metrics)
-  Handler handler;           // exactly one of handler, async_handler and stream_handler is set
+  Handler handler;  // exactly one of handler, async_handler, stream_handler, upload_handler is set
   AsyncHandler async_handler;
   StreamHandler stream_handler;
+  UploadHandler upload_handler;
 };
 
 // Matches method + path to a route. A path that exists with another method is a 405 (with the
@@ -73,6 +105,8 @@ class Router {
                  AsyncHandler handler);
   void add_stream(http::verb method, std::string pattern, std::optional<Role> role,
                   StreamHandler handler);
+  void add_upload(http::verb method, std::string pattern, std::optional<Role> role,
+                  UploadHandler handler);
 
   struct Match {
     const Route* route = nullptr;

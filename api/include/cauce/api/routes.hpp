@@ -88,6 +88,17 @@ class ReplayRunner {
 void add_replay_routes(Router& router, ReplayRunner& runner, const core::PostgresConfig& postgres,
                        BlockingExecutor run_blocking);
 
+struct ImportDeps {
+  commands::CommandBus& bus;
+  core::ImportsConfig config;
+  std::filesystem::path spool_dir;  // bodies without Content-Length wait here (<data dir>/imports)
+  prometheus::Registry& registry;   // cauce_imports_total, cauce_import_rows_total
+};
+
+// POST /v1/imports (operator): a CSV or NDJSON file of contacts, its body streamed (api/README.md,
+// "Bulk imports"). GET /v1/imports/{id} and its errors are query routes.
+void add_import_routes(Router& router, ImportDeps deps);
+
 // GET/POST /v1/keys, DELETE /v1/keys/{id}: admin only.
 void add_key_routes(Router& router, ApiKeys& keys);
 

@@ -14,14 +14,16 @@
 #include <cauce/commands/compact.hpp>
 #include <cauce/commands/contact.hpp>
 #include <cauce/commands/envelope.hpp>
+#include <cauce/commands/import.hpp>
 #include <cauce/commands/jobs.hpp>
 
 namespace cauce::commands {
 
-using AggregateState = std::variant<contact::State, alert::State, report::State, backup::State>;
+using AggregateState =
+    std::variant<contact::State, alert::State, report::State, backup::State, import::State>;
 
 // The aggregate types, numbered as AggregateState's alternatives.
-enum class AggregateType : std::uint8_t { kContact, kAlert, kReport, kBackup };
+enum class AggregateType : std::uint8_t { kContact, kAlert, kReport, kBackup, kImport };
 std::optional<AggregateType> aggregate_type(std::string_view name);
 
 struct AggregateKey {

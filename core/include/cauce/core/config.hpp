@@ -149,6 +149,15 @@ struct AlertsConfig {
   int deadline_info_s = 0;
 };
 
+// Bulk imports (POST /v1/imports, api/README.md): the body's limit, how many run per API key,
+// how many of an import's rows are in flight to the processor at once, the longest row.
+struct ImportsConfig {
+  std::int64_t max_bytes = 100LL * 1024 * 1024;  // a larger body is a 413
+  int max_running_per_key = 2;                   // the next import of that key is a 429
+  int max_in_flight = 512;                       // rows sent and not answered yet, per import
+  int max_row_bytes = 64 * 1024;                 // a longer row is a row error
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -163,6 +172,7 @@ struct Config {
   WorkersConfig workers;
   BackupsConfig backups;
   AlertsConfig alerts;
+  ImportsConfig imports;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.

@@ -70,8 +70,10 @@ std::string notification_data(const Notification& n);
 // The notification topics a client gets when it names none (the events' topics).
 const std::set<std::string>& notification_topics();
 
-// Every topic a client may name: those and `stats` (the dashboard's figures, GET /v1/stats, sent
-// when they changed, at most once a second, and once when the client subscribes).
+// Every topic a client may name: those, `imports` (bulk imports' events: started, rows
+// rejected, progress about once a second, completed or failed; named, never by default) and
+// `stats` (the dashboard's figures, GET /v1/stats, sent when they changed, at most once a
+// second, and once when the client subscribes).
 const std::set<std::string>& subscribable_topics();
 
 // One live client's queue. The hub pushes, the client's connection takes.

@@ -43,6 +43,7 @@ struct AlertFilter {
 bool valid_id_key(const std::string& key);       // a UUID: contacts, alerts, backups
 bool valid_calls_key(const std::string& key);    // "<RFC 3339 µs>|<UUID>"
 bool valid_history_key(const std::string& key);  // a version number
+bool valid_row_key(const std::string& key);      // a row number: import errors
 
 class ReadModels {
  public:
@@ -62,6 +63,10 @@ class ReadModels {
   std::optional<std::string> report(const std::string& id);
   // Newest first.
   Page backups(const PageRequest& page);
+  // One import's course (GET /v1/imports/{id}). nullopt: no such import.
+  std::optional<std::string> import(const std::string& id);
+  // Its rejected rows in row order. nullopt: no such import.
+  std::optional<Page> import_errors(const std::string& id, const PageRequest& page);
   // The live dashboard's figures (GET /v1/stats) from the counters the read models' triggers
   // keep (infra/sql/0011_stats.sql): a few small tables and index ranges, never a whole one.
   std::string stats();
