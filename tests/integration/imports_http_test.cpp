@@ -133,7 +133,6 @@ class ImportsTest : public ServedTest {
     // What the server said, when a test failed (its errors are logged with the request id).
     if (HasFailure() && serve_) {
       const auto out = serve_->output();
-      std::ofstream("/tmp/imports_debug.log") << out;
       std::cerr << out.substr(out.size() > 6000 ? out.size() - 6000 : 0) << "\n";
     }
   }
