@@ -116,13 +116,11 @@ ImportFormat format_of(const Request& request) {
   std::string_view header = request.message[http::field::content_type];
   const auto media = lower(header.substr(0, header.find(';')));
   // Parameters: only the charset matters (text/csv's `header=present` is taken as it is).
-  for (auto rest = header.substr(std::min(header.size(), header.find(';')));
-       !rest.empty();) {
+  for (auto rest = header.substr(std::min(header.size(), header.find(';'))); !rest.empty();) {
     rest.remove_prefix(1);
     const auto param = lower(rest.substr(0, rest.find(';')));
     rest.remove_prefix(std::min(rest.size(), rest.find(';')));
-    if (param.starts_with("charset=") && param != "charset=utf-8" &&
-        param != "charset=\"utf-8\"") {
+    if (param.starts_with("charset=") && param != "charset=utf-8" && param != "charset=\"utf-8\"") {
       throw unsupported("the file must be UTF-8 (charset=utf-8, or no charset)");
     }
   }
@@ -218,7 +216,8 @@ class ImportSession final : public UploadSession,
         format_(format),
         slot_(std::move(slot)),
         id_(commands::uuid_v7(now_us() / 1000)),
-        reader_(format, {.max_row_bytes = static_cast<std::size_t>(shared_->config.max_row_bytes)}) {
+        reader_(format,
+                {.max_row_bytes = static_cast<std::size_t>(shared_->config.max_row_bytes)}) {
     if (spooled) spool_ = std::make_unique<Spool>(shared_->spool_dir / (id_ + ".rows"));
     logger().info("import receiving", {{"import_id", id_},
                                        {"format", std::string(format_name(format_))},
@@ -293,11 +292,11 @@ class ImportSession final : public UploadSession,
       shared_->metrics.refused.Increment();
       const auto limit = std::to_string(shared_->config.max_bytes);
       co_return problem_response(
-          *request_, std::make_exception_ptr(ApiError(
-                         http::status::payload_too_large, "payload-too-large",
-                         "the file exceeds imports.max_bytes (" + limit +
-                             " bytes); nothing was imported",
-                         {{"body", "must be at most " + limit + " bytes"}})));
+          *request_,
+          std::make_exception_ptr(ApiError(
+              http::status::payload_too_large, "payload-too-large",
+              "the file exceeds imports.max_bytes (" + limit + " bytes); nothing was imported",
+              {{"body", "must be at most " + limit + " bytes"}})));
     }
     if (end == UploadEnd::kComplete && !fatal_) {
       if (spool_) {
@@ -327,28 +326,26 @@ class ImportSession final : public UploadSession,
     while (!lane_.empty()) co_await wait();
     const bool completed = end == UploadEnd::kComplete && !fatal_;
     (completed ? shared_->metrics.completed : shared_->metrics.failed).Increment();
-    logger().info(completed ? "import completed" : "import failed",
-                  {{"import_id", id_},
-                   {"rows_total", rows_total_},
-                   {"accepted", accepted_},
-                   {"rejected", rejected_},
-                   {"duplicates", duplicates_},
-                   {"bytes", bytes_}});
+    logger().info(completed ? "import completed" : "import failed", {{"import_id", id_},
+                                                                     {"rows_total", rows_total_},
+                                                                     {"accepted", accepted_},
+                                                                     {"rejected", rejected_},
+                                                                     {"duplicates", duplicates_},
+                                                                     {"bytes", bytes_}});
     if (completed) co_return summary();
     ApiError error(fatal_ || end == UploadEnd::kStopping ? http::status::service_unavailable
                                                          : http::status::bad_request,
                    fatal_ ? "dependency-unavailable"
                           : (end == UploadEnd::kStopping ? "server-stopping" : "import-failed"),
-                   "import " + id_ + " failed: " + reason_,
-                   {{"body", reason_}});
+                   "import " + id_ + " failed: " + reason_, {{"body", reason_}});
     if (fatal_ || end == UploadEnd::kStopping) error.retry_after_s = 1;
     error.headers.emplace_back("Location", "/v1/imports/" + id_);
     co_return problem_response(*request_, std::make_exception_ptr(error));
   }
 
   std::string failure_reason(UploadEnd end) const {
-    const auto after = " after " + std::to_string(bytes_) + " bytes and " +
-                       std::to_string(rows_total_) + " rows";
+    const auto after =
+        " after " + std::to_string(bytes_) + " bytes and " + std::to_string(rows_total_) + " rows";
     const std::string kept =
         spool_ ? "; nothing was registered (a body without Content-Length is registered only once "
                  "it has all arrived)"
@@ -435,9 +432,8 @@ class ImportSession final : public UploadSession,
               const SendResult& result) {
     if (std::holds_alternative<commands::SendError>(result)) {
       if (attempt < kSendAttempts && !fatal_) {
-        later(attempt, [self = shared_from_this(), c, row, attempt] {
-          self->send(c, row, attempt + 1);
-        });
+        later(attempt,
+              [self = shared_from_this(), c, row, attempt] { self->send(c, row, attempt + 1); });
         return;
       }
       fail_for_good("the command bus did not take the rows (Kafka unavailable or no reply)");
@@ -521,7 +517,8 @@ class ImportSession final : public UploadSession,
   // The import's own commands go one at a time, in order (its events' order is theirs).
   void enqueue(std::string type, std::string data) {
     auto c = envelope(std::move(type), "import", id_, std::move(data));
-    c.command_id = commands::uuid_from_name("import-step\n" + id_ + "\n" + std::to_string(steps_++));
+    c.command_id =
+        commands::uuid_from_name("import-step\n" + id_ + "\n" + std::to_string(steps_++));
     lane_.push_back(std::make_shared<const CommandEnvelope>(std::move(c)));
     if (lane_.size() == 1) send_step(1);
   }
@@ -529,9 +526,8 @@ class ImportSession final : public UploadSession,
   void send_step(int attempt) {
     auto c = lane_.front();
     shared_->bus.send(*c, [self = shared_from_this(), attempt](SendResult result) {
-      asio::post(self->executor_, [self, attempt, result = std::move(result)] {
-        self->on_step(attempt, result);
-      });
+      asio::post(self->executor_,
+                 [self, attempt, result = std::move(result)] { self->on_step(attempt, result); });
     });
   }
 
@@ -610,8 +606,8 @@ class ImportSession final : public UploadSession,
 
   asio::any_io_executor executor_;
   std::unique_ptr<asio::steady_timer> wake_;
-  std::exception_ptr refusal_;          // the file as a whole is refused (400)
-  std::optional<std::string> fatal_;    // the bus failed for good: the import fails
+  std::exception_ptr refusal_;        // the file as a whole is refused (400)
+  std::optional<std::string> fatal_;  // the bus failed for good: the import fails
   std::string reason_;
   bool started_ = false;
   std::int64_t bytes_ = 0;
@@ -629,7 +625,8 @@ class ImportSession final : public UploadSession,
 
 void add_import_routes(Router& router, ImportDeps deps) {
   auto shared = std::make_shared<Shared>(Shared{
-      deps.bus, std::make_shared<ImportSlots>(static_cast<std::size_t>(deps.config.max_running_per_key)),
+      deps.bus,
+      std::make_shared<ImportSlots>(static_cast<std::size_t>(deps.config.max_running_per_key)),
       deps.config, deps.spool_dir, ImportMetrics(deps.registry)});
   router.add_upload(
       http::verb::post, "/v1/imports", Role::kOperator,
@@ -639,7 +636,8 @@ void add_import_routes(Router& router, ImportDeps deps) {
         const auto limit = static_cast<std::uint64_t>(shared->config.max_bytes);
         const auto length = request->message.find(http::field::content_length);
         if (length != request->message.end()) {
-          const auto declared = parse_decimal(length->value(), std::numeric_limits<std::int64_t>::max());
+          const auto declared =
+              parse_decimal(length->value(), std::numeric_limits<std::int64_t>::max());
           if (declared && static_cast<std::uint64_t>(*declared) > limit) {
             throw ApiError(http::status::payload_too_large, "payload-too-large",
                            "the file exceeds imports.max_bytes (" + std::to_string(limit) +

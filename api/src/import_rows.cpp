@@ -139,9 +139,10 @@ void RowReader::finish(std::vector<ImportRow>& out) {
     end_record(out);
   }
   if (!header_done_) {
-    throw bad_header("the file is empty: a CSV import starts with a header row naming contact "
-                     "fields (" +
-                     std::string(kColumnList) + ")");
+    throw bad_header(
+        "the file is empty: a CSV import starts with a header row naming contact "
+        "fields (" +
+        std::string(kColumnList) + ")");
   }
 }
 
@@ -251,7 +252,8 @@ void RowReader::take_header() {
       throw bad_header("is not UTF-8 text (" + *problem + ")");
     }
     auto name = lower_trimmed(raw);
-    const bool known = std::find(std::begin(kColumns), std::end(kColumns), name) != std::end(kColumns);
+    const bool known =
+        std::find(std::begin(kColumns), std::end(kColumns), name) != std::end(kColumns);
     any_known = any_known || known;
     columns.push_back(std::move(name));
   }
@@ -263,8 +265,8 @@ void RowReader::take_header() {
     const auto& name = columns[i];
     if (std::find(std::begin(kColumns), std::end(kColumns), name) == std::end(kColumns)) {
       throw bad_header("column " + std::to_string(i + 1) + " (\"" +
-                       commands::import::clip(name, 50) + "\") is not a contact field; the columns are " +
-                       kColumnList);
+                       commands::import::clip(name, 50) +
+                       "\") is not a contact field; the columns are " + kColumnList);
     }
     if (std::find(columns.begin(), columns.begin() + static_cast<std::ptrdiff_t>(i), name) !=
         columns.begin() + static_cast<std::ptrdiff_t>(i)) {
@@ -273,7 +275,8 @@ void RowReader::take_header() {
   }
   for (const auto* required : {"name", "phone"}) {
     if (std::find(columns.begin(), columns.end(), required) == columns.end()) {
-      throw bad_header(std::string("has no \"") + required + "\" column (name and phone are required)");
+      throw bad_header(std::string("has no \"") + required +
+                       "\" column (name and phone are required)");
     }
   }
   columns_ = std::move(columns);
@@ -315,8 +318,8 @@ ImportRow RowReader::csv_row() const {
         const auto semi = rest.find(';');
         const auto tag = trimmed(rest.substr(0, semi));
         if (!tag.empty()) {
-          tags.PushBack(rapidjson::Value(tag.data(), static_cast<rapidjson::SizeType>(tag.size()), a),
-                        a);
+          tags.PushBack(
+              rapidjson::Value(tag.data(), static_cast<rapidjson::SizeType>(tag.size()), a), a);
         }
         if (semi == std::string_view::npos) break;
         rest.remove_prefix(semi + 1);
@@ -324,9 +327,9 @@ ImportRow RowReader::csv_row() const {
       if (tags.Empty()) continue;
       doc.AddMember(name, tags, a);
     } else {
-      doc.AddMember(name,
-                    rapidjson::Value(value.c_str(), static_cast<rapidjson::SizeType>(value.size()), a),
-                    a);
+      doc.AddMember(
+          name, rapidjson::Value(value.c_str(), static_cast<rapidjson::SizeType>(value.size()), a),
+          a);
     }
   }
   return finish_row(doc, number);

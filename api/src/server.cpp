@@ -108,7 +108,7 @@ struct Connection {
   beast::tcp_stream stream;
   bool idle = true;  // waiting for a request's header; touched only on the connection's strand
   std::shared_ptr<StreamSession> session;  // set while a stream owns the connection (strand)
-  bool uploading = false;  // an upload's body is being read (strand)
+  bool uploading = false;                  // an upload's body is being read (strand)
 };
 
 // What routing produced besides a response: a session that takes the connection over, or one
@@ -586,12 +586,12 @@ asio::awaitable<void> HttpServer::Impl::serve_upload(
   auto handover = std::make_shared<Handover>();
   dispatch(http::request<http::string_body>(parser.get().base()),
            [parked, answer, handover](Response r, Handover h) {
-             asio::post(parked->get_executor(), [parked, answer, handover, r = std::move(r),
-                                                 h = std::move(h)]() mutable {
-               *answer = std::move(r);
-               *handover = std::move(h);
-               parked->cancel();
-             });
+             asio::post(parked->get_executor(),
+                        [parked, answer, handover, r = std::move(r), h = std::move(h)]() mutable {
+                          *answer = std::move(r);
+                          *handover = std::move(h);
+                          parked->cancel();
+                        });
            });
   if (!*answer) {
     stream.expires_never();

@@ -218,11 +218,11 @@ int run_serve(const core::Config& config) {
     replays = std::make_unique<ReplayRunner>(
         projections::ReplayOptions{config.kafka, config.postgres, config.projections});
     add_replay_routes(router, *replays, config.postgres, run_blocking);
-    add_import_routes(router, ImportDeps{.bus = *bus,
-                                         .config = config.imports,
-                                         .spool_dir = std::filesystem::path(config.data_dir) /
-                                                      "imports",
-                                         .registry = registry});
+    add_import_routes(router,
+                      ImportDeps{.bus = *bus,
+                                 .config = config.imports,
+                                 .spool_dir = std::filesystem::path(config.data_dir) / "imports",
+                                 .registry = registry});
   }
   // The workers report back through a bus: the API's when this process has one.
   std::unique_ptr<commands::CommandBus> workers_bus;

@@ -187,10 +187,10 @@ Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const ra
 }
 
 // The import session's commands (api/src/imports.cpp): an import's course, never a client's.
-import::Counts counts_of(const rapidjson::Value& d) {
-  return import::Counts{json::integer(d, "rows_total"), json::integer(d, "accepted"),
-                        json::integer(d, "rejected"), json::integer(d, "duplicates")};
-}
+import::Counts counts_of(const rapidjson::Value& d){
+    return import::Counts{json::integer(d, "rows_total"), json::integer(d, "accepted"),
+                          json::integer(d, "rejected"), json::integer(d, "duplicates")};
+}  // namespace
 
 Outcome decide_import(const import::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
                       const CommandContext& ctx) {
@@ -217,12 +217,13 @@ Outcome decide_import(const import::State& s, const CommandEnvelope& c, const ra
   }
   if (c.type == "import.fail") {
     return finish(
-        s, decide(s, Fail{counts_of(d), json::integer(d, "bytes"), json::string(d, "reason")}, ctx));
+        s,
+        decide(s, Fail{counts_of(d), json::integer(d, "bytes"), json::string(d, "reason")}, ctx));
   }
   throw std::invalid_argument("unknown command type " + c.type);
 }
 
-}  // namespace
+}  // namespace cauce::commands
 
 std::optional<AggregateType> aggregate_type(std::string_view name) {
   if (name == "contact") return AggregateType::kContact;

@@ -193,8 +193,8 @@ Event event_from_json(std::string_view type, std::string_view data) {
     RowsRejected out;
     for (const auto& row : it->value.GetArray()) {
       if (!row.IsObject()) throw std::invalid_argument("rows must hold objects");
-      out.rows.push_back(
-          RowError{json::integer(row, "row"), json::string(row, "field"), json::string(row, "message")});
+      out.rows.push_back(RowError{json::integer(row, "row"), json::string(row, "field"),
+                                  json::string(row, "message")});
     }
     return out;
   }

@@ -414,10 +414,10 @@ struct Folder {
         import_errors.add([&](Writer& w) {
           field(w, "import_id", e.aggregate_id);
           field(w, "row", row["row"].GetInt64());
-          field(w, "field", std::string_view(row["field"].GetString(),
-                                             row["field"].GetStringLength()));
-          field(w, "message", std::string_view(row["message"].GetString(),
-                                               row["message"].GetStringLength()));
+          field(w, "field",
+                std::string_view(row["field"].GetString(), row["field"].GetStringLength()));
+          field(w, "message",
+                std::string_view(row["message"].GetString(), row["message"].GetStringLength()));
         });
       }
     } else if (e.type == "import.progressed") {

@@ -131,13 +131,14 @@ TEST_F(ContractTest, SchemathesisFindsNothingTheSpecDoesNotSay) {
       cursor("/v1/contacts/" + seeded["CAUCE_ST_CONTACT"] + "/events");
   seeded["CAUCE_ST_PARKED_CURSOR"] = cursor("/v1/admin/parked");
   // An import with two rejected rows (a page of its errors has a next one).
-  const auto imported = http_request(
-      port_, beast_http::verb::post, "/v1/imports",
-      "name,phone\nGrace Hopper,+1 212 555 0100\nNo Phone,\nBad Phone,12345\n",
-      {{"Authorization", "Bearer " + admin_}, {"Content-Type", "text/csv"}}, 30s);
+  const auto imported =
+      http_request(port_, beast_http::verb::post, "/v1/imports",
+                   "name,phone\nGrace Hopper,+1 212 555 0100\nNo Phone,\nBad Phone,12345\n",
+                   {{"Authorization", "Bearer " + admin_}, {"Content-Type", "text/csv"}}, 30s);
   ASSERT_EQ(imported.status, 201u) << imported.body;
   seeded["CAUCE_ST_IMPORT"] = json_member(imported.body, "id");
-  seeded["CAUCE_ST_IMPORT_ERRORS_CURSOR"] = cursor("/v1/imports/" + seeded["CAUCE_ST_IMPORT"] + "/errors");
+  seeded["CAUCE_ST_IMPORT_ERRORS_CURSOR"] =
+      cursor("/v1/imports/" + seeded["CAUCE_ST_IMPORT"] + "/errors");
   const auto parked = call(beast_http::verb::get, "/v1/admin/parked?limit=1");
   std::smatch id;
   ASSERT_TRUE(std::regex_search(parked.body, id, std::regex(R"("id":([0-9]+))"))) << parked.body;

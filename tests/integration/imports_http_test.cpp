@@ -215,16 +215,18 @@ TEST_F(ImportsTest, ReimportingACsvAddsNothingAndItsErrorsAreListedByRow) {
   EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 3) << lines;
   const auto page = get("/v1/imports/" + id + "/errors?limit=2");
   ASSERT_EQ(page.status, 200u);
-  const auto rest = get("/v1/imports/" + id + "/errors?limit=2&cursor=" +
-                        json_member(page.body, "next_cursor"));
+  const auto rest =
+      get("/v1/imports/" + id + "/errors?limit=2&cursor=" + json_member(page.body, "next_cursor"));
   EXPECT_THAT(error_lines(rest.body), HasSubstr("7 row: "));
   EXPECT_EQ(json_member(rest.body, "next_cursor"), "null");
 
   EXPECT_EQ(db_.query_value("SELECT notes FROM contacts WHERE name = 'Lima, Ana'"),
             "said \"call back\"");
-  EXPECT_EQ(db_.query_value("SELECT array_to_string(tags, '|') FROM contacts WHERE name = 'Lima, Ana'"),
-            "vip|north");
-  EXPECT_EQ(db_.query_value("SELECT notes FROM contacts WHERE name = E'Cy\\r\\nSousa'"), "two\nlines");
+  EXPECT_EQ(
+      db_.query_value("SELECT array_to_string(tags, '|') FROM contacts WHERE name = 'Lima, Ana'"),
+      "vip|north");
+  EXPECT_EQ(db_.query_value("SELECT notes FROM contacts WHERE name = E'Cy\\r\\nSousa'"),
+            "two\nlines");
 
   // The same file again: every valid row is a duplicate, the same rows are rejected.
   const auto again = import(file);
@@ -240,8 +242,9 @@ TEST_F(ImportsTest, ReimportingACsvAddsNothingAndItsErrorsAreListedByRow) {
 }
 
 TEST_F(ImportsTest, NdjsonRowsWithTheirOwnIdsAndAnIdTakenAlready) {
-  const auto taken = call(beast_http::verb::post, "/v1/contacts",
-                          R"({"id":"0195a0c4-0000-7000-8000-0000000000a1","name":"Old","phone":"+351912345678"})");
+  const auto taken =
+      call(beast_http::verb::post, "/v1/contacts",
+           R"({"id":"0195a0c4-0000-7000-8000-0000000000a1","name":"Old","phone":"+351912345678"})");
   ASSERT_EQ(taken.status, 201u) << taken.body;
   const std::string file =
       R"({"id":"0195a0c4-0000-7000-8000-0000000000a1","name":"Taken","phone":"+351912345678"})"
@@ -259,8 +262,8 @@ TEST_F(ImportsTest, NdjsonRowsWithTheirOwnIdsAndAnIdTakenAlready) {
   EXPECT_EQ(json_member(r.body, "accepted"), "2");
   EXPECT_EQ(json_member(r.body, "duplicates"), "1") << "an id taken already adds nothing";
   EXPECT_EQ(json_member(r.body, "rejected"), "2");
-  const auto errors = get("/v1/imports/" + json_member(r.body, "id") + "/errors",
-                          r.headers.at("cauce-position"));
+  const auto errors =
+      get("/v1/imports/" + json_member(r.body, "id") + "/errors", r.headers.at("cauce-position"));
   EXPECT_THAT(error_lines(errors.body), HasSubstr("4 colour: "));
   EXPECT_THAT(error_lines(errors.body), HasSubstr("5 row: "));
   const auto nova = get("/v1/contacts/0195a0c4-0000-7000-8000-0000000000a2");
@@ -295,11 +298,13 @@ TEST_F(ImportsTest, AThirdConcurrentImportFromOneKeyGets429) {
   Upload one(port_, admin_, "text/csv", header.size() + rows_a.size());
   Upload two(port_, admin_, "text/csv", header.size() + rows_b.size());
   // Each sends its first row; once both are registered, both imports are surely running.
-  const auto first_row = [](const std::string& rows) { return rows.substr(0, rows.find('\n') + 1); };
+  const auto first_row = [](const std::string& rows) {
+    return rows.substr(0, rows.find('\n') + 1);
+  };
   one.send(header + first_row(rows_a));
   two.send(header + first_row(rows_b));
-  ASSERT_TRUE(eventually(
-      [&] { return contacts_named("HeldA") == "1" && contacts_named("HeldB") == "1"; }));
+  ASSERT_TRUE(
+      eventually([&] { return contacts_named("HeldA") == "1" && contacts_named("HeldB") == "1"; }));
 
   const auto third = import(header + csv_rows(1, "Third"));
   EXPECT_EQ(third.status, 429u) << third.body;
@@ -345,13 +350,15 @@ TEST_F(ImportsTest, AnUploadPastTheLimitGets413AndLeavesNothingBehind) {
   // A later import's events are in the log after anything the two could have appended.
   const auto marker = import("name,phone\nMarker,+351912345678\n");
   ASSERT_EQ(marker.status, 201u) << marker.body;
-  ASSERT_EQ(get("/v1/imports/" + json_member(marker.body, "id"), marker.headers.at("cauce-position"))
-                .status,
-            200u);
+  ASSERT_EQ(
+      get("/v1/imports/" + json_member(marker.body, "id"), marker.headers.at("cauce-position"))
+          .status,
+      200u);
   const auto contacts = events_of("contact");
   ASSERT_EQ(contacts.size(), 1u) << "only the marker's contact was registered";
   for (const auto& e : events_of("import")) {
-    EXPECT_EQ(e.envelope.aggregate_id, json_member(marker.body, "id")) << "no import but the marker's";
+    EXPECT_EQ(e.envelope.aggregate_id, json_member(marker.body, "id"))
+        << "no import but the marker's";
   }
   EXPECT_EQ(db_.query_value("SELECT count(*) FROM imports"), "1");
   EXPECT_TRUE(std::filesystem::is_empty(data_.path() / "imports")) << "the spool file is gone";
@@ -371,7 +378,8 @@ TEST_F(ImportsTest, AClientThatGoesAwayMidUploadLeavesAFailedImportAndTheServerU
   }));
   EXPECT_EQ(db_.query_value("SELECT rows_total FROM imports"), "30");
   EXPECT_THAT(db_.query_value("SELECT failure FROM imports"), HasSubstr("went away"));
-  EXPECT_THAT(db_.query_value("SELECT failure FROM imports"), HasSubstr("the rows counted were registered"));
+  EXPECT_THAT(db_.query_value("SELECT failure FROM imports"),
+              HasSubstr("the rows counted were registered"));
   EXPECT_EQ(contacts_named("Gone"), "30");
   // Up, and the same file again adds only what was missing.
   const auto rest = import(header + sent + csv_rows(5, "Gone", 30));

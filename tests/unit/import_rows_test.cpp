@@ -29,7 +29,8 @@ std::string member(const ImportRow& row, const char* name) {
   if (!d.IsObject() || !d.HasMember(name)) return "<absent>";
   if (d[name].IsString()) return d[name].GetString();
   std::string out;
-  for (const auto& t : d[name].GetArray()) out += std::string(out.empty() ? "" : "|") + t.GetString();
+  for (const auto& t : d[name].GetArray())
+    out += std::string(out.empty() ? "" : "|") + t.GetString();
   return out;
 }
 
@@ -54,7 +55,8 @@ const std::string kTricky =
     "Di,+33 1 23 45 67 89";
 
 TEST(ImportRowsTest, CsvQuotingLineEndsAndTheByteOrderMark) {
-  for (const std::size_t piece : {std::size_t{1}, std::size_t{2}, std::size_t{7}, std::size_t{1 << 20}}) {
+  for (const std::size_t piece :
+       {std::size_t{1}, std::size_t{2}, std::size_t{7}, std::size_t{1 << 20}}) {
     const auto rows = read_all(ImportFormat::kCsv, kTricky, piece);
     ASSERT_EQ(rows.size(), 4u) << "piece " << piece;
     for (const auto& r : rows) EXPECT_FALSE(r.error) << r.number << " " << r.error->message;
@@ -79,8 +81,9 @@ TEST(ImportRowsTest, TheSameFileGivesTheSameContactIds) {
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].contact_id, b[i].contact_id);
   EXPECT_NE(a[0].contact_id, a[1].contact_id);
   // A row's own id is its contact's.
-  const auto own = read_all(ImportFormat::kCsv,
-                            "id,name,phone\n0195a0c4-0000-7000-8000-00000000abcd,Ana,+351912345678\n");
+  const auto own =
+      read_all(ImportFormat::kCsv,
+               "id,name,phone\n0195a0c4-0000-7000-8000-00000000abcd,Ana,+351912345678\n");
   ASSERT_EQ(own.size(), 1u);
   EXPECT_EQ(own[0].contact_id, "0195a0c4-0000-7000-8000-00000000abcd");
   EXPECT_EQ(member(own[0], "id"), "<absent>") << "the id is the aggregate's, not the data's";
@@ -88,15 +91,14 @@ TEST(ImportRowsTest, TheSameFileGivesTheSameContactIds) {
 
 TEST(ImportRowsTest, BadRowsAreRowErrorsNamingTheField) {
   const std::string wide = "name,phone\nA,+351912345678" + std::string(10000, ',') + "\n";
-  const auto rows = read_all(
-      ImportFormat::kCsv,
-      "name,phone,email\n"
-      "Ana,12345,\n"                      // 2: not a phone with its country code
-      "Bo,+351912345678,not-an-email\n"   // 3
-      "Cy,+351912345678,a@b.org,extra\n"  // 4: more columns than the header
-      "\xff\xfe,+351912345678,\n"         // 5: not UTF-8
-      "\"Di\"x,+351912345678,\n"          // 6: text after a closing quote
-      "Ed,+351912345678,\n");             // 7: fine
+  const auto rows = read_all(ImportFormat::kCsv,
+                             "name,phone,email\n"
+                             "Ana,12345,\n"  // 2: not a phone with its country code
+                             "Bo,+351912345678,not-an-email\n"   // 3
+                             "Cy,+351912345678,a@b.org,extra\n"  // 4: more columns than the header
+                             "\xff\xfe,+351912345678,\n"         // 5: not UTF-8
+                             "\"Di\"x,+351912345678,\n"          // 6: text after a closing quote
+                             "Ed,+351912345678,\n");             // 7: fine
   ASSERT_EQ(rows.size(), 6u);
   EXPECT_EQ(rows[0].error->field, "phone");
   EXPECT_EQ(rows[1].error->field, "email");
@@ -104,15 +106,16 @@ TEST(ImportRowsTest, BadRowsAreRowErrorsNamingTheField) {
   EXPECT_EQ(rows[3].error->field, "name");
   EXPECT_EQ(rows[4].error->field, "name");
   EXPECT_FALSE(rows[5].error);
-  for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(rows[i].error->row, static_cast<std::int64_t>(i) + 2);
+  for (std::size_t i = 0; i < 5; ++i)
+    EXPECT_EQ(rows[i].error->row, static_cast<std::int64_t>(i) + 2);
   const auto many = read_all(ImportFormat::kCsv, wide);
   ASSERT_EQ(many.size(), 1u);
   EXPECT_EQ(many[0].error->field, "row");
   EXPECT_NE(many[0].error->message.find("64 columns"), std::string::npos) << many[0].error->message;
   // A row longer than the cap is one error, and the next row is read normally.
-  const auto longer = read_all(ImportFormat::kCsv,
-                               "name,phone\n\"" + std::string(200, 'x') + "\n\",+1\nOk,+351912345678\n",
-                               5, {.max_row_bytes = 100});
+  const auto longer = read_all(
+      ImportFormat::kCsv, "name,phone\n\"" + std::string(200, 'x') + "\n\",+1\nOk,+351912345678\n",
+      5, {.max_row_bytes = 100});
   ASSERT_EQ(longer.size(), 2u);
   EXPECT_NE(longer[0].error->message.find("longer than 100 bytes"), std::string::npos);
   EXPECT_FALSE(longer[1].error);
@@ -120,7 +123,8 @@ TEST(ImportRowsTest, BadRowsAreRowErrorsNamingTheField) {
 
 TEST(ImportRowsTest, ABadFileIsRefusedWholeNamingTheHeader) {
   EXPECT_EQ(refused_field(ImportFormat::kCsv, "colour,size\nred,L\n"), "header");
-  EXPECT_EQ(refused_field(ImportFormat::kCsv, "name,phone,colour\nA,+351912345678,red\n"), "header");
+  EXPECT_EQ(refused_field(ImportFormat::kCsv, "name,phone,colour\nA,+351912345678,red\n"),
+            "header");
   EXPECT_EQ(refused_field(ImportFormat::kCsv, "name,email\nA,a@b.org\n"), "header");
   EXPECT_EQ(refused_field(ImportFormat::kCsv, "name,phone,Name\n"), "header");
   EXPECT_EQ(refused_field(ImportFormat::kCsv, "na\xffme,phone\n"), "header");
@@ -139,7 +143,8 @@ TEST(ImportRowsTest, NdjsonOneObjectPerLine) {
       "{\"name\":\"Cy\",\"name\":\"Cy\",\"phone\":\"+351912345678\"}\n"
       "{not json\n"
       "{\"name\":\"Di\",\"phone\":\"+351912345678\",\"colour\":\"red\"}\n"
-      "{\"id\":\"0195a0c4-0000-7000-8000-00000000abcd\",\"name\":\"Ed\",\"phone\":\"+351912345678\"}";
+      "{\"id\":\"0195a0c4-0000-7000-8000-00000000abcd\",\"name\":\"Ed\",\"phone\":\"+"
+      "351912345678\"}";
   for (const std::size_t piece : {std::size_t{1}, std::size_t{5}, std::size_t{1 << 20}}) {
     const auto rows = read_all(ImportFormat::kNdjson, body, piece);
     ASSERT_EQ(rows.size(), 7u);

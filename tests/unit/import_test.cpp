@@ -29,9 +29,9 @@ TEST(ImportTest, RecordsRowErrorsInBoundedBatchesWhileRunning) {
   const RowError bad{3, "phone", "must be a phone number with its country code"};
   EXPECT_EQ(then_events(decide(running, RecordRejections{{bad}}, at())).size(), 1u);
   EXPECT_EQ(then_rejected(decide(running, RecordRejections{}, at())).field, "rows");
-  EXPECT_EQ(then_rejected(decide(running, RecordRejections{std::vector<RowError>(101, bad)}, at()))
-                .field,
-            "rows");
+  EXPECT_EQ(
+      then_rejected(decide(running, RecordRejections{std::vector<RowError>(101, bad)}, at())).field,
+      "rows");
   EXPECT_EQ(then_rejected(decide(running, RecordRejections{{{0, "phone", "x"}}}, at())).field,
             "rows");
   EXPECT_EQ(
@@ -47,10 +47,8 @@ TEST(ImportTest, CompletesOnlyWithEveryRowAccountedFor) {
   const auto done = then_events(decide(running, Complete{{10, 7, 2, 1}, 512}, at()));
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(std::get<Completed>(done[0]), (Completed{{10, 7, 2, 1}, 512}));
-  EXPECT_EQ(then_rejected(decide(running, Complete{{10, 7, 2, 0}, 512}, at())).field,
-            "rows_total");
-  EXPECT_EQ(then_rejected(decide(running, RecordProgress{{1, 2, 0, 0}}, at())).field,
-            "rows_total");
+  EXPECT_EQ(then_rejected(decide(running, Complete{{10, 7, 2, 0}, 512}, at())).field, "rows_total");
+  EXPECT_EQ(then_rejected(decide(running, RecordProgress{{1, 2, 0, 0}}, at())).field, "rows_total");
   EXPECT_EQ(then_rejected(decide(running, RecordProgress{{-1, 0, 0, 0}}, at())).field,
             "rows_total");
 }
@@ -70,7 +68,8 @@ TEST(ImportTest, CompletedAndFailedAreFinal) {
 }
 
 TEST(ImportTest, EventsRoundTripThroughJson) {
-  const std::vector<Event> events = {kStarted, RowsRejected{{{2, "row", "has 9 columns; the header has 3"}}},
+  const std::vector<Event> events = {kStarted,
+                                     RowsRejected{{{2, "row", "has 9 columns; the header has 3"}}},
                                      Progressed{{5, 3, 1, 1}}, Completed{{5, 3, 1, 1}, 77},
                                      Failed{{5, 3, 1, 1}, 77, "the server stopped"}};
   for (const auto& e : events) {

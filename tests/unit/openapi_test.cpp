@@ -61,7 +61,8 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndViceVersa) {
   add_parked_routes(router, parked, {});
   ReplayRunner replays({});  // never started
   add_replay_routes(router, replays, {}, {});
-  add_import_routes(router, ImportDeps{.bus = bus, .config = {}, .spool_dir = {}, .registry = registry});
+  add_import_routes(router,
+                    ImportDeps{.bus = bus, .config = {}, .spool_dir = {}, .registry = registry});
   std::set<std::string> registered;
   for (const auto& route : router.routes()) {
     registered.insert(std::string(http::to_string(route.method)) + " " + route.pattern);

@@ -32,11 +32,13 @@ TEST(SchemasTest, EveryCommandAndEventHasASchema) {
         "alert.acknowledged.v1", "alert.escalated.v1",     "alert.closed.v1",
         "report.requested.v1",   "backup.requested.v1",    "contact.call_logged.v2",
         "contact.claim.v1",      "contact.release.v1",     "contact.claimed.v1",
-        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1",
-        "import.start.v1",       "import.started.v1",      "import.record_rejections.v1",
+        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1"}) {
+    EXPECT_TRUE(schemas().contains(name)) << name;
+  }
+  for (const auto* name :
+       {"import.start.v1", "import.started.v1", "import.record_rejections.v1",
         "import.rows_rejected.v1", "import.record_progress.v1", "import.progressed.v1",
-        "import.complete.v1",    "import.completed.v1",    "import.fail.v1",
-        "import.failed.v1"}) {
+        "import.complete.v1", "import.completed.v1", "import.fail.v1", "import.failed.v1"}) {
     EXPECT_TRUE(schemas().contains(name)) << name;
   }
 }

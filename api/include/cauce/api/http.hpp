@@ -84,7 +84,8 @@ class UploadSession {
 };
 // Validates the request from its headers (throwing like a Handler: the client then gets
 // problem+json) and returns the session that takes its body.
-using UploadHandler = std::function<std::shared_ptr<UploadSession>(const std::shared_ptr<Request>&)>;
+using UploadHandler =
+    std::function<std::shared_ptr<UploadSession>(const std::shared_ptr<Request>&)>;
 
 struct Route {
   http::verb method;
