@@ -321,8 +321,8 @@ void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& r
 
 }  // namespace
 
-void add_schedule_routes(Router& router, commands::CommandBus& bus,
-                         std::uint32_t reply_timeout_ms, const core::ReportsConfig& reports) {
+void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
+                         const core::ReportsConfig& reports) {
   for (const auto& route : schedule_routes()) {
     router.add_async(
         route.method, route.pattern, route.role,

@@ -161,8 +161,13 @@ std::string time_param(const std::map<std::string, std::string>& params, const s
     throw fail();
   }
   if (at != t.size()) throw fail();
-  const auto seconds = core::days_from_civil(year, month, day) * 86400 + hour * 3600 +
-                       minute * 60 + second - offset_s;
+  const auto seconds = core::days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 +
+                       second - offset_s;
+  // In UTC too, a time of years 1 to 9999 (what PostgreSQL reads back as written).
+  if (seconds < core::days_from_civil(1, 1, 1) * 86400 ||
+      seconds >= core::days_from_civil(10000, 1, 1) * 86400) {
+    throw fail();
+  }
   return core::format_utc_micros(seconds * 1'000'000 + micros);
 }
 
@@ -203,8 +208,8 @@ void add_next_slot(rapidjson::Value& schedule, rapidjson::Document::AllocatorTyp
       } else {
         auto cron = commands::CronExpression::parse(text("cron"));
         if (auto* c = std::get_if<commands::CronExpression>(&cron)) {
-          recurrence = commands::Recurrence::cron(
-              *c, core::load_time_zone(text("timezone"), zoneinfo_dir));
+          recurrence =
+              commands::Recurrence::cron(*c, core::load_time_zone(text("timezone"), zoneinfo_dir));
         }
       }
       if (recurrence) next = recurrence->next_after(core::floor_div(from, 1'000'000));
@@ -384,8 +389,8 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
   // Scheduled reports (issue 16, part 3). /v1/reports/latest before /v1/reports/{id}: the first
   // route that matches a path takes it.
   add("/v1/reports", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
-    const auto params = query_params(r->message.target(),
-                                     {"schedule_id", "status", "since", "limit", "cursor"});
+    const auto params =
+        query_params(r->message.target(), {"schedule_id", "status", "since", "limit", "cursor"});
     projections::ReportFilter filter;
     filter.schedule_id = uuid_param(params, "schedule_id");
     filter.status = report_status(params);
@@ -404,9 +409,9 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
       const auto latest = models.latest_report(filter);
       if (!latest) {
         throw ApiError(http::status::not_found, "not-found",
-                       "no report matches" +
-                           (filter.schedule_id.empty() ? std::string()
-                                                       : " of schedule " + filter.schedule_id));
+                       "no report matches" + (filter.schedule_id.empty()
+                                                  ? std::string()
+                                                  : " of schedule " + filter.schedule_id));
       }
       // Which report is the latest changes without its version changing: a digest, not it.
       return digested(*r, *latest);

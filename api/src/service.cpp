@@ -206,8 +206,7 @@ int run_serve(const core::Config& config) {
     hub->start();
     add_key_routes(router, keys);
     add_command_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
-    add_schedule_routes(router, *bus,
-                        static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
+    add_schedule_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
                         config.reports);
     add_query_routes(router, QueryDeps{.models = models,
                                        .hub = *hub,

@@ -142,11 +142,10 @@ Outcome decide_report(const report::State& s, const CommandEnvelope& c, const ra
                       const CommandContext& ctx) {
   using namespace report;
   if (c.type == "report.request") {
-    return finish(s,
-                  decide(s,
-                         Request{json::string(d, "title"), json::string(d, "source_url"),
-                                 std::nullopt, std::nullopt, std::nullopt},
-                         ctx));
+    return finish(s, decide(s,
+                            Request{json::string(d, "title"), json::string(d, "source_url"),
+                                    std::nullopt, std::nullopt, std::nullopt},
+                            ctx));
   }
   if (c.type == "report.request_scheduled") {
     const auto slot = json::string(d, "slot_at");
@@ -210,12 +209,12 @@ Outcome decide_report_schedule(const report_schedule::State& s, const CommandEnv
                                const rapidjson::Value& d, const CommandContext& ctx) {
   using namespace report_schedule;
   if (c.type == "report_schedule.create") {
-    return finish(s, decide(s,
-                            Create{json::string(d, "title"), json::string(d, "source_url"),
-                                   json::opt_string(d, "every"), json::opt_string(d, "cron"),
-                                   json::opt_string(d, "timezone"),
-                                   json::opt_string(d, "source_auth")},
-                            ctx));
+    return finish(
+        s, decide(s,
+                  Create{json::string(d, "title"), json::string(d, "source_url"),
+                         json::opt_string(d, "every"), json::opt_string(d, "cron"),
+                         json::opt_string(d, "timezone"), json::opt_string(d, "source_auth")},
+                  ctx));
   }
   if (c.type == "report_schedule.update") {
     std::optional<bool> paused;
@@ -414,8 +413,7 @@ void fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
       next = evolved(backup::State{}, backup::event_from_json(e.type, e.data));
       break;
     case AggregateType::kReportSchedule:
-      next = evolved(report_schedule::State{},
-                     report_schedule::event_from_json(e.type, e.data));
+      next = evolved(report_schedule::State{}, report_schedule::event_from_json(e.type, e.data));
       break;
   }
   store.put(key, std::move(next));

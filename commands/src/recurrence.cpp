@@ -31,7 +31,8 @@ constexpr Field kMonthField{
     12,
     {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}};
 // 7 is Sunday too (folded into 0 after parsing).
-constexpr Field kWeekdayField{"day-of-week", 0, 7, {"sun", "mon", "tue", "wed", "thu", "fri", "sat"}};
+constexpr Field kWeekdayField{
+    "day-of-week", 0, 7, {"sun", "mon", "tue", "wed", "thu", "fri", "sat"}};
 
 [[noreturn]] void fail(const std::string& why) { throw std::invalid_argument(why); }
 
@@ -67,7 +68,8 @@ std::vector<bool> field_bits(const Field& f, std::string_view text) {
   std::size_t start = 0;
   while (start <= text.size()) {
     const auto comma = text.find(',', start);
-    const auto item = text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    const auto item =
+        text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
     if (item.empty()) fail(std::string(f.name) + ": an empty item in the list");
     int step = 1;
     auto range = item;

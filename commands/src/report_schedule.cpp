@@ -48,9 +48,9 @@ void write_definition(json::Writer& w, const Definition& d) {
 }
 
 Definition read_definition(const rapidjson::Value& d) {
-  return Definition{json::string(d, "title"),        json::string(d, "source_url"),
-                    json::opt_string(d, "every"),    json::opt_string(d, "cron"),
-                    json::string(d, "timezone"),     json::opt_string(d, "source_auth")};
+  return Definition{json::string(d, "title"),     json::string(d, "source_url"),
+                    json::opt_string(d, "every"), json::opt_string(d, "cron"),
+                    json::string(d, "timezone"),  json::opt_string(d, "source_auth")};
 }
 
 }  // namespace
@@ -111,7 +111,8 @@ Result decide(const State& s, const Create& c, const CommandContext&) {
 
 Result decide(const State& s, const Update& c, const CommandContext& context) {
   if (auto r = live(s, context)) return *r;
-  if (c.every && c.cron) return Rejection{"invalid", "every", "give either every or cron, not both"};
+  if (c.every && c.cron)
+    return Rejection{"invalid", "every", "give either every or cron, not both"};
   Definition d = *s.definition;
   if (c.title) {
     if (auto r = check_text("title", *c.title, 200)) return *r;
@@ -196,9 +197,9 @@ State evolve(State s, const Event& event) {
 }
 
 std::string event_type(const Event& event) {
-  static constexpr const char* kTypes[] = {
-      "report_schedule.created", "report_schedule.changed", "report_schedule.paused",
-      "report_schedule.resumed", "report_schedule.deleted", "report_schedule.triggered"};
+  static constexpr const char* kTypes[] = {"report_schedule.created", "report_schedule.changed",
+                                           "report_schedule.paused",  "report_schedule.resumed",
+                                           "report_schedule.deleted", "report_schedule.triggered"};
   return kTypes[event.index()];
 }
 

@@ -26,7 +26,7 @@ int days_in_month(std::int64_t year, int month) {
 std::int64_t days_from_civil(std::int64_t year, int month, int day) {
   const std::int64_t y = month <= 2 ? year - 1 : year;
   const std::int64_t era = floor_div(y, 400);
-  const std::int64_t year_of_era = y - era * 400;                      // 0..399
+  const std::int64_t year_of_era = y - era * 400;                        // 0..399
   const std::int64_t shifted_month = month > 2 ? month - 3 : month + 9;  // March = 0
   const std::int64_t day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
   const std::int64_t day_of_era =
@@ -425,7 +425,8 @@ std::shared_ptr<const TimeZone> load_time_zone(std::string_view name,
   }
   const auto path = zoneinfo_dir / std::string(name);
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec) || std::filesystem::file_size(path, ec) > 1 << 20) {
+  if (!std::filesystem::is_regular_file(path, ec) ||
+      std::filesystem::file_size(path, ec) > 1 << 20) {
     throw std::invalid_argument(quoted);
   }
   std::ifstream in(path, std::ios::binary);

@@ -62,8 +62,8 @@ const std::set<std::string>& notification_topics() {
 }
 
 const std::set<std::string>& subscribable_topics() {
-  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups",
-                                               "report_schedules", "stats"};
+  static const std::set<std::string> topics = {"contacts", "alerts",           "reports",
+                                               "backups",  "report_schedules", "stats"};
   return topics;
 }
 

@@ -766,11 +766,16 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
   }
   write_calls(txn, rows.calls);
   const std::pair<const char*, const std::string*> statements[] = {
-      {"insert_contacts", &rows.contacts},       {"update_contacts", &rows.contacts},
-      {"insert_alerts", &rows.alerts},           {"update_alerts", &rows.alerts},
-      {"insert_timeline", &rows.alert_timeline}, {"insert_reports", &rows.reports},
-      {"update_reports", &rows.reports},         {"insert_backups", &rows.backups},
-      {"update_backups", &rows.backups},         {"insert_schedules", &rows.report_schedules},
+      {"insert_contacts", &rows.contacts},
+      {"update_contacts", &rows.contacts},
+      {"insert_alerts", &rows.alerts},
+      {"update_alerts", &rows.alerts},
+      {"insert_timeline", &rows.alert_timeline},
+      {"insert_reports", &rows.reports},
+      {"update_reports", &rows.reports},
+      {"insert_backups", &rows.backups},
+      {"update_backups", &rows.backups},
+      {"insert_schedules", &rows.report_schedules},
       {"update_schedules", &rows.report_schedules}};
   for (const auto& [name, json] : statements) {
     if (has_rows(*json)) txn.exec_prepared(name, *json);

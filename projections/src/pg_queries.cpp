@@ -280,10 +280,10 @@ Page ReadModels::reports(const ReportFilter& f, const PageRequest& page) {
       id = page.after.substr(bar + 1);
     }
     pqxx::nontransaction n(c);
-    const auto rows = n.exec_params(
-        std::string("SELECT rfc3339(r.requested_at) || '|' || r.id, ") + kReportJson +
-            " FROM reports r" + kReportsWhere + " LIMIT $6",
-        f.schedule_id, f.status, f.since, at, id, page.limit + 1);
+    const auto rows =
+        n.exec_params(std::string("SELECT rfc3339(r.requested_at) || '|' || r.id, ") + kReportJson +
+                          " FROM reports r" + kReportsWhere + " LIMIT $6",
+                      f.schedule_id, f.status, f.since, at, id, page.limit + 1);
     return page_of(rows, page.limit);
   });
 }
@@ -291,9 +291,9 @@ Page ReadModels::reports(const ReportFilter& f, const PageRequest& page) {
 std::optional<std::string> ReadModels::latest_report(const ReportFilter& f) {
   return pool_.with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    return single(n.exec_params(std::string("SELECT ") + kReportJson + " FROM reports r" +
-                                    kReportsWhere + " LIMIT 1",
-                                f.schedule_id, f.status, f.since, "infinity", kMaxUuid));
+    return single(n.exec_params(
+        std::string("SELECT ") + kReportJson + " FROM reports r" + kReportsWhere + " LIMIT 1",
+        f.schedule_id, f.status, f.since, "infinity", kMaxUuid));
   });
 }
 

@@ -108,10 +108,10 @@ TEST(ScheduleTimeZoneTest, PosixRulesOfBothHemispheres) {
 }
 
 TEST(ScheduleTimeZoneTest, ANameThatIsNotAZoneIsRefused) {
-  for (const auto* bad : {"", "../../etc/passwd", "Europe/../../../etc/passwd", "/etc/passwd",
-                          "Europe/Nowhere", "zone.tab", "right/Europe/Madrid", "posix/UTC",
-                          "localtime", "Europe/", "Europe//Madrid", "-x", "Europe/Madrid\n",
-                          "Etc"}) {
+  for (const auto* bad :
+       {"", "../../etc/passwd", "Europe/../../../etc/passwd", "/etc/passwd", "Europe/Nowhere",
+        "zone.tab", "right/Europe/Madrid", "posix/UTC", "localtime", "Europe/", "Europe//Madrid",
+        "-x", "Europe/Madrid\n", "Etc"}) {
     EXPECT_THROW(core::load_time_zone(bad), std::invalid_argument) << bad;
   }
   try {
@@ -190,8 +190,8 @@ TEST(ScheduleCronTest, EveryTakesANumberAndAUnit) {
   EXPECT_EQ(parse_every("6h"), 21600);
   EXPECT_EQ(parse_every("1d"), 86400);
   EXPECT_EQ(parse_every("366d"), 366 * 86400);
-  for (const auto* bad : {"", "m", "0m", "015m", "1.5h", "15", "15 m", "1w", "367d", "-1m",
-                          "99999999s"}) {
+  for (const auto* bad :
+       {"", "m", "0m", "015m", "1.5h", "15", "15 m", "1w", "367d", "-1m", "99999999s"}) {
     EXPECT_FALSE(parse_every(bad)) << bad;
   }
 }
@@ -207,13 +207,16 @@ TEST(ScheduleCronTest, SlotsInUtcFollowTheFields) {
             (std::vector<std::string>{"2026-02-06T00:00:00.000000Z", "2026-02-13T00:00:00.000000Z",
                                       "2026-02-20T00:00:00.000000Z"}));
   // A day-of-month field starting with '*' makes it "and": odd days that are Fridays.
-  EXPECT_EQ(slots(Recurrence::cron(cron("0 0 */2 * 5"), utc_zone), from, 2),
-            (std::vector<std::string>{"2026-02-13T00:00:00.000000Z", "2026-02-27T00:00:00.000000Z"}));
+  EXPECT_EQ(
+      slots(Recurrence::cron(cron("0 0 */2 * 5"), utc_zone), from, 2),
+      (std::vector<std::string>{"2026-02-13T00:00:00.000000Z", "2026-02-27T00:00:00.000000Z"}));
   // February 29th: leap years only.
-  EXPECT_EQ(slots(Recurrence::cron(cron("0 12 29 feb *"), utc_zone), from, 2),
-            (std::vector<std::string>{"2028-02-29T12:00:00.000000Z", "2032-02-29T12:00:00.000000Z"}));
-  EXPECT_EQ(slots(Recurrence::every(900), at("2026-01-01T10:07:00.000000Z"), 2),
-            (std::vector<std::string>{"2026-01-01T10:15:00.000000Z", "2026-01-01T10:30:00.000000Z"}));
+  EXPECT_EQ(
+      slots(Recurrence::cron(cron("0 12 29 feb *"), utc_zone), from, 2),
+      (std::vector<std::string>{"2028-02-29T12:00:00.000000Z", "2032-02-29T12:00:00.000000Z"}));
+  EXPECT_EQ(
+      slots(Recurrence::every(900), at("2026-01-01T10:07:00.000000Z"), 2),
+      (std::vector<std::string>{"2026-01-01T10:15:00.000000Z", "2026-01-01T10:30:00.000000Z"}));
   // Strictly after: a slot instant itself is not its own next.
   EXPECT_EQ(slots(Recurrence::every(900), at("2026-01-01T10:15:00.000000Z"), 1),
             (std::vector<std::string>{"2026-01-01T10:30:00.000000Z"}));
@@ -227,8 +230,8 @@ TEST(ScheduleCronTest, TheLatestMissedSlotIsTheOnlyOneFound) {
       daily.latest_between(at("2026-02-02T05:00:00.000000Z"), at("2026-02-05T08:00:00.000000Z"));
   ASSERT_TRUE(latest);
   EXPECT_EQ(utc(*latest), "2026-02-05T06:00:00.000000Z");
-  EXPECT_FALSE(daily.latest_between(at("2026-02-05T06:00:01.000000Z"),
-                                    at("2026-02-05T08:00:00.000000Z")));
+  EXPECT_FALSE(
+      daily.latest_between(at("2026-02-05T06:00:01.000000Z"), at("2026-02-05T08:00:00.000000Z")));
   const auto yearly = Recurrence::cron(cron("0 0 1 1 *"), zone("UTC"));
   EXPECT_EQ(utc(*yearly.latest_between(0, at("2026-07-01T00:00:00.000000Z"))),
             "2026-01-01T00:00:00.000000Z");
@@ -248,31 +251,34 @@ TEST(ScheduleCronTest, MadridSpringForwardFiresASkippedTimeWhenTheClocksJump) {
                                       "2026-03-30T00:30:00.000000Z",  // 02:30 CEST
                                       "2026-03-31T00:30:00.000000Z"}));
   // 02:00, 02:15, ... all skipped: one slot when the clocks jump, then 03:00 is that same instant.
-  EXPECT_EQ(slots(Recurrence::cron(cron("*/15 2-3 * * *"), madrid), at("2026-03-29T00:00:00.000000Z"),
-                  5),
-            (std::vector<std::string>{"2026-03-29T01:00:00.000000Z", "2026-03-29T01:15:00.000000Z",
-                                      "2026-03-29T01:30:00.000000Z", "2026-03-29T01:45:00.000000Z",
-                                      "2026-03-30T00:00:00.000000Z"}));
+  EXPECT_EQ(
+      slots(Recurrence::cron(cron("*/15 2-3 * * *"), madrid), at("2026-03-29T00:00:00.000000Z"), 5),
+      (std::vector<std::string>{"2026-03-29T01:00:00.000000Z", "2026-03-29T01:15:00.000000Z",
+                                "2026-03-29T01:30:00.000000Z", "2026-03-29T01:45:00.000000Z",
+                                "2026-03-30T00:00:00.000000Z"}));
   // Not skipped: 07:00 is 07:00 either side of the change.
-  EXPECT_EQ(slots(Recurrence::cron(cron("0 7 * * *"), madrid), day_before, 2),
-            (std::vector<std::string>{"2026-03-29T05:00:00.000000Z", "2026-03-30T05:00:00.000000Z"}));
+  EXPECT_EQ(
+      slots(Recurrence::cron(cron("0 7 * * *"), madrid), day_before, 2),
+      (std::vector<std::string>{"2026-03-29T05:00:00.000000Z", "2026-03-30T05:00:00.000000Z"}));
 }
 
 TEST(ScheduleCronTest, MadridFallBackFiresARepeatedTimeOnceUnlessTheHourIsAWildcard) {
   const auto madrid = zone("Europe/Madrid");
   const auto day_before = at("2026-10-24T12:00:00.000000Z");
   // 02:30 happens at 00:30 UTC (CEST) and 01:30 UTC (CET): once, the first.
-  EXPECT_EQ(slots(Recurrence::cron(cron("30 2 * * *"), madrid), day_before, 2),
-            (std::vector<std::string>{"2026-10-25T00:30:00.000000Z", "2026-10-26T01:30:00.000000Z"}));
+  EXPECT_EQ(
+      slots(Recurrence::cron(cron("30 2 * * *"), madrid), day_before, 2),
+      (std::vector<std::string>{"2026-10-25T00:30:00.000000Z", "2026-10-26T01:30:00.000000Z"}));
   // Asked from inside the repeated hour's second pass: not again.
-  EXPECT_EQ(slots(Recurrence::cron(cron("30 2 * * *"), madrid), at("2026-10-25T01:10:00.000000Z"), 1),
-            (std::vector<std::string>{"2026-10-26T01:30:00.000000Z"}));
+  EXPECT_EQ(
+      slots(Recurrence::cron(cron("30 2 * * *"), madrid), at("2026-10-25T01:10:00.000000Z"), 1),
+      (std::vector<std::string>{"2026-10-26T01:30:00.000000Z"}));
   // By the clock: every half hour in both passes.
-  EXPECT_EQ(slots(Recurrence::cron(cron("*/30 * * * *"), madrid), at("2026-10-24T23:45:00.000000Z"),
-                  6),
-            (std::vector<std::string>{"2026-10-25T00:00:00.000000Z", "2026-10-25T00:30:00.000000Z",
-                                      "2026-10-25T01:00:00.000000Z", "2026-10-25T01:30:00.000000Z",
-                                      "2026-10-25T02:00:00.000000Z", "2026-10-25T02:30:00.000000Z"}));
+  EXPECT_EQ(
+      slots(Recurrence::cron(cron("*/30 * * * *"), madrid), at("2026-10-24T23:45:00.000000Z"), 6),
+      (std::vector<std::string>{"2026-10-25T00:00:00.000000Z", "2026-10-25T00:30:00.000000Z",
+                                "2026-10-25T01:00:00.000000Z", "2026-10-25T01:30:00.000000Z",
+                                "2026-10-25T02:00:00.000000Z", "2026-10-25T02:30:00.000000Z"}));
 }
 
 // An independent statement of the rules, instant by instant: each UTC minute whose wall-clock
@@ -291,8 +297,7 @@ std::vector<std::int64_t> scan(const CronExpression& c, bool hour_wildcard, cons
     out.insert(u);
   }
   for (auto t = z.next_transition(from); t && t->at <= to; t = z.next_transition(t->at)) {
-    if (t->after > t->before && t->at > from &&
-        c.next_civil(t->at + t->before, t->at + t->after)) {
+    if (t->after > t->before && t->at > from && c.next_civil(t->at + t->before, t->at + t->after)) {
       out.insert(t->at);
     }
   }
@@ -324,8 +329,9 @@ TEST(ScheduleCronTest, RandomExpressionsAgreeWithAMinuteByMinuteScanAcrossDstCha
   for (const auto* name : {"Europe/Madrid", "America/New_York", "Australia/Lord_Howe"}) {
     const auto z = zone(name);
     for (int i = 0; i < 60; ++i) {
-      const auto text = field(0, 59) + " " + field(0, 23) + " " + (pick(0, 3) ? "*" : field(1, 31)) +
-                        " * " + (pick(0, 3) ? "*" : field(0, 6));
+      const auto text = field(0, 59) + " " + field(0, 23) + " " +
+                        (pick(0, 3) ? "*" : field(1, 31)) + " * " +
+                        (pick(0, 3) ? "*" : field(0, 6));
       const auto parsed = CronExpression::parse(text);
       if (!std::holds_alternative<CronExpression>(parsed)) continue;
       const auto& c = std::get<CronExpression>(parsed);
@@ -354,10 +360,14 @@ using testing::given;
 using testing::then_events;
 using testing::then_rejected;
 
-rs::Create daily() { return rs::Create{"Calls", "https://example.org/c.csv", std::nullopt,
-                                       "0 7 * * *", "Europe/Madrid", "crm"}; }
+rs::Create daily() {
+  return rs::Create{
+      "Calls", "https://example.org/c.csv", std::nullopt, "0 7 * * *", "Europe/Madrid", "crm"};
+}
 
-rs::State created() { return given<rs::State, rs::Event>({std::get<0>(decide(rs::State{}, daily(), at()))[0]}); }
+rs::State created() {
+  return given<rs::State, rs::Event>({std::get<0>(decide(rs::State{}, daily(), at()))[0]});
+}
 
 TEST(ScheduleAggregateTest, CreationChecksEveryField) {
   const auto events = then_events(decide(rs::State{}, daily(), at()));

@@ -14,8 +14,9 @@ namespace cauce::commands {
 namespace {
 
 TEST(ScheduleZonesConcurrencyTest, ManyThreadsLoadAndUseZonesAtOnce) {
-  const std::vector<const char*> names = {"Europe/Madrid", "America/New_York", "Asia/Tokyo",
-                                          "Australia/Sydney", "UTC", "Europe/Lisbon"};
+  const std::vector<const char*> names = {"Europe/Madrid", "America/New_York",
+                                          "Asia/Tokyo",    "Australia/Sydney",
+                                          "UTC",           "Europe/Lisbon"};
   std::vector<std::vector<const core::TimeZone*>> seen(16);
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;

@@ -205,11 +205,11 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
     Update resume;
     resume.paused = false;
     collect(decide(s, resume, ctx));
-    collect(report::decide(report::State{},
-                           report::Request{"Calls", "https://example.org/c.csv", "crm",
-                                           "0190a5a0-0000-8000-8000-000000000002",
-                                           ctx.issued_at_us},
-                           ctx));
+    collect(
+        report::decide(report::State{},
+                       report::Request{"Calls", "https://example.org/c.csv", "crm",
+                                       "0190a5a0-0000-8000-8000-000000000002", ctx.issued_at_us},
+                       ctx));
   }
   // Every type once at least.
   std::set<std::string> types;

@@ -50,8 +50,7 @@ MemoryAggregateStore sample_store() {
   schedule.definition = std::make_shared<const report_schedule::Definition>(
       report_schedule::Definition{"Calls", "https://example.org/c.csv", std::nullopt,
                                   "0 7 * * mon-fri", "Europe/Madrid", "crm"});
-  store.put(key("0195a0c4-0000-7000-8000-000000000006", AggregateType::kReportSchedule),
-            schedule);
+  store.put(key("0195a0c4-0000-7000-8000-000000000006", AggregateType::kReportSchedule), schedule);
   store.record_command(kCommand1, {digest("hash-1"), 7, 41, std::nullopt});
   store.record_command(kCommand2, {digest("hash-2"), 0, -1,
                                    Rejection{"not_found", "id", "there is no such contact"}});

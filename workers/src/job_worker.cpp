@@ -432,8 +432,8 @@ struct Workers::Impl {
         continue;
       }
       txn.exec_params(kUpsertJob, s.kind, s.id, s.version, s.round, s.attempt, s.step, s.started,
-                      s.due_at_us, s.title, s.source_url, s.content_type, s.at_us,
-                      s.deadline_level, s.source_auth, s.schedule_id, s.slot_at_us);
+                      s.due_at_us, s.title, s.source_url, s.content_type, s.at_us, s.deadline_level,
+                      s.source_auth, s.schedule_id, s.slot_at_us);
     }
     txn.commit();
   }
@@ -508,10 +508,10 @@ struct Workers::Impl {
       const std::lock_guard lock(mutex);
       held.insert(token);
     }
-    return Claim{std::move(token),        r[0].as<std::string>(),  r[1].as<std::string>(),
-                 r[2].as<std::int64_t>(), r[3].as<std::int64_t>(), r[4].as<std::int64_t>(),
-                 r[5].as<std::string>(),  r[6].as<bool>(),         r[7].as<std::string>(),
-                 r[8].as<std::string>(),  r[9].as<std::string>(),  r[10].as<std::int64_t>(),
+    return Claim{std::move(token),        r[0].as<std::string>(),   r[1].as<std::string>(),
+                 r[2].as<std::int64_t>(), r[3].as<std::int64_t>(),  r[4].as<std::int64_t>(),
+                 r[5].as<std::string>(),  r[6].as<bool>(),          r[7].as<std::string>(),
+                 r[8].as<std::string>(),  r[9].as<std::string>(),   r[10].as<std::int64_t>(),
                  r[11].as<std::string>(), r[12].as<std::int64_t>(), r[13].as<std::string>(),
                  r[14].as<std::string>(), r[15].as<std::int64_t>(), r[16].as<std::string>(),
                  r[17].as<std::string>(), r[18].as<std::int64_t>(), r[19].as<std::int64_t>()};
@@ -694,12 +694,12 @@ struct Workers::Impl {
                     {"first_missed", core::format_utc_micros(next)},
                     {"slot", core::format_utc_micros(slot)}});
       }
-      log().info("report schedule slot fired", {{"id", c.id},
-                                                 {"slot", core::format_utc_micros(slot)},
-                                                 {"report", report_id}});
+      log().info("report schedule slot fired",
+                 {{"id", c.id}, {"slot", core::format_utc_micros(slot)}, {"report", report_id}});
       count("report_schedule", "slot", "ok");
     } else if (sent.code == "too_early") {
-      delay = std::chrono::milliseconds(std::max<std::int64_t>(0, (slot - options.now_us()) / 1000) + 1);
+      delay = std::chrono::milliseconds(
+          std::max<std::int64_t>(0, (slot - options.now_us()) / 1000) + 1);
     } else {
       count("report_schedule", "slot", "off");
       if (sent.version > c.version) {
@@ -718,16 +718,16 @@ struct Workers::Impl {
   // Taken: the row waits for report.requested, then runs as any report.
   void run_scheduled_request(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
                              core::ConditionLog& condition) {
-    const auto sent = send_command(
-        c, slot_request_command_id(c.schedule_id, c.slot_at_us), "report.request_scheduled",
-        json_object([&](JsonWriter& w) {
-          put(w, "title", c.title);
-          put(w, "source_url", c.source_url);
-          if (!c.source_auth.empty()) put(w, "source_auth", c.source_auth);
-          put(w, "schedule_id", c.schedule_id);
-          put(w, "slot_at", core::format_utc_micros(c.slot_at_us));
-        }),
-        "system:schedules");
+    const auto sent = send_command(c, slot_request_command_id(c.schedule_id, c.slot_at_us),
+                                   "report.request_scheduled", json_object([&](JsonWriter& w) {
+                                     put(w, "title", c.title);
+                                     put(w, "source_url", c.source_url);
+                                     if (!c.source_auth.empty())
+                                       put(w, "source_auth", c.source_auth);
+                                     put(w, "schedule_id", c.schedule_id);
+                                     put(w, "slot_at", core::format_utc_micros(c.slot_at_us));
+                                   }),
+                                   "system:schedules");
     if (sent.kind == Sent::kTaken) {
       log().info("scheduled report requested", {{"id", c.id}, {"schedule", c.schedule_id}});
       count("report", "request", "ok");

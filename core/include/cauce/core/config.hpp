@@ -154,7 +154,7 @@ struct ReportsConfig {
   // The secrets report downloads may send, one file per name (`bearer <token>` or
   // `basic <user>:<password>`); a schedule's source_auth names one. Empty: none configured.
   std::string source_auth_dir;
-  int schedule_min_every_s = 60;  // the shortest `every` a schedule may have
+  int schedule_min_every_s = 60;                     // the shortest `every` a schedule may have
   std::string zoneinfo_dir = "/usr/share/zoneinfo";  // the tz database (TZif files, tzdata)
 };
 

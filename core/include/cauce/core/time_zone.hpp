@@ -69,13 +69,13 @@ class TimeZone {
   // The footer rule (public for tests).
   struct RuleDate {
     enum class Kind { kJulianNoLeap, kJulianZero, kMonthWeekDay } kind = Kind::kMonthWeekDay;
-    int a = 0, b = 0, c = 0;  // Jn: a = n; n: a = n; Mm.w.d: a = m, b = w, c = d
+    int a = 0, b = 0, c = 0;     // Jn: a = n; n: a = n; Mm.w.d: a = m, b = w, c = d
     std::int32_t time_s = 7200;  // local time of day of the change (may be negative or > 24 h)
   };
   struct Rule {
-    std::int32_t std_offset = 0;                // seconds east of UTC
-    std::optional<std::int32_t> dst_offset;     // none: no daylight saving time
-    RuleDate start, end;                        // when daylight saving time starts and ends
+    std::int32_t std_offset = 0;             // seconds east of UTC
+    std::optional<std::int32_t> dst_offset;  // none: no daylight saving time
+    RuleDate start, end;                     // when daylight saving time starts and ends
   };
 
  private:
@@ -87,9 +87,9 @@ class TimeZone {
                                                    std::int64_t to_year) const;
 
   std::string name_;
-  std::int32_t initial_offset_ = 0;    // before the first listed transition
-  std::vector<Transition> listed_;     // from the file, in time order
-  std::optional<Rule> rule_;           // after the last listed transition
+  std::int32_t initial_offset_ = 0;  // before the first listed transition
+  std::vector<Transition> listed_;   // from the file, in time order
+  std::optional<Rule> rule_;         // after the last listed transition
 };
 
 // Whether `name` may name a zone: 1 to 100 characters of letters, digits, '_', '+' and '-' in

@@ -6,10 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
-
-#include <filesystem>
 #include <vector>
 
 #include <cauce/commands/envelope.hpp>
