@@ -8,8 +8,11 @@
 #include <cauce/api/json.hpp>
 #include <cauce/api/problem.hpp>
 #include <cauce/api/routes.hpp>
+#include <cauce/commands/recurrence.hpp>
 #include <cauce/commands/schemas.hpp>
 #include <cauce/core/crypto.hpp>
+#include <cauce/core/time_zone.hpp>
+#include <cauce/workers/source_auth.hpp>
 
 #include "query_params.hpp"
 
@@ -76,6 +79,23 @@ const std::vector<CommandRoute>& command_routes() {
        Answer::kJobAccepted, true},
       {post, "/v1/backups/{id}/retry", Role::kAdmin, "backup.retry", "backup", nullptr, S::accepted,
        Answer::kJobAccepted, false},
+  };
+  return routes;
+}
+
+// Scheduled reports (issue 16, part 3): the schedules' command routes. What only the server
+// knows is checked before the command is sent (add_schedule_routes): the time zone exists, the
+// secret is configured, `every` is not below reports.schedule_min_every_s.
+const std::vector<CommandRoute>& schedule_routes() {
+  using enum http::verb;
+  using S = http::status;
+  static const std::vector<CommandRoute> routes = {
+      {post, "/v1/report-schedules", Role::kOperator, "report_schedule.create", "report_schedule",
+       "/v1/report-schedules", S::created, Answer::kIdVersion, true},
+      {patch, "/v1/report-schedules/{id}", Role::kOperator, "report_schedule.update",
+       "report_schedule", nullptr, S::ok, Answer::kIdVersion, false},
+      {delete_, "/v1/report-schedules/{id}", Role::kOperator, "report_schedule.delete",
+       "report_schedule", nullptr, S::ok, Answer::kIdVersion, false},
   };
   return routes;
 }
@@ -250,7 +270,80 @@ Response answer(const CommandRoute& route, const Request& request,
   throw error;
 }
 
+void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& reports) {
+  rapidjson::Document d;
+  d.Parse(command.data.c_str(), command.data.size());
+  const auto text = [&d](const char* name) -> std::optional<std::string> {
+    const auto it = d.FindMember(name);
+    if (it == d.MemberEnd() || !it->value.IsString()) return std::nullopt;
+    return std::string(it->value.GetString(), it->value.GetStringLength());
+  };
+  const auto every = text("every");
+  const auto cron = text("cron");
+  if (every && cron) throw invalid_field("every", "give either every or cron, not both");
+  if (command.type == "report_schedule.create" && !every && !cron) {
+    throw invalid_field("every", "give every or cron");
+  }
+  if (every) {
+    const auto seconds = commands::parse_every(*every);
+    if (!seconds) {
+      throw invalid_field("every",
+                          "must be a whole number and a unit, s, m, h or d (\"15m\", \"6h\", "
+                          "\"1d\"), at most 366 days");
+    }
+    if (*seconds < reports.schedule_min_every_s) {
+      throw invalid_field("every", "must be at least " +
+                                       std::to_string(reports.schedule_min_every_s) +
+                                       " s (reports.schedule_min_every_s)");
+    }
+  }
+  if (cron) {
+    const auto parsed = commands::CronExpression::parse(*cron);
+    if (const auto* why = std::get_if<std::string>(&parsed)) {
+      throw invalid_field("cron", "not a cron expression: " + *why);
+    }
+  }
+  if (const auto zone = text("timezone")) {
+    try {
+      core::load_time_zone(*zone, reports.zoneinfo_dir);
+    } catch (const std::invalid_argument& e) {
+      throw invalid_field("timezone", e.what());
+    }
+  }
+  if (const auto secret = text("source_auth")) {
+    try {
+      workers::load_source_credential(reports.source_auth_dir, *secret);
+    } catch (const workers::SourceAuthError& e) {
+      throw invalid_field("source_auth", e.what());
+    }
+  }
+}
+
 }  // namespace
+
+void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
+                         const core::ReportsConfig& reports) {
+  for (const auto& route : schedule_routes()) {
+    router.add_async(
+        route.method, route.pattern, route.role,
+        [&bus, &route, reply_timeout_ms, reports](const std::shared_ptr<Request>& request,
+                                                  Responder respond) {
+          const auto command = envelope_for(route, *request);
+          check_schedule(command, reports);
+          bus.send(command, [&route, request, respond = std::move(respond), reply_timeout_ms,
+                             correlation = command.correlation_id](commands::SendResult result) {
+            Response response;
+            try {
+              response = answer(route, *request, result, reply_timeout_ms);
+            } catch (...) {
+              response = problem_response(*request, std::current_exception());
+            }
+            response.set("X-Correlation-Id", correlation);
+            respond(std::move(response));
+          });
+        });
+  }
+}
 
 void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms) {
   for (const auto& route : command_routes()) {

@@ -8,7 +8,7 @@
 namespace cauce::commands {
 namespace {
 
-constexpr std::string_view kMagic = "CAUCESN4";
+constexpr std::string_view kMagic = "CAUCESN5";
 
 class Writer {
  public:
@@ -135,12 +135,45 @@ void write_state(Writer& w, const AggregateState& state) {
           w.u64(static_cast<std::uint64_t>(s.level));
           w.u64(static_cast<std::uint64_t>(s.status));
           w.flag(s.deadline_missed);
-        } else {
+        } else if constexpr (std::is_same_v<S, report_schedule::State>) {
           w.flag(s.exists);
           w.i64(s.version);
+          w.u64(static_cast<std::uint64_t>(s.status));
+          w.i64(s.revision);
+          w.i64(s.last_slot_us);
+          w.flag(s.definition != nullptr);
+          if (s.definition) {
+            const auto& d = *s.definition;
+            w.str(d.title);
+            w.str(d.source_url);
+            w.opt(d.every);
+            w.opt(d.cron);
+            w.str(d.timezone);
+            w.opt(d.source_auth);
+          }
+        } else {
+          // Reports and backups: where the job is, which its workers' next step is decided on.
+          w.flag(s.exists);
+          w.i64(s.version);
+          w.u64(static_cast<std::uint64_t>(s.status));
+          w.i64(s.round);
+          w.i64(s.attempt);
         }
       },
       state);
+}
+
+template <typename S>
+S read_job_state(Reader& r, std::uint64_t statuses) {
+  S s;
+  s.exists = r.flag();
+  s.version = r.i64();
+  const auto status = r.u64();
+  if (status >= statuses) Reader::fail("bad job status");
+  s.status = static_cast<decltype(s.status)>(status);
+  s.round = r.i64();
+  s.attempt = r.i64();
+  return s;
 }
 
 AggregateState read_state(Reader& r, AggregateType type) {
@@ -172,16 +205,29 @@ AggregateState read_state(Reader& r, AggregateType type) {
       s.deadline_missed = r.flag();
       return s;
     }
-    case AggregateType::kReport: {
-      report::State s;
+    case AggregateType::kReport:
+      return read_job_state<report::State>(r, 6);
+    case AggregateType::kBackup:
+      return read_job_state<backup::State>(r, 6);
+    case AggregateType::kReportSchedule: {
+      report_schedule::State s;
       s.exists = r.flag();
       s.version = r.i64();
-      return s;
-    }
-    case AggregateType::kBackup: {
-      backup::State s;
-      s.exists = r.flag();
-      s.version = r.i64();
+      const auto status = r.u64();
+      if (status > 2) Reader::fail("bad report schedule status");
+      s.status = static_cast<report_schedule::Status>(status);
+      s.revision = r.i64();
+      s.last_slot_us = r.i64();
+      if (r.flag()) {
+        report_schedule::Definition d;
+        d.title = r.str();
+        d.source_url = r.str();
+        d.every = r.opt();
+        d.cron = r.opt();
+        d.timezone = r.str();
+        d.source_auth = r.opt();
+        s.definition = std::make_shared<const report_schedule::Definition>(std::move(d));
+      }
       return s;
     }
   }
@@ -223,7 +269,7 @@ std::unique_ptr<MemoryAggregateStore> decode_snapshot(std::string_view bytes) {
   for (std::size_t i = 0; i < aggregates; ++i) {
     const auto id = r.uuid();
     const auto tag = r.u64();
-    if (tag > static_cast<std::uint64_t>(AggregateType::kBackup))
+    if (tag > static_cast<std::uint64_t>(AggregateType::kReportSchedule))
       Reader::fail("bad aggregate type");
     const auto type = static_cast<AggregateType>(tag);
     store->put(AggregateKey{id, type}, read_state(r, type));

@@ -147,6 +147,7 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<WorkersConfig> workers{&Config::workers};
     const SectionBinder<BackupsConfig> backups{&Config::backups};
     const SectionBinder<AlertsConfig> alerts{&Config::alerts};
+    const SectionBinder<ReportsConfig> reports{&Config::reports};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -403,6 +404,16 @@ const std::vector<Binding>& bindings() {
     b.push_back(backups.integer("backups.export_timeout_s",
                                 "How long one backup's event-log export may take",
                                 &BackupsConfig::export_timeout_s, 1, 86400));
+    b.push_back(reports.text("reports.source_auth_dir",
+                             "Directory of the secrets report downloads may send, one file per "
+                             "name (bearer <token> or basic <user>:<password>); empty: none",
+                             &ReportsConfig::source_auth_dir, true));
+    b.push_back(reports.integer("reports.schedule_min_every_s",
+                                "The shortest interval a report schedule's `every` may have",
+                                &ReportsConfig::schedule_min_every_s, 1, 86400));
+    b.push_back(reports.text("reports.zoneinfo_dir",
+                             "The tz database schedules' time zones are read from (TZif files)",
+                             &ReportsConfig::zoneinfo_dir));
     return b;
   }();
   return all;

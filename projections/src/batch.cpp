@@ -204,7 +204,7 @@ class Data {
 };
 
 struct Folder {
-  Changes contacts, alerts, reports, backups;
+  Changes contacts, alerts, reports, backups, schedules;
   std::vector<CallRow> calls;
   Rows timeline;
   std::vector<std::string> unprojected;
@@ -333,7 +333,7 @@ struct Folder {
     c.set["updated_at"] = at;
     if (e.type == "report.requested") {
       c.created = true;
-      d.copy_strings(c, {"title", "source_url"});
+      d.copy_strings(c, {"title", "source_url", "schedule_id", "slot_at", "source_auth"});
       c.set["status"] = std::string("requested");
       c.set["requested_at"] = at;
     } else if (e.type == "report.download_started") {
@@ -351,6 +351,38 @@ struct Folder {
       c.set["pdf_bytes"] = d.integer("bytes");
       c.set["pdf_sha256"] = d.string("sha256");
     } else if (!shared_job_step(d, e, c, at)) {
+      unprojected_type(e.type);
+    }
+  }
+
+  void report_schedule(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
+    auto& c = schedules.of(e);
+    c.set["updated_at"] = at;
+    const auto definition = [&] {
+      d.copy_strings(c, {"title", "source_url", "timezone"});
+      // The whole definition: what it does not name is gone ("" clears).
+      for (const auto* k : {"every", "cron", "source_auth"}) c.set[k] = d.has(k) ? d.string(k) : "";
+      c.set["slots_from"] = at;
+    };
+    if (e.type == "report_schedule.created") {
+      c.created = true;
+      definition();
+      c.set["status"] = std::string("active");
+      c.set["created_at"] = at;
+    } else if (e.type == "report_schedule.changed") {
+      definition();
+    } else if (e.type == "report_schedule.paused") {
+      c.set["status"] = std::string("paused");
+    } else if (e.type == "report_schedule.resumed") {
+      c.set["status"] = std::string("active");
+      c.set["slots_from"] = at;
+    } else if (e.type == "report_schedule.deleted") {
+      c.set["status"] = std::string("deleted");
+    } else if (e.type == "report_schedule.triggered") {
+      c.set["last_slot_at"] = d.string("slot_at");
+      c.set["last_report_id"] = d.string("report_id");
+    } else {
       unprojected_type(e.type);
     }
   }
@@ -420,6 +452,8 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
       folder.report(e, at);
     } else if (e.aggregate_type == "backup") {
       folder.backup(e, at);
+    } else if (e.aggregate_type == "report_schedule") {
+      folder.report_schedule(e, at);
     } else {
       folder.unprojected_type(e.type);
     }
@@ -456,6 +490,7 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
   out.alert_timeline = folder.timeline.finish();
   out.reports = changes_json(folder.reports);
   out.backups = changes_json(folder.backups);
+  out.report_schedules = changes_json(folder.schedules);
   out.notifications = notifications.finish();
   out.event_count = records.size();
   out.unprojected_types = std::move(folder.unprojected);

@@ -56,12 +56,14 @@ std::string notification_data(const Notification& n) {
 }
 
 const std::set<std::string>& notification_topics() {
-  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups"};
+  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups",
+                                               "report_schedules"};
   return topics;
 }
 
 const std::set<std::string>& subscribable_topics() {
-  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups", "stats"};
+  static const std::set<std::string> topics = {"contacts", "alerts",           "reports",
+                                               "backups",  "report_schedules", "stats"};
   return topics;
 }
 

@@ -152,17 +152,18 @@ const char* const kReportColumns = R"(
     source_url text, status text, requested_at timestamptz, updated_at timestamptz,
     round integer, attempts integer, new_errors jsonb, next_attempt_at text,
     content_type text, source_bytes bigint, source_sha256 text, pages integer, pdf_bytes bigint,
-    pdf_sha256 text, failure text)";
+    pdf_sha256 text, failure text, schedule_id uuid, slot_at timestamptz, source_auth text)";
 
 // next_attempt_at: "" clears it, NULL leaves it.
 const std::string kInsertReports = std::string(R"(
   INSERT INTO reports (id, title, source_url, status, requested_at, updated_at, version, round,
                        attempts, errors, next_attempt_at, content_type, source_bytes,
-                       source_sha256, pages, pdf_bytes, pdf_sha256, failure)
+                       source_sha256, pages, pdf_bytes, pdf_sha256, failure, schedule_id, slot_at,
+                       source_auth)
   SELECT id, title, source_url, status, requested_at, updated_at, version, coalesce(round, 0),
          coalesce(attempts, 0), coalesce(new_errors, '[]'),
          nullif(next_attempt_at, '')::timestamptz, content_type, source_bytes, source_sha256,
-         pages, pdf_bytes, pdf_sha256, nullif(failure, '')
+         pages, pdf_bytes, pdf_sha256, nullif(failure, ''), schedule_id, slot_at, source_auth
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kReportColumns + R"()
   WHERE created
@@ -217,6 +218,42 @@ const std::string kUpdateBackups = std::string(R"(
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kBackupColumns + R"()
   WHERE NOT x.created AND b.id = x.id AND b.version < x.first_version)";
+
+// A report schedule's row. every, cron, source_auth: "" clears them (a change's definition
+// leaves them out), NULL leaves them.
+const char* const kScheduleColumns = R"(
+    id uuid, created boolean, first_version bigint, version bigint, title text, source_url text,
+    every text, cron text, timezone text, source_auth text, status text, slots_from timestamptz,
+    last_slot_at timestamptz, last_report_id uuid, created_at timestamptz,
+    updated_at timestamptz)";
+
+const std::string kInsertSchedules = std::string(R"(
+  INSERT INTO report_schedules (id, title, source_url, every, cron, timezone, source_auth, status,
+                                slots_from, last_slot_at, last_report_id, created_at, updated_at,
+                                version)
+  SELECT id, title, source_url, nullif(every, ''), nullif(cron, ''), timezone,
+         nullif(source_auth, ''), status, slots_from, last_slot_at, last_report_id, created_at,
+         updated_at, version
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                     kScheduleColumns + R"()
+  WHERE created
+  ON CONFLICT (id) DO NOTHING)";
+
+const std::string kUpdateSchedules = std::string(R"(
+  UPDATE report_schedules s SET
+    title = coalesce(x.title, s.title), source_url = coalesce(x.source_url, s.source_url),
+    every = CASE WHEN x.every IS NULL THEN s.every ELSE nullif(x.every, '') END,
+    cron = CASE WHEN x.cron IS NULL THEN s.cron ELSE nullif(x.cron, '') END,
+    timezone = coalesce(x.timezone, s.timezone),
+    source_auth = CASE WHEN x.source_auth IS NULL THEN s.source_auth
+                       ELSE nullif(x.source_auth, '') END,
+    status = coalesce(x.status, s.status), slots_from = coalesce(x.slots_from, s.slots_from),
+    last_slot_at = coalesce(x.last_slot_at, s.last_slot_at),
+    last_report_id = coalesce(x.last_report_id, s.last_report_id),
+    updated_at = x.updated_at, version = x.version
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                     kScheduleColumns + R"()
+  WHERE NOT x.created AND s.id = x.id AND s.version < x.first_version)";
 
 const char* const kAnyOpenParked = R"(
   SELECT EXISTS (SELECT 1 FROM parked_events
@@ -682,6 +719,8 @@ pqxx::connection& PgProjection::connection() {
     c->prepare("update_reports", kUpdateReports);
     c->prepare("insert_backups", kInsertBackups);
     c->prepare("update_backups", kUpdateBackups);
+    c->prepare("insert_schedules", kInsertSchedules);
+    c->prepare("update_schedules", kUpdateSchedules);
     c->prepare("any_open_parked", kAnyOpenParked);
     c->prepare("open_parked_aggregates", kOpenParkedAggregates);
     c->prepare("count_open_parked", kCountOpenParked);
@@ -845,11 +884,17 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
   }
   write_calls(txn, rows.calls);
   const std::pair<const char*, const std::string*> statements[] = {
-      {"insert_contacts", &rows.contacts},       {"update_contacts", &rows.contacts},
-      {"insert_alerts", &rows.alerts},           {"update_alerts", &rows.alerts},
-      {"insert_timeline", &rows.alert_timeline}, {"insert_reports", &rows.reports},
-      {"update_reports", &rows.reports},         {"insert_backups", &rows.backups},
-      {"update_backups", &rows.backups}};
+      {"insert_contacts", &rows.contacts},
+      {"update_contacts", &rows.contacts},
+      {"insert_alerts", &rows.alerts},
+      {"update_alerts", &rows.alerts},
+      {"insert_timeline", &rows.alert_timeline},
+      {"insert_reports", &rows.reports},
+      {"update_reports", &rows.reports},
+      {"insert_backups", &rows.backups},
+      {"update_backups", &rows.backups},
+      {"insert_schedules", &rows.report_schedules},
+      {"update_schedules", &rows.report_schedules}};
   for (const auto& [name, json] : statements) {
     if (has_rows(*json)) txn.exec_prepared(name, *json);
   }

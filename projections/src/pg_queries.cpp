@@ -229,23 +229,93 @@ std::optional<std::string> ReadModels::alert(const std::string& id) {
   });
 }
 
+namespace {
+
+const char* const kReportJson = R"(json_build_object(
+    'id', r.id, 'title', r.title, 'source_url', r.source_url, 'status', r.status,
+    'round', r.round, 'attempts', r.attempts, 'errors', r.errors,
+    'next_attempt_at', rfc3339(r.next_attempt_at), 'failure', r.failure,
+    'source', CASE WHEN r.source_sha256 IS NOT NULL THEN json_build_object(
+      'content_type', r.content_type, 'bytes', r.source_bytes, 'sha256', r.source_sha256)
+      END,
+    'pdf', CASE WHEN r.pdf_sha256 IS NOT NULL THEN json_build_object(
+      'pages', r.pages, 'bytes', r.pdf_bytes, 'sha256', r.pdf_sha256) END,
+    'requested_at', rfc3339(r.requested_at), 'updated_at', rfc3339(r.updated_at),
+    'version', r.version,
+    'pdf_url', CASE WHEN r.status = 'ready' THEN '/v1/reports/' || r.id || '/pdf' END,
+    'schedule_id', r.schedule_id, 'slot_at', rfc3339(r.slot_at),
+    'source_auth', r.source_auth)::text)";
+
+const char* const kScheduleJson = R"(json_build_object(
+    'id', s.id, 'title', s.title, 'source_url', s.source_url, 'every', s.every, 'cron', s.cron,
+    'timezone', s.timezone, 'source_auth', s.source_auth, 'status', s.status,
+    'slots_from', rfc3339(s.slots_from), 'last_slot_at', rfc3339(s.last_slot_at),
+    'last_report_id', s.last_report_id, 'created_at', rfc3339(s.created_at),
+    'updated_at', rfc3339(s.updated_at), 'version', s.version)::text)";
+
+// The reports a filter lets through, newest first, after the keyset bound ($4, $5).
+const char* const kReportsWhere = R"(
+  WHERE ($1 = '' OR r.schedule_id = nullif($1, '')::uuid) AND ($2 = '' OR r.status = $2)
+    AND ($3 = '' OR r.requested_at >= nullif($3, '')::timestamptz)
+    AND (r.requested_at, r.id) < ($4::timestamptz, $5::uuid)
+  ORDER BY r.requested_at DESC, r.id DESC)";
+
+}  // namespace
+
 std::optional<std::string> ReadModels::report(const std::string& id) {
   return pool_.with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    return single(n.exec_params(R"(SELECT json_build_object(
-          'id', r.id, 'title', r.title, 'source_url', r.source_url, 'status', r.status,
-          'round', r.round, 'attempts', r.attempts, 'errors', r.errors,
-          'next_attempt_at', rfc3339(r.next_attempt_at), 'failure', r.failure,
-          'source', CASE WHEN r.source_sha256 IS NOT NULL THEN json_build_object(
-            'content_type', r.content_type, 'bytes', r.source_bytes, 'sha256', r.source_sha256)
-            END,
-          'pdf', CASE WHEN r.pdf_sha256 IS NOT NULL THEN json_build_object(
-            'pages', r.pages, 'bytes', r.pdf_bytes, 'sha256', r.pdf_sha256) END,
-          'requested_at', rfc3339(r.requested_at), 'updated_at', rfc3339(r.updated_at),
-          'version', r.version,
-          'pdf_url', CASE WHEN r.status = 'ready' THEN '/v1/reports/' || r.id || '/pdf' END)::text
-        FROM reports r WHERE r.id = $1::uuid)",
+    return single(n.exec_params(
+        std::string("SELECT ") + kReportJson + " FROM reports r WHERE r.id = $1::uuid", id));
+  });
+}
+
+Page ReadModels::reports(const ReportFilter& f, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    std::string at = "infinity";
+    std::string id = kMaxUuid;
+    if (!page.after.empty()) {
+      const auto bar = page.after.find('|');
+      at = page.after.substr(0, bar);
+      id = page.after.substr(bar + 1);
+    }
+    pqxx::nontransaction n(c);
+    const auto rows =
+        n.exec_params(std::string("SELECT rfc3339(r.requested_at) || '|' || r.id, ") + kReportJson +
+                          " FROM reports r" + kReportsWhere + " LIMIT $6",
+                      f.schedule_id, f.status, f.since, at, id, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+std::optional<std::string> ReadModels::latest_report(const ReportFilter& f) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(
+        std::string("SELECT ") + kReportJson + " FROM reports r" + kReportsWhere + " LIMIT 1",
+        f.schedule_id, f.status, f.since, "infinity", kMaxUuid));
+  });
+}
+
+std::optional<std::string> ReadModels::report_schedule(const std::string& id) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(std::string("SELECT ") + kScheduleJson +
+                                    " FROM report_schedules s WHERE s.id = $1::uuid"
+                                    " AND s.status <> 'deleted'",
                                 id));
+  });
+}
+
+Page ReadModels::report_schedules(const ScheduleFilter& f, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    const auto rows = n.exec_params(
+        std::string("SELECT s.id::text, ") + kScheduleJson + R"( FROM report_schedules s
+          WHERE s.status <> 'deleted' AND ($1 = '' OR s.status = $1) AND s.id > $2::uuid
+          ORDER BY s.id LIMIT $3)",
+        f.status, page.after.empty() ? kMinUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
   });
 }
 

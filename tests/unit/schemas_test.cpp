@@ -6,6 +6,7 @@
 #include <cauce/commands/alert.hpp>
 #include <cauce/commands/contact.hpp>
 #include <cauce/commands/jobs.hpp>
+#include <cauce/commands/report_schedule.hpp>
 #include <cauce/commands/schemas.hpp>
 #include <cauce/commands/upcast.hpp>
 #include <cauce/core/json.hpp>
@@ -113,7 +114,7 @@ TEST(SchemasTest, EveryCommandSchemaBoundsItsStringsNumbersAndArrays) {
     ++commands;
     walk(file.file_name, schema);
   }
-  EXPECT_EQ(commands, 24u);
+  EXPECT_EQ(commands, 28u);
   EXPECT_TRUE(unbounded.empty()) << testing::PrintToString(unbounded);
 }
 
@@ -182,10 +183,38 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
     s.status = Status::kFailed;
     collect(decide(s, Retry{}, ctx));
   }
+  {
+    using namespace report_schedule;
+    const auto created = decide(State{},
+                                Create{"Calls", "https://example.org/c.csv", std::nullopt,
+                                       "0 7 * * mon-fri", "Europe/Madrid", "crm"},
+                                ctx);
+    collect(created);
+    auto s = evolve(State{}, std::get<0>(created)[0]);
+    collect(decide(State{},
+                   Create{"Calls", "https://example.org/c.csv", "15m", std::nullopt, std::nullopt,
+                          std::nullopt},
+                   ctx));
+    Update change;
+    change.every = "1h";
+    change.paused = true;
+    collect(decide(s, change, ctx));
+    collect(decide(s, Trigger{ctx.issued_at_us, 1, "0190a5a0-0000-8000-8000-000000000001"}, ctx));
+    collect(decide(s, Delete{}, ctx));
+    s.status = Status::kPaused;
+    Update resume;
+    resume.paused = false;
+    collect(decide(s, resume, ctx));
+    collect(
+        report::decide(report::State{},
+                       report::Request{"Calls", "https://example.org/c.csv", "crm",
+                                       "0190a5a0-0000-8000-8000-000000000002", ctx.issued_at_us},
+                       ctx));
+  }
   // Every type once at least.
   std::set<std::string> types;
   for (const auto& [type, data] : produced) types.insert(type);
-  EXPECT_EQ(types.size(), 26u) << testing::PrintToString(types);
+  EXPECT_EQ(types.size(), 32u) << testing::PrintToString(types);
   for (const auto& [type, data] : produced) {
     const auto v =
         schemas().validate_json(type + ".v" + std::to_string(current_schema_version(type)), data);

@@ -65,6 +65,7 @@ constexpr DigestedTable kDigestedTables[] = {
     {"alert_timeline", ""},
     {"reports", ""},
     {"backups", ""},
+    {"report_schedules", ""},
 };
 
 struct TableDigest {

@@ -26,6 +26,7 @@
 #include <cauce/workers/job_worker.hpp>
 #include <cauce/workers/render.hpp>
 #include <cauce/workers/schedule.hpp>
+#include <cauce/workers/source_auth.hpp>
 
 #include "json_writer.hpp"
 
@@ -51,17 +52,43 @@ std::int64_t system_now_us() {
 // Upserts a job's row from its events; a row never goes back to an older version.
 const char* const kUpsertJob = R"(
   INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, title,
-                                source_url, content_type, step_at, deadline_level, deadline_at)
+                                source_url, content_type, step_at, deadline_level, deadline_at,
+                                source_auth, schedule_id, slot_at)
   VALUES ($1, $2::uuid, $3, coalesce($4, 0), $5, $6, $7, to_timestamp($8::double precision / 1e6),
           $9, $10, $11, to_timestamp($12::double precision / 1e6), $13::text,
-          CASE WHEN $13::text IS NULL THEN NULL ELSE to_timestamp($8::double precision / 1e6) END)
+          CASE WHEN $13::text IS NULL THEN NULL ELSE to_timestamp($8::double precision / 1e6) END,
+          $14, $15::uuid, to_timestamp($16::double precision / 1e6))
   ON CONFLICT (kind, id) DO UPDATE SET
     version = excluded.version, round = coalesce($4, j.round), attempt = excluded.attempt,
     step = excluded.step, started = excluded.started, due_at = excluded.due_at,
     step_at = excluded.step_at, deadline_level = excluded.deadline_level,
     deadline_at = excluded.deadline_at,
     title = coalesce(excluded.title, j.title), source_url = coalesce(excluded.source_url,
-    j.source_url), content_type = coalesce(excluded.content_type, j.content_type)
+    j.source_url), content_type = coalesce(excluded.content_type, j.content_type),
+    source_auth = coalesce(excluded.source_auth, j.source_auth),
+    schedule_id = coalesce(excluded.schedule_id, j.schedule_id),
+    slot_at = coalesce(excluded.slot_at, j.slot_at)
+  WHERE j.version < excluded.version)";
+
+// A report schedule's row (workers/README.md "Scheduled reports"): its definition replaced by the
+// events that carry one ($12), its step "keep" staying done while paused.
+const char* const kUpsertSchedule = R"(
+  INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, step_at,
+                                title, source_url, source_auth, recurrence, timezone,
+                                schedule_revision, slot_after)
+  VALUES ('report_schedule', $1::uuid, $2, 0, 1, CASE WHEN $3 = 'keep' THEN 'slot' ELSE $3 END,
+          false, to_timestamp($4::double precision / 1e6), to_timestamp($4::double precision / 1e6),
+          $5, $6, $7, $8, $9, $10, to_timestamp($11::double precision / 1e6))
+  ON CONFLICT (kind, id) DO UPDATE SET
+    version = excluded.version, due_at = excluded.due_at, step_at = excluded.step_at,
+    step = CASE WHEN $3 <> 'keep' THEN $3 WHEN j.step = 'done' THEN 'done' ELSE 'slot' END,
+    title = CASE WHEN $12 THEN excluded.title ELSE j.title END,
+    source_url = CASE WHEN $12 THEN excluded.source_url ELSE j.source_url END,
+    source_auth = CASE WHEN $12 THEN excluded.source_auth ELSE j.source_auth END,
+    recurrence = CASE WHEN $12 THEN excluded.recurrence ELSE j.recurrence END,
+    timezone = CASE WHEN $12 THEN excluded.timezone ELSE j.timezone END,
+    schedule_revision = coalesce(excluded.schedule_revision, j.schedule_revision),
+    slot_after = coalesce(excluded.slot_after, j.slot_after)
   WHERE j.version < excluded.version)";
 
 // One due job for this runner: not leased (or its lease expired), and its row has caught up
@@ -72,12 +99,18 @@ const char* const kClaimJob = R"(
   WHERE (j.kind, j.id) = (
     SELECT kind, id FROM worker_jobs
     WHERE step <> 'done' AND due_at <= now() AND version >= awaits_version
-      AND (lease_until IS NULL OR lease_until < now()) AND (kind = 'alert') = $3::boolean
+      AND (lease_until IS NULL OR lease_until < now())
+      AND (kind IN ('alert', 'report_schedule') OR step = 'request') = $3::boolean
     ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
   RETURNING j.kind, j.id::text, j.version, j.round, j.attempt, j.step, j.started,
             coalesce(j.title, ''), coalesce(j.source_url, ''), coalesce(j.content_type, ''),
             (extract(epoch FROM j.step_at) * 1e6)::bigint, coalesce(j.deadline_level, ''),
-            coalesce((extract(epoch FROM j.deadline_at) * 1e6)::bigint, 0))";
+            coalesce((extract(epoch FROM j.deadline_at) * 1e6)::bigint, 0),
+            coalesce(j.source_auth, ''), coalesce(j.schedule_id::text, ''),
+            coalesce((extract(epoch FROM j.slot_at) * 1e6)::bigint, 0),
+            coalesce(j.recurrence, ''), coalesce(j.timezone, ''),
+            coalesce(j.schedule_revision, 0),
+            coalesce((extract(epoch FROM j.slot_after) * 1e6)::bigint, 0))";
 
 // A deadline whose command was refused because the alert moved on (acknowledged, closed, another
 // level): done, if the row still holds that deadline (the feeder may have set the next level's
@@ -126,6 +159,13 @@ struct Claim {
   std::int64_t step_at_us = 0;      // when the event that set the step happened
   std::string deadline_level;       // alerts: the level whose deadline is due ...
   std::int64_t deadline_at_us = 0;  // ... and when it was
+  std::string source_auth;          // reports: the secret their download sends (its name)
+  std::string schedule_id;          // a slot's report: its schedule ...
+  std::int64_t slot_at_us = 0;      // ... and slot
+  std::string recurrence;           // report schedules: "every 15m", "cron 0 7 * * *" ...
+  std::string timezone;             // ... in this zone,
+  std::int64_t revision = 0;        // the revision a trigger names,
+  std::int64_t slot_after_us = 0;   // the instant the slots count after
 };
 
 // The outcome of a job command: taken (applied, or applied before), refused (the job is
@@ -200,7 +240,9 @@ struct Workers::Impl {
     }
     for (const auto* result : {"ok", "off"}) {
       steps.Add({{"kind", "alert"}, {"step", "deadline"}, {"result", result}});
+      steps.Add({{"kind", "report_schedule"}, {"step", "slot"}, {"result", result}});
     }
+    steps.Add({{"kind", "report"}, {"step", "request"}, {"result", "ok"}});
   }
 
   static prometheus::Histogram::BucketBoundaries attempt_buckets() {
@@ -294,10 +336,15 @@ struct Workers::Impl {
         ++consumed;
         next_offsets[m->partition()] = m->offset() + 1;
         const auto type = core::kafka_header(*m, commands::header::kAggregateType);
-        if (type && *type != "report" && *type != "backup" && *type != "alert") continue;
+        if (type && *type != "report" && *type != "backup" && *type != "alert" &&
+            *type != "report_schedule") {
+          continue;
+        }
         try {
           const auto event = commands::event_from_json(core::kafka_payload(*m));
-          if (auto entry = schedule_after(event, deadlines)) entries.push_back(std::move(*entry));
+          for (auto& entry : schedule_entries_after(event, deadlines)) {
+            entries.push_back(std::move(entry));
+          }
           if (event.type == "report.failed" || event.type == "backup.failed") {
             dead.push_back({event.event_id, event.aggregate_id, dead_letter(event)});
           }
@@ -378,9 +425,15 @@ struct Workers::Impl {
       txn.exec_params(kInsertDeadLetter, event_id, key, value);
     }
     for (const auto& s : entries) {
+      if (s.kind == "report_schedule") {
+        txn.exec_params(kUpsertSchedule, s.id, s.version, s.step, s.due_at_us, s.title,
+                        s.source_url, s.source_auth, s.recurrence, s.timezone, s.revision,
+                        s.slot_after_us, s.definition);
+        continue;
+      }
       txn.exec_params(kUpsertJob, s.kind, s.id, s.version, s.round, s.attempt, s.step, s.started,
-                      s.due_at_us, s.title, s.source_url, s.content_type, s.at_us,
-                      s.deadline_level);
+                      s.due_at_us, s.title, s.source_url, s.content_type, s.at_us, s.deadline_level,
+                      s.source_auth, s.schedule_id, s.slot_at_us);
     }
     txn.commit();
   }
@@ -413,7 +466,20 @@ struct Workers::Impl {
         continue;
       }
       if (deadline_runner) {
-        run_deadline(pg, *claim, condition);
+        try {
+          if (claim->kind == "report_schedule") {
+            run_schedule_slot(pg, *claim, condition);
+          } else if (claim->step == "request") {
+            run_scheduled_request(pg, *claim, condition);
+          } else {
+            run_deadline(pg, *claim, condition);
+          }
+        } catch (const std::exception& e) {
+          log().warn("a timed step stopped unexpectedly; it runs again",
+                     {{"kind", claim->kind}, {"id", claim->id}, {"error", e.what()}});
+          release(pg, *claim, claim->version,
+                  std::chrono::milliseconds(options.workers.backoff_base_ms), condition);
+        }
         continue;
       }
       std::int64_t awaits = claim->version;
@@ -442,11 +508,13 @@ struct Workers::Impl {
       const std::lock_guard lock(mutex);
       held.insert(token);
     }
-    return Claim{std::move(token),        r[0].as<std::string>(),  r[1].as<std::string>(),
-                 r[2].as<std::int64_t>(), r[3].as<std::int64_t>(), r[4].as<std::int64_t>(),
-                 r[5].as<std::string>(),  r[6].as<bool>(),         r[7].as<std::string>(),
-                 r[8].as<std::string>(),  r[9].as<std::string>(),  r[10].as<std::int64_t>(),
-                 r[11].as<std::string>(), r[12].as<std::int64_t>()};
+    return Claim{std::move(token),        r[0].as<std::string>(),   r[1].as<std::string>(),
+                 r[2].as<std::int64_t>(), r[3].as<std::int64_t>(),  r[4].as<std::int64_t>(),
+                 r[5].as<std::string>(),  r[6].as<bool>(),          r[7].as<std::string>(),
+                 r[8].as<std::string>(),  r[9].as<std::string>(),   r[10].as<std::int64_t>(),
+                 r[11].as<std::string>(), r[12].as<std::int64_t>(), r[13].as<std::string>(),
+                 r[14].as<std::string>(), r[15].as<std::int64_t>(), r[16].as<std::string>(),
+                 r[17].as<std::string>(), r[18].as<std::int64_t>(), r[19].as<std::int64_t>()};
   }
 
   void release(std::unique_ptr<pqxx::connection>& pg, const Claim& c, std::int64_t awaits,
@@ -573,6 +641,106 @@ struct Workers::Impl {
     release(pg, c, awaits, delay, condition);
   }
 
+  // A report schedule's row: its next slot after `slot_after`. Still to come: the row is put off
+  // until then (no command). Due: the latest slot due now (slots missed while cauce was down, or
+  // while this runner was busy, fire once, as the most recent one), sent as the schedule's
+  // trigger; its command id comes from the schedule, the revision and the slot, so runners in
+  // several processes that find it due send one command, and the schedule takes one slot once.
+  // Taken: the feeder moves the row on from the triggered event (and writes the slot's report
+  // row, which run_scheduled_request sends). Refused: the schedule moved on (paused, changed,
+  // deleted); the row waits for the feeder to show it.
+  void run_schedule_slot(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
+                         core::ConditionLog& condition) {
+    std::optional<commands::Recurrence> recurrence;
+    try {
+      recurrence = recurrence_of(c.recurrence, c.timezone, options.reports.zoneinfo_dir);
+    } catch (const std::invalid_argument& e) {
+      log().error("a report schedule's recurrence cannot be computed here; trying again later",
+                  {{"id", c.id}, {"error", e.what()}});
+      release(pg, c, c.version, std::chrono::milliseconds(options.workers.backoff_cap_ms),
+              condition);
+      return;
+    }
+    const auto now = options.now_us();
+    const auto next_s = recurrence->next_after(core::floor_div(c.slot_after_us, 1'000'000));
+    if (!next_s) {
+      release(pg, c, c.version, std::chrono::hours(24), condition);  // nothing for a century
+      return;
+    }
+    const auto next = *next_s * 1'000'000;
+    if (next > now) {
+      release(pg, c, c.version, std::chrono::milliseconds((next - now) / 1000 + 1), condition);
+      return;
+    }
+    const auto latest = recurrence->latest_between(*next_s, core::floor_div(now, 1'000'000));
+    const auto slot = latest.value_or(*next_s) * 1'000'000;
+    const auto report_id = slot_report_id(c.id, slot);
+    const auto sent = send_command(c, slot_command_id(c.id, c.revision, slot),
+                                   "report_schedule.trigger", json_object([&](JsonWriter& w) {
+                                     put(w, "slot_at", core::format_utc_micros(slot));
+                                     put(w, "revision", c.revision);
+                                     put(w, "report_id", report_id);
+                                   }),
+                                   "system:schedules");
+    std::int64_t awaits = c.version;
+    auto delay = std::chrono::milliseconds(0);
+    if (sent.kind == Sent::kUnknown) {
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
+    } else if (sent.kind == Sent::kTaken) {
+      awaits = sent.version;
+      if (slot != next) {
+        log().info("slots were missed; only the latest fires",
+                   {{"id", c.id},
+                    {"first_missed", core::format_utc_micros(next)},
+                    {"slot", core::format_utc_micros(slot)}});
+      }
+      log().info("report schedule slot fired",
+                 {{"id", c.id}, {"slot", core::format_utc_micros(slot)}, {"report", report_id}});
+      count("report_schedule", "slot", "ok");
+    } else if (sent.code == "too_early") {
+      delay = std::chrono::milliseconds(
+          std::max<std::int64_t>(0, (slot - options.now_us()) / 1000) + 1);
+    } else {
+      count("report_schedule", "slot", "off");
+      if (sent.version > c.version) {
+        awaits = sent.version;  // the schedule moved on: the feeder will show how
+      } else {
+        log().error("a report schedule refused its slot; trying again later",
+                    {{"id", c.id}, {"detail", sent.detail}});
+        delay = std::chrono::milliseconds(options.workers.backoff_cap_ms);
+      }
+    }
+    release(pg, c, awaits, delay, condition);
+  }
+
+  // A triggered slot's report, until it is requested: report.request_scheduled with the report's
+  // id and a command id from the schedule and the slot, so it is requested once whoever sends it.
+  // Taken: the row waits for report.requested, then runs as any report.
+  void run_scheduled_request(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
+                             core::ConditionLog& condition) {
+    const auto sent = send_command(c, slot_request_command_id(c.schedule_id, c.slot_at_us),
+                                   "report.request_scheduled", json_object([&](JsonWriter& w) {
+                                     put(w, "title", c.title);
+                                     put(w, "source_url", c.source_url);
+                                     if (!c.source_auth.empty())
+                                       put(w, "source_auth", c.source_auth);
+                                     put(w, "schedule_id", c.schedule_id);
+                                     put(w, "slot_at", core::format_utc_micros(c.slot_at_us));
+                                   }),
+                                   "system:schedules");
+    if (sent.kind == Sent::kTaken) {
+      log().info("scheduled report requested", {{"id", c.id}, {"schedule", c.schedule_id}});
+      count("report", "request", "ok");
+    }
+    if (sent.kind == Sent::kRefused && sent.code == "already_exists") {
+      release(pg, c, std::max<std::int64_t>(sent.version, 1), std::chrono::milliseconds(0),
+              condition);
+      return;
+    }
+    const auto [awaits, delay] = after(sent, c, c.version);
+    release(pg, c, awaits, delay, condition);
+  }
+
   std::filesystem::path reports_dir() const { return options.data_dir / "reports"; }
 
   // Runs the claimed step (and the steps after it, while they succeed). Returns the version the
@@ -596,7 +764,16 @@ struct Workers::Impl {
       if (c.step == "download") {
         try {
           std::filesystem::create_directories(reports_dir());
-          const auto got = download(c.source_url, source, DownloadLimits::from(options.download));
+          std::optional<SourceCredential> credential;
+          if (!c.source_auth.empty()) {
+            try {
+              credential = load_source_credential(options.reports.source_auth_dir, c.source_auth);
+            } catch (const SourceAuthError& e) {
+              throw DownloadError(e.what(), false);  // an operator configures it, then retries
+            }
+          }
+          const auto got = download(c.source_url, source, DownloadLimits::from(options.download),
+                                    credential ? &*credential : nullptr);
           count(c.kind, "download", "ok");
           const auto sent = command(c, "report.record_download", json_object([&](JsonWriter& w) {
                                       put(w, "attempt", c.attempt);

@@ -35,6 +35,13 @@ void add_operations_routes(Router& router, const ReadinessProbe& probe,
 // 503 after `reply_timeout_ms`, which only words the problem; the bus enforces it).
 void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms);
 
+// POST /v1/report-schedules, PATCH and DELETE /v1/report-schedules/{id} (issue 16, part 3): like
+// the other command routes, after the checks only the server can make (the time zone exists in
+// reports.zoneinfo_dir, the secret in reports.source_auth_dir, `every` is long enough), each a
+// 400 naming the field.
+void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
+                         const core::ReportsConfig& reports);
+
 // Runs blocking work (PostgreSQL queries) off the I/O threads.
 using BlockingExecutor = std::function<void(std::function<void()>)>;
 
@@ -47,6 +54,8 @@ struct QueryDeps {
   // Partitions of the event topic (fixed at creation): a Cauce-Min-Position naming another is a
   // 400 at once. 0: unknown, not checked.
   std::int32_t event_partitions = 0;
+  // Schedules' next_slot_at is computed from their recurrence in these zones.
+  std::filesystem::path zoneinfo_dir = "/usr/share/zoneinfo";
 };
 
 // Every GET route of API.md's read side.

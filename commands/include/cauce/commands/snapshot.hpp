@@ -22,7 +22,7 @@
 
 namespace cauce::commands {
 
-inline constexpr int kSnapshotFormat = 4;
+inline constexpr int kSnapshotFormat = 5;
 
 std::string encode_snapshot(const MemoryAggregateStore& store);
 std::unique_ptr<MemoryAggregateStore> decode_snapshot(std::string_view bytes);

@@ -149,6 +149,15 @@ struct AlertsConfig {
   int deadline_info_s = 0;
 };
 
+// Scheduled reports (workers/README.md "Scheduled reports").
+struct ReportsConfig {
+  // The secrets report downloads may send, one file per name (`bearer <token>` or
+  // `basic <user>:<password>`); a schedule's source_auth names one. Empty: none configured.
+  std::string source_auth_dir;
+  int schedule_min_every_s = 60;                     // the shortest `every` a schedule may have
+  std::string zoneinfo_dir = "/usr/share/zoneinfo";  // the tz database (TZif files, tzdata)
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -163,6 +172,7 @@ struct Config {
   WorkersConfig workers;
   BackupsConfig backups;
   AlertsConfig alerts;
+  ReportsConfig reports;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.

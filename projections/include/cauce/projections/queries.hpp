@@ -39,6 +39,16 @@ struct AlertFilter {
   std::string level;
 };
 
+struct ReportFilter {
+  std::string schedule_id;  // a UUID
+  std::string status;
+  std::string since;  // RFC 3339: requested at or after
+};
+
+struct ScheduleFilter {
+  std::string status;  // active, paused
+};
+
 // Whether a page key has the shape the list hands out (else the cursor is bad input).
 bool valid_id_key(const std::string& key);       // a UUID: contacts, alerts, backups
 bool valid_calls_key(const std::string& key);    // "<RFC 3339 µs>|<UUID>"
@@ -60,6 +70,15 @@ class ReadModels {
   // One alert with its timeline (oldest first).
   std::optional<std::string> alert(const std::string& id);
   std::optional<std::string> report(const std::string& id);
+  // Newest first (requested_at, then id); keys "<RFC 3339 µs>|<UUID>" as valid_calls_key takes.
+  Page reports(const ReportFilter& filter, const PageRequest& page);
+  // The newest report the filter lets through ("this morning's report"); nullopt: none.
+  std::optional<std::string> latest_report(const ReportFilter& filter);
+  // A schedule that is not deleted, with what its next slot is computed from (every, cron,
+  // timezone, status, slots_from, last_slot_at); the API adds next_slot_at.
+  std::optional<std::string> report_schedule(const std::string& id);
+  // By id; deleted ones are not listed.
+  Page report_schedules(const ScheduleFilter& filter, const PageRequest& page);
   // Newest first.
   Page backups(const PageRequest& page);
   // The live dashboard's figures (GET /v1/stats) from the counters the read models' triggers

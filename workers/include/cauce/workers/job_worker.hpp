@@ -25,7 +25,8 @@ struct WorkerOptions {
   core::WorkersConfig workers;
   core::DownloadConfig download;
   core::BackupsConfig backups;
-  core::AlertsConfig alerts;  // the deadlines of open alerts
+  core::AlertsConfig alerts;    // the deadlines of open alerts
+  core::ReportsConfig reports;  // scheduled reports: time zones, download secrets
   std::filesystem::path data_dir;
   // The wall clock (microseconds since the epoch); tests inject another.
   std::function<std::int64_t()> now_us;

@@ -6,10 +6,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <cauce/commands/envelope.hpp>
+#include <cauce/commands/recurrence.hpp>
 
 namespace cauce::workers {
 
@@ -30,6 +33,19 @@ struct ScheduleEntry {
   std::optional<std::string> content_type;
   // Alerts: the level whose deadline the row waits for, and the deadline (= due_at_us).
   std::optional<std::string> deadline_level;
+  // Reports: the secret their download sends (its name); a slot's report: its schedule and slot.
+  std::optional<std::string> source_auth;
+  std::optional<std::string> schedule_id;
+  std::optional<std::int64_t> slot_at_us;
+  // Report schedules: whether the event carries the definition (created, changed), which then
+  // replaces the row's; the recurrence ("every 15m", "cron 0 7 * * *"), its zone, the revision
+  // a trigger must name, and the instant the slots count after. Step "keep": the row stays
+  // done if it is (a paused schedule's change), else "slot".
+  bool definition = false;
+  std::optional<std::string> recurrence;
+  std::optional<std::string> timezone;
+  std::optional<std::int64_t> revision;
+  std::optional<std::int64_t> slot_after_us;
 };
 
 // The deadline of each alert level in seconds (alerts.deadline_*_s; 0: that level has none).
@@ -45,6 +61,24 @@ struct Deadlines {
 // time), done once it is acknowledged, closed or its deadline missed.
 std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& event,
                                             const Deadlines& deadlines = {});
+
+// Every row an event moves: schedule_after's, or a report schedule's (and, for a triggered slot,
+// the slot's report too, at step "request" until it is requested).
+std::vector<ScheduleEntry> schedule_entries_after(const commands::EventEnvelope& event,
+                                                  const Deadlines& deadlines = {});
+
+// A report schedule's recurrence as a row holds it ("every 15m", "cron 0 7 * * *"), with its
+// zone from `zoneinfo_dir`. Throws std::invalid_argument (a zone this machine does not have).
+commands::Recurrence recurrence_of(const std::string& recurrence, const std::string& timezone,
+                                   const std::filesystem::path& zoneinfo_dir);
+
+// A scheduled slot: its trigger's command id (the schedule, its revision, the slot), its
+// report's id (the schedule and the slot: one report per slot whatever the revision) and the
+// report request's command id. Every runner in every process derives the same ones.
+std::string slot_command_id(const std::string& schedule_id, std::int64_t revision,
+                            std::int64_t slot_at_us);
+std::string slot_report_id(const std::string& schedule_id, std::int64_t slot_at_us);
+std::string slot_request_command_id(const std::string& schedule_id, std::int64_t slot_at_us);
 
 // The deadlines' command for a missed deadline: one id per alert, level and instant, so two
 // processes (or one after a restart) that both find it due send one command.
