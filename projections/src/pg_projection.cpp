@@ -641,10 +641,11 @@ std::vector<std::string> people_of(const commands::EventEnvelope& e,
   return people;
 }
 
-// Notifications in log order, ids drawn in that order, with what stream filters look at;
-// returns the last id. The caller holds the notification lock.
-std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<LogRecord>& records) {
-  const auto attributes = filter_attributes(txn, records);
+// Notifications in log order, ids drawn in that order, with what stream filters look at
+// (`attributes`, read before the caller took the notification lock); returns the last id. The
+// caller holds the notification lock.
+std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<LogRecord>& records,
+                                 const FilterAttributes& attributes) {
   {
     pqxx::stream_to out(txn, "notifications", kNotificationColumns);
     for (const auto& r : records) {
@@ -657,7 +658,7 @@ std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<Log
         if (a->second.region) region = a->second.region->c_str();
       } else if (const auto c = attributes.contacts.find(e.aggregate_id);
                  c != attributes.contacts.end()) {
-        people = text_array(people_of(e, c->second));
+        if (const auto list = people_of(e, c->second); !list.empty()) people = text_array(list);
       }
       out << std::make_tuple(topic_of(e.aggregate_type), e.type, e.aggregate_id, e.version,
                              commands::position_token(r.partition, r.offset), level, region,
@@ -902,8 +903,9 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
                          : notify == Notify::kFromMarks ? unnotified(txn, fresh)
                                                         : std::vector<LogRecord>{};
   if (!notifying.empty()) {
+    const auto attributes = filter_attributes(txn, notifying);  // outside the serialised part
     txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
-    out.last_notification_id = write_notifications(txn, notifying);
+    out.last_notification_id = write_notifications(txn, notifying, attributes);
   }
   out.applied = fresh.size();
   out.unprojected_types = std::move(rows.unprojected_types);
