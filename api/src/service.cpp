@@ -237,6 +237,7 @@ int run_serve(const core::Config& config) {
                                .download = config.download,
                                .backups = config.backups,
                                .alerts = config.alerts,
+                               .webhooks = config.webhooks,
                                .data_dir = config.data_dir,
                                .now_us = {}},
         workers::send_through(bus ? *bus : *workers_bus), registry);

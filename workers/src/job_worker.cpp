@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <pqxx/pqxx>
 #include <prometheus/counter.h>
@@ -28,6 +29,7 @@
 #include <cauce/workers/schedule.hpp>
 
 #include "json_writer.hpp"
+#include "webhook_runner.hpp"
 
 namespace cauce::workers {
 namespace {
@@ -72,7 +74,7 @@ const char* const kClaimJob = R"(
   WHERE (j.kind, j.id) = (
     SELECT kind, id FROM worker_jobs
     WHERE step <> 'done' AND due_at <= now() AND version >= awaits_version
-      AND (lease_until IS NULL OR lease_until < now()) AND (kind = 'alert') = $3::boolean
+      AND (lease_until IS NULL OR lease_until < now()) AND kind = ANY($3::text[])
     ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
   RETURNING j.kind, j.id::text, j.version, j.round, j.attempt, j.step, j.started,
             coalesce(j.title, ''), coalesce(j.source_url, ''), coalesce(j.content_type, ''),
@@ -140,6 +142,21 @@ struct Sent {
   std::string code;               // a refusal's code (Rejection::code)
 };
 
+// What a runner thread claims: jobs (reports, backups), alerts' deadlines, webhooks' deliveries.
+enum class Runs { kJobs, kDeadlines, kWebhooks };
+
+const char* kinds_of(Runs runs) {
+  switch (runs) {
+    case Runs::kJobs:
+      return "{report,backup}";
+    case Runs::kDeadlines:
+      return "{alert}";
+    case Runs::kWebhooks:
+      return "{webhook}";
+  }
+  return "{}";
+}
+
 // Counts the dead letters the broker did not take (called on the housekeeping thread, in flush).
 class DeliveryReports : public RdKafka::DeliveryReportCb {
  public:
@@ -201,6 +218,7 @@ struct Workers::Impl {
     for (const auto* result : {"ok", "off"}) {
       steps.Add({{"kind", "alert"}, {"step", "deadline"}, {"result", result}});
     }
+    webhooks = std::make_unique<WebhookRunner>(options, send, running, registry);
   }
 
   static prometheus::Histogram::BucketBoundaries attempt_buckets() {
@@ -233,6 +251,7 @@ struct Workers::Impl {
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::unique_ptr<RdKafka::Producer> dlq;
   std::vector<std::thread> threads;
+  std::unique_ptr<WebhookRunner> webhooks;  // made last: it refers to options, send and running
 
   bool sleep_for(std::chrono::milliseconds d) {
     std::unique_lock lock(mutex);
@@ -294,7 +313,10 @@ struct Workers::Impl {
         ++consumed;
         next_offsets[m->partition()] = m->offset() + 1;
         const auto type = core::kafka_header(*m, commands::header::kAggregateType);
-        if (type && *type != "report" && *type != "backup" && *type != "alert") continue;
+        if (type && *type != "report" && *type != "backup" && *type != "alert" &&
+            *type != "webhook") {
+          continue;
+        }
         try {
           const auto event = commands::event_from_json(core::kafka_payload(*m));
           if (auto entry = schedule_after(event, deadlines)) entries.push_back(std::move(*entry));
@@ -388,8 +410,8 @@ struct Workers::Impl {
   // ---- runners ----
 
   // Job runners take reports and backups; the deadline runner, alerts' deadlines only, so that a
-  // long download never holds a deadline up past one poll.
-  void runner_loop(bool deadline_runner) {
+  // long download never holds a deadline up past one poll; webhook runners, webhooks' deliveries.
+  void runner_loop(Runs runs) {
     core::ConditionLog condition(log());
     std::unique_ptr<pqxx::connection> pg;
     std::mt19937_64 random(std::random_device{}());
@@ -399,7 +421,7 @@ struct Workers::Impl {
       try {
         if (!pg) pg = connect(condition);
         if (!pg) return;
-        claim = claim_job(*pg, deadline_runner);
+        claim = claim_job(*pg, runs);
         condition.cleared("workers claim jobs again");
         backoff.reset();
       } catch (const std::exception& e) {
@@ -412,8 +434,12 @@ struct Workers::Impl {
         idle();
         continue;
       }
-      if (deadline_runner) {
+      if (runs == Runs::kDeadlines) {
         run_deadline(pg, *claim, condition);
+        continue;
+      }
+      if (runs == Runs::kWebhooks) {
+        run_webhook(pg, *claim, condition, random);
         continue;
       }
       std::int64_t awaits = claim->version;
@@ -431,10 +457,11 @@ struct Workers::Impl {
     }
   }
 
-  std::optional<Claim> claim_job(pqxx::connection& pg, bool deadlines_only) {
+  std::optional<Claim> claim_job(pqxx::connection& pg, Runs runs) {
     auto token = instance + "/" + core::random_hex(8);
     pqxx::work txn(pg);
-    const auto rows = txn.exec_params(kClaimJob, token, options.workers.lease_ms, deadlines_only);
+    const auto rows =
+        txn.exec_params(kClaimJob, token, options.workers.lease_ms, std::string(kinds_of(runs)));
     txn.commit();
     if (rows.empty()) return std::nullopt;
     const auto& r = rows[0];
@@ -569,6 +596,27 @@ struct Workers::Impl {
         log().warn("could not put a deadline off; it is released instead",
                    {{"id", c.id}, {"error", ex.what()}});
       }
+    }
+    release(pg, c, awaits, delay, condition);
+  }
+
+  // A webhook's claim: its deliveries for a while (webhook_runner.cpp), then the row back, due
+  // again when its next retry is or after a poll (new notifications are looked for then).
+  void run_webhook(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
+                   core::ConditionLog& condition, std::mt19937_64& random) {
+    std::int64_t awaits = c.version;
+    auto delay = std::chrono::milliseconds(options.workers.poll_ms);
+    try {
+      std::tie(awaits, delay) = webhooks->run(*pg, c.id, c.version, random);
+      condition.cleared("webhook deliveries run again");
+    } catch (const pqxx::broken_connection& e) {
+      pg.reset();
+      condition.failing("webhook deliveries cannot reach PostgreSQL", {{"error", e.what()}});
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
+    } catch (const std::exception& e) {
+      condition.failing("webhook deliveries stopped unexpectedly; they run again",
+                        {{"id", c.id}, {"error", e.what()}});
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
     }
     release(pg, c, awaits, delay, condition);
   }
@@ -799,6 +847,14 @@ struct Workers::Impl {
       if (Clock::now() >= next_retention) {
         next_retention = Clock::now() + std::chrono::minutes(1);
         apply_retention(now);
+        try {
+          if (!pg) pg = connect(condition);
+          if (!pg) return;
+          WebhookRunner::prune(*pg, options.projections.notifications_retention_h);
+        } catch (const std::exception& e) {
+          pg.reset();
+          log().warn("old webhook deliveries could not be deleted", {{"error", e.what()}});
+        }
       }
     }
   }
@@ -918,9 +974,12 @@ void Workers::start() {
     impl_->threads.emplace_back([impl = impl_.get()] { impl->lease_loop(); });
     impl_->threads.emplace_back([impl = impl_.get()] { impl->feeder_loop(); });
     for (int i = 0; i < o.workers.concurrency; ++i) {
-      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(false); });
+      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kJobs); });
     }
-    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(true); });
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kDeadlines); });
+    for (int i = 0; i < o.webhooks.concurrency; ++i) {
+      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kWebhooks); });
+    }
     impl_->threads.emplace_back([impl = impl_.get()] { impl->housekeeping_loop(); });
   } catch (...) {
     stop();

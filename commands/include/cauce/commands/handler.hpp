@@ -15,13 +15,15 @@
 #include <cauce/commands/contact.hpp>
 #include <cauce/commands/envelope.hpp>
 #include <cauce/commands/jobs.hpp>
+#include <cauce/commands/webhook.hpp>
 
 namespace cauce::commands {
 
-using AggregateState = std::variant<contact::State, alert::State, report::State, backup::State>;
+using AggregateState =
+    std::variant<contact::State, alert::State, report::State, backup::State, webhook::State>;
 
 // The aggregate types, numbered as AggregateState's alternatives.
-enum class AggregateType : std::uint8_t { kContact, kAlert, kReport, kBackup };
+enum class AggregateType : std::uint8_t { kContact, kAlert, kReport, kBackup, kWebhook };
 std::optional<AggregateType> aggregate_type(std::string_view name);
 
 struct AggregateKey {
