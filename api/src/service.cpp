@@ -214,6 +214,8 @@ int run_serve(const core::Config& config) {
                                        .data_dir = config.data_dir,
                                        .event_partitions = event_partitions});
     add_stream_routes(router, *hub, config.projections, keys, run_blocking, registry);
+    add_webhook_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
+                       pool, run_blocking, config.webhooks.allow_private);
     add_parked_routes(router, parked, run_blocking);
     replays = std::make_unique<ReplayRunner>(
         projections::ReplayOptions{config.kafka, config.postgres, config.projections});
