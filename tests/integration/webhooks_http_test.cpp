@@ -440,6 +440,58 @@ TEST_F(WebhooksTest, AFailedDeliveryIsRetriedAndHoldsBackOnlyItsOwnAggregate) {
   EXPECT_EQ(member(get("/v1/webhooks/" + webhook).body, "status"), "active");
 }
 
+// A permanent refusal (a 4xx other than 408/429) is not retried: the delivery fails for good, is
+// dead-lettered on cauce.jobs.dlq as a failed job is, and the aggregate's later notifications
+// follow it.
+TEST_F(WebhooksTest, ADeliveryRefusedForGoodIsDeadLetteredAndItsAggregateGoesOn) {
+  std::string refused_id;
+  std::mutex mutex;
+  Receiver receiver([&](const std::string&, const std::string& body, int) -> unsigned {
+    const std::lock_guard lock(mutex);
+    return notified(body) == std::pair{refused_id, std::int64_t{1}} ? 410 : 200;
+  });
+  const auto r =
+      post("/v1/webhooks", R"({"url":")" + receiver.url("/gone") + R"(","topics":["alerts"]})");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  const auto webhook = member(r.body, "id");
+  std::string a;
+  {
+    const std::lock_guard lock(mutex);
+    a = refused_id = alert("warning", "refused once");
+  }
+  ASSERT_EQ(post("/v1/alerts/" + a + "/acknowledge", "{}").status, 200u);
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& q : receiver.requests("/gone")) {
+      if (notified(q.body) == std::pair{a, std::int64_t{2}} && q.status == 200) return true;
+    }
+    return false;
+  }));
+  std::vector<std::pair<std::int64_t, unsigned>> seen;
+  for (const auto& q : receiver.requests("/gone"))
+    seen.emplace_back(notified(q.body).second, q.status);
+  EXPECT_EQ(seen, (std::vector<std::pair<std::int64_t, unsigned>>{{1, 410}, {2, 200}}));
+  const auto listed = deliveries(webhook);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(member(listed[1], "status"), "failed");  // newest first: version 1 is second
+  EXPECT_EQ(member(listed[1], "attempts"), "1");
+  EXPECT_EQ(member(listed[1], "response_code"), "410");
+  EXPECT_THAT(member(listed[1], "error"), HasSubstr("HTTP 410"));
+  EXPECT_EQ(member(listed[0], "status"), "delivered");
+  std::vector<TopicRecord> dead;
+  ASSERT_TRUE(eventually([&] {
+    dead = read_topic(kafka_, kafka_.jobs_dlq_topic);
+    return !dead.empty();
+  }));
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].key, webhook);
+  EXPECT_EQ(member(dead[0].value, "kind"), "webhook");
+  EXPECT_EQ(member(dead[0].value, "job_id"), webhook);
+  EXPECT_EQ(member(dead[0].value, "aggregate_id"), a);
+  EXPECT_EQ(member(dead[0].value, "attempts"), "1");
+  EXPECT_THAT(member(dead[0].value, "last_error"), HasSubstr("HTTP 410"));
+  EXPECT_EQ(member(get("/v1/webhooks/" + webhook).body, "status"), "active");
+}
+
 TEST_F(WebhooksTest, AReceiverThatKeepsFailingGetsTheWebhookDisabledThenEnabledAgain) {
   std::atomic<bool> healthy{false};
   Receiver receiver(
