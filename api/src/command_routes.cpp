@@ -79,6 +79,8 @@ const std::vector<CommandRoute>& command_routes() {
        Answer::kJobAccepted, true},
       {post, "/v1/backups/{id}/retry", Role::kAdmin, "backup.retry", "backup", nullptr, S::accepted,
        Answer::kJobAccepted, false},
+      {post, "/v1/webhooks/{id}/enable", Role::kAdmin, "webhook.enable", "webhook", nullptr, S::ok,
+       Answer::kIdVersion, false},
   };
   return routes;
 }
@@ -343,6 +345,33 @@ void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_
           });
         });
   }
+}
+
+commands::CommandEnvelope command_envelope(const Request& request, const char* type,
+                                           const char* aggregate_type, bool creates) {
+  const CommandRoute route{request.message.method(),
+                           "",
+                           Role::kOperator,
+                           type,
+                           aggregate_type,
+                           nullptr,
+                           http::status::ok,
+                           Answer::kIdVersion,
+                           creates};
+  return envelope_for(route, request);
+}
+
+void throw_unless_taken(const commands::SendResult& result, std::uint32_t timeout_ms) {
+  static const CommandRoute route{
+      http::verb::post,   "",   Role::kOperator, "", "", nullptr, http::status::ok,
+      Answer::kIdVersion, false};
+  const Request none;
+  if (const auto* reply = std::get_if<Reply>(&result);
+      reply != nullptr &&
+      (reply->outcome == ReplyOutcome::kApplied || reply->outcome == ReplyOutcome::kDuplicate)) {
+    return;
+  }
+  answer(route, none, result, timeout_ms);  // throws for anything but a taken command
 }
 
 void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms) {

@@ -485,6 +485,31 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
     const auto page = page_request(params, "backups", projections::valid_id_key);
     return [r, &models, page] { return list(*r, models.backups(page), "backups"); };
   });
+
+  // Webhooks (admin; api/README.md "Webhooks"): never the signing secret.
+  add("/v1/webhooks", Role::kAdmin, [&models](const std::shared_ptr<Request>& r) -> Query {
+    const auto params = query_params(r->message.target(), {"limit", "cursor"});
+    const auto page = page_request(params, "webhooks", projections::valid_id_key);
+    return [r, &models, page] { return list(*r, models.webhooks(page), "webhooks"); };
+  });
+  add("/v1/webhooks/{id}", Role::kAdmin, [&models](const std::shared_ptr<Request>& r) -> Query {
+    query_params(r->message.target(), {});
+    return [r, &models, id = path_uuid(*r)] {
+      return resource(*r, models.webhook(id), "webhook " + id);
+    };
+  });
+  add("/v1/webhooks/{id}/deliveries", Role::kAdmin,
+      [&models](const std::shared_ptr<Request>& r) -> Query {
+        const auto params = query_params(r->message.target(), {"limit", "cursor"});
+        const auto page = page_request(params, "deliveries", projections::valid_delivery_key);
+        return [r, &models, id = path_uuid(*r), page] {
+          const auto deliveries = models.webhook_deliveries(id, page);
+          if (!deliveries) {
+            throw ApiError(http::status::not_found, "not-found", "there is no webhook " + id);
+          }
+          return list(*r, *deliveries, "deliveries");
+        };
+      });
 }
 
 }  // namespace cauce::api

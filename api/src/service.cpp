@@ -217,6 +217,8 @@ int run_serve(const core::Config& config) {
                                        .event_partitions = event_partitions,
                                        .zoneinfo_dir = config.reports.zoneinfo_dir});
     add_stream_routes(router, *hub, config.projections, keys, run_blocking, registry);
+    add_webhook_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
+                       pool, run_blocking, config.webhooks.allow_private);
     add_parked_routes(router, parked, run_blocking);
     replays = std::make_unique<ReplayRunner>(
         projections::ReplayOptions{config.kafka, config.postgres, config.projections});
@@ -241,6 +243,7 @@ int run_serve(const core::Config& config) {
                                .backups = config.backups,
                                .alerts = config.alerts,
                                .reports = config.reports,
+                               .webhooks = config.webhooks,
                                .data_dir = config.data_dir,
                                .now_us = {}},
         workers::send_through(bus ? *bus : *workers_bus), registry);

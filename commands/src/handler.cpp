@@ -238,6 +238,17 @@ Outcome decide_report_schedule(const report_schedule::State& s, const CommandEnv
   throw std::invalid_argument("unknown command type " + c.type);
 }
 
+// Registration by an admin (POST /v1/webhooks), disabling by the delivery worker, enabling by an
+// admin (POST /v1/webhooks/{id}/enable).
+Outcome decide_webhook(const webhook::State& s, const CommandEnvelope& c,
+                       const CommandContext& ctx) {
+  using namespace webhook;
+  if (c.type == "webhook.register") return finish(s, decide(s, register_from_json(c.data), ctx));
+  if (c.type == "webhook.disable") return finish(s, decide(s, disable_from_json(c.data), ctx));
+  if (c.type == "webhook.enable") return finish(s, decide(s, Enable{}, ctx));
+  throw std::invalid_argument("unknown command type " + c.type);
+}
+
 }  // namespace
 
 std::optional<AggregateType> aggregate_type(std::string_view name) {
@@ -246,6 +257,7 @@ std::optional<AggregateType> aggregate_type(std::string_view name) {
   if (name == "report") return AggregateType::kReport;
   if (name == "backup") return AggregateType::kBackup;
   if (name == "report_schedule") return AggregateType::kReportSchedule;
+  if (name == "webhook") return AggregateType::kWebhook;
   return std::nullopt;
 }
 
@@ -355,6 +367,9 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     if (*type == AggregateType::kReportSchedule) {
       return decide_report_schedule(current_or_new<report_schedule::State>(current), c, d, ctx);
     }
+    if (*type == AggregateType::kWebhook) {
+      return decide_webhook(current_or_new<webhook::State>(current), c, ctx);
+    }
     return decide_backup(current_or_new<backup::State>(current), c, d, ctx);
   } catch (const std::invalid_argument& e) {
     Outcome out;
@@ -414,6 +429,9 @@ void fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
       break;
     case AggregateType::kReportSchedule:
       next = evolved(report_schedule::State{}, report_schedule::event_from_json(e.type, e.data));
+      break;
+    case AggregateType::kWebhook:
+      next = evolved(webhook::State{}, webhook::event_from_json(e.type, e.data));
       break;
   }
   store.put(key, std::move(next));

@@ -8,7 +8,7 @@
 namespace cauce::commands {
 namespace {
 
-constexpr std::string_view kMagic = "CAUCESN5";
+constexpr std::string_view kMagic = "CAUCESN6";
 
 class Writer {
  public:
@@ -135,6 +135,10 @@ void write_state(Writer& w, const AggregateState& state) {
           w.u64(static_cast<std::uint64_t>(s.level));
           w.u64(static_cast<std::uint64_t>(s.status));
           w.flag(s.deadline_missed);
+        } else if constexpr (std::is_same_v<S, webhook::State>) {
+          w.flag(s.exists);
+          w.i64(s.version);
+          w.u64(static_cast<std::uint64_t>(s.status));
         } else if constexpr (std::is_same_v<S, report_schedule::State>) {
           w.flag(s.exists);
           w.i64(s.version);
@@ -230,6 +234,15 @@ AggregateState read_state(Reader& r, AggregateType type) {
       }
       return s;
     }
+    case AggregateType::kWebhook: {
+      webhook::State s;
+      s.exists = r.flag();
+      s.version = r.i64();
+      const auto status = r.u64();
+      if (status > 1) Reader::fail("bad webhook status");
+      s.status = static_cast<webhook::Status>(status);
+      return s;
+    }
   }
   Reader::fail("unknown aggregate type");
 }
@@ -269,7 +282,7 @@ std::unique_ptr<MemoryAggregateStore> decode_snapshot(std::string_view bytes) {
   for (std::size_t i = 0; i < aggregates; ++i) {
     const auto id = r.uuid();
     const auto tag = r.u64();
-    if (tag > static_cast<std::uint64_t>(AggregateType::kReportSchedule))
+    if (tag > static_cast<std::uint64_t>(AggregateType::kWebhook))
       Reader::fail("bad aggregate type");
     const auto type = static_cast<AggregateType>(tag);
     store->put(AggregateKey{id, type}, read_state(r, type));

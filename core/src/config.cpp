@@ -148,6 +148,7 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<BackupsConfig> backups{&Config::backups};
     const SectionBinder<AlertsConfig> alerts{&Config::alerts};
     const SectionBinder<ReportsConfig> reports{&Config::reports};
+    const SectionBinder<WebhooksConfig> webhooks{&Config::webhooks};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -414,6 +415,24 @@ const std::vector<Binding>& bindings() {
     b.push_back(reports.text("reports.zoneinfo_dir",
                              "The tz database schedules' time zones are read from (TZif files)",
                              &ReportsConfig::zoneinfo_dir));
+    b.push_back(
+        webhooks.boolean("webhooks.allow_private",
+                         "Let webhook URLs reach loopback, private, link-local and CGNAT addresses",
+                         &WebhooksConfig::allow_private));
+    b.push_back(webhooks.integer("webhooks.disable_after",
+                                 "Failed delivery attempts in a row that disable a webhook",
+                                 &WebhooksConfig::disable_after, 1, 1000000));
+    b.push_back(webhooks.integer("webhooks.max_attempts",
+                                 "Attempts of one delivery before it is dead-lettered",
+                                 &WebhooksConfig::max_attempts, 1, 100));
+    b.push_back(webhooks.integer("webhooks.concurrency", "Webhooks one process delivers to at once",
+                                 &WebhooksConfig::concurrency, 1, 64));
+    b.push_back(webhooks.integer("webhooks.connect_timeout_ms",
+                                 "Connect timeout of a delivery attempt",
+                                 &WebhooksConfig::connect_timeout_ms, 100, 600000));
+    b.push_back(webhooks.integer("webhooks.timeout_ms",
+                                 "A delivery attempt taking longer fails (and is retried)",
+                                 &WebhooksConfig::timeout_ms, 100, 600000));
     return b;
   }();
   return all;

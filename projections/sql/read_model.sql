@@ -178,3 +178,6 @@ CREATE TABLE parked_events (
 -- The dashboard's counters and the triggers that keep them (infra/sql/0011_stats.sql), in this
 -- generation.
 SELECT read_model_add_stats(current_schema());
+
+-- Webhooks (infra/sql/0014_webhooks.sql), in this generation.
+SELECT read_model_add_webhooks(current_schema());

@@ -21,7 +21,12 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 struct RawArray {
   std::vector<std::string> items;
 };
-using Value = std::variant<std::string, std::int64_t, std::vector<std::string>, RawArray>;
+// One JSON object written as it is (a webhook's filters).
+struct RawObject {
+  std::string json;
+};
+using Value =
+    std::variant<std::string, std::int64_t, std::vector<std::string>, RawArray, RawObject>;
 
 // What a batch does to one read-model row: its whole row when the batch creates it, else the
 // columns it sets (NULL in the statement = unchanged).
@@ -119,6 +124,8 @@ std::string changes_json(const Changes& changes) {
                 str(w, v);
               } else if constexpr (std::is_same_v<T, std::int64_t>) {
                 w.Int64(v);
+              } else if constexpr (std::is_same_v<T, RawObject>) {
+                w.RawValue(v.json.data(), v.json.size(), rapidjson::kObjectType);
               } else if constexpr (std::is_same_v<T, RawArray>) {
                 w.StartArray();
                 for (const auto& item : v.items) {
@@ -187,6 +194,15 @@ class Data {
     }
     return out;
   }
+  // The JSON text of an object member.
+  std::string object_text(const char* k) const {
+    const auto it = doc_.FindMember(k);
+    if (it == doc_.MemberEnd() || !it->value.IsObject()) fail(k, "must be an object");
+    rapidjson::StringBuffer buffer;
+    Writer w(buffer);
+    it->value.Accept(w);
+    return {buffer.GetString(), buffer.GetSize()};
+  }
   // Copies those of `keys` that are present (strings) into the change.
   void copy_strings(Change& c, std::initializer_list<const char*> keys) const {
     for (const auto* k : keys) {
@@ -204,7 +220,7 @@ class Data {
 };
 
 struct Folder {
-  Changes contacts, alerts, reports, backups, schedules;
+  Changes contacts, alerts, reports, backups, schedules, webhooks;
   std::vector<CallRow> calls;
   Rows timeline;
   std::vector<std::string> unprojected;
@@ -412,6 +428,34 @@ struct Folder {
       unprojected_type(e.type);
     }
   }
+
+  // A webhook's definition (never its secret: no event holds it) and whether it is active.
+  void webhook(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
+    auto& c = webhooks.of(e);
+    c.set["updated_at"] = at;
+    if (e.type == "webhook.registered") {
+      c.created = true;
+      c.set["url"] = d.string("url");
+      c.set["topics"] = d.strings("topics");
+      c.set["filters"] = RawObject{d.object_text("filters")};
+      c.set["status"] = std::string("active");
+      c.set["created_at"] = at;
+    } else if (e.type == "webhook.disabled") {
+      c.set["status"] = std::string("disabled");
+      c.set["disabled_reason"] = d.string("reason");
+      c.set["consecutive_failures"] = d.integer("consecutive_failures");
+      c.set["last_error"] = d.has("last_error") ? d.string("last_error") : std::string();
+      c.set["disabled_at"] = at;
+    } else if (e.type == "webhook.enabled") {
+      c.set["status"] = std::string("active");
+      c.set["disabled_reason"] = std::string();  // "" clears
+      c.set["last_error"] = std::string();
+      c.set["disabled_at"] = std::string();
+    } else {
+      unprojected_type(e.type);
+    }
+  }
 };
 
 }  // namespace
@@ -454,6 +498,8 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
       folder.backup(e, at);
     } else if (e.aggregate_type == "report_schedule") {
       folder.report_schedule(e, at);
+    } else if (e.aggregate_type == "webhook") {
+      folder.webhook(e, at);
     } else {
       folder.unprojected_type(e.type);
     }
@@ -491,6 +537,7 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
   out.reports = changes_json(folder.reports);
   out.backups = changes_json(folder.backups);
   out.report_schedules = changes_json(folder.schedules);
+  out.webhooks = changes_json(folder.webhooks);
   out.notifications = notifications.finish();
   out.event_count = records.size();
   out.unprojected_types = std::move(folder.unprojected);

@@ -186,6 +186,37 @@ const std::string kUpdateReports = std::string(R"(
                                    kReportColumns + R"()
   WHERE NOT x.created AND r.id = x.id AND r.version < x.first_version)";
 
+const char* const kWebhookColumns = R"(
+    id uuid, created boolean, first_version bigint, version bigint, url text, topics text[],
+    filters jsonb, status text, disabled_reason text, consecutive_failures integer,
+    last_error text, disabled_at text, created_at timestamptz, updated_at timestamptz)";
+
+const std::string kInsertWebhooks = std::string(R"(
+  INSERT INTO webhooks (id, url, topics, filters, status, disabled_reason, consecutive_failures,
+                        last_error, disabled_at, created_at, updated_at, version)
+  SELECT id, url, topics, coalesce(filters, '{}'), status, nullif(disabled_reason, ''),
+         consecutive_failures, nullif(last_error, ''), nullif(disabled_at, '')::timestamptz,
+         created_at, updated_at, version
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                    kWebhookColumns + R"()
+  WHERE created
+  ON CONFLICT (id) DO NOTHING)";
+
+// "" clears a text column, NULL leaves it.
+const std::string kUpdateWebhooks = std::string(R"(
+  UPDATE webhooks w SET status = coalesce(x.status, w.status), updated_at = x.updated_at,
+    version = x.version,
+    disabled_reason = CASE WHEN x.disabled_reason IS NULL THEN w.disabled_reason
+                           ELSE nullif(x.disabled_reason, '') END,
+    consecutive_failures = coalesce(x.consecutive_failures, w.consecutive_failures),
+    last_error = CASE WHEN x.last_error IS NULL THEN w.last_error
+                      ELSE nullif(x.last_error, '') END,
+    disabled_at = CASE WHEN x.disabled_at IS NULL THEN w.disabled_at
+                       ELSE nullif(x.disabled_at, '')::timestamptz END
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                    kWebhookColumns + R"()
+  WHERE NOT x.created AND w.id = x.id AND w.version < x.first_version)";
+
 const char* const kBackupColumns = R"(
     id uuid, created boolean, first_version bigint, version bigint, status text,
     requested_at timestamptz, updated_at timestamptz, created_at timestamptz, round integer,
@@ -718,6 +749,8 @@ pqxx::connection& PgProjection::connection() {
     c->prepare("insert_timeline", kInsertTimeline);
     c->prepare("insert_reports", kInsertReports);
     c->prepare("update_reports", kUpdateReports);
+    c->prepare("insert_webhooks", kInsertWebhooks);
+    c->prepare("update_webhooks", kUpdateWebhooks);
     c->prepare("insert_backups", kInsertBackups);
     c->prepare("update_backups", kUpdateBackups);
     c->prepare("insert_schedules", kInsertSchedules);
@@ -895,7 +928,9 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
       {"insert_backups", &rows.backups},
       {"update_backups", &rows.backups},
       {"insert_schedules", &rows.report_schedules},
-      {"update_schedules", &rows.report_schedules}};
+      {"update_schedules", &rows.report_schedules},
+      {"insert_webhooks", &rows.webhooks},
+      {"update_webhooks", &rows.webhooks}};
   for (const auto& [name, json] : statements) {
     if (has_rows(*json)) txn.exec_prepared(name, *json);
   }

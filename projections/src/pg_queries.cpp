@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <limits>
 
 #include <cauce/commands/envelope.hpp>
 #include <cauce/core/log.hpp>
@@ -333,6 +334,62 @@ Page ReadModels::backups(const PageRequest& page) {
              'version', b.version)::text
            FROM backups b WHERE b.id < $1::uuid ORDER BY b.id DESC LIMIT $2)",
         page.after.empty() ? kMaxUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+const char* const kWebhookJson = R"(json_build_object(
+    'id', w.id, 'url', w.url, 'topics', w.topics, 'filters', w.filters, 'status', w.status,
+    'disabled', CASE WHEN w.status = 'disabled' THEN json_build_object(
+      'reason', w.disabled_reason, 'consecutive_failures', w.consecutive_failures,
+      'last_error', w.last_error, 'at', rfc3339(w.disabled_at)) END,
+    'created_at', rfc3339(w.created_at), 'updated_at', rfc3339(w.updated_at),
+    'version', w.version)::text)";
+
+bool valid_delivery_key(const std::string& key) {
+  return valid_history_key(key);  // a positive integer, as versions are
+}
+
+std::optional<std::string> ReadModels::webhook(const std::string& id) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(
+        std::string("SELECT ") + kWebhookJson + " FROM webhooks w WHERE w.id = $1::uuid", id));
+  });
+}
+
+Page ReadModels::webhooks(const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    const auto rows = n.exec_params(std::string("SELECT w.id::text, ") + kWebhookJson +
+                                        " FROM webhooks w WHERE w.id < $1::uuid "
+                                        "ORDER BY w.id DESC LIMIT $2",
+                                    page.after.empty() ? kMaxUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+std::optional<Page> ReadModels::webhook_deliveries(const std::string& webhook_id,
+                                                   const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<Page> {
+    pqxx::read_transaction txn(c);
+    if (txn.exec_params("SELECT 1 FROM webhooks WHERE id = $1::uuid", webhook_id).empty()) {
+      return std::nullopt;
+    }
+    const auto rows = txn.exec_params(
+        R"(SELECT d.id::text, json_build_object(
+             'id', d.id, 'notification_id', d.notification_id, 'topic', d.topic,
+             'type', d.type, 'aggregate_id', d.aggregate_id, 'version', d.version,
+             'position', d.position, 'status', d.status, 'attempts', d.attempts,
+             'response_code', d.response_code, 'error', d.error,
+             'created_at', rfc3339(d.created_at), 'last_attempt_at', rfc3339(d.last_attempt_at),
+             'next_attempt_at', rfc3339(d.next_attempt_at),
+             'delivered_at', rfc3339(d.delivered_at))::text
+           FROM webhook_deliveries d WHERE d.webhook_id = $1::uuid AND d.id < $2
+           ORDER BY d.id DESC LIMIT $3)",
+        webhook_id,
+        page.after.empty() ? std::numeric_limits<std::int64_t>::max() : std::stoll(page.after),
+        page.limit + 1);
     return page_of(rows, page.limit);
   });
 }

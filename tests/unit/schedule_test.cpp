@@ -102,6 +102,21 @@ TEST(ScheduleTest, AnAlertsRowIsItsPendingDeadline) {
   EXPECT_NE(deadline_command_id("a", "warning", 1), deadline_command_id("a", "critical", 1));
 }
 
+// A webhook's row is its deliveries: due once registered or enabled, done while disabled.
+TEST(ScheduleTest, AWebhooksRowIsDueWhileItIsActive) {
+  const auto registered = schedule_after(event(
+      "webhook.registered", 1, R"({"url":"https://h.example","topics":["alerts"],"filters":{}})"));
+  ASSERT_TRUE(registered);
+  EXPECT_EQ(registered->kind, "webhook");
+  EXPECT_EQ(registered->step, "deliver");
+  EXPECT_EQ(registered->due_at_us, kNow);
+  const auto disabled = schedule_after(
+      event("webhook.disabled", 2, R"({"reason":"failing","consecutive_failures":10})"));
+  EXPECT_EQ(disabled->step, "done");
+  EXPECT_EQ(disabled->version, 2);
+  EXPECT_EQ(schedule_after(event("webhook.enabled", 3, "{}"))->step, "deliver");
+}
+
 TEST(ScheduleTest, ABackupRunsAsOneStep) {
   EXPECT_EQ(schedule_after(event("backup.requested", 1, "{}"))->step, "backup");
   EXPECT_TRUE(schedule_after(event("backup.started", 2, R"({"attempt":1})"))->started);

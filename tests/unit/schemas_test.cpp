@@ -32,7 +32,9 @@ TEST(SchemasTest, EveryCommandAndEventHasASchema) {
         "alert.acknowledged.v1", "alert.escalated.v1",     "alert.closed.v1",
         "report.requested.v1",   "backup.requested.v1",    "contact.call_logged.v2",
         "contact.claim.v1",      "contact.release.v1",     "contact.claimed.v1",
-        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1"}) {
+        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1",
+        "webhook.register.v1",   "webhook.registered.v1",  "webhook.disable.v1",
+        "webhook.disabled.v1",   "webhook.enable.v1",      "webhook.enabled.v1"}) {
     EXPECT_TRUE(schemas().contains(name)) << name;
   }
 }
@@ -114,7 +116,7 @@ TEST(SchemasTest, EveryCommandSchemaBoundsItsStringsNumbersAndArrays) {
     ++commands;
     walk(file.file_name, schema);
   }
-  EXPECT_EQ(commands, 28u);
+  EXPECT_EQ(commands, 31u);  // and webhook.register, webhook.disable, webhook.enable
   EXPECT_TRUE(unbounded.empty()) << testing::PrintToString(unbounded);
 }
 

@@ -51,6 +51,8 @@ MemoryAggregateStore sample_store() {
       report_schedule::Definition{"Calls", "https://example.org/c.csv", std::nullopt,
                                   "0 7 * * mon-fri", "Europe/Madrid", "crm"});
   store.put(key("0195a0c4-0000-7000-8000-000000000006", AggregateType::kReportSchedule), schedule);
+  store.put(key("0195a0c4-0000-7000-8000-000000000007", AggregateType::kWebhook),
+            webhook::State{true, 2, webhook::Status::kDisabled});
   store.record_command(kCommand1, {digest("hash-1"), 7, 41, std::nullopt});
   store.record_command(kCommand2, {digest("hash-2"), 0, -1,
                                    Rejection{"not_found", "id", "there is no such contact"}});
@@ -79,13 +81,17 @@ bool same_state(const AggregateState& a, const AggregateState& b) {
            (x->definition == nullptr) == (y.definition == nullptr) &&
            (x->definition == nullptr || *x->definition == *y.definition);
   }
+  if (const auto* x = std::get_if<webhook::State>(&a)) {
+    const auto& y = std::get<webhook::State>(b);
+    return x->exists == y.exists && x->version == y.version && x->status == y.status;
+  }
   return same_job(std::get<backup::State>(a), std::get<backup::State>(b));
 }
 
 TEST(SnapshotTest, EveryAggregateAndEveryRememberedCommandRoundTrips) {
   const auto store = sample_store();
   const auto back = decode_snapshot(encode_snapshot(store));
-  ASSERT_EQ(back->aggregate_count(), 6u);
+  ASSERT_EQ(back->aggregate_count(), 7u);
   ASSERT_EQ(back->command_count(), 2u);
   store.aggregates().for_each([&](const AggregateKey& k, const AggregateState& state) {
     ASSERT_NE(back->find(k), nullptr) << k.id.str();
@@ -112,12 +118,13 @@ TEST(SnapshotTest, AnythingButAWholeSnapshotIsRefused) {
   }
   EXPECT_THROW(decode_snapshot(bytes + "x"), std::invalid_argument);
   // A snapshot of an earlier format (1: strings, not compact records; 2: no claims; 3: no missed
-  // deadlines) is not read.
+  // deadlines; 4: no webhooks) is not read.
   EXPECT_THROW(decode_snapshot("CAUCESN1" + bytes.substr(8)), std::invalid_argument);
   EXPECT_THROW(decode_snapshot("CAUCESN2" + bytes.substr(8)), std::invalid_argument);
   EXPECT_THROW(decode_snapshot("CAUCESN3" + bytes.substr(8)), std::invalid_argument);
+  EXPECT_THROW(decode_snapshot("CAUCESN4" + bytes.substr(8)), std::invalid_argument);
   // A count claiming more items than bytes left is refused before anything is allocated.
-  EXPECT_THROW(decode_snapshot(std::string("CAUCESN4") + "\xff\xff\xff\xff\x0f"),
+  EXPECT_THROW(decode_snapshot(std::string("CAUCESN6") + "\xff\xff\xff\xff\x0f"),
                std::invalid_argument);
 }
 

@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <pqxx/pqxx>
 #include <prometheus/counter.h>
@@ -29,6 +30,7 @@
 #include <cauce/workers/source_auth.hpp>
 
 #include "json_writer.hpp"
+#include "webhook_runner.hpp"
 
 namespace cauce::workers {
 namespace {
@@ -100,7 +102,8 @@ const char* const kClaimJob = R"(
     SELECT kind, id FROM worker_jobs
     WHERE step <> 'done' AND due_at <= now() AND version >= awaits_version
       AND (lease_until IS NULL OR lease_until < now())
-      AND (kind IN ('alert', 'report_schedule') OR step = 'request') = $3::boolean
+      AND CASE WHEN kind IN ('alert', 'report_schedule') OR step = 'request' THEN 'timed'
+               WHEN kind = 'webhook' THEN 'webhook' ELSE 'job' END = $3
     ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
   RETURNING j.kind, j.id::text, j.version, j.round, j.attempt, j.step, j.started,
             coalesce(j.title, ''), coalesce(j.source_url, ''), coalesce(j.content_type, ''),
@@ -180,6 +183,23 @@ struct Sent {
   std::string code;               // a refusal's code (Rejection::code)
 };
 
+// What a runner thread claims: jobs (reports' and backups' steps), timed steps (alerts'
+// deadlines, report schedules' slots and their reports' requests), webhooks' deliveries.
+enum class Runs { kJobs, kDeadlines, kWebhooks };
+
+// The row class kClaimJob compares with.
+const char* kinds_of(Runs runs) {
+  switch (runs) {
+    case Runs::kJobs:
+      return "job";
+    case Runs::kDeadlines:
+      return "timed";
+    case Runs::kWebhooks:
+      return "webhook";
+  }
+  return "";
+}
+
 // Counts the dead letters the broker did not take (called on the housekeeping thread, in flush).
 class DeliveryReports : public RdKafka::DeliveryReportCb {
  public:
@@ -243,6 +263,7 @@ struct Workers::Impl {
       steps.Add({{"kind", "report_schedule"}, {"step", "slot"}, {"result", result}});
     }
     steps.Add({{"kind", "report"}, {"step", "request"}, {"result", "ok"}});
+    webhooks = std::make_unique<WebhookRunner>(options, send, running, registry);
   }
 
   static prometheus::Histogram::BucketBoundaries attempt_buckets() {
@@ -275,6 +296,7 @@ struct Workers::Impl {
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::unique_ptr<RdKafka::Producer> dlq;
   std::vector<std::thread> threads;
+  std::unique_ptr<WebhookRunner> webhooks;  // made last: it refers to options, send and running
 
   bool sleep_for(std::chrono::milliseconds d) {
     std::unique_lock lock(mutex);
@@ -337,7 +359,7 @@ struct Workers::Impl {
         next_offsets[m->partition()] = m->offset() + 1;
         const auto type = core::kafka_header(*m, commands::header::kAggregateType);
         if (type && *type != "report" && *type != "backup" && *type != "alert" &&
-            *type != "report_schedule") {
+            *type != "report_schedule" && *type != "webhook") {
           continue;
         }
         try {
@@ -441,8 +463,8 @@ struct Workers::Impl {
   // ---- runners ----
 
   // Job runners take reports and backups; the deadline runner, alerts' deadlines only, so that a
-  // long download never holds a deadline up past one poll.
-  void runner_loop(bool deadline_runner) {
+  // long download never holds a deadline up past one poll; webhook runners, webhooks' deliveries.
+  void runner_loop(Runs runs) {
     core::ConditionLog condition(log());
     std::unique_ptr<pqxx::connection> pg;
     std::mt19937_64 random(std::random_device{}());
@@ -452,7 +474,7 @@ struct Workers::Impl {
       try {
         if (!pg) pg = connect(condition);
         if (!pg) return;
-        claim = claim_job(*pg, deadline_runner);
+        claim = claim_job(*pg, runs);
         condition.cleared("workers claim jobs again");
         backoff.reset();
       } catch (const std::exception& e) {
@@ -465,7 +487,7 @@ struct Workers::Impl {
         idle();
         continue;
       }
-      if (deadline_runner) {
+      if (runs == Runs::kDeadlines) {
         try {
           if (claim->kind == "report_schedule") {
             run_schedule_slot(pg, *claim, condition);
@@ -480,6 +502,10 @@ struct Workers::Impl {
           release(pg, *claim, claim->version,
                   std::chrono::milliseconds(options.workers.backoff_base_ms), condition);
         }
+        continue;
+      }
+      if (runs == Runs::kWebhooks) {
+        run_webhook(pg, *claim, condition, random);
         continue;
       }
       std::int64_t awaits = claim->version;
@@ -497,10 +523,11 @@ struct Workers::Impl {
     }
   }
 
-  std::optional<Claim> claim_job(pqxx::connection& pg, bool deadlines_only) {
+  std::optional<Claim> claim_job(pqxx::connection& pg, Runs runs) {
     auto token = instance + "/" + core::random_hex(8);
     pqxx::work txn(pg);
-    const auto rows = txn.exec_params(kClaimJob, token, options.workers.lease_ms, deadlines_only);
+    const auto rows =
+        txn.exec_params(kClaimJob, token, options.workers.lease_ms, std::string(kinds_of(runs)));
     txn.commit();
     if (rows.empty()) return std::nullopt;
     const auto& r = rows[0];
@@ -709,6 +736,27 @@ struct Workers::Impl {
                     {{"id", c.id}, {"detail", sent.detail}});
         delay = std::chrono::milliseconds(options.workers.backoff_cap_ms);
       }
+    }
+    release(pg, c, awaits, delay, condition);
+  }
+
+  // A webhook's claim: its deliveries for a while (webhook_runner.cpp), then the row back, due
+  // again when its next retry is or after a poll (new notifications are looked for then).
+  void run_webhook(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
+                   core::ConditionLog& condition, std::mt19937_64& random) {
+    std::int64_t awaits = c.version;
+    auto delay = std::chrono::milliseconds(options.workers.poll_ms);
+    try {
+      std::tie(awaits, delay) = webhooks->run(*pg, c.id, c.version, random);
+      condition.cleared("webhook deliveries run again");
+    } catch (const pqxx::broken_connection& e) {
+      pg.reset();
+      condition.failing("webhook deliveries cannot reach PostgreSQL", {{"error", e.what()}});
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
+    } catch (const std::exception& e) {
+      condition.failing("webhook deliveries stopped unexpectedly; they run again",
+                        {{"id", c.id}, {"error", e.what()}});
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
     }
     release(pg, c, awaits, delay, condition);
   }
@@ -976,6 +1024,14 @@ struct Workers::Impl {
       if (Clock::now() >= next_retention) {
         next_retention = Clock::now() + std::chrono::minutes(1);
         apply_retention(now);
+        try {
+          if (!pg) pg = connect(condition);
+          if (!pg) return;
+          WebhookRunner::prune(*pg, options.projections.notifications_retention_h);
+        } catch (const std::exception& e) {
+          pg.reset();
+          log().warn("old webhook deliveries could not be deleted", {{"error", e.what()}});
+        }
       }
     }
   }
@@ -1095,9 +1151,12 @@ void Workers::start() {
     impl_->threads.emplace_back([impl = impl_.get()] { impl->lease_loop(); });
     impl_->threads.emplace_back([impl = impl_.get()] { impl->feeder_loop(); });
     for (int i = 0; i < o.workers.concurrency; ++i) {
-      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(false); });
+      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kJobs); });
     }
-    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(true); });
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kDeadlines); });
+    for (int i = 0; i < o.webhooks.concurrency; ++i) {
+      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kWebhooks); });
+    }
     impl_->threads.emplace_back([impl = impl_.get()] { impl->housekeeping_loop(); });
   } catch (...) {
     stop();

@@ -73,6 +73,25 @@ std::optional<ScheduleEntry> alert_deadline_after(const commands::EventEnvelope&
 
 std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e,
                                             const Deadlines& deadlines) {
+  if (e.aggregate_type == "webhook") {
+    // A webhook's row is its deliveries: due while it is active (the runner sets when next),
+    // done while it is disabled.
+    ScheduleEntry s;
+    s.kind = "webhook";
+    s.id = e.aggregate_id;
+    s.version = e.version;
+    s.round = 0;
+    s.due_at_us = e.occurred_at_us;
+    s.at_us = e.occurred_at_us;
+    if (e.type == "webhook.registered" || e.type == "webhook.enabled") {
+      s.step = "deliver";
+    } else if (e.type == "webhook.disabled") {
+      s.step = "done";
+    } else {
+      return std::nullopt;
+    }
+    return s;
+  }
   if (e.aggregate_type == "alert") {
     rapidjson::Document d;
     d.Parse(e.data.data(), e.data.size());

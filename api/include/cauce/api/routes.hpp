@@ -15,6 +15,7 @@
 #include <cauce/api/readiness.hpp>
 #include <cauce/commands/command_bus.hpp>
 #include <cauce/core/config.hpp>
+#include <cauce/core/postgres.hpp>
 #include <cauce/projections/replay.hpp>
 
 namespace cauce::projections {
@@ -44,6 +45,21 @@ void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_
 
 // Runs blocking work (PostgreSQL queries) off the I/O threads.
 using BlockingExecutor = std::function<void(std::function<void()>)>;
+
+// For routes that do more than send a command (POST /v1/webhooks): the envelope a command route
+// builds for `type` (the body checked against schemas/<type>.v1.json, ids, Idempotency-Key,
+// X-Correlation-Id, request hash; `creates`: the aggregate id is chosen here), and the problem a
+// reply that did not take the command answers (returns when it was applied or a duplicate).
+commands::CommandEnvelope command_envelope(const Request& request, const char* type,
+                                           const char* aggregate_type, bool creates);
+void throw_unless_taken(const commands::SendResult& result, std::uint32_t timeout_ms);
+
+// POST /v1/webhooks (admin): checks the URL's host (not a private address unless
+// `allow_private`), stores a new signing secret in PostgreSQL and registers the webhook; the
+// answer shows the secret, this once. GET routes and enable: add_query_routes and
+// add_command_routes.
+void add_webhook_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
+                        core::PgPool& pool, BlockingExecutor run_blocking, bool allow_private);
 
 struct QueryDeps {
   projections::ReadModels& models;

@@ -16,14 +16,22 @@
 #include <cauce/commands/envelope.hpp>
 #include <cauce/commands/jobs.hpp>
 #include <cauce/commands/report_schedule.hpp>
+#include <cauce/commands/webhook.hpp>
 
 namespace cauce::commands {
 
 using AggregateState = std::variant<contact::State, alert::State, report::State, backup::State,
-                                    report_schedule::State>;
+                                    report_schedule::State, webhook::State>;
 
 // The aggregate types, numbered as AggregateState's alternatives.
-enum class AggregateType : std::uint8_t { kContact, kAlert, kReport, kBackup, kReportSchedule };
+enum class AggregateType : std::uint8_t {
+  kContact,
+  kAlert,
+  kReport,
+  kBackup,
+  kReportSchedule,
+  kWebhook
+};
 std::optional<AggregateType> aggregate_type(std::string_view name);
 
 struct AggregateKey {

@@ -4,8 +4,8 @@
 // replays only the events after it instead of the whole history (DESIGN §3's snapshots). Pure:
 // the processor stores and reads the bytes (processor.cpp).
 //
-// Format 4 (2 + a contact's claim + an alert's missed deadline), little-endian: the magic
-// "CAUCESN4", then the aggregates
+// Format 6 (2 + a contact's claim + an alert's missed deadline + webhooks; 5 is scheduled
+// reports' on another branch), little-endian: the magic "CAUCESN6", then the aggregates
 // (count, then per aggregate its 16-byte id, its type and the state's fields), then the commands
 // (count, then per command its 16-byte id, request digest, version and offset, and for a remembered
 // rejection its code, field and message). Integers are LEB128 varints (zigzag for signed) except
@@ -22,7 +22,7 @@
 
 namespace cauce::commands {
 
-inline constexpr int kSnapshotFormat = 5;
+inline constexpr int kSnapshotFormat = 6;
 
 std::string encode_snapshot(const MemoryAggregateStore& store);
 std::unique_ptr<MemoryAggregateStore> decode_snapshot(std::string_view bytes);

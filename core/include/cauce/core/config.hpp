@@ -158,6 +158,16 @@ struct ReportsConfig {
   std::string zoneinfo_dir = "/usr/share/zoneinfo";  // the tz database (TZif files, tzdata)
 };
 
+// Signed webhooks (api/README.md "Webhooks", workers/README.md "Webhook deliveries").
+struct WebhooksConfig {
+  bool allow_private = false;  // URLs resolving to loopback, private, link-local, CGNAT addresses
+  int disable_after = 10;      // failed delivery attempts in a row that disable a webhook
+  int max_attempts = 8;        // attempts of one delivery before it is dead-lettered
+  int concurrency = 2;         // webhooks one process delivers to at once
+  int connect_timeout_ms = 5000;
+  int timeout_ms = 10000;  // one delivery attempt, connect to last byte
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -173,6 +183,7 @@ struct Config {
   BackupsConfig backups;
   AlertsConfig alerts;
   ReportsConfig reports;
+  WebhooksConfig webhooks;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.

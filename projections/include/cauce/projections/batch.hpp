@@ -54,6 +54,7 @@ struct BatchRows {
   std::string reports;           // created rows and changes
   std::string backups;           // created rows and changes
   std::string report_schedules;  // created rows and changes
+  std::string webhooks;          // created rows and changes
   std::string notifications;     // one per event, in log order
   std::size_t event_count = 0;
   // Event types this build does not project into a read model (still in `events`).

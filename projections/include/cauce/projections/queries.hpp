@@ -50,9 +50,10 @@ struct ScheduleFilter {
 };
 
 // Whether a page key has the shape the list hands out (else the cursor is bad input).
-bool valid_id_key(const std::string& key);       // a UUID: contacts, alerts, backups
-bool valid_calls_key(const std::string& key);    // "<RFC 3339 µs>|<UUID>"
-bool valid_history_key(const std::string& key);  // a version number
+bool valid_id_key(const std::string& key);        // a UUID: contacts, alerts, backups
+bool valid_calls_key(const std::string& key);     // "<RFC 3339 µs>|<UUID>"
+bool valid_history_key(const std::string& key);   // a version number
+bool valid_delivery_key(const std::string& key);  // a webhook delivery's id (an integer)
 
 class ReadModels {
  public:
@@ -81,6 +82,12 @@ class ReadModels {
   Page report_schedules(const ScheduleFilter& filter, const PageRequest& page);
   // Newest first.
   Page backups(const PageRequest& page);
+  // Webhooks (admin): one, and all of them by id (newest first for time-ordered ids). Never the
+  // signing secret.
+  std::optional<std::string> webhook(const std::string& id);
+  Page webhooks(const PageRequest& page);
+  // A webhook's deliveries, newest first. nullopt: no such webhook.
+  std::optional<Page> webhook_deliveries(const std::string& webhook_id, const PageRequest& page);
   // The live dashboard's figures (GET /v1/stats) from the counters the read models' triggers
   // keep (infra/sql/0011_stats.sql): a few small tables and index ranges, never a whole one.
   std::string stats();

@@ -18,12 +18,13 @@ namespace cauce::workers {
 
 // A job's row in `worker_jobs` after one of its events.
 struct ScheduleEntry {
-  std::string kind;  // "report", "backup", "alert" (its deadline)
+  std::string kind;  // "report", "backup", "alert" (its deadline), "webhook" (its deliveries)
   std::string id;
   std::int64_t version = 0;           // the event's version: older rows are replaced, never newer
   std::optional<std::int64_t> round;  // nullopt: as the row has it
   std::int64_t attempt = 1;
-  std::string step;      // "download", "render", "backup", or "done": nothing left to run
+  std::string step;  // "download", "render", "backup", "deadline", "deliver", or "done": nothing
+                     // left to run
   bool started = false;  // the attempt's start is recorded (a rerun skips it)
   std::int64_t due_at_us = 0;
   std::int64_t at_us = 0;  // when the event happened (a render's document time)
@@ -56,9 +57,10 @@ struct Deadlines {
   int of(std::string_view level) const;
 };
 
-// nullopt for events that are not a job's or an alert's (contacts) or do not move it. An
-// alert's row is its one pending deadline: set when it is raised or escalated (from that event's
-// time), done once it is acknowledged, closed or its deadline missed.
+// nullopt for events that are not a job's, an alert's or a webhook's (contacts) or do not move
+// it. An alert's row is its one pending deadline: set when it is raised or escalated (from that
+// event's time), done once it is acknowledged, closed or its deadline missed. A webhook's row is
+// its deliveries: due once registered or enabled, done once disabled.
 std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& event,
                                             const Deadlines& deadlines = {});
 
