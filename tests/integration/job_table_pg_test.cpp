@@ -1,0 +1,110 @@
+// The workers' due-time table (workers/src/job_table.hpp) against a real PostgreSQL: the
+// statements the feeder and the runners run, in the orders a race between them can give.
+#include <chrono>
+
+#include <gtest/gtest.h>
+
+#include <cauce/core/migrations.hpp>
+#include <cauce/core/postgres.hpp>
+#include <cauce/workers/schedule.hpp>
+
+#include "fixtures.hpp"
+#include "job_table.hpp"
+
+namespace cauce::testing {
+namespace {
+
+const char* const kSchedule = "0190a8b2-5c1e-7d3a-9f00-00000000a001";
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+commands::EventEnvelope schedule_event(const std::string& what, std::int64_t version,
+                                       std::int64_t at_us, const std::string& data) {
+  commands::EventEnvelope e;
+  e.type = "report_schedule." + what;
+  e.aggregate_type = "report_schedule";
+  e.aggregate_id = kSchedule;
+  e.version = version;
+  e.occurred_at_us = at_us;
+  e.data = data;
+  return e;
+}
+
+std::string definition(const std::string& recurrence) {
+  return R"({"title":"Calls","source_url":"https://crm.example/calls.csv",)" + recurrence +
+         R"(,"timezone":"UTC"})";
+}
+
+class JobTableTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pg_ = core::connect_postgres(core::postgres_conninfo(db_.config()));
+    core::migrate(*pg_, core::parse_migrations(core::embedded_migration_files()));
+  }
+
+  // What the feeder does with an event.
+  void feed(const commands::EventEnvelope& e) {
+    pqxx::work txn(*pg_);
+    for (const auto& entry : workers::schedule_entries_after(e)) workers::upsert_entry(txn, entry);
+    txn.commit();
+  }
+
+  // What a timer runner's claim returns: the claimed row's version, or -1 when none is due.
+  std::int64_t claim(const std::string& token) {
+    pqxx::work txn(*pg_);
+    const auto rows = txn.exec_params(workers::kClaimJob, token, 30'000, true);
+    txn.commit();
+    return rows.empty() ? -1 : rows[0][2].as<std::int64_t>();
+  }
+
+  void release(const std::string& token, std::int64_t awaits, std::chrono::milliseconds delay) {
+    pqxx::work txn(*pg_);
+    txn.exec_params(workers::kReleaseJob, "report_schedule", kSchedule, awaits, delay.count(),
+                    token);
+    txn.commit();
+  }
+
+  std::int64_t due_at_us() const {
+    return std::stoll(db_.query_value(
+        "SELECT (extract(epoch FROM due_at) * 1e6)::bigint FROM worker_jobs WHERE kind = "
+        "'report_schedule'"));
+  }
+
+  TempDatabase db_;
+  std::unique_ptr<pqxx::connection> pg_;
+};
+
+// A runner claimed the schedule at version 1 (a yearly cron) and computed its next slot, months
+// away; meanwhile a PATCH moved it to version 2 (every minute, due now). The runner's release
+// from its claim of version 1 must not put the changed schedule off to the old recurrence's slot.
+TEST_F(JobTableTest, AReleaseFromAClaimOfAnOlderVersionNeverPutsTheRowOff) {
+  const auto t0 = now_us() - 10'000'000;
+  feed(schedule_event("created", 1, t0, definition(R"("cron":"0 7 1 1 *")")));
+  ASSERT_EQ(claim("runner-a/1"), 1);
+  const auto changed_at = now_us() - 1'000'000;
+  feed(schedule_event("changed", 2, changed_at, definition(R"("every":"1m")")));
+  release("runner-a/1", 1, std::chrono::hours(24 * 300));  // the old recurrence's next slot
+  EXPECT_EQ(due_at_us(), changed_at) << "the stale release put the changed schedule off";
+  EXPECT_EQ(claim("runner-b/1"), 2) << "the changed schedule is due at once";
+}
+
+// The same release at the version it claimed does put the row off (no slot is due before then).
+TEST_F(JobTableTest, AReleaseAtTheClaimedVersionPutsTheRowOffToItsNextSlot) {
+  feed(schedule_event("created", 1, now_us() - 10'000'000, definition(R"("every":"1h")")));
+  ASSERT_EQ(claim("runner-a/1"), 1);
+  release("runner-a/1", 1, std::chrono::minutes(50));
+  EXPECT_GE(due_at_us(), now_us() + 49LL * 60 * 1'000'000);
+  EXPECT_EQ(claim("runner-b/1"), -1) << "claimed before its slot";
+  // And a change written after the put-off makes it due at the change's time.
+  const auto changed_at = now_us() - 1'000'000;
+  feed(schedule_event("changed", 2, changed_at, definition(R"("every":"1m")")));
+  EXPECT_EQ(due_at_us(), changed_at);
+  EXPECT_EQ(claim("runner-b/1"), 2);
+}
+
+}  // namespace
+}  // namespace cauce::testing
