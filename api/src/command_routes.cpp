@@ -310,11 +310,25 @@ void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& r
       throw invalid_field("timezone", e.what());
     }
   }
+  // A secret goes only to the origins its file lists: checked on the URL given with it (a PATCH
+  // that changes either names both, the aggregate says so) and again by the download.
   if (const auto secret = text("source_auth")) {
+    workers::SourceCredential credential;
     try {
-      workers::load_source_credential(reports.source_auth_dir, *secret);
+      credential = workers::load_source_credential(reports.source_auth_dir, *secret);
     } catch (const workers::SourceAuthError& e) {
       throw invalid_field("source_auth", e.what());
+    }
+    const auto url = text("source_url");
+    if (!url) {
+      throw invalid_field("source_url",
+                          "give source_url with source_auth, so that the server checks the "
+                          "secret may be sent there");
+    }
+    try {
+      workers::check_source_origin(credential, *secret, *url);
+    } catch (const workers::SourceAuthError& e) {
+      throw invalid_field("source_url", e.what());
     }
   }
 }

@@ -130,6 +130,20 @@ Result decide(const State& s, const Update& c, const CommandContext& context) {
   if (c.timezone) d.timezone = *c.timezone;
   if (c.source_auth) d.source_auth = *c.source_auth;
   if (auto r = check_definition(d)) return *r;
+  // A secret is bound to the origins it may be sent to, which the API checks on the pair it is
+  // given: a change of either, while the schedule sends a secret, names both.
+  const bool names_secret = c.source_auth && c.source_auth->has_value();
+  if (d.source_auth && c.source_url && !c.source_auth) {
+    return Rejection{"invalid", "source_auth",
+                     "the schedule sends the secret \"" + *d.source_auth +
+                         "\": name source_auth with a new source_url (null to send none), so "
+                         "that the server checks the secret may be sent there"};
+  }
+  if (names_secret && !c.source_url) {
+    return Rejection{"invalid", "source_url",
+                     "give source_url with source_auth, so that the server checks the secret "
+                     "may be sent there"};
+  }
   std::vector<Event> events;
   if (d != *s.definition) {
     const auto& was = *s.definition;

@@ -50,8 +50,17 @@ std::vector<std::string> json_items(const std::string& body) {
 class ScheduledReportsTest : public ServedTest {
  protected:
   void SetUp() override {
-    std::ofstream(secrets_.path() / "crm") << "bearer " << kToken << "\n";
-    std::ofstream(secrets_.path() / "warehouse") << "basic reporter:" << kPassword << "\n";
+    // Each secret lists the origins it may be sent to: the plain-HTTP source here is listed as
+    // http:// (and the order of the two lines is free).
+    const auto source = source_.url("");
+    write_secret("crm", std::string("bearer ") + kToken + "\norigins https://crm.example, " +
+                            source + "\n");
+    write_secret("warehouse",
+                 "origins " + source + "\nbasic reporter:" + kPassword + "\n");
+    write_secret("unbound", std::string("bearer ") + kToken + "\n");
+    write_secret("https-only", std::string("bearer ") + kToken + "\norigins " +
+                                   "https://127.0.0.1:" + source.substr(source.rfind(':') + 1) +
+                                   "\n");
     settings = {{"CAUCE_REPORTS_SCHEDULE_MIN_EVERY_S", "1"},
                 {"CAUCE_REPORTS_SOURCE_AUTH_DIR", secrets_.path().string()},
                 {"CAUCE_DOWNLOAD_ALLOW_PRIVATE", "true"},
@@ -60,6 +69,14 @@ class ScheduledReportsTest : public ServedTest {
                 // Commands may wait past the default 4 s on 2 cores under `ctest -j`.
                 {"CAUCE_COMMANDS_REPLY_TIMEOUT_MS", "30000"}};
     ServedTest::SetUp();
+  }
+
+  // Replaces a secret's file at once (written aside, then renamed): a download reading it
+  // meanwhile sees the old or the new file, never half of one.
+  void write_secret(const std::string& name, const std::string& content) {
+    const auto aside = secrets_.path() / ("." + name + ".new");
+    std::ofstream(aside) << content;
+    std::filesystem::rename(aside, secrets_.path() / name);
   }
 
   std::string create(const std::string& body) {
@@ -211,6 +228,45 @@ TEST_F(ScheduledReportsTest, EachSlotRequestsOneReportSendingItsSecretAndOnlyThe
     for (const auto& a : answers) EXPECT_EQ(a.find(secret), std::string::npos) << a;
   }
   EXPECT_NE(json_member(answers[0], "source_auth"), "");  // the name is shown, not the secret
+}
+
+// The origins are checked again when the download runs (the secret's file, or the URL, can
+// change after the API checked them): once the operator narrows "crm" to another origin, its
+// reports fail at once (permanent, the reason said) and the source is not contacted.
+TEST_F(ScheduledReportsTest, ASecretIsSentOnlyToTheOriginsItsFileListsWhenTheDownloadRuns) {
+  source_.require_authorization("/bound.csv", std::string("Bearer ") + kToken);
+  serve();
+  const auto id = create(R"({"title":"Bound","source_url":")" + source_.url("/bound.csv") +
+                         R"(","every":"1s","source_auth":"crm"})");
+  fired_at_least(id, 1);
+  write_secret("crm", std::string("bearer ") + kToken + "\norigins https://crm.example\n");
+  std::string failed;
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto r = call(beast_http::verb::get,
+                            "/v1/reports/latest?schedule_id=" + id + "&status=failed");
+        failed = r.body;
+        return r.status == 200;
+      },
+      60s))
+      << failed;
+  EXPECT_THAT(failed, ::testing::HasSubstr("may not be sent to " + source_.url("")));
+  EXPECT_EQ(json_member(failed, "attempts"), "1") << "a permanent failure";
+  ASSERT_EQ(patch(id, R"({"paused":true})").status, 200u);
+  const auto f = settled(id);
+  // Every report ends ready (downloaded before the change, the secret sent) or failed (nothing
+  // sent): the source saw one request per ready report, each with the secret.
+  std::size_t ready = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        ready = listed("schedule_id=" + id + "&status=ready", 500).size();
+        return ready + listed("schedule_id=" + id + "&status=failed", 500).size() ==
+               f.requested.size();
+      },
+      60s));
+  EXPECT_EQ(source_.calls("/bound.csv"), static_cast<int>(ready));
+  EXPECT_THAT(source_.authorizations("/bound.csv"),
+              ::testing::Each(std::string("Bearer ") + kToken));
 }
 
 // Down for several slots: on start the most recent missed slot fires, once; the others never.
@@ -383,6 +439,16 @@ TEST_F(ScheduledReportsTest, BadInputIsRefusedNamingTheFieldAndChangesNothing) {
   EXPECT_THAT(refused(base + R"(,"every":"1h","source_auth":"nobody"})", "source_auth"),
               ::testing::HasSubstr("not configured"));
   refused(base + R"(,"every":"1h","source_auth":"../crm"})", "source_auth");
+  // A secret goes only to the origins its file lists; http:// only when listed as http://.
+  EXPECT_THAT(refused(R"({"title":"B","source_url":"https://attacker.example/x","every":"1h",)"
+                      R"("source_auth":"crm"})",
+                      "source_url"),
+              ::testing::HasSubstr("may not be sent to https://attacker.example:443"));
+  refused(R"({"title":"B","source_url":"http://crm.example/x","every":"1h","source_auth":"crm"})",
+          "source_url");
+  refused(base + R"(,"every":"1h","source_auth":"https-only"})", "source_url");
+  EXPECT_THAT(refused(base + R"(,"every":"1h","source_auth":"unbound"})", "source_auth"),
+              ::testing::HasSubstr("has no origins line"));
   refused(base + R"(,"every":"1h","cron":"* * * * *"})", "every");
   refused(base + "}", "every");
   refused(base + R"(,"every":"1.5h"})", "every");
@@ -406,10 +472,27 @@ TEST_F(ScheduledReportsTest, BadInputIsRefusedNamingTheFieldAndChangesNothing) {
     EXPECT_NE(r.body.find(R"("field":")" + field + "\""), std::string::npos) << body << r.body;
   }
   EXPECT_EQ(call(beast_http::verb::get, "/v1/report-schedules/not-a-uuid").status, 400u);
-  // Nothing was appended for it but its creation, and it reads as before.
+  // A schedule that sends a secret: a new URL names the secret too (and the pair is checked), a
+  // secret names the URL.
+  const auto with_secret = create(base + R"(,"every":"1h","source_auth":"crm"})");
+  for (const auto& [body, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"source_url":"https://attacker.example/x"})", "source_auth"},
+           {R"({"source_auth":"crm"})", "source_url"},
+           {R"({"source_auth":"crm","source_url":"https://attacker.example/x"})", "source_url"},
+           {R"({"source_auth":"https-only","source_url":")" + url + "\"}", "source_url"}}) {
+    const auto r = patch(with_secret, body);
+    EXPECT_EQ(r.status, 400u) << body << ": " << r.body;
+    EXPECT_NE(r.body.find(R"("field":")" + field + "\""), std::string::npos) << body << r.body;
+  }
+  // Nothing was appended for them but their creation, and the first reads as before.
   int events = 0;
-  for (const auto& e : read_event_log(kafka_)) events += e.envelope.aggregate_id == id ? 1 : 0;
+  int secret_events = 0;
+  for (const auto& e : read_event_log(kafka_)) {
+    events += e.envelope.aggregate_id == id ? 1 : 0;
+    secret_events += e.envelope.aggregate_id == with_secret ? 1 : 0;
+  }
   EXPECT_EQ(events, 1);
+  EXPECT_EQ(secret_events, 1);
   EXPECT_EQ(call(beast_http::verb::get, "/v1/report-schedules/" + id).body, before);
   EXPECT_EQ(json_member(before, "version"), "1");
   EXPECT_EQ(http_request(port_, beast_http::verb::get, "/readyz").status, 200u);

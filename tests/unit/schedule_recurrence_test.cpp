@@ -495,6 +495,28 @@ TEST(ScheduleAggregateTest, AChangeOfAnythingButTheRecurrenceKeepsTheSlots) {
   EXPECT_EQ(resumed.revision, resumed.version);
 }
 
+// A secret is bound to the origins it may be sent to (checked by the API on the pair it is
+// given): while a schedule sends one, a change of the URL names the secret and vice versa.
+TEST(ScheduleAggregateTest, AScheduleThatSendsASecretChangesItsURLAndSecretTogether) {
+  const auto s = created();  // source_auth "crm"
+  rs::Update url;
+  url.source_url = "https://attacker.example/x";
+  EXPECT_EQ(then_rejected(decide(s, url, at())).field, "source_auth");
+  rs::Update secret;
+  secret.source_auth = std::optional<std::string>("warehouse");
+  EXPECT_EQ(then_rejected(decide(s, secret, at())).field, "source_url");
+  rs::Update both = url;
+  both.source_auth = std::optional<std::string>("crm");
+  EXPECT_EQ(then_events(decide(s, both, at())).size(), 1u);
+  rs::Update without = url;
+  without.source_auth = std::optional<std::string>{};  // null: no secret sent any more
+  const auto dropped = evolve(s, then_events(decide(s, without, at()))[0]);
+  EXPECT_FALSE(dropped.definition->source_auth);
+  rs::Update moved;
+  moved.source_url = "https://example.org/elsewhere.csv";
+  EXPECT_EQ(then_events(decide(dropped, moved, at())).size(), 1u) << "no secret: any URL";
+}
+
 // Events written before recurrence_changed existed restarted the slots, and read back so.
 TEST(ScheduleAggregateTest, AChangeWrittenWithoutTheFlagRestartsTheSlots) {
   const auto e = rs::event_from_json(

@@ -687,6 +687,8 @@ struct Workers::Impl {
           if (!c.source_auth.empty()) {
             try {
               credential = load_source_credential(options.reports.source_auth_dir, c.source_auth);
+              // The URL may have changed since the API checked it; nothing is sent elsewhere.
+              check_source_origin(*credential, c.source_auth, c.source_url);
             } catch (const SourceAuthError& e) {
               throw DownloadError(e.what(), false);  // an operator configures it, then retries
             }
