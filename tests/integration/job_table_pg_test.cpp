@@ -10,6 +10,7 @@
 
 #include "fixtures.hpp"
 #include "job_table.hpp"
+#include "read_model_digests.hpp"
 
 namespace cauce::testing {
 namespace {
@@ -104,6 +105,49 @@ TEST_F(JobTableTest, AReleaseAtTheClaimedVersionPutsTheRowOffToItsNextSlot) {
   feed(schedule_event("changed", 2, changed_at, definition(R"("every":"1m")")));
   EXPECT_EQ(due_at_us(), changed_at);
   EXPECT_EQ(claim("runner-b/1"), 2);
+}
+
+// A backup records the read models' digests at its database's schema version; its restore,
+// migrated to this build's, digests the same rows over those columns only: a backup taken before
+// 0013 (reports without schedule_id, slot_at, source_auth) matches its restore.
+TEST(BackupDigestTest, ARestoreDigestsOnlyTheColumnsTheBackupsDatabaseHad) {
+  TempDatabase db;
+  auto pg = core::connect_postgres(core::postgres_conninfo(db.config()));
+  auto migrations = core::parse_migrations(core::embedded_migration_files());
+  std::vector<core::Migration> before_0013;
+  for (const auto& m : migrations) {
+    if (m.version < 13) before_0013.push_back(m);
+  }
+  core::migrate(*pg, before_0013);
+  {
+    pqxx::work txn(*pg);
+    txn.exec(
+        "INSERT INTO read_model_1.reports (id, title, source_url, status, requested_at, "
+        "updated_at, version) VALUES ('0190a8b2-5c1e-7d3a-9f00-00000000b001', 'Calls', "
+        "'https://crm.example/c.csv', 'requested', '2026-01-05T07:00:00Z', "
+        "'2026-01-05T07:00:00Z', 1)");
+    txn.exec(
+        "INSERT INTO read_model_1.contacts (id, name, phone, status, created_at, updated_at, "
+        "version) VALUES ('0190a8b2-5c1e-7d3a-9f00-00000000c001', 'Ana', '+351 912 345 678', "
+        "'active', '2026-01-05T07:00:00Z', '2026-01-05T07:00:00Z', 1)");
+    txn.commit();
+  }
+  const auto at_backup = [&] {
+    pqxx::work txn(*pg);
+    return workers::table_digests(txn, 12);
+  }();
+  EXPECT_EQ(at_backup.at("reports").rows, 1);
+  EXPECT_EQ(at_backup.count("report_schedules"), 0u) << "no such table before 0013";
+  core::migrate(*pg, migrations);  // the restore's database: 0013 adds the reports' columns
+  pqxx::work txn(*pg);
+  const auto restored = workers::table_digests(txn, 12);
+  for (const auto* table : {"reports", "contacts", "alerts", "events", "backups"}) {
+    EXPECT_EQ(restored.at(table).rows, at_backup.at(table).rows) << table;
+    EXPECT_EQ(restored.at(table).md5, at_backup.at(table).md5) << table;
+  }
+  EXPECT_NE(workers::table_digests(txn, 13).at("reports").md5, at_backup.at("reports").md5)
+      << "over every column the restored rows differ (the new columns): hence the exclusion";
+  EXPECT_EQ(workers::table_digests(txn, 13).at("contacts").md5, at_backup.at("contacts").md5);
 }
 
 }  // namespace
