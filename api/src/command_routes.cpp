@@ -336,24 +336,33 @@ void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& r
 }  // namespace
 
 void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
-                         const core::ReportsConfig& reports) {
+                         const core::ReportsConfig& reports, BlockingExecutor run_blocking) {
   for (const auto& route : schedule_routes()) {
     router.add_async(
         route.method, route.pattern, route.role,
-        [&bus, &route, reply_timeout_ms, reports](const std::shared_ptr<Request>& request,
-                                                  Responder respond) {
-          const auto command = envelope_for(route, *request);
-          check_schedule(command, reports);
-          bus.send(command, [&route, request, respond = std::move(respond), reply_timeout_ms,
-                             correlation = command.correlation_id](commands::SendResult result) {
-            Response response;
+        [&bus, &route, reply_timeout_ms, reports, run_blocking](
+            const std::shared_ptr<Request>& request, Responder respond) {
+          auto command = envelope_for(route, *request);
+          // The zone file and the secret's file are read here: off the I/O thread.
+          run_blocking([&bus, &route, reply_timeout_ms, reports, request,
+                        respond = std::move(respond), command = std::move(command)] {
             try {
-              response = answer(route, *request, result, reply_timeout_ms);
+              check_schedule(command, reports);
             } catch (...) {
-              response = problem_response(*request, std::current_exception());
+              respond(problem_response(*request, std::current_exception()));
+              return;
             }
-            response.set("X-Correlation-Id", correlation);
-            respond(std::move(response));
+            bus.send(command, [&route, request, respond, reply_timeout_ms,
+                               correlation = command.correlation_id](commands::SendResult result) {
+              Response response;
+              try {
+                response = answer(route, *request, result, reply_timeout_ms);
+              } catch (...) {
+                response = problem_response(*request, std::current_exception());
+              }
+              response.set("X-Correlation-Id", correlation);
+              respond(std::move(response));
+            });
           });
         });
   }
