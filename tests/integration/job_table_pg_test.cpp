@@ -6,6 +6,7 @@
 
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
+#include <cauce/projections/queries.hpp>
 #include <cauce/workers/schedule.hpp>
 
 #include "fixtures.hpp"
@@ -148,6 +149,40 @@ TEST(BackupDigestTest, ARestoreDigestsOnlyTheColumnsTheBackupsDatabaseHad) {
   EXPECT_NE(workers::table_digests(txn, 13).at("reports").md5, at_backup.at("reports").md5)
       << "over every column the restored rows differ (the new columns): hence the exclusion";
   EXPECT_EQ(workers::table_digests(txn, 13).at("contacts").md5, at_backup.at("contacts").md5);
+}
+
+// /v1/reports/latest?schedule_id=: the report of the schedule's latest slot, even when an older
+// slot's request was retried and so requested after the later slot's.
+TEST(LatestReportTest, IsTheLatestSlotsEvenWhenAnOlderSlotWasRequestedLater) {
+  TempDatabase db;
+  {
+    auto pg = core::connect_postgres(core::postgres_conninfo(db.config()));
+    core::migrate(*pg, core::parse_migrations(core::embedded_migration_files()));
+    pqxx::work txn(*pg);
+    const auto insert = [&](const char* id, const char* slot, const char* requested) {
+      txn.exec_params(
+          "INSERT INTO read_model_1.reports (id, title, source_url, status, requested_at, "
+          "updated_at, version, schedule_id, slot_at) VALUES ($1::uuid, 'Calls', "
+          "'https://crm.example/c.csv', 'ready', $3::timestamptz, $3::timestamptz, 4, $4::uuid, "
+          "$2::timestamptz)",
+          id, slot, requested, kSchedule);
+    };
+    insert("0190a8b2-5c1e-7d3a-9f00-00000000d001", "2026-01-05T07:00:00Z", "2026-01-05T07:00:00.2Z");
+    // 07:00's request failed once and was retried after 07:15's was requested.
+    insert("0190a8b2-5c1e-7d3a-9f00-00000000d015", "2026-01-05T07:15:00Z", "2026-01-05T07:15:00.2Z");
+    insert("0190a8b2-5c1e-7d3a-9f00-00000000d000", "2026-01-05T06:45:00Z", "2026-01-05T07:15:01Z");
+    txn.commit();
+  }
+  core::PgPool pool(core::postgres_conninfo(db.config()), 1, std::chrono::seconds(5),
+                    std::chrono::milliseconds(5000));
+  projections::ReadModels models(pool);
+  const auto latest = models.latest_report({.schedule_id = kSchedule, .status = "", .since = ""});
+  ASSERT_TRUE(latest);
+  EXPECT_NE(latest->find("0190a8b2-5c1e-7d3a-9f00-00000000d015"), std::string::npos) << *latest;
+  const auto ready = models.latest_report({.schedule_id = kSchedule, .status = "ready", .since = ""});
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(*ready, *latest);
+  EXPECT_FALSE(models.latest_report({.schedule_id = kSchedule, .status = "failed", .since = ""}));
 }
 
 }  // namespace
