@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cauce/core/log.hpp>
 #include <cauce/core/migrations.hpp>
 #include <cauce/core/postgres.hpp>
 #include <cauce/projections/queries.hpp>
@@ -106,6 +107,26 @@ TEST_F(JobTableTest, AReleaseAtTheClaimedVersionPutsTheRowOffToItsNextSlot) {
   feed(schedule_event("changed", 2, changed_at, definition(R"("every":"1m")")));
   EXPECT_EQ(due_at_us(), changed_at);
   EXPECT_EQ(claim("runner-b/1"), 2);
+}
+
+// slot_after never moves behind the last slot that fired: a resume stamped by a process whose
+// clock is behind the one that fired it counts from that slot.
+TEST_F(JobTableTest, AResumeFromABehindClockKeepsTheSlotsAfterTheLastFired) {
+  const auto t0 = now_us() - 60'000'000;
+  feed(schedule_event("created", 1, t0, definition(R"("every":"10s")")));
+  const auto slot = (t0 / 10'000'000 + 1) * 10'000'000;
+  feed(schedule_event("triggered", 2, slot + 100'000,
+                      R"({"slot_at":")" + core::format_utc_micros(slot) +
+                          R"(","report_id":"0190a8b2-5c1e-7d3a-9f00-00000000e001","title":"Calls",)"
+                          R"("source_url":"https://crm.example/calls.csv"})"));
+  feed(schedule_event("paused", 3, slot + 200'000, "{}"));
+  feed(schedule_event("resumed", 4, slot - 2'000'000, "{}"));  // 2 s behind
+  EXPECT_EQ(db_.query_value("SELECT (extract(epoch FROM slot_after) * 1e6)::bigint FROM "
+                            "worker_jobs WHERE kind = 'report_schedule'"),
+            std::to_string(slot));
+  EXPECT_EQ(db_.query_value("SELECT schedule_revision FROM worker_jobs WHERE kind = "
+                            "'report_schedule'"),
+            "4");
 }
 
 // A backup records the read models' digests at its database's schema version; its restore,

@@ -31,7 +31,9 @@ inline constexpr const char* kUpsertJob = R"(
   WHERE j.version < excluded.version)";
 
 // A report schedule's row (workers/README.md "Scheduled reports"): its definition replaced by the
-// events that carry one ($12), its step "keep" staying done while paused.
+// events that carry one ($12), its step "keep" staying done while paused. slot_after never moves
+// back: a change or resume stamped by a clock behind the one that fired the last slot counts
+// from that slot (a slot at or before it would only be refused).
 inline constexpr const char* kUpsertSchedule = R"(
   INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, step_at,
                                 title, source_url, source_auth, recurrence, timezone,
@@ -48,7 +50,7 @@ inline constexpr const char* kUpsertSchedule = R"(
     recurrence = CASE WHEN $12 THEN excluded.recurrence ELSE j.recurrence END,
     timezone = CASE WHEN $12 THEN excluded.timezone ELSE j.timezone END,
     schedule_revision = coalesce(excluded.schedule_revision, j.schedule_revision),
-    slot_after = coalesce(excluded.slot_after, j.slot_after)
+    slot_after = greatest(excluded.slot_after, j.slot_after)
   WHERE j.version < excluded.version)";
 
 // One due job for this runner: not leased (or its lease expired), and its row has caught up
