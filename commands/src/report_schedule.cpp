@@ -250,8 +250,8 @@ Event event_from_json(std::string_view type, std::string_view data) {
   if (type == "report_schedule.created") return Created{read_definition(d)};
   if (type == "report_schedule.changed") {
     const auto it = d.FindMember("recurrence_changed");
-    return Changed{read_definition(d), it == d.MemberEnd() || !it->value.IsBool() ||
-                                           it->value.GetBool()};
+    return Changed{read_definition(d),
+                   it == d.MemberEnd() || !it->value.IsBool() || it->value.GetBool()};
   }
   if (type == "report_schedule.paused") return Paused{};
   if (type == "report_schedule.resumed") return Resumed{};

@@ -188,9 +188,11 @@ TEST(LatestReportTest, IsTheLatestSlotsEvenWhenAnOlderSlotWasRequestedLater) {
           "$2::timestamptz)",
           id, slot, requested, kSchedule);
     };
-    insert("0190a8b2-5c1e-7d3a-9f00-00000000d001", "2026-01-05T07:00:00Z", "2026-01-05T07:00:00.2Z");
+    insert("0190a8b2-5c1e-7d3a-9f00-00000000d001", "2026-01-05T07:00:00Z",
+           "2026-01-05T07:00:00.2Z");
     // 07:00's request failed once and was retried after 07:15's was requested.
-    insert("0190a8b2-5c1e-7d3a-9f00-00000000d015", "2026-01-05T07:15:00Z", "2026-01-05T07:15:00.2Z");
+    insert("0190a8b2-5c1e-7d3a-9f00-00000000d015", "2026-01-05T07:15:00Z",
+           "2026-01-05T07:15:00.2Z");
     insert("0190a8b2-5c1e-7d3a-9f00-00000000d000", "2026-01-05T06:45:00Z", "2026-01-05T07:15:01Z");
     txn.commit();
   }
@@ -200,7 +202,8 @@ TEST(LatestReportTest, IsTheLatestSlotsEvenWhenAnOlderSlotWasRequestedLater) {
   const auto latest = models.latest_report({.schedule_id = kSchedule, .status = "", .since = ""});
   ASSERT_TRUE(latest);
   EXPECT_NE(latest->find("0190a8b2-5c1e-7d3a-9f00-00000000d015"), std::string::npos) << *latest;
-  const auto ready = models.latest_report({.schedule_id = kSchedule, .status = "ready", .since = ""});
+  const auto ready =
+      models.latest_report({.schedule_id = kSchedule, .status = "ready", .since = ""});
   ASSERT_TRUE(ready);
   EXPECT_EQ(*ready, *latest);
   EXPECT_FALSE(models.latest_report({.schedule_id = kSchedule, .status = "failed", .since = ""}));

@@ -53,10 +53,9 @@ class ScheduledReportsTest : public ServedTest {
     // Each secret lists the origins it may be sent to: the plain-HTTP source here is listed as
     // http:// (and the order of the two lines is free).
     const auto source = source_.url("");
-    write_secret("crm", std::string("bearer ") + kToken + "\norigins https://crm.example, " +
-                            source + "\n");
-    write_secret("warehouse",
-                 "origins " + source + "\nbasic reporter:" + kPassword + "\n");
+    write_secret(
+        "crm", std::string("bearer ") + kToken + "\norigins https://crm.example, " + source + "\n");
+    write_secret("warehouse", "origins " + source + "\nbasic reporter:" + kPassword + "\n");
     write_secret("unbound", std::string("bearer ") + kToken + "\n");
     write_secret("https-only", std::string("bearer ") + kToken + "\norigins " +
                                    "https://127.0.0.1:" + source.substr(source.rfind(':') + 1) +
@@ -243,8 +242,8 @@ TEST_F(ScheduledReportsTest, ASecretIsSentOnlyToTheOriginsItsFileListsWhenTheDow
   std::string failed;
   ASSERT_TRUE(eventually(
       [&] {
-        const auto r = call(beast_http::verb::get,
-                            "/v1/reports/latest?schedule_id=" + id + "&status=failed");
+        const auto r =
+            call(beast_http::verb::get, "/v1/reports/latest?schedule_id=" + id + "&status=failed");
         failed = r.body;
         return r.status == 200;
       },

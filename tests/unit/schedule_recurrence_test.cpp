@@ -464,15 +464,26 @@ TEST(ScheduleAggregateTest, AChangeOfAnythingButTheRecurrenceKeepsTheSlots) {
   EXPECT_EQ(moved.revision, 1);
   const auto later = then_events(decide(moved, rs::Trigger{seven, 1, report}, two_days_later));
   ASSERT_EQ(later.size(), 1u);
-  EXPECT_EQ(std::get<rs::Triggered>(later[0]),
-            (rs::Triggered{seven, report, "Calls today", "https://example.org/v2/c.csv",
-                           std::nullopt}));
+  EXPECT_EQ(
+      std::get<rs::Triggered>(later[0]),
+      (rs::Triggered{seven, report, "Calls today", "https://example.org/v2/c.csv", std::nullopt}));
 
   // every, cron or the zone: a new revision, and the old one's triggers are refused.
-  for (const auto& change : std::vector<rs::Update>{
-           [] { rs::Update u; u.every = "1h"; return u; }(),
-           [] { rs::Update u; u.cron = "30 7 * * *"; return u; }(),
-           [] { rs::Update u; u.timezone = "Europe/Lisbon"; return u; }()}) {
+  for (const auto& change : std::vector<rs::Update>{[] {
+                                                      rs::Update u;
+                                                      u.every = "1h";
+                                                      return u;
+                                                    }(),
+                                                    [] {
+                                                      rs::Update u;
+                                                      u.cron = "30 7 * * *";
+                                                      return u;
+                                                    }(),
+                                                    [] {
+                                                      rs::Update u;
+                                                      u.timezone = "Europe/Lisbon";
+                                                      return u;
+                                                    }()}) {
     const auto events = then_events(decide(moved, change, at()));
     ASSERT_EQ(events.size(), 1u);
     EXPECT_TRUE(std::get<rs::Changed>(events[0]).recurrence_changed);

@@ -798,10 +798,10 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
   // some (0013: reports.schedule_id, slot_at, source_auth) matches its restore.
   const auto& expected = manifest["read_models"]["tables"];
   const auto version = manifest.FindMember("database_schema_version");
-  const auto digests = table_digests(
-      txn, version != manifest.MemberEnd() && version->value.IsInt64()
-               ? version->value.GetInt64()
-               : std::numeric_limits<std::int64_t>::max());
+  const auto digests =
+      table_digests(txn, version != manifest.MemberEnd() && version->value.IsInt64()
+                             ? version->value.GetInt64()
+                             : std::numeric_limits<std::int64_t>::max());
   for (const auto& [table, digest] : digests) {
     if (!expected.HasMember(table.c_str())) continue;
     const auto& e = expected[table.c_str()];

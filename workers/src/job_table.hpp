@@ -88,7 +88,8 @@ inline constexpr const char* kReleaseJob = R"(
                                        ELSE due_at END
   WHERE kind = $1 AND id = $2::uuid AND lease_owner = $5)";
 
-// Writes the row `s` describes (a job's, an alert's deadline, a report schedule's), version-guarded.
+// Writes the row `s` describes (a job's, an alert's deadline, a report schedule's),
+// version-guarded.
 inline void upsert_entry(pqxx::transaction_base& txn, const ScheduleEntry& s) {
   if (s.kind == "report_schedule") {
     txn.exec_params(kUpsertSchedule, s.id, s.version, s.step, s.due_at_us, s.title, s.source_url,
