@@ -312,11 +312,25 @@ void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& r
       throw invalid_field("timezone", e.what());
     }
   }
+  // A secret goes only to the origins its file lists: checked on the URL given with it (a PATCH
+  // that changes either names both, the aggregate says so) and again by the download.
   if (const auto secret = text("source_auth")) {
+    workers::SourceCredential credential;
     try {
-      workers::load_source_credential(reports.source_auth_dir, *secret);
+      credential = workers::load_source_credential(reports.source_auth_dir, *secret);
     } catch (const workers::SourceAuthError& e) {
       throw invalid_field("source_auth", e.what());
+    }
+    const auto url = text("source_url");
+    if (!url) {
+      throw invalid_field("source_url",
+                          "give source_url with source_auth, so that the server checks the "
+                          "secret may be sent there");
+    }
+    try {
+      workers::check_source_origin(credential, *secret, *url);
+    } catch (const workers::SourceAuthError& e) {
+      throw invalid_field("source_url", e.what());
     }
   }
 }
@@ -324,24 +338,33 @@ void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& r
 }  // namespace
 
 void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
-                         const core::ReportsConfig& reports) {
+                         const core::ReportsConfig& reports, BlockingExecutor run_blocking) {
   for (const auto& route : schedule_routes()) {
     router.add_async(
         route.method, route.pattern, route.role,
-        [&bus, &route, reply_timeout_ms, reports](const std::shared_ptr<Request>& request,
-                                                  Responder respond) {
-          const auto command = envelope_for(route, *request);
-          check_schedule(command, reports);
-          bus.send(command, [&route, request, respond = std::move(respond), reply_timeout_ms,
-                             correlation = command.correlation_id](commands::SendResult result) {
-            Response response;
+        [&bus, &route, reply_timeout_ms, reports, run_blocking](
+            const std::shared_ptr<Request>& request, Responder respond) {
+          auto command = envelope_for(route, *request);
+          // The zone file and the secret's file are read here: off the I/O thread.
+          run_blocking([&bus, &route, reply_timeout_ms, reports, request,
+                        respond = std::move(respond), command = std::move(command)] {
             try {
-              response = answer(route, *request, result, reply_timeout_ms);
+              check_schedule(command, reports);
             } catch (...) {
-              response = problem_response(*request, std::current_exception());
+              respond(problem_response(*request, std::current_exception()));
+              return;
             }
-            response.set("X-Correlation-Id", correlation);
-            respond(std::move(response));
+            bus.send(command, [&route, request, respond, reply_timeout_ms,
+                               correlation = command.correlation_id](commands::SendResult result) {
+              Response response;
+              try {
+                response = answer(route, *request, result, reply_timeout_ms);
+              } catch (...) {
+                response = problem_response(*request, std::current_exception());
+              }
+              response.set("X-Correlation-Id", correlation);
+              respond(std::move(response));
+            });
           });
         });
   }

@@ -207,7 +207,7 @@ int run_serve(const core::Config& config) {
     add_key_routes(router, keys);
     add_command_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
     add_schedule_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
-                        config.reports);
+                        config.reports, run_blocking);
     add_query_routes(router, QueryDeps{.models = models,
                                        .hub = *hub,
                                        .run_blocking = run_blocking,

@@ -130,8 +130,27 @@ Result decide(const State& s, const Update& c, const CommandContext& context) {
   if (c.timezone) d.timezone = *c.timezone;
   if (c.source_auth) d.source_auth = *c.source_auth;
   if (auto r = check_definition(d)) return *r;
+  // A secret is bound to the origins it may be sent to, which the API checks on the pair it is
+  // given: a change of either, while the schedule sends a secret, names both.
+  const bool names_secret = c.source_auth && c.source_auth->has_value();
+  if (d.source_auth && c.source_url && !c.source_auth) {
+    return Rejection{"invalid", "source_auth",
+                     "the schedule sends the secret \"" + *d.source_auth +
+                         "\": name source_auth with a new source_url (null to send none), so "
+                         "that the server checks the secret may be sent there"};
+  }
+  if (names_secret && !c.source_url) {
+    return Rejection{"invalid", "source_url",
+                     "give source_url with source_auth, so that the server checks the secret "
+                     "may be sent there"};
+  }
   std::vector<Event> events;
-  if (d != *s.definition) events.emplace_back(Changed{std::move(d)});
+  if (d != *s.definition) {
+    const auto& was = *s.definition;
+    const bool recurrence_changed =
+        d.every != was.every || d.cron != was.cron || d.timezone != was.timezone;
+    events.emplace_back(Changed{std::move(d), recurrence_changed});
+  }
   if (c.paused && *c.paused && s.status == Status::kActive) events.emplace_back(Paused{});
   if (c.paused && !*c.paused && s.status == Status::kPaused) events.emplace_back(Resumed{});
   return events;
@@ -178,7 +197,7 @@ State evolve(State s, const Event& event) {
           s.revision = s.version;
           s.definition = std::make_shared<const Definition>(e.definition);
         } else if constexpr (std::is_same_v<T, Changed>) {
-          s.revision = s.version;
+          if (e.recurrence_changed) s.revision = s.version;
           s.definition = std::make_shared<const Definition>(e.definition);
         } else if constexpr (std::is_same_v<T, Paused>) {
           s.status = Status::kPaused;
@@ -208,8 +227,12 @@ std::string to_json(const Event& event) {
     std::visit(
         [&w](const auto& e) {
           using T = std::decay_t<decltype(e)>;
-          if constexpr (std::is_same_v<T, Created> || std::is_same_v<T, Changed>) {
+          if constexpr (std::is_same_v<T, Created>) {
             write_definition(w, e.definition);
+          } else if constexpr (std::is_same_v<T, Changed>) {
+            write_definition(w, e.definition);
+            json::key(w, "recurrence_changed");
+            w.Bool(e.recurrence_changed);
           } else if constexpr (std::is_same_v<T, Triggered>) {
             json::field(w, "slot_at", core::format_utc_micros(e.slot_at_us));
             json::field(w, "report_id", e.report_id);
@@ -225,7 +248,11 @@ std::string to_json(const Event& event) {
 Event event_from_json(std::string_view type, std::string_view data) {
   const auto d = json::parse(data);
   if (type == "report_schedule.created") return Created{read_definition(d)};
-  if (type == "report_schedule.changed") return Changed{read_definition(d)};
+  if (type == "report_schedule.changed") {
+    const auto it = d.FindMember("recurrence_changed");
+    return Changed{read_definition(d),
+                   it == d.MemberEnd() || !it->value.IsBool() || it->value.GetBool()};
+  }
   if (type == "report_schedule.paused") return Paused{};
   if (type == "report_schedule.resumed") return Resumed{};
   if (type == "report_schedule.deleted") return Deleted{};

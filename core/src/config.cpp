@@ -407,7 +407,8 @@ const std::vector<Binding>& bindings() {
                                 &BackupsConfig::export_timeout_s, 1, 86400));
     b.push_back(reports.text("reports.source_auth_dir",
                              "Directory of the secrets report downloads may send, one file per "
-                             "name (bearer <token> or basic <user>:<password>); empty: none",
+                             "name (bearer <token> or basic <user>:<password>, and origins "
+                             "https://host[:port],...); empty: none",
                              &ReportsConfig::source_auth_dir, true));
     b.push_back(reports.integer("reports.schedule_min_every_s",
                                 "The shortest interval a report schedule's `every` may have",

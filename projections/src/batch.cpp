@@ -375,19 +375,21 @@ struct Folder {
     const Data d(e);
     auto& c = schedules.of(e);
     c.set["updated_at"] = at;
-    const auto definition = [&] {
+    // A change of the recurrence restarts the slots (slots_from); of anything else, it keeps
+    // them (recurrence_changed false; absent in events written before it: true).
+    const auto definition = [&](bool restarts_slots) {
       d.copy_strings(c, {"title", "source_url", "timezone"});
       // The whole definition: what it does not name is gone ("" clears).
       for (const auto* k : {"every", "cron", "source_auth"}) c.set[k] = d.has(k) ? d.string(k) : "";
-      c.set["slots_from"] = at;
+      if (restarts_slots) c.set["slots_from"] = at;
     };
     if (e.type == "report_schedule.created") {
       c.created = true;
-      definition();
+      definition(true);
       c.set["status"] = std::string("active");
       c.set["created_at"] = at;
     } else if (e.type == "report_schedule.changed") {
-      definition();
+      definition(!d.has("recurrence_changed") || d.boolean("recurrence_changed"));
     } else if (e.type == "report_schedule.paused") {
       c.set["status"] = std::string("paused");
     } else if (e.type == "report_schedule.resumed") {

@@ -289,9 +289,22 @@ Page ReadModels::reports(const ReportFilter& f, const PageRequest& page) {
   });
 }
 
+// A schedule's latest report is the one of its latest slot: slots are requested in the order
+// they fire only until a request is retried (then a later slot's report may be requested first).
+// Read through reports_by_schedule (one schedule's reports), then sorted.
+const char* const kLatestScheduledReport = R"(
+  WHERE r.schedule_id = $1::uuid AND ($2 = '' OR r.status = $2)
+    AND ($3 = '' OR r.requested_at >= nullif($3, '')::timestamptz)
+  ORDER BY coalesce(r.slot_at, r.requested_at) DESC, r.id DESC LIMIT 1)";
+
 std::optional<std::string> ReadModels::latest_report(const ReportFilter& f) {
   return pool_.with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
+    if (!f.schedule_id.empty()) {
+      return single(n.exec_params(
+          std::string("SELECT ") + kReportJson + " FROM reports r" + kLatestScheduledReport,
+          f.schedule_id, f.status, f.since));
+    }
     return single(n.exec_params(
         std::string("SELECT ") + kReportJson + " FROM reports r" + kReportsWhere + " LIMIT 1",
         f.schedule_id, f.status, f.since, "infinity", kMaxUuid));

@@ -52,7 +52,7 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndViceVersa) {
   add_key_routes(router, keys);
   commands::CommandBus bus({}, registry);  // never started: only its routes are listed
   add_command_routes(router, bus, 1000);
-  add_schedule_routes(router, bus, 1000, {});
+  add_schedule_routes(router, bus, 1000, {}, {});
   core::PgPool pool("", 1);  // never used: only the routes are listed
   projections::ReadModels models(pool);
   projections::NotificationHub hub({}, "main", "cauce.events", {});

@@ -407,7 +407,7 @@ TEST(ScheduleAggregateTest, AChangeRecordsTheWholeDefinitionAndRestartsTheSlots)
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(rs::to_json(events[0]),
             R"({"title":"Calls","source_url":"https://example.org/c.csv","every":"1h",)"
-            R"("timezone":"Europe/Madrid","source_auth":"crm"})");
+            R"("timezone":"Europe/Madrid","source_auth":"crm","recurrence_changed":true})");
   s = evolve(s, events[0]);
   EXPECT_EQ(s.revision, 2);
   rs::Update remove_auth;
@@ -430,6 +430,112 @@ TEST(ScheduleAggregateTest, AChangeRecordsTheWholeDefinitionAndRestartsTheSlots)
   bad.cron = "every day";
   EXPECT_EQ(then_rejected(decide(s, bad, at())).field, "cron");
   EXPECT_EQ(then_rejected(decide(s, same, at(1, 1))).code, "version_mismatch");
+}
+
+// Only a new recurrence (every, cron, timezone) restarts the slots. A fix of the title at
+// 07:00:00.3, before the runner fired 07:00, keeps the revision the runner read: that slot still
+// fires, with the new title; so does a slot missed while cauce was down when the source moves.
+TEST(ScheduleAggregateTest, AChangeOfAnythingButTheRecurrenceKeepsTheSlots) {
+  const auto s = created();  // cron 0 7 * * * in Europe/Madrid, revision 1
+  const auto seven = core::parse_utc_micros("2026-03-02T06:00:00.000000Z");  // 07:00 CET
+  const auto just_after = at(seven + 300'000);
+  rs::Update title;
+  title.title = "Calls today";
+  const auto retitled = then_events(decide(s, title, just_after));
+  ASSERT_EQ(retitled.size(), 1u);
+  EXPECT_FALSE(std::get<rs::Changed>(retitled[0]).recurrence_changed);
+  EXPECT_EQ(rs::to_json(retitled[0]),
+            R"({"title":"Calls today","source_url":"https://example.org/c.csv","cron":"0 7 * * *",)"
+            R"("timezone":"Europe/Madrid","source_auth":"crm","recurrence_changed":false})");
+  const auto after_title = evolve(s, retitled[0]);
+  EXPECT_EQ(after_title.revision, 1);
+  const std::string report = "0195a0c4-0000-8000-8000-000000000001";
+  const auto fired = then_events(decide(after_title, rs::Trigger{seven, 1, report}, just_after));
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(std::get<rs::Triggered>(fired[0]).title, "Calls today");
+
+  // The source moves (and its secret goes) after a weekend down: the missed slot still fires.
+  rs::Update source;
+  source.source_url = "https://example.org/v2/c.csv";
+  source.source_auth = std::optional<std::string>{};
+  const auto two_days_later = at(seven + 2 * 86'400'000'000LL);
+  const auto moved =
+      evolve(after_title, then_events(decide(after_title, source, two_days_later))[0]);
+  EXPECT_EQ(moved.revision, 1);
+  const auto later = then_events(decide(moved, rs::Trigger{seven, 1, report}, two_days_later));
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_EQ(
+      std::get<rs::Triggered>(later[0]),
+      (rs::Triggered{seven, report, "Calls today", "https://example.org/v2/c.csv", std::nullopt}));
+
+  // every, cron or the zone: a new revision, and the old one's triggers are refused.
+  for (const auto& change : std::vector<rs::Update>{[] {
+                                                      rs::Update u;
+                                                      u.every = "1h";
+                                                      return u;
+                                                    }(),
+                                                    [] {
+                                                      rs::Update u;
+                                                      u.cron = "30 7 * * *";
+                                                      return u;
+                                                    }(),
+                                                    [] {
+                                                      rs::Update u;
+                                                      u.timezone = "Europe/Lisbon";
+                                                      return u;
+                                                    }()}) {
+    const auto events = then_events(decide(moved, change, at()));
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_TRUE(std::get<rs::Changed>(events[0]).recurrence_changed);
+    const auto restarted = evolve(moved, events[0]);
+    EXPECT_EQ(restarted.revision, restarted.version);
+    EXPECT_EQ(then_rejected(decide(restarted, rs::Trigger{seven, 1, report}, at())).field,
+              "revision");
+  }
+  // A resume restarts them too (slots passed while paused never fire).
+  rs::Update pause;
+  pause.paused = true;
+  const auto paused = evolve(moved, then_events(decide(moved, pause, at()))[0]);
+  rs::Update resume_with_title;
+  resume_with_title.paused = false;
+  resume_with_title.title = "Calls again";
+  auto resumed = paused;
+  for (const auto& e : then_events(decide(paused, resume_with_title, at()))) {
+    resumed = evolve(resumed, e);
+  }
+  EXPECT_EQ(resumed.revision, resumed.version);
+}
+
+// A secret is bound to the origins it may be sent to (checked by the API on the pair it is
+// given): while a schedule sends one, a change of the URL names the secret and vice versa.
+TEST(ScheduleAggregateTest, AScheduleThatSendsASecretChangesItsURLAndSecretTogether) {
+  const auto s = created();  // source_auth "crm"
+  rs::Update url;
+  url.source_url = "https://attacker.example/x";
+  EXPECT_EQ(then_rejected(decide(s, url, at())).field, "source_auth");
+  rs::Update secret;
+  secret.source_auth = std::optional<std::string>("warehouse");
+  EXPECT_EQ(then_rejected(decide(s, secret, at())).field, "source_url");
+  rs::Update both = url;
+  both.source_auth = std::optional<std::string>("crm");
+  EXPECT_EQ(then_events(decide(s, both, at())).size(), 1u);
+  rs::Update without = url;
+  without.source_auth = std::optional<std::string>{};  // null: no secret sent any more
+  const auto dropped = evolve(s, then_events(decide(s, without, at()))[0]);
+  EXPECT_FALSE(dropped.definition->source_auth);
+  rs::Update moved;
+  moved.source_url = "https://example.org/elsewhere.csv";
+  EXPECT_EQ(then_events(decide(dropped, moved, at())).size(), 1u) << "no secret: any URL";
+}
+
+// Events written before recurrence_changed existed restarted the slots, and read back so.
+TEST(ScheduleAggregateTest, AChangeWrittenWithoutTheFlagRestartsTheSlots) {
+  const auto e = rs::event_from_json(
+      "report_schedule.changed",
+      R"({"title":"T","source_url":"https://x.org/a","every":"15m","timezone":"UTC"})");
+  EXPECT_TRUE(std::get<rs::Changed>(e).recurrence_changed);
+  const auto s = evolve(created(), e);
+  EXPECT_EQ(s.revision, 2);
 }
 
 TEST(ScheduleAggregateTest, ASlotFiresOnceWhileActiveAtItsRevision) {
@@ -465,6 +571,8 @@ TEST(ScheduleAggregateTest, EveryEventReadsBackAsWritten) {
   const std::vector<rs::Event> events = {
       rs::Created{{"T", "https://x.org/a", "15m", std::nullopt, "UTC", std::nullopt}},
       rs::Changed{{"T2", "https://x.org/b", std::nullopt, "0 7 * * 1", "Europe/Madrid", "crm"}},
+      rs::Changed{{"T3", "https://x.org/b", std::nullopt, "0 7 * * 1", "Europe/Madrid", "crm"},
+                  false},
       rs::Paused{},
       rs::Resumed{},
       rs::Triggered{1'700'000'000'000'000, "0195a0c4-0000-8000-8000-000000000001", "T2",

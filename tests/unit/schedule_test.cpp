@@ -29,6 +29,30 @@ commands::EventEnvelope event(const std::string& type, std::int64_t version,
   return e;
 }
 
+// A report schedule's row: a change of the recurrence restarts the slots (revision and
+// slot_after from the change); a change of anything else replaces the definition and keeps them
+// (the row, due at the change, then fires a slot already due); a change from before the flag
+// existed restarts them.
+TEST(ScheduleTest, OnlyAChangeOfTheRecurrenceRestartsAScheduleRowsSlots) {
+  const std::string definition =
+      R"({"title":"T","source_url":"https://x.org/a","every":"1h","timezone":"UTC")";
+  const auto title_only = schedule_entries_after(
+      event("report_schedule.changed", 4, definition + R"(,"recurrence_changed":false})"));
+  ASSERT_EQ(title_only.size(), 1u);
+  EXPECT_TRUE(title_only[0].definition);
+  EXPECT_EQ(title_only[0].title, "T");
+  EXPECT_EQ(title_only[0].recurrence, "every 1h");
+  EXPECT_FALSE(title_only[0].revision) << "the row keeps its revision";
+  EXPECT_FALSE(title_only[0].slot_after_us) << "and the instant its slots count after";
+  EXPECT_EQ(title_only[0].due_at_us, kNow) << "due at once: a slot already due fires";
+  for (const auto& data : {definition + R"(,"recurrence_changed":true})", definition + "}"}) {
+    const auto restarted = schedule_entries_after(event("report_schedule.changed", 4, data));
+    ASSERT_EQ(restarted.size(), 1u);
+    EXPECT_EQ(restarted[0].revision, 4) << data;
+    EXPECT_EQ(restarted[0].slot_after_us, kNow) << data;
+  }
+}
+
 TEST(ScheduleTest, AReportsEventsMoveItsRowStepByStep) {
   const auto requested =
       schedule_after(event("report.requested", 1, R"({"title":"Q3","source_url":"http://x/a"})"));

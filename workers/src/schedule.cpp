@@ -173,8 +173,15 @@ std::vector<ScheduleEntry> report_schedule_after(const commands::EventEnvelope& 
     } else if (const auto cron = text(d, "cron")) {
       s.recurrence = "cron " + *cron;
     }
-    s.revision = e.version;
-    s.slot_after_us = e.occurred_at_us;
+    // A new recurrence restarts the slots: a new revision, counted from the change. A change of
+    // anything else keeps both, so a slot due but not fired yet (or missed while cauce was down)
+    // still fires. recurrence_changed is absent from events written before it (they restarted).
+    const auto restarts = d.FindMember("recurrence_changed");
+    if (what == "created" || restarts == d.MemberEnd() || !restarts->value.IsBool() ||
+        restarts->value.GetBool()) {
+      s.revision = e.version;
+      s.slot_after_us = e.occurred_at_us;
+    }
     if (what == "created") s.step = "slot";
   } else if (what == "paused" || what == "deleted") {
     s.step = "done";

@@ -36,15 +36,16 @@ void add_operations_routes(Router& router, const ReadinessProbe& probe,
 // 503 after `reply_timeout_ms`, which only words the problem; the bus enforces it).
 void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms);
 
+// Runs blocking work (PostgreSQL queries, file reads) off the I/O threads.
+using BlockingExecutor = std::function<void(std::function<void()>)>;
+
 // POST /v1/report-schedules, PATCH and DELETE /v1/report-schedules/{id} (issue 16, part 3): like
 // the other command routes, after the checks only the server can make (the time zone exists in
-// reports.zoneinfo_dir, the secret in reports.source_auth_dir, `every` is long enough), each a
-// 400 naming the field.
+// reports.zoneinfo_dir, the secret in reports.source_auth_dir and the URL is at one of its
+// origins, `every` is long enough), each a 400 naming the field. Those checks read files: they
+// run on `run_blocking`, never on an I/O thread.
 void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
-                         const core::ReportsConfig& reports);
-
-// Runs blocking work (PostgreSQL queries) off the I/O threads.
-using BlockingExecutor = std::function<void(std::function<void()>)>;
+                         const core::ReportsConfig& reports, BlockingExecutor run_blocking);
 
 // For routes that do more than send a command (POST /v1/webhooks): the envelope a command route
 // builds for `type` (the body checked against schemas/<type>.v1.json, ids, Idempotency-Key,

@@ -67,8 +67,14 @@ struct Created {
   Definition definition;
   friend bool operator==(const Created&, const Created&) = default;
 };
+// A change of the recurrence (every, cron, timezone) restarts the slots (a new revision, slots
+// counted from the change); a change of anything else (title, source_url, source_auth) keeps
+// them, so a slot due but not yet fired, or missed while cauce was down, still fires (with the
+// new definition: the triggered event copies it). An event written before this flag existed
+// restarted the slots, and reads back so.
 struct Changed {
   Definition definition;
+  bool recurrence_changed = true;
   friend bool operator==(const Changed&, const Changed&) = default;
 };
 struct Paused {
@@ -95,7 +101,8 @@ struct State {
   bool exists = false;
   std::int64_t version = 0;
   Status status = Status::kActive;
-  // The version of the last event that (re)started the slots: created, changed, resumed.
+  // The version of the last event that (re)started the slots: created, a change of the
+  // recurrence, resumed.
   std::int64_t revision = 0;
   std::int64_t last_slot_us = 0;  // the last slot triggered; 0 before the first
   std::shared_ptr<const Definition> definition;

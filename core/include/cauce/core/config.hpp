@@ -152,7 +152,8 @@ struct AlertsConfig {
 // Scheduled reports (workers/README.md "Scheduled reports").
 struct ReportsConfig {
   // The secrets report downloads may send, one file per name (`bearer <token>` or
-  // `basic <user>:<password>`); a schedule's source_auth names one. Empty: none configured.
+  // `basic <user>:<password>`, and `origins https://host[:port],...`: where it may be sent); a
+  // schedule's source_auth names one. Empty: none configured.
   std::string source_auth_dir;
   int schedule_min_every_s = 60;                     // the shortest `every` a schedule may have
   std::string zoneinfo_dir = "/usr/share/zoneinfo";  // the tz database (TZif files, tzdata)
