@@ -70,6 +70,24 @@ std::optional<Role> parse_role(std::string_view name) {
   return std::nullopt;
 }
 
+namespace {
+
+bool valid_label(std::string_view text, bool comma_allowed) {
+  if (text.empty() || core::utf8_length(text) > 100) return false;
+  bool printable = false;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || (c == ',' && !comma_allowed)) return false;
+    if (u != ' ') printable = true;
+  }
+  return printable;
+}
+
+}  // namespace
+
+bool valid_actor(std::string_view text) { return valid_label(text, true); }
+bool valid_region(std::string_view text) { return valid_label(text, false); }
+
 ApiKeys::ApiKeys(ApiKeyStore& store, std::chrono::milliseconds cache_ttl)
     : store_(store), cache_ttl_(cache_ttl) {}
 
@@ -78,8 +96,9 @@ ApiKeyRecord ApiKeys::make_record(const std::string& name, Role role, const std:
   if (name.empty() || core::utf8_length(name) > 100) {  // characters, as the route counts them
     throw std::invalid_argument("a key's name must be 1 to 100 characters");
   }
-  if (core::utf8_length(actor) > 100) {
-    throw std::invalid_argument("a key's actor must be 1 to 100 characters");
+  if (!actor.empty() && !valid_actor(actor)) {
+    throw std::invalid_argument(
+        "a key's actor must be 1 to 100 characters, not blank, without control characters");
   }
   if (scope.topics) {
     for (const auto& t : *scope.topics) {
@@ -90,8 +109,10 @@ ApiKeyRecord ApiKeys::make_record(const std::string& name, Role role, const std:
   }
   if (scope.regions) {
     for (const auto& r : *scope.regions) {
-      if (r.empty() || core::utf8_length(r) > 100) {
-        throw std::invalid_argument("a region's name must be 1 to 100 characters");
+      if (!valid_region(r)) {
+        throw std::invalid_argument(
+            "a region's name must be 1 to 100 characters, not blank, without commas or control "
+            "characters");
       }
     }
   }

@@ -8,8 +8,11 @@
 #include <cauce/api/json.hpp>
 #include <cauce/api/problem.hpp>
 #include <cauce/api/routes.hpp>
+#include <cauce/commands/recurrence.hpp>
 #include <cauce/commands/schemas.hpp>
 #include <cauce/core/crypto.hpp>
+#include <cauce/core/time_zone.hpp>
+#include <cauce/workers/source_auth.hpp>
 
 #include "query_params.hpp"
 
@@ -76,6 +79,25 @@ const std::vector<CommandRoute>& command_routes() {
        Answer::kJobAccepted, true},
       {post, "/v1/backups/{id}/retry", Role::kAdmin, "backup.retry", "backup", nullptr, S::accepted,
        Answer::kJobAccepted, false},
+      {post, "/v1/webhooks/{id}/enable", Role::kAdmin, "webhook.enable", "webhook", nullptr, S::ok,
+       Answer::kIdVersion, false},
+  };
+  return routes;
+}
+
+// Scheduled reports (issue 16, part 3): the schedules' command routes. What only the server
+// knows is checked before the command is sent (add_schedule_routes): the time zone exists, the
+// secret is configured, `every` is not below reports.schedule_min_every_s.
+const std::vector<CommandRoute>& schedule_routes() {
+  using enum http::verb;
+  using S = http::status;
+  static const std::vector<CommandRoute> routes = {
+      {post, "/v1/report-schedules", Role::kOperator, "report_schedule.create", "report_schedule",
+       "/v1/report-schedules", S::created, Answer::kIdVersion, true},
+      {patch, "/v1/report-schedules/{id}", Role::kOperator, "report_schedule.update",
+       "report_schedule", nullptr, S::ok, Answer::kIdVersion, false},
+      {delete_, "/v1/report-schedules/{id}", Role::kOperator, "report_schedule.delete",
+       "report_schedule", nullptr, S::ok, Answer::kIdVersion, false},
   };
   return routes;
 }
@@ -250,7 +272,130 @@ Response answer(const CommandRoute& route, const Request& request,
   throw error;
 }
 
+void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& reports) {
+  rapidjson::Document d;
+  d.Parse(command.data.c_str(), command.data.size());
+  const auto text = [&d](const char* name) -> std::optional<std::string> {
+    const auto it = d.FindMember(name);
+    if (it == d.MemberEnd() || !it->value.IsString()) return std::nullopt;
+    return std::string(it->value.GetString(), it->value.GetStringLength());
+  };
+  const auto every = text("every");
+  const auto cron = text("cron");
+  if (every && cron) throw invalid_field("every", "give either every or cron, not both");
+  if (command.type == "report_schedule.create" && !every && !cron) {
+    throw invalid_field("every", "give every or cron");
+  }
+  if (every) {
+    const auto seconds = commands::parse_every(*every);
+    if (!seconds) {
+      throw invalid_field("every",
+                          "must be a whole number and a unit, s, m, h or d (\"15m\", \"6h\", "
+                          "\"1d\"), at most 366 days");
+    }
+    if (*seconds < reports.schedule_min_every_s) {
+      throw invalid_field("every", "must be at least " +
+                                       std::to_string(reports.schedule_min_every_s) +
+                                       " s (reports.schedule_min_every_s)");
+    }
+  }
+  if (cron) {
+    const auto parsed = commands::CronExpression::parse(*cron);
+    if (const auto* why = std::get_if<std::string>(&parsed)) {
+      throw invalid_field("cron", "not a cron expression: " + *why);
+    }
+  }
+  if (const auto zone = text("timezone")) {
+    try {
+      core::load_time_zone(*zone, reports.zoneinfo_dir);
+    } catch (const std::invalid_argument& e) {
+      throw invalid_field("timezone", e.what());
+    }
+  }
+  // A secret goes only to the origins its file lists: checked on the URL given with it (a PATCH
+  // that changes either names both, the aggregate says so) and again by the download.
+  if (const auto secret = text("source_auth")) {
+    workers::SourceCredential credential;
+    try {
+      credential = workers::load_source_credential(reports.source_auth_dir, *secret);
+    } catch (const workers::SourceAuthError& e) {
+      throw invalid_field("source_auth", e.what());
+    }
+    const auto url = text("source_url");
+    if (!url) {
+      throw invalid_field("source_url",
+                          "give source_url with source_auth, so that the server checks the "
+                          "secret may be sent there");
+    }
+    try {
+      workers::check_source_origin(credential, *secret, *url);
+    } catch (const workers::SourceAuthError& e) {
+      throw invalid_field("source_url", e.what());
+    }
+  }
+}
+
 }  // namespace
+
+void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
+                         const core::ReportsConfig& reports, BlockingExecutor run_blocking) {
+  for (const auto& route : schedule_routes()) {
+    router.add_async(
+        route.method, route.pattern, route.role,
+        [&bus, &route, reply_timeout_ms, reports, run_blocking](
+            const std::shared_ptr<Request>& request, Responder respond) {
+          auto command = envelope_for(route, *request);
+          // The zone file and the secret's file are read here: off the I/O thread.
+          run_blocking([&bus, &route, reply_timeout_ms, reports, request,
+                        respond = std::move(respond), command = std::move(command)] {
+            try {
+              check_schedule(command, reports);
+            } catch (...) {
+              respond(problem_response(*request, std::current_exception()));
+              return;
+            }
+            bus.send(command, [&route, request, respond, reply_timeout_ms,
+                               correlation = command.correlation_id](commands::SendResult result) {
+              Response response;
+              try {
+                response = answer(route, *request, result, reply_timeout_ms);
+              } catch (...) {
+                response = problem_response(*request, std::current_exception());
+              }
+              response.set("X-Correlation-Id", correlation);
+              respond(std::move(response));
+            });
+          });
+        });
+  }
+}
+
+commands::CommandEnvelope command_envelope(const Request& request, const char* type,
+                                           const char* aggregate_type, bool creates) {
+  const CommandRoute route{request.message.method(),
+                           "",
+                           Role::kOperator,
+                           type,
+                           aggregate_type,
+                           nullptr,
+                           http::status::ok,
+                           Answer::kIdVersion,
+                           creates};
+  return envelope_for(route, request);
+}
+
+void throw_unless_taken(const commands::SendResult& result, std::uint32_t timeout_ms) {
+  static const CommandRoute route{
+      http::verb::post,   "",   Role::kOperator, "", "", nullptr, http::status::ok,
+      Answer::kIdVersion, false};
+  const Request none;
+  if (const auto* reply = std::get_if<Reply>(&result);
+      reply != nullptr &&
+      (reply->outcome == ReplyOutcome::kApplied || reply->outcome == ReplyOutcome::kDuplicate)) {
+    return;
+  }
+  answer(route, none, result, timeout_ms);  // throws for anything but a taken command
+}
 
 void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms) {
   for (const auto& route : command_routes()) {

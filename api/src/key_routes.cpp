@@ -38,19 +38,6 @@ void write_key(JsonWriter& w, const ApiKeyRecord& r) {
 
 constexpr std::size_t kMaxRegions = 100;
 
-// An actor or a region: 1 to 100 characters, not blank, no control characters (they end up in
-// events, logs and query strings).
-bool valid_label(std::string_view text) {
-  if (text.empty() || core::utf8_length(text) > 100) return false;
-  bool printable = false;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) return false;
-    if (u != ' ') printable = true;
-  }
-  return printable;
-}
-
 // An optional member holding a non-empty array of distinct names; null or absent: nullopt
 // (no limit). `check` throws for a name that is not allowed.
 template <typename Check>
@@ -105,7 +92,7 @@ void add_key_routes(Router& router, ApiKeys& keys) {
     std::string actor;
     if (body.HasMember("actor")) {
       actor = required_string(body, "actor", 100);
-      if (!valid_label(actor)) {
+      if (!valid_actor(actor)) {
         throw invalid_field("actor", "must not be blank nor hold control characters");
       }
     }
@@ -118,10 +105,10 @@ void add_key_routes(Router& router, ApiKeys& keys) {
       }
     });
     scope.regions = name_list(body, "regions", kMaxRegions, [](const std::string& r) {
-      if (!valid_label(r)) {
+      if (!valid_region(r)) {
         throw invalid_field("regions",
                             "must hold region names of 1 to 100 characters, not blank, without "
-                            "control characters");
+                            "commas or control characters");
       }
     });
     const auto issued = keys.create(name, *role, actor, std::move(scope));

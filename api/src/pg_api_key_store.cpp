@@ -11,7 +11,8 @@ namespace {
 constexpr const char* kColumns =
     "id, name, role, salt, secret_hash, "
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-    "to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), actor, "
+    "to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), coalesce(actor, "
+    "name), "
     "array_to_json(topics)::text, array_to_json(regions)::text";
 
 // A JSON array of strings (array_to_json of a text[]) -> its set; NULL -> nullopt.

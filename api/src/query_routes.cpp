@@ -12,8 +12,11 @@
 #include <cauce/api/problem.hpp>
 #include <cauce/api/routes.hpp>
 #include <cauce/commands/envelope.hpp>
+#include <cauce/commands/recurrence.hpp>
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/json.hpp>
+#include <cauce/core/log.hpp>
+#include <cauce/core/time_zone.hpp>
 #include <cauce/projections/notification_hub.hpp>
 #include <cauce/projections/queries.hpp>
 
@@ -103,6 +106,147 @@ Response list(const Request& request, const Page& page, std::string_view list_na
   body += page.next_key ? "\"" + encode_cursor(list_name, *page.next_key) + "\"" : "null";
   body += "}";
   return digested(request, std::move(body));
+}
+
+// A time parameter: RFC 3339 with a zone (Z or ±hh:mm) and up to 6 fraction digits, a real
+// date; as UTC with microseconds (what the read models compare). Else a 400 naming `name`.
+std::string time_param(const std::map<std::string, std::string>& params, const std::string& name) {
+  const auto it = params.find(name);
+  if (it == params.end()) return "";
+  const std::string_view t = it->second;
+  const auto fail = [&] {
+    return invalid_field(name, "must be an RFC 3339 time such as 2026-03-29T07:00:00Z");
+  };
+  const auto digits = [&](std::size_t at, std::size_t n) -> int {
+    if (at + n > t.size()) throw fail();
+    int v = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+      if (t[i] < '0' || t[i] > '9') throw fail();
+      v = v * 10 + (t[i] - '0');
+    }
+    return v;
+  };
+  if (t.size() < 20 || t.size() > 35 || t[4] != '-' || t[7] != '-' ||
+      (t[10] != 'T' && t[10] != 't') || t[13] != ':' || t[16] != ':') {
+    throw fail();
+  }
+  const int year = digits(0, 4), month = digits(5, 2), day = digits(8, 2);
+  const int hour = digits(11, 2), minute = digits(14, 2), second = digits(17, 2);
+  if (month < 1 || month > 12 || day < 1 || day > core::days_in_month(year, month) || hour > 23 ||
+      minute > 59 || second > 59) {
+    throw fail();
+  }
+  std::size_t at = 19;
+  std::int64_t micros = 0;
+  if (at < t.size() && t[at] == '.') {
+    std::size_t n = 0;
+    for (++at; at < t.size() && t[at] >= '0' && t[at] <= '9'; ++at, ++n) {
+      if (n >= 6) throw fail();
+      micros = micros * 10 + (t[at] - '0');
+    }
+    if (n == 0) throw fail();
+    for (; n < 6; ++n) micros *= 10;
+  }
+  std::int64_t offset_s = 0;
+  if (at < t.size() && (t[at] == 'Z' || t[at] == 'z')) {
+    ++at;
+  } else if (at < t.size() && (t[at] == '+' || t[at] == '-')) {
+    const int sign = t[at] == '-' ? -1 : 1;
+    if (at + 6 != t.size() || t[at + 3] != ':') throw fail();
+    const int oh = digits(at + 1, 2), om = digits(at + 4, 2);
+    if (oh > 23 || om > 59) throw fail();
+    offset_s = sign * (oh * 3600 + om * 60);
+    at += 6;
+  } else {
+    throw fail();
+  }
+  if (at != t.size()) throw fail();
+  const auto seconds = core::days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 +
+                       second - offset_s;
+  // In UTC too, a time of years 1 to 9999 (what PostgreSQL reads back as written).
+  if (seconds < core::days_from_civil(1, 1, 1) * 86400 ||
+      seconds >= core::days_from_civil(10000, 1, 1) * 86400) {
+    throw fail();
+  }
+  return core::format_utc_micros(seconds * 1'000'000 + micros);
+}
+
+// A UUID query parameter in its canonical (lower-case) form; "" when absent.
+std::string uuid_param(const std::map<std::string, std::string>& params, const std::string& name) {
+  const auto it = params.find(name);
+  if (it == params.end()) return "";
+  std::string id = it->second;
+  for (auto& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!commands::is_uuid(id)) throw invalid_field(name, "must be a UUID");
+  return id;
+}
+
+std::string report_status(const std::map<std::string, std::string>& params) {
+  return one_of(params, "status",
+                {"requested", "downloading", "downloaded", "retrying", "ready", "failed"});
+}
+
+// A schedule with its next slot: the first after the later of slots_from and last_slot_at while
+// active (null when paused, or when its zone is gone from this server). Computed from versioned
+// fields only, so the version stays a valid ETag.
+void add_next_slot(rapidjson::Value& schedule, rapidjson::Document::AllocatorType& allocator,
+                   const std::filesystem::path& zoneinfo_dir) {
+  const auto text = [&](const char* name) -> std::string {
+    const auto it = schedule.FindMember(name);
+    return it != schedule.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
+  };
+  std::optional<std::int64_t> next;
+  try {
+    if (text("status") == "active") {
+      auto from = core::parse_utc_micros(text("slots_from"));
+      if (const auto last = text("last_slot_at"); !last.empty()) {
+        from = std::max(from, core::parse_utc_micros(last));
+      }
+      std::optional<commands::Recurrence> recurrence;
+      if (const auto every = commands::parse_every(text("every"))) {
+        recurrence = commands::Recurrence::every(*every);
+      } else {
+        auto cron = commands::CronExpression::parse(text("cron"));
+        if (auto* c = std::get_if<commands::CronExpression>(&cron)) {
+          recurrence =
+              commands::Recurrence::cron(*c, core::load_time_zone(text("timezone"), zoneinfo_dir));
+        }
+      }
+      if (recurrence) next = recurrence->next_after(core::floor_div(from, 1'000'000));
+    }
+  } catch (const std::invalid_argument&) {
+    next.reset();  // a zone this server does not have: no next slot to show
+  }
+  rapidjson::Value value;
+  if (next) {
+    const auto at = core::format_utc_micros(*next * 1'000'000);
+    value.SetString(at.c_str(), static_cast<rapidjson::SizeType>(at.size()), allocator);
+  }
+  schedule.AddMember("next_slot_at", value, allocator);
+}
+
+std::string json_text(const rapidjson::Value& value) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  value.Accept(w);
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::optional<std::string> with_next_slot(const std::optional<std::string>& schedule,
+                                          const std::filesystem::path& zoneinfo_dir) {
+  if (!schedule) return std::nullopt;
+  rapidjson::Document d;
+  d.Parse(schedule->c_str());
+  add_next_slot(d, d.GetAllocator(), zoneinfo_dir);
+  return json_text(d);
+}
+
+Page with_next_slots(Page page, const std::filesystem::path& zoneinfo_dir) {
+  rapidjson::Document d;
+  d.Parse(page.items.c_str());
+  for (auto& item : d.GetArray()) add_next_slot(item, d.GetAllocator(), zoneinfo_dir);
+  page.items = json_text(d);
+  return page;
 }
 
 // Queries waiting for a PostgreSQL thread, across all query routes: past this a query is a 503
@@ -242,6 +386,60 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
         [r, &models, id = path_uuid(*r)] { return resource(*r, models.alert(id), "alert " + id); };
   });
 
+  // Scheduled reports (issue 16, part 3). /v1/reports/latest before /v1/reports/{id}: the first
+  // route that matches a path takes it.
+  add("/v1/reports", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    const auto params =
+        query_params(r->message.target(), {"schedule_id", "status", "since", "limit", "cursor"});
+    projections::ReportFilter filter;
+    filter.schedule_id = uuid_param(params, "schedule_id");
+    filter.status = report_status(params);
+    filter.since = time_param(params, "since");
+    const auto page = page_request(params, "reports", projections::valid_calls_key);
+    return [r, &models, filter, page] { return list(*r, models.reports(filter, page), "reports"); };
+  });
+
+  add("/v1/reports/latest", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
+    const auto params = query_params(r->message.target(), {"schedule_id", "status", "since"});
+    projections::ReportFilter filter;
+    filter.schedule_id = uuid_param(params, "schedule_id");
+    filter.status = report_status(params);
+    filter.since = time_param(params, "since");
+    return [r, &models, filter] {
+      const auto latest = models.latest_report(filter);
+      if (!latest) {
+        throw ApiError(http::status::not_found, "not-found",
+                       "no report matches" + (filter.schedule_id.empty()
+                                                  ? std::string()
+                                                  : " of schedule " + filter.schedule_id));
+      }
+      // Which report is the latest changes without its version changing: a digest, not it.
+      return digested(*r, *latest);
+    };
+  });
+
+  const auto zoneinfo_dir = deps->zoneinfo_dir;
+  add("/v1/report-schedules", Role::kReader,
+      [&models, zoneinfo_dir](const std::shared_ptr<Request>& r) -> Query {
+        const auto params = query_params(r->message.target(), {"status", "limit", "cursor"});
+        projections::ScheduleFilter filter;
+        filter.status = one_of(params, "status", {"active", "paused"});
+        const auto page = page_request(params, "report-schedules", projections::valid_id_key);
+        return [r, &models, filter, page, zoneinfo_dir] {
+          return list(*r, with_next_slots(models.report_schedules(filter, page), zoneinfo_dir),
+                      "report-schedules");
+        };
+      });
+
+  add("/v1/report-schedules/{id}", Role::kReader,
+      [&models, zoneinfo_dir](const std::shared_ptr<Request>& r) -> Query {
+        query_params(r->message.target(), {});
+        return [r, &models, id = path_uuid(*r), zoneinfo_dir] {
+          return resource(*r, with_next_slot(models.report_schedule(id), zoneinfo_dir),
+                          "report schedule " + id);
+        };
+      });
+
   add("/v1/reports/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     query_params(r->message.target(), {});
     return [r, &models, id = path_uuid(*r)] {
@@ -307,6 +505,31 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
     const auto page = page_request(params, "backups", projections::valid_id_key);
     return [r, &models, page] { return list(*r, models.backups(page), "backups"); };
   });
+
+  // Webhooks (admin; api/README.md "Webhooks"): never the signing secret.
+  add("/v1/webhooks", Role::kAdmin, [&models](const std::shared_ptr<Request>& r) -> Query {
+    const auto params = query_params(r->message.target(), {"limit", "cursor"});
+    const auto page = page_request(params, "webhooks", projections::valid_id_key);
+    return [r, &models, page] { return list(*r, models.webhooks(page), "webhooks"); };
+  });
+  add("/v1/webhooks/{id}", Role::kAdmin, [&models](const std::shared_ptr<Request>& r) -> Query {
+    query_params(r->message.target(), {});
+    return [r, &models, id = path_uuid(*r)] {
+      return resource(*r, models.webhook(id), "webhook " + id);
+    };
+  });
+  add("/v1/webhooks/{id}/deliveries", Role::kAdmin,
+      [&models](const std::shared_ptr<Request>& r) -> Query {
+        const auto params = query_params(r->message.target(), {"limit", "cursor"});
+        const auto page = page_request(params, "deliveries", projections::valid_delivery_key);
+        return [r, &models, id = path_uuid(*r), page] {
+          const auto deliveries = models.webhook_deliveries(id, page);
+          if (!deliveries) {
+            throw ApiError(http::status::not_found, "not-found", "there is no webhook " + id);
+          }
+          return list(*r, *deliveries, "deliveries");
+        };
+      });
 }
 
 }  // namespace cauce::api

@@ -206,14 +206,19 @@ int run_serve(const core::Config& config) {
     hub->start();
     add_key_routes(router, keys);
     add_command_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
+    add_schedule_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
+                        config.reports, run_blocking);
     add_query_routes(router, QueryDeps{.models = models,
                                        .hub = *hub,
                                        .run_blocking = run_blocking,
                                        .min_position_wait = std::chrono::milliseconds(
                                            config.projections.min_position_wait_ms),
                                        .data_dir = config.data_dir,
-                                       .event_partitions = event_partitions});
+                                       .event_partitions = event_partitions,
+                                       .zoneinfo_dir = config.reports.zoneinfo_dir});
     add_stream_routes(router, *hub, config.projections, keys, run_blocking, registry);
+    add_webhook_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
+                       pool, run_blocking, config.webhooks.allow_private);
     add_parked_routes(router, parked, run_blocking);
     replays = std::make_unique<ReplayRunner>(
         projections::ReplayOptions{config.kafka, config.postgres, config.projections});
@@ -242,6 +247,8 @@ int run_serve(const core::Config& config) {
                                .download = config.download,
                                .backups = config.backups,
                                .alerts = config.alerts,
+                               .reports = config.reports,
+                               .webhooks = config.webhooks,
                                .data_dir = config.data_dir,
                                .now_us = {}},
         workers::send_through(bus ? *bus : *workers_bus), registry);

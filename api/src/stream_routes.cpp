@@ -78,7 +78,10 @@ struct StreamView {
 // each naming the field.
 StreamView stream_view(const Principal& principal, const StreamAsk& ask) {
   const auto& known = projections::subscribable_topics();
-  const auto& allowed = principal.scope.topics ? *principal.scope.topics : known;
+  auto allowed = principal.scope.topics ? *principal.scope.topics : known;
+  // The dashboard's figures count every region: a key limited to regions gets them only when
+  // its topics name stats.
+  if (principal.scope.regions && !principal.scope.topics) allowed.erase("stats");
   StreamView view;
   if (!ask.topics) {
     for (const auto& t : projections::notification_topics()) {
@@ -312,19 +315,32 @@ class SseSession final : public StreamSession {
         request_id_ + "\r\n\r\nretry: 1000\n\n";
     co_await write_within(stream, out, ec);
     auto last_write = std::chrono::steady_clock::now();
+    std::int64_t last_id = last_event_id_.value_or(-1);  // the client's Last-Event-ID now
     while (!ec && !waker_->closed()) {
       co_await waker_->wait(std::min<std::chrono::seconds>(heartbeat_, kKeyRecheck));
       out.clear();
       if (const auto oldest = subscription->take_reset()) out += reset_event(*oldest);
-      for (const auto& n : subscription->take()) {
+      std::int64_t through = -1;
+      for (const auto& n : subscription->take(&through)) {
         // A stats event has no id: a client resumes by the events' ids only.
-        if (n.id != 0) out += "id: " + std::to_string(n.id) + "\n";
+        if (n.id != 0) {
+          out += "id: " + std::to_string(n.id) + "\n";
+          last_id = n.id;
+        }
         out += "event: " + n.topic + "\ndata: " + projections::notification_data(n) + "\n\n";
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (through > last_id && (last_id < 0 || (out.empty() && now - last_write >= heartbeat_))) {
+        // What the client's topics and filters left out since (told at once, then with the
+        // heartbeats): an id without data moves its Last-Event-ID without an event, so a
+        // reconnect resumes here, not "from now" when it never received anything, nor at an
+        // old id the retention may have deleted.
+        out += "id: " + std::to_string(through) + "\n\n";
+        last_id = through;
       }
       auto reason = subscription->closed_reason();
       if (!reason && !key_.still_valid()) reason = kKeyRevoked;
       if (reason) out += "event: error\ndata: {\"reason\":\"" + *reason + "\"}\n\n";
-      const auto now = std::chrono::steady_clock::now();
       if (out.empty() && now - last_write >= heartbeat_) out = ": heartbeat\n\n";
       if (!out.empty()) {
         last_write = now;
@@ -405,7 +421,8 @@ class WsSession final : public StreamSession {
         if (const auto oldest = subscription->take_reset()) {
           messages.push_back("{\"event\":\"reset\",\"data\":" + reset_data(*oldest) + "}");
         }
-        for (const auto& n : subscription->take()) {
+        std::int64_t through = -1;
+        for (const auto& n : subscription->take(&through)) {
           if (n.id == 0) {  // stats: no id to resume after
             messages.push_back(
                 "{\"event\":\"stats\",\"data\":" + projections::notification_data(n) + "}");
@@ -414,6 +431,13 @@ class WsSession final : public StreamSession {
           messages.push_back("{\"id\":" + std::to_string(n.id) + ",\"event\":\"" + n.topic +
                              "\",\"data\":" + projections::notification_data(n) + "}");
           last_sent = n.id;
+        }
+        // What the topics and filters left out since, with the heartbeats: {"id"} alone moves
+        // the id a client resumes after (as SSE's id-only lines do).
+        if (through > last_sent && messages.empty() &&
+            std::chrono::steady_clock::now() - last_write >= heartbeat_) {
+          messages.push_back("{\"id\":" + std::to_string(through) + "}");
+          last_sent = through;
         }
         reason = subscription->closed_reason();
       }

@@ -142,8 +142,18 @@ Outcome decide_report(const report::State& s, const CommandEnvelope& c, const ra
                       const CommandContext& ctx) {
   using namespace report;
   if (c.type == "report.request") {
-    return finish(s,
-                  decide(s, Request{json::string(d, "title"), json::string(d, "source_url")}, ctx));
+    return finish(s, decide(s,
+                            Request{json::string(d, "title"), json::string(d, "source_url"),
+                                    std::nullopt, std::nullopt, std::nullopt},
+                            ctx));
+  }
+  if (c.type == "report.request_scheduled") {
+    const auto slot = json::string(d, "slot_at");
+    return finish(s, decide(s,
+                            Request{json::string(d, "title"), json::string(d, "source_url"),
+                                    json::opt_string(d, "source_auth"),
+                                    json::string(d, "schedule_id"), core::parse_utc_micros(slot)},
+                            ctx));
   }
   if (c.type == "report.start_download") {
     return finish(s, decide(s, StartDownload{json::integer(d, "attempt")}, ctx));
@@ -183,6 +193,59 @@ Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const ra
   if (c.type == "backup.record_failure") return finish(s, decide(s, record_failure(d), ctx));
   if (c.type == "backup.retry") return finish(s, decide(s, Retry{}, ctx));
   if (c.type == "backup.expire") return finish(s, decide(s, Expire{}, ctx));
+  throw std::invalid_argument("unknown command type " + c.type);
+}
+
+// PATCH's source_auth: absent (unchanged), null (removed) or a name.
+std::optional<std::optional<std::string>> nullable_string(const rapidjson::Value& o,
+                                                          const char* k) {
+  const auto it = o.FindMember(k);
+  if (it == o.MemberEnd()) return std::nullopt;
+  if (it->value.IsNull()) return std::optional<std::string>{};
+  return json::opt_string(o, k);
+}
+
+Outcome decide_report_schedule(const report_schedule::State& s, const CommandEnvelope& c,
+                               const rapidjson::Value& d, const CommandContext& ctx) {
+  using namespace report_schedule;
+  if (c.type == "report_schedule.create") {
+    return finish(
+        s, decide(s,
+                  Create{json::string(d, "title"), json::string(d, "source_url"),
+                         json::opt_string(d, "every"), json::opt_string(d, "cron"),
+                         json::opt_string(d, "timezone"), json::opt_string(d, "source_auth")},
+                  ctx));
+  }
+  if (c.type == "report_schedule.update") {
+    std::optional<bool> paused;
+    if (const auto it = d.FindMember("paused"); it != d.MemberEnd() && !it->value.IsNull()) {
+      paused = json::boolean(d, "paused");
+    }
+    return finish(s, decide(s,
+                            Update{json::opt_string(d, "title"), json::opt_string(d, "source_url"),
+                                   json::opt_string(d, "every"), json::opt_string(d, "cron"),
+                                   json::opt_string(d, "timezone"),
+                                   nullable_string(d, "source_auth"), paused},
+                            ctx));
+  }
+  if (c.type == "report_schedule.delete") return finish(s, decide(s, Delete{}, ctx));
+  if (c.type == "report_schedule.trigger") {
+    return finish(s, decide(s,
+                            Trigger{core::parse_utc_micros(json::string(d, "slot_at")),
+                                    json::integer(d, "revision"), json::string(d, "report_id")},
+                            ctx));
+  }
+  throw std::invalid_argument("unknown command type " + c.type);
+}
+
+// Registration by an admin (POST /v1/webhooks), disabling by the delivery worker, enabling by an
+// admin (POST /v1/webhooks/{id}/enable).
+Outcome decide_webhook(const webhook::State& s, const CommandEnvelope& c,
+                       const CommandContext& ctx) {
+  using namespace webhook;
+  if (c.type == "webhook.register") return finish(s, decide(s, register_from_json(c.data), ctx));
+  if (c.type == "webhook.disable") return finish(s, decide(s, disable_from_json(c.data), ctx));
+  if (c.type == "webhook.enable") return finish(s, decide(s, Enable{}, ctx));
   throw std::invalid_argument("unknown command type " + c.type);
 }
 
@@ -231,6 +294,8 @@ std::optional<AggregateType> aggregate_type(std::string_view name) {
   if (name == "report") return AggregateType::kReport;
   if (name == "backup") return AggregateType::kBackup;
   if (name == "import") return AggregateType::kImport;
+  if (name == "report_schedule") return AggregateType::kReportSchedule;
+  if (name == "webhook") return AggregateType::kWebhook;
   return std::nullopt;
 }
 
@@ -337,6 +402,12 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
     if (*type == AggregateType::kReport) {
       return decide_report(current_or_new<report::State>(current), c, d, ctx);
     }
+    if (*type == AggregateType::kReportSchedule) {
+      return decide_report_schedule(current_or_new<report_schedule::State>(current), c, d, ctx);
+    }
+    if (*type == AggregateType::kWebhook) {
+      return decide_webhook(current_or_new<webhook::State>(current), c, ctx);
+    }
     if (*type == AggregateType::kImport) {
       return decide_import(current_or_new<import::State>(current), c, d, ctx);
     }
@@ -396,6 +467,12 @@ void fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
       break;
     case AggregateType::kBackup:
       next = evolved(backup::State{}, backup::event_from_json(e.type, e.data));
+      break;
+    case AggregateType::kReportSchedule:
+      next = evolved(report_schedule::State{}, report_schedule::event_from_json(e.type, e.data));
+      break;
+    case AggregateType::kWebhook:
+      next = evolved(webhook::State{}, webhook::event_from_json(e.type, e.data));
       break;
     case AggregateType::kImport:
       next = evolved(import::State{}, import::event_from_json(e.type, e.data));

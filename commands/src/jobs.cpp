@@ -1,4 +1,6 @@
+#include <cauce/commands/envelope.hpp>
 #include <cauce/commands/jobs.hpp>
+#include <cauce/commands/report_schedule.hpp>
 #include <cauce/commands/rules.hpp>
 #include <cauce/core/log.hpp>
 
@@ -159,7 +161,17 @@ Result decide(const State& state, const Request& c, const CommandContext&) {
   if (!valid_http_url(c.source_url)) {
     return Rejection{"invalid", "source_url", "must be an http:// or https:// URL"};
   }
-  return std::vector<Event>{Requested{trim(c.title), c.source_url}};
+  if (c.schedule_id && !is_uuid(*c.schedule_id)) {
+    return Rejection{"invalid", "schedule_id", "must be a UUID"};
+  }
+  if (c.schedule_id.has_value() != c.slot_at_us.has_value()) {
+    return Rejection{"invalid", "slot_at", "a scheduled report names its schedule and its slot"};
+  }
+  if (c.source_auth && !report_schedule::valid_source_auth_name(*c.source_auth)) {
+    return Rejection{"invalid", "source_auth", "must be the name of a configured secret"};
+  }
+  return std::vector<Event>{
+      Requested{trim(c.title), c.source_url, c.source_auth, c.schedule_id, c.slot_at_us}};
 }
 
 Result decide(const State& s, const StartDownload& c, const CommandContext&) {
@@ -244,6 +256,9 @@ std::string to_json(const Event& event) {
           if constexpr (std::is_same_v<T, Requested>) {
             json::field(w, "title", e.title);
             json::field(w, "source_url", e.source_url);
+            json::optional_field(w, "source_auth", e.source_auth);
+            json::optional_field(w, "schedule_id", e.schedule_id);
+            if (e.slot_at_us) json::field(w, "slot_at", core::format_utc_micros(*e.slot_at_us));
           } else if constexpr (std::is_same_v<T, DownloadStarted>) {
             json::field(w, "attempt", e.attempt);
           } else if constexpr (std::is_same_v<T, Downloaded>) {
@@ -267,7 +282,10 @@ std::string to_json(const Event& event) {
 Event event_from_json(std::string_view type, std::string_view data) {
   const auto d = json::parse(data);
   if (type == "report.requested") {
-    return Requested{json::string(d, "title"), json::string(d, "source_url")};
+    const auto slot = json::opt_string(d, "slot_at");
+    return Requested{json::string(d, "title"), json::string(d, "source_url"),
+                     json::opt_string(d, "source_auth"), json::opt_string(d, "schedule_id"),
+                     slot ? std::optional(core::parse_utc_micros(*slot)) : std::nullopt};
   }
   if (type == "report.download_started") return DownloadStarted{json::integer(d, "attempt")};
   if (type == "report.downloaded") {

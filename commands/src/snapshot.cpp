@@ -139,12 +139,49 @@ void write_state(Writer& w, const AggregateState& state) {
           w.flag(s.exists);
           w.i64(s.version);
           w.u64(static_cast<std::uint64_t>(s.status));
-        } else {
+        } else if constexpr (std::is_same_v<S, webhook::State>) {
           w.flag(s.exists);
           w.i64(s.version);
+          w.u64(static_cast<std::uint64_t>(s.status));
+        } else if constexpr (std::is_same_v<S, report_schedule::State>) {
+          w.flag(s.exists);
+          w.i64(s.version);
+          w.u64(static_cast<std::uint64_t>(s.status));
+          w.i64(s.revision);
+          w.i64(s.last_slot_us);
+          w.flag(s.definition != nullptr);
+          if (s.definition) {
+            const auto& d = *s.definition;
+            w.str(d.title);
+            w.str(d.source_url);
+            w.opt(d.every);
+            w.opt(d.cron);
+            w.str(d.timezone);
+            w.opt(d.source_auth);
+          }
+        } else {
+          // Reports and backups: where the job is, which its workers' next step is decided on.
+          w.flag(s.exists);
+          w.i64(s.version);
+          w.u64(static_cast<std::uint64_t>(s.status));
+          w.i64(s.round);
+          w.i64(s.attempt);
         }
       },
       state);
+}
+
+template <typename S>
+S read_job_state(Reader& r, std::uint64_t statuses) {
+  S s;
+  s.exists = r.flag();
+  s.version = r.i64();
+  const auto status = r.u64();
+  if (status >= statuses) Reader::fail("bad job status");
+  s.status = static_cast<decltype(s.status)>(status);
+  s.round = r.i64();
+  s.attempt = r.i64();
+  return s;
 }
 
 AggregateState read_state(Reader& r, AggregateType type) {
@@ -176,16 +213,38 @@ AggregateState read_state(Reader& r, AggregateType type) {
       s.deadline_missed = r.flag();
       return s;
     }
-    case AggregateType::kReport: {
-      report::State s;
+    case AggregateType::kReport:
+      return read_job_state<report::State>(r, 6);
+    case AggregateType::kBackup:
+      return read_job_state<backup::State>(r, 6);
+    case AggregateType::kReportSchedule: {
+      report_schedule::State s;
       s.exists = r.flag();
       s.version = r.i64();
+      const auto status = r.u64();
+      if (status > 2) Reader::fail("bad report schedule status");
+      s.status = static_cast<report_schedule::Status>(status);
+      s.revision = r.i64();
+      s.last_slot_us = r.i64();
+      if (r.flag()) {
+        report_schedule::Definition d;
+        d.title = r.str();
+        d.source_url = r.str();
+        d.every = r.opt();
+        d.cron = r.opt();
+        d.timezone = r.str();
+        d.source_auth = r.opt();
+        s.definition = std::make_shared<const report_schedule::Definition>(std::move(d));
+      }
       return s;
     }
-    case AggregateType::kBackup: {
-      backup::State s;
+    case AggregateType::kWebhook: {
+      webhook::State s;
       s.exists = r.flag();
       s.version = r.i64();
+      const auto status = r.u64();
+      if (status > 1) Reader::fail("bad webhook status");
+      s.status = static_cast<webhook::Status>(status);
       return s;
     }
     case AggregateType::kImport: {

@@ -147,6 +147,8 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<WorkersConfig> workers{&Config::workers};
     const SectionBinder<BackupsConfig> backups{&Config::backups};
     const SectionBinder<AlertsConfig> alerts{&Config::alerts};
+    const SectionBinder<ReportsConfig> reports{&Config::reports};
+    const SectionBinder<WebhooksConfig> webhooks{&Config::webhooks};
     const SectionBinder<ImportsConfig> imports{&Config::imports};
     std::vector<Binding> b;
     b.push_back(
@@ -404,6 +406,35 @@ const std::vector<Binding>& bindings() {
     b.push_back(backups.integer("backups.export_timeout_s",
                                 "How long one backup's event-log export may take",
                                 &BackupsConfig::export_timeout_s, 1, 86400));
+    b.push_back(reports.text("reports.source_auth_dir",
+                             "Directory of the secrets report downloads may send, one file per "
+                             "name (bearer <token> or basic <user>:<password>, and origins "
+                             "https://host[:port],...); empty: none",
+                             &ReportsConfig::source_auth_dir, true));
+    b.push_back(reports.integer("reports.schedule_min_every_s",
+                                "The shortest interval a report schedule's `every` may have",
+                                &ReportsConfig::schedule_min_every_s, 1, 86400));
+    b.push_back(reports.text("reports.zoneinfo_dir",
+                             "The tz database schedules' time zones are read from (TZif files)",
+                             &ReportsConfig::zoneinfo_dir));
+    b.push_back(
+        webhooks.boolean("webhooks.allow_private",
+                         "Let webhook URLs reach loopback, private, link-local and CGNAT addresses",
+                         &WebhooksConfig::allow_private));
+    b.push_back(webhooks.integer("webhooks.disable_after",
+                                 "Failed delivery attempts in a row that disable a webhook",
+                                 &WebhooksConfig::disable_after, 1, 1000000));
+    b.push_back(webhooks.integer("webhooks.max_attempts",
+                                 "Attempts of one delivery before it is dead-lettered",
+                                 &WebhooksConfig::max_attempts, 1, 100));
+    b.push_back(webhooks.integer("webhooks.concurrency", "Webhooks one process delivers to at once",
+                                 &WebhooksConfig::concurrency, 1, 64));
+    b.push_back(webhooks.integer("webhooks.connect_timeout_ms",
+                                 "Connect timeout of a delivery attempt",
+                                 &WebhooksConfig::connect_timeout_ms, 100, 600000));
+    b.push_back(webhooks.integer("webhooks.timeout_ms",
+                                 "A delivery attempt taking longer fails (and is retried)",
+                                 &WebhooksConfig::timeout_ms, 100, 600000));
     b.push_back(imports.integer("imports.max_bytes",
                                 "Largest body of an import (POST /v1/imports); past it a 413",
                                 &ImportsConfig::max_bytes, 1, 1LL << 40));

@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <cauce/core/crypto.hpp>
@@ -52,6 +53,20 @@ std::string Sha256::hex() {
     throw std::runtime_error("SHA-256 failed");
   }
   return to_hex(digest.data(), size);
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+  unsigned int size = 0;
+  // A null key pointer means "no key" to OpenSSL even with length 0; an empty key is a key.
+  static constexpr unsigned char kEmpty = 0;
+  const void* key_bytes = key.empty() ? &kEmpty : static_cast<const void*>(key.data());
+  if (HMAC(EVP_sha256(), key_bytes, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(),
+           &size) == nullptr) {
+    throw std::runtime_error("HMAC-SHA256 failed");
+  }
+  return to_hex(mac.data(), size);
 }
 
 std::string sha256_file_hex(const std::string& path) {

@@ -111,7 +111,28 @@ CREATE TABLE reports (
   pages           integer,
   pdf_bytes       bigint,
   pdf_sha256      text,
-  failure         text
+  failure         text,
+  -- Scheduled reports (infra/sql/0013_report_schedules.sql).
+  schedule_id     uuid,
+  slot_at         timestamptz,
+  source_auth     text
+);
+
+CREATE TABLE report_schedules (
+  id             uuid        PRIMARY KEY,
+  title          text        NOT NULL,
+  source_url     text        NOT NULL,
+  every          text,
+  cron           text,
+  timezone       text        NOT NULL,
+  source_auth    text,
+  status         text        NOT NULL CHECK (status IN ('active', 'paused', 'deleted')),
+  slots_from     timestamptz NOT NULL,
+  last_slot_at   timestamptz,
+  last_report_id uuid,
+  created_at     timestamptz NOT NULL,
+  updated_at     timestamptz NOT NULL,
+  version        bigint      NOT NULL
 );
 
 CREATE TABLE backups (
@@ -183,3 +204,6 @@ CREATE TABLE import_errors (
 -- The dashboard's counters and the triggers that keep them (infra/sql/0011_stats.sql), in this
 -- generation.
 SELECT read_model_add_stats(current_schema());
+
+-- Webhooks (infra/sql/0014_webhooks.sql), in this generation.
+SELECT read_model_add_webhooks(current_schema());

@@ -11,5 +11,8 @@ CREATE INDEX IF NOT EXISTS contacts_search ON contacts USING gin (search gin_trg
 CREATE INDEX IF NOT EXISTS calls_by_contact ON calls (contact_id, occurred_at DESC, call_id);
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state, id);
 CREATE INDEX IF NOT EXISTS alerts_by_level ON alerts (level, id);
+CREATE INDEX IF NOT EXISTS reports_by_time ON reports (requested_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS reports_by_schedule ON reports (schedule_id, requested_at DESC, id DESC)
+  WHERE schedule_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS parked_events_open ON parked_events (projection, topic, aggregate_id)
   WHERE resolved_at IS NULL;

@@ -21,7 +21,12 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 struct RawArray {
   std::vector<std::string> items;
 };
-using Value = std::variant<std::string, std::int64_t, std::vector<std::string>, RawArray>;
+// One JSON object written as it is (a webhook's filters).
+struct RawObject {
+  std::string json;
+};
+using Value =
+    std::variant<std::string, std::int64_t, std::vector<std::string>, RawArray, RawObject>;
 
 // What a batch does to one read-model row: its whole row when the batch creates it, else the
 // columns it sets (NULL in the statement = unchanged).
@@ -119,6 +124,8 @@ std::string changes_json(const Changes& changes) {
                 str(w, v);
               } else if constexpr (std::is_same_v<T, std::int64_t>) {
                 w.Int64(v);
+              } else if constexpr (std::is_same_v<T, RawObject>) {
+                w.RawValue(v.json.data(), v.json.size(), rapidjson::kObjectType);
               } else if constexpr (std::is_same_v<T, RawArray>) {
                 w.StartArray();
                 for (const auto& item : v.items) {
@@ -187,6 +194,15 @@ class Data {
     }
     return out;
   }
+  // The JSON text of an object member.
+  std::string object_text(const char* k) const {
+    const auto it = doc_.FindMember(k);
+    if (it == doc_.MemberEnd() || !it->value.IsObject()) fail(k, "must be an object");
+    rapidjson::StringBuffer buffer;
+    Writer w(buffer);
+    it->value.Accept(w);
+    return {buffer.GetString(), buffer.GetSize()};
+  }
   // Copies those of `keys` that are present (strings) into the change.
   void copy_strings(Change& c, std::initializer_list<const char*> keys) const {
     for (const auto* k : keys) {
@@ -204,7 +220,7 @@ class Data {
 };
 
 struct Folder {
-  Changes contacts, alerts, reports, backups, imports;
+  Changes contacts, alerts, reports, backups, schedules, webhooks, imports;
   std::vector<CallRow> calls;
   Rows timeline;
   Rows import_errors;
@@ -334,7 +350,7 @@ struct Folder {
     c.set["updated_at"] = at;
     if (e.type == "report.requested") {
       c.created = true;
-      d.copy_strings(c, {"title", "source_url"});
+      d.copy_strings(c, {"title", "source_url", "schedule_id", "slot_at", "source_auth"});
       c.set["status"] = std::string("requested");
       c.set["requested_at"] = at;
     } else if (e.type == "report.download_started") {
@@ -352,6 +368,40 @@ struct Folder {
       c.set["pdf_bytes"] = d.integer("bytes");
       c.set["pdf_sha256"] = d.string("sha256");
     } else if (!shared_job_step(d, e, c, at)) {
+      unprojected_type(e.type);
+    }
+  }
+
+  void report_schedule(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
+    auto& c = schedules.of(e);
+    c.set["updated_at"] = at;
+    // A change of the recurrence restarts the slots (slots_from); of anything else, it keeps
+    // them (recurrence_changed false; absent in events written before it: true).
+    const auto definition = [&](bool restarts_slots) {
+      d.copy_strings(c, {"title", "source_url", "timezone"});
+      // The whole definition: what it does not name is gone ("" clears).
+      for (const auto* k : {"every", "cron", "source_auth"}) c.set[k] = d.has(k) ? d.string(k) : "";
+      if (restarts_slots) c.set["slots_from"] = at;
+    };
+    if (e.type == "report_schedule.created") {
+      c.created = true;
+      definition(true);
+      c.set["status"] = std::string("active");
+      c.set["created_at"] = at;
+    } else if (e.type == "report_schedule.changed") {
+      definition(!d.has("recurrence_changed") || d.boolean("recurrence_changed"));
+    } else if (e.type == "report_schedule.paused") {
+      c.set["status"] = std::string("paused");
+    } else if (e.type == "report_schedule.resumed") {
+      c.set["status"] = std::string("active");
+      c.set["slots_from"] = at;
+    } else if (e.type == "report_schedule.deleted") {
+      c.set["status"] = std::string("deleted");
+    } else if (e.type == "report_schedule.triggered") {
+      c.set["last_slot_at"] = d.string("slot_at");
+      c.set["last_report_id"] = d.string("report_id");
+    } else {
       unprojected_type(e.type);
     }
   }
@@ -379,6 +429,32 @@ struct Folder {
       c.set["status"] = std::string("expired");
     } else if (!shared_job_step(d, e, c, at)) {
       unprojected_type(e.type);
+    }
+  }
+
+  // A webhook's definition (never its secret: no event holds it) and whether it is active.
+  void webhook(const commands::EventEnvelope& e, const std::string& at) {
+    const Data d(e);
+    auto& c = webhooks.of(e);
+    c.set["updated_at"] = at;
+    if (e.type == "webhook.registered") {
+      c.created = true;
+      c.set["url"] = d.string("url");
+      c.set["topics"] = d.strings("topics");
+      c.set["filters"] = RawObject{d.object_text("filters")};
+      c.set["status"] = std::string("active");
+      c.set["created_at"] = at;
+    } else if (e.type == "webhook.disabled") {
+      c.set["status"] = std::string("disabled");
+      c.set["disabled_reason"] = d.string("reason");
+      c.set["consecutive_failures"] = d.integer("consecutive_failures");
+      c.set["last_error"] = d.has("last_error") ? d.string("last_error") : std::string();
+      c.set["disabled_at"] = at;
+    } else if (e.type == "webhook.enabled") {
+      c.set["status"] = std::string("active");
+      c.set["disabled_reason"] = std::string();  // "" clears
+      c.set["last_error"] = std::string();
+      c.set["disabled_at"] = std::string();
     }
   }
 
@@ -472,6 +548,10 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
       folder.report(e, at);
     } else if (e.aggregate_type == "backup") {
       folder.backup(e, at);
+    } else if (e.aggregate_type == "report_schedule") {
+      folder.report_schedule(e, at);
+    } else if (e.aggregate_type == "webhook") {
+      folder.webhook(e, at);
     } else if (e.aggregate_type == "import") {
       folder.import(e, at);
     } else {
@@ -510,6 +590,8 @@ BatchRows fold_batch(const std::vector<LogRecord>& records, bool log_rows) {
   out.alert_timeline = folder.timeline.finish();
   out.reports = changes_json(folder.reports);
   out.backups = changes_json(folder.backups);
+  out.report_schedules = changes_json(folder.schedules);
+  out.webhooks = changes_json(folder.webhooks);
   out.imports = changes_json(folder.imports);
   out.import_errors = folder.import_errors.finish();
   out.notifications = notifications.finish();

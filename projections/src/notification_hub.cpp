@@ -56,13 +56,14 @@ std::string notification_data(const Notification& n) {
 }
 
 const std::set<std::string>& notification_topics() {
-  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups"};
+  static const std::set<std::string> topics = {"contacts", "alerts", "reports", "backups",
+                                               "report_schedules"};
   return topics;
 }
 
 const std::set<std::string>& subscribable_topics() {
-  static const std::set<std::string> topics = {"contacts", "alerts",  "reports",
-                                               "backups",  "imports", "stats"};
+  static const std::set<std::string> topics = {"contacts",         "alerts",  "reports", "backups",
+                                               "report_schedules", "imports", "stats"};
   return topics;
 }
 
@@ -91,8 +92,9 @@ bool StreamFilter::matches(const Notification& n) const {
   return true;
 }
 
-std::vector<Notification> Subscription::take() {
+std::vector<Notification> Subscription::take(std::int64_t* through) {
   const std::lock_guard lock(mutex_);
+  if (through != nullptr) *through = through_;
   std::vector<Notification> out(std::make_move_iterator(queue_.begin()),
                                 std::make_move_iterator(queue_.end()));
   queue_.clear();
@@ -212,7 +214,11 @@ struct NotificationHub::Impl {
       for (const auto& [p, next] : stored) checkpoints[p] = std::max(checkpoints[p], next);
       latest_id = std::max(latest_id, max_id);
       for (auto& s : subscriptions) {
-        if (s->cursor_ < 0) s->cursor_ = latest_id;  // subscribed "from now" while disconnected
+        if (s->cursor_ < 0) {  // subscribed "from now" while disconnected
+          s->cursor_ = latest_id;
+          const std::lock_guard queue_lock(s->mutex_);
+          s->through_ = latest_id;
+        }
       }
     }
     receiver = std::move(r);
@@ -310,6 +316,7 @@ struct NotificationHub::Impl {
       {
         const std::lock_guard lock(s->mutex_);
         s->reset_ = pruned_through;
+        s->through_ = latest;
       }
       s->wake_();
     }
@@ -380,6 +387,7 @@ struct NotificationHub::Impl {
             }
           }
           if (took_all) s->cursor_ = upto;
+          s->through_ = s->cursor_;
         }
         if (pushed) s->wake_();
         if (took_all && upto < latest) more = true;

@@ -152,17 +152,18 @@ const char* const kReportColumns = R"(
     source_url text, status text, requested_at timestamptz, updated_at timestamptz,
     round integer, attempts integer, new_errors jsonb, next_attempt_at text,
     content_type text, source_bytes bigint, source_sha256 text, pages integer, pdf_bytes bigint,
-    pdf_sha256 text, failure text)";
+    pdf_sha256 text, failure text, schedule_id uuid, slot_at timestamptz, source_auth text)";
 
 // next_attempt_at: "" clears it, NULL leaves it.
 const std::string kInsertReports = std::string(R"(
   INSERT INTO reports (id, title, source_url, status, requested_at, updated_at, version, round,
                        attempts, errors, next_attempt_at, content_type, source_bytes,
-                       source_sha256, pages, pdf_bytes, pdf_sha256, failure)
+                       source_sha256, pages, pdf_bytes, pdf_sha256, failure, schedule_id, slot_at,
+                       source_auth)
   SELECT id, title, source_url, status, requested_at, updated_at, version, coalesce(round, 0),
          coalesce(attempts, 0), coalesce(new_errors, '[]'),
          nullif(next_attempt_at, '')::timestamptz, content_type, source_bytes, source_sha256,
-         pages, pdf_bytes, pdf_sha256, nullif(failure, '')
+         pages, pdf_bytes, pdf_sha256, nullif(failure, ''), schedule_id, slot_at, source_auth
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kReportColumns + R"()
   WHERE created
@@ -184,6 +185,37 @@ const std::string kUpdateReports = std::string(R"(
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kReportColumns + R"()
   WHERE NOT x.created AND r.id = x.id AND r.version < x.first_version)";
+
+const char* const kWebhookColumns = R"(
+    id uuid, created boolean, first_version bigint, version bigint, url text, topics text[],
+    filters jsonb, status text, disabled_reason text, consecutive_failures integer,
+    last_error text, disabled_at text, created_at timestamptz, updated_at timestamptz)";
+
+const std::string kInsertWebhooks = std::string(R"(
+  INSERT INTO webhooks (id, url, topics, filters, status, disabled_reason, consecutive_failures,
+                        last_error, disabled_at, created_at, updated_at, version)
+  SELECT id, url, topics, coalesce(filters, '{}'), status, nullif(disabled_reason, ''),
+         consecutive_failures, nullif(last_error, ''), nullif(disabled_at, '')::timestamptz,
+         created_at, updated_at, version
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                    kWebhookColumns + R"()
+  WHERE created
+  ON CONFLICT (id) DO NOTHING)";
+
+// "" clears a text column, NULL leaves it.
+const std::string kUpdateWebhooks = std::string(R"(
+  UPDATE webhooks w SET status = coalesce(x.status, w.status), updated_at = x.updated_at,
+    version = x.version,
+    disabled_reason = CASE WHEN x.disabled_reason IS NULL THEN w.disabled_reason
+                           ELSE nullif(x.disabled_reason, '') END,
+    consecutive_failures = coalesce(x.consecutive_failures, w.consecutive_failures),
+    last_error = CASE WHEN x.last_error IS NULL THEN w.last_error
+                      ELSE nullif(x.last_error, '') END,
+    disabled_at = CASE WHEN x.disabled_at IS NULL THEN w.disabled_at
+                       ELSE nullif(x.disabled_at, '')::timestamptz END
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                    kWebhookColumns + R"()
+  WHERE NOT x.created AND w.id = x.id AND w.version < x.first_version)";
 
 const char* const kBackupColumns = R"(
     id uuid, created boolean, first_version bigint, version bigint, status text,
@@ -217,6 +249,42 @@ const std::string kUpdateBackups = std::string(R"(
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kBackupColumns + R"()
   WHERE NOT x.created AND b.id = x.id AND b.version < x.first_version)";
+
+// A report schedule's row. every, cron, source_auth: "" clears them (a change's definition
+// leaves them out), NULL leaves them.
+const char* const kScheduleColumns = R"(
+    id uuid, created boolean, first_version bigint, version bigint, title text, source_url text,
+    every text, cron text, timezone text, source_auth text, status text, slots_from timestamptz,
+    last_slot_at timestamptz, last_report_id uuid, created_at timestamptz,
+    updated_at timestamptz)";
+
+const std::string kInsertSchedules = std::string(R"(
+  INSERT INTO report_schedules (id, title, source_url, every, cron, timezone, source_auth, status,
+                                slots_from, last_slot_at, last_report_id, created_at, updated_at,
+                                version)
+  SELECT id, title, source_url, nullif(every, ''), nullif(cron, ''), timezone,
+         nullif(source_auth, ''), status, slots_from, last_slot_at, last_report_id, created_at,
+         updated_at, version
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                     kScheduleColumns + R"()
+  WHERE created
+  ON CONFLICT (id) DO NOTHING)";
+
+const std::string kUpdateSchedules = std::string(R"(
+  UPDATE report_schedules s SET
+    title = coalesce(x.title, s.title), source_url = coalesce(x.source_url, s.source_url),
+    every = CASE WHEN x.every IS NULL THEN s.every ELSE nullif(x.every, '') END,
+    cron = CASE WHEN x.cron IS NULL THEN s.cron ELSE nullif(x.cron, '') END,
+    timezone = coalesce(x.timezone, s.timezone),
+    source_auth = CASE WHEN x.source_auth IS NULL THEN s.source_auth
+                       ELSE nullif(x.source_auth, '') END,
+    status = coalesce(x.status, s.status), slots_from = coalesce(x.slots_from, s.slots_from),
+    last_slot_at = coalesce(x.last_slot_at, s.last_slot_at),
+    last_report_id = coalesce(x.last_report_id, s.last_report_id),
+    updated_at = x.updated_at, version = x.version
+  FROM jsonb_to_recordset($1::jsonb) AS x()") +
+                                     kScheduleColumns + R"()
+  WHERE NOT x.created AND s.id = x.id AND s.version < x.first_version)";
 
 // An import's row (api/README.md, imports): the whole row when the batch starts it, else the
 // columns the batch sets (NULL = unchanged); failure and finished_at are set once, at the end.
@@ -641,10 +709,11 @@ std::vector<std::string> people_of(const commands::EventEnvelope& e,
   return people;
 }
 
-// Notifications in log order, ids drawn in that order, with what stream filters look at;
-// returns the last id. The caller holds the notification lock.
-std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<LogRecord>& records) {
-  const auto attributes = filter_attributes(txn, records);
+// Notifications in log order, ids drawn in that order, with what stream filters look at
+// (`attributes`, read before the caller took the notification lock); returns the last id. The
+// caller holds the notification lock.
+std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<LogRecord>& records,
+                                 const FilterAttributes& attributes) {
   {
     pqxx::stream_to out(txn, "notifications", kNotificationColumns);
     for (const auto& r : records) {
@@ -657,7 +726,7 @@ std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<Log
         if (a->second.region) region = a->second.region->c_str();
       } else if (const auto c = attributes.contacts.find(e.aggregate_id);
                  c != attributes.contacts.end()) {
-        people = text_array(people_of(e, c->second));
+        if (const auto list = people_of(e, c->second); !list.empty()) people = text_array(list);
       }
       out << std::make_tuple(topic_of(e.aggregate_type), e.type, e.aggregate_id, e.version,
                              commands::position_token(r.partition, r.offset), level, region,
@@ -717,8 +786,12 @@ pqxx::connection& PgProjection::connection() {
     c->prepare("insert_timeline", kInsertTimeline);
     c->prepare("insert_reports", kInsertReports);
     c->prepare("update_reports", kUpdateReports);
+    c->prepare("insert_webhooks", kInsertWebhooks);
+    c->prepare("update_webhooks", kUpdateWebhooks);
     c->prepare("insert_backups", kInsertBackups);
     c->prepare("update_backups", kUpdateBackups);
+    c->prepare("insert_schedules", kInsertSchedules);
+    c->prepare("update_schedules", kUpdateSchedules);
     c->prepare("insert_imports", kInsertImports);
     c->prepare("update_imports", kUpdateImports);
     c->prepare("insert_import_errors", kInsertImportErrors);
@@ -885,12 +958,22 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
   }
   write_calls(txn, rows.calls);
   const std::pair<const char*, const std::string*> statements[] = {
-      {"insert_contacts", &rows.contacts},       {"update_contacts", &rows.contacts},
-      {"insert_alerts", &rows.alerts},           {"update_alerts", &rows.alerts},
-      {"insert_timeline", &rows.alert_timeline}, {"insert_reports", &rows.reports},
-      {"update_reports", &rows.reports},         {"insert_backups", &rows.backups},
-      {"update_backups", &rows.backups},         {"insert_imports", &rows.imports},
-      {"update_imports", &rows.imports},         {"insert_import_errors", &rows.import_errors}};
+      {"insert_contacts", &rows.contacts},
+      {"update_contacts", &rows.contacts},
+      {"insert_alerts", &rows.alerts},
+      {"update_alerts", &rows.alerts},
+      {"insert_timeline", &rows.alert_timeline},
+      {"insert_reports", &rows.reports},
+      {"update_reports", &rows.reports},
+      {"insert_backups", &rows.backups},
+      {"update_backups", &rows.backups},
+      {"insert_schedules", &rows.report_schedules},
+      {"update_schedules", &rows.report_schedules},
+      {"insert_webhooks", &rows.webhooks},
+      {"update_webhooks", &rows.webhooks},
+      {"insert_imports", &rows.imports},
+      {"update_imports", &rows.imports},
+      {"insert_import_errors", &rows.import_errors}};
   for (const auto& [name, json] : statements) {
     if (has_rows(*json)) txn.exec_prepared(name, *json);
   }
@@ -898,8 +981,9 @@ PgProjection::Written PgProjection::write_records(pqxx::dbtransaction& txn,
                          : notify == Notify::kFromMarks ? unnotified(txn, fresh)
                                                         : std::vector<LogRecord>{};
   if (!notifying.empty()) {
+    const auto attributes = filter_attributes(txn, notifying);  // outside the serialised part
     txn.exec_params("SELECT pg_advisory_xact_lock($1)", kNotificationLock);
-    out.last_notification_id = write_notifications(txn, notifying);
+    out.last_notification_id = write_notifications(txn, notifying, attributes);
   }
   out.applied = fresh.size();
   out.unprojected_types = std::move(rows.unprojected_types);

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <limits>
 
 #include <cauce/commands/envelope.hpp>
 #include <cauce/core/log.hpp>
@@ -262,23 +263,106 @@ std::optional<std::string> ReadModels::alert(const std::string& id) {
   });
 }
 
+namespace {
+
+const char* const kReportJson = R"(json_build_object(
+    'id', r.id, 'title', r.title, 'source_url', r.source_url, 'status', r.status,
+    'round', r.round, 'attempts', r.attempts, 'errors', r.errors,
+    'next_attempt_at', rfc3339(r.next_attempt_at), 'failure', r.failure,
+    'source', CASE WHEN r.source_sha256 IS NOT NULL THEN json_build_object(
+      'content_type', r.content_type, 'bytes', r.source_bytes, 'sha256', r.source_sha256)
+      END,
+    'pdf', CASE WHEN r.pdf_sha256 IS NOT NULL THEN json_build_object(
+      'pages', r.pages, 'bytes', r.pdf_bytes, 'sha256', r.pdf_sha256) END,
+    'requested_at', rfc3339(r.requested_at), 'updated_at', rfc3339(r.updated_at),
+    'version', r.version,
+    'pdf_url', CASE WHEN r.status = 'ready' THEN '/v1/reports/' || r.id || '/pdf' END,
+    'schedule_id', r.schedule_id, 'slot_at', rfc3339(r.slot_at),
+    'source_auth', r.source_auth)::text)";
+
+const char* const kScheduleJson = R"(json_build_object(
+    'id', s.id, 'title', s.title, 'source_url', s.source_url, 'every', s.every, 'cron', s.cron,
+    'timezone', s.timezone, 'source_auth', s.source_auth, 'status', s.status,
+    'slots_from', rfc3339(s.slots_from), 'last_slot_at', rfc3339(s.last_slot_at),
+    'last_report_id', s.last_report_id, 'created_at', rfc3339(s.created_at),
+    'updated_at', rfc3339(s.updated_at), 'version', s.version)::text)";
+
+// The reports a filter lets through, newest first, after the keyset bound ($4, $5).
+const char* const kReportsWhere = R"(
+  WHERE ($1 = '' OR r.schedule_id = nullif($1, '')::uuid) AND ($2 = '' OR r.status = $2)
+    AND ($3 = '' OR r.requested_at >= nullif($3, '')::timestamptz)
+    AND (r.requested_at, r.id) < ($4::timestamptz, $5::uuid)
+  ORDER BY r.requested_at DESC, r.id DESC)";
+
+}  // namespace
+
 std::optional<std::string> ReadModels::report(const std::string& id) {
   return pool_.with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    return single(n.exec_params(R"(SELECT json_build_object(
-          'id', r.id, 'title', r.title, 'source_url', r.source_url, 'status', r.status,
-          'round', r.round, 'attempts', r.attempts, 'errors', r.errors,
-          'next_attempt_at', rfc3339(r.next_attempt_at), 'failure', r.failure,
-          'source', CASE WHEN r.source_sha256 IS NOT NULL THEN json_build_object(
-            'content_type', r.content_type, 'bytes', r.source_bytes, 'sha256', r.source_sha256)
-            END,
-          'pdf', CASE WHEN r.pdf_sha256 IS NOT NULL THEN json_build_object(
-            'pages', r.pages, 'bytes', r.pdf_bytes, 'sha256', r.pdf_sha256) END,
-          'requested_at', rfc3339(r.requested_at), 'updated_at', rfc3339(r.updated_at),
-          'version', r.version,
-          'pdf_url', CASE WHEN r.status = 'ready' THEN '/v1/reports/' || r.id || '/pdf' END)::text
-        FROM reports r WHERE r.id = $1::uuid)",
+    return single(n.exec_params(
+        std::string("SELECT ") + kReportJson + " FROM reports r WHERE r.id = $1::uuid", id));
+  });
+}
+
+Page ReadModels::reports(const ReportFilter& f, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    std::string at = "infinity";
+    std::string id = kMaxUuid;
+    if (!page.after.empty()) {
+      const auto bar = page.after.find('|');
+      at = page.after.substr(0, bar);
+      id = page.after.substr(bar + 1);
+    }
+    pqxx::nontransaction n(c);
+    const auto rows =
+        n.exec_params(std::string("SELECT rfc3339(r.requested_at) || '|' || r.id, ") + kReportJson +
+                          " FROM reports r" + kReportsWhere + " LIMIT $6",
+                      f.schedule_id, f.status, f.since, at, id, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+// A schedule's latest report is the one of its latest slot: slots are requested in the order
+// they fire only until a request is retried (then a later slot's report may be requested first).
+// Read through reports_by_schedule (one schedule's reports), then sorted.
+const char* const kLatestScheduledReport = R"(
+  WHERE r.schedule_id = $1::uuid AND ($2 = '' OR r.status = $2)
+    AND ($3 = '' OR r.requested_at >= nullif($3, '')::timestamptz)
+  ORDER BY coalesce(r.slot_at, r.requested_at) DESC, r.id DESC LIMIT 1)";
+
+std::optional<std::string> ReadModels::latest_report(const ReportFilter& f) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    if (!f.schedule_id.empty()) {
+      return single(n.exec_params(
+          std::string("SELECT ") + kReportJson + " FROM reports r" + kLatestScheduledReport,
+          f.schedule_id, f.status, f.since));
+    }
+    return single(n.exec_params(
+        std::string("SELECT ") + kReportJson + " FROM reports r" + kReportsWhere + " LIMIT 1",
+        f.schedule_id, f.status, f.since, "infinity", kMaxUuid));
+  });
+}
+
+std::optional<std::string> ReadModels::report_schedule(const std::string& id) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(std::string("SELECT ") + kScheduleJson +
+                                    " FROM report_schedules s WHERE s.id = $1::uuid"
+                                    " AND s.status <> 'deleted'",
                                 id));
+  });
+}
+
+Page ReadModels::report_schedules(const ScheduleFilter& f, const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    const auto rows = n.exec_params(
+        std::string("SELECT s.id::text, ") + kScheduleJson + R"( FROM report_schedules s
+          WHERE s.status <> 'deleted' AND ($1 = '' OR s.status = $1) AND s.id > $2::uuid
+          ORDER BY s.id LIMIT $3)",
+        f.status, page.after.empty() ? kMinUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
   });
 }
 
@@ -296,6 +380,62 @@ Page ReadModels::backups(const PageRequest& page) {
              'version', b.version)::text
            FROM backups b WHERE b.id < $1::uuid ORDER BY b.id DESC LIMIT $2)",
         page.after.empty() ? kMaxUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+const char* const kWebhookJson = R"(json_build_object(
+    'id', w.id, 'url', w.url, 'topics', w.topics, 'filters', w.filters, 'status', w.status,
+    'disabled', CASE WHEN w.status = 'disabled' THEN json_build_object(
+      'reason', w.disabled_reason, 'consecutive_failures', w.consecutive_failures,
+      'last_error', w.last_error, 'at', rfc3339(w.disabled_at)) END,
+    'created_at', rfc3339(w.created_at), 'updated_at', rfc3339(w.updated_at),
+    'version', w.version)::text)";
+
+bool valid_delivery_key(const std::string& key) {
+  return valid_history_key(key);  // a positive integer, as versions are
+}
+
+std::optional<std::string> ReadModels::webhook(const std::string& id) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return single(n.exec_params(
+        std::string("SELECT ") + kWebhookJson + " FROM webhooks w WHERE w.id = $1::uuid", id));
+  });
+}
+
+Page ReadModels::webhooks(const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    const auto rows = n.exec_params(std::string("SELECT w.id::text, ") + kWebhookJson +
+                                        " FROM webhooks w WHERE w.id < $1::uuid "
+                                        "ORDER BY w.id DESC LIMIT $2",
+                                    page.after.empty() ? kMaxUuid : page.after, page.limit + 1);
+    return page_of(rows, page.limit);
+  });
+}
+
+std::optional<Page> ReadModels::webhook_deliveries(const std::string& webhook_id,
+                                                   const PageRequest& page) {
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<Page> {
+    pqxx::read_transaction txn(c);
+    if (txn.exec_params("SELECT 1 FROM webhooks WHERE id = $1::uuid", webhook_id).empty()) {
+      return std::nullopt;
+    }
+    const auto rows = txn.exec_params(
+        R"(SELECT d.id::text, json_build_object(
+             'id', d.id, 'notification_id', d.notification_id, 'topic', d.topic,
+             'type', d.type, 'aggregate_id', d.aggregate_id, 'version', d.version,
+             'position', d.position, 'status', d.status, 'attempts', d.attempts,
+             'response_code', d.response_code, 'error', d.error,
+             'created_at', rfc3339(d.created_at), 'last_attempt_at', rfc3339(d.last_attempt_at),
+             'next_attempt_at', rfc3339(d.next_attempt_at),
+             'delivered_at', rfc3339(d.delivered_at))::text
+           FROM webhook_deliveries d WHERE d.webhook_id = $1::uuid AND d.id < $2
+           ORDER BY d.id DESC LIMIT $3)",
+        webhook_id,
+        page.after.empty() ? std::numeric_limits<std::int64_t>::max() : std::stoll(page.after),
+        page.limit + 1);
     return page_of(rows, page.limit);
   });
 }

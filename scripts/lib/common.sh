@@ -12,7 +12,7 @@ CAUCE_PACKAGES=(
   libboost-dev libcurl4-openssl-dev zlib1g-dev libcairo2-dev libpango1.0-dev libcli11-dev libssl-dev
   postgresql-15 postgresql-client-15 openjdk-17-jre-headless maven curl clang-format
   python3 python3-confluent-kafka python3-jsonschema python3-yaml fonts-dejavu-core poppler-utils
-  prometheus python3-venv
+  prometheus python3-venv tzdata
 )
 
 log() { printf '\033[1m[cauce]\033[0m %s\n' "$*" >&2; }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>  // before Boost 1.74's asio, which needs std::exchange
@@ -44,6 +45,17 @@ class SourceServer {
   std::string url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + path;
   }
+  // The Authorization header of each request for `path` so far ("" for none), in order.
+  std::vector<std::string> authorizations(const std::string& path) const {
+    const std::lock_guard lock(mutex_);
+    const auto it = authorizations_.find(path);
+    return it == authorizations_.end() ? std::vector<std::string>{} : it->second;
+  }
+  // Requests for `path` without exactly this Authorization header get a 401.
+  void require_authorization(const std::string& path, std::string value) {
+    const std::lock_guard lock(mutex_);
+    required_[path] = std::move(value);
+  }
   // How many requests asked for `path` so far.
   int calls(const std::string& path) const {
     const std::lock_guard lock(mutex_);
@@ -71,14 +83,24 @@ class SourceServer {
     http::read(socket, buffer, request, ec);
     if (ec) return;
     const std::string path(request.target());
+    const std::string authorization(request[http::field::authorization]);
     int n = 0;
+    std::optional<std::string> required;
     {
       const std::lock_guard lock(mutex_);
       n = ++calls_[path];
+      authorizations_[path].push_back(authorization);
+      if (const auto it = required_.find(path); it != required_.end()) required = it->second;
     }
     Response response{http::status::ok, 11};
     response.set(http::field::content_type, "text/csv; charset=utf-8");
-    handler_(path, n, response);
+    if (required && authorization != *required) {
+      response.result(http::status::unauthorized);
+      response.set(http::field::content_type, "text/plain");
+      response.body() = "who are you?";
+    } else {
+      handler_(path, n, response);
+    }
     response.keep_alive(false);
     response.prepare_payload();
     http::write(socket, response, ec);
@@ -92,6 +114,8 @@ class SourceServer {
   std::thread thread_;
   mutable std::mutex mutex_;
   std::map<std::string, int> calls_;
+  std::map<std::string, std::vector<std::string>> authorizations_;
+  std::map<std::string, std::string> required_;
   std::vector<std::thread> connections_;
 };
 

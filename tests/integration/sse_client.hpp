@@ -64,6 +64,9 @@ class SseClient {
     return out;
   }
   const std::string& head() const { return head_; }
+  // The id an EventSource would resume after: the last `id:` line read, also one without data
+  // (0: none yet).
+  std::int64_t last_id() const { return last_id_; }
   // Waits for the response head: the server subscribes before it sends it.
   bool wait_for_head(std::chrono::milliseconds timeout = 10s) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -108,7 +111,7 @@ class SseClient {
         auto nl = block.find('\n', start);
         if (nl == std::string::npos) nl = block.size();
         const auto line = block.substr(start, nl - start);
-        if (line.starts_with("id: ")) e.id = std::stoll(line.substr(4));
+        if (line.starts_with("id: ")) e.id = last_id_ = std::stoll(line.substr(4));
         if (line.starts_with("event: ")) e.event = line.substr(7);
         if (line.starts_with("data: ")) e.data = line.substr(6);
         start = nl + 1;
@@ -121,6 +124,7 @@ class SseClient {
   boost::asio::ip::tcp::socket socket_;
   std::string buffer_;
   std::string head_;
+  std::int64_t last_id_ = 0;
 };
 
 }  // namespace cauce::testing

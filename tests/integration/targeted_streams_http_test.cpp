@@ -42,6 +42,7 @@ class TargetedStreamsTest : public ServedTest {
     settings["CAUCE_HTTP_RATE_LIMIT_ADMIN"] = "0";
     settings["CAUCE_ALERTS_DEADLINE_CRITICAL_S"] = "0";  // no escalation of its own meanwhile
     settings["CAUCE_ALERTS_DEADLINE_WARNING_S"] = "0";
+    settings["CAUCE_PROJECTIONS_HEARTBEAT_S"] = "1";
     ServedTest::SetUp();
     serve();
   }
@@ -133,6 +134,7 @@ TEST_F(TargetedStreamsTest, AKeysScopeAndActorAreCheckedAtCreation) {
       {R"("topics":["alerts","alerts"])", "topics"},
       {R"("topics":"alerts")", "topics"},
       {R"("regions":[" "])", "regions"},
+      {R"("regions":["North, East"])", "regions"},
       {R"("regions":[7])", "regions"},
       {R"("actor":"")", "actor"},
       {R"("actor":"a\u0007b")", "actor"},
@@ -212,6 +214,10 @@ TEST_F(TargetedStreamsTest, StreamsFilterAlertsByLevelAndRegion) {
   const auto refused = stream_status("/v1/stream?topics=alerts&region=V", north_only);
   EXPECT_EQ(refused.status, 403u);
   EXPECT_THAT(refused.body, HasSubstr(R"("field":"region")"));
+  // The dashboard's figures count every region: not for a key limited to regions.
+  const auto stats = stream_status("/v1/stream?topics=stats", north_only);
+  EXPECT_EQ(stats.status, 403u);
+  EXPECT_THAT(stats.body, HasSubstr(R"("field":"topics")"));
 }
 
 TEST_F(TargetedStreamsTest, AssignedToMeFollowsTheContactsOfTheKeysActor) {
@@ -250,12 +256,44 @@ TEST_F(TargetedStreamsTest, ResumingWithLastEventIdKeepsTheFilteredViewGapless) 
   SseClient first(port_, reader, target, 0);
   const auto head = first.read(2);
   ASSERT_EQ(head.size(), 2u);
+  // Meanwhile an info alert becomes critical: its raise stays out of the view (the view is what
+  // was stored with each notification, not the alerts' state now), its escalation is in it.
+  const auto info = alert("info", "V");
+  ASSERT_EQ(
+      call(beast_http::verb::post, "/v1/alerts/" + info + "/escalate", R"({"level":"critical"})")
+          .status,
+      200u);
+  critical.push_back("alert.escalated " + info);
   // The id it resumes after belongs to the filtered view; what follows is the rest of it.
   const auto rest = everything(target, reader, head.back().id);
   std::vector<std::string> resumed = seen(head);
   for (const auto& s : seen(rest)) resumed.push_back(s);
   EXPECT_THAT(resumed, ElementsAreArray(critical));
   EXPECT_EQ(head.back().id, whole[1].id);
+}
+
+TEST_F(TargetedStreamsTest, AFilteredClientThatReceivedNothingYetResumesWithoutAGap) {
+  const auto reader = key(R"("name":"wall","role":"reader")");
+  const std::string target = "/v1/stream?topics=alerts&min_level=critical";
+  std::int64_t resume_after = 0;
+  {
+    SseClient quiet(port_, reader, target);  // from now: nothing of its view comes
+    alert("info", "V");
+    alert("warning", "V");
+    // The id lines without data (on connecting, then with the heartbeats) move its
+    // Last-Event-ID past what its filter left out.
+    ASSERT_TRUE(eventually([&] {
+      quiet.read(1, 200ms);
+      return quiet.last_id() > 0;
+    }));
+    EXPECT_TRUE(quiet.read(1, 1500ms).empty()) << "no event of its view";
+    resume_after = quiet.last_id();
+  }
+  const auto missed = alert("critical", "V");  // while it was away
+  SseClient back(port_, reader, target, resume_after);
+  const auto events = back.read(1, 20s);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(json_member(events[0].data, "id"), missed);
 }
 
 TEST_F(TargetedStreamsTest, BadFiltersAreRefusedNamingTheField) {

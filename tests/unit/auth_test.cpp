@@ -136,6 +136,10 @@ TEST(ApiKeysTest, AScopeNamesRealTopicsAndRegions) {
                std::invalid_argument);
   EXPECT_THROW(keys.create("k", Role::kReader, "", KeyScope{{}, std::set<std::string>{""}}),
                std::invalid_argument);
+  EXPECT_THROW(keys.create("k", Role::kReader, "", KeyScope{{}, std::set<std::string>{"N, E"}}),
+               std::invalid_argument);
+  EXPECT_THROW(keys.create("k", Role::kReader, "a\x01b"), std::invalid_argument);
+  EXPECT_THROW(keys.create("k", Role::kReader, "   "), std::invalid_argument);
   EXPECT_THROW(keys.create("k", Role::kReader, std::string(101, 'a')), std::invalid_argument);
   EXPECT_TRUE(store.list().empty());
 }

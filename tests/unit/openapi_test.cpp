@@ -52,6 +52,7 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndViceVersa) {
   add_key_routes(router, keys);
   commands::CommandBus bus({}, registry);  // never started: only its routes are listed
   add_command_routes(router, bus, 1000);
+  add_schedule_routes(router, bus, 1000, {}, {});
   core::PgPool pool("", 1);  // never used: only the routes are listed
   projections::ReadModels models(pool);
   projections::NotificationHub hub({}, "main", "cauce.events", {});
@@ -63,6 +64,7 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndViceVersa) {
   add_replay_routes(router, replays, {}, {});
   add_import_routes(router,
                     ImportDeps{.bus = bus, .config = {}, .spool_dir = {}, .registry = registry});
+  add_webhook_routes(router, bus, 1000, pool, {}, false);
   std::set<std::string> registered;
   for (const auto& route : router.routes()) {
     registered.insert(std::string(http::to_string(route.method)) + " " + route.pattern);

@@ -29,6 +29,30 @@ commands::EventEnvelope event(const std::string& type, std::int64_t version,
   return e;
 }
 
+// A report schedule's row: a change of the recurrence restarts the slots (revision and
+// slot_after from the change); a change of anything else replaces the definition and keeps them
+// (the row, due at the change, then fires a slot already due); a change from before the flag
+// existed restarts them.
+TEST(ScheduleTest, OnlyAChangeOfTheRecurrenceRestartsAScheduleRowsSlots) {
+  const std::string definition =
+      R"({"title":"T","source_url":"https://x.org/a","every":"1h","timezone":"UTC")";
+  const auto title_only = schedule_entries_after(
+      event("report_schedule.changed", 4, definition + R"(,"recurrence_changed":false})"));
+  ASSERT_EQ(title_only.size(), 1u);
+  EXPECT_TRUE(title_only[0].definition);
+  EXPECT_EQ(title_only[0].title, "T");
+  EXPECT_EQ(title_only[0].recurrence, "every 1h");
+  EXPECT_FALSE(title_only[0].revision) << "the row keeps its revision";
+  EXPECT_FALSE(title_only[0].slot_after_us) << "and the instant its slots count after";
+  EXPECT_EQ(title_only[0].due_at_us, kNow) << "due at once: a slot already due fires";
+  for (const auto& data : {definition + R"(,"recurrence_changed":true})", definition + "}"}) {
+    const auto restarted = schedule_entries_after(event("report_schedule.changed", 4, data));
+    ASSERT_EQ(restarted.size(), 1u);
+    EXPECT_EQ(restarted[0].revision, 4) << data;
+    EXPECT_EQ(restarted[0].slot_after_us, kNow) << data;
+  }
+}
+
 TEST(ScheduleTest, AReportsEventsMoveItsRowStepByStep) {
   const auto requested =
       schedule_after(event("report.requested", 1, R"({"title":"Q3","source_url":"http://x/a"})"));
@@ -100,6 +124,21 @@ TEST(ScheduleTest, AnAlertsRowIsItsPendingDeadline) {
   }
   EXPECT_EQ(deadline_command_id("a", "warning", 1), deadline_command_id("a", "warning", 1));
   EXPECT_NE(deadline_command_id("a", "warning", 1), deadline_command_id("a", "critical", 1));
+}
+
+// A webhook's row is its deliveries: due once registered or enabled, done while disabled.
+TEST(ScheduleTest, AWebhooksRowIsDueWhileItIsActive) {
+  const auto registered = schedule_after(event(
+      "webhook.registered", 1, R"({"url":"https://h.example","topics":["alerts"],"filters":{}})"));
+  ASSERT_TRUE(registered);
+  EXPECT_EQ(registered->kind, "webhook");
+  EXPECT_EQ(registered->step, "deliver");
+  EXPECT_EQ(registered->due_at_us, kNow);
+  const auto disabled = schedule_after(
+      event("webhook.disabled", 2, R"({"reason":"failing","consecutive_failures":10})"));
+  EXPECT_EQ(disabled->step, "done");
+  EXPECT_EQ(disabled->version, 2);
+  EXPECT_EQ(schedule_after(event("webhook.enabled", 3, "{}"))->step, "deliver");
 }
 
 TEST(ScheduleTest, ABackupRunsAsOneStep) {

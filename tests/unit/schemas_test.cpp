@@ -7,6 +7,7 @@
 #include <cauce/commands/contact.hpp>
 #include <cauce/commands/import.hpp>
 #include <cauce/commands/jobs.hpp>
+#include <cauce/commands/report_schedule.hpp>
 #include <cauce/commands/schemas.hpp>
 #include <cauce/commands/upcast.hpp>
 #include <cauce/core/json.hpp>
@@ -32,7 +33,9 @@ TEST(SchemasTest, EveryCommandAndEventHasASchema) {
         "alert.acknowledged.v1", "alert.escalated.v1",     "alert.closed.v1",
         "report.requested.v1",   "backup.requested.v1",    "contact.call_logged.v2",
         "contact.claim.v1",      "contact.release.v1",     "contact.claimed.v1",
-        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1"}) {
+        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1",
+        "webhook.register.v1",   "webhook.registered.v1",  "webhook.disable.v1",
+        "webhook.disabled.v1",   "webhook.enable.v1",      "webhook.enabled.v1"}) {
     EXPECT_TRUE(schemas().contains(name)) << name;
   }
   for (const auto* name :
@@ -120,7 +123,7 @@ TEST(SchemasTest, EveryCommandSchemaBoundsItsStringsNumbersAndArrays) {
     ++commands;
     walk(file.file_name, schema);
   }
-  EXPECT_EQ(commands, 29u);
+  EXPECT_EQ(commands, 36u);  // and the import's 5
   EXPECT_TRUE(unbounded.empty()) << testing::PrintToString(unbounded);
 }
 
@@ -190,6 +193,34 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
     collect(decide(s, Retry{}, ctx));
   }
   {
+    using namespace report_schedule;
+    const auto created = decide(State{},
+                                Create{"Calls", "https://example.org/c.csv", std::nullopt,
+                                       "0 7 * * mon-fri", "Europe/Madrid", "crm"},
+                                ctx);
+    collect(created);
+    auto s = evolve(State{}, std::get<0>(created)[0]);
+    collect(decide(State{},
+                   Create{"Calls", "https://example.org/c.csv", "15m", std::nullopt, std::nullopt,
+                          std::nullopt},
+                   ctx));
+    Update change;
+    change.every = "1h";
+    change.paused = true;
+    collect(decide(s, change, ctx));
+    collect(decide(s, Trigger{ctx.issued_at_us, 1, "0190a5a0-0000-8000-8000-000000000001"}, ctx));
+    collect(decide(s, Delete{}, ctx));
+    s.status = Status::kPaused;
+    Update resume;
+    resume.paused = false;
+    collect(decide(s, resume, ctx));
+    collect(
+        report::decide(report::State{},
+                       report::Request{"Calls", "https://example.org/c.csv", "crm",
+                                       "0190a5a0-0000-8000-8000-000000000002", ctx.issued_at_us},
+                       ctx));
+  }
+  {
     using namespace import;
     collect(decide(State{}, Start{"csv"}, ctx));
     const State s{.exists = true, .version = 1};
@@ -202,7 +233,7 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
   // Every type once at least.
   std::set<std::string> types;
   for (const auto& [type, data] : produced) types.insert(type);
-  EXPECT_EQ(types.size(), 31u) << testing::PrintToString(types);
+  EXPECT_EQ(types.size(), 37u) << testing::PrintToString(types);
   for (const auto& [type, data] : produced) {
     const auto v =
         schemas().validate_json(type + ".v" + std::to_string(current_schema_version(type)), data);

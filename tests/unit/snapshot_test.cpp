@@ -36,11 +36,24 @@ MemoryAggregateStore sample_store() {
   a.deadline_missed = true;
   // The same id as the contact: another aggregate type, another aggregate.
   store.put(key(kContact, AggregateType::kAlert), a);
+  // Jobs keep where they are (format 5): a worker's next step is decided on it.
   store.put(key("0195a0c4-0000-7000-8000-000000000004", AggregateType::kReport),
-            report::State{true, 1});
+            report::State{true, 4, report::Status::kDownloading, 1, 2});
   store.put(key("0195a0c4-0000-7000-8000-000000000005", AggregateType::kBackup),
-            backup::State{true, 2});
-  store.put(key("0195a0c4-0000-7000-8000-000000000006", AggregateType::kImport),
+            backup::State{true, 2, backup::Status::kRetrying, 0, 1});
+  report_schedule::State schedule;
+  schedule.exists = true;
+  schedule.version = 6;
+  schedule.status = report_schedule::Status::kPaused;
+  schedule.revision = 4;
+  schedule.last_slot_us = 1'700'000'400'000'000;
+  schedule.definition = std::make_shared<const report_schedule::Definition>(
+      report_schedule::Definition{"Calls", "https://example.org/c.csv", std::nullopt,
+                                  "0 7 * * mon-fri", "Europe/Madrid", "crm"});
+  store.put(key("0195a0c4-0000-7000-8000-000000000006", AggregateType::kReportSchedule), schedule);
+  store.put(key("0195a0c4-0000-7000-8000-000000000007", AggregateType::kWebhook),
+            webhook::State{true, 2, webhook::Status::kDisabled});
+  store.put(key("0195a0c4-0000-7000-8000-000000000008", AggregateType::kImport),
             import::State{true, 4, import::Status::kCompleted});
   store.record_command(kCommand1, {digest("hash-1"), 7, 41, std::nullopt});
   store.record_command(kCommand2, {digest("hash-2"), 0, -1,
@@ -56,22 +69,35 @@ bool same_state(const AggregateState& a, const AggregateState& b) {
     return x->exists == y.exists && x->version == y.version && x->level == y.level &&
            x->status == y.status && x->deadline_missed == y.deadline_missed;
   }
+  const auto same_job = [](const auto& x, const auto& y) {
+    return x.exists == y.exists && x.version == y.version && x.status == y.status &&
+           x.round == y.round && x.attempt == y.attempt;
+  };
   if (const auto* x = std::get_if<report::State>(&a)) {
-    return x->exists == std::get<report::State>(b).exists &&
-           x->version == std::get<report::State>(b).version;
+    return same_job(*x, std::get<report::State>(b));
+  }
+  if (const auto* x = std::get_if<report_schedule::State>(&a)) {
+    const auto& y = std::get<report_schedule::State>(b);
+    return x->exists == y.exists && x->version == y.version && x->status == y.status &&
+           x->revision == y.revision && x->last_slot_us == y.last_slot_us &&
+           (x->definition == nullptr) == (y.definition == nullptr) &&
+           (x->definition == nullptr || *x->definition == *y.definition);
+  }
+  if (const auto* x = std::get_if<webhook::State>(&a)) {
+    const auto& y = std::get<webhook::State>(b);
+    return x->exists == y.exists && x->version == y.version && x->status == y.status;
   }
   if (const auto* x = std::get_if<import::State>(&a)) {
     const auto& y = std::get<import::State>(b);
     return x->exists == y.exists && x->version == y.version && x->status == y.status;
   }
-  return std::get<backup::State>(a).exists == std::get<backup::State>(b).exists &&
-         std::get<backup::State>(a).version == std::get<backup::State>(b).version;
+  return same_job(std::get<backup::State>(a), std::get<backup::State>(b));
 }
 
 TEST(SnapshotTest, EveryAggregateAndEveryRememberedCommandRoundTrips) {
   const auto store = sample_store();
   const auto back = decode_snapshot(encode_snapshot(store));
-  ASSERT_EQ(back->aggregate_count(), 6u);
+  ASSERT_EQ(back->aggregate_count(), 8u);
   ASSERT_EQ(back->command_count(), 2u);
   store.aggregates().for_each([&](const AggregateKey& k, const AggregateState& state) {
     ASSERT_NE(back->find(k), nullptr) << k.id.str();
@@ -98,7 +124,7 @@ TEST(SnapshotTest, AnythingButAWholeSnapshotIsRefused) {
   }
   EXPECT_THROW(decode_snapshot(bytes + "x"), std::invalid_argument);
   // A snapshot of an earlier format (1: strings, not compact records; 2: no claims; 3: no missed
-  // deadlines; 4: no imports) is not read.
+  // deadlines; 4: no job status; 5: no webhooks; 6: no imports) is not read.
   EXPECT_THROW(decode_snapshot("CAUCESN1" + bytes.substr(8)), std::invalid_argument);
   EXPECT_THROW(decode_snapshot("CAUCESN2" + bytes.substr(8)), std::invalid_argument);
   EXPECT_THROW(decode_snapshot("CAUCESN3" + bytes.substr(8)), std::invalid_argument);

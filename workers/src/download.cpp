@@ -13,6 +13,7 @@
 
 #include <cauce/core/crypto.hpp>
 #include <cauce/workers/download.hpp>
+#include <cauce/workers/source_auth.hpp>
 
 #include "part_file.hpp"
 
@@ -187,7 +188,7 @@ bool is_non_public_address(const sockaddr& address) {
 }
 
 Downloaded download(const std::string& url, const std::filesystem::path& destination,
-                    const DownloadLimits& limits) {
+                    const DownloadLimits& limits, const SourceCredential* credential) {
   const auto scheme = lower(url.substr(0, url.find("://")));
   if (url.find("://") == std::string::npos || (scheme != "http" && scheme != "https")) {
     throw DownloadError("only http:// and https:// URLs can be downloaded", false);
@@ -222,6 +223,17 @@ Downloaded download(const std::string& url, const std::filesystem::path& destina
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
   curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
+  if (credential != nullptr) {
+    // Sent at once (no 401 round trip first), never verbose-logged, never in an error text.
+    if (credential->kind == SourceCredential::Kind::kBearer) {
+      curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+      curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, credential->token.reveal().c_str());
+    } else {
+      curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+      curl_easy_setopt(c, CURLOPT_USERNAME, credential->user.reveal().c_str());
+      curl_easy_setopt(c, CURLOPT_PASSWORD, credential->password.reveal().c_str());
+    }
+  }
 
   const auto rc = curl_easy_perform(c);
   if (!t.refused.empty()) throw DownloadError(t.refused, false);

@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <pqxx/pqxx>
 #include <prometheus/counter.h>
@@ -26,8 +27,11 @@
 #include <cauce/workers/job_worker.hpp>
 #include <cauce/workers/render.hpp>
 #include <cauce/workers/schedule.hpp>
+#include <cauce/workers/source_auth.hpp>
 
+#include "job_table.hpp"
 #include "json_writer.hpp"
+#include "webhook_runner.hpp"
 
 namespace cauce::workers {
 namespace {
@@ -48,37 +52,6 @@ std::int64_t system_now_us() {
       .count();
 }
 
-// Upserts a job's row from its events; a row never goes back to an older version.
-const char* const kUpsertJob = R"(
-  INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, title,
-                                source_url, content_type, step_at, deadline_level, deadline_at)
-  VALUES ($1, $2::uuid, $3, coalesce($4, 0), $5, $6, $7, to_timestamp($8::double precision / 1e6),
-          $9, $10, $11, to_timestamp($12::double precision / 1e6), $13::text,
-          CASE WHEN $13::text IS NULL THEN NULL ELSE to_timestamp($8::double precision / 1e6) END)
-  ON CONFLICT (kind, id) DO UPDATE SET
-    version = excluded.version, round = coalesce($4, j.round), attempt = excluded.attempt,
-    step = excluded.step, started = excluded.started, due_at = excluded.due_at,
-    step_at = excluded.step_at, deadline_level = excluded.deadline_level,
-    deadline_at = excluded.deadline_at,
-    title = coalesce(excluded.title, j.title), source_url = coalesce(excluded.source_url,
-    j.source_url), content_type = coalesce(excluded.content_type, j.content_type)
-  WHERE j.version < excluded.version)";
-
-// One due job for this runner: not leased (or its lease expired), and its row has caught up
-// with what a runner reported last.
-const char* const kClaimJob = R"(
-  UPDATE worker_jobs j SET lease_owner = $1,
-                           lease_until = now() + make_interval(secs => $2::double precision / 1e3)
-  WHERE (j.kind, j.id) = (
-    SELECT kind, id FROM worker_jobs
-    WHERE step <> 'done' AND due_at <= now() AND version >= awaits_version
-      AND (lease_until IS NULL OR lease_until < now()) AND (kind = 'alert') = $3::boolean
-    ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-  RETURNING j.kind, j.id::text, j.version, j.round, j.attempt, j.step, j.started,
-            coalesce(j.title, ''), coalesce(j.source_url, ''), coalesce(j.content_type, ''),
-            (extract(epoch FROM j.step_at) * 1e6)::bigint, coalesce(j.deadline_level, ''),
-            coalesce((extract(epoch FROM j.deadline_at) * 1e6)::bigint, 0))";
-
 // A deadline whose command was refused because the alert moved on (acknowledged, closed, another
 // level): done, if the row still holds that deadline (the feeder may have set the next level's
 // meanwhile: that one stays).
@@ -86,15 +59,6 @@ const char* const kDeadlineOff = R"(
   UPDATE worker_jobs SET step = 'done', lease_owner = NULL, lease_until = NULL
   WHERE kind = 'alert' AND id = $1::uuid AND lease_owner = $2 AND deadline_level = $3
     AND deadline_at = to_timestamp($4::double precision / 1e6))";
-
-// Gives the job back: due again at once (or after `$4` ms), and not before the row reflects
-// version `$3` (what this runner's last command made of the job).
-const char* const kReleaseJob = R"(
-  UPDATE worker_jobs SET lease_owner = NULL, lease_until = NULL,
-                         awaits_version = greatest(awaits_version, $3),
-                         due_at = greatest(due_at, now() + make_interval(
-                                    secs => $4::double precision / 1e3))
-  WHERE kind = $1 AND id = $2::uuid AND lease_owner = $5)";
 
 // Only the claims a runner here is still running (each claim has its own lease token): a claim
 // whose release failed lapses, and a claim taken over elsewhere is not renewed from here.
@@ -126,6 +90,13 @@ struct Claim {
   std::int64_t step_at_us = 0;      // when the event that set the step happened
   std::string deadline_level;       // alerts: the level whose deadline is due ...
   std::int64_t deadline_at_us = 0;  // ... and when it was
+  std::string source_auth;          // reports: the secret their download sends (its name)
+  std::string schedule_id;          // a slot's report: its schedule ...
+  std::int64_t slot_at_us = 0;      // ... and slot
+  std::string recurrence;           // report schedules: "every 15m", "cron 0 7 * * *" ...
+  std::string timezone;             // ... in this zone,
+  std::int64_t revision = 0;        // the revision a trigger names,
+  std::int64_t slot_after_us = 0;   // the instant the slots count after
 };
 
 // The outcome of a job command: taken (applied, or applied before), refused (the job is
@@ -139,6 +110,23 @@ struct Sent {
   std::int64_t issued_at_us = 0;  // the command's time: its events' occurred_at
   std::string code;               // a refusal's code (Rejection::code)
 };
+
+// What a runner thread claims: jobs (reports' and backups' steps), timed steps (alerts'
+// deadlines, report schedules' slots and their reports' requests), webhooks' deliveries.
+enum class Runs { kJobs, kDeadlines, kWebhooks };
+
+// The row class kClaimJob compares with.
+const char* kinds_of(Runs runs) {
+  switch (runs) {
+    case Runs::kJobs:
+      return "job";
+    case Runs::kDeadlines:
+      return "timed";
+    case Runs::kWebhooks:
+      return "webhook";
+  }
+  return "";
+}
 
 // Counts the dead letters the broker did not take (called on the housekeeping thread, in flush).
 class DeliveryReports : public RdKafka::DeliveryReportCb {
@@ -200,7 +188,10 @@ struct Workers::Impl {
     }
     for (const auto* result : {"ok", "off"}) {
       steps.Add({{"kind", "alert"}, {"step", "deadline"}, {"result", result}});
+      steps.Add({{"kind", "report_schedule"}, {"step", "slot"}, {"result", result}});
     }
+    steps.Add({{"kind", "report"}, {"step", "request"}, {"result", "ok"}});
+    webhooks = std::make_unique<WebhookRunner>(options, send, running, registry);
   }
 
   static prometheus::Histogram::BucketBoundaries attempt_buckets() {
@@ -233,6 +224,7 @@ struct Workers::Impl {
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::unique_ptr<RdKafka::Producer> dlq;
   std::vector<std::thread> threads;
+  std::unique_ptr<WebhookRunner> webhooks;  // made last: it refers to options, send and running
 
   bool sleep_for(std::chrono::milliseconds d) {
     std::unique_lock lock(mutex);
@@ -294,10 +286,15 @@ struct Workers::Impl {
         ++consumed;
         next_offsets[m->partition()] = m->offset() + 1;
         const auto type = core::kafka_header(*m, commands::header::kAggregateType);
-        if (type && *type != "report" && *type != "backup" && *type != "alert") continue;
+        if (type && *type != "report" && *type != "backup" && *type != "alert" &&
+            *type != "report_schedule" && *type != "webhook") {
+          continue;
+        }
         try {
           const auto event = commands::event_from_json(core::kafka_payload(*m));
-          if (auto entry = schedule_after(event, deadlines)) entries.push_back(std::move(*entry));
+          for (auto& entry : schedule_entries_after(event, deadlines)) {
+            entries.push_back(std::move(entry));
+          }
           if (event.type == "report.failed" || event.type == "backup.failed") {
             dead.push_back({event.event_id, event.aggregate_id, dead_letter(event)});
           }
@@ -377,19 +374,15 @@ struct Workers::Impl {
     for (const auto& [event_id, key, value] : dead) {
       txn.exec_params(kInsertDeadLetter, event_id, key, value);
     }
-    for (const auto& s : entries) {
-      txn.exec_params(kUpsertJob, s.kind, s.id, s.version, s.round, s.attempt, s.step, s.started,
-                      s.due_at_us, s.title, s.source_url, s.content_type, s.at_us,
-                      s.deadline_level);
-    }
+    for (const auto& s : entries) upsert_entry(txn, s);
     txn.commit();
   }
 
   // ---- runners ----
 
   // Job runners take reports and backups; the deadline runner, alerts' deadlines only, so that a
-  // long download never holds a deadline up past one poll.
-  void runner_loop(bool deadline_runner) {
+  // long download never holds a deadline up past one poll; webhook runners, webhooks' deliveries.
+  void runner_loop(Runs runs) {
     core::ConditionLog condition(log());
     std::unique_ptr<pqxx::connection> pg;
     std::mt19937_64 random(std::random_device{}());
@@ -399,7 +392,7 @@ struct Workers::Impl {
       try {
         if (!pg) pg = connect(condition);
         if (!pg) return;
-        claim = claim_job(*pg, deadline_runner);
+        claim = claim_job(*pg, runs);
         condition.cleared("workers claim jobs again");
         backoff.reset();
       } catch (const std::exception& e) {
@@ -412,8 +405,25 @@ struct Workers::Impl {
         idle();
         continue;
       }
-      if (deadline_runner) {
-        run_deadline(pg, *claim, condition);
+      if (runs == Runs::kDeadlines) {
+        try {
+          if (claim->kind == "report_schedule") {
+            run_schedule_slot(pg, *claim, condition);
+          } else if (claim->step == "request") {
+            run_scheduled_request(pg, *claim, condition);
+          } else {
+            run_deadline(pg, *claim, condition);
+          }
+        } catch (const std::exception& e) {
+          log().warn("a timed step stopped unexpectedly; it runs again",
+                     {{"kind", claim->kind}, {"id", claim->id}, {"error", e.what()}});
+          release(pg, *claim, claim->version,
+                  std::chrono::milliseconds(options.workers.backoff_base_ms), condition);
+        }
+        continue;
+      }
+      if (runs == Runs::kWebhooks) {
+        run_webhook(pg, *claim, condition, random);
         continue;
       }
       std::int64_t awaits = claim->version;
@@ -431,10 +441,11 @@ struct Workers::Impl {
     }
   }
 
-  std::optional<Claim> claim_job(pqxx::connection& pg, bool deadlines_only) {
+  std::optional<Claim> claim_job(pqxx::connection& pg, Runs runs) {
     auto token = instance + "/" + core::random_hex(8);
     pqxx::work txn(pg);
-    const auto rows = txn.exec_params(kClaimJob, token, options.workers.lease_ms, deadlines_only);
+    const auto rows =
+        txn.exec_params(kClaimJob, token, options.workers.lease_ms, std::string(kinds_of(runs)));
     txn.commit();
     if (rows.empty()) return std::nullopt;
     const auto& r = rows[0];
@@ -442,11 +453,13 @@ struct Workers::Impl {
       const std::lock_guard lock(mutex);
       held.insert(token);
     }
-    return Claim{std::move(token),        r[0].as<std::string>(),  r[1].as<std::string>(),
-                 r[2].as<std::int64_t>(), r[3].as<std::int64_t>(), r[4].as<std::int64_t>(),
-                 r[5].as<std::string>(),  r[6].as<bool>(),         r[7].as<std::string>(),
-                 r[8].as<std::string>(),  r[9].as<std::string>(),  r[10].as<std::int64_t>(),
-                 r[11].as<std::string>(), r[12].as<std::int64_t>()};
+    return Claim{std::move(token),        r[0].as<std::string>(),   r[1].as<std::string>(),
+                 r[2].as<std::int64_t>(), r[3].as<std::int64_t>(),  r[4].as<std::int64_t>(),
+                 r[5].as<std::string>(),  r[6].as<bool>(),          r[7].as<std::string>(),
+                 r[8].as<std::string>(),  r[9].as<std::string>(),   r[10].as<std::int64_t>(),
+                 r[11].as<std::string>(), r[12].as<std::int64_t>(), r[13].as<std::string>(),
+                 r[14].as<std::string>(), r[15].as<std::int64_t>(), r[16].as<std::string>(),
+                 r[17].as<std::string>(), r[18].as<std::int64_t>(), r[19].as<std::int64_t>()};
   }
 
   void release(std::unique_ptr<pqxx::connection>& pg, const Claim& c, std::int64_t awaits,
@@ -573,6 +586,127 @@ struct Workers::Impl {
     release(pg, c, awaits, delay, condition);
   }
 
+  // A report schedule's row: its next slot after `slot_after`. Still to come: the row is put off
+  // until then (no command). Due: the latest slot due now (slots missed while cauce was down, or
+  // while this runner was busy, fire once, as the most recent one), sent as the schedule's
+  // trigger; its command id comes from the schedule, the revision and the slot, so runners in
+  // several processes that find it due send one command, and the schedule takes one slot once.
+  // Taken: the feeder moves the row on from the triggered event (and writes the slot's report
+  // row, which run_scheduled_request sends). Refused: the schedule moved on (paused, changed,
+  // deleted); the row waits for the feeder to show it.
+  void run_schedule_slot(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
+                         core::ConditionLog& condition) {
+    std::optional<commands::Recurrence> recurrence;
+    try {
+      recurrence = recurrence_of(c.recurrence, c.timezone, options.reports.zoneinfo_dir);
+    } catch (const std::invalid_argument& e) {
+      log().error("a report schedule's recurrence cannot be computed here; trying again later",
+                  {{"id", c.id}, {"error", e.what()}});
+      release(pg, c, c.version, std::chrono::milliseconds(options.workers.backoff_cap_ms),
+              condition);
+      return;
+    }
+    const auto now = options.now_us();
+    const auto next_s = recurrence->next_after(core::floor_div(c.slot_after_us, 1'000'000));
+    if (!next_s) {
+      release(pg, c, c.version, std::chrono::hours(24), condition);  // nothing for a century
+      return;
+    }
+    const auto next = *next_s * 1'000'000;
+    if (next > now) {
+      release(pg, c, c.version, std::chrono::milliseconds((next - now) / 1000 + 1), condition);
+      return;
+    }
+    const auto latest = recurrence->latest_between(*next_s, core::floor_div(now, 1'000'000));
+    const auto slot = latest.value_or(*next_s) * 1'000'000;
+    const auto report_id = slot_report_id(c.id, slot);
+    const auto sent = send_command(c, slot_command_id(c.id, c.revision, slot),
+                                   "report_schedule.trigger", json_object([&](JsonWriter& w) {
+                                     put(w, "slot_at", core::format_utc_micros(slot));
+                                     put(w, "revision", c.revision);
+                                     put(w, "report_id", report_id);
+                                   }),
+                                   "system:schedules");
+    std::int64_t awaits = c.version;
+    auto delay = std::chrono::milliseconds(0);
+    if (sent.kind == Sent::kUnknown) {
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
+    } else if (sent.kind == Sent::kTaken) {
+      awaits = sent.version;
+      if (slot != next) {
+        log().info("slots were missed; only the latest fires",
+                   {{"id", c.id},
+                    {"first_missed", core::format_utc_micros(next)},
+                    {"slot", core::format_utc_micros(slot)}});
+      }
+      log().info("report schedule slot fired",
+                 {{"id", c.id}, {"slot", core::format_utc_micros(slot)}, {"report", report_id}});
+      count("report_schedule", "slot", "ok");
+    } else if (sent.code == "too_early") {
+      delay = std::chrono::milliseconds(
+          std::max<std::int64_t>(0, (slot - options.now_us()) / 1000) + 1);
+    } else {
+      count("report_schedule", "slot", "off");
+      if (sent.version > c.version) {
+        awaits = sent.version;  // the schedule moved on: the feeder will show how
+      } else {
+        log().error("a report schedule refused its slot; trying again later",
+                    {{"id", c.id}, {"detail", sent.detail}});
+        delay = std::chrono::milliseconds(options.workers.backoff_cap_ms);
+      }
+    }
+    release(pg, c, awaits, delay, condition);
+  }
+
+  // A webhook's claim: its deliveries for a while (webhook_runner.cpp), then the row back, due
+  // again when its next retry is or after a poll (new notifications are looked for then).
+  void run_webhook(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
+                   core::ConditionLog& condition, std::mt19937_64& random) {
+    std::int64_t awaits = c.version;
+    auto delay = std::chrono::milliseconds(options.workers.poll_ms);
+    try {
+      std::tie(awaits, delay) = webhooks->run(*pg, c.id, c.version, random);
+      condition.cleared("webhook deliveries run again");
+    } catch (const pqxx::broken_connection& e) {
+      pg.reset();
+      condition.failing("webhook deliveries cannot reach PostgreSQL", {{"error", e.what()}});
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
+    } catch (const std::exception& e) {
+      condition.failing("webhook deliveries stopped unexpectedly; they run again",
+                        {{"id", c.id}, {"error", e.what()}});
+      delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
+    }
+    release(pg, c, awaits, delay, condition);
+  }
+
+  // A triggered slot's report, until it is requested: report.request_scheduled with the report's
+  // id and a command id from the schedule and the slot, so it is requested once whoever sends it.
+  // Taken: the row waits for report.requested, then runs as any report.
+  void run_scheduled_request(std::unique_ptr<pqxx::connection>& pg, const Claim& c,
+                             core::ConditionLog& condition) {
+    const auto sent = send_command(c, slot_request_command_id(c.schedule_id, c.slot_at_us),
+                                   "report.request_scheduled", json_object([&](JsonWriter& w) {
+                                     put(w, "title", c.title);
+                                     put(w, "source_url", c.source_url);
+                                     if (!c.source_auth.empty())
+                                       put(w, "source_auth", c.source_auth);
+                                     put(w, "schedule_id", c.schedule_id);
+                                     put(w, "slot_at", core::format_utc_micros(c.slot_at_us));
+                                   }),
+                                   "system:schedules");
+    if (sent.kind == Sent::kTaken) {
+      log().info("scheduled report requested", {{"id", c.id}, {"schedule", c.schedule_id}});
+      count("report", "request", "ok");
+    }
+    if (sent.kind == Sent::kRefused && sent.code == "already_exists") {
+      release(pg, c, std::max<std::int64_t>(sent.version, 1), std::chrono::milliseconds(0),
+              condition);
+      return;
+    }
+    const auto [awaits, delay] = after(sent, c, c.version);
+    release(pg, c, awaits, delay, condition);
+  }
+
   std::filesystem::path reports_dir() const { return options.data_dir / "reports"; }
 
   // Runs the claimed step (and the steps after it, while they succeed). Returns the version the
@@ -596,7 +730,18 @@ struct Workers::Impl {
       if (c.step == "download") {
         try {
           std::filesystem::create_directories(reports_dir());
-          const auto got = download(c.source_url, source, DownloadLimits::from(options.download));
+          std::optional<SourceCredential> credential;
+          if (!c.source_auth.empty()) {
+            try {
+              credential = load_source_credential(options.reports.source_auth_dir, c.source_auth);
+              // The URL may have changed since the API checked it; nothing is sent elsewhere.
+              check_source_origin(*credential, c.source_auth, c.source_url);
+            } catch (const SourceAuthError& e) {
+              throw DownloadError(e.what(), false);  // an operator configures it, then retries
+            }
+          }
+          const auto got = download(c.source_url, source, DownloadLimits::from(options.download),
+                                    credential ? &*credential : nullptr);
           count(c.kind, "download", "ok");
           const auto sent = command(c, "report.record_download", json_object([&](JsonWriter& w) {
                                       put(w, "attempt", c.attempt);
@@ -799,6 +944,14 @@ struct Workers::Impl {
       if (Clock::now() >= next_retention) {
         next_retention = Clock::now() + std::chrono::minutes(1);
         apply_retention(now);
+        try {
+          if (!pg) pg = connect(condition);
+          if (!pg) return;
+          WebhookRunner::prune(*pg, options.projections.notifications_retention_h);
+        } catch (const std::exception& e) {
+          pg.reset();
+          log().warn("old webhook deliveries could not be deleted", {{"error", e.what()}});
+        }
       }
     }
   }
@@ -918,9 +1071,12 @@ void Workers::start() {
     impl_->threads.emplace_back([impl = impl_.get()] { impl->lease_loop(); });
     impl_->threads.emplace_back([impl = impl_.get()] { impl->feeder_loop(); });
     for (int i = 0; i < o.workers.concurrency; ++i) {
-      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(false); });
+      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kJobs); });
     }
-    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(true); });
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kDeadlines); });
+    for (int i = 0; i < o.webhooks.concurrency; ++i) {
+      impl_->threads.emplace_back([impl = impl_.get()] { impl->runner_loop(Runs::kWebhooks); });
+    }
     impl_->threads.emplace_back([impl = impl_.get()] { impl->housekeeping_loop(); });
   } catch (...) {
     stop();

@@ -6,6 +6,7 @@
 
 #include <cauce/commands/jobs.hpp>
 #include <cauce/core/log.hpp>
+#include <cauce/core/time_zone.hpp>
 #include <cauce/workers/schedule.hpp>
 
 namespace cauce::workers {
@@ -72,6 +73,25 @@ std::optional<ScheduleEntry> alert_deadline_after(const commands::EventEnvelope&
 
 std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e,
                                             const Deadlines& deadlines) {
+  if (e.aggregate_type == "webhook") {
+    // A webhook's row is its deliveries: due while it is active (the runner sets when next),
+    // done while it is disabled.
+    ScheduleEntry s;
+    s.kind = "webhook";
+    s.id = e.aggregate_id;
+    s.version = e.version;
+    s.round = 0;
+    s.due_at_us = e.occurred_at_us;
+    s.at_us = e.occurred_at_us;
+    if (e.type == "webhook.registered" || e.type == "webhook.enabled") {
+      s.step = "deliver";
+    } else if (e.type == "webhook.disabled") {
+      s.step = "done";
+    } else {
+      return std::nullopt;
+    }
+    return s;
+  }
   if (e.aggregate_type == "alert") {
     rapidjson::Document d;
     d.Parse(e.data.data(), e.data.size());
@@ -97,6 +117,9 @@ std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e,
     s.round = 0;
     s.title = text(d, "title");
     s.source_url = text(d, "source_url");
+    s.source_auth = text(d, "source_auth");
+    s.schedule_id = text(d, "schedule_id");
+    if (const auto slot = text(d, "slot_at")) s.slot_at_us = core::parse_utc_micros(*slot);
   } else if (what == "retried") {
     s.round = integer(d, "round");
   } else if (what == "download_started" || what == "started") {
@@ -121,6 +144,115 @@ std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e,
     return std::nullopt;
   }
   return s;
+}
+
+namespace {
+
+// A report schedule's row after one of its events, and a triggered slot's report.
+std::vector<ScheduleEntry> report_schedule_after(const commands::EventEnvelope& e) {
+  rapidjson::Document d;
+  d.Parse(e.data.data(), e.data.size());
+  if (d.HasParseError() || !d.IsObject()) throw std::invalid_argument("schedule event not JSON");
+  ScheduleEntry s;
+  s.kind = "report_schedule";
+  s.id = e.aggregate_id;
+  s.version = e.version;
+  s.step = "keep";
+  s.due_at_us = e.occurred_at_us;
+  s.at_us = e.occurred_at_us;
+  std::vector<ScheduleEntry> out;
+  const auto what = std::string_view(e.type).substr(std::string_view("report_schedule.").size());
+  if (what == "created" || what == "changed") {
+    s.definition = true;
+    s.title = text(d, "title");
+    s.source_url = text(d, "source_url");
+    s.source_auth = text(d, "source_auth");
+    s.timezone = text(d, "timezone");
+    if (const auto every = text(d, "every")) {
+      s.recurrence = "every " + *every;
+    } else if (const auto cron = text(d, "cron")) {
+      s.recurrence = "cron " + *cron;
+    }
+    // A new recurrence restarts the slots: a new revision, counted from the change. A change of
+    // anything else keeps both, so a slot due but not fired yet (or missed while cauce was down)
+    // still fires. recurrence_changed is absent from events written before it (they restarted).
+    const auto restarts = d.FindMember("recurrence_changed");
+    if (what == "created" || restarts == d.MemberEnd() || !restarts->value.IsBool() ||
+        restarts->value.GetBool()) {
+      s.revision = e.version;
+      s.slot_after_us = e.occurred_at_us;
+    }
+    if (what == "created") s.step = "slot";
+  } else if (what == "paused" || what == "deleted") {
+    s.step = "done";
+  } else if (what == "resumed") {
+    s.step = "slot";
+    s.revision = e.version;
+    s.slot_after_us = e.occurred_at_us;
+  } else if (what == "triggered") {
+    const auto slot = core::parse_utc_micros(text(d, "slot_at").value_or(""));
+    s.slot_after_us = slot;
+    ScheduleEntry report;
+    report.kind = "report";
+    report.id = text(d, "report_id").value_or("");
+    report.version = 0;  // the report's own events (version 1 on) replace this row
+    report.round = 0;
+    report.step = "request";
+    report.due_at_us = e.occurred_at_us;
+    report.at_us = e.occurred_at_us;
+    report.title = text(d, "title");
+    report.source_url = text(d, "source_url");
+    report.source_auth = text(d, "source_auth");
+    report.schedule_id = e.aggregate_id;
+    report.slot_at_us = slot;
+    out.push_back(std::move(report));
+  } else {
+    return {};
+  }
+  out.insert(out.begin(), std::move(s));
+  return out;
+}
+
+}  // namespace
+
+std::vector<ScheduleEntry> schedule_entries_after(const commands::EventEnvelope& event,
+                                                  const Deadlines& deadlines) {
+  if (event.aggregate_type == "report_schedule") return report_schedule_after(event);
+  auto entry = schedule_after(event, deadlines);
+  if (!entry) return {};
+  return {std::move(*entry)};
+}
+
+commands::Recurrence recurrence_of(const std::string& recurrence, const std::string& timezone,
+                                   const std::filesystem::path& zoneinfo_dir) {
+  if (recurrence.starts_with("every ")) {
+    if (const auto every = commands::parse_every(recurrence.substr(6))) {
+      return commands::Recurrence::every(*every);
+    }
+  } else if (recurrence.starts_with("cron ")) {
+    auto parsed = commands::CronExpression::parse(recurrence.substr(5));
+    if (auto* cron = std::get_if<commands::CronExpression>(&parsed)) {
+      return commands::Recurrence::cron(std::move(*cron),
+                                        core::load_time_zone(timezone, zoneinfo_dir));
+    }
+  }
+  throw std::invalid_argument("not a recurrence: \"" + recurrence + "\"");
+}
+
+std::string slot_command_id(const std::string& schedule_id, std::int64_t revision,
+                            std::int64_t slot_at_us) {
+  return commands::uuid_from_name("cauce schedule slot\n" + schedule_id + "\n" +
+                                  std::to_string(revision) + "\n" + std::to_string(slot_at_us));
+}
+
+std::string slot_report_id(const std::string& schedule_id, std::int64_t slot_at_us) {
+  return commands::uuid_from_name("cauce scheduled report\n" + schedule_id + "\n" +
+                                  std::to_string(slot_at_us));
+}
+
+std::string slot_request_command_id(const std::string& schedule_id, std::int64_t slot_at_us) {
+  return commands::uuid_from_name("cauce scheduled report request\n" + schedule_id + "\n" +
+                                  std::to_string(slot_at_us));
 }
 
 std::string printable_error(std::string_view in) {

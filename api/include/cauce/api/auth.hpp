@@ -25,6 +25,11 @@ struct KeyScope {
   std::optional<std::set<std::string>> regions;
 };
 
+// An actor or a region name of a key: 1 to 100 characters, not blank, no control characters
+// (they reach events, logs and query strings); a region also no comma (?region= lists them).
+bool valid_actor(std::string_view text);
+bool valid_region(std::string_view text);
+
 // Who is asking: the key's id, its label, the identity its commands record as `actor` (an
 // operator's name; the label when none was given) and what it may stream.
 struct Principal {
@@ -79,8 +84,9 @@ class ApiKeys {
   explicit ApiKeys(ApiKeyStore& store,
                    std::chrono::milliseconds cache_ttl = std::chrono::seconds(5));
 
-  // Throws std::invalid_argument for an empty or over-long name or actor (1 to 100
-  // characters; an empty `actor` is the name). The scope's names are the caller's to check.
+  // Throws std::invalid_argument for an empty or over-long name, an actor that is not
+  // valid_actor() (an empty one is the name), a topic that is not one, a region that is not
+  // valid_region(), or a scope that names nothing.
   IssuedKey create(const std::string& name, Role role, const std::string& actor = {},
                    KeyScope scope = {});
 

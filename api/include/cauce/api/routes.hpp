@@ -15,6 +15,7 @@
 #include <cauce/api/readiness.hpp>
 #include <cauce/commands/command_bus.hpp>
 #include <cauce/core/config.hpp>
+#include <cauce/core/postgres.hpp>
 #include <cauce/projections/replay.hpp>
 
 namespace cauce::projections {
@@ -35,8 +36,31 @@ void add_operations_routes(Router& router, const ReadinessProbe& probe,
 // 503 after `reply_timeout_ms`, which only words the problem; the bus enforces it).
 void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms);
 
-// Runs blocking work (PostgreSQL queries) off the I/O threads.
+// Runs blocking work (PostgreSQL queries, file reads) off the I/O threads.
 using BlockingExecutor = std::function<void(std::function<void()>)>;
+
+// POST /v1/report-schedules, PATCH and DELETE /v1/report-schedules/{id} (issue 16, part 3): like
+// the other command routes, after the checks only the server can make (the time zone exists in
+// reports.zoneinfo_dir, the secret in reports.source_auth_dir and the URL is at one of its
+// origins, `every` is long enough), each a 400 naming the field. Those checks read files: they
+// run on `run_blocking`, never on an I/O thread.
+void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
+                         const core::ReportsConfig& reports, BlockingExecutor run_blocking);
+
+// For routes that do more than send a command (POST /v1/webhooks): the envelope a command route
+// builds for `type` (the body checked against schemas/<type>.v1.json, ids, Idempotency-Key,
+// X-Correlation-Id, request hash; `creates`: the aggregate id is chosen here), and the problem a
+// reply that did not take the command answers (returns when it was applied or a duplicate).
+commands::CommandEnvelope command_envelope(const Request& request, const char* type,
+                                           const char* aggregate_type, bool creates);
+void throw_unless_taken(const commands::SendResult& result, std::uint32_t timeout_ms);
+
+// POST /v1/webhooks (admin): checks the URL's host (not a private address unless
+// `allow_private`), stores a new signing secret in PostgreSQL and registers the webhook; the
+// answer shows the secret, this once. GET routes and enable: add_query_routes and
+// add_command_routes.
+void add_webhook_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
+                        core::PgPool& pool, BlockingExecutor run_blocking, bool allow_private);
 
 struct QueryDeps {
   projections::ReadModels& models;
@@ -47,6 +71,8 @@ struct QueryDeps {
   // Partitions of the event topic (fixed at creation): a Cauce-Min-Position naming another is a
   // 400 at once. 0: unknown, not checked.
   std::int32_t event_partitions = 0;
+  // Schedules' next_slot_at is computed from their recurrence in these zones.
+  std::filesystem::path zoneinfo_dir = "/usr/share/zoneinfo";
 };
 
 // Every GET route of API.md's read side.

@@ -16,14 +16,24 @@
 #include <cauce/commands/envelope.hpp>
 #include <cauce/commands/import.hpp>
 #include <cauce/commands/jobs.hpp>
+#include <cauce/commands/report_schedule.hpp>
+#include <cauce/commands/webhook.hpp>
 
 namespace cauce::commands {
 
-using AggregateState =
-    std::variant<contact::State, alert::State, report::State, backup::State, import::State>;
+using AggregateState = std::variant<contact::State, alert::State, report::State, backup::State,
+                                    report_schedule::State, webhook::State, import::State>;
 
 // The aggregate types, numbered as AggregateState's alternatives.
-enum class AggregateType : std::uint8_t { kContact, kAlert, kReport, kBackup, kImport };
+enum class AggregateType : std::uint8_t {
+  kContact,
+  kAlert,
+  kReport,
+  kBackup,
+  kReportSchedule,
+  kWebhook,
+  kImport
+};
 std::optional<AggregateType> aggregate_type(std::string_view name);
 
 struct AggregateKey {

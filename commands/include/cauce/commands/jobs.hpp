@@ -63,6 +63,11 @@ std::string_view status_name(Status status);
 struct Request {
   std::string title;
   std::string source_url;
+  // A report a schedule requested (report.request_scheduled, a worker's command): the schedule,
+  // its slot, and the name of the secret the download authenticates with.
+  std::optional<std::string> source_auth = std::nullopt;
+  std::optional<std::string> schedule_id = std::nullopt;
+  std::optional<std::int64_t> slot_at_us = std::nullopt;
 };
 struct StartDownload {
   std::int64_t attempt = 0;
@@ -85,6 +90,9 @@ using job::Retry;
 struct Requested {
   std::string title;
   std::string source_url;
+  std::optional<std::string> source_auth = std::nullopt;
+  std::optional<std::string> schedule_id = std::nullopt;
+  std::optional<std::int64_t> slot_at_us = std::nullopt;
   friend bool operator==(const Requested&, const Requested&) = default;
 };
 struct DownloadStarted {

@@ -149,6 +149,26 @@ struct AlertsConfig {
   int deadline_info_s = 0;
 };
 
+// Scheduled reports (workers/README.md "Scheduled reports").
+struct ReportsConfig {
+  // The secrets report downloads may send, one file per name (`bearer <token>` or
+  // `basic <user>:<password>`, and `origins https://host[:port],...`: where it may be sent); a
+  // schedule's source_auth names one. Empty: none configured.
+  std::string source_auth_dir;
+  int schedule_min_every_s = 60;                     // the shortest `every` a schedule may have
+  std::string zoneinfo_dir = "/usr/share/zoneinfo";  // the tz database (TZif files, tzdata)
+};
+
+// Signed webhooks (api/README.md "Webhooks", workers/README.md "Webhook deliveries").
+struct WebhooksConfig {
+  bool allow_private = false;  // URLs resolving to loopback, private, link-local, CGNAT addresses
+  int disable_after = 10;      // failed delivery attempts in a row that disable a webhook
+  int max_attempts = 8;        // attempts of one delivery before it is dead-lettered
+  int concurrency = 2;         // webhooks one process delivers to at once
+  int connect_timeout_ms = 5000;
+  int timeout_ms = 10000;  // one delivery attempt, connect to last byte
+};
+
 // Bulk imports (POST /v1/imports, api/README.md): the body's limit, how many run per API key,
 // how many of an import's rows are in flight to the processor at once, the longest row.
 struct ImportsConfig {
@@ -172,6 +192,8 @@ struct Config {
   WorkersConfig workers;
   BackupsConfig backups;
   AlertsConfig alerts;
+  ReportsConfig reports;
+  WebhooksConfig webhooks;
   ImportsConfig imports;
 };
 

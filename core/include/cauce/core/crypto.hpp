@@ -25,6 +25,9 @@ class Sha256 {
   std::unique_ptr<evp_md_ctx_st, void (*)(evp_md_ctx_st*)> context_;
 };
 
+// Lower-case hex HMAC-SHA256 (RFC 2104) of `message` under `key` (webhook signatures).
+std::string hmac_sha256_hex(std::string_view key, std::string_view message);
+
 // The SHA-256 of a file's content, read in chunks.
 std::string sha256_file_hex(const std::string& path);
 

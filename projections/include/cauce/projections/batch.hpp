@@ -46,16 +46,18 @@ struct CallRow {
 // folded row; the others carry a change (`first_version`..`version`) that applies only to a
 // row still below `first_version` — the version guard that makes re-applying a no-op.
 struct BatchRows {
-  std::string events;          // every envelope with partition/offset
-  std::string contacts;        // created rows and changes
-  std::vector<CallRow> calls;  // one per contact.call_logged
-  std::string alerts;          // created rows and changes
-  std::string alert_timeline;  // one per alert event
-  std::string reports;         // created rows and changes
-  std::string backups;         // created rows and changes
-  std::string imports;         // created rows and changes
-  std::string import_errors;   // one per rejected row of an import.rows_rejected
-  std::string notifications;   // one per event, in log order
+  std::string events;            // every envelope with partition/offset
+  std::string contacts;          // created rows and changes
+  std::vector<CallRow> calls;    // one per contact.call_logged
+  std::string alerts;            // created rows and changes
+  std::string alert_timeline;    // one per alert event
+  std::string reports;           // created rows and changes
+  std::string backups;           // created rows and changes
+  std::string report_schedules;  // created rows and changes
+  std::string webhooks;          // created rows and changes
+  std::string imports;           // created rows and changes
+  std::string import_errors;     // one per rejected row of an import.rows_rejected
+  std::string notifications;     // one per event, in log order
   std::size_t event_count = 0;
   // Event types this build does not project into a read model (still in `events`).
   std::vector<std::string> unprojected_types;

@@ -87,10 +87,14 @@ class Subscription {
         cursor_(cursor),
         check_resume_(resumes),
         capacity_(capacity),
-        wake_(std::move(wake)) {}
+        wake_(std::move(wake)),
+        through_(cursor) {}
 
-  // Everything queued, oldest first. Empty when nothing is there.
-  std::vector<Notification> take();
+  // Everything queued, oldest first. Empty when nothing is there. With `through`: the id up to
+  // which the hub has gone through the notifications for this client (-1: not known yet),
+  // those its topics and filter left out included: a client that resumes after it misses
+  // nothing of its view, even when the last notification it received is much older.
+  std::vector<Notification> take(std::int64_t* through = nullptr);
   // Set (once) when the client resumed after an id older than the notifications kept: what it
   // missed no longer exists. The value is the oldest id it could resume after; the
   // subscription goes on with the live stream. Taking it clears it.
@@ -112,6 +116,7 @@ class Subscription {
   std::chrono::steady_clock::time_point full_since_{};  // hub thread only
   mutable std::mutex mutex_;
   std::deque<Notification> queue_;
+  std::int64_t through_;  // the cursor as of the queue's newest state
   std::optional<std::string> closed_;
   std::optional<std::int64_t> reset_;
 };

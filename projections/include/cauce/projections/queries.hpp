@@ -39,11 +39,22 @@ struct AlertFilter {
   std::string level;
 };
 
+struct ReportFilter {
+  std::string schedule_id;  // a UUID
+  std::string status;
+  std::string since;  // RFC 3339: requested at or after
+};
+
+struct ScheduleFilter {
+  std::string status;  // active, paused
+};
+
 // Whether a page key has the shape the list hands out (else the cursor is bad input).
-bool valid_id_key(const std::string& key);       // a UUID: contacts, alerts, backups
-bool valid_calls_key(const std::string& key);    // "<RFC 3339 µs>|<UUID>"
-bool valid_history_key(const std::string& key);  // a version number
-bool valid_row_key(const std::string& key);      // a row number: import errors
+bool valid_id_key(const std::string& key);        // a UUID: contacts, alerts, backups
+bool valid_calls_key(const std::string& key);     // "<RFC 3339 µs>|<UUID>"
+bool valid_history_key(const std::string& key);   // a version number
+bool valid_delivery_key(const std::string& key);  // a webhook delivery's id (an integer)
+bool valid_row_key(const std::string& key);       // a row number: import errors
 
 class ReadModels {
  public:
@@ -61,8 +72,23 @@ class ReadModels {
   // One alert with its timeline (oldest first).
   std::optional<std::string> alert(const std::string& id);
   std::optional<std::string> report(const std::string& id);
+  // Newest first (requested_at, then id); keys "<RFC 3339 µs>|<UUID>" as valid_calls_key takes.
+  Page reports(const ReportFilter& filter, const PageRequest& page);
+  // The newest report the filter lets through ("this morning's report"); nullopt: none.
+  std::optional<std::string> latest_report(const ReportFilter& filter);
+  // A schedule that is not deleted, with what its next slot is computed from (every, cron,
+  // timezone, status, slots_from, last_slot_at); the API adds next_slot_at.
+  std::optional<std::string> report_schedule(const std::string& id);
+  // By id; deleted ones are not listed.
+  Page report_schedules(const ScheduleFilter& filter, const PageRequest& page);
   // Newest first.
   Page backups(const PageRequest& page);
+  // Webhooks (admin): one, and all of them by id (newest first for time-ordered ids). Never the
+  // signing secret.
+  std::optional<std::string> webhook(const std::string& id);
+  Page webhooks(const PageRequest& page);
+  // A webhook's deliveries, newest first. nullopt: no such webhook.
+  std::optional<Page> webhook_deliveries(const std::string& webhook_id, const PageRequest& page);
   // One import's course (GET /v1/imports/{id}). nullopt: no such import.
   std::optional<std::string> import(const std::string& id);
   // Its rejected rows in row order. nullopt: no such import.

@@ -59,9 +59,13 @@ class DownloadError : public std::runtime_error {
   bool retryable_;
 };
 
-// Throws DownloadError; a failed download leaves neither `destination` nor its ".part".
+struct SourceCredential;
+
+// Throws DownloadError; a failed download leaves neither `destination` nor its ".part". With a
+// `credential` (source_auth.hpp) the request carries it as its Authorization header (Bearer or
+// Basic), to the URL's host only: libcurl does not send it on to another host a redirect names.
 Downloaded download(const std::string& url, const std::filesystem::path& destination,
-                    const DownloadLimits& limits);
+                    const DownloadLimits& limits, const SourceCredential* credential = nullptr);
 
 // Whether a download may not connect to `address` (IPv4 or IPv6, IPv4-mapped included) unless
 // allow_private: anything but a public unicast address.

@@ -3,7 +3,7 @@
 // The `workers` role (DESIGN §5, workers/README.md): reads the jobs' events into a due-time
 // table in PostgreSQL, runs due steps (download, render, backup) on a few runner threads under a
 // lease, and reports every step back as a command. Also requests the scheduled backups and
-// expires old ones.
+// expires old ones, fires alert deadlines and delivers webhooks (the same table and leases).
 
 #include <filesystem>
 #include <functional>
@@ -25,7 +25,9 @@ struct WorkerOptions {
   core::WorkersConfig workers;
   core::DownloadConfig download;
   core::BackupsConfig backups;
-  core::AlertsConfig alerts;  // the deadlines of open alerts
+  core::AlertsConfig alerts;      // the deadlines of open alerts
+  core::ReportsConfig reports;    // scheduled reports: time zones, download secrets
+  core::WebhooksConfig webhooks;  // deliveries (webhook_runner.cpp)
   std::filesystem::path data_dir;
   // The wall clock (microseconds since the epoch); tests inject another.
   std::function<std::int64_t()> now_us;
