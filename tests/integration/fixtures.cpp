@@ -336,7 +336,14 @@ std::pair<int, std::string> run_cauce(std::vector<std::string> args,
 
 std::map<std::string, std::string> cauce_env(const core::PostgresConfig& pg,
                                              const core::KafkaConfig& kafka) {
+  // Consumer groups of this test's own, named after its topics: servers of tests running side by
+  // side must not share a group, or each one's start, stop or kill rebalances the others'
+  // partitions away mid-command (a killed member holds the group until its session times out).
+  const auto groups = kafka.commands_topic + "-group";
   return {
+      {"CAUCE_COMMANDS_PROCESSOR_GROUP", groups + "-processor"},
+      {"CAUCE_PROJECTIONS_GROUP", groups + "-projector"},
+      {"CAUCE_WORKERS_GROUP", groups + "-workers"},
       {"CAUCE_POSTGRES_HOST", pg.host},
       {"CAUCE_POSTGRES_PORT", std::to_string(pg.port)},
       {"CAUCE_POSTGRES_DATABASE", pg.database},

@@ -194,10 +194,7 @@ TEST_F(TargetedStreamsTest, StreamsFilterAlertsByLevelAndRegion) {
   alert("critical", "W");
   alert("warning");
   const auto later = alert("info", "V");
-  ASSERT_EQ(
-      call(beast_http::verb::post, "/v1/alerts/" + later + "/escalate", R"({"level":"warning"})")
-          .status,
-      200u);
+  send("/v1/alerts/" + later + "/escalate", R"({"level":"warning"})");
   const auto critical_v = alert("critical", "V");
 
   const auto reader = key(R"("name":"wall","role":"reader")");
@@ -259,10 +256,7 @@ TEST_F(TargetedStreamsTest, ResumingWithLastEventIdKeepsTheFilteredViewGapless) 
   // Meanwhile an info alert becomes critical: its raise stays out of the view (the view is what
   // was stored with each notification, not the alerts' state now), its escalation is in it.
   const auto info = alert("info", "V");
-  ASSERT_EQ(
-      call(beast_http::verb::post, "/v1/alerts/" + info + "/escalate", R"({"level":"critical"})")
-          .status,
-      200u);
+  send("/v1/alerts/" + info + "/escalate", R"({"level":"critical"})");  // and read back
   critical.push_back("alert.escalated " + info);
   // The id it resumes after belongs to the filtered view; what follows is the rest of it.
   const auto rest = everything(target, reader, head.back().id);

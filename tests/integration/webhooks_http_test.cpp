@@ -177,8 +177,7 @@ class WebhooksTest : public ServedTest {
     settings["CAUCE_WORKERS_BACKOFF_BASE_MS"] = "50";
     settings["CAUCE_WORKERS_BACKOFF_CAP_MS"] = "200";
     settings["CAUCE_WORKERS_POLL_MS"] = "100";
-    // Tests running side by side share the processors' consumer group name, so its partitions
-    // may move during a test: a command then waits for the new owner rather than a 503.
+    // Commands may wait past the default 4 s for their outcome on 2 cores under `ctest -j`.
     settings["CAUCE_COMMANDS_REPLY_TIMEOUT_MS"] = "30000";
     ServedTest::SetUp();
     serve();
