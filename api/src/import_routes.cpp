@@ -50,6 +50,8 @@ using commands::import::RowError;
 constexpr int kSendAttempts = 5;
 // Progress is recorded at most this often.
 constexpr auto kProgressEvery = std::chrono::seconds(1);
+// The import's own steps (start, rejections, progress) queued at most while rows are read.
+constexpr std::size_t kMaxQueuedSteps = 4;
 // Retry-After of a 429: the key's running imports end in their own time.
 constexpr int kBusyRetryAfterS = 10;
 
@@ -375,6 +377,10 @@ class ImportSession final : public UploadSession,
       ++rows_total_;
       if (row.error) {
         reject(std::move(*row.error));
+        // Rejected rows cost no round trip of their own, but their listings do: read on only
+        // once the lane has room, so a file of bad rows is paced by the import's own steps
+        // instead of queueing them (and their memory) without bound.
+        while (lane_.size() > kMaxQueuedSteps && !fatal_) co_await wait();
         continue;
       }
       while (in_flight_ >= static_cast<std::size_t>(shared_->config.max_in_flight) && !fatal_) {

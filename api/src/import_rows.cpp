@@ -23,6 +23,10 @@ constexpr std::string_view kColumns[] = {"id", "name", "phone", "email", "tags",
 constexpr const char* kColumnList = "id, name, phone, email, tags, notes";
 
 RowError row_error(std::int64_t row, std::string_view field, std::string_view message) {
+  // A member without a name (NDJSON's {"": 1}) is no field to point at: the row is at fault.
+  if (field.empty()) {
+    return row_error(row, "row", "a member with an empty name: " + std::string(message));
+  }
   return RowError{row, commands::import::clip(field, commands::import::kMaxFieldLength),
                   commands::import::clip(message, commands::import::kMaxMessageLength)};
 }

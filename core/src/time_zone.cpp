@@ -268,6 +268,13 @@ TimeZone TimeZone::from_tzif(std::string_view bytes, std::string name) {
   if (h.leapcnt != 0) {
     throw std::invalid_argument("the zone counts leap seconds (a \"right/\" zone)");
   }
+  // The counts say how large the data block is: it must all be there before anything is
+  // allocated from them (a header claiming 4 billion transitions is a truncated file, not a
+  // 32 GiB vector).
+  const auto block = std::uint64_t{h.timecnt} * (time_size + 1) + std::uint64_t{h.typecnt} * 6 +
+                     h.charcnt + std::uint64_t{h.leapcnt} * (time_size + 4) + h.isstdcnt +
+                     h.isutcnt;
+  if (block > b.rest().size()) throw std::invalid_argument("TZif data is truncated");
   std::vector<std::int64_t> times(h.timecnt);
   for (auto& t : times) t = b.big_endian(time_size);
   std::vector<std::uint8_t> indices(h.timecnt);

@@ -276,6 +276,39 @@ TEST_F(ImportsTest, NdjsonRowsWithTheirOwnIdsAndAnIdTakenAlready) {
   }
 }
 
+TEST_F(ImportsTest, AMemberWithAnEmptyNameRejectsItsRowAndNothingElse) {
+  // {"": 1} parses (JSON allows the empty name) and is no field of a contact: the row is
+  // rejected naming the row, and the import completes with the others.
+  const std::string file = R"({"":1,"name":"Blank Key","phone":"+351912345678"})"
+                           "\n"
+                           R"({"name":"Fine","phone":"+351912345679"})";
+  const auto r = import(file, "application/x-ndjson");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(json_member(r.body, "status"), "completed");
+  EXPECT_EQ(json_member(r.body, "accepted"), "1");
+  EXPECT_EQ(json_member(r.body, "rejected"), "1");
+  const auto errors =
+      get("/v1/imports/" + json_member(r.body, "id") + "/errors", r.headers.at("cauce-position"));
+  EXPECT_THAT(error_lines(errors.body), HasSubstr("1 row: a member with an empty name"));
+}
+
+TEST_F(ImportsTest, AFileOfRejectedRowsIsListedInFullAndAnsweredInItsOwnTime) {
+  // Thousands of rows that fail the schema (no phone) cost no command each, but their listings
+  // do: the import reads at the pace of its own steps, lists every one and completes.
+  constexpr int kBad = 3000;
+  std::string file = "name,phone\n";
+  for (int i = 0; i < kBad; ++i) file += "x,\n";
+  file += "Good,+351 912 345 678\n";
+  const auto r = import(file);
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(json_member(r.body, "rejected"), std::to_string(kBad));
+  EXPECT_EQ(json_member(r.body, "accepted"), "1");
+  const auto id = json_member(r.body, "id");
+  ASSERT_EQ(get("/v1/imports/" + id, r.headers.at("cauce-position")).status, 200u);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM import_errors WHERE import_id = '" + id + "'"),
+            std::to_string(kBad));
+}
+
 TEST_F(ImportsTest, AChunkedBodyIsImported) {
   Upload upload(port_, admin_, "text/csv; charset=utf-8", std::nullopt);
   upload.send("name,phone\r\n\"Chunk");

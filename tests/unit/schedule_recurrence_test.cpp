@@ -4,6 +4,8 @@
 // ReportSchedule aggregate given/when/then.
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
 
@@ -123,6 +125,27 @@ TEST(ScheduleTimeZoneTest, ANameThatIsNotAZoneIsRefused) {
   for (const auto* good : {"UTC", "Europe/Madrid", "America/Argentina/Buenos_Aires", "Etc/GMT+3",
                            "Asia/Kathmandu", "Australia/Lord_Howe"}) {
     EXPECT_NO_THROW(core::load_time_zone(good)) << good;
+  }
+}
+
+// A damaged file is refused, never trusted: every truncation of a real zone, and a header whose
+// counts claim more data than there is (4 billion transitions), are an invalid_argument, not a
+// crash or a 32 GiB allocation.
+TEST(ScheduleTimeZoneTest, AMalformedTzifFileIsRefusedWhateverItsCountsClaim) {
+  std::ifstream in("/usr/share/zoneinfo/Europe/Madrid", std::ios::binary);
+  const std::string madrid((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(madrid.size(), 100u);
+  EXPECT_NO_THROW(TimeZone::from_tzif(madrid, "Europe/Madrid"));
+  for (std::size_t n = 0; n < madrid.size(); n += 7) {
+    EXPECT_THROW(TimeZone::from_tzif(madrid.substr(0, n), "cut"), std::invalid_argument) << n;
+  }
+  // timecnt is the header's fourth count (bytes 32..35): in the first header, then the second.
+  const auto second = madrid.find("TZif", 4);
+  ASSERT_NE(second, std::string::npos);
+  for (const auto at : {std::size_t{32}, second + 32}) {
+    auto lying = madrid;
+    lying.replace(at, 4, "\xff\xff\xff\xff");
+    EXPECT_THROW(TimeZone::from_tzif(lying, "lying"), std::invalid_argument) << at;
   }
 }
 
