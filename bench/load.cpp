@@ -59,11 +59,12 @@ asio::awaitable<void> connection(std::uint16_t port, Clock::time_point deadline,
       http::response<http::string_body> res;
       co_await http::async_read(stream, buffer, res, asio::use_awaitable);
       const double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-      if (res.result_int() / 100 == 2) {
+      if (res.result_int() / 100 == 2 || res.result() == http::status::not_modified) {
         ++result.ok;
         result.latencies_ms.push_back(ms);
       } else {
         ++result.failed;
+        if (res.result() == http::status::service_unavailable) ++result.busy;
       }
       if (!res.keep_alive()) {
         stream.close();

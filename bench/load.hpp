@@ -31,8 +31,9 @@ struct LoadRequest {
 
 struct LoadResult {
   double seconds = 0;
-  std::size_t ok = 0;      // 2xx
+  std::size_t ok = 0;      // 2xx, or a 304 (a conditional GET answered)
   std::size_t failed = 0;  // anything else, or a broken connection
+  std::size_t busy = 0;    // of those, 503s (backpressure: Retry-After)
   std::vector<double> latencies_ms;
 
   double per_second() const { return seconds > 0 ? static_cast<double>(ok) / seconds : 0; }

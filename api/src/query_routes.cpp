@@ -21,6 +21,7 @@
 #include <cauce/projections/queries.hpp>
 
 #include "query_params.hpp"
+#include "version_cache.hpp"
 
 namespace cauce::api {
 namespace {
@@ -64,18 +65,24 @@ PageRequest page_request(const std::map<std::string, std::string>& params, std::
   return page;
 }
 
+// A 304 when the request's If-None-Match names `etag` (or is *); a weak one (W/"3", as a
+// gzipped answer carries) names it too: If-None-Match compares weakly.
+std::optional<Response> not_modified(const Request& request, const std::string& etag) {
+  const auto it = request.message.find(http::field::if_none_match);
+  if (it == request.message.end()) return std::nullopt;
+  const auto have = it->value();
+  if (have != "*" && have.find(etag) == std::string_view::npos) return std::nullopt;
+  Response answer{http::status::not_modified, request.message.version()};
+  answer.set(http::field::etag, etag);
+  answer.set(http::field::cache_control, "no-cache");
+  return answer;
+}
+
+std::string version_etag(std::int64_t version) { return "\"" + std::to_string(version) + "\""; }
+
 // 304 when the client already has this representation, else 200 with the body and its ETag.
 Response with_etag(const Request& request, std::string body, const std::string& etag) {
-  if (const auto it = request.message.find(http::field::if_none_match);
-      it != request.message.end()) {
-    const auto have = it->value();
-    if (have == "*" || have.find(etag) != std::string_view::npos) {
-      Response not_modified{http::status::not_modified, request.message.version()};
-      not_modified.set(http::field::etag, etag);
-      not_modified.set(http::field::cache_control, "no-cache");
-      return not_modified;
-    }
-  }
+  if (auto answer = not_modified(request, etag)) return std::move(*answer);
   auto response = json_response(request, http::status::ok, std::move(body));
   response.set(http::field::etag, etag);
   response.set(http::field::cache_control, "no-cache");
@@ -91,7 +98,13 @@ Response resource(const Request& request, const std::optional<std::string>& json
   const auto version = d.IsObject() && d.HasMember("version") && d["version"].IsInt64()
                            ? d["version"].GetInt64()
                            : 0;
-  return with_etag(request, *json, "\"" + std::to_string(version) + "\"");
+  return with_etag(request, *json, version_etag(version));
+}
+
+Response resource(const Request& request, std::optional<projections::Versioned> row,
+                  const std::string& what) {
+  if (!row) throw ApiError(http::status::not_found, "not-found", "there is no " + what);
+  return with_etag(request, std::move(row->json), version_etag(row->version));
 }
 
 // A representation without a version (a page, the figures): its ETag is a digest of the body.
@@ -249,10 +262,6 @@ Page with_next_slots(Page page, const std::filesystem::path& zoneinfo_dir) {
   return page;
 }
 
-// Queries waiting for a PostgreSQL thread, across all query routes: past this a query is a 503
-// at once rather than a place in a queue that only grows while PostgreSQL is slow.
-constexpr int kMaxQueuedQueries = 1024;
-
 // Runs a validated query: at once, or once the projection has passed the request's
 // Cauce-Min-Position (503 at the deadline). Either way on the blocking executor.
 void serve(const std::shared_ptr<const QueryDeps>& deps,
@@ -266,7 +275,9 @@ void serve(const std::shared_ptr<const QueryDeps>& deps,
                                                   std::to_string(deps->event_partitions - 1));
   }
   auto run = [deps, queued, request, respond, query = std::move(query)] {
-    if (queued->fetch_add(1) >= kMaxQueuedQueries) {
+    // Past the bound a query is a 503 at once rather than a place in a queue that only grows
+    // while PostgreSQL is slow.
+    if (queued->fetch_add(1) >= deps->max_queued_queries) {
       --*queued;
       ApiError busy(http::status::service_unavailable, "busy",
                     "too many queries are waiting for PostgreSQL; try again shortly");
@@ -319,12 +330,27 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
   };
   auto& models = deps->models;
 
-  add("/v1/contacts/{id}", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
-    query_params(r->message.target(), {});
-    return [r, &models, id = path_uuid(*r)] {
-      return resource(*r, models.contact(id), "contact " + id);
-    };
-  });
+  // A conditional GET naming the version the cache holds is a 304 at once, on the I/O thread;
+  // any other reads PostgreSQL, and the version it read goes to the cache.
+  router.add_async(http::verb::get, "/v1/contacts/{id}", Role::kReader,
+                   [deps, queued](const std::shared_ptr<Request>& r, Responder respond) {
+                     query_params(r->message.target(), {});
+                     auto id = path_uuid(*r);
+                     if (deps->versions != nullptr && !r->message.count("Cauce-Min-Position")) {
+                       if (const auto version = deps->versions->find(id)) {
+                         if (auto answer = not_modified(*r, version_etag(*version))) {
+                           respond(std::move(*answer));
+                           return;
+                         }
+                       }
+                     }
+                     serve(deps, queued, r, respond, [r, deps, id = std::move(id)] {
+                       auto row = deps->models.contact(id);
+                       if (row && deps->versions != nullptr)
+                         deps->versions->raise(id, row->version);
+                       return resource(*r, std::move(row), "contact " + id);
+                     });
+                   });
 
   add("/v1/contacts", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     const auto params = query_params(

@@ -30,6 +30,8 @@
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/log.hpp>
 
+#include "gzip.hpp"
+
 namespace cauce::api {
 namespace {
 
@@ -150,6 +152,9 @@ struct HttpServer::Impl {
   // Headers every answer carries: security headers, and CORS for an allowed Origin (no-store
   // too when the request was authenticated).
   void add_common_headers(const Request& request, Response& response) const;
+  // A body of http.gzip_min_bytes or more, gzipped when the client accepts it (Vary tells caches
+  // that the answer depends on Accept-Encoding; the ETag becomes weak, as the bytes differ).
+  void compress(const http::request<http::string_body>& request, Response& response) const;
   void add_common_headers(const http::request_header<>& header, Response& response) const;
   // A 401 when the headers alone show that the route needs a key the request does not carry (or
   // carries malformed, or the cache knows to be invalid); nullopt to read the body and go on.
@@ -210,6 +215,25 @@ std::optional<Response> HttpServer::Impl::refuse_before_body(
   return response;
 }
 
+void HttpServer::Impl::compress(const http::request<http::string_body>& request,
+                                Response& response) const {
+  if (config.gzip_min_bytes <= 0 ||
+      response.body().size() < static_cast<std::size_t>(config.gzip_min_bytes) ||
+      response.count(http::field::content_encoding) != 0) {
+    return;
+  }
+  response.set(http::field::vary, "Accept-Encoding");
+  const auto accept = request.find(http::field::accept_encoding);
+  if (accept == request.end() || !accepts_gzip(accept->value())) return;
+  response.body() = gzip(response.body());
+  response.set(http::field::content_encoding, "gzip");
+  if (const auto etag = response.find(http::field::etag);
+      etag != response.end() && !etag->value().starts_with("W/")) {
+    response.set(http::field::etag, "W/" + std::string(etag->value()));
+  }
+  response.prepare_payload();
+}
+
 void HttpServer::Impl::add_common_headers(const Request& request, Response& response) const {
   if (request.principal) response.set(http::field::cache_control, "no-store");
   add_common_headers(request.message.base(), response);
@@ -266,6 +290,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
   auto decorate = [this, request, route_label, started](Response& response) {
     response.set("X-Request-Id", request->request_id);
     add_common_headers(*request, response);
+    compress(request->message, response);
     response.keep_alive(request->message.keep_alive());
     const auto method = request->message.method() == http::verb::unknown
                             ? std::string("OTHER")

@@ -29,6 +29,8 @@
 #include <cauce/projections/queries.hpp>
 #include <cauce/workers/job_worker.hpp>
 
+#include "version_cache.hpp"
+
 namespace cauce::api {
 namespace {
 
@@ -190,7 +192,9 @@ int run_serve(const core::Config& config) {
   // threads; the hub LISTENs for the projector's progress and feeds live clients.
   std::unique_ptr<projections::NotificationHub> hub;
   std::unique_ptr<ReplayRunner> replays;
+  VersionCache versions;  // before query_threads: the feed's drains run on them
   boost::asio::thread_pool query_threads(static_cast<std::size_t>(config.postgres.pool_size));
+  std::unique_ptr<VersionFeed> version_feed;  // unsubscribes before the hub goes
   projections::ReadModels models(pool);
   projections::ParkedEvents parked(conninfo, config.projections.name, config.kafka.events_topic);
   const BlockingExecutor run_blocking = [&query_threads](std::function<void()> work) {
@@ -208,6 +212,8 @@ int run_serve(const core::Config& config) {
     add_command_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms));
     add_schedule_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
                         config.reports, run_blocking);
+    version_feed = std::make_unique<VersionFeed>(*hub, std::set<std::string>{"contacts"}, versions,
+                                                 run_blocking);
     add_query_routes(router, QueryDeps{.models = models,
                                        .hub = *hub,
                                        .run_blocking = run_blocking,
@@ -215,7 +221,9 @@ int run_serve(const core::Config& config) {
                                            config.projections.min_position_wait_ms),
                                        .data_dir = config.data_dir,
                                        .event_partitions = event_partitions,
-                                       .zoneinfo_dir = config.reports.zoneinfo_dir});
+                                       .zoneinfo_dir = config.reports.zoneinfo_dir,
+                                       .versions = &versions,
+                                       .max_queued_queries = config.http.max_queued_queries});
     add_stream_routes(router, *hub, config.projections, keys, run_blocking, registry);
     add_webhook_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
                        pool, run_blocking, config.webhooks.allow_private);

@@ -244,6 +244,14 @@ const std::vector<Binding>& bindings() {
     b.push_back(http.integer("http.max_connections",
                              "Open connections at most (streams included); past it a 503",
                              &HttpConfig::max_connections, 1, 1000000));
+    b.push_back(http.integer("http.gzip_min_bytes",
+                             "Response bodies of at least this many bytes are gzipped when the "
+                             "client sends Accept-Encoding: gzip (0: never)",
+                             &HttpConfig::gzip_min_bytes, 0, 100 * 1024 * 1024));
+    b.push_back(http.integer("http.max_queued_queries",
+                             "Read queries waiting for a PostgreSQL connection at most; past it "
+                             "a 503 with Retry-After rather than a queue that only grows",
+                             &HttpConfig::max_queued_queries, 1, 1000000));
     b.push_back(http.integer("http.drain_timeout_s",
                              "On shutdown, seconds in-flight requests get to finish",
                              &HttpConfig::drain_timeout_s, 0, 600));

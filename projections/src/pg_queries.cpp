@@ -82,28 +82,42 @@ bool valid_calls_key(const std::string& key) {
   }
 }
 
-std::optional<std::string> ReadModels::contact(const std::string& id) {
-  return pool_.with_connection([&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    return single(n.exec_params(
-        std::string("SELECT ") + kContactJson + " FROM contacts c WHERE c.id = $1::uuid", id));
-  });
+std::string ReadModels::contact_sql() {
+  return std::string("SELECT ") + kContactJson +
+         ", c.version FROM contacts c WHERE c.id = $1::uuid";
 }
 
-Page ReadModels::contacts(const ContactFilter& f, const PageRequest& page) {
-  return pool_.with_connection([&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    const auto rows =
-        n.exec_params(std::string("SELECT c.id::text, ") + kContactJson + R"( FROM contacts c
+std::string ReadModels::contacts_sql() {
+  return std::string("SELECT c.id::text, ") + kContactJson + R"( FROM contacts c
           WHERE ($1 = '' OR c.status = $1) AND ($2 = '' OR c.assigned_to = $2)
             AND ($3 = '' OR c.tags @> ARRAY[$3]::text[])
             AND ($4 = '' OR c.search LIKE '%' || $4 || '%')
             AND (NOT $7 OR (c.status = 'active' AND
                             (c.claimed_until IS NULL OR c.claimed_until <= now())))
             AND c.id > $5::uuid
-          ORDER BY c.id LIMIT $6)",
-                      f.status, f.assigned_to, f.tag, like_escaped(lower_ascii(f.q)),
-                      page.after.empty() ? kMinUuid : page.after, page.limit + 1, f.claimable);
+          ORDER BY c.id LIMIT $6)";
+}
+
+// The hottest statements are prepared once per connection (planned once, not per request).
+std::optional<Versioned> ReadModels::contact(const std::string& id) {
+  static const auto sql = contact_sql();
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<Versioned> {
+    c.prepare("read_contact", sql);  // no-op once this connection has it
+    pqxx::nontransaction n(c);
+    const auto rows = n.exec_prepared("read_contact", id);
+    if (rows.empty()) return std::nullopt;
+    return Versioned{rows[0][0].as<std::string>(), rows[0][1].as<std::int64_t>()};
+  });
+}
+
+Page ReadModels::contacts(const ContactFilter& f, const PageRequest& page) {
+  static const auto sql = contacts_sql();
+  return pool_.with_connection([&](pqxx::connection& c) {
+    c.prepare("read_contacts", sql);
+    pqxx::nontransaction n(c);
+    const auto rows = n.exec_prepared(
+        "read_contacts", f.status, f.assigned_to, f.tag, like_escaped(lower_ascii(f.q)),
+        page.after.empty() ? kMinUuid : page.after, page.limit + 1, f.claimable);
     return page_of(rows, page.limit);
   });
 }

@@ -26,6 +26,8 @@ class ReadModels;
 
 namespace cauce::api {
 
+class VersionCache;
+
 // GET /healthz, GET /readyz, GET /metrics: no auth. `before_scrape` refreshes the gauges that
 // are sampled rather than kept (it must not block: no I/O).
 void add_operations_routes(Router& router, const ReadinessProbe& probe,
@@ -73,6 +75,11 @@ struct QueryDeps {
   std::int32_t event_partitions = 0;
   // Schedules' next_slot_at is computed from their recurrence in these zones.
   std::filesystem::path zoneinfo_dir = "/usr/share/zoneinfo";
+  // Contacts' versions known without a query (conditional GETs answered 304 at once); none: every
+  // GET reads PostgreSQL.
+  VersionCache* versions = nullptr;
+  // Queries waiting for a PostgreSQL thread at most (http.max_queued_queries): past it a 503.
+  int max_queued_queries = 1024;
 };
 
 // Every GET route of API.md's read side.

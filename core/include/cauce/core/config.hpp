@@ -36,6 +36,10 @@ struct HttpConfig {
   int body_timeout_s = 30;      // to receive a request's body
   int drain_timeout_s = 10;     // on shutdown, in-flight requests get this long to finish
   int max_connections = 10000;  // past this a new connection gets a 503 and is closed
+  // Bodies of at least this many bytes are gzipped for clients that accept it; 0: never.
+  int gzip_min_bytes = 1024;
+  // Read queries waiting for a PostgreSQL thread at most; past it a 503 with Retry-After.
+  int max_queued_queries = 1024;
   // Requests per second per API key, by its role (token bucket, bursts of 2 s); 0 = no limit.
   int rate_limit_reader = 1000;
   int rate_limit_operator = 1000;

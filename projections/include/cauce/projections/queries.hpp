@@ -56,12 +56,18 @@ bool valid_history_key(const std::string& key);   // a version number
 bool valid_delivery_key(const std::string& key);  // a webhook delivery's id (an integer)
 bool valid_row_key(const std::string& key);       // a row number: import errors
 
+// A row's representation (JSON) and its version, the ETag.
+struct Versioned {
+  std::string json;
+  std::int64_t version = 0;
+};
+
 class ReadModels {
  public:
   explicit ReadModels(core::PgPool& pool) : pool_(pool) {}
 
   // nullopt: no such row. Throws core::DependencyError when PostgreSQL is unreachable.
-  std::optional<std::string> contact(const std::string& id);
+  std::optional<Versioned> contact(const std::string& id);
   Page contacts(const ContactFilter& filter, const PageRequest& page);
   // Newest first. nullopt: no such contact.
   std::optional<Page> calls(const std::string& contact_id, const PageRequest& page);
@@ -98,6 +104,11 @@ class ReadModels {
   std::string stats();
   // The query stats() runs, for EXPLAIN in tests.
   static const char* stats_sql();
+  // The statements contact() ($1: the id) and contacts() ($1 status, $2 assigned_to, $3 tag,
+  // $4 search text, $5 the id after which, $6 the rows wanted, $7 claimable only) run:
+  // bench/reads runs the very same SQL under pgbench.
+  static std::string contact_sql();
+  static std::string contacts_sql();
 
  private:
   core::PgPool& pool_;
