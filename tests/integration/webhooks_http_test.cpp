@@ -439,6 +439,37 @@ TEST_F(WebhooksTest, AFailedDeliveryIsRetriedAndHoldsBackOnlyItsOwnAggregate) {
   EXPECT_EQ(member(get("/v1/webhooks/" + webhook).body, "status"), "active");
 }
 
+// More open deliveries than one page (1,000) behind one aggregate's far-off retry: another
+// aggregate's delivery still goes out (before, the runner looked at the first page only, found
+// nothing due, and came back to it at once).
+TEST_F(WebhooksTest, ABacklogBehindOneAggregatesRetryHoldsBackNoOtherAggregate) {
+  Receiver receiver([](const std::string&, const std::string&, int) -> unsigned { return 200; });
+  const auto r =
+      post("/v1/webhooks", R"({"url":")" + receiver.url("/h") + R"(","topics":["alerts"]})");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  const auto webhook = member(r.body, "id");
+  db_.query_value(
+      "INSERT INTO webhook_deliveries (webhook_id, notification_id, topic, type, aggregate_id, "
+      "version, position, status, attempts, next_attempt_at) "
+      "SELECT '" +
+      webhook +
+      "', -n, 'alerts', 'alert.acknowledged', "
+      "'01900000-0000-7000-8000-00000000b10c', n, '0:' || n, "
+      "CASE WHEN n = 1 THEN 'retrying' ELSE 'pending' END, CASE WHEN n = 1 THEN 1 ELSE 0 END, "
+      "CASE WHEN n = 1 THEN now() + interval '1 hour' END FROM generate_series(1, 1100) n");
+  const auto fine = alert("info", "fine");
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& q : receiver.requests("/h")) {
+      if (notified(q.body).first == fine) return true;
+    }
+    return false;
+  })) << receiver.requests("/h").size()
+      << " deliveries";
+  for (const auto& q : receiver.requests("/h")) {
+    EXPECT_NE(notified(q.body).first, "01900000-0000-7000-8000-00000000b10c") << "held back";
+  }
+}
+
 // A permanent refusal (a 4xx other than 408/429) is not retried: the delivery fails for good, is
 // dead-lettered on cauce.jobs.dlq as a failed job is, and the aggregate's later notifications
 // follow it.

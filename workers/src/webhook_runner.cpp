@@ -67,7 +67,8 @@ const char* const kOpenDeliveries = R"(
   SELECT id, notification_id, topic, type, aggregate_id::text, version, position, attempts,
          coalesce(next_attempt_at <= now(), true),
          coalesce(ceil(extract(epoch FROM next_attempt_at - now()) * 1000)::bigint, 0)
-  FROM webhook_deliveries WHERE webhook_id = $1::uuid AND status IN ('pending', 'retrying')
+  FROM webhook_deliveries
+  WHERE webhook_id = $1::uuid AND status IN ('pending', 'retrying') AND id > $3
   ORDER BY id LIMIT $2)";
 
 const char* const kDelivered = R"(
@@ -288,103 +289,120 @@ std::pair<std::int64_t, std::chrono::milliseconds> WebhookRunner::run(pqxx::conn
   }
 
   // Delivery: in id order (= notification order); an aggregate whose delivery waits for a retry
-  // holds back its later deliveries, other aggregates go on.
-  std::vector<Delivery> open;
-  {
-    pqxx::work txn(pg);
-    for (const auto& row : txn.exec_params(kOpenDeliveries, id, kOpenRows)) {
-      Delivery d;
-      d.id = row[0].as<std::int64_t>();
-      d.notification.id = row[1].as<std::int64_t>();
-      d.notification.topic = row[2].as<std::string>();
-      d.notification.type = row[3].as<std::string>();
-      d.notification.aggregate_id = row[4].as<std::string>();
-      d.notification.version = row[5].as<std::int64_t>();
-      d.notification.position = row[6].as<std::string>();
-      d.attempts = row[7].as<std::int64_t>();
-      d.due = row[8].as<bool>();
-      d.wait_ms = row[9].as<std::int64_t>();
-      open.push_back(std::move(d));
-    }
-    txn.commit();
-  }
-  if (open.size() == static_cast<std::size_t>(kOpenRows)) more = true;
+  // holds back its later deliveries, other aggregates go on. Open deliveries are read a page at
+  // a time: a page whose every row is held back (a backlog behind one aggregate's retry) leads
+  // to the next, so no aggregate waits behind another's backlog; a full page that attempted
+  // something ends the round and the next comes at once; otherwise the next round waits for
+  // the poll or the earliest retry, never spinning.
   std::set<std::string> held_back;
   std::optional<std::int64_t> next_due_ms;
-  for (const auto& d : open) {
-    const auto& aggregate = d.notification.aggregate_id;
-    if (held_back.contains(aggregate)) continue;
-    if (!d.due) {
-      held_back.insert(aggregate);
-      next_due_ms = std::min(next_due_ms.value_or(d.wait_ms), d.wait_ms);
-      continue;
+  for (std::int64_t after = 0;;) {
+    std::vector<Delivery> open;
+    {
+      pqxx::work txn(pg);
+      for (const auto& row : txn.exec_params(kOpenDeliveries, id, kOpenRows, after)) {
+        Delivery d;
+        d.id = row[0].as<std::int64_t>();
+        d.notification.id = row[1].as<std::int64_t>();
+        d.notification.topic = row[2].as<std::string>();
+        d.notification.type = row[3].as<std::string>();
+        d.notification.aggregate_id = row[4].as<std::string>();
+        d.notification.version = row[5].as<std::int64_t>();
+        d.notification.position = row[6].as<std::string>();
+        d.attempts = row[7].as<std::int64_t>();
+        d.due = row[8].as<bool>();
+        d.wait_ms = row[9].as<std::int64_t>();
+        open.push_back(std::move(d));
+      }
+      txn.commit();
     }
-    if (!running_ || Clock::now() - started > kClaimBudget) {
+    if (open.empty()) break;
+    after = open.back().id;
+    bool attempted = false;
+    bool out_of_time = false;
+    for (const auto& d : open) {
+      const auto& aggregate = d.notification.aggregate_id;
+      if (held_back.contains(aggregate)) continue;
+      if (!d.due) {
+        held_back.insert(aggregate);
+        next_due_ms = std::min(next_due_ms.value_or(d.wait_ms), d.wait_ms);
+        continue;
+      }
+      if (!running_ || Clock::now() - started > kClaimBudget) {
+        out_of_time = true;
+        break;
+      }
+      attempted = true;
+      const auto body = projections::notification_data(d.notification);
+      const auto signature = webhook_signature(secret, options_.now_us() / 1'000'000, body);
+      const auto result =
+          post_webhook(url,
+                       {{"Content-Type", "application/json"},
+                        {"Cauce-Signature", signature},
+                        {"Cauce-Webhook-Id", id},
+                        {"Cauce-Delivery-Id", std::to_string(d.id)},
+                        {"Cauce-Notification-Id", std::to_string(d.notification.id)},
+                        {"Cauce-Topic", d.notification.topic}},
+                       body, limits_);
+      const auto attempts = d.attempts + 1;
+      pqxx::work txn(pg);
+      if (result.delivered) {
+        txn.exec_params(kDelivered, d.id, attempts, static_cast<std::int64_t>(result.status));
+        txn.exec_params(kFeedSucceeded, id);
+        txn.commit();
+        deliveries_.Add({{"outcome", "delivered"}}).Increment();
+        failures = 0;
+        continue;
+      }
+      const auto error = printable_error(result.error);
+      const bool again = result.retryable && attempts < options_.webhooks.max_attempts;
+      const auto delay =
+          again ? retry_delay(attempts, std::chrono::milliseconds(options_.workers.backoff_base_ms),
+                              std::chrono::milliseconds(options_.workers.backoff_cap_ms), random())
+                : std::chrono::milliseconds(0);
+      txn.exec_params(kAttemptFailed, d.id, again ? "retrying" : "failed", attempts,
+                      static_cast<std::int64_t>(result.status), error, delay.count());
+      failures = txn.exec_params1(kFeedFailed, id, error)[0].as<std::int64_t>();
+      if (!again) {
+        // A dead letter as a failed job's (cauce.jobs.dlq, published by housekeeping).
+        const auto letter_id =
+            commands::uuid_from_name("cauce webhook delivery\n" + id + "\n" + std::to_string(d.id));
+        txn.exec_params(kDeadLetter, letter_id, id, json_object([&](JsonWriter& w) {
+                          put(w, "kind", "webhook");
+                          put(w, "job_id", id);
+                          put(w, "attempts", attempts);
+                          put(w, "last_error", error);
+                          put(w, "failed_at", core::format_utc_micros(options_.now_us()));
+                          put(w, "event_id", letter_id);
+                          put(w, "version", d.notification.version);
+                          put(w, "delivery_id", d.id);
+                          put(w, "notification_id", d.notification.id);
+                          put(w, "topic", d.notification.topic);
+                          put(w, "type", d.notification.type);
+                          put(w, "aggregate_id", aggregate);
+                        }));
+      }
+      txn.commit();
+      deliveries_.Add({{"outcome", again ? "retrying" : "failed"}}).Increment();
+      if (again) {
+        held_back.insert(aggregate);
+        next_due_ms = std::min(next_due_ms.value_or(delay.count()), delay.count());
+      } else {
+        log().warn("a webhook delivery failed for good; dead-lettered",
+                   {{"id", id}, {"delivery", d.id}, {"attempts", attempts}, {"error", error}});
+      }
+      if (failures >= options_.webhooks.disable_after) {
+        return disable(pg, id, version,
+                       std::to_string(failures) + " delivery attempts in a row failed", failures,
+                       error);
+      }
+    }
+    const bool full = open.size() == static_cast<std::size_t>(kOpenRows);
+    if (out_of_time || (attempted && full)) {
       more = true;
       break;
     }
-    const auto body = projections::notification_data(d.notification);
-    const auto signature = webhook_signature(secret, options_.now_us() / 1'000'000, body);
-    const auto result = post_webhook(url,
-                                     {{"Content-Type", "application/json"},
-                                      {"Cauce-Signature", signature},
-                                      {"Cauce-Webhook-Id", id},
-                                      {"Cauce-Delivery-Id", std::to_string(d.id)},
-                                      {"Cauce-Notification-Id", std::to_string(d.notification.id)},
-                                      {"Cauce-Topic", d.notification.topic}},
-                                     body, limits_);
-    const auto attempts = d.attempts + 1;
-    pqxx::work txn(pg);
-    if (result.delivered) {
-      txn.exec_params(kDelivered, d.id, attempts, static_cast<std::int64_t>(result.status));
-      txn.exec_params(kFeedSucceeded, id);
-      txn.commit();
-      deliveries_.Add({{"outcome", "delivered"}}).Increment();
-      failures = 0;
-      continue;
-    }
-    const auto error = printable_error(result.error);
-    const bool again = result.retryable && attempts < options_.webhooks.max_attempts;
-    const auto delay =
-        again ? retry_delay(attempts, std::chrono::milliseconds(options_.workers.backoff_base_ms),
-                            std::chrono::milliseconds(options_.workers.backoff_cap_ms), random())
-              : std::chrono::milliseconds(0);
-    txn.exec_params(kAttemptFailed, d.id, again ? "retrying" : "failed", attempts,
-                    static_cast<std::int64_t>(result.status), error, delay.count());
-    failures = txn.exec_params1(kFeedFailed, id, error)[0].as<std::int64_t>();
-    if (!again) {
-      // A dead letter as a failed job's (cauce.jobs.dlq, published by housekeeping).
-      const auto letter_id =
-          commands::uuid_from_name("cauce webhook delivery\n" + id + "\n" + std::to_string(d.id));
-      txn.exec_params(kDeadLetter, letter_id, id, json_object([&](JsonWriter& w) {
-                        put(w, "kind", "webhook");
-                        put(w, "job_id", id);
-                        put(w, "attempts", attempts);
-                        put(w, "last_error", error);
-                        put(w, "failed_at", core::format_utc_micros(options_.now_us()));
-                        put(w, "event_id", letter_id);
-                        put(w, "version", d.notification.version);
-                        put(w, "delivery_id", d.id);
-                        put(w, "notification_id", d.notification.id);
-                        put(w, "topic", d.notification.topic);
-                        put(w, "type", d.notification.type);
-                        put(w, "aggregate_id", aggregate);
-                      }));
-    }
-    txn.commit();
-    deliveries_.Add({{"outcome", again ? "retrying" : "failed"}}).Increment();
-    if (again) {
-      held_back.insert(aggregate);
-      next_due_ms = std::min(next_due_ms.value_or(delay.count()), delay.count());
-    } else {
-      log().warn("a webhook delivery failed for good; dead-lettered",
-                 {{"id", id}, {"delivery", d.id}, {"attempts", attempts}, {"error", error}});
-    }
-    if (failures >= options_.webhooks.disable_after) {
-      return disable(pg, id, version,
-                     std::to_string(failures) + " delivery attempts in a row failed", failures,
-                     error);
-    }
+    if (!full) break;
   }
   if (more) return {version, std::chrono::milliseconds(0)};
   auto delay = poll;
