@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -42,6 +43,9 @@ struct Options {
   int contacts = 10000;
   int clients = 64;  // the smaller connection count, and pgbench's clients
   int many = 500;    // the larger connection count
+  // Whether reads are also measured beside commands paced at half of this server's command
+  // peak (measured first, alone).
+  bool with_commands = true;
 };
 
 // The seeded contact number n's id, as cauce and the pgbench script both spell it.
@@ -50,7 +54,8 @@ std::string contact_id(int n) {
   std::snprintf(id, sizeof id, "01900000-0000-7000-8000-%012x", n);
   return id;
 }
-constexpr const char* kIdSql = "('01900000-0000-7000-8000-' || lpad(to_hex(:n), 12, '0'))::uuid";
+constexpr const char* kIdSql =
+    "('01900000-0000-7000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid";
 
 // `sql` with $1..$n replaced by `values` (highest first, so that $1 does not eat $10).
 std::string bound(std::string sql, const std::vector<std::string>& values) {
@@ -92,6 +97,7 @@ class Reads {
       : options_(options),
         cauce_(options.cauce, "bench-reads"),
         reader_(cauce_.key("reader", "bench-reads")),
+        operator_(cauce_.key("operator", "bench-reads-writer")),
         work_(std::filesystem::temp_directory_path() /
               ("bench-reads-" + std::to_string(getpid()))) {
     std::filesystem::create_directories(work_);
@@ -104,7 +110,7 @@ class Reads {
   // The contacts, by one bulk import with their own ids; waits until the read model has them.
   void seed() {
     std::string csv = "id,name,phone,email\r\n";
-    for (int n = 1; n <= options_.contacts; ++n) {
+    for (int n = 1; n <= 2 * options_.contacts; ++n) {
       csv += contact_id(n) + ",Reader " + std::to_string(n) + ",+351 9" +
              std::to_string(10000000 + n) + ",r" + std::to_string(n) + "@example.org\r\n";
     }
@@ -129,7 +135,7 @@ class Reads {
       throw std::runtime_error("the seeded contacts did not reach the read model: " +
                                read.text.substr(0, 400));
     }
-    std::cout << "seeded " << options_.contacts << " contacts (accepted "
+    std::cout << "seeded " << 2 * options_.contacts << " contacts (accepted "
               << member(answer.text, "accepted") << ")\n";
   }
 
@@ -153,6 +159,45 @@ class Reads {
                           "",
                           {{"Authorization", "Bearer " + reader_}, {"If-None-Match", "\"1\""}}};
                     });
+  }
+  // Calls logged at `rate` per second on random contacts of the second half of those seeded, so
+  // that the ones the reads ask for keep version 1 (the 304 figure names it). Each call is a
+  // new version of its contact: the read model, its notifications and the version cache move.
+  LoadResult commands(int connections, double rate = 0) const {
+    return run_load(
+        cauce_.port(), connections, std::chrono::seconds(options_.seconds),
+        [this](std::mt19937_64& rng) {
+          return LoadRequest{http::verb::post,
+                             "/v1/contacts/" + contact_id(options_.contacts + pick(rng)) + "/calls",
+                             R"({"outcome":"answered","duration_s":30})",
+                             {{"Authorization", "Bearer " + operator_}}};
+        },
+        rate);
+  }
+  // Waits until the read model has caught up with every command sent so far (the projector
+  // works on after a command phase): one more command, then a read at its position.
+  void settle() const {
+    const auto body = std::string(R"({"outcome":"answered","duration_s":1})");
+    const auto sent = exchange(
+        cauce_.port(),
+        "POST /v1/contacts/" + contact_id(2 * options_.contacts) +
+            "/calls HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nAuthorization: "
+            "Bearer " +
+            operator_ + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n",
+        body);
+    const auto at = sent.text.find("Cauce-Position: ");
+    if (sent.status != 201 || at == std::string::npos) {
+      throw std::runtime_error("settling command answered " + sent.text.substr(0, 300));
+    }
+    const auto position = sent.text.substr(at + 16, sent.text.find("\r\n", at) - at - 16);
+    for (int attempt = 0; attempt < 60; ++attempt) {
+      const auto read =
+          exchange(cauce_.port(), "GET /v1/contacts/" + contact_id(1) +
+                                      " HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer " + reader_ +
+                                      "\r\nCauce-Min-Position: " + position + "\r\n\r\n");
+      if (read.status == 200) return;
+    }
+    throw std::runtime_error("the read model did not catch up with the commands");
   }
   LoadResult list(int connections) const {
     return run_load(cauce_.port(), connections, std::chrono::seconds(options_.seconds),
@@ -220,6 +265,7 @@ class Reads {
   Options options_;
   ServedCauce cauce_;
   std::string reader_;
+  std::string operator_;
   std::filesystem::path work_;
 };
 
@@ -251,11 +297,16 @@ int run(const Options& options) {
   Row get_small{"GET /v1/contacts/{id}, " + c + " connections", "req/s"};
   Row get_many{"GET /v1/contacts/{id}, " + m + " connections", "req/s"};
   Row get_half{"  same, paced at half of that peak", "req/s"};
+  Row get_calm{"GET by id, " + c + " connections, paced at half of peak", "req/s"};
+  Row get_busy{"  same pace, commands running meanwhile", "req/s"};
+  Row command_peak{"commands (calls logged), " + c + " connections", "cmd/s"};
+  Row busy_commands{"  the commands meanwhile, paced at half of their peak", "cmd/s"};
   Row list{"GET /v1/contacts?limit=50, " + m + " connections", "req/s"};
   Row not_modified{"GET /v1/contacts/{id} -> 304, " + c + " connections", "req/s"};
   Row pg_get{"pgbench, the same SELECT by id, " + c + " clients", "tps"};
   Row pg_list{"pgbench, the same first page, " + c + " clients", "tps"};
   for (int run = 1; run <= options.runs; ++run) {
+    reads.settle();
     bare.add(reads.bare(options.clients));
     get_small.add(reads.by_id(options.clients));
     get_many.add(reads.by_id(options.many));
@@ -264,6 +315,19 @@ int run(const Options& options) {
     not_modified.add(reads.not_modified(options.clients));
     pg_get.rate.push_back(reads.pgbench("by-id", reads.by_id_script()));
     pg_list.rate.push_back(reads.pgbench("list", Reads::list_script()));
+    if (options.with_commands) {
+      // Reads at half of their peak, alone and then with commands paced at half of theirs beside
+      // them (each load on a thread of its own): what the writes cost the reads' latency.
+      command_peak.add(reads.commands(options.clients));
+      reads.settle();
+      const auto pace = get_small.rate.back() / 2;
+      get_calm.add(reads.by_id(options.clients, pace));
+      auto writes = std::async(std::launch::async, [&] {
+        return reads.commands(options.clients, command_peak.rate.back() / 2);
+      });
+      get_busy.add(reads.by_id(options.clients, pace));
+      busy_commands.add(writes.get());
+    }
     std::cout << "run " << run << ": by id " << std::fixed << std::setprecision(0)
               << get_small.rate.back() << " / " << get_many.rate.back() << " req/s, pgbench "
               << pg_get.rate.back() << " tps; list " << list.rate.back() << " req/s, pgbench "
@@ -277,6 +341,14 @@ int run(const Options& options) {
   print_row(get_small, "pgbench", median(pg_get.rate));
   print_row(get_many, "pgbench", median(pg_get.rate));
   print_row(get_half, "", 0);
+  if (options.with_commands) {
+    print_row(command_peak, "", 0);
+    print_row(get_calm, "", 0);
+    print_row(get_busy, "", 0);
+    print_row(busy_commands, "", 0);
+    std::cout << "  read p99 with commands running / without: " << std::setprecision(2)
+              << median(get_busy.p99) / median(get_calm.p99) << "\n";
+  }
   print_row(list, "pgbench", median(pg_list.rate));
   print_row(not_modified, "bare HTTP", median(bare.rate));
   return 0;
@@ -297,6 +369,8 @@ int main(int argc, char** argv) {
   app.add_option("--clients", options.clients, "The smaller connection count (and pgbench's)")
       ->check(CLI::PositiveNumber);
   app.add_option("--many", options.many, "The larger connection count")->check(CLI::PositiveNumber);
+  app.add_flag("!--without-commands", options.with_commands,
+               "Skip the figures of reads beside commands");
   CLI11_PARSE(app, argc, argv);
   return cauce::bench::run_reporting_errors("bench/reads",
                                             [&] { return cauce::bench::run(options); });
