@@ -304,6 +304,15 @@ void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& r
     if (const auto* why = std::get_if<std::string>(&parsed)) {
       throw invalid_field("cron", "not a cron expression: " + *why);
     }
+    // The floor holds for cron too: its slots (wall-clock minutes) may come no closer than
+    // reports.schedule_min_every_s anywhere in the next years' calendar.
+    if (const auto gap = commands::shortest_gap_s(std::get<commands::CronExpression>(parsed));
+        gap < reports.schedule_min_every_s) {
+      throw invalid_field("cron", "fires " + std::to_string(gap) +
+                                      " s after a previous slot; slots must be at least " +
+                                      std::to_string(reports.schedule_min_every_s) +
+                                      " s apart (reports.schedule_min_every_s)");
+    }
   }
   if (const auto zone = text("timezone")) {
     try {

@@ -242,7 +242,14 @@ class ImportSession final : public UploadSession,
       co_return false;
     }
     if (spool_) {
-      for (const auto& row : rows) spool_->write(row);
+      try {
+        for (const auto& row : rows) spool_->write(row);
+      } catch (const core::DependencyError&) {
+        // The disk refused (full?): nothing was registered yet, so the file is refused whole
+        // with a 503 the client may retry.
+        refusal_ = std::current_exception();
+        co_return false;
+      }
       co_return true;
     }
     co_await apply(rows);
@@ -627,9 +634,27 @@ class ImportSession final : public UploadSession,
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };
 
+// Spool files a process left behind when it was killed mid-upload (a clean stop removes its
+// own): those untouched for an hour are removed at start. Not the newer ones: another process
+// sharing the data directory may be writing them.
+void sweep_spool(const std::filesystem::path& dir) {
+  std::error_code ec;
+  const auto now = std::filesystem::file_time_type::clock::now();
+  int removed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file(ec) || entry.path().extension() != ".rows") continue;
+    const auto written = entry.last_write_time(ec);
+    if (!ec && now - written > std::chrono::hours(1) && std::filesystem::remove(entry.path(), ec)) {
+      ++removed;
+    }
+  }
+  if (removed > 0) logger().info("removed stale import spool files", {{"files", removed}});
+}
+
 }  // namespace
 
 void add_import_routes(Router& router, ImportDeps deps) {
+  sweep_spool(deps.spool_dir);
   auto shared = std::make_shared<Shared>(Shared{
       deps.bus,
       std::make_shared<ImportSlots>(static_cast<std::size_t>(deps.config.max_running_per_key)),

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -211,6 +212,24 @@ std::optional<std::int64_t> CronExpression::next_civil(std::int64_t civil_s,
     return found;
   }
   return std::nullopt;
+}
+
+std::int64_t shortest_gap_s(const CronExpression& cron) {
+  // Eight years from 1970 cover every month length, a leap day and each date on every weekday;
+  // at most 100,000 slots are looked at (an hourly cron has 70,128), and a gap of one minute,
+  // the least there is, ends the scan.
+  constexpr std::int64_t kEnd = 8 * 365 * 86400 + 2 * 86400;
+  std::int64_t shortest = std::numeric_limits<std::int64_t>::max();
+  std::optional<std::int64_t> previous;
+  std::int64_t at = 0;
+  for (int slots = 0; slots < 100000 && shortest > 60; ++slots) {
+    const auto next = cron.next_civil(at, kEnd);
+    if (!next) break;
+    if (previous) shortest = std::min(shortest, *next - *previous);
+    previous = next;
+    at = *next + 60;
+  }
+  return shortest;
 }
 
 std::optional<std::int64_t> parse_every(std::string_view text) {

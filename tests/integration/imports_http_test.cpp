@@ -309,6 +309,21 @@ TEST_F(ImportsTest, AFileOfRejectedRowsIsListedInFullAndAnsweredInItsOwnTime) {
             std::to_string(kBad));
 }
 
+TEST_F(ImportsTest, SpoolFilesLeftByAKilledProcessAreSweptAtStartNewOnesKept) {
+  serve_.reset();  // stopped; as if it had been killed mid-upload, two spool files remain
+  const auto dir = data_.path() / "imports";
+  std::filesystem::create_directories(dir);
+  const auto stale = dir / "0195a0c4-0000-7000-8000-00000000dead.rows";
+  const auto fresh = dir / "0195a0c4-0000-7000-8000-00000000f00d.rows";
+  std::ofstream(stale) << "[2,\"x\",\"{}\"]\n";
+  std::ofstream(fresh) << "[2,\"y\",\"{}\"]\n";
+  std::filesystem::last_write_time(
+      stale, std::filesystem::file_time_type::clock::now() - std::chrono::hours(2));
+  serve();
+  EXPECT_FALSE(std::filesystem::exists(stale)) << "untouched for two hours: removed";
+  EXPECT_TRUE(std::filesystem::exists(fresh)) << "another process may be writing it";
+}
+
 TEST_F(ImportsTest, AChunkedBodyIsImported) {
   Upload upload(port_, admin_, "text/csv; charset=utf-8", std::nullopt);
   upload.send("name,phone\r\n\"Chunk");

@@ -499,6 +499,27 @@ TEST_F(ScheduledReportsTest, BadInputIsRefusedNamingTheFieldAndChangesNothing) {
 }
 
 // GET /v1/reports with its filters and pages, /v1/reports/latest, GET /v1/report-schedules.
+// reports.schedule_min_every_s holds for cron as for every: a cron whose slots come closer
+// anywhere in the calendar is refused naming cron and the gap.
+TEST_F(ScheduledReportsTest, ACronFiringMoreOftenThanTheFloorIsRefused) {
+  settings["CAUCE_REPORTS_SCHEDULE_MIN_EVERY_S"] = "3600";
+  serve();
+  const auto body = [&](const std::string& cron) {
+    return R"({"title":"F","source_url":")" + source_.url("/f.csv") + R"(","cron":")" + cron +
+           R"("})";
+  };
+  for (const auto* often : {"* * * * *", "*/30 * * * *", "0,59 9 * * *"}) {
+    const auto r = call(beast_http::verb::post, "/v1/report-schedules", body(often));
+    EXPECT_EQ(r.status, 400u) << often << ": " << r.body;
+    EXPECT_THAT(r.body, ::testing::HasSubstr(R"("field":"cron")")) << often;
+    EXPECT_THAT(r.body, ::testing::HasSubstr("reports.schedule_min_every_s")) << often;
+  }
+  for (const auto* enough : {"0 * * * *", "30 7 * * 1-5"}) {
+    const auto r = call(beast_http::verb::post, "/v1/report-schedules", body(enough));
+    EXPECT_EQ(r.status, 201u) << enough << ": " << r.body;
+  }
+}
+
 TEST_F(ScheduledReportsTest, ReportListsAndLatestFilterAndPage) {
   serve();
   const auto manual = call(beast_http::verb::post, "/v1/reports",

@@ -207,6 +207,20 @@ TEST(ScheduleCronTest, AnExpressionThatDoesNotParseSaysWhatIsWrong) {
   }
 }
 
+TEST(ScheduleCronTest, TheShortestGapBetweenSlotsIsFoundWhereverItFalls) {
+  EXPECT_EQ(shortest_gap_s(cron("* * * * *")), 60);
+  EXPECT_EQ(shortest_gap_s(cron("*/15 * * * *")), 15 * 60);
+  EXPECT_EQ(shortest_gap_s(cron("0 * * * *")), 3600);
+  EXPECT_EQ(shortest_gap_s(cron("50 7 * * *")), 86400);
+  EXPECT_EQ(shortest_gap_s(cron("0,59 9 * * *")), 59 * 60);
+  EXPECT_EQ(shortest_gap_s(cron("58 23 * * 1,2")), 86400) << "Monday then Tuesday";
+  EXPECT_EQ(shortest_gap_s(cron("0 0 1 * *")), 28 * 86400) << "February, the shortest month";
+  EXPECT_EQ(shortest_gap_s(cron("0 0 28 2 *")), 365 * 86400);
+  // Day of month or day of week (both restricted): a Friday the 12th fires, and so does the
+  // Saturday the 13th after it, a day apart.
+  EXPECT_EQ(shortest_gap_s(cron("0 12 13 * 5")), 86400);
+}
+
 TEST(ScheduleCronTest, EveryTakesANumberAndAUnit) {
   EXPECT_EQ(parse_every("30s"), 30);
   EXPECT_EQ(parse_every("15m"), 900);

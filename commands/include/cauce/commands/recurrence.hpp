@@ -51,6 +51,11 @@ class CronExpression {
   bool hour_wildcard_ = false;
 };
 
+// The shortest time between two consecutive slots of `cron` in wall-clock time (a zone's
+// clock changes aside), over the calendar of 1970..1978 (every weekday, leap day and month
+// length combination occurs); 60 at the least. A cron that never fires gives INT64_MAX.
+std::int64_t shortest_gap_s(const CronExpression& cron);
+
 // `every`: a positive whole number and a unit, s, m, h or d ("30s", "15m", "6h", "1d"), at most
 // 366 days; the duration in seconds, or nullopt.
 std::optional<std::int64_t> parse_every(std::string_view text);
