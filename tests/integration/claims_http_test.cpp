@@ -42,11 +42,6 @@ class ClaimsTest : public ServedTest {
     return call(beast_http::verb::post, target, body, key);
   }
 
-  HttpResult get(const std::string& target, const std::string& position = "") const {
-    if (position.empty()) return call(beast_http::verb::get, target);
-    return call(beast_http::verb::get, target, "", "", {{"Cauce-Min-Position", position}});
-  }
-
   HttpResult claim(const std::string& key, const std::string& body = "") const {
     return post("/v1/contacts/" + contact_ + "/claim", body, key);
   }

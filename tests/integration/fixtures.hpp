@@ -74,6 +74,12 @@ struct HttpResult {
   std::string body;
 };
 
+// A header of an answer ("" when absent); `name` in lower case.
+inline std::string header(const HttpResult& r, const std::string& name) {
+  const auto it = r.headers.find(name);
+  return it == r.headers.end() ? "" : it->second;
+}
+
 // A plain HTTP/1.1 client over a real socket. Throws std::runtime_error when nothing answers
 // within the timeout, so a hang fails the test instead of stalling it.
 HttpResult http_request(std::uint16_t port, http::verb method, const std::string& target,

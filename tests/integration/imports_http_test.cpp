@@ -146,11 +146,6 @@ class ImportsTest : public ServedTest {
                         std::chrono::seconds(60));
   }
 
-  HttpResult get(const std::string& target, const std::string& position = "") const {
-    if (position.empty()) return call(beast_http::verb::get, target);
-    return call(beast_http::verb::get, target, "", "", {{"Cauce-Min-Position", position}});
-  }
-
   std::string key(const std::string& name, const std::string& role) const {
     const auto r = call(beast_http::verb::post, "/v1/keys",
                         R"({"name":")" + name + R"(","role":")" + role + R"("})");

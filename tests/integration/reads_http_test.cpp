@@ -40,11 +40,6 @@ std::string gunzip(const std::string& data) {
   return rc == Z_STREAM_END ? out : "<not one gzip member>";
 }
 
-std::string header(const HttpResult& r, const std::string& name) {
-  const auto it = r.headers.find(name);
-  return it == r.headers.end() ? "" : it->second;
-}
-
 class ReadsTest : public ServedTest {
  protected:
   void SetUp() override {

@@ -70,11 +70,6 @@ class RobustnessTest : public ::testing::Test {
   Headers auth_;
 };
 
-std::string header(const HttpResult& r, const std::string& name) {
-  const auto it = r.headers.find(name);
-  return it == r.headers.end() ? "" : it->second;
-}
-
 std::string json_field(const std::string& body, const char* name) {
   rapidjson::Document d;
   d.Parse(body.c_str());

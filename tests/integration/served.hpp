@@ -60,6 +60,13 @@ class ServedTest : public ::testing::Test {
     return http_request(port_, method, target, body, headers, std::chrono::seconds(30));
   }
 
+  // A GET with the admin key; with `position` (a Cauce-Position a command answered), once the
+  // read model has passed it.
+  HttpResult get(const std::string& target, const std::string& position = "") const {
+    if (position.empty()) return call(http::verb::get, target);
+    return call(http::verb::get, target, "", "", {{"Cauce-Min-Position", position}});
+  }
+
   std::map<std::string, std::string> settings;  // CAUCE_* of this test's server
   TempDatabase db_;
   TempDir data_;

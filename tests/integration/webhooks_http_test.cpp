@@ -162,11 +162,6 @@ std::string signature_problem(const Receiver::Request& r, const std::string& sec
 
 std::string member(const std::string& json, const char* name) { return json_member(json, name); }
 
-std::string header(const HttpResult& r, const std::string& name) {
-  const auto it = r.headers.find(name);
-  return it == r.headers.end() ? "" : it->second;
-}
-
 class WebhooksTest : public ServedTest {
  protected:
   void SetUp() override {
@@ -187,11 +182,6 @@ class WebhooksTest : public ServedTest {
                   std::vector<std::pair<std::string, std::string>> headers = {}) const {
     return call(beast_http::verb::post, target, body, "", std::move(headers));
   }
-  HttpResult get(const std::string& target, const std::string& position = "") const {
-    if (position.empty()) return call(beast_http::verb::get, target);
-    return call(beast_http::verb::get, target, "", "", {{"Cauce-Min-Position", position}});
-  }
-
   std::string alert(const std::string& level, const std::string& title,
                     std::string* position = nullptr) const {
     const auto r = post("/v1/alerts", R"({"level":")" + level + R"(","title":")" + title + R"("})");
