@@ -1,6 +1,7 @@
 #include "load.hpp"
 
 #include <algorithm>
+#include <fstream>
 #include <utility>  // before asio/awaitable.hpp (Boost 1.74 misses it)
 
 #include <boost/asio/co_spawn.hpp>
@@ -78,6 +79,22 @@ asio::awaitable<void> connection(std::uint16_t port, Clock::time_point deadline,
   }
 }
 
+// The machine's CPU time so far as {idle, total} (jiffies of every CPU), from /proc/stat.
+std::pair<double, double> cpu_times() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  stat >> cpu;
+  double idle = 0;
+  double total = 0;
+  for (int field = 0; field < 8; ++field) {  // user nice system idle iowait irq softirq steal
+    double v = 0;
+    if (!(stat >> v)) return {-1, -1};
+    total += v;
+    if (field == 3 || field == 4) idle += v;
+  }
+  return {idle, total};
+}
+
 }  // namespace
 
 double LoadResult::percentile(double p) const {
@@ -98,6 +115,7 @@ LoadResult run_load(std::uint16_t port, int connections, std::chrono::millisecon
           : Clock::duration::zero();
   asio::io_context ioc(1);
   LoadResult result;
+  const auto cpu_before = cpu_times();
   const auto started = Clock::now();
   const auto deadline = started + duration;
   for (int c = 0; c < connections; ++c) {
@@ -108,6 +126,11 @@ LoadResult run_load(std::uint16_t port, int connections, std::chrono::millisecon
   }
   ioc.run();
   result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  const auto cpu_after = cpu_times();
+  if (cpu_before.first >= 0 && cpu_after.second > cpu_before.second) {
+    result.machine_idle =
+        (cpu_after.first - cpu_before.first) / (cpu_after.second - cpu_before.second);
+  }
   return result;
 }
 

@@ -34,6 +34,9 @@ struct LoadResult {
   std::size_t ok = 0;      // 2xx, or a 304 (a conditional GET answered)
   std::size_t failed = 0;  // anything else, or a broken connection
   std::size_t busy = 0;    // of those, 503s (backpressure: Retry-After)
+  // The share of the machine's CPU time left idle meanwhile (/proc/stat; -1 where unknown):
+  // near 0, the figure is the machine's limit, not the server's alone.
+  double machine_idle = -1;
   std::vector<double> latencies_ms;
 
   double per_second() const { return seconds > 0 ? static_cast<double>(ok) / seconds : 0; }

@@ -81,8 +81,9 @@ struct Row {
   Row(std::string n, std::string u) : name(std::move(n)), unit(std::move(u)) {}
   std::string name;
   std::string unit;
-  std::vector<double> rate, p50, p95, p99, busy;
+  std::vector<double> rate, p50, p95, p99, busy, idle;
   void add(const LoadResult& r) {
+    idle.push_back(r.machine_idle * 100);
     rate.push_back(r.per_second());
     p50.push_back(r.percentile(50));
     p95.push_back(r.percentile(95));
@@ -276,7 +277,7 @@ void print_row(const Row& row, const std::string& limit_name, double limit) {
   if (!row.p50.empty()) {
     std::cout << std::setprecision(2) << "  p50 " << median(row.p50) << " ms  p95 "
               << median(row.p95) << " ms  p99 " << median(row.p99) << " ms  503s "
-              << std::setprecision(0) << median(row.busy);
+              << std::setprecision(0) << median(row.busy) << "  idle " << median(row.idle) << "%";
   }
   if (limit > 0) {
     std::cout << std::setprecision(2) << "  = " << rate / limit << " x " << limit_name;
