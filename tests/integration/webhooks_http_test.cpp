@@ -24,6 +24,7 @@
 
 #include "event_log.hpp"
 #include "served.hpp"
+#include "source_server.hpp"
 
 namespace cauce::testing {
 namespace {
@@ -45,24 +46,10 @@ class Receiver {
 
   explicit Receiver(Decide decide)
       : decide_(std::move(decide)),
-        acceptor_(io_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
-    thread_ = std::thread([this] { accept_loop(); });
-  }
-  ~Receiver() {
-    stopping_ = true;
-    boost::system::error_code ignored;
-    boost::asio::ip::tcp::socket wake(io_);
-    wake.connect(acceptor_.local_endpoint(), ignored);
-    thread_.join();
-    const std::lock_guard lock(mutex_);
-    for (auto& t : connections_) t.join();
-  }
-  Receiver(const Receiver&) = delete;
-  Receiver& operator=(const Receiver&) = delete;
+        server_([this](const LoopbackHttpServer::Request& request,
+                       LoopbackHttpServer::Response& response) { answer(request, response); }) {}
 
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + path;
-  }
+  std::string url(const std::string& path) const { return server_.url(path); }
   std::vector<Request> requests(const std::string& path) const {
     const std::lock_guard lock(mutex_);
     std::vector<Request> out;
@@ -73,23 +60,7 @@ class Receiver {
   }
 
  private:
-  void accept_loop() {
-    while (!stopping_) {
-      boost::asio::ip::tcp::socket socket(io_);
-      boost::system::error_code ec;
-      acceptor_.accept(socket, ec);
-      if (ec || stopping_) continue;
-      const std::lock_guard lock(mutex_);
-      connections_.emplace_back([this, s = std::move(socket)]() mutable { answer(s); });
-    }
-  }
-
-  void answer(boost::asio::ip::tcp::socket& socket) {
-    boost::beast::flat_buffer buffer;
-    beast_http::request<beast_http::string_body> request;
-    boost::system::error_code ec;
-    beast_http::read(socket, buffer, request, ec);
-    if (ec) return;
+  void answer(const LoopbackHttpServer::Request& request, LoopbackHttpServer::Response& response) {
     Request r;
     r.path = std::string(request.target());
     r.body = request.body();
@@ -104,28 +75,17 @@ class Receiver {
       n = ++seen_[r.path + "\n" + r.body];
     }
     r.status = decide_(r.path, r.body, n);
-    beast_http::response<beast_http::string_body> response{
-        static_cast<beast_http::status>(r.status), 11};
+    response.result(static_cast<beast_http::status>(r.status));
     if (r.status != 204) response.body() = "ok";
-    response.keep_alive(false);
-    response.prepare_payload();
-    {
-      const std::lock_guard lock(mutex_);
-      requests_.push_back(r);  // recorded before it is answered: the sender waits for the answer
-    }
-    beast_http::write(socket, response, ec);
-    socket.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+    const std::lock_guard lock(mutex_);
+    requests_.push_back(r);  // recorded before it is answered: the sender waits for the answer
   }
 
   Decide decide_;
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
   mutable std::mutex mutex_;
   std::map<std::string, int> seen_;
   std::vector<Request> requests_;
-  std::vector<std::thread> connections_;
+  LoopbackHttpServer server_;  // last: its threads stop before the members they use go
 };
 
 // HMAC-SHA256 in lower-case hex, with OpenSSL itself (not cauce's core::hmac_sha256_hex).
