@@ -257,6 +257,7 @@ int run_serve(const core::Config& config) {
                                .alerts = config.alerts,
                                .reports = config.reports,
                                .webhooks = config.webhooks,
+                               .imports = config.imports,
                                .data_dir = config.data_dir,
                                .now_us = {}},
         workers::send_through(bus ? *bus : *workers_bus), registry);

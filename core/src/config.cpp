@@ -455,6 +455,11 @@ const std::vector<Binding>& bindings() {
     b.push_back(imports.integer("imports.max_row_bytes",
                                 "Longest row of an import; a longer one is a row error",
                                 &ImportsConfig::max_row_bytes, 64, 16 * 1024 * 1024));
+    b.push_back(imports.integer(
+        "imports.abandoned_after_s",
+        "An import running with no event for this long (its process died mid-upload) is "
+        "recorded failed by the workers",
+        &ImportsConfig::abandoned_after_s, 1, 7 * 86400));
     return b;
   }();
   return all;

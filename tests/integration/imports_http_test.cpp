@@ -3,6 +3,7 @@
 // line breaks, a BOM and CRLF, chunked bodies, the per-key cap (429), the size limit (413, and
 // nothing behind), a client that goes away mid-upload (a failed import, the server up), files
 // refused whole, progress on the stream, and every event fitting its schema.
+#include <csignal>
 #include <fstream>
 #include <thread>
 
@@ -429,6 +430,31 @@ TEST_F(ImportsTest, AClientThatGoesAwayMidUploadLeavesAFailedImportAndTheServerU
   ASSERT_EQ(rest.status, 201u) << rest.body;
   EXPECT_EQ(json_member(rest.body, "duplicates"), "30");
   EXPECT_EQ(json_member(rest.body, "accepted"), "5");
+}
+
+TEST_F(ImportsTest, AnImportLeftRunningByAKilledProcessIsRecordedFailed) {
+  const std::string header = "name,phone\n";
+  const auto sent = csv_rows(10, "Orphan");
+  Upload upload(port_, admin_, "text/csv", header.size() + sent.size() + 10000);
+  upload.send(header + sent);
+  ASSERT_TRUE(eventually([&] { return contacts_named("Orphan") == "10"; }));
+  ASSERT_TRUE(
+      eventually([&] { return db_.query_value("SELECT status FROM imports") == "running"; }));
+  serve_->signal(SIGKILL);  // no clean stop: nothing records the import's end
+  ASSERT_TRUE(serve_->wait_exit().has_value());
+  upload.drop();
+  settings["CAUCE_IMPORTS_ABANDONED_AFTER_S"] = "1";
+  serve();
+  ASSERT_TRUE(
+      eventually([&] { return db_.query_value("SELECT status FROM imports") == "failed"; }, 60s));
+  EXPECT_THAT(db_.query_value("SELECT failure FROM imports"), HasSubstr("abandoned"));
+  // The counts last recorded (progress is recorded about once a second): at most what was done.
+  EXPECT_LE(std::stoi(db_.query_value("SELECT accepted FROM imports")), 10);
+  for (const auto& e : events_of("import")) {
+    if (e.envelope.type == "import.failed") {
+      EXPECT_EQ(e.envelope.actor, "housekeeping");
+    }
+  }
 }
 
 TEST_F(ImportsTest, ABadFileIsRefusedWholeAndChangesNothing) {

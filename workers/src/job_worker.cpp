@@ -948,10 +948,58 @@ struct Workers::Impl {
           if (!pg) pg = connect(condition);
           if (!pg) return;
           WebhookRunner::prune(*pg, options.projections.notifications_retention_h);
+          fail_abandoned_imports(*pg, now);
         } catch (const std::exception& e) {
           pg.reset();
           log().warn("old webhook deliveries could not be deleted", {{"error", e.what()}});
         }
+      }
+    }
+  }
+
+  // Imports a process left running when it died mid-upload (a clean stop records them failed
+  // itself): after imports.abandoned_after_s without an event, import.fail with the counts the
+  // read model has, so that GET /v1/imports/{id} stops saying "running". The command id is
+  // derived from the import and its version: every process sends the same one, and a late
+  // event of a live import makes it a conflict, not a wrong failure.
+  void fail_abandoned_imports(pqxx::connection& pg, std::int64_t now) {
+    pqxx::nontransaction n(pg);
+    const auto rows = n.exec_params(
+        "SELECT id::text, rows_total, accepted, rejected, duplicates, bytes, version FROM imports "
+        "WHERE status = 'running' AND updated_at < now() - make_interval(secs => $1) "
+        "ORDER BY updated_at LIMIT 100",
+        options.imports.abandoned_after_s);
+    for (const auto& row : rows) {
+      const auto id = row[0].as<std::string>();
+      const auto version = row[6].as<std::int64_t>();
+      CommandEnvelope e;
+      e.aggregate_id = id;
+      e.aggregate_type = "import";
+      e.type = "import.fail";
+      e.command_id = commands::uuid_from_name("cauce import.fail abandoned\n" + id + "\n" +
+                                              std::to_string(version));
+      e.expected_version = version;
+      e.issued_at_us = now;
+      e.actor = "housekeeping";
+      e.correlation_id = id;
+      e.request_hash = core::sha256_hex(e.command_id);
+      e.data = json_object([&](JsonWriter& w) {
+        put(w, "rows_total", row[1].as<std::int64_t>());
+        put(w, "accepted", row[2].as<std::int64_t>());
+        put(w, "rejected", row[3].as<std::int64_t>());
+        put(w, "duplicates", row[4].as<std::int64_t>());
+        put(w, "bytes", row[5].as<std::int64_t>());
+        put(w, "reason",
+            "abandoned: no event for " + std::to_string(options.imports.abandoned_after_s) +
+                " s (imports.abandoned_after_s): the process running it stopped before its "
+                "end; the counts are the last recorded, rows read after them may have been "
+                "registered too (importing the file again adds only what is missing)");
+      });
+      const auto result = send(e);
+      const auto* reply = std::get_if<Reply>(&result);
+      if (reply == nullptr) return;  // Kafka away: next time
+      if (reply->outcome == commands::ReplyOutcome::kApplied) {
+        log().warn("an abandoned import was recorded failed", {{"import_id", id}});
       }
     }
   }

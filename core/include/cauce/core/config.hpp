@@ -180,6 +180,10 @@ struct ImportsConfig {
   int max_running_per_key = 2;                   // the next import of that key is a 429
   int max_in_flight = 512;                       // rows sent and not answered yet, per import
   int max_row_bytes = 64 * 1024;                 // a longer row is a row error
+  // An import still running with no event for this long was left by a process that died
+  // mid-upload (a live one records progress every second and ends an upload silent for
+  // http.body_timeout_s): the workers record it failed.
+  int abandoned_after_s = 600;
 };
 
 struct Config {

@@ -28,6 +28,7 @@ struct WorkerOptions {
   core::AlertsConfig alerts;      // the deadlines of open alerts
   core::ReportsConfig reports;    // scheduled reports: time zones, download secrets
   core::WebhooksConfig webhooks;  // deliveries (webhook_runner.cpp)
+  core::ImportsConfig imports;    // imports left running by a process that died
   std::filesystem::path data_dir;
   // The wall clock (microseconds since the epoch); tests inject another.
   std::function<std::int64_t()> now_us;
