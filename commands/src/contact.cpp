@@ -122,7 +122,9 @@ Result decide(const State& state, const Archive& c, const CommandContext& contex
   if (c.reason) {
     if (auto r = check_text("reason", *c.reason, 1000, true)) return *r;
   }
-  return std::vector<Event>{Archived{c.reason}};
+  std::optional<std::string> claim_holder;
+  if (state.claimed_at(context.issued_at_us)) claim_holder = std::string(state.claimed_by.view());
+  return std::vector<Event>{Archived{c.reason, std::move(claim_holder)}};
 }
 
 Result decide(const State& state, const Claim& c, const CommandContext& context) {
@@ -229,6 +231,7 @@ std::string to_json(const Event& event) {
             json::optional_field(w, "previous", e.previous);
           } else if constexpr (std::is_same_v<T, Archived>) {
             json::optional_field(w, "reason", e.reason);
+            json::optional_field(w, "released_by", e.released_by);
           } else if constexpr (std::is_same_v<T, Claimed>) {
             json::field(w, "claimed_by", e.claimed_by);
             json::field(w, "claimed_until", core::format_utc_micros(e.claimed_until_us));
@@ -264,7 +267,9 @@ Event event_from_json(std::string_view type, std::string_view data) {
   if (type == "contact.assigned") {
     return Assigned{json::string(d, "operator"), json::opt_string(d, "previous")};
   }
-  if (type == "contact.archived") return Archived{json::opt_string(d, "reason")};
+  if (type == "contact.archived") {
+    return Archived{json::opt_string(d, "reason"), json::opt_string(d, "released_by")};
+  }
   if (type == "contact.claimed") {
     return Claimed{json::string(d, "claimed_by"),
                    core::parse_utc_micros(json::string(d, "claimed_until"))};

@@ -474,7 +474,8 @@ std::int64_t notify_from_generation(pqxx::dbtransaction& txn, const std::string&
              "           c.assigned_to, "
              "           CASE WHEN c.claimed_until > e.occurred_at THEN c.claimed_by END, "
              "           CASE e.type WHEN 'contact.assigned' THEN e.data->>'previous' "
-             "                       WHEN 'contact.released' THEN e.data->>'released_by' END"
+             "                       WHEN 'contact.released' THEN e.data->>'released_by' "
+             "                       WHEN 'contact.archived' THEN e.data->>'released_by' END"
              "         ]) p WHERE p IS NOT NULL), '{}') "
              "  FROM " +
                  txn.quote_name(schema) + ".events e " + "  LEFT JOIN " + txn.quote_name(schema) +
@@ -685,7 +686,7 @@ FilterAttributes filter_attributes(pqxx::dbtransaction& txn,
 }
 
 // The actors a contact's notification concerns: whom it is assigned to and who holds a claim
-// live at the event's time, and whom a reassignment or a release took it from.
+// live at the event's time, and whom a reassignment, a release or an archive took it from.
 std::vector<std::string> people_of(const commands::EventEnvelope& e,
                                    const FilterAttributes::Contact& contact) {
   std::vector<std::string> people;
@@ -696,9 +697,10 @@ std::vector<std::string> people_of(const commands::EventEnvelope& e,
   };
   if (contact.assigned_to) add(*contact.assigned_to);
   if (contact.claimed_by && contact.claimed_until_us > e.occurred_at_us) add(*contact.claimed_by);
-  const char* taken_from = e.type == "contact.assigned"   ? "previous"
-                           : e.type == "contact.released" ? "released_by"
-                                                          : nullptr;
+  const char* taken_from = e.type == "contact.assigned" ? "previous"
+                           : e.type == "contact.released" || e.type == "contact.archived"
+                               ? "released_by"
+                               : nullptr;
   if (taken_from != nullptr) {
     rapidjson::Document data;
     data.Parse(e.data.c_str(), e.data.size());

@@ -230,13 +230,18 @@ TEST_F(TargetedStreamsTest, AssignedToMeFollowsTheContactsOfTheKeysActor) {
   send("/v1/contacts/" + c3 + "/release", "", alice);
   send("/v1/contacts/" + c1 + "/calls",
        R"({"outcome":"answered","duration_s":30,"operator":"bob"})");
+  // Alice claims bob's c2, and c2 is archived while she holds it: she learns it is gone.
+  send("/v1/contacts/" + c2 + "/claim", R"({"ttl_s":600})", alice);
+  send("/v1/contacts/" + c2 + "/archive", "{}");
 
-  EXPECT_THAT(seen(everything("/v1/stream?topics=contacts&assigned_to=me", alice)),
-              ElementsAre("contact.assigned " + c1, "contact.claimed " + c3,
-                          "contact.assigned " + c1, "contact.released " + c3));
+  EXPECT_THAT(
+      seen(everything("/v1/stream?topics=contacts&assigned_to=me", alice)),
+      ElementsAre("contact.assigned " + c1, "contact.claimed " + c3, "contact.assigned " + c1,
+                  "contact.released " + c3, "contact.claimed " + c2, "contact.archived " + c2));
   EXPECT_THAT(
       seen(everything("/v1/stream?topics=contacts&assigned_to=me", bob)),
-      ElementsAre("contact.assigned " + c2, "contact.assigned " + c1, "contact.call_logged " + c1));
+      ElementsAre("contact.assigned " + c2, "contact.assigned " + c1, "contact.call_logged " + c1,
+                  "contact.claimed " + c2, "contact.archived " + c2));
 }
 
 TEST_F(TargetedStreamsTest, ResumingWithLastEventIdKeepsTheFilteredViewGapless) {

@@ -208,6 +208,17 @@ TEST(ContactTest, OnlyTheHolderReleasesAndALapsedClaimHasNothingToRelease) {
       "bob");
 }
 
+TEST(ContactTest, ArchivingRecordsTheLiveClaimItEnds) {
+  const auto held = given({kAda, Claimed{"ada", kNow + 60 * kSecond}});
+  EXPECT_EQ(then_events(decide(held, Archive{"gone"}, at(kNow, {}, "bob")))[0],
+            Event{(Archived{"gone", "ada"})});
+  // A lapsed claim ends nothing.
+  EXPECT_EQ(then_events(decide(held, Archive{}, at(kNow + 60 * kSecond, {}, "bob")))[0],
+            Event{Archived{}});
+  const auto archived = evolve(held, Archived{{}, "ada"});
+  EXPECT_FALSE(archived.claimed_at(kNow));
+}
+
 TEST(ContactTest, ClaimsNeedALiveContact) {
   EXPECT_EQ(then_rejected(decide(State{}, Claim{}, at())).code, "not_found");
   const auto archived = given({kAda, Archived{}});
@@ -222,6 +233,7 @@ TEST(ContactTest, EveryEventRoundTripsThroughItsJson) {
                                      CallLogged{"c1", "busy", 3, {}, "op", 99},
                                      Assigned{"op", "old"},
                                      Archived{},
+                                     Archived{"moved", "ada"},
                                      Claimed{"ada", 1'700'000'300'000'000},
                                      Released{"ada"}};
   for (const auto& e : events) {

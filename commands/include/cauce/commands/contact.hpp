@@ -84,6 +84,9 @@ struct Assigned {
 };
 struct Archived {
   std::optional<std::string> reason;
+  // The holder of the claim the archive ended (a claim live at the command's time), if any: the
+  // operator calling it learns the contact is gone (their assigned_to=me stream).
+  std::optional<std::string> released_by = std::nullopt;
   friend bool operator==(const Archived&, const Archived&) = default;
 };
 struct Claimed {  // also a renewal by the holder
