@@ -18,6 +18,8 @@
 //     coalescing what is pending per client as cauce does.
 //
 // Settings come from CAUCE_* like the service (scripts/bench stream sets Kafka and PostgreSQL).
+// The database must be fresh for each invocation (scripts/bench starts a new PostgreSQL): the
+// read models hold one event topic, and every invocation has topics of its own.
 
 #include <algorithm>
 #include <array>
@@ -769,7 +771,12 @@ Figures measure_cauce(const Options& options, std::uint16_t port, pid_t server,
         return r;
       },
       options.rate);
-  f.notifications_per_s = load.per_second();
+  // Sent per second of the pacing window (run_load's own seconds include the wait for the last
+  // answers).
+  f.notifications_per_s = static_cast<double>(load.ok) / options.seconds;
+  std::cout << "  (commands: " << load.ok << " accepted, " << load.failed << " failed in "
+            << options.seconds << " s; command p50 " << load.percentile(50) << " ms, p99 "
+            << load.percentile(99) << " ms)\n";
   // What the clients should get: the notifications after `after`, by topic, once the projection
   // has caught up with the commands.
   std::map<unsigned, std::int64_t> expected{{kAlerts, 0}, {kContacts, 0}};
@@ -972,7 +979,12 @@ int run(Options options) {
   }
   const auto med = [](const std::vector<Figures>& runs, double Figures::*field) {
     std::vector<double> v;
-    for (const auto& f : runs) v.push_back(f.*field);
+    for (const auto& f : runs) {
+      // RSS grows only in the first run of a process (later runs reuse the memory the first
+      // run's clients gave back): the others have no figure.
+      if (field == &Figures::rss_per_client_kib && f.*field <= 0) continue;
+      v.push_back(f.*field);
+    }
     return median(v);
   };
   std::cout << std::fixed << "medians over " << options.runs << " runs\n"

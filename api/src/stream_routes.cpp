@@ -213,8 +213,9 @@ class Waker {
   std::unique_ptr<StreamTicker::Registration> beat_;
 };
 
-// A beat may come a moment before a heartbeat is due: what is due within this slack counts.
-constexpr std::chrono::milliseconds kBeatSlack{250};
+// A beat may come a moment before a heartbeat is due (the beats are a heartbeat apart, give or
+// take the time a post takes): what is due within this slack counts.
+constexpr std::chrono::milliseconds kBeatSlack{50};
 
 // The client resumed after an id older than the notifications kept (retention): what it missed
 // is gone. It learns the oldest id it could resume after, and the stream goes on live; a client
@@ -618,6 +619,50 @@ class WsSession final : public StreamSession {
     return {buffer.GetString(), buffer.GetSize()};
   }
 
+  // One message from the client: a subscribe (kept for the writer), or the problem it caused
+  // (queued as a reply). A plain function: its locals stay out of the reader's coroutine frame,
+  // which lives as long as the connection.
+  static void take_message(const std::string& text, const Principal& principal,
+                           ReaderState& state) {
+    try {
+      const auto d = parse_json_message(text, "message");
+      for (const auto& m : d.GetObject()) {
+        const std::string name = m.name.GetString();
+        if (name != "subscribe" && name != "last_event_id" && name != "min_level" &&
+            name != "region" && name != "assigned_to") {
+          throw invalid_field(name, "is not a field of a subscribe message");
+        }
+      }
+      if (!d.HasMember("subscribe") || !d["subscribe"].IsArray()) {
+        throw invalid_field("subscribe", "must be an array of topics");
+      }
+      StreamAsk ask;
+      ask.topics_field = "subscribe";
+      ask.topics.emplace();
+      for (const auto& t : d["subscribe"].GetArray()) {
+        if (!t.IsString()) throw invalid_field("subscribe", "must hold topic names");
+        ask.topics->emplace_back(t.GetString(), t.GetStringLength());
+      }
+      for (auto [field, target] :
+           {std::pair{"min_level", &ask.min_level}, std::pair{"region", &ask.region},
+            std::pair{"assigned_to", &ask.assigned_to}}) {
+        if (!d.HasMember(field)) continue;
+        if (!d[field].IsString()) throw invalid_field(field, "must be a string");
+        *target = std::string(d[field].GetString(), d[field].GetStringLength());
+      }
+      Subscribe s{stream_view(principal, ask), std::nullopt};
+      if (d.HasMember("last_event_id")) {
+        if (!d["last_event_id"].IsInt64() || d["last_event_id"].GetInt64() < 0) {
+          throw invalid_field("last_event_id", "must be a notification id");
+        }
+        s.after = d["last_event_id"].GetInt64();
+      }
+      state.subscribe = std::move(s);
+    } catch (const ApiError& e) {
+      state.replies.push_back(error_message(e));
+    }
+  }
+
   static asio::awaitable<void> read_loop(websocket::stream<beast::tcp_stream&>& ws,
                                          std::shared_ptr<ReaderState> state, Principal principal,
                                          std::function<void()> wake) {
@@ -625,51 +670,16 @@ class WsSession final : public StreamSession {
     ws.read_message_max(64 * 1024);
     for (;;) {
       beast::error_code ec;
-      buffer.clear();
       co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
       state->last_heard = std::chrono::steady_clock::now();
-      const auto text = beast::buffers_to_string(buffer.data());
-      try {
-        const auto d = parse_json_message(text, "message");
-        for (const auto& m : d.GetObject()) {
-          const std::string name = m.name.GetString();
-          if (name != "subscribe" && name != "last_event_id" && name != "min_level" &&
-              name != "region" && name != "assigned_to") {
-            throw invalid_field(name, "is not a field of a subscribe message");
-          }
-        }
-        if (!d.HasMember("subscribe") || !d["subscribe"].IsArray()) {
-          throw invalid_field("subscribe", "must be an array of topics");
-        }
-        StreamAsk ask;
-        ask.topics_field = "subscribe";
-        ask.topics.emplace();
-        for (const auto& t : d["subscribe"].GetArray()) {
-          if (!t.IsString()) throw invalid_field("subscribe", "must hold topic names");
-          ask.topics->emplace_back(t.GetString(), t.GetStringLength());
-        }
-        for (auto [field, target] :
-             {std::pair{"min_level", &ask.min_level}, std::pair{"region", &ask.region},
-              std::pair{"assigned_to", &ask.assigned_to}}) {
-          if (!d.HasMember(field)) continue;
-          if (!d[field].IsString()) throw invalid_field(field, "must be a string");
-          *target = std::string(d[field].GetString(), d[field].GetStringLength());
-        }
-        Subscribe s{stream_view(principal, ask), std::nullopt};
-        if (d.HasMember("last_event_id")) {
-          if (!d["last_event_id"].IsInt64() || d["last_event_id"].GetInt64() < 0) {
-            throw invalid_field("last_event_id", "must be a notification id");
-          }
-          s.after = d["last_event_id"].GetInt64();
-        }
-        state->subscribe = std::move(s);
-      } catch (const ApiError& e) {
-        state->replies.push_back(error_message(e));
-        // A client that keeps sending bad messages without reading the answers is cut off
-        // rather than queued for without bound.
-        if (state->replies.size() >= kMaxPendingReplies) break;
-      }
+      take_message(beast::buffers_to_string(buffer.data()), principal, *state);
+      // Clients send a message now and then: the buffer is not kept between them.
+      buffer.clear();
+      buffer.shrink_to_fit();
+      // A client that keeps sending bad messages without reading the answers is cut off rather
+      // than queued for without bound.
+      if (state->replies.size() >= kMaxPendingReplies) break;
       wake();
     }
     state->done = true;
