@@ -492,6 +492,9 @@ class WsSession final : public StreamSession {
         if (subscription) hub_.unsubscribe(subscription);
         const auto after =
             last_sent >= 0 ? std::optional<std::int64_t>(last_sent) : state->subscribe->after;
+        // The id the client resumes after is where it stands (as SSE's Last-Event-ID): an id-only
+        // message repeating it would tell it nothing.
+        if (last_sent < 0 && after) last_sent = *after;
         subscription =
             hub_.subscribe(std::move(state->subscribe->view.topics),
                            std::move(state->subscribe->view.filter), after, waker_->callback());
