@@ -162,6 +162,8 @@ struct HttpServer::Impl {
   asio::awaitable<void> accept_loop();
   static asio::awaitable<void> refuse_connection(tcp::socket socket);
   asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
+  // A live stream that took a connection over, until it ends; then the connection closes.
+  asio::awaitable<void> run_stream(std::shared_ptr<Connection> connection);
   // An upload route's request, from its headers: routed and authorised without its body, which
   // its session then takes piece by piece. Answers, then the connection closes.
   asio::awaitable<void> serve_upload(Connection& connection, beast::flat_buffer& buffer,
@@ -577,9 +579,14 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
         ec = {};
       }
       if (*session) {
-        // The stream owns the connection from here; it ends with the connection.
+        // The stream owns the connection from here; it ends with the connection. It runs in a
+        // coroutine of its own so that this one's frame (the parser, the read buffer, the
+        // request's state: a few KiB) is given back for as long as the stream lives.
         connection->session = *session;
-        if (!draining.load()) co_await connection->session->run(stream);
+        if (!draining.load()) {
+          asio::co_spawn(stream.get_executor(), run_stream(connection), asio::detached);
+          co_return;
+        }
         connection->session.reset();
         break;
       }
@@ -593,6 +600,20 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
   } catch (const std::exception& e) {
     log.error("connection failed", {{"error", e.what()}});
   }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.close();
+  forget(connection);
+}
+
+asio::awaitable<void> HttpServer::Impl::run_stream(std::shared_ptr<Connection> connection) {
+  auto& stream = connection->stream;
+  beast::error_code ec;
+  try {
+    co_await connection->session->run(stream);
+  } catch (const std::exception& e) {
+    log.error("connection failed", {{"error", e.what()}});
+  }
+  connection->session.reset();
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   stream.close();
   forget(connection);

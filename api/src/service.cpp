@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <prometheus/gauge.h>
+#include <sys/resource.h>
 
 #include <cauce/api/auth.hpp>
 #include <cauce/api/http_metrics.hpp>
@@ -53,6 +54,34 @@ core::ClusterInfo wait_for_kafka(core::KafkaAdmin& admin, std::chrono::seconds t
   }
 }
 
+// Every live client is a file descriptor: the soft limit (often 1,024) goes up to the hard one,
+// so that http.max_connections and projections.max_stream_clients can be reached. Logged either
+// way, with what the caps would need.
+void raise_file_limit(const core::Config& config, const core::Logger& log) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const auto soft_before = limit.rlim_cur;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = soft_before;
+  }
+  const auto as_number = [](rlim_t v) {
+    return v == RLIM_INFINITY ? std::int64_t{-1} : static_cast<std::int64_t>(v);
+  };
+  const auto wanted = static_cast<rlim_t>(config.http.max_connections) + 256;
+  const auto level = limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted
+                         ? core::LogLevel::kWarn
+                         : core::LogLevel::kInfo;
+  log.write(level,
+            level == core::LogLevel::kWarn
+                ? "the open-file limit is below http.max_connections: connections past it fail"
+                : "open-file limit",
+            {{"soft_before", as_number(soft_before)},
+             {"soft", as_number(limit.rlim_cur)},
+             {"hard", as_number(limit.rlim_max)},
+             {"http_max_connections", config.http.max_connections}});
+}
+
 std::vector<core::Migration> migrations_for(const core::PostgresConfig& config) {
   return core::parse_migrations(config.migrations_dir.empty()
                                     ? core::embedded_migration_files()
@@ -80,6 +109,7 @@ int run_serve(const core::Config& config) {
                              config.postgres.database},
             {"data_dir", config.data_dir}});
   const auto startup_timeout = std::chrono::seconds(config.startup_timeout_s);
+  raise_file_limit(config, log);
 
   std::filesystem::create_directories(config.data_dir);
   const auto conninfo = core::postgres_conninfo(config.postgres);

@@ -1,6 +1,9 @@
 // Live notifications (API.md): GET /v1/stream as Server-Sent Events, GET /v1/ws as WebSocket.
 // Both are fed by the NotificationHub: each connection has one Subscription whose queue the
-// connection drains on its own strand; the hub wakes it.
+// connection drains on its own strand; the hub wakes it. Each notification's bytes are built once
+// by the hub and shared by every client (projections::Delivery); heartbeats, key re-checks and
+// write deadlines run on one StreamTicker for all the streams.
+#include <algorithm>
 #include <atomic>
 #include <utility>  // before Boost: asio/awaitable.hpp (1.74) uses std::exchange unincluded
 
@@ -19,6 +22,7 @@
 #include <cauce/api/problem.hpp>
 #include <cauce/api/routes.hpp>
 #include <cauce/api/stream_slots.hpp>
+#include <cauce/api/stream_ticker.hpp>
 #include <cauce/core/errors.hpp>
 #include <cauce/core/json.hpp>
 #include <cauce/core/log.hpp>
@@ -32,7 +36,6 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
-using projections::Notification;
 using projections::NotificationHub;
 using projections::StreamFilter;
 using projections::Subscription;
@@ -142,38 +145,77 @@ StreamView stream_view(const Principal& principal, const StreamAsk& ask) {
   return view;
 }
 
-// Wakes a connection's coroutine from the hub's thread: sets a flag (so a wake between taking
-// the queue and waiting is not lost) and cancels the timer the coroutine waits on.
+// A client that stops reading fills the socket's buffers and then a write waits forever: every
+// write to a stream gets this long, then the connection is closed (its subscription ends). The
+// deadline is kept by the shared StreamTicker, not by a timer armed per write.
+constexpr std::chrono::seconds kStreamWriteTimeout{30};
+
+// What a connection's coroutine waits on, shared with the hub's thread (wake) and the ticker's
+// (tick): one allocation per client.
+struct WakeState {
+  explicit WakeState(const asio::any_io_executor& executor)
+      : timer(executor, asio::steady_timer::time_point::max()) {}
+  asio::steady_timer timer;  // never expires: a wake cancels the wait (strand)
+  std::atomic<bool> flag{false};
+  std::atomic<bool> closed{false};
+  // Strand only: the stream while a write to it is in flight, and since when.
+  beast::tcp_stream* writing = nullptr;
+  std::chrono::steady_clock::time_point write_since{};
+};
+
+// Wakes a connection's coroutine from the hub's thread and on the shared ticker's beat: sets a
+// flag (so a wake between taking the queue and waiting is not lost) and cancels the wait. On
+// each beat it also cuts a write that has waited past kStreamWriteTimeout.
 class Waker {
  public:
-  explicit Waker(const asio::any_io_executor& executor)
-      : timer_(std::make_shared<asio::steady_timer>(executor)) {}
+  Waker(const asio::any_io_executor& executor, StreamTicker& ticker)
+      : state_(std::make_shared<WakeState>(executor)), beat_(ticker.add([state = state_] {
+          asio::post(state->timer.get_executor(), [state] {
+            if (state->writing != nullptr &&
+                std::chrono::steady_clock::now() - state->write_since > kStreamWriteTimeout) {
+              beast::error_code ignored;
+              state->writing->socket().cancel(ignored);
+            }
+            state->flag.store(true);
+            state->timer.cancel();
+          });
+        })) {}
 
+  // The hub calls it after it queued something: one post per wake-up, however many calls came
+  // before the connection ran (a set flag means a post is on its way, or the connection has not
+  // taken its queue since and will find it without waiting).
   std::function<void()> callback() {
-    return [flag = flag_, timer = timer_] {
-      flag->store(true);
-      asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+    return [state = state_] {
+      if (state->flag.exchange(true)) return;
+      asio::post(state->timer.get_executor(), [state] { state->timer.cancel(); });
     };
   }
   void close() {
-    closed_->store(true);
+    state_->closed.store(true);
     callback()();
   }
-  bool closed() const { return closed_->load(); }
-  // Waits until woken or `timeout`; true when woken (or something is pending).
-  asio::awaitable<bool> wait(std::chrono::seconds timeout) {
-    if (flag_->exchange(false)) co_return true;
-    timer_->expires_after(timeout);
+  bool closed() const { return state_->closed.load(); }
+  // Waits until woken: by the hub, a close, or the ticker's beat.
+  asio::awaitable<void> wait() {
+    if (state_->flag.exchange(false)) co_return;
     beast::error_code ec;
-    co_await timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    co_return flag_->exchange(false) || ec == asio::error::operation_aborted;
+    co_await state_->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    state_->flag.store(false);
+  }
+  // Marks a write in flight (the ticker cuts it past the deadline) and its end.
+  void writing(beast::tcp_stream* stream) {
+    state_->writing = stream;
+    state_->write_since = std::chrono::steady_clock::now();
   }
 
  private:
-  std::shared_ptr<asio::steady_timer> timer_;
-  std::shared_ptr<std::atomic<bool>> flag_ = std::make_shared<std::atomic<bool>>(false);
-  std::shared_ptr<std::atomic<bool>> closed_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<WakeState> state_;
+  std::unique_ptr<StreamTicker::Registration> beat_;
 };
+
+// A beat may come a moment before a heartbeat is due (the beats are a heartbeat apart, give or
+// take the time a post takes): what is due within this slack counts.
+constexpr std::chrono::milliseconds kBeatSlack{50};
 
 // The client resumed after an id older than the notifications kept (retention): what it missed
 // is gone. It learns the oldest id it could resume after, and the stream goes on live; a client
@@ -243,16 +285,12 @@ class KeyCheck {
 
 constexpr const char* kKeyRevoked = "the API key was revoked";
 
-// A client that stops reading fills the socket's buffers and then a write waits forever: every
-// write to a stream gets this long, then the connection is closed (its subscription ends).
-constexpr std::chrono::seconds kStreamWriteTimeout{30};
-
-asio::awaitable<void> write_within(beast::tcp_stream& stream, const std::string& bytes,
+template <typename Buffers>
+asio::awaitable<void> write_within(Waker& waker, beast::tcp_stream& stream, const Buffers& bytes,
                                    beast::error_code& ec) {
-  stream.expires_after(kStreamWriteTimeout);
-  co_await asio::async_write(stream, asio::buffer(bytes),
-                             asio::redirect_error(asio::use_awaitable, ec));
-  stream.expires_never();  // waiting for notifications is not bounded
+  waker.writing(&stream);
+  co_await asio::async_write(stream, bytes, asio::redirect_error(asio::use_awaitable, ec));
+  waker.writing(nullptr);
 }
 
 // One live client for as long as its session exists: its slot under the caps, and one in
@@ -289,10 +327,11 @@ std::unique_ptr<StreamSlots::Slot> stream_slot(StreamSlots& slots, const Request
 
 class SseSession final : public StreamSession {
  public:
-  SseSession(NotificationHub& hub, StreamView view, std::optional<std::int64_t> last_event_id,
-             std::string request_id, int heartbeat_s, KeyCheck key,
-             std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
+  SseSession(NotificationHub& hub, std::shared_ptr<StreamTicker> ticker, StreamView view,
+             std::optional<std::int64_t> last_event_id, std::string request_id, int heartbeat_s,
+             KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
       : hub_(hub),
+        ticker_(std::move(ticker)),
         view_(std::move(view)),
         last_event_id_(last_event_id),
         request_id_(std::move(request_id)),
@@ -302,49 +341,73 @@ class SseSession final : public StreamSession {
 
   asio::awaitable<void> run(beast::tcp_stream& stream) override {
     stream.expires_never();
-    waker_.emplace(stream.get_executor());
+    waker_.emplace(stream.get_executor(), *ticker_);
     if (closing_) waker_->close();
-    auto subscription =
-        hub_.subscribe(view_.topics, view_.filter, last_event_id_, waker_->callback());
+    // The subscription keeps the view (as a topic mask); the session needs it no more.
+    auto subscription = hub_.subscribe(std::move(view_.topics), std::move(view_.filter),
+                                       last_event_id_, waker_->callback());
+    view_ = {};
     beast::error_code ec;
-    std::string out =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
-        "X-Accel-Buffering: no\r\n"
-        "X-Request-Id: " +
-        request_id_ + "\r\n\r\nretry: 1000\n\n";
-    co_await write_within(stream, out, ec);
+    {
+      const std::string head =
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+          "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+          "X-Accel-Buffering: no\r\n"
+          "X-Request-Id: " +
+          request_id_ + "\r\n\r\nretry: 1000\n\n";
+      co_await write_within(*waker_, stream, asio::buffer(head), ec);
+    }
+    const auto heartbeat_due = heartbeat_ - kBeatSlack;
     auto last_write = std::chrono::steady_clock::now();
     std::int64_t last_id = last_event_id_.value_or(-1);  // the client's Last-Event-ID now
     while (!ec && !waker_->closed()) {
-      co_await waker_->wait(std::min<std::chrono::seconds>(heartbeat_, kKeyRecheck));
-      out.clear();
-      if (const auto oldest = subscription->take_reset()) out += reset_event(*oldest);
+      co_await waker_->wait();
+      // Everything queued since the last write goes out in one write: the events' bytes are the
+      // hub's, shared with every other client; only what is this client's own is built here.
+      std::string head;  // a reset
+      std::string tail;  // an id-only line, an error, a heartbeat
+      if (const auto oldest = subscription->take_reset()) head = reset_event(*oldest);
       std::int64_t through = -1;
-      for (const auto& n : subscription->take(&through)) {
-        // A stats event has no id: a client resumes by the events' ids only.
-        if (n.id != 0) {
-          out += "id: " + std::to_string(n.id) + "\n";
-          last_id = n.id;
-        }
-        out += "event: " + n.topic + "\ndata: " + projections::notification_data(n) + "\n\n";
+      const auto batch = subscription->take(&through);
+      // A stats event has no id: a client resumes by the events' ids only.
+      for (const auto& d : batch) {
+        if (d->id != 0) last_id = d->id;
       }
+      const bool nothing = head.empty() && batch.empty();
       const auto now = std::chrono::steady_clock::now();
-      if (through > last_id && (last_id < 0 || (out.empty() && now - last_write >= heartbeat_))) {
+      if (through > last_id && (last_id < 0 || (nothing && now - last_write >= heartbeat_due))) {
         // What the client's topics and filters left out since (told at once, then with the
         // heartbeats): an id without data moves its Last-Event-ID without an event, so a
         // reconnect resumes here, not "from now" when it never received anything, nor at an
         // old id the retention may have deleted.
-        out += "id: " + std::to_string(through) + "\n\n";
+        tail += "id: " + std::to_string(through) + "\n\n";
         last_id = through;
       }
       auto reason = subscription->closed_reason();
       if (!reason && !key_.still_valid()) reason = kKeyRevoked;
-      if (reason) out += "event: error\ndata: {\"reason\":\"" + *reason + "\"}\n\n";
-      if (out.empty() && now - last_write >= heartbeat_) out = ": heartbeat\n\n";
-      if (!out.empty()) {
+      if (reason) tail += "event: error\ndata: {\"reason\":\"" + *reason + "\"}\n\n";
+      if (nothing && tail.empty() && now - last_write >= heartbeat_due) tail = ": heartbeat\n\n";
+      if (!nothing || !tail.empty()) {
         last_write = now;
-        co_await write_within(stream, out, ec);
+        if (batch.size() <= kGatherMax) {
+          // Few events (the usual case): one gathering write straight from the shared bytes.
+          std::vector<asio::const_buffer> buffers;
+          buffers.reserve(batch.size() + 2);
+          if (!head.empty()) buffers.push_back(asio::buffer(head));
+          for (const auto& d : batch) buffers.push_back(asio::buffer(d->sse));
+          if (!tail.empty()) buffers.push_back(asio::buffer(tail));
+          co_await write_within(*waker_, stream, buffers, ec);
+        } else {
+          // Many (a resume, a burst): one copy beats one system call per kGatherMax events.
+          std::size_t size = head.size() + tail.size();
+          for (const auto& d : batch) size += d->sse.size();
+          std::string out;
+          out.reserve(size);
+          out += head;
+          for (const auto& d : batch) out += d->sse;
+          out += tail;
+          co_await write_within(*waker_, stream, asio::buffer(out), ec);
+        }
       }
       if (reason) {
         log().info("stream client closed", {{"request_id", request_id_}, {"reason", *reason}});
@@ -360,7 +423,12 @@ class SseSession final : public StreamSession {
   }
 
  private:
+  // Events gathered into one write without copying, at most (Asio passes up to 64 buffers to
+  // one writev).
+  static constexpr std::size_t kGatherMax = 60;
+
   NotificationHub& hub_;
+  std::shared_ptr<StreamTicker> ticker_;  // outlives waker_'s place on it
   StreamView view_;
   std::optional<std::int64_t> last_event_id_;
   std::string request_id_;
@@ -376,10 +444,11 @@ class SseSession final : public StreamSession {
 // heartbeat, and answers a malformed message with {"error": {...}} without closing.
 class WsSession final : public StreamSession {
  public:
-  WsSession(NotificationHub& hub, http::request<http::string_body> request, Principal principal,
-            int heartbeat_s, KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot,
-            prometheus::Gauge& clients)
+  WsSession(NotificationHub& hub, std::shared_ptr<StreamTicker> ticker,
+            http::request<http::string_body> request, Principal principal, int heartbeat_s,
+            KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
       : hub_(hub),
+        ticker_(std::move(ticker)),
         request_(std::move(request)),
         principal_(std::move(principal)),
         heartbeat_(heartbeat_s),
@@ -388,84 +457,113 @@ class WsSession final : public StreamSession {
 
   asio::awaitable<void> run(beast::tcp_stream& stream) override {
     stream.expires_never();
-    waker_.emplace(stream.get_executor());
+    waker_.emplace(stream.get_executor(), *ticker_);
     if (closing_) waker_->close();
     websocket::stream<beast::tcp_stream&> ws(stream);
     beast::error_code ec;
-    // A peer that sends nothing, not even the pong to the pings Beast sends at half the idle
-    // time, is closed; that also ends a write stuck on a client that stopped reading.
-    ws.set_option(websocket::stream_base::timeout{kStreamWriteTimeout, 2 * heartbeat_, true});
+    // Beast bounds the handshakes; pings, the idle check and write deadlines run on the shared
+    // ticker's beat, not on a timer per client: a peer that sends nothing, not even the pong to
+    // the ping sent every heartbeat, for two heartbeats is closed.
+    ws.set_option(websocket::stream_base::timeout{kStreamWriteTimeout,
+                                                  websocket::stream_base::none(), false});
+    waker_->writing(&stream);
     co_await ws.async_accept(request_, asio::redirect_error(asio::use_awaitable, ec));
+    waker_->writing(nullptr);
+    request_ = {};  // its headers are not needed any more
     if (ec) co_return;
     auto state = std::make_shared<ReaderState>();
-    asio::co_spawn(stream.get_executor(), read_loop(ws, state, principal_, waker_->callback()),
-                   asio::detached);
+    state->last_heard = std::chrono::steady_clock::now();
+    ws.control_callback([state](websocket::frame_type, beast::string_view) {
+      state->last_heard = std::chrono::steady_clock::now();
+    });
+    asio::co_spawn(stream.get_executor(),
+                   read_loop(ws, state, std::move(principal_), waker_->callback()), asio::detached);
     std::shared_ptr<Subscription> subscription;
     std::int64_t last_sent = -1;
+    const auto heartbeat_due = heartbeat_ - kBeatSlack;
     auto last_write = std::chrono::steady_clock::now();
+    auto last_ping = last_write;
     while (!waker_->closed() && !state->done) {
-      co_await waker_->wait(std::min<std::chrono::seconds>(heartbeat_, kKeyRecheck));
-      std::vector<std::string> messages = std::move(state->replies);
+      co_await waker_->wait();
+      std::vector<std::string> replies = std::move(state->replies);
       state->replies.clear();
       if (state->subscribe) {
         // (Re)subscribe without a gap: continue after the last id sent, else as asked.
         if (subscription) hub_.unsubscribe(subscription);
         const auto after =
             last_sent >= 0 ? std::optional<std::int64_t>(last_sent) : state->subscribe->after;
-        subscription = hub_.subscribe(state->subscribe->view.topics, state->subscribe->view.filter,
-                                      after, waker_->callback());
+        // The id the client resumes after is where it stands (as SSE's Last-Event-ID): an id-only
+        // message repeating it would tell it nothing.
+        if (last_sent < 0 && after) last_sent = *after;
+        subscription =
+            hub_.subscribe(std::move(state->subscribe->view.topics),
+                           std::move(state->subscribe->view.filter), after, waker_->callback());
         state->subscribe.reset();
       }
       std::optional<std::string> reason;
+      std::vector<std::shared_ptr<const projections::Delivery>> batch;
+      const auto now = std::chrono::steady_clock::now();
       if (subscription) {
         if (const auto oldest = subscription->take_reset()) {
-          messages.push_back("{\"event\":\"reset\",\"data\":" + reset_data(*oldest) + "}");
+          replies.push_back("{\"event\":\"reset\",\"data\":" + reset_data(*oldest) + "}");
         }
         std::int64_t through = -1;
-        for (const auto& n : subscription->take(&through)) {
-          if (n.id == 0) {  // stats: no id to resume after
-            messages.push_back(
-                "{\"event\":\"stats\",\"data\":" + projections::notification_data(n) + "}");
-            continue;
-          }
-          messages.push_back("{\"id\":" + std::to_string(n.id) + ",\"event\":\"" + n.topic +
-                             "\",\"data\":" + projections::notification_data(n) + "}");
-          last_sent = n.id;
+        batch = subscription->take(&through);
+        for (const auto& d : batch) {
+          if (d->id != 0) last_sent = d->id;  // stats: no id to resume after
         }
         // What the topics and filters left out since, with the heartbeats: {"id"} alone moves
         // the id a client resumes after (as SSE's id-only lines do).
-        if (through > last_sent && messages.empty() &&
-            std::chrono::steady_clock::now() - last_write >= heartbeat_) {
-          messages.push_back("{\"id\":" + std::to_string(through) + "}");
+        if (through > last_sent && replies.empty() && batch.empty() &&
+            now - last_write >= heartbeat_due) {
+          replies.push_back("{\"id\":" + std::to_string(through) + "}");
           last_sent = through;
         }
         reason = subscription->closed_reason();
       }
       const bool revoked = !reason && !key_.still_valid();
       if (revoked) reason = kKeyRevoked;
-      for (const auto& m : messages) {
+      const bool silent = now - state->last_heard > 2 * heartbeat_ + ticker_->cycle();
+      // One WebSocket message per notification (API.md), each written from the shared bytes.
+      waker_->writing(&stream);
+      for (const auto& m : replies) {
         co_await ws.async_write(asio::buffer(m), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) break;
       }
+      for (const auto& d : batch) {
+        if (ec) break;
+        co_await ws.async_write(asio::buffer(d->ws), asio::redirect_error(asio::use_awaitable, ec));
+      }
+      waker_->writing(nullptr);
       if (ec) break;
+      if (!replies.empty() || !batch.empty()) last_write = now;
+      if (silent) {
+        log().info("stream client closed", {{"reason", "no answer to the pings"}});
+        break;
+      }
       if (reason) {
         websocket::close_reason close(revoked ? websocket::close_code::policy_error
                                               : websocket::close_code::try_again_later);
         close.reason = reason->substr(0, 120);
+        waker_->writing(&stream);
         co_await ws.async_close(close, asio::redirect_error(asio::use_awaitable, ec));
+        waker_->writing(nullptr);
         break;
       }
-      const auto now = std::chrono::steady_clock::now();
-      if (!messages.empty()) last_write = now;
-      if (messages.empty() && now - last_write >= heartbeat_) {
-        last_write = now;
+      if (now - last_ping >= heartbeat_due) {
+        last_ping = now;
+        if (replies.empty() && batch.empty()) last_write = now;
+        waker_->writing(&stream);
         co_await ws.async_ping({}, asio::redirect_error(asio::use_awaitable, ec));
+        waker_->writing(nullptr);
         if (ec) break;
       }
     }
     if (waker_->closed() && !state->done) {
+      waker_->writing(&stream);
       co_await ws.async_close(websocket::close_code::going_away,
                               asio::redirect_error(asio::use_awaitable, ec));
+      waker_->writing(nullptr);
     }
     if (subscription) hub_.unsubscribe(subscription);
     // The reader ends with the connection; wait for it so `ws` outlives it.
@@ -489,6 +587,7 @@ class WsSession final : public StreamSession {
   static constexpr std::size_t kMaxPendingReplies = 64;
   struct ReaderState {  // strand only
     std::optional<Subscribe> subscribe;
+    std::chrono::steady_clock::time_point last_heard;  // any message or control frame
     std::vector<std::string> replies;
     bool done = false;
     bool reader_finished = false;
@@ -523,6 +622,50 @@ class WsSession final : public StreamSession {
     return {buffer.GetString(), buffer.GetSize()};
   }
 
+  // One message from the client: a subscribe (kept for the writer), or the problem it caused
+  // (queued as a reply). A plain function: its locals stay out of the reader's coroutine frame,
+  // which lives as long as the connection.
+  static void take_message(const std::string& text, const Principal& principal,
+                           ReaderState& state) {
+    try {
+      const auto d = parse_json_message(text, "message");
+      for (const auto& m : d.GetObject()) {
+        const std::string name = m.name.GetString();
+        if (name != "subscribe" && name != "last_event_id" && name != "min_level" &&
+            name != "region" && name != "assigned_to") {
+          throw invalid_field(name, "is not a field of a subscribe message");
+        }
+      }
+      if (!d.HasMember("subscribe") || !d["subscribe"].IsArray()) {
+        throw invalid_field("subscribe", "must be an array of topics");
+      }
+      StreamAsk ask;
+      ask.topics_field = "subscribe";
+      ask.topics.emplace();
+      for (const auto& t : d["subscribe"].GetArray()) {
+        if (!t.IsString()) throw invalid_field("subscribe", "must hold topic names");
+        ask.topics->emplace_back(t.GetString(), t.GetStringLength());
+      }
+      for (auto [field, target] :
+           {std::pair{"min_level", &ask.min_level}, std::pair{"region", &ask.region},
+            std::pair{"assigned_to", &ask.assigned_to}}) {
+        if (!d.HasMember(field)) continue;
+        if (!d[field].IsString()) throw invalid_field(field, "must be a string");
+        *target = std::string(d[field].GetString(), d[field].GetStringLength());
+      }
+      Subscribe s{stream_view(principal, ask), std::nullopt};
+      if (d.HasMember("last_event_id")) {
+        if (!d["last_event_id"].IsInt64() || d["last_event_id"].GetInt64() < 0) {
+          throw invalid_field("last_event_id", "must be a notification id");
+        }
+        s.after = d["last_event_id"].GetInt64();
+      }
+      state.subscribe = std::move(s);
+    } catch (const ApiError& e) {
+      state.replies.push_back(error_message(e));
+    }
+  }
+
   static asio::awaitable<void> read_loop(websocket::stream<beast::tcp_stream&>& ws,
                                          std::shared_ptr<ReaderState> state, Principal principal,
                                          std::function<void()> wake) {
@@ -530,50 +673,16 @@ class WsSession final : public StreamSession {
     ws.read_message_max(64 * 1024);
     for (;;) {
       beast::error_code ec;
-      buffer.clear();
       co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
-      const auto text = beast::buffers_to_string(buffer.data());
-      try {
-        const auto d = parse_json_message(text, "message");
-        for (const auto& m : d.GetObject()) {
-          const std::string name = m.name.GetString();
-          if (name != "subscribe" && name != "last_event_id" && name != "min_level" &&
-              name != "region" && name != "assigned_to") {
-            throw invalid_field(name, "is not a field of a subscribe message");
-          }
-        }
-        if (!d.HasMember("subscribe") || !d["subscribe"].IsArray()) {
-          throw invalid_field("subscribe", "must be an array of topics");
-        }
-        StreamAsk ask;
-        ask.topics_field = "subscribe";
-        ask.topics.emplace();
-        for (const auto& t : d["subscribe"].GetArray()) {
-          if (!t.IsString()) throw invalid_field("subscribe", "must hold topic names");
-          ask.topics->emplace_back(t.GetString(), t.GetStringLength());
-        }
-        for (auto [field, target] :
-             {std::pair{"min_level", &ask.min_level}, std::pair{"region", &ask.region},
-              std::pair{"assigned_to", &ask.assigned_to}}) {
-          if (!d.HasMember(field)) continue;
-          if (!d[field].IsString()) throw invalid_field(field, "must be a string");
-          *target = std::string(d[field].GetString(), d[field].GetStringLength());
-        }
-        Subscribe s{stream_view(principal, ask), std::nullopt};
-        if (d.HasMember("last_event_id")) {
-          if (!d["last_event_id"].IsInt64() || d["last_event_id"].GetInt64() < 0) {
-            throw invalid_field("last_event_id", "must be a notification id");
-          }
-          s.after = d["last_event_id"].GetInt64();
-        }
-        state->subscribe = std::move(s);
-      } catch (const ApiError& e) {
-        state->replies.push_back(error_message(e));
-        // A client that keeps sending bad messages without reading the answers is cut off
-        // rather than queued for without bound.
-        if (state->replies.size() >= kMaxPendingReplies) break;
-      }
+      state->last_heard = std::chrono::steady_clock::now();
+      take_message(beast::buffers_to_string(buffer.data()), principal, *state);
+      // Clients send a message now and then: the buffer is not kept between them.
+      buffer.clear();
+      buffer.shrink_to_fit();
+      // A client that keeps sending bad messages without reading the answers is cut off rather
+      // than queued for without bound.
+      if (state->replies.size() >= kMaxPendingReplies) break;
       wake();
     }
     state->done = true;
@@ -582,6 +691,7 @@ class WsSession final : public StreamSession {
   }
 
   NotificationHub& hub_;
+  std::shared_ptr<StreamTicker> ticker_;  // outlives waker_'s place on it
   http::request<http::string_body> request_;
   Principal principal_;
   std::chrono::seconds heartbeat_;
@@ -609,10 +719,16 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
   auto key_check = [&keys, run_blocking](const Request& request) {
     return KeyCheck(keys, request.principal->key_id, run_blocking);
   };
+  // Every stream's beat: each one's tick once every min(heartbeat, key re-check) seconds, a
+  // second's worth of the streams at a time.
+  auto ticker = std::make_shared<StreamTicker>(
+      std::chrono::seconds(1),
+      static_cast<std::size_t>(std::clamp<std::int64_t>(
+          std::min<std::int64_t>(heartbeat_s, kKeyRecheck.count()), 1, kKeyRecheck.count())));
   router.add_stream(
       http::verb::get, "/v1/stream", Role::kReader,
-      [&hub, heartbeat_s, key_check, &sse_clients,
-       slots](Request& request) -> std::shared_ptr<StreamSession> {
+      [&hub, heartbeat_s, key_check, &sse_clients, slots,
+       ticker](Request& request) -> std::shared_ptr<StreamSession> {
         const auto params =
             query_params(request.message.target(),
                          {"topics", "last_event_id", "min_level", "region", "assigned_to"});
@@ -638,22 +754,22 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
         if (!hub.connected()) {
           throw core::DependencyError("postgres", "live notifications are unavailable", true);
         }
-        return std::make_shared<SseSession>(hub, std::move(view), after, request.request_id,
+        return std::make_shared<SseSession>(hub, ticker, std::move(view), after, request.request_id,
                                             heartbeat_s, key_check(request),
                                             stream_slot(*slots, request), sse_clients);
       });
   router.add_stream(
       http::verb::get, "/v1/ws", Role::kReader,
-      [&hub, heartbeat_s, key_check, &ws_clients,
-       slots](Request& request) -> std::shared_ptr<StreamSession> {
+      [&hub, heartbeat_s, key_check, &ws_clients, slots,
+       ticker](Request& request) -> std::shared_ptr<StreamSession> {
         query_params(request.message.target(), {});
         if (!websocket::is_upgrade(request.message)) {
           throw ApiError(http::status::upgrade_required, "upgrade-required",
                          "GET /v1/ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket");
         }
-        return std::make_shared<WsSession>(hub, request.message, *request.principal, heartbeat_s,
-                                           key_check(request), stream_slot(*slots, request),
-                                           ws_clients);
+        return std::make_shared<WsSession>(hub, ticker, request.message, *request.principal,
+                                           heartbeat_s, key_check(request),
+                                           stream_slot(*slots, request), ws_clients);
       });
 }
 

@@ -108,7 +108,7 @@ struct VersionFeed::State : std::enable_shared_from_this<State> {
     scheduled = false;
     const std::lock_guard lock(mutex);
     if (stopped || !subscription) return;
-    for (const auto& n : subscription->take()) cache.raise(n.aggregate_id, n.version);
+    for (const auto& d : subscription->take()) cache.raise(d->aggregate_id, d->version);
     if (const auto reason = subscription->closed_reason()) {
       // Notifications were lost: what the cache holds may be older than the read model.
       cache.clear();

@@ -92,12 +92,39 @@ bool StreamFilter::matches(const Notification& n) const {
   return true;
 }
 
-std::vector<Notification> Subscription::take(std::int64_t* through) {
+std::shared_ptr<const Delivery> make_delivery(const Notification& n) {
+  auto d = std::make_shared<Delivery>();
+  d->id = n.id;
+  d->aggregate_id = n.aggregate_id;
+  d->version = n.version;
+  const auto data = notification_data(n);
+  const auto id = std::to_string(n.id);
+  if (n.id != 0) {
+    d->sse.reserve(id.size() + n.topic.size() + data.size() + 22);
+    d->sse.append("id: ").append(id).append("\n");
+  }
+  d->sse.append("event: ").append(n.topic).append("\ndata: ").append(data).append("\n\n");
+  d->ws.reserve(id.size() + n.topic.size() + data.size() + 28);
+  d->ws.append("{");
+  if (n.id != 0) d->ws.append("\"id\":").append(id).append(",");
+  d->ws.append("\"event\":\"").append(n.topic).append("\",\"data\":").append(data).append("}");
+  return d;
+}
+
+std::uint32_t topic_bit(std::string_view topic) {
+  std::uint32_t bit = 1;
+  for (const auto& t : subscribable_topics()) {
+    if (t == topic) return bit;
+    bit <<= 1;
+  }
+  return 0;
+}
+
+std::vector<std::shared_ptr<const Delivery>> Subscription::take(std::int64_t* through) {
+  std::vector<std::shared_ptr<const Delivery>> out;
   const std::lock_guard lock(mutex_);
   if (through != nullptr) *through = through_;
-  std::vector<Notification> out(std::make_move_iterator(queue_.begin()),
-                                std::make_move_iterator(queue_.end()));
-  queue_.clear();
+  out.swap(queue_);
   return out;
 }
 
@@ -370,19 +397,27 @@ struct NotificationHub::Impl {
       // The rows end where the page ended, else at `latest` (ids may have gaps: rolled back
       // batches, deleted old rows).
       const auto upto = static_cast<int>(rows.size()) == kPageRows ? rows.back().id : latest;
+      // Each row's topic bit once, and its delivery built once, by the first client it reaches,
+      // then shared with every other.
+      std::vector<std::uint32_t> bits;
+      bits.reserve(rows.size());
+      for (const auto& n : rows) bits.push_back(topic_bit(n.topic));
+      std::vector<std::shared_ptr<const Delivery>> built(rows.size());
       for (const auto& s : group) {
         bool pushed = false;
         bool took_all = true;
         {
           const std::lock_guard lock(s->mutex_);
-          for (const auto& n : rows) {
+          for (std::size_t i = 0; i < rows.size(); ++i) {
+            const auto& n = rows[i];
             if (s->queue_.size() >= s->capacity_) {
               took_all = false;
               break;
             }
             s->cursor_ = n.id;
-            if (s->topics_.contains(n.topic) && s->filter_.matches(n)) {
-              s->queue_.push_back(n);
+            if ((s->topics_ & bits[i]) != 0 && s->filter_.matches(n)) {
+              if (!built[i]) built[i] = make_delivery(n);
+              s->queue_.push_back(built[i]);
               pushed = true;
             }
           }
@@ -407,7 +442,7 @@ struct NotificationHub::Impl {
     {
       const std::lock_guard lock(mutex);
       for (const auto& s : subscriptions) {
-        if (s->topics_.contains("stats")) subs.push_back(s);
+        if ((s->topics_ & topic_bit("stats")) != 0) subs.push_back(s);
       }
       latest = latest_id;
     }
@@ -438,6 +473,7 @@ struct NotificationHub::Impl {
     n.topic = "stats";
     n.type = "stats";
     n.data = figures;
+    const auto delivery = make_delivery(n);
     for (const auto& s : subs) {
       if (!differ && s->has_stats_) continue;
       {
@@ -446,7 +482,7 @@ struct NotificationHub::Impl {
           s->has_stats_ = false;  // it gets them next round
           continue;
         }
-        s->queue_.push_back(n);
+        s->queue_.push_back(delivery);
       }
       s->has_stats_ = true;
       s->wake_();

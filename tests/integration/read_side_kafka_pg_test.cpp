@@ -426,7 +426,7 @@ TEST_F(ReadSideTest, WebSocketSubscribesAndReceives) {
   const auto raised = send(http::verb::post, "/v1/alerts", R"({"level":"info","title":"ws"})");
   ws.read(buffer);
   const auto message = parse(beast::buffers_to_string(buffer.data()));
-  EXPECT_EQ(str(message, "event"), "alerts");
+  ASSERT_EQ(str(message, "event"), "alerts") << beast::buffers_to_string(buffer.data());
   EXPECT_EQ(str(message["data"], "type"), "alert.raised");
   EXPECT_EQ(str(message["data"], "id"), str(parse(raised.body), "id"));
   EXPECT_GT(message["id"].GetInt64(), 0);

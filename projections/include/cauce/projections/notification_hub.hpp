@@ -15,7 +15,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -67,6 +66,23 @@ std::string topic_list();
 // API.md's message data: {"type","id","version","position"}; for stats, the figures.
 std::string notification_data(const Notification& n);
 
+// One notification as every live client receives it: serialised once by the hub and shared,
+// read-only, by every queue it is put in (API.md's SSE event and WebSocket message), so a
+// notification that reaches 10,000 clients is built once, not 10,000 times.
+struct Delivery {
+  std::int64_t id = 0;  // 0: no resume id (topic stats)
+  std::string sse;      // "id: <id>\nevent: <topic>\ndata: <data>\n\n" (stats: no id line)
+  std::string ws;       // {"id":<id>,"event":"<topic>","data":<data>} (stats: no id)
+  // The aggregate and the version it reached (topic stats: none), for subscribers inside the
+  // process (the API's version cache).
+  std::string aggregate_id;
+  std::int64_t version = 0;
+};
+std::shared_ptr<const Delivery> make_delivery(const Notification& n);
+
+// The bit of a subscribable topic in a subscription's topic mask (0 for any other name).
+std::uint32_t topic_bit(std::string_view topic);
+
 // The notification topics a client gets when it names none (the events' topics).
 const std::set<std::string>& notification_topics();
 
@@ -80,9 +96,9 @@ const std::set<std::string>& subscribable_topics();
 class Subscription {
  public:
   // Made by NotificationHub::subscribe().
-  Subscription(std::set<std::string> topics, StreamFilter filter, std::int64_t cursor,
+  Subscription(const std::set<std::string>& topics, StreamFilter filter, std::int64_t cursor,
                std::size_t capacity, std::function<void()> wake, bool resumes = false)
-      : topics_(std::move(topics)),
+      : topics_(mask_of(topics)),
         filter_(std::move(filter)),
         cursor_(cursor),
         check_resume_(resumes),
@@ -94,7 +110,8 @@ class Subscription {
   // which the hub has gone through the notifications for this client (-1: not known yet),
   // those its topics and filter left out included: a client that resumes after it misses
   // nothing of its view, even when the last notification it received is much older.
-  std::vector<Notification> take(std::int64_t* through = nullptr);
+  // The deliveries are shared with every other subscriber: read them, never change them.
+  std::vector<std::shared_ptr<const Delivery>> take(std::int64_t* through = nullptr);
   // Set (once) when the client resumed after an id older than the notifications kept: what it
   // missed no longer exists. The value is the oldest id it could resume after; the
   // subscription goes on with the live stream. Taking it clears it.
@@ -106,7 +123,13 @@ class Subscription {
  private:
   friend class NotificationHub;
 
-  const std::set<std::string> topics_;
+  static std::uint32_t mask_of(const std::set<std::string>& topics) {
+    std::uint32_t mask = 0;
+    for (const auto& t : topics) mask |= topic_bit(t);
+    return mask;
+  }
+
+  const std::uint32_t topics_;  // topic_bit()s
   const StreamFilter filter_;
   std::int64_t cursor_;     // hub thread only: the last id considered for this client
   bool check_resume_;       // hub thread only: compare the cursor with the retention first
@@ -115,7 +138,9 @@ class Subscription {
   const std::function<void()> wake_;
   std::chrono::steady_clock::time_point full_since_{};  // hub thread only
   mutable std::mutex mutex_;
-  std::deque<Notification> queue_;
+  // A vector, not a deque: an idle client's empty queue holds no memory (a libstdc++ deque
+  // allocates ~600 bytes as soon as it exists), and take() hands the whole of it over.
+  std::vector<std::shared_ptr<const Delivery>> queue_;
   std::int64_t through_;  // the cursor as of the queue's newest state
   std::optional<std::string> closed_;
   std::optional<std::int64_t> reset_;
