@@ -671,6 +671,25 @@ void print(const char* name, const Figures& f, int clients) {
   if (!f.a_closed_reason.empty()) std::cout << "  e.g. " << f.a_closed_reason << "\n";
 }
 
+// Connects the fleet to `server` all at once (the time until the last one is served), then
+// lets it sit idle: the server's RSS growth per client, every WebSocket subscribed, nothing
+// moving.
+void connect_idle(Fleet& fleet, Run& run, pid_t server, Figures& f) {
+  const auto rss_before = rss_kib(server);
+  const auto started = wall_us();
+  fleet.connect(run, std::chrono::seconds(60));
+  f.served = run.served;
+  f.failed = run.failed;
+  f.connect_s = static_cast<double>(run.last_served_us - started) / 1e6;
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const auto rss_idle = rss_kib(server);
+  if (f.served > 0) {
+    f.rss_per_client_kib = static_cast<double>(rss_idle - rss_before) / f.served;
+  }
+  std::cout << "  (server RSS " << rss_before << " KiB before, " << rss_idle << " KiB with "
+            << f.served << " idle clients)\n";
+}
+
 Figures measure_cauce(const Options& options, std::uint16_t port, pid_t server,
                       const std::string& conninfo, const std::string& reader,
                       const std::string& operator_key) {
@@ -687,21 +706,8 @@ Figures measure_cauce(const Options& options, std::uint16_t port, pid_t server,
   // The key in the server's cache first: 10,000 requests with a key it has to look up would
   // queue past the lookups' bound (256) and be refused.
   exchange(port, http::verb::get, "/v1/alerts?limit=1", reader);
-  const auto rss_before = rss_kib(server);
   Fleet fleet(options.clients, options.ws_share, options.threads);
-  const auto started = wall_us();
-  fleet.connect(run, std::chrono::seconds(60));
-  f.served = run.served;
-  f.failed = run.failed;
-  f.connect_s = static_cast<double>(run.last_served_us - started) / 1e6;
-  // Idle: every WebSocket subscribed, nothing moving.
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  const auto rss_idle = rss_kib(server);
-  if (f.served > 0) {
-    f.rss_per_client_kib = static_cast<double>(rss_idle - rss_before) / f.served;
-  }
-  std::cout << "  (server RSS " << rss_before << " KiB before, " << rss_idle << " KiB with "
-            << f.served << " idle clients)\n";
+  connect_idle(fleet, run, server, f);
   // The pacer: alerts and contacts alternating, through the API.
   std::atomic<std::int64_t> sequence{0};
   const auto load = run_load(
@@ -802,16 +808,8 @@ Figures measure_bare(const Options& options) {
   run.key = "bare";
   run.after = 0;
   run.origin_us = wall_us();
-  const auto rss_before = rss_kib(pid);
   Fleet fleet(options.clients, options.ws_share, options.threads);
-  const auto started = wall_us();
-  fleet.connect(run, std::chrono::seconds(60));
-  f.served = run.served;
-  f.failed = run.failed;
-  f.connect_s = static_cast<double>(run.last_served_us - started) / 1e6;
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  const auto rss_idle = rss_kib(pid);
-  if (f.served > 0) f.rss_per_client_kib = static_cast<double>(rss_idle - rss_before) / f.served;
+  connect_idle(fleet, run, pid, f);
   const std::string go =
       "go 0 " + std::to_string(options.rate) + " " + std::to_string(options.seconds) + "\n";
   if (write(to_child[1], go.data(), go.size()) != static_cast<ssize_t>(go.size())) {
