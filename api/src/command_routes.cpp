@@ -344,38 +344,46 @@ void check_schedule(const CommandEnvelope& command, const core::ReportsConfig& r
   }
 }
 
+// Sends `command` and answers the request from its outcome (or the problem it makes), with the
+// command's correlation id; without holding a thread while the command is decided.
+void send_and_answer(commands::CommandBus& bus, const CommandRoute& route,
+                     const std::shared_ptr<Request>& request,
+                     const commands::CommandEnvelope& command, const Responder& respond,
+                     std::uint32_t reply_timeout_ms) {
+  bus.send(command, [&route, request, respond, reply_timeout_ms,
+                     correlation = command.correlation_id](commands::SendResult result) {
+    Response response;
+    try {
+      response = answer(route, *request, result, reply_timeout_ms);
+    } catch (...) {
+      response = problem_response(*request, std::current_exception());
+    }
+    response.set("X-Correlation-Id", correlation);
+    respond(std::move(response));
+  });
+}
+
 }  // namespace
 
 void add_schedule_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms,
                          const core::ReportsConfig& reports, BlockingExecutor run_blocking) {
   for (const auto& route : schedule_routes()) {
-    router.add_async(
-        route.method, route.pattern, route.role,
-        [&bus, &route, reply_timeout_ms, reports, run_blocking](
-            const std::shared_ptr<Request>& request, Responder respond) {
-          auto command = envelope_for(route, *request);
-          // The zone file and the secret's file are read here: off the I/O thread.
-          run_blocking([&bus, &route, reply_timeout_ms, reports, request,
-                        respond = std::move(respond), command = std::move(command)] {
-            try {
-              check_schedule(command, reports);
-            } catch (...) {
-              respond(problem_response(*request, std::current_exception()));
-              return;
-            }
-            bus.send(command, [&route, request, respond, reply_timeout_ms,
-                               correlation = command.correlation_id](commands::SendResult result) {
-              Response response;
-              try {
-                response = answer(route, *request, result, reply_timeout_ms);
-              } catch (...) {
-                response = problem_response(*request, std::current_exception());
-              }
-              response.set("X-Correlation-Id", correlation);
-              respond(std::move(response));
-            });
-          });
-        });
+    router.add_async(route.method, route.pattern, route.role,
+                     [&bus, &route, reply_timeout_ms, reports, run_blocking](
+                         const std::shared_ptr<Request>& request, Responder respond) {
+                       auto command = envelope_for(route, *request);
+                       // The zone file and the secret's file are read here: off the I/O thread.
+                       run_blocking([&bus, &route, reply_timeout_ms, reports, request,
+                                     respond = std::move(respond), command = std::move(command)] {
+                         try {
+                           check_schedule(command, reports);
+                         } catch (...) {
+                           respond(problem_response(*request, std::current_exception()));
+                           return;
+                         }
+                         send_and_answer(bus, route, request, command, respond, reply_timeout_ms);
+                       });
+                     });
   }
 }
 
@@ -408,23 +416,12 @@ void throw_unless_taken(const commands::SendResult& result, std::uint32_t timeou
 
 void add_command_routes(Router& router, commands::CommandBus& bus, std::uint32_t reply_timeout_ms) {
   for (const auto& route : command_routes()) {
-    router.add_async(
-        route.method, route.pattern, route.role,
-        [&bus, &route, reply_timeout_ms](const std::shared_ptr<Request>& request,
-                                         Responder respond) {
-          const auto command = envelope_for(route, *request);
-          bus.send(command, [&route, request, respond = std::move(respond), reply_timeout_ms,
-                             correlation = command.correlation_id](commands::SendResult result) {
-            Response response;
-            try {
-              response = answer(route, *request, result, reply_timeout_ms);
-            } catch (...) {
-              response = problem_response(*request, std::current_exception());
-            }
-            response.set("X-Correlation-Id", correlation);
-            respond(std::move(response));
-          });
-        });
+    router.add_async(route.method, route.pattern, route.role,
+                     [&bus, &route, reply_timeout_ms](const std::shared_ptr<Request>& request,
+                                                      Responder respond) {
+                       send_and_answer(bus, route, request, envelope_for(route, *request), respond,
+                                       reply_timeout_ms);
+                     });
   }
 }
 

@@ -1,5 +1,7 @@
 #include "version_cache.hpp"
 
+#include <chrono>
+
 #include <cauce/core/log.hpp>
 
 namespace cauce::api {
@@ -85,6 +87,8 @@ struct VersionFeed::State : std::enable_shared_from_this<State> {
   std::mutex mutex;  // subscription, stopped
   std::shared_ptr<projections::Subscription> subscription;
   bool stopped = false;
+  std::int64_t restarts = 0;  // falls behind not yet logged
+  std::chrono::steady_clock::time_point last_said{};
   std::atomic<bool> scheduled{false};
 
   State(projections::NotificationHub& h, std::set<std::string> t, VersionCache& c,
@@ -113,8 +117,15 @@ struct VersionFeed::State : std::enable_shared_from_this<State> {
       // Notifications were lost: what the cache holds may be older than the read model.
       cache.clear();
       hub.unsubscribe(subscription);
-      log().warn("the version cache fell behind the notifications and starts again",
-                 {{"reason", *reason}});
+      // Said once a minute at most (with how many times since), not at every fall under load.
+      ++restarts;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_said >= std::chrono::minutes(1)) {
+        log().warn("the version cache fell behind the notifications and starts again",
+                   {{"reason", *reason}, {"times", restarts}});
+        last_said = now;
+        restarts = 0;
+      }
       subscribe();
     }
   }
