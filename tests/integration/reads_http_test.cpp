@@ -206,11 +206,17 @@ TEST_F(ReadsBackpressureTest, PastTheQueryQueuesBoundA503WithRetryAfterAndTheSer
                           {{"Authorization", "Bearer " + admin_}}, std::chrono::seconds(60));
     }));
   }
-  // Two run and two wait: the other eight are refused at once, while the lock still holds.
+  // At most two run and two wait: the others, eight or more, are refused at once while the
+  // lock holds. (More than eight when a query thread was busy with other work, e.g. the version
+  // cache's feed, as the burst came: the bound counts what waits, not what runs.) The refusals
+  // are gathered until eight have come and nothing more has for half a second.
   std::vector<bool> answered(kClients, false);
   int refused = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (refused < kClients - 4 && std::chrono::steady_clock::now() < deadline) {
+  auto quiet_since = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() < deadline &&
+         (refused < kClients - 4 ||
+          std::chrono::steady_clock::now() - quiet_since < std::chrono::milliseconds(500))) {
     for (int i = 0; i < kClients; ++i) {
       if (answered[i] ||
           answers[i].wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
@@ -222,13 +228,15 @@ TEST_F(ReadsBackpressureTest, PastTheQueryQueuesBoundA503WithRetryAfterAndTheSer
       EXPECT_EQ(header(r, "retry-after"), "1");
       EXPECT_THAT(r.body, HasSubstr("too many queries are waiting for PostgreSQL"));
       ++refused;
+      quiet_since = std::chrono::steady_clock::now();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_EQ(refused, kClients - 4);
+  EXPECT_GE(refused, kClients - 4);
+  EXPECT_LT(refused, kClients) << "some were held, not all refused";
   EXPECT_EQ(get("/healthz").status, 200u) << "the I/O threads are not the ones waiting";
 
-  locked.release();  // the load stops: the four held back are served
+  locked.release();  // the load stops: those held back are served
   for (int i = 0; i < kClients; ++i) {
     if (answered[i]) continue;
     const auto r = answers[i].get();
