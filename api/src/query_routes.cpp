@@ -20,6 +20,7 @@
 #include <cauce/projections/notification_hub.hpp>
 #include <cauce/projections/queries.hpp>
 
+#include "pg_pipeline.hpp"
 #include "query_params.hpp"
 #include "version_cache.hpp"
 
@@ -315,7 +316,14 @@ void serve(const std::shared_ptr<const QueryDeps>& deps,
       });
 }
 
+// The pipelined statements (QueryDeps::pipelines): the very SQL of the blocking path.
+constexpr const char* kContactStatement = "read_contact";
+
 }  // namespace
+
+std::vector<PgStatement> pipelined_statements() {
+  return {{kContactStatement, projections::ReadModels::contact_sql()}};
+}
 
 void add_query_routes(Router& router, QueryDeps query_deps) {
   // Shared by the handlers: it lives as long as the router holds them.
@@ -331,26 +339,51 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
   auto& models = deps->models;
 
   // A conditional GET naming the version the cache holds is a 304 at once, on the I/O thread;
-  // any other reads PostgreSQL, and the version it read goes to the cache.
-  router.add_async(http::verb::get, "/v1/contacts/{id}", Role::kReader,
-                   [deps, queued](const std::shared_ptr<Request>& r, Responder respond) {
-                     query_params(r->message.target(), {});
-                     auto id = path_uuid(*r);
-                     if (deps->versions != nullptr && !r->message.count("Cauce-Min-Position")) {
-                       if (const auto version = deps->versions->find(id)) {
-                         if (auto answer = not_modified(*r, version_etag(*version))) {
-                           respond(std::move(*answer));
-                           return;
-                         }
-                       }
-                     }
-                     serve(deps, queued, r, respond, [r, deps, id = std::move(id)] {
-                       auto row = deps->models.contact(id);
-                       if (row && deps->versions != nullptr)
-                         deps->versions->raise(id, row->version);
-                       return resource(*r, std::move(row), "contact " + id);
-                     });
-                   });
+  // any other reads PostgreSQL (pipelined on the I/O threads when it can, else on the blocking
+  // executor), and the version it read goes to the cache.
+  router.add_async(
+      http::verb::get, "/v1/contacts/{id}", Role::kReader,
+      [deps, queued](const std::shared_ptr<Request>& r, Responder respond) {
+        query_params(r->message.target(), {});
+        auto id = path_uuid(*r);
+        const bool now = !r->message.count("Cauce-Min-Position");
+        if (deps->versions != nullptr && now) {
+          if (const auto version = deps->versions->find(id)) {
+            if (auto answer = not_modified(*r, version_etag(*version))) {
+              respond(std::move(*answer));
+              return;
+            }
+          }
+        }
+        const auto answer = [r, deps, id](std::optional<projections::Versioned> row) {
+          if (row && deps->versions != nullptr) deps->versions->raise(id, row->version);
+          return resource(*r, std::move(row), "contact " + id);
+        };
+        Query blocking = [deps, id, answer] { return answer(deps->models.contact(id)); };
+        if (deps->pipelines == nullptr || !now) {
+          serve(deps, queued, r, respond, std::move(blocking));
+          return;
+        }
+        deps->pipelines->query(
+            kContactStatement, {id},
+            [deps, queued, r, respond, answer,
+             blocking = std::move(blocking)](std::optional<PgRows> rows) mutable {
+              if (!rows) {
+                serve(deps, queued, r, respond, std::move(blocking));
+                return;
+              }
+              try {
+                std::optional<projections::Versioned> row;
+                if (rows->size() > 0) {
+                  row = projections::Versioned{std::string(rows->text(0, 0)),
+                                               std::stoll(std::string(rows->text(0, 1)))};
+                }
+                respond(answer(std::move(row)));
+              } catch (...) {
+                respond(problem_response(*r, std::current_exception()));
+              }
+            });
+      });
 
   add("/v1/contacts", Role::kReader, [&models](const std::shared_ptr<Request>& r) -> Query {
     const auto params = query_params(

@@ -134,7 +134,8 @@ UploadEnd upload_end(const beast::error_code& ec, bool draining) {
 }  // namespace
 
 struct HttpServer::Impl {
-  Impl(const core::HttpConfig& c, const Router& r, ApiKeys& k, HttpMetrics& m)
+  Impl(const core::HttpConfig& c, const Router& r, ApiKeys& k, HttpMetrics& m,
+       asio::io_context* shared_io)
       : config(c),
         router(r),
         keys(k),
@@ -143,7 +144,8 @@ struct HttpServer::Impl {
                  .operator_ = static_cast<double>(c.rate_limit_operator),
                  .admin = static_cast<double>(c.rate_limit_admin)}),
         cors_origins(c.cors_origins.begin(), c.cors_origins.end()),
-        ioc(c.threads),
+        own_ioc(shared_io == nullptr ? std::make_unique<asio::io_context>(c.threads) : nullptr),
+        ioc(shared_io == nullptr ? *own_ioc : *shared_io),
         acceptor(asio::make_strand(ioc)) {}
 
   void dispatch(http::request<http::string_body>&& message, Done done) const;
@@ -188,7 +190,8 @@ struct HttpServer::Impl {
   mutable asio::thread_pool auth_threads{2};
   mutable std::atomic<int> auth_pending{0};
 
-  asio::io_context ioc;
+  std::unique_ptr<asio::io_context> own_ioc;  // unless the process gave it one to share
+  asio::io_context& ioc;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
   std::atomic<bool> draining{false};
@@ -720,7 +723,11 @@ void HttpServer::Impl::forget(const std::shared_ptr<Connection>& connection) {
 
 HttpServer::HttpServer(const core::HttpConfig& config, const Router& router, ApiKeys& keys,
                        HttpMetrics& metrics)
-    : impl_(std::make_unique<Impl>(config, router, keys, metrics)) {}
+    : impl_(std::make_unique<Impl>(config, router, keys, metrics, nullptr)) {}
+
+HttpServer::HttpServer(const core::HttpConfig& config, const Router& router, ApiKeys& keys,
+                       HttpMetrics& metrics, asio::io_context& io)
+    : impl_(std::make_unique<Impl>(config, router, keys, metrics, &io)) {}
 
 HttpServer::~HttpServer() { stop(); }
 

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <csignal>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 #include <utility>  // before Boost: asio/awaitable.hpp (1.74) uses std::exchange unincluded
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <sys/resource.h>
 
@@ -30,6 +33,7 @@
 #include <cauce/projections/queries.hpp>
 #include <cauce/workers/job_worker.hpp>
 
+#include "pg_pipeline.hpp"
 #include "version_cache.hpp"
 
 namespace cauce::api {
@@ -87,6 +91,44 @@ std::vector<core::Migration> migrations_for(const core::PostgresConfig& config) 
                                     ? core::embedded_migration_files()
                                     : core::read_migration_files(config.migrations_dir));
 }
+
+// The pipelined reads' figures, brought up to date at each scrape (any I/O thread).
+class PipelineMetrics {
+ public:
+  explicit PipelineMetrics(prometheus::Registry& registry)
+      : queries_(prometheus::BuildCounter()
+                     .Name("cauce_pg_read_pipeline_queries_total")
+                     .Help("Reads sent through the pipelined connections, by outcome: answered "
+                           "there, or handed back to the query pool (sampled at scrape)")
+                     .Register(registry)),
+        answered_(queries_.Add({{"outcome", "answered"}})),
+        handed_back_(queries_.Add({{"outcome", "handed_back"}})),
+        ready_(prometheus::BuildGauge()
+                   .Name("cauce_pg_read_pipelines_ready")
+                   .Help("Pipelined read connections open and ready (sampled at scrape)")
+                   .Register(registry)
+                   .Add({})) {}
+
+  void sample(const PgPipelines& pipelines) {
+    const std::lock_guard lock(mutex_);
+    const auto answered = pipelines.answered();
+    const auto handed_back = pipelines.handed_back();
+    answered_.Increment(static_cast<double>(answered - seen_answered_));
+    handed_back_.Increment(static_cast<double>(handed_back - seen_handed_back_));
+    seen_answered_ = answered;
+    seen_handed_back_ = handed_back;
+    ready_.Set(pipelines.ready());
+  }
+
+ private:
+  prometheus::Family<prometheus::Counter>& queries_;
+  prometheus::Counter& answered_;
+  prometheus::Counter& handed_back_;
+  prometheus::Gauge& ready_;
+  std::mutex mutex_;
+  std::uint64_t seen_answered_ = 0;
+  std::uint64_t seen_handed_back_ = 0;
+};
 
 }  // namespace
 
@@ -222,6 +264,8 @@ int run_serve(const core::Config& config) {
   // threads; the hub LISTENs for the projector's progress and feeds live clients.
   std::unique_ptr<projections::NotificationHub> hub;
   std::unique_ptr<ReplayRunner> replays;
+  // The HTTP server's I/O threads run this; so do the pipelined reads, which outlive neither.
+  boost::asio::io_context io(config.http.threads);
   VersionCache versions;  // before query_threads: the feed's drains run on them
   boost::asio::thread_pool query_threads(static_cast<std::size_t>(config.postgres.pool_size));
   std::unique_ptr<VersionFeed> version_feed;  // unsubscribes before the hub goes
@@ -230,10 +274,25 @@ int run_serve(const core::Config& config) {
   const BlockingExecutor run_blocking = [&query_threads](std::function<void()> work) {
     boost::asio::post(query_threads, std::move(work));
   };
+  std::unique_ptr<PgPipelines> pipelines;
+  PipelineMetrics pipeline_metrics(registry);
+  if (has_role(config, "api") && config.postgres.read_pipelines > 0) {
+    pipelines = std::make_unique<PgPipelines>(
+        io,
+        PgPipelineOptions{
+            // Named apart from the pool's connections in pg_stat_activity (the last one counts).
+            .conninfo = conninfo + " application_name='cauce-read-pipeline'",
+            .statements = pipelined_statements(),
+            .statement_timeout = std::chrono::milliseconds(config.postgres.statement_timeout_ms),
+            .open_on = run_blocking},
+        config.postgres.read_pipelines);
+  }
   Router router;
-  add_operations_routes(router, probe, registry, [&pool, &pool_in_use] {
-    pool_in_use.Set(static_cast<double>(pool.in_use()));
-  });
+  add_operations_routes(router, probe, registry,
+                        [&pool, &pool_in_use, &pipelines, &pipeline_metrics] {
+                          pool_in_use.Set(static_cast<double>(pool.in_use()));
+                          if (pipelines) pipeline_metrics.sample(*pipelines);
+                        });
   if (has_role(config, "api")) {
     hub = std::make_unique<projections::NotificationHub>(
         config.postgres, config.projections.name, config.kafka.events_topic, config.projections);
@@ -253,6 +312,7 @@ int run_serve(const core::Config& config) {
                                        .event_partitions = event_partitions,
                                        .zoneinfo_dir = config.reports.zoneinfo_dir,
                                        .versions = &versions,
+                                       .pipelines = pipelines.get(),
                                        .max_queued_queries = config.http.max_queued_queries});
     add_stream_routes(router, *hub, config.projections, keys, run_blocking, registry);
     add_webhook_routes(router, *bus, static_cast<std::uint32_t>(config.commands.reply_timeout_ms),
@@ -294,7 +354,7 @@ int run_serve(const core::Config& config) {
     job_workers->start();
   }
 
-  HttpServer server(config.http, router, keys, http_metrics);
+  HttpServer server(config.http, router, keys, http_metrics, io);
   const auto port = server.start();
   log.info("listening", {{"host", config.http.host}, {"port", port}});
 

@@ -296,6 +296,10 @@ const std::vector<Binding>& bindings() {
                            &PostgresConfig::connect_timeout_s, 1, 600));
     b.push_back(pg.integer("postgres.pool_size", "Connections the API keeps open",
                            &PostgresConfig::pool_size, 1, 1000));
+    b.push_back(pg.integer("postgres.read_pipelines",
+                           "Pipelined connections reading contacts by id on the HTTP I/O threads, "
+                           "besides the pool (0: none)",
+                           &PostgresConfig::read_pipelines, 0, 64));
     b.push_back(pg.integer("postgres.statement_timeout_ms",
                            "A query of the API running longer is cancelled (503); 0 = no limit",
                            &PostgresConfig::statement_timeout_ms, 0, 3600000));

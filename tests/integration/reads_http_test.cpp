@@ -77,6 +77,44 @@ class ReadsTest : public ServedTest {
   };
 };
 
+// A sample's value on /metrics (the whole series, labels included), 0 when absent.
+double metric(std::uint16_t port, const std::string& series) {
+  const auto text = http_request(port, beast_http::verb::get, "/metrics").body;
+  const auto at = text.find("\n" + series + " ");
+  return at == std::string::npos ? 0 : std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST_F(ReadsTest, ReadsByIdArePipelinedAndAnswerTheSameWhenThePipelineIsLost) {
+  std::string position;
+  const auto id = contact("Piped", &position);
+  const auto expected = get("/v1/contacts/" + id, {{"Cauce-Min-Position", position}});
+  ASSERT_EQ(expected.status, 200u);
+  const std::string answered = R"(cauce_pg_read_pipeline_queries_total{outcome="answered"})";
+  const std::string handed_back = R"(cauce_pg_read_pipeline_queries_total{outcome="handed_back"})";
+  ASSERT_TRUE(eventually([&] { return metric(port_, "cauce_pg_read_pipelines_ready") == 2; }));
+  const auto same = [&] {
+    const auto r = get("/v1/contacts/" + id);
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body, expected.body);
+    EXPECT_EQ(header(r, "etag"), header(expected, "etag"));
+  };
+  for (int i = 0; i < 4; ++i) same();
+  EXPECT_EQ(metric(port_, answered), 4);
+
+  // PostgreSQL drops the pipelined connections: the reads that find them gone are answered by
+  // the pool, the same; then the pipelines open again and answer.
+  pqxx::connection admin(core::postgres_conninfo(db_.config()));
+  pqxx::nontransaction(admin).exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE application_name = 'cauce-read-pipeline'");
+  for (int i = 0; i < 4; ++i) same();
+  EXPECT_GE(metric(port_, handed_back), 1);
+  ASSERT_TRUE(eventually([&] {
+    same();
+    return metric(port_, "cauce_pg_read_pipelines_ready") == 2 && metric(port_, answered) > 4;
+  })) << "the pipelines did not come back";
+}
+
 TEST_F(ReadsTest, GzipBodiesDecodeToTheSameJsonAsPlainOnes) {
   std::string position;
   std::string id;

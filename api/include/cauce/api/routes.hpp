@@ -7,6 +7,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <prometheus/registry.h>
 
@@ -26,6 +27,8 @@ class ReadModels;
 
 namespace cauce::api {
 
+class PgPipelines;
+struct PgStatement;
 class VersionCache;
 
 // GET /healthz, GET /readyz, GET /metrics: no auth. `before_scrape` refreshes the gauges that
@@ -78,12 +81,17 @@ struct QueryDeps {
   // Contacts' versions known without a query (conditional GETs answered 304 at once); none: every
   // GET reads PostgreSQL.
   VersionCache* versions = nullptr;
+  // Contacts by id read on the I/O threads through pipelined connections (pg_pipeline.hpp);
+  // none, or one that hands a read back: on the blocking executor.
+  PgPipelines* pipelines = nullptr;
   // Queries waiting for a PostgreSQL thread at most (http.max_queued_queries): past it a 503.
   int max_queued_queries = 1024;
 };
 
 // Every GET route of API.md's read side.
 void add_query_routes(Router& router, QueryDeps deps);
+// The statements those routes run through QueryDeps::pipelines: prepare them on each connection.
+std::vector<PgStatement> pipelined_statements();
 
 // GET /v1/stream (Server-Sent Events) and GET /v1/ws (WebSocket): live notifications. A stream
 // re-checks its key every few seconds (lookups on `run_blocking`) and ends once it is revoked.

@@ -7,6 +7,10 @@
 #include <cauce/api/http.hpp>
 #include <cauce/core/config.hpp>
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace cauce::api {
 
 class ApiKeys;
@@ -19,6 +23,11 @@ class HttpServer {
  public:
   HttpServer(const core::HttpConfig& config, const Router& router, ApiKeys& keys,
              HttpMetrics& metrics);
+  // Runs its connections on `io`, which other work of the process shares (the read pipelines:
+  // routes that answer on the I/O threads without a thread of their own). `io` must outlive
+  // the server; stop() stops it.
+  HttpServer(const core::HttpConfig& config, const Router& router, ApiKeys& keys,
+             HttpMetrics& metrics, boost::asio::io_context& io);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

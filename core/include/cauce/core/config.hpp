@@ -76,6 +76,9 @@ struct PostgresConfig {
   std::string password_file;  // a file holding the password (first line)
   int connect_timeout_s = 2;  // per connection attempt
   int pool_size = 8;
+  // Connections in libpq's pipeline mode that read contacts by id on the HTTP I/O threads
+  // (api/src/pg_pipeline.hpp), besides the pool; 0: every read on the pool's threads.
+  int read_pipelines = 2;
   int statement_timeout_ms = 5000;  // a query of the API running longer is cancelled (503)
   std::string migrations_dir;       // empty: the migrations compiled into the binary
 };

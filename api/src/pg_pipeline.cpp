@@ -1,0 +1,369 @@
+#include "pg_pipeline.hpp"
+
+#include <deque>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <libpq-fe.h>
+
+#include <cauce/core/backoff.hpp>
+#include <cauce/core/log.hpp>
+
+namespace cauce::api {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+PgRows::PgRows(pg_result* result) : result_(result) {}
+
+void PgRows::Clear::operator()(pg_result* result) const { PQclear(result); }
+
+int PgRows::size() const { return PQntuples(result_.get()); }
+
+std::string_view PgRows::text(int row, int column) const {
+  return {PQgetvalue(result_.get(), row, column),
+          static_cast<std::size_t>(PQgetlength(result_.get(), row, column))};
+}
+
+namespace {
+
+struct Finish {
+  void operator()(PGconn* connection) const { PQfinish(connection); }
+};
+using Conn = std::unique_ptr<PGconn, Finish>;
+
+std::string trimmed(const char* message) {
+  std::string text = message == nullptr ? "" : message;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+// A connection in pipeline mode with the statements prepared, or the reason there is none
+// (libpq's message: host, port and cause, never the password).
+struct Opened {
+  Conn connection;
+  std::string error;
+};
+
+Opened open(const PgPipelineOptions& options) {
+  Conn c(PQconnectdb(options.conninfo.c_str()));
+  if (!c) return {nullptr, "out of memory"};
+  if (PQstatus(c.get()) != CONNECTION_OK) return {nullptr, trimmed(PQerrorMessage(c.get()))};
+  const auto run = [&c](PGresult* raw) {
+    const PgRows result(raw);
+    return PQresultStatus(raw) == PGRES_COMMAND_OK ? std::string()
+                                                   : trimmed(PQresultErrorMessage(raw));
+  };
+  if (options.statement_timeout.count() > 0) {
+    const auto set = "SET statement_timeout = " + std::to_string(options.statement_timeout.count());
+    if (auto error = run(PQexec(c.get(), set.c_str())); !error.empty()) return {nullptr, error};
+  }
+  for (const auto& s : options.statements) {
+    auto error = run(PQprepare(c.get(), s.name.c_str(), s.sql.c_str(), 0, nullptr));
+    if (!error.empty()) return {nullptr, "preparing " + s.name + ": " + error};
+  }
+  if (PQsetnonblocking(c.get(), 1) != 0 || PQenterPipelineMode(c.get()) != 1) {
+    return {nullptr, trimmed(PQerrorMessage(c.get()))};
+  }
+  return {std::move(c), ""};
+}
+
+}  // namespace
+
+struct PgPipelines::Shared {
+  explicit Shared(PgPipelineOptions o) : options(std::move(o)) {}
+  const PgPipelineOptions options;
+  std::atomic<std::uint64_t> answered{0};
+  std::atomic<std::uint64_t> handed_back{0};
+};
+
+// One pipelined connection. Everything but query() and ready() runs on its strand.
+class PgPipelines::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(asio::io_context& io, std::shared_ptr<Shared> shared)
+      : shared_(std::move(shared)),
+        options_(shared_->options),
+        strand_(asio::make_strand(io)),
+        retry_(io),
+        watchdog_(io) {}
+
+  ~Connection() { close(); }
+
+  void start() {
+    asio::post(strand_, [self = shared_from_this()] { self->open_soon(); });
+  }
+
+  // Stops opening connections (the process is stopping).
+  void shut() { shut_.store(true); }
+
+  bool ready() const { return ready_.load(std::memory_order_relaxed); }
+
+  void query(std::string_view statement, std::vector<std::string> params, Done done) {
+    asio::post(strand_, [self = shared_from_this(), statement = std::string(statement),
+                         params = std::move(params), done = std::move(done)]() mutable {
+      self->send(statement, params, std::move(done));
+    });
+  }
+
+ private:
+  struct InFlight {
+    Done done;  // wrapped: counts what it is given
+    std::optional<PgRows> rows;
+    bool answered = false;  // its result came; the NULL that ends it is next
+    Clock::time_point sent;
+  };
+
+  void send(const std::string& statement, const std::vector<std::string>& params, Done done) {
+    done = [shared = shared_, done = std::move(done)](std::optional<PgRows> rows) {
+      ++(rows ? shared->answered : shared->handed_back);
+      done(std::move(rows));
+    };
+    if (!connection_ || in_flight_.size() >= options_.max_in_flight) {
+      done(std::nullopt);
+      return;
+    }
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.c_str());
+    if (PQsendQueryPrepared(connection_.get(), statement.c_str(), static_cast<int>(values.size()),
+                            values.data(), nullptr, nullptr, 0) != 1) {
+      done(std::nullopt);
+      drop("sending a query: " + trimmed(PQerrorMessage(connection_.get())));
+      return;
+    }
+    in_flight_.push_back({std::move(done), std::nullopt, false, Clock::now()});
+    watch();
+    // The queries posted together go out together: one Sync and one write after them.
+    if (!sync_due_) {
+      sync_due_ = true;
+      asio::post(strand_, [self = shared_from_this(), generation = generation_] {
+        if (generation == self->generation_) self->sync();
+      });
+    }
+  }
+
+  void sync() {
+    sync_due_ = false;
+    if (PQpipelineSync(connection_.get()) != 1) {
+      drop("ending a pipeline: " + trimmed(PQerrorMessage(connection_.get())));
+      return;
+    }
+    ++syncs_;
+    flush();
+    wait_readable();
+  }
+
+  void flush() {
+    const int left = PQflush(connection_.get());
+    if (left < 0) {
+      drop("writing: " + trimmed(PQerrorMessage(connection_.get())));
+    } else if (left > 0 && !writing_) {
+      writing_ = true;
+      socket_->async_wait(asio::posix::descriptor_base::wait_write,
+                          asio::bind_executor(strand_, [self = shared_from_this(),
+                                                        generation = generation_](auto error) {
+                            if (generation != self->generation_) return;
+                            self->writing_ = false;
+                            if (error) return self->drop("waiting to write: " + error.message());
+                            self->flush();
+                          }));
+    }
+  }
+
+  void wait_readable() {
+    if (reading_ || (in_flight_.empty() && syncs_ == 0)) return;
+    reading_ = true;
+    socket_->async_wait(asio::posix::descriptor_base::wait_read,
+                        asio::bind_executor(strand_, [self = shared_from_this(),
+                                                      generation = generation_](auto error) {
+                          if (generation != self->generation_) return;
+                          self->reading_ = false;
+                          if (error) return self->drop("waiting to read: " + error.message());
+                          self->read();
+                        }));
+  }
+
+  void read() {
+    if (PQconsumeInput(connection_.get()) != 1) {
+      drop("reading: " + trimmed(PQerrorMessage(connection_.get())));
+      return;
+    }
+    int nulls = 0;  // in a row: two mean libpq has nothing more for now
+    while ((!in_flight_.empty() || syncs_ > 0) && PQisBusy(connection_.get()) == 0 && nulls < 2) {
+      PGresult* raw = PQgetResult(connection_.get());
+      if (raw == nullptr) {
+        ++nulls;
+        if (!in_flight_.empty() && in_flight_.front().answered) {
+          auto finished = std::move(in_flight_.front());
+          in_flight_.pop_front();
+          finished.done(std::move(finished.rows));
+        }
+        continue;
+      }
+      nulls = 0;
+      PgRows result(raw);
+      switch (PQresultStatus(raw)) {
+        case PGRES_PIPELINE_SYNC:
+          --syncs_;
+          break;
+        case PGRES_TUPLES_OK:
+          if (!in_flight_.empty()) {
+            in_flight_.front().rows = std::move(result);
+            in_flight_.front().answered = true;
+          }
+          break;
+        default:  // an error, or a query after it in the same pipeline (aborted)
+          if (PQresultStatus(raw) == PGRES_FATAL_ERROR && Clock::now() >= next_failure_log_) {
+            next_failure_log_ = Clock::now() + std::chrono::minutes(1);  // not one per query
+            log_.warn("a pipelined read failed; it goes the blocking way (logged once a minute)",
+                      {{"error", trimmed(PQresultErrorMessage(raw))}});
+          }
+          if (!in_flight_.empty()) in_flight_.front().answered = true;
+          break;
+      }
+    }
+    flush();  // a full socket may have been waiting on these reads
+    wait_readable();
+  }
+
+  // Arms the timer that finds a connection that stopped answering.
+  void watch() {
+    if (watching_) return;
+    watching_ = true;
+    const auto due = in_flight_.front().sent + options_.answer_timeout;
+    watchdog_.expires_at(due);
+    watchdog_.async_wait(asio::bind_executor(
+        strand_, [self = shared_from_this(), generation = generation_](auto error) {
+          if (error || generation != self->generation_) return;
+          self->watching_ = false;
+          if (self->in_flight_.empty()) return;
+          if (self->in_flight_.front().sent + self->options_.answer_timeout <= Clock::now()) {
+            return self->drop("no answer within " +
+                              std::to_string(self->options_.answer_timeout.count()) + " ms");
+          }
+          self->watch();
+        }));
+  }
+
+  // Gives up the connection: its queries go the blocking way, and a new one opens after a pause.
+  void drop(const std::string& why) {
+    if (!warned_) {
+      warned_ = true;  // once per outage, not once per query
+      log_.warn(
+          "pipelined PostgreSQL reads lost their connection; reads take the blocking path "
+          "until it is back",
+          {{"reason", why}});
+    }
+    close();
+    auto lost = std::move(in_flight_);
+    in_flight_.clear();
+    for (auto& q : lost) q.done(std::nullopt);
+    retry_.expires_after(backoff_.next());
+    retry_.async_wait(asio::bind_executor(strand_, [self = shared_from_this()](auto error) {
+      if (!error) self->open_soon();
+    }));
+  }
+
+  void close() {
+    ++generation_;  // handlers of the old connection find they are stale
+    ready_.store(false);
+    if (socket_) {
+      socket_->release();  // the descriptor is libpq's: PQfinish closes it
+      socket_.reset();
+    }
+    connection_.reset();
+    reading_ = writing_ = sync_due_ = watching_ = false;
+    syncs_ = 0;
+    watchdog_.cancel();
+  }
+
+  void open_soon() {
+    if (shut_.load()) return;
+    options_.open_on([self = shared_from_this()] {
+      auto opened = open(self->options_);
+      asio::post(self->strand_,
+                 [self, opened = std::move(opened)]() mutable { self->adopt(std::move(opened)); });
+    });
+  }
+
+  void adopt(Opened opened) {
+    if (!opened.connection) {
+      if (!warned_) {
+        warned_ = true;
+        log_.warn(
+            "cannot open a pipelined PostgreSQL connection; reads take the blocking path "
+            "until it opens",
+            {{"reason", opened.error}});
+      }
+      retry_.expires_after(backoff_.next());
+      retry_.async_wait(asio::bind_executor(strand_, [self = shared_from_this()](auto error) {
+        if (!error) self->open_soon();
+      }));
+      return;
+    }
+    if (warned_) log_.info("pipelined PostgreSQL reads are back");
+    warned_ = false;
+    backoff_.reset();
+    connection_ = std::move(opened.connection);
+    socket_.emplace(strand_, PQsocket(connection_.get()));
+    ready_.store(true);
+  }
+
+  const std::shared_ptr<Shared> shared_;
+  const PgPipelineOptions& options_;  // shared_'s
+  asio::strand<asio::io_context::executor_type> strand_;
+  asio::steady_timer retry_;
+  asio::steady_timer watchdog_;
+  core::Backoff backoff_{std::chrono::milliseconds(200), std::chrono::milliseconds(5000)};
+  core::Logger log_{"postgres"};
+  Conn connection_;
+  std::optional<asio::posix::stream_descriptor> socket_;
+  std::deque<InFlight> in_flight_;
+  Clock::time_point next_failure_log_{};
+  int syncs_ = 0;  // Syncs sent whose PGRES_PIPELINE_SYNC has not come back
+  std::uint64_t generation_ = 0;
+  bool sync_due_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool watching_ = false;
+  bool warned_ = false;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> shut_{false};
+};
+
+PgPipelines::PgPipelines(asio::io_context& io, PgPipelineOptions options, int connections)
+    : shared_(std::make_shared<Shared>(std::move(options))) {
+  for (int i = 0; i < connections; ++i) {
+    connections_.push_back(std::make_shared<Connection>(io, shared_));
+    connections_.back()->start();
+  }
+}
+
+PgPipelines::~PgPipelines() {
+  for (auto& c : connections_) c->shut();
+}
+
+void PgPipelines::query(std::string_view statement, std::vector<std::string> params, Done done) {
+  if (connections_.empty()) {
+    ++shared_->handed_back;
+    done(std::nullopt);
+    return;
+  }
+  const auto n = next_.fetch_add(1, std::memory_order_relaxed) % connections_.size();
+  connections_[n]->query(statement, std::move(params), std::move(done));
+}
+
+int PgPipelines::ready() const {
+  int n = 0;
+  for (const auto& c : connections_) n += c->ready() ? 1 : 0;
+  return n;
+}
+
+std::uint64_t PgPipelines::answered() const { return shared_->answered.load(); }
+
+std::uint64_t PgPipelines::handed_back() const { return shared_->handed_back.load(); }
+
+}  // namespace cauce::api
