@@ -241,13 +241,32 @@ std::optional<Principal> ApiKeys::authenticate(std::string_view token) {
 std::optional<std::optional<Principal>> ApiKeys::cached_principal(std::string_view token) {
   const auto parts = split_token(token);
   if (!parts) return std::optional<Principal>{};  // malformed: no lookup needed to refuse it
+  const std::string id(parts->id);
   std::optional<std::optional<ApiKeyRecord>> answer;
   {
     const std::lock_guard lock(mutex_);
-    answer = cached(std::string(parts->id), std::chrono::steady_clock::now());
+    const auto now = std::chrono::steady_clock::now();
+    // The secret this cached record has verified already is compared as it is, not hashed
+    // again: the salted hash is for what is stored, and costs a SHA-256 per request.
+    if (const auto it = known_.find(id);
+        it != known_.end() && now - it->second.fetched < cache_ttl_ &&
+        !it->second.record.revoked_at && !it->second.verified_secret.empty() &&
+        core::constant_time_equal(it->second.verified_secret, parts->secret)) {
+      const auto& r = it->second.record;
+      return std::optional(Principal{r.id, r.name, r.actor, r.role, r.scope});
+    }
+    answer = cached(id, now);
   }
   if (!answer) return std::nullopt;
-  return principal_of(*answer, parts->secret);
+  auto principal = principal_of(*answer, parts->secret);
+  if (principal) {
+    const std::lock_guard lock(mutex_);
+    if (const auto it = known_.find(id);
+        it != known_.end() && it->second.record.secret_hash == (*answer)->secret_hash) {
+      it->second.verified_secret = std::string(parts->secret);
+    }
+  }
+  return principal;
 }
 
 std::optional<bool> ApiKeys::cached_active(const std::string& key_id) {

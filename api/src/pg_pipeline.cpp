@@ -156,7 +156,11 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
     wait_readable();
   }
 
+  // Asio's epoll reactor is edge-triggered and a wait does not look before it waits: readiness
+  // that came while no wait was queued raises no event. So each wait is followed by a look
+  // (write: flush again; read: bytes readable), and a read drains the socket.
   void flush() {
+    if (!connection_) return;
     const int left = PQflush(connection_.get());
     if (left < 0) {
       drop("writing: " + trimmed(PQerrorMessage(connection_.get())));
@@ -170,11 +174,12 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
                             if (error) return self->drop("waiting to write: " + error.message());
                             self->flush();
                           }));
+      later([](Connection& c) { c.flush(); });
     }
   }
 
   void wait_readable() {
-    if (reading_ || (in_flight_.empty() && syncs_ == 0)) return;
+    if (!connection_ || reading_ || (in_flight_.empty() && syncs_ == 0)) return;
     reading_ = true;
     socket_->async_wait(asio::posix::descriptor_base::wait_read,
                         asio::bind_executor(strand_, [self = shared_from_this(),
@@ -184,13 +189,38 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
                           if (error) return self->drop("waiting to read: " + error.message());
                           self->read();
                         }));
+    if (readable() > 0) later([](Connection& c) { c.read(); });
+  }
+
+  // Runs `step` on the strand after what is queued there, unless the connection changed.
+  void later(void (*step)(Connection&)) {
+    asio::post(strand_, [self = shared_from_this(), generation = generation_, step] {
+      if (generation == self->generation_) step(*self);
+    });
+  }
+
+  std::size_t readable() {
+    asio::posix::descriptor_base::bytes_readable command(true);
+    boost::system::error_code error;
+    socket_->io_control(command, error);
+    return error ? 0 : command.get();
   }
 
   void read() {
-    if (PQconsumeInput(connection_.get()) != 1) {
-      drop("reading: " + trimmed(PQerrorMessage(connection_.get())));
-      return;
-    }
+    if (!connection_) return;
+    do {
+      if (PQconsumeInput(connection_.get()) != 1) {
+        drop("reading: " + trimmed(PQerrorMessage(connection_.get())));
+        return;
+      }
+      take_results();
+    } while (connection_ && readable() > 0);
+    flush();  // a full socket may have been waiting on these reads
+    wait_readable();
+  }
+
+  // Hands each query the results libpq has parsed for it, in the order they were sent.
+  void take_results() {
     int nulls = 0;  // in a row: two mean libpq has nothing more for now
     while ((!in_flight_.empty() || syncs_ > 0) && PQisBusy(connection_.get()) == 0 && nulls < 2) {
       PGresult* raw = PQgetResult(connection_.get());
@@ -225,8 +255,6 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
           break;
       }
     }
-    flush();  // a full socket may have been waiting on these reads
-    wait_readable();
   }
 
   // Arms the timer that finds a connection that stopped answering.

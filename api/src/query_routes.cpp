@@ -263,6 +263,21 @@ Page with_next_slots(Page page, const std::filesystem::path& zoneinfo_dir) {
   return page;
 }
 
+// A place among the reads waiting for PostgreSQL (pool or pipeline), or false after answering a
+// 503: past the bound a read is refused at once rather than given a place in a queue that only
+// grows while PostgreSQL is slow. Whoever gets a place gives it back when PostgreSQL answers.
+bool take_place(const std::shared_ptr<const QueryDeps>& deps,
+                const std::shared_ptr<std::atomic<int>>& queued, const Request& request,
+                const Responder& respond) {
+  if (queued->fetch_add(1) < deps->max_queued_queries) return true;
+  --*queued;
+  ApiError busy(http::status::service_unavailable, "busy",
+                "too many queries are waiting for PostgreSQL; try again shortly");
+  busy.retry_after_s = 1;
+  respond(problem_response(request, std::make_exception_ptr(busy)));
+  return false;
+}
+
 // Runs a validated query: at once, or once the projection has passed the request's
 // Cauce-Min-Position (503 at the deadline). Either way on the blocking executor.
 void serve(const std::shared_ptr<const QueryDeps>& deps,
@@ -276,16 +291,7 @@ void serve(const std::shared_ptr<const QueryDeps>& deps,
                                                   std::to_string(deps->event_partitions - 1));
   }
   auto run = [deps, queued, request, respond, query = std::move(query)] {
-    // Past the bound a query is a 503 at once rather than a place in a queue that only grows
-    // while PostgreSQL is slow.
-    if (queued->fetch_add(1) >= deps->max_queued_queries) {
-      --*queued;
-      ApiError busy(http::status::service_unavailable, "busy",
-                    "too many queries are waiting for PostgreSQL; try again shortly");
-      busy.retry_after_s = 1;
-      respond(problem_response(*request, std::make_exception_ptr(busy)));
-      return;
-    }
+    if (!take_place(deps, queued, *request, respond)) return;
     deps->run_blocking([queued, request, respond, query] {
       --*queued;
       try {
@@ -364,10 +370,12 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
           serve(deps, queued, r, respond, std::move(blocking));
           return;
         }
+        if (!take_place(deps, queued, *r, respond)) return;
         deps->pipelines->query(
             kContactStatement, {id},
             [deps, queued, r, respond, answer,
              blocking = std::move(blocking)](std::optional<PgRows> rows) mutable {
+              --*queued;
               if (!rows) {
                 serve(deps, queued, r, respond, std::move(blocking));
                 return;

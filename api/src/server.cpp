@@ -560,32 +560,46 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
         co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
         break;
       }
-      // The handler may answer later from another thread: park on a timer that the responder
+      // Most answers come within dispatch(), on this thread (a 304 from the version cache, a
+      // probe, a refusal); they are taken as they are. Any other comes later from another thread
+      // (a query, a command, a key lookup): the coroutine parks on a timer that the responder
       // cancels on this connection's strand.
-      auto parked = std::make_shared<asio::steady_timer>(stream.get_executor(),
-                                                         asio::steady_timer::time_point::max());
-      auto answer = std::make_shared<std::optional<Response>>();
-      auto session = std::make_shared<std::shared_ptr<StreamSession>>();
-      dispatch(parser.release(), [parked, answer, session](Response r, Handover h) {
-        asio::post(parked->get_executor(),
-                   [parked, answer, session, r = std::move(r), s = std::move(h.stream)]() mutable {
-                     *answer = std::move(r);
-                     *session = std::move(s);
-                     parked->cancel();
+      struct Pending {
+        explicit Pending(const beast::tcp_stream::executor_type& executor)
+            : parked(executor, asio::steady_timer::time_point::max()) {}
+        asio::steady_timer parked;
+        std::optional<Response> answer;
+        std::shared_ptr<StreamSession> session;
+        std::atomic<std::thread::id> dispatching{std::this_thread::get_id()};
+      };
+      auto pending = std::make_shared<Pending>(stream.get_executor());
+      dispatch(parser.release(), [pending](Response r, Handover h) {
+        if (pending->dispatching.load() == std::this_thread::get_id()) {
+          pending->answer = std::move(r);
+          pending->session = std::move(h.stream);
+          return;
+        }
+        auto& parked = pending->parked;
+        asio::post(parked.get_executor(),
+                   [pending, r = std::move(r), s = std::move(h.stream)]() mutable {
+                     pending->answer = std::move(r);
+                     pending->session = std::move(s);
+                     pending->parked.cancel();
                    });
       });
-      if (!*answer) {
+      pending->dispatching.store(std::thread::id());
+      if (!pending->answer) {
         // The handler bounds its own time (reply timeout, statement timeout); the socket's
         // deadline must not run out under it and reset a connection whose command was applied.
         stream.expires_never();
-        co_await parked->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await pending->parked.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         ec = {};
       }
-      if (*session) {
+      if (pending->session) {
         // The stream owns the connection from here; it ends with the connection. It runs in a
         // coroutine of its own so that this one's frame (the parser, the read buffer, the
         // request's state: a few KiB) is given back for as long as the stream lives.
-        connection->session = *session;
+        connection->session = pending->session;
         if (!draining.load()) {
           asio::co_spawn(stream.get_executor(), run_stream(connection), asio::detached);
           co_return;
@@ -593,7 +607,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
         connection->session.reset();
         break;
       }
-      auto response = std::move(**answer);
+      auto response = std::move(*pending->answer);
       const bool keep_alive = response.keep_alive() && !draining.load();
       response.keep_alive(keep_alive);
       stream.expires_after(kWriteTimeout);

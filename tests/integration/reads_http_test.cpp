@@ -244,10 +244,12 @@ TEST_F(ReadsBackpressureTest, PastTheQueryQueuesBoundA503WithRetryAfterAndTheSer
                           {{"Authorization", "Bearer " + admin_}}, std::chrono::seconds(60));
     }));
   }
-  // At most two run and two wait: the others, eight or more, are refused at once while the
-  // lock holds. (More than eight when a query thread was busy with other work, e.g. the version
-  // cache's feed, as the burst came: the bound counts what waits, not what runs.) The refusals
-  // are gathered until eight have come and nothing more has for half a second.
+  // Two places for reads waiting on PostgreSQL: a read by id takes one and waits on a pipelined
+  // connection; one handed back to the pool (the pipelines not open yet) takes a place again,
+  // and runs or waits for one of the two threads. So eight or more are refused at once while
+  // the lock holds (ten with the pipelines open; more than eight also when a query thread was
+  // busy with other work as the burst came: the bound counts what waits, not what runs). The
+  // refusals are gathered until eight have come and nothing more has for half a second.
   std::vector<bool> answered(kClients, false);
   int refused = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

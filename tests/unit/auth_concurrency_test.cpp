@@ -1,6 +1,7 @@
 // ApiKeys is shared by every I/O thread: revocation and the key cache driven from 16 threads
 // (also under the tsan preset, label `concurrency`).
 
+#include <array>
 #include <atomic>
 #include <random>
 #include <thread>
@@ -67,6 +68,54 @@ TEST(AuthConcurrencyTest, ARevokedKeyIsRefusedAtOnceWhileSixteenThreadsLookItUp)
   for (auto& t : threads) t.join();
   EXPECT_EQ(accepted_after_revoke.load(), 0);
   for (const auto& key : issued) EXPECT_FALSE(keys.authenticate(key.token));
+}
+
+// The I/O threads' path: answers from the cache alone, a verified secret compared without
+// hashing. Sixteen threads with right and wrong secrets while the keys are revoked one by one:
+// no wrong secret is ever accepted, and no key once revoke() has returned.
+TEST(AuthConcurrencyTest, CachedAnswersNeverAcceptAWrongSecretOrARevokedKey) {
+  testing::MemoryKeyStore store;
+  ApiKeys keys(store, 1h);
+  constexpr int kKeys = 8;
+  std::vector<IssuedKey> issued;
+  std::vector<std::string> tampered;
+  for (int k = 0; k < kKeys; ++k) {
+    issued.push_back(keys.create("k" + std::to_string(k), Role::kReader));
+    tampered.push_back(issued.back().token);
+    tampered.back().back() = tampered.back().back() == '0' ? '1' : '0';
+    ASSERT_TRUE(keys.authenticate(issued.back().token));  // cached
+  }
+  std::array<std::atomic<bool>, kKeys> revoked{};
+  std::atomic<bool> done{false};
+  std::atomic<int> wrong_accepted{0};
+  std::atomic<int> accepted_after_revoke{0};
+  std::atomic<int> right_accepted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; !done; ++i) {
+        const auto k = static_cast<std::size_t>(i % kKeys);
+        const bool was_revoked = revoked[k].load();
+        const auto right = keys.cached_principal(issued[k].token);
+        if (right && *right) {
+          ++right_accepted;
+          if (was_revoked) ++accepted_after_revoke;
+        }
+        const auto wrong = keys.cached_principal(tampered[k]);
+        if (wrong && *wrong) ++wrong_accepted;
+      }
+    });
+  }
+  for (std::size_t k = 0; k < kKeys; ++k) {
+    std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(keys.revoke(issued[k].record.id));
+    revoked[k] = true;
+  }
+  done = true;
+  for (auto& t : threads) t.join();
+  EXPECT_GT(right_accepted.load(), 0);
+  EXPECT_EQ(wrong_accepted.load(), 0);
+  EXPECT_EQ(accepted_after_revoke.load(), 0);
 }
 
 // Well-formed tokens of keys that do not exist (a scan, a client bug) are cached apart and never

@@ -66,6 +66,31 @@ TEST(ApiKeysTest, RecordsAreCachedWithinTheTtl) {
   EXPECT_EQ(store.finds, 1);
 }
 
+TEST(ApiKeysTest, ACachedKeyVerifiedOnceStillRefusesAnotherSecretAndItsRevocation) {
+  MemoryKeyStore store;
+  ApiKeys keys(store, std::chrono::hours(1));
+  const auto issued = keys.create("a", Role::kOperator);
+  ASSERT_FALSE(keys.cached_principal(issued.token)) << "not cached before a lookup";
+  ASSERT_TRUE(keys.authenticate(issued.token));
+  for (int i = 0; i < 3; ++i) {  // the first verifies by hash, the next ones by the secret
+    const auto known = keys.cached_principal(issued.token);
+    ASSERT_TRUE(known && *known);
+    EXPECT_EQ((*known)->key_id, issued.record.id);
+    EXPECT_EQ((*known)->role, Role::kOperator);
+  }
+  auto tampered = issued.token;
+  tampered.back() = tampered.back() == '0' ? '1' : '0';
+  const auto refused = keys.cached_principal(tampered);
+  ASSERT_TRUE(refused) << "answered from the cache";
+  EXPECT_FALSE(*refused);
+  EXPECT_TRUE(*keys.cached_principal(issued.token)) << "a wrong secret forgets nothing";
+  ASSERT_TRUE(keys.revoke(issued.record.id));
+  const auto after = keys.cached_principal(issued.token);
+  EXPECT_TRUE(!after || !*after) << "a revoked key is never answered from what it verified";
+  EXPECT_FALSE(keys.authenticate(issued.token));
+  EXPECT_EQ(store.finds, 2);
+}
+
 TEST(ApiKeysTest, NamesAreBounded) {
   MemoryKeyStore store;
   ApiKeys keys(store);

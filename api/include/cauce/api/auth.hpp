@@ -118,6 +118,9 @@ class ApiKeys {
   struct KnownKey {
     ApiKeyRecord record;
     Time fetched;
+    // The secret that matched record.secret_hash, once one did (memory only, for as long as
+    // the record is cached): cached_principal() compares it instead of hashing again.
+    std::string verified_secret = {};
   };
 
   ApiKeyRecord make_record(const std::string& name, Role role, const std::string& actor,
