@@ -653,6 +653,7 @@ TEST_F(BackupCopyTest, ABackupLandsInBothPlacesAndRestoresFromItsCopyAlone) {
   EXPECT_THAT(manifest["data_files"].GetString(), HasSubstr("reports/<id>.source"));
   const auto manifest_sha = sha256_of(local / "manifest.json");
   EXPECT_EQ(sha256_of(copy / "manifest.json"), manifest_sha);
+  EXPECT_EQ(sha256_of(copy / "manifest.sha256"), sha256_of(local / "manifest.sha256"));
   EXPECT_EQ(item["sha256"].GetString(), manifest_sha);
   EXPECT_EQ(item["copy"]["sha256"].GetString(), manifest_sha);
   const auto events = events_of(id);
@@ -700,6 +701,21 @@ TEST_F(BackupCopyTest, ABackupLandsInBothPlacesAndRestoresFromItsCopyAlone) {
   const auto refused = run_cauce({"restore", corrupted.string()}, target_env);
   EXPECT_EQ(refused.first, 1);
   EXPECT_THAT(refused.second, HasSubstr("readmodels.dump"));
+  // A manifest with a count changed still parses and describes its files rightly: its own
+  // checksum refuses it (else the events would be re-produced before the digests disagreed).
+  const auto altered = copies_.path() / "altered";
+  std::filesystem::copy(copy, altered, std::filesystem::copy_options::recursive);
+  {
+    std::ifstream in(altered / "manifest.json");
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    const auto rows = text.find(R"("rows": )");
+    ASSERT_NE(rows, std::string::npos);
+    text.insert(rows + 8, "1");
+    std::ofstream(altered / "manifest.json", std::ios::trunc) << text;
+  }
+  const auto refused_manifest = run_cauce({"restore", altered.string()}, target_env);
+  EXPECT_EQ(refused_manifest.first, 1);
+  EXPECT_THAT(refused_manifest.second, HasSubstr("manifest.json: sha256 differs"));
 
   std::filesystem::remove_all(data_.path() / "backups");
   // By id: not under the target's data dir, so from backups.copy_to.

@@ -46,6 +46,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kManifestFormat = 1;
 const char* const kManifest = "manifest.json";
+// The manifest's own checksum, as `sha256sum -c` reads it: a manifest changed after it was written
+// (a flipped digit of a count still parses) is refused before anything is restored.
+const char* const kManifestSum = "manifest.sha256";
 const char* const kDump = "readmodels.dump";
 
 const core::Logger& log() {
@@ -598,6 +601,12 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
   fsync_path(tmp / kManifest, false);
   taken.manifest_sha256 = core::sha256_file_hex((tmp / kManifest).string());
   taken.bytes += static_cast<std::int64_t>(fs::file_size(tmp / kManifest));
+  {
+    std::ofstream out(tmp / kManifestSum, std::ios::binary);
+    out << taken.manifest_sha256 << "  " << kManifest << '\n';
+    if (!out.flush()) throw std::runtime_error("cannot write manifest.sha256");
+  }
+  fsync_path(tmp / kManifestSum, false);
   fsync_path(tmp, true);
   fs::remove_all(final_dir);  // an earlier attempt's copy, complete or not
   fs::rename(tmp, final_dir);
@@ -615,6 +624,16 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
 }
 
 BackupSummary verify_backup(const fs::path& directory) {
+  // Backups taken before manifest.sha256 existed have none: their manifest is checked by parsing
+  // and by the files it describes.
+  if (std::ifstream sum(directory / kManifestSum); sum) {
+    std::string expected;
+    sum >> expected;
+    if (expected != core::sha256_file_hex((directory / kManifest).string())) {
+      throw BackupError(std::string(kManifest) +
+                        ": sha256 differs from manifest.sha256's (the manifest is corrupted)");
+    }
+  }
   const auto d = read_manifest(directory);
   for (const auto& f : d["files"].GetArray()) {
     const std::string name = f["name"].GetString();
@@ -685,6 +704,7 @@ BackupCopy copy_backup(const fs::path& backup, const fs::path& copy_root) {
   std::vector<std::string> names;
   for (const auto& f : manifest["files"].GetArray()) names.emplace_back(f["name"].GetString());
   names.emplace_back(kManifest);  // last: a copy with a manifest has every file before it
+  if (fs::exists(backup / kManifestSum)) names.emplace_back(kManifestSum);
   for (const auto& name : names) {
     const auto to = tmp / name;
     if (to.parent_path() != tmp && fs::create_directory(to.parent_path())) {
