@@ -677,6 +677,8 @@ TEST_F(BackupCopyTest, ABackupLandsInBothPlacesAndRestoresFromItsCopyAlone) {
   }));
   ASSERT_TRUE(gauge);
   EXPECT_NEAR(*gauge, copied_at, 1.0);
+  // Both temporary directories are on one filesystem here: not off the box, and cauce says so.
+  EXPECT_THAT(serve_->output(), HasSubstr("backups.copy_to is on the data dir's filesystem"));
   const auto listed = run_cauce({"backups", "list"}, env());
   EXPECT_THAT(listed.second, HasSubstr(id + "  ")) << listed.second;
   EXPECT_THAT(listed.second, HasSubstr("copy  " + copy.string()));

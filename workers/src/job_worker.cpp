@@ -15,6 +15,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <rapidjson/document.h>
+#include <sys/stat.h>
 
 #include <cauce/commands/jobs.hpp>
 #include <cauce/core/backoff.hpp>
@@ -137,6 +138,26 @@ class DeliveryReports : public RdKafka::DeliveryReportCb {
   }
   std::atomic<int> failed{0};
 };
+
+// Whether two paths (or, for one not made yet, their nearest existing ancestors) are on one
+// filesystem; nullopt when that cannot be told.
+std::optional<bool> same_filesystem(std::filesystem::path a, std::filesystem::path b) {
+  const auto device = [](std::filesystem::path p) -> std::optional<dev_t> {
+    std::error_code ec;
+    p = std::filesystem::absolute(p, ec);
+    if (ec) return std::nullopt;
+    for (;;) {
+      struct stat st {};
+      if (::stat(p.c_str(), &st) == 0) return st.st_dev;
+      if (!p.has_relative_path()) return std::nullopt;
+      p = p.parent_path();
+    }
+  };
+  const auto da = device(std::move(a));
+  const auto db = device(std::move(b));
+  if (!da || !db) return std::nullopt;
+  return *da == *db;
+}
 
 // What a failed step tells the job.
 struct StepFailure {
@@ -1240,6 +1261,13 @@ Workers::~Workers() { stop(); }
 
 void Workers::start() {
   auto& o = impl_->options;
+  if (!o.backups.copy_to.empty() &&
+      same_filesystem(o.data_dir, o.backups.copy_to).value_or(false)) {
+    log().warn(
+        "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
+        "(mount another machine's storage there)",
+        {{"copy_to", o.backups.copy_to}});
+  }
   auto conf = core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.workers.group));
   std::string err;
   impl_->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
