@@ -153,18 +153,32 @@ int run_replay(const core::Config& config, projections::ReplayRequest request, b
   return 0;
 }
 
+// The local backups, then (with backups.copy_to set) the copies off the box.
 int list_backups(const core::Config& config) {
-  for (const auto& b : workers::list_backups(std::filesystem::path(config.data_dir) / "backups")) {
-    std::cout << b.id << "  " << core::format_utc_micros(b.created_at_us) << "  " << b.events
-              << " events  " << b.bytes << " bytes\n";
+  const auto print = [](const std::vector<workers::BackupSummary>& backups, const char* where) {
+    for (const auto& b : backups) {
+      std::cout << b.id << "  " << core::format_utc_micros(b.created_at_us) << "  " << b.events
+                << " events  " << b.bytes << " bytes  " << where << "  " << b.directory.string()
+                << "\n";
+    }
+  };
+  print(workers::list_backups(std::filesystem::path(config.data_dir) / "backups"), "local");
+  if (!config.backups.copy_to.empty()) {
+    print(workers::list_backups(config.backups.copy_to), "copy");
   }
   return 0;
 }
 
-// An id names a backup under <data dir>/backups; anything with a slash is a directory.
+// An id names a backup under <data dir>/backups, or else its copy under backups.copy_to (the
+// machine's own disk lost); anything with a slash is a directory.
 std::filesystem::path backup_directory(const core::Config& config, const std::string& id_or_dir) {
   if (id_or_dir.find('/') != std::string::npos) return id_or_dir;
-  return std::filesystem::path(config.data_dir) / "backups" / id_or_dir;
+  const auto local = std::filesystem::path(config.data_dir) / "backups" / id_or_dir;
+  if (!std::filesystem::exists(local) && !config.backups.copy_to.empty() &&
+      std::filesystem::exists(std::filesystem::path(config.backups.copy_to) / id_or_dir)) {
+    return std::filesystem::path(config.backups.copy_to) / id_or_dir;
+  }
+  return local;
 }
 
 core::Config effective_config(const std::string& config_file,
@@ -341,9 +355,11 @@ int run_cli(int argc, char** argv) {
   auto* parked_skip =
       parked_cmd->add_subcommand("skip", "Mark a parked event skipped: it is never applied");
   parked_skip->add_option("id", parked_id, "The parked event's id")->required();
-  auto* backups_cmd = app.add_subcommand("backups", "The backups under <data dir>/backups");
+  auto* backups_cmd = app.add_subcommand(
+      "backups", "The backups under <data dir>/backups (and their copies under backups.copy_to)");
   backups_cmd->require_subcommand(1);
-  auto* backups_list = backups_cmd->add_subcommand("list", "List complete backups, oldest first");
+  auto* backups_list =
+      backups_cmd->add_subcommand("list", "List complete backups and copies, oldest first");
   std::string backup_id;
   auto* backups_verify = backups_cmd->add_subcommand(
       "verify", "Check a backup's files against its manifest (sizes, sha256) without restoring");
@@ -351,7 +367,10 @@ int run_cli(int argc, char** argv) {
   std::string restore_dir;
   auto* restore_cmd = app.add_subcommand(
       "restore", "Rebuild a working system from a backup on an empty Kafka and PostgreSQL");
-  restore_cmd->add_option("backup", restore_dir, "The backup's directory (or id)")->required();
+  restore_cmd
+      ->add_option("backup", restore_dir,
+                   "The backup's directory, or its id (local, else its copy in backups.copy_to)")
+      ->required();
   auto* replay_cmd = app.add_subcommand(
       "replay", "Rebuild the read models from the log into a new generation, then switch to it");
   std::string replay_projection = "all";

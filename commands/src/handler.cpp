@@ -183,14 +183,28 @@ Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const ra
   if (c.type == "backup.start")
     return finish(s, decide(s, Start{json::integer(d, "attempt")}, ctx));
   if (c.type == "backup.record_completion") {
-    return finish(s,
-                  decide(s,
-                         RecordCompletion{json::integer(d, "attempt"), json::integer(d, "bytes"),
-                                          json::string(d, "sha256"), json::integers(d, "positions"),
-                                          json::integer(d, "events")},
-                         ctx));
+    return finish(
+        s, decide(s,
+                  RecordCompletion{json::integer(d, "attempt"), json::integer(d, "bytes"),
+                                   json::string(d, "sha256"), json::integers(d, "positions"),
+                                   json::integer(d, "events"), json::opt_string(d, "copy_to")},
+                  ctx));
   }
   if (c.type == "backup.record_failure") return finish(s, decide(s, record_failure(d), ctx));
+  if (c.type == "backup.record_copy") {
+    return finish(s, decide(s,
+                            RecordCopy{json::integer(d, "attempt"), json::string(d, "directory"),
+                                       json::integer(d, "bytes"), json::string(d, "sha256")},
+                            ctx));
+  }
+  if (c.type == "backup.record_copy_failure") {
+    const auto next = json::opt_string(d, "next_attempt_at");
+    return finish(s, decide(s,
+                            RecordCopyFailure{
+                                json::integer(d, "attempt"), json::string(d, "error"),
+                                next ? std::optional(core::parse_utc_micros(*next)) : std::nullopt},
+                            ctx));
+  }
   if (c.type == "backup.retry") return finish(s, decide(s, Retry{}, ctx));
   if (c.type == "backup.expire") return finish(s, decide(s, Expire{}, ctx));
   throw std::invalid_argument("unknown command type " + c.type);

@@ -324,6 +324,20 @@ std::string_view status_name(Status status) {
   return "requested";
 }
 
+std::string_view copy_status_name(CopyStatus status) {
+  switch (status) {
+    case CopyStatus::kNone:
+      return "none";
+    case CopyStatus::kPending:
+      return "pending";
+    case CopyStatus::kCopied:
+      return "copied";
+    case CopyStatus::kFailed:
+      return "failed";
+  }
+  return "none";
+}
+
 Result decide(const State& state, const Request&, const CommandContext&) {
   if (state.exists) return Rejection{"already_exists", "id", "a backup with this id exists"};
   return std::vector<Event>{Requested{}};
@@ -349,7 +363,11 @@ Result decide(const State& s, const RecordCompletion& c, const CommandContext&) 
   if (c.positions.empty() || c.positions.size() > 10000) {
     return Rejection{"invalid", "positions", "must name 1 to 10000 partitions"};
   }
-  return std::vector<Event>{Completed{c.attempt, c.bytes, c.sha256, c.positions, c.events}};
+  if (c.copy_to) {
+    if (auto r = check_text("copy_to", *c.copy_to, 4096)) return *r;
+  }
+  return std::vector<Event>{
+      Completed{c.attempt, c.bytes, c.sha256, c.positions, c.events, c.copy_to}};
 }
 
 Result decide(const State& s, const RecordFailure& c, const CommandContext&) {
@@ -376,6 +394,41 @@ Result decide(const State& s, const Expire&, const CommandContext&) {
   return std::vector<Event>{Expired{}};
 }
 
+namespace {
+
+// A copy attempt is recorded once, in order, and only while the copy of a completed backup is
+// pending (an expired backup's copy may still finish: retention deleted the local files only).
+std::optional<Rejection> current_copy_attempt(const State& s, std::int64_t attempt) {
+  if (auto r = job::exists(s.exists, "backup")) return *r;
+  if (s.copy != CopyStatus::kPending) {
+    return Rejection{"conflict", "state",
+                     "the backup's copy is " + std::string(copy_status_name(s.copy))};
+  }
+  if (attempt != s.copy_attempts + 1) {
+    return Rejection{"conflict", "attempt",
+                     "the copy is at attempt " + std::to_string(s.copy_attempts + 1) + ", not " +
+                         std::to_string(attempt)};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result decide(const State& s, const RecordCopy& c, const CommandContext&) {
+  if (auto r = current_copy_attempt(s, c.attempt)) return *r;
+  if (auto r = check_text("directory", c.directory, 4096)) return *r;
+  if (c.sha256.size() != 64) return Rejection{"invalid", "sha256", "must be 64 hex digits"};
+  if (c.bytes < 0) return Rejection{"invalid", "bytes", "must not be negative"};
+  return std::vector<Event>{Copied{c.attempt, c.directory, c.bytes, c.sha256}};
+}
+
+Result decide(const State& s, const RecordCopyFailure& c, const CommandContext&) {
+  if (auto r = current_copy_attempt(s, c.attempt)) return *r;
+  if (c.error.empty()) return Rejection{"invalid", "error", "must not be empty"};
+  return std::vector<Event>{
+      CopyAttemptFailed{c.attempt, clip_error(c.error), c.next_attempt_at_us}};
+}
+
 State evolve(State s, const Event& event) {
   ++s.version;
   s.exists = true;
@@ -389,8 +442,16 @@ State evolve(State s, const Event& event) {
           s.attempt = e.attempt;
         } else if constexpr (std::is_same_v<T, Completed>) {
           s.status = Status::kCompleted;
+          s.copy = e.copy_to ? CopyStatus::kPending : CopyStatus::kNone;
+          s.copy_attempts = 0;
         } else if constexpr (std::is_same_v<T, Expired>) {
           s.status = Status::kExpired;
+        } else if constexpr (std::is_same_v<T, Copied>) {
+          s.copy = CopyStatus::kCopied;
+          s.copy_attempts = e.attempt;
+        } else if constexpr (std::is_same_v<T, CopyAttemptFailed>) {
+          s.copy = e.next_attempt_at_us ? CopyStatus::kPending : CopyStatus::kFailed;
+          s.copy_attempts = e.attempt;
         } else {
           evolve_shared(s, e);
         }
@@ -401,8 +462,9 @@ State evolve(State s, const Event& event) {
 
 std::string event_type(const Event& event) {
   static constexpr const char* kTypes[] = {
-      "backup.requested", "backup.started", "backup.attempt_failed", "backup.completed",
-      "backup.failed",    "backup.retried", "backup.expired"};
+      "backup.requested", "backup.started", "backup.attempt_failed",
+      "backup.completed", "backup.failed",  "backup.retried",
+      "backup.expired",   "backup.copied",  "backup.copy_attempt_failed"};
   return kTypes[event.index()];
 }
 
@@ -422,6 +484,18 @@ std::string to_json(const Event& event) {
             for (const auto p : e.positions) w.Int64(p);
             w.EndArray();
             json::field(w, "events", e.events);
+            if (e.copy_to) json::field(w, "copy_to", *e.copy_to);
+          } else if constexpr (std::is_same_v<T, Copied>) {
+            json::field(w, "attempt", e.attempt);
+            json::field(w, "directory", e.directory);
+            json::field(w, "bytes", e.bytes);
+            json::field(w, "sha256", e.sha256);
+          } else if constexpr (std::is_same_v<T, CopyAttemptFailed>) {
+            json::field(w, "attempt", e.attempt);
+            json::field(w, "error", e.error);
+            if (e.next_attempt_at_us) {
+              json::field(w, "next_attempt_at", core::format_utc_micros(*e.next_attempt_at_us));
+            }
           } else {
             write_shared(w, e);  // nothing for requested and expired
           }
@@ -436,8 +510,17 @@ Event event_from_json(std::string_view type, std::string_view data) {
   if (type == "backup.started") return Started{json::integer(d, "attempt")};
   if (type == "backup.completed") {
     return Completed{json::integer(d, "attempt"), json::integer(d, "bytes"),
-                     json::string(d, "sha256"), json::integers(d, "positions"),
-                     json::integer(d, "events")};
+                     json::string(d, "sha256"),   json::integers(d, "positions"),
+                     json::integer(d, "events"),  json::opt_string(d, "copy_to")};
+  }
+  if (type == "backup.copied") {
+    return Copied{json::integer(d, "attempt"), json::string(d, "directory"),
+                  json::integer(d, "bytes"), json::string(d, "sha256")};
+  }
+  if (type == "backup.copy_attempt_failed") {
+    const auto next = json::opt_string(d, "next_attempt_at");
+    return CopyAttemptFailed{json::integer(d, "attempt"), json::string(d, "error"),
+                             next ? std::optional(core::parse_utc_micros(*next)) : std::nullopt};
   }
   if (auto shared = shared_from_json<Event>(type, "backup.", d)) return *shared;
   if (type == "backup.expired") return Expired{};

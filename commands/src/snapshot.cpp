@@ -8,7 +8,7 @@
 namespace cauce::commands {
 namespace {
 
-constexpr std::string_view kMagic = "CAUCESN7";
+constexpr std::string_view kMagic = "CAUCESN8";
 
 class Writer {
  public:
@@ -166,6 +166,10 @@ void write_state(Writer& w, const AggregateState& state) {
           w.u64(static_cast<std::uint64_t>(s.status));
           w.i64(s.round);
           w.i64(s.attempt);
+          if constexpr (std::is_same_v<S, backup::State>) {
+            w.u64(static_cast<std::uint64_t>(s.copy));
+            w.i64(s.copy_attempts);
+          }
         }
       },
       state);
@@ -215,8 +219,14 @@ AggregateState read_state(Reader& r, AggregateType type) {
     }
     case AggregateType::kReport:
       return read_job_state<report::State>(r, 6);
-    case AggregateType::kBackup:
-      return read_job_state<backup::State>(r, 6);
+    case AggregateType::kBackup: {
+      auto s = read_job_state<backup::State>(r, 6);
+      const auto copy = r.u64();
+      if (copy > 3) Reader::fail("bad backup copy status");
+      s.copy = static_cast<backup::CopyStatus>(copy);
+      s.copy_attempts = r.i64();
+      return s;
+    }
     case AggregateType::kReportSchedule: {
       report_schedule::State s;
       s.exists = r.flag();

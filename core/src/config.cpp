@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -418,6 +419,21 @@ const std::vector<Binding>& bindings() {
     b.push_back(backups.integer("backups.export_timeout_s",
                                 "How long one backup's event-log export may take",
                                 &BackupsConfig::export_timeout_s, 1, 86400));
+    b.push_back({option("backups.copy_to",
+                        "Absolute directory (on another mount: NFS, SMB, a synced folder) each "
+                        "completed backup is copied into and verified at; empty: no copy"),
+                 [](Config& c, const std::string& v) {
+                   const auto dir = trim(v);
+                   if (!dir.empty() && !std::filesystem::path(dir).is_absolute()) {
+                     throw ConfigError("backups.copy_to",
+                                       "must be an absolute directory, got \"" + v + "\"");
+                   }
+                   c.backups.copy_to = dir;
+                 },
+                 [](const Config& c) { return c.backups.copy_to; }});
+    b.push_back(backups.integer("backups.copy_keep",
+                                "Copies kept in backups.copy_to (the newest; older ones deleted)",
+                                &BackupsConfig::copy_keep, 1, 100000));
     b.push_back(reports.text("reports.source_auth_dir",
                              "Directory of the secrets report downloads may send, one file per "
                              "name (bearer <token> or basic <user>:<password>, and origins "

@@ -1,6 +1,6 @@
 -- One generation of the read models, as the projection code of this build writes them: run by
 -- `cauce replay` inside a fresh schema (search_path = that schema, public). Column meanings are
--- commented where the tables were first created (infra/sql/0002, 0005, 0007, 0009, 0011, 0015); a
+-- commented where the tables were first created (infra/sql/0002, 0005, 0007, 0009, 0011, 0015, 0016); a
 -- generation built here has exactly the shape the migrations give read_model_1 (a test compares
 -- columns, constraints, indexes, triggers and functions). A change to how events are folded is
 -- made here and lands by a replay; an additive one (a column, a counter table) is made here and
@@ -150,7 +150,16 @@ CREATE TABLE backups (
   errors          jsonb       NOT NULL DEFAULT '[]',
   next_attempt_at timestamptz,
   events          bigint,
-  failure         text
+  failure         text,
+  copy_status     text CHECK (copy_status IN ('pending', 'copied', 'failed')),
+  copy_to         text,
+  copy_directory  text,
+  copy_sha256     text,
+  copy_bytes      bigint,
+  copy_attempts   integer     NOT NULL DEFAULT 0,
+  copy_error      text,
+  copy_next_attempt_at timestamptz,
+  copied_at       timestamptz
 );
 
 CREATE TABLE parked_events (

@@ -425,8 +425,28 @@ struct Folder {
       c.set["sha256"] = d.string("sha256");
       c.set["events"] = d.integer("events");
       c.set["positions"] = RawArray{d.raw_items("positions")};
+      if (d.has("copy_to")) {
+        c.set["copy_status"] = std::string("pending");
+        c.set["copy_to"] = d.string("copy_to");
+      }
     } else if (e.type == "backup.expired") {
       c.set["status"] = std::string("expired");
+    } else if (e.type == "backup.copied") {
+      // The copy's own course; the backup's status stays what it is ("" clears a column).
+      c.set["copy_status"] = std::string("copied");
+      c.set["copy_directory"] = d.string("directory");
+      c.set["copy_sha256"] = d.string("sha256");
+      c.set["copy_bytes"] = d.integer("bytes");
+      c.set["copy_attempts"] = d.integer("attempt");
+      c.set["copy_error"] = std::string();
+      c.set["copy_next_attempt_at"] = std::string();
+      c.set["copied_at"] = at;
+    } else if (e.type == "backup.copy_attempt_failed") {
+      const bool again = d.has("next_attempt_at");
+      c.set["copy_status"] = std::string(again ? "pending" : "failed");
+      c.set["copy_attempts"] = d.integer("attempt");
+      c.set["copy_error"] = d.string("error");
+      c.set["copy_next_attempt_at"] = again ? d.string("next_attempt_at") : std::string();
     } else if (!shared_job_step(d, e, c, at)) {
       unprojected_type(e.type);
     }

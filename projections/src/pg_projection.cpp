@@ -217,20 +217,26 @@ const std::string kUpdateWebhooks = std::string(R"(
                                     kWebhookColumns + R"()
   WHERE NOT x.created AND w.id = x.id AND w.version < x.first_version)";
 
+// The copy's columns (0016): copy_error and copy_next_attempt_at "" clears, NULL leaves.
 const char* const kBackupColumns = R"(
     id uuid, created boolean, first_version bigint, version bigint, status text,
     requested_at timestamptz, updated_at timestamptz, created_at timestamptz, round integer,
     attempts integer, new_errors jsonb, next_attempt_at text, size_bytes bigint, sha256 text,
-    positions jsonb, events bigint, failure text)";
+    positions jsonb, events bigint, failure text, copy_status text, copy_to text,
+    copy_directory text, copy_sha256 text, copy_bytes bigint, copy_attempts integer,
+    copy_error text, copy_next_attempt_at text, copied_at timestamptz)";
 
 const std::string kInsertBackups = std::string(R"(
   INSERT INTO backups (id, status, requested_at, updated_at, version, created_at, round,
                        attempts, errors, next_attempt_at, size_bytes, sha256, positions, events,
-                       failure)
+                       failure, copy_status, copy_to, copy_directory, copy_sha256, copy_bytes,
+                       copy_attempts, copy_error, copy_next_attempt_at, copied_at)
   SELECT id, status, requested_at, updated_at, version, created_at, coalesce(round, 0),
          coalesce(attempts, 0), coalesce(new_errors, '[]'),
          nullif(next_attempt_at, '')::timestamptz, size_bytes, sha256, positions, events,
-         nullif(failure, '')
+         nullif(failure, ''), copy_status, copy_to, copy_directory, copy_sha256, copy_bytes,
+         coalesce(copy_attempts, 0), nullif(copy_error, ''),
+         nullif(copy_next_attempt_at, '')::timestamptz, copied_at
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kBackupColumns + R"()
   WHERE created
@@ -245,7 +251,18 @@ const std::string kUpdateBackups = std::string(R"(
                            ELSE nullif(x.next_attempt_at, '')::timestamptz END,
     size_bytes = coalesce(x.size_bytes, b.size_bytes), sha256 = coalesce(x.sha256, b.sha256),
     positions = coalesce(x.positions, b.positions), events = coalesce(x.events, b.events),
-    failure = CASE WHEN x.failure IS NULL THEN b.failure ELSE nullif(x.failure, '') END
+    failure = CASE WHEN x.failure IS NULL THEN b.failure ELSE nullif(x.failure, '') END,
+    copy_status = coalesce(x.copy_status, b.copy_status),
+    copy_to = coalesce(x.copy_to, b.copy_to),
+    copy_directory = coalesce(x.copy_directory, b.copy_directory),
+    copy_sha256 = coalesce(x.copy_sha256, b.copy_sha256),
+    copy_bytes = coalesce(x.copy_bytes, b.copy_bytes),
+    copy_attempts = coalesce(x.copy_attempts, b.copy_attempts),
+    copy_error = CASE WHEN x.copy_error IS NULL THEN b.copy_error
+                      ELSE nullif(x.copy_error, '') END,
+    copy_next_attempt_at = CASE WHEN x.copy_next_attempt_at IS NULL THEN b.copy_next_attempt_at
+                                ELSE nullif(x.copy_next_attempt_at, '')::timestamptz END,
+    copied_at = coalesce(x.copied_at, b.copied_at)
   FROM jsonb_to_recordset($1::jsonb) AS x()") +
                                    kBackupColumns + R"()
   WHERE NOT x.created AND b.id = x.id AND b.version < x.first_version)";

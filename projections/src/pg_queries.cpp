@@ -391,6 +391,11 @@ Page ReadModels::backups(const PageRequest& page) {
              'next_attempt_at', rfc3339(b.next_attempt_at), 'failure', b.failure,
              'requested_at', rfc3339(b.requested_at),
              'created_at', rfc3339(b.created_at), 'updated_at', rfc3339(b.updated_at),
+             'copy', CASE WHEN b.copy_status IS NOT NULL THEN json_build_object(
+               'status', b.copy_status, 'to', b.copy_to, 'directory', b.copy_directory,
+               'sha256', b.copy_sha256, 'bytes', b.copy_bytes, 'attempts', b.copy_attempts,
+               'error', b.copy_error, 'next_attempt_at', rfc3339(b.copy_next_attempt_at),
+               'copied_at', rfc3339(b.copied_at)) END,
              'version', b.version)::text
            FROM backups b WHERE b.id < $1::uuid ORDER BY b.id DESC LIMIT $2)",
         page.after.empty() ? kMaxUuid : page.after, page.limit + 1);

@@ -131,7 +131,8 @@ TEST_F(JobTableTest, AResumeFromABehindClockKeepsTheSlotsAfterTheLastFired) {
 
 // A backup records the read models' digests at its database's schema version; its restore,
 // migrated to this build's, digests the same rows over those columns only: a backup taken before
-// 0013 (reports without schedule_id, slot_at, source_auth) matches its restore.
+// 0013 (reports without schedule_id, slot_at, source_auth; backups without 0016's copy columns)
+// matches its restore.
 TEST(BackupDigestTest, ARestoreDigestsOnlyTheColumnsTheBackupsDatabaseHad) {
   TempDatabase db;
   auto pg = core::connect_postgres(core::postgres_conninfo(db.config()));
@@ -152,6 +153,11 @@ TEST(BackupDigestTest, ARestoreDigestsOnlyTheColumnsTheBackupsDatabaseHad) {
         "INSERT INTO read_model_1.contacts (id, name, phone, status, created_at, updated_at, "
         "version) VALUES ('0190a8b2-5c1e-7d3a-9f00-00000000c001', 'Ana', '+351 912 345 678', "
         "'active', '2026-01-05T07:00:00Z', '2026-01-05T07:00:00Z', 1)");
+    // 0016 adds the backups' copy columns.
+    txn.exec(
+        "INSERT INTO read_model_1.backups (id, status, requested_at, updated_at, version) VALUES "
+        "('0190a8b2-5c1e-7d3a-9f00-00000000a001', 'requested', '2026-01-05T07:00:00Z', "
+        "'2026-01-05T07:00:00Z', 1)");
     txn.commit();
   }
   const auto at_backup = [&] {
@@ -159,6 +165,7 @@ TEST(BackupDigestTest, ARestoreDigestsOnlyTheColumnsTheBackupsDatabaseHad) {
     return workers::table_digests(txn, 12);
   }();
   EXPECT_EQ(at_backup.at("reports").rows, 1);
+  EXPECT_EQ(at_backup.at("backups").rows, 1);
   EXPECT_EQ(at_backup.count("report_schedules"), 0u) << "no such table before 0013";
   core::migrate(*pg, migrations);  // the restore's database: 0013 adds the reports' columns
   pqxx::work txn(*pg);
@@ -170,6 +177,8 @@ TEST(BackupDigestTest, ARestoreDigestsOnlyTheColumnsTheBackupsDatabaseHad) {
   EXPECT_NE(workers::table_digests(txn, 13).at("reports").md5, at_backup.at("reports").md5)
       << "over every column the restored rows differ (the new columns): hence the exclusion";
   EXPECT_EQ(workers::table_digests(txn, 13).at("contacts").md5, at_backup.at("contacts").md5);
+  EXPECT_NE(workers::table_digests(txn, 16).at("backups").md5, at_backup.at("backups").md5);
+  EXPECT_EQ(workers::table_digests(txn, 15).at("backups").md5, at_backup.at("backups").md5);
 }
 
 // /v1/reports/latest?schedule_id=: the report of the schedule's latest slot, even when an older

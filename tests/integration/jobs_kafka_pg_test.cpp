@@ -1,16 +1,24 @@
 // The job loop end to end on the real `cauce serve`: report sources served by a test HTTP server
 // on loopback, attempts and failures visible in the read model, the SSE stream and the log,
-// dead letters, an operator's retry, and a worker killed mid-job that still renders once.
+// dead letters, an operator's retry, a worker killed mid-job that still renders once, and
+// backups: restored on an empty system, copied off the box (backups.copy_to) and restored from
+// the copy alone.
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
+#include <set>
+#include <sstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+
+#include <cauce/core/crypto.hpp>
+#include <cauce/core/log.hpp>
 
 #include "event_log.hpp"
 #include "fixtures.hpp"
@@ -133,6 +141,7 @@ class JobsTest : public ::testing::Test {
     e["CAUCE_WORKERS_LEASE_MS"] = "2000";
     e["CAUCE_WORKERS_POLL_MS"] = "100";
     e["CAUCE_BACKUPS_INTERVAL_S"] = "0";
+    for (const auto& [key, value] : extra_env_) e[key] = value;
     return e;
   }
 
@@ -199,6 +208,7 @@ class JobsTest : public ::testing::Test {
   TempDir data_;
   core::KafkaConfig kafka_ = test_kafka(2);
   bool allow_private_ = true;
+  std::map<std::string, std::string> extra_env_;  // a test's own settings, before start()
   Sources sources_;
   std::unique_ptr<CauceProcess> serve_;
   std::uint16_t port_ = 0;
@@ -523,6 +533,274 @@ TEST_F(JobsTest, ABackupRestoresOnAnEmptySystemAndACorruptedOneIsRefused) {
             "\"" + std::string(ready["pdf"]["sha256"].GetString()) + "\"");
   target.signal(SIGTERM);
   EXPECT_EQ(target.wait_exit(), 0);
+}
+
+// ---- backups kept off the box (backups.copy_to) ----
+
+// A file's sha256 (hex).
+std::string sha256_of(const std::filesystem::path& path) {
+  return core::sha256_file_hex(path.string());
+}
+
+// The complete backups (or copies) under `dir`: its directories not named ".<...>.tmp".
+std::set<std::string> backup_ids_in(const std::filesystem::path& dir) {
+  std::set<std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const auto name = entry.path().filename().string();
+    if (entry.is_directory() && !name.starts_with(".")) out.insert(name);
+  }
+  return out;
+}
+
+// The value of a metric without labels on /metrics (nullopt: not there).
+std::optional<double> metric_value(std::uint16_t port, const std::string& name) {
+  const auto text = http_request(port, beast_http::verb::get, "/metrics").body;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with(name + " ")) return std::stod(line.substr(name.size() + 1));
+  }
+  return std::nullopt;
+}
+
+class BackupCopyTest : public JobsTest {
+ protected:
+  BackupCopyTest() { extra_env_["CAUCE_BACKUPS_COPY_TO"] = copy_root().string(); }
+
+  std::filesystem::path copy_root() const { return copies_.path() / "copies"; }
+
+  void restart() {
+    serve_->signal(SIGTERM);
+    ASSERT_EQ(serve_->wait_exit(), 0) << serve_->output();
+    serve_.reset();
+    start();
+  }
+
+  std::string request_backup() {
+    const auto requested = call(beast_http::verb::post, "/v1/backups");
+    EXPECT_EQ(requested.status, 202u) << requested.body;
+    const auto d = parse(requested.body);
+    return d.IsObject() && d.HasMember("id") ? d["id"].GetString() : "not-requested";
+  }
+
+  // The backup's item of GET /v1/backups once its copy's status is `copy_status`.
+  rapidjson::Document backup_when_copy(const std::string& id, const std::string& copy_status) {
+    std::string last;
+    rapidjson::Document item;
+    const bool reached = eventually(
+        [&] {
+          last = call(beast_http::verb::get, "/v1/backups?limit=100").body;
+          const auto page = parse(last);
+          if (!page.IsObject() || !page.HasMember("items")) return false;
+          for (const auto& b : page["items"].GetArray()) {
+            if (b["id"].GetString() != id || !b["copy"].IsObject()) continue;
+            if (b["copy"]["status"].GetString() != copy_status) return false;
+            item.CopyFrom(b, item.GetAllocator());
+            return true;
+          }
+          return false;
+        },
+        90s, 100ms);
+    EXPECT_TRUE(reached) << "backup " << id << "'s copy never became " << copy_status
+                         << "; last: " << last << "\n"
+                         << (serve_ ? serve_->output() : "");
+    return item;
+  }
+
+  TempDir copies_;  // stands for another mount (NFS, SMB, a synced folder)
+};
+
+TEST_F(BackupCopyTest, ABackupLandsInBothPlacesAndRestoresFromItsCopyAlone) {
+  std::vector<std::string> contacts;
+  for (int i = 0; i < 6; ++i) {
+    const auto r = call(beast_http::verb::post, "/v1/contacts",
+                        R"({"name":"Cópia )" + std::to_string(i) + R"(","phone":"+3519100)" +
+                            std::to_string(1000 + i) + R"("})");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    contacts.push_back(parse(r.body)["id"].GetString());
+  }
+  const auto report_id = request_report("Fora da caixa", sources_.url("/ok.csv"));
+  report_when(report_id, "ready");
+
+  const auto id = request_backup();
+  const auto item = backup_when_copy(id, "copied");
+  ASSERT_TRUE(item.IsObject());
+  EXPECT_STREQ(item["status"].GetString(), "completed");
+  const auto local = data_.path() / "backups" / id;
+  const auto copy = copy_root() / id;
+  EXPECT_EQ(item["copy"]["directory"].GetString(), copy.string());
+  EXPECT_EQ(item["copy"]["to"].GetString(), copy_root().string());
+  EXPECT_EQ(item["copy"]["attempts"].GetInt(), 1);
+  EXPECT_TRUE(item["copy"]["error"].IsNull());
+
+  // Both places hold the same files with equal checksums, the report's PDF and its downloaded
+  // source among them; the copy's manifest checksum is the backup's, in the read model and the
+  // log.
+  const auto manifest = parse([&] {
+    std::ifstream in(local / "manifest.json");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }());
+  ASSERT_TRUE(manifest.IsObject());
+  std::set<std::string> names;
+  for (const auto& f : manifest["files"].GetArray()) {
+    const std::string name = f["name"].GetString();
+    names.insert(name);
+    ASSERT_TRUE(std::filesystem::exists(copy / name)) << name;
+    EXPECT_EQ(sha256_of(copy / name), sha256_of(local / name)) << name;
+    EXPECT_EQ(sha256_of(copy / name), f["sha256"].GetString()) << name;
+  }
+  EXPECT_TRUE(names.contains("reports/" + report_id + ".pdf"));
+  EXPECT_TRUE(names.contains("reports/" + report_id + ".source"));
+  EXPECT_THAT(manifest["data_files"].GetString(), HasSubstr("reports/<id>.source"));
+  const auto manifest_sha = sha256_of(local / "manifest.json");
+  EXPECT_EQ(sha256_of(copy / "manifest.json"), manifest_sha);
+  EXPECT_EQ(sha256_of(copy / "manifest.sha256"), sha256_of(local / "manifest.sha256"));
+  EXPECT_EQ(item["sha256"].GetString(), manifest_sha);
+  EXPECT_EQ(item["copy"]["sha256"].GetString(), manifest_sha);
+  const auto events = events_of(id);
+  EXPECT_THAT(schema_problems(events), ::testing::IsEmpty());
+  ASSERT_EQ(count_type(events, "backup.copied"), 1u);
+  for (const auto& e : events) {
+    if (e.envelope.type == "backup.completed") {
+      EXPECT_EQ(parse(e.envelope.data)["copy_to"].GetString(), copy_root().string());
+    }
+    if (e.envelope.type == "backup.copied") {
+      EXPECT_EQ(parse(e.envelope.data)["sha256"].GetString(), manifest_sha);
+    }
+  }
+  // The success the alert rules watch: the copy's time.
+  const auto copied_at =
+      static_cast<double>(core::parse_utc_micros(item["copy"]["copied_at"].GetString())) / 1e6;
+  std::optional<double> gauge;
+  EXPECT_TRUE(eventually([&] {
+    gauge = metric_value(port_, "cauce_backup_last_success_timestamp_seconds");
+    return gauge && *gauge > 0;
+  }));
+  ASSERT_TRUE(gauge);
+  EXPECT_NEAR(*gauge, copied_at, 1.0);
+  // Both temporary directories are on one filesystem here: not off the box, and cauce says so.
+  EXPECT_THAT(serve_->output(), HasSubstr("backups.copy_to is on the data dir's filesystem"));
+  const auto listed = run_cauce({"backups", "list"}, env());
+  EXPECT_THAT(listed.second, HasSubstr(id + "  ")) << listed.second;
+  EXPECT_THAT(listed.second, HasSubstr("copy  " + copy.string()));
+  serve_->signal(SIGTERM);
+  ASSERT_EQ(serve_->wait_exit(), 0);
+  serve_.reset();
+
+  // The box is lost: its data dir (backups included) is gone; the copy is all there is. A
+  // corrupted duplicate of it is refused by restore, naming the file, before anything is written.
+  const auto corrupted = copies_.path() / "corrupted";
+  std::filesystem::copy(copy, corrupted, std::filesystem::copy_options::recursive);
+  {
+    std::fstream f(corrupted / "readmodels.dump", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(40);
+    f.put('\x5a');
+  }
+  TempDatabase target_db;
+  const auto target_kafka = test_kafka(2);
+  auto target_env = cauce_env(target_db.config(), target_kafka);
+  target_env["CAUCE_DATA_DIR"] = (data_.path() / "target").string();
+  target_env["CAUCE_BACKUPS_COPY_TO"] = copy_root().string();
+  const auto refused = run_cauce({"restore", corrupted.string()}, target_env);
+  EXPECT_EQ(refused.first, 1);
+  EXPECT_THAT(refused.second, HasSubstr("readmodels.dump"));
+  // A manifest with a count changed still parses and describes its files rightly: its own
+  // checksum refuses it (else the events would be re-produced before the digests disagreed).
+  const auto altered = copies_.path() / "altered";
+  std::filesystem::copy(copy, altered, std::filesystem::copy_options::recursive);
+  {
+    std::ifstream in(altered / "manifest.json");
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    const auto rows = text.find(R"("rows": )");
+    ASSERT_NE(rows, std::string::npos);
+    text.insert(rows + 8, "1");
+    std::ofstream(altered / "manifest.json", std::ios::trunc) << text;
+  }
+  const auto refused_manifest = run_cauce({"restore", altered.string()}, target_env);
+  EXPECT_EQ(refused_manifest.first, 1);
+  EXPECT_THAT(refused_manifest.second, HasSubstr("manifest.json: sha256 differs"));
+
+  std::filesystem::remove_all(data_.path() / "backups");
+  // By id: not under the target's data dir, so from backups.copy_to.
+  const auto restored = run_cauce({"restore", id}, target_env);
+  ASSERT_EQ(restored.first, 0) << restored.second;
+  EXPECT_THAT(restored.second, HasSubstr("read models match the backup"));
+  EXPECT_EQ(sequences(target_kafka, "backup"), sequences(kafka_, "backup"));
+  for (const auto& [table, order] :
+       std::vector<std::pair<std::string, std::string>>{{"contacts", "id"}, {"reports", "id"}}) {
+    EXPECT_EQ(table_text(target_db, table, order), table_text(db_, table, order)) << table;
+  }
+  EXPECT_EQ(table_text(target_db, "events", "event_id", "aggregate_type <> 'backup'"),
+            table_text(db_, "events", "event_id", "aggregate_type <> 'backup'"));
+  for (const auto* extension : {".pdf", ".source"}) {
+    const auto name = "reports/" + report_id + extension;
+    EXPECT_EQ(sha256_of(data_.path() / "target" / name), sha256_of(copy / name)) << name;
+  }
+}
+
+TEST_F(BackupCopyTest, ACopyThatCannotBeWrittenIsRetriedThenDeadLetteredAndTheBackupStays) {
+  // A destination that cannot be written whoever runs cauce (root included): under a file.
+  const auto blocker = copies_.path() / "blocker";
+  std::ofstream(blocker) << "not a directory";
+  extra_env_["CAUCE_BACKUPS_COPY_TO"] = (blocker / "copies").string();
+  restart();
+
+  const auto id = request_backup();
+  const auto item = backup_when_copy(id, "failed");
+  ASSERT_TRUE(item.IsObject());
+  EXPECT_STREQ(item["status"].GetString(), "completed") << "the backup itself succeeded";
+  EXPECT_EQ(item["copy"]["attempts"].GetInt(), 4) << "workers.max_attempts";
+  EXPECT_THAT(item["copy"]["error"].GetString(), HasSubstr("blocker"));
+  EXPECT_TRUE(item["copy"]["directory"].IsNull());
+  EXPECT_TRUE(item["copy"]["next_attempt_at"].IsNull());
+
+  const auto events = events_of(id);
+  EXPECT_THAT(schema_problems(events), ::testing::IsEmpty());
+  std::vector<rapidjson::Document> failures;
+  for (const auto& e : events) {
+    if (e.envelope.type == "backup.copy_attempt_failed") failures.push_back(parse(e.envelope.data));
+  }
+  ASSERT_EQ(failures.size(), 4u);
+  for (std::size_t i = 0; i < failures.size(); ++i) {
+    EXPECT_EQ(failures[i]["attempt"].GetInt(), static_cast<int>(i) + 1);
+    EXPECT_EQ(failures[i].HasMember("next_attempt_at"), i + 1 < failures.size())
+        << "retried with backoff, then given up";
+  }
+  EXPECT_EQ(count_type(events, "backup.failed"), 0u);
+
+  std::vector<TopicRecord> dead;
+  ASSERT_TRUE(eventually([&] {
+    dead = read_topic(kafka_, kafka_.jobs_dlq_topic);
+    return !dead.empty();
+  }));
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].key, id);
+  const auto letter = parse(dead[0].value);
+  EXPECT_STREQ(letter["kind"].GetString(), "backup");
+  EXPECT_STREQ(letter["step"].GetString(), "copy");
+  EXPECT_EQ(letter["attempts"].GetInt(), 4);
+  EXPECT_THAT(letter["last_error"].GetString(), HasSubstr("blocker"));
+
+  // The local backup is intact, and without its copy it is not a success to alert on.
+  const auto verified = run_cauce({"backups", "verify", id}, env());
+  EXPECT_EQ(verified.first, 0) << verified.second;
+  EXPECT_EQ(metric_value(port_, "cauce_backup_last_success_timestamp_seconds"), 0.0);
+}
+
+TEST_F(BackupCopyTest, TheCopyDestinationKeepsTheNewestCopies) {
+  extra_env_["CAUCE_BACKUPS_COPY_KEEP"] = "2";
+  restart();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(request_backup());
+    backup_when_copy(ids.back(), "copied");
+  }
+  // Retention runs once the last copy is recorded (the read model may show it a moment before).
+  EXPECT_TRUE(eventually([&] {
+    return backup_ids_in(copy_root()) == std::set<std::string>{ids[1], ids[2]};
+  })) << "backups.copy_keep: the two newest";
+  EXPECT_EQ(backup_ids_in(data_.path() / "backups"),
+            (std::set<std::string>(ids.begin(), ids.end())))
+      << "the local retention is its own";
 }
 
 }  // namespace

@@ -109,5 +109,44 @@ TEST(BatchTest, DataOfTheWrongTypeNamesTheEventAndField) {
   }
 }
 
+// A backup's off-box copy folds into the backup's row (0016's columns) and never moves the
+// backup's own status: a copy given up leaves the backup completed.
+TEST(BatchTest, ABackupsCopyHasItsOwnColumnsAndLeavesTheBackupCompleted) {
+  constexpr const char* kBackup = "0190a1b2-0000-7000-8000-0000000000dd";
+  const std::string sha(64, 'a');
+  const auto copied_rows = parse(
+      fold_batch({record(0, "backup", kBackup, "backup.completed", 3,
+                         R"({"attempt":1,"bytes":10,"sha256":")" + sha +
+                             R"(","positions":[3],"events":3,"copy_to":"/mnt/nfs/cauce"})"),
+                  record(1, "backup", kBackup, "backup.copy_attempt_failed", 4,
+                         R"({"attempt":1,"error":"Permission denied",)"
+                         R"("next_attempt_at":"2025-11-24T16:00:09.000000Z"})"),
+                  record(2, "backup", kBackup, "backup.copied", 5,
+                         R"({"attempt":2,"directory":"/mnt/nfs/cauce/b","bytes":10,"sha256":")" +
+                             sha + "\"}")})
+          .backups);
+  ASSERT_EQ(copied_rows.Size(), 1u);
+  const auto& copied = copied_rows[0];
+  EXPECT_STREQ(copied["status"].GetString(), "completed");
+  EXPECT_STREQ(copied["copy_status"].GetString(), "copied");
+  EXPECT_STREQ(copied["copy_to"].GetString(), "/mnt/nfs/cauce");
+  EXPECT_STREQ(copied["copy_directory"].GetString(), "/mnt/nfs/cauce/b");
+  EXPECT_EQ(copied["copy_attempts"].GetInt64(), 2);
+  EXPECT_STREQ(copied["copy_error"].GetString(), "") << "cleared once copied";
+  EXPECT_STREQ(copied["copy_next_attempt_at"].GetString(), "");
+  EXPECT_TRUE(copied.HasMember("copied_at"));
+
+  const auto given_up_rows =
+      parse(fold_batch({record(0, "backup", kBackup, "backup.copy_attempt_failed", 6,
+                               R"({"attempt":2,"error":"Permission denied"})")})
+                .backups);
+  ASSERT_EQ(given_up_rows.Size(), 1u);
+  const auto& given_up = given_up_rows[0];
+  EXPECT_FALSE(given_up.HasMember("status")) << "the backup's status is left as it is";
+  EXPECT_STREQ(given_up["copy_status"].GetString(), "failed");
+  EXPECT_STREQ(given_up["copy_error"].GetString(), "Permission denied");
+  EXPECT_STREQ(given_up["copy_next_attempt_at"].GetString(), "");
+}
+
 }  // namespace
 }  // namespace cauce::projections

@@ -83,6 +83,23 @@ TEST_F(ConfigTest, DownloadsRefusePrivateAddressesUnlessTheSettingSaysSo) {
   EXPECT_TRUE(load_config(file).download.allow_private);
 }
 
+TEST_F(ConfigTest, BackupsAreCopiedOffTheBoxOnlyWhenASettingNamesAnAbsoluteDirectory) {
+  const auto defaults = load_config({});
+  EXPECT_EQ(defaults.backups.copy_to, "");
+  EXPECT_EQ(defaults.backups.copy_keep, 7);
+  const auto set = load_config(
+      {.file = {},
+       .env = {{"CAUCE_BACKUPS_COPY_TO", "/mnt/nfs/cauce"}, {"CAUCE_BACKUPS_COPY_KEEP", "3"}},
+       .flags = {}});
+  EXPECT_EQ(set.backups.copy_to, "/mnt/nfs/cauce");
+  EXPECT_EQ(set.backups.copy_keep, 3);
+  EXPECT_EQ(
+      rejected_key({.file = {}, .env = {{"CAUCE_BACKUPS_COPY_TO", "nfs/cauce"}}, .flags = {}}),
+      "backups.copy_to");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"backups.copy_keep", "0"}}}),
+            "backups.copy_keep");
+}
+
 TEST_F(ConfigTest, UnknownKeysAreRefusedByName) {
   EXPECT_EQ(rejected_key({.file = {}, .env = {{"CAUCE_HTTP_PROT", "1"}}, .flags = {}}),
             "CAUCE_HTTP_PROT");

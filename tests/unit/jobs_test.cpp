@@ -124,6 +124,57 @@ TEST(BackupJobTest, ABackupRunsCompletesAndExpires) {
   }
 }
 
+TEST(BackupJobTest, ACompletedBackupsCopyIsRecordedOnceAttemptByAttempt) {
+  using namespace backup;
+  const auto started = backup_given({Requested{}, Started{1}});
+  // Without copy_to there is no copy to record.
+  const auto alone = evolve(started, Completed{1, 10, kSha, {4}, 3});
+  EXPECT_EQ(alone.copy, CopyStatus::kNone);
+  EXPECT_EQ(then_rejected(decide(alone, RecordCopy{1, "/mnt/c/b", 10, kSha}, at())).field, "state");
+  // With it, the copy is pending until an attempt records it.
+  const Completed completed{1, 10, kSha, {4}, 3, "/mnt/copies"};
+  EXPECT_EQ(
+      then_events(decide(started, RecordCompletion{1, 10, kSha, {4}, 3, "/mnt/copies"}, at()))[0],
+      Event{completed});
+  auto s = evolve(started, completed);
+  EXPECT_EQ(s.copy, CopyStatus::kPending);
+  EXPECT_EQ(then_rejected(decide(s, RecordCopy{2, "/mnt/copies/b", 10, kSha}, at())).field,
+            "attempt");
+  // A failed attempt with a next one keeps it pending, and the backup completed.
+  const CopyAttemptFailed first{1, "/mnt/copies: Permission denied", 1'700'000'000'000'000};
+  EXPECT_EQ(
+      then_events(decide(s, RecordCopyFailure{1, first.error, first.next_attempt_at_us}, at()))[0],
+      Event{first});
+  s = evolve(s, first);
+  EXPECT_EQ(s.status, Status::kCompleted);
+  EXPECT_EQ(s.copy, CopyStatus::kPending);
+  EXPECT_EQ(then_rejected(decide(s, RecordCopyFailure{1, "again", std::nullopt}, at())).field,
+            "attempt")
+      << "an attempt is recorded once";
+  EXPECT_EQ(then_rejected(decide(s, RecordCopy{2, "/mnt/copies/b", 10, "short"}, at())).field,
+            "sha256");
+  const Copied copied{2, "/mnt/copies/b", 10, kSha};
+  EXPECT_EQ(then_events(decide(s, RecordCopy{2, "/mnt/copies/b", 10, kSha}, at()))[0],
+            Event{copied});
+  const auto done = evolve(s, copied);
+  EXPECT_EQ(done.copy, CopyStatus::kCopied);
+  EXPECT_EQ(then_rejected(decide(done, RecordCopy{3, "/mnt/copies/b", 10, kSha}, at())).field,
+            "state");
+  // A final failure gives the copy up; the backup stays completed and can still expire.
+  const auto given_up = evolve(s, CopyAttemptFailed{2, "still denied", std::nullopt});
+  EXPECT_EQ(given_up.copy, CopyStatus::kFailed);
+  EXPECT_EQ(given_up.status, Status::kCompleted);
+  EXPECT_EQ(then_rejected(decide(given_up, RecordCopy{3, "/mnt/copies/b", 10, kSha}, at())).code,
+            "conflict");
+  EXPECT_EQ(then_events(decide(given_up, Expire{}, at()))[0], (Event{Expired{}}));
+  for (const Event& e :
+       std::vector<Event>{completed, copied, first, CopyAttemptFailed{3, "x", std::nullopt}}) {
+    EXPECT_EQ(event_from_json(event_type(e), to_json(e)), e) << to_json(e);
+  }
+  EXPECT_EQ(event_type(copied), "backup.copied");
+  EXPECT_EQ(event_type(first), "backup.copy_attempt_failed");
+}
+
 }  // namespace
 }  // namespace cauce::commands
 

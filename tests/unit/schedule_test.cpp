@@ -147,6 +147,31 @@ TEST(ScheduleTest, ABackupRunsAsOneStep) {
   EXPECT_EQ(schedule_after(event("backup.expired", 4, "{}"))->step, "done");
 }
 
+// A backup with an off-box copy goes on to step "copy" once completed; a failed copy attempt with
+// a next one is due then, at the next attempt; a copy recorded or given up leaves nothing to run.
+TEST(ScheduleTest, ACompletedBackupsCopyIsAStepWithItsOwnAttempts) {
+  const std::string completed =
+      R"({"attempt":2,"bytes":10,"sha256":"00","positions":[1],"events":1)";
+  EXPECT_EQ(schedule_after(event("backup.completed", 3, completed + "}"))->step, "done");
+  const auto copy =
+      schedule_after(event("backup.completed", 3, completed + R"(,"copy_to":"/mnt/c"})"));
+  EXPECT_EQ(copy->step, "copy");
+  EXPECT_EQ(copy->attempt, 1) << "the copy's attempts count from 1";
+  EXPECT_TRUE(copy->started) << "no start event to send";
+  EXPECT_EQ(copy->due_at_us, kNow);
+  const auto retry = schedule_after(event("backup.copy_attempt_failed", 4,
+                                          R"({"attempt":1,"error":"denied",)"
+                                          R"("next_attempt_at":"2026-05-28T20:26:41.000000Z"})"));
+  EXPECT_EQ(retry->step, "copy");
+  EXPECT_EQ(retry->attempt, 2);
+  EXPECT_EQ(retry->due_at_us, kNow + 1'000'000);
+  EXPECT_EQ(
+      schedule_after(event("backup.copy_attempt_failed", 5, R"({"attempt":2,"error":"denied"})"))
+          ->step,
+      "done");
+  EXPECT_EQ(schedule_after(event("backup.copied", 5, R"({"attempt":2})"))->step, "done");
+}
+
 TEST(ScheduleTest, RetryDelaysAreFullJitterUnderACappedDoubling) {
   const auto base = 1000ms;
   const auto cap = 300000ms;

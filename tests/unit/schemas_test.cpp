@@ -23,19 +23,46 @@ std::string violation_field(std::string_view schema, std::string_view json) {
 }
 
 TEST(SchemasTest, EveryCommandAndEventHasASchema) {
-  for (const auto* name :
-       {"envelope.v1",           "contact.register.v1",    "contact.update.v1",
-        "contact.log_call.v1",   "contact.assign.v1",      "contact.archive.v1",
-        "alert.raise.v1",        "alert.acknowledge.v1",   "alert.escalate.v1",
-        "alert.close.v1",        "report.request.v1",      "backup.request.v1",
-        "contact.registered.v1", "contact.updated.v1",     "contact.call_logged.v1",
-        "contact.assigned.v1",   "contact.archived.v1",    "alert.raised.v1",
-        "alert.acknowledged.v1", "alert.escalated.v1",     "alert.closed.v1",
-        "report.requested.v1",   "backup.requested.v1",    "contact.call_logged.v2",
-        "contact.claim.v1",      "contact.release.v1",     "contact.claimed.v1",
-        "contact.released.v1",   "alert.miss_deadline.v1", "alert.deadline_missed.v1",
-        "webhook.register.v1",   "webhook.registered.v1",  "webhook.disable.v1",
-        "webhook.disabled.v1",   "webhook.enable.v1",      "webhook.enabled.v1"}) {
+  for (const auto* name : {"envelope.v1",
+                           "contact.register.v1",
+                           "contact.update.v1",
+                           "contact.log_call.v1",
+                           "contact.assign.v1",
+                           "contact.archive.v1",
+                           "alert.raise.v1",
+                           "alert.acknowledge.v1",
+                           "alert.escalate.v1",
+                           "alert.close.v1",
+                           "report.request.v1",
+                           "backup.request.v1",
+                           "contact.registered.v1",
+                           "contact.updated.v1",
+                           "contact.call_logged.v1",
+                           "contact.assigned.v1",
+                           "contact.archived.v1",
+                           "alert.raised.v1",
+                           "alert.acknowledged.v1",
+                           "alert.escalated.v1",
+                           "alert.closed.v1",
+                           "report.requested.v1",
+                           "backup.requested.v1",
+                           "contact.call_logged.v2",
+                           "contact.claim.v1",
+                           "contact.release.v1",
+                           "contact.claimed.v1",
+                           "contact.released.v1",
+                           "alert.miss_deadline.v1",
+                           "alert.deadline_missed.v1",
+                           "webhook.register.v1",
+                           "webhook.registered.v1",
+                           "webhook.disable.v1",
+                           "webhook.disabled.v1",
+                           "webhook.enable.v1",
+                           "webhook.enabled.v1",
+                           "backup.record_copy.v1",
+                           "backup.copied.v1",
+                           "backup.record_copy_failure.v1",
+                           "backup.copy_attempt_failed.v1"}) {
     EXPECT_TRUE(schemas().contains(name)) << name;
   }
   for (const auto* name :
@@ -123,7 +150,7 @@ TEST(SchemasTest, EveryCommandSchemaBoundsItsStringsNumbersAndArrays) {
     ++commands;
     walk(file.file_name, schema);
   }
-  EXPECT_EQ(commands, 36u);  // and the import's 5
+  EXPECT_EQ(commands, 38u);  // and the import's 5
   EXPECT_TRUE(unbounded.empty()) << testing::PrintToString(unbounded);
 }
 
@@ -186,9 +213,14 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
     s.status = Status::kRunning;
     s.attempt = 1;
     collect(decide(s, RecordCompletion{1, 100, std::string(64, 'c'), {5, 0, 7}, 12}, ctx));
+    collect(decide(s, RecordCompletion{1, 100, std::string(64, 'c'), {5}, 12, "/mnt/nfs/c"}, ctx));
     collect(decide(s, RecordFailure{1, "backup", "disk full", false, std::nullopt}, ctx));
     s.status = Status::kCompleted;
     collect(decide(s, Expire{}, ctx));
+    s.copy = CopyStatus::kPending;
+    collect(decide(s, RecordCopy{1, "/mnt/nfs/c/b", 100, std::string(64, 'c')}, ctx));
+    collect(decide(s, RecordCopyFailure{1, "EACCES", ctx.issued_at_us + 1}, ctx));
+    collect(decide(s, RecordCopyFailure{1, "EACCES", std::nullopt}, ctx));
     s.status = Status::kFailed;
     collect(decide(s, Retry{}, ctx));
   }
@@ -233,7 +265,7 @@ TEST(SchemasTest, EveryEventTheAggregatesProduceFitsItsSchema) {
   // Every type once at least.
   std::set<std::string> types;
   for (const auto& [type, data] : produced) types.insert(type);
-  EXPECT_EQ(types.size(), 37u) << testing::PrintToString(types);
+  EXPECT_EQ(types.size(), 39u) << testing::PrintToString(types);
   for (const auto& [type, data] : produced) {
     const auto v =
         schemas().validate_json(type + ".v" + std::to_string(current_schema_version(type)), data);

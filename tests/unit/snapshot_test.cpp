@@ -41,6 +41,10 @@ MemoryAggregateStore sample_store() {
             report::State{true, 4, report::Status::kDownloading, 1, 2});
   store.put(key("0195a0c4-0000-7000-8000-000000000005", AggregateType::kBackup),
             backup::State{true, 2, backup::Status::kRetrying, 0, 1});
+  // A completed backup's copy keeps where it is too (format 8): its next attempt is decided on it.
+  store.put(
+      key("0195a0c4-0000-7000-8000-000000000009", AggregateType::kBackup),
+      backup::State{true, 6, backup::Status::kCompleted, 0, 1, backup::CopyStatus::kPending, 2});
   report_schedule::State schedule;
   schedule.exists = true;
   schedule.version = 6;
@@ -91,13 +95,15 @@ bool same_state(const AggregateState& a, const AggregateState& b) {
     const auto& y = std::get<import::State>(b);
     return x->exists == y.exists && x->version == y.version && x->status == y.status;
   }
-  return same_job(std::get<backup::State>(a), std::get<backup::State>(b));
+  const auto& x = std::get<backup::State>(a);
+  const auto& y = std::get<backup::State>(b);
+  return same_job(x, y) && x.copy == y.copy && x.copy_attempts == y.copy_attempts;
 }
 
 TEST(SnapshotTest, EveryAggregateAndEveryRememberedCommandRoundTrips) {
   const auto store = sample_store();
   const auto back = decode_snapshot(encode_snapshot(store));
-  ASSERT_EQ(back->aggregate_count(), 8u);
+  ASSERT_EQ(back->aggregate_count(), 9u);
   ASSERT_EQ(back->command_count(), 2u);
   store.aggregates().for_each([&](const AggregateKey& k, const AggregateState& state) {
     ASSERT_NE(back->find(k), nullptr) << k.id.str();
@@ -130,7 +136,7 @@ TEST(SnapshotTest, AnythingButAWholeSnapshotIsRefused) {
   EXPECT_THROW(decode_snapshot("CAUCESN3" + bytes.substr(8)), std::invalid_argument);
   EXPECT_THROW(decode_snapshot("CAUCESN4" + bytes.substr(8)), std::invalid_argument);
   // A count claiming more items than bytes left is refused before anything is allocated.
-  EXPECT_THROW(decode_snapshot(std::string("CAUCESN7") + "\xff\xff\xff\xff\x0f"),
+  EXPECT_THROW(decode_snapshot(std::string("CAUCESN8") + "\xff\xff\xff\xff\x0f"),
                std::invalid_argument);
 }
 

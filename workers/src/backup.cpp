@@ -46,6 +46,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kManifestFormat = 1;
 const char* const kManifest = "manifest.json";
+// The manifest's own checksum, as `sha256sum -c` reads it: a manifest changed after it was written
+// (a flipped digit of a count still parses) is refused before anything is restored.
+const char* const kManifestSum = "manifest.sha256";
 const char* const kDump = "readmodels.dump";
 
 const core::Logger& log() {
@@ -357,6 +360,44 @@ rapidjson::Document read_manifest(const fs::path& directory) {
   return d;
 }
 
+// A backup being written: `.<id>.<random>.tmp` beside the complete ones, a name of this run's own
+// (a second run of the same backup, a lease that lapsed, never writes into this one's files),
+// removed unless the run completes it. list_backups never lists it.
+fs::path temporary_name(const fs::path& parent, const std::string& id) {
+  return parent / ("." + id + "." + core::random_hex(4) + ".tmp");
+}
+
+struct RemoveUnlessDone {
+  explicit RemoveUnlessDone(fs::path p) : path(std::move(p)) {}
+  RemoveUnlessDone(const RemoveUnlessDone&) = delete;
+  RemoveUnlessDone& operator=(const RemoveUnlessDone&) = delete;
+  ~RemoveUnlessDone() {
+    std::error_code ignored;
+    if (!done) fs::remove_all(path, ignored);
+  }
+  fs::path path;
+  bool done = false;
+};
+
+// fsync, then drop the file's pages from the cache, so that reading it back (the copy's check)
+// reads what the storage holds rather than what this process wrote (on NFS: what the server
+// has). Throws std::system_error.
+void fsync_uncached(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path.string());
+  const int error = ::fsync(fd) == 0 ? 0 : errno;
+  if (error == 0) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // advice: nothing to check
+  ::close(fd);
+  if (error != 0) throw std::system_error(error, std::generic_category(), "fsync " + path.string());
+}
+
+// The files the workers write under the data dir that a backup keeps: rendered reports and the
+// downloaded sources they were rendered from.
+bool kept_data_file(const fs::directory_entry& entry) {
+  const auto extension = entry.path().extension();
+  return entry.is_regular_file() && (extension == ".pdf" || extension == ".source");
+}
+
 BackupSummary summary_of(const fs::path& directory, const rapidjson::Document& d) {
   BackupSummary s;
   s.id = d["id"].GetString();
@@ -397,18 +438,10 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
                  {{"id", id}, {"error", e.what()}});
     }
   }
-  // A name of this run's own: a second run of the same backup (a lease that lapsed) never writes
-  // into this one's files. Leftovers of crashed runs are removed by retention.
-  const auto tmp = backups_dir / ("." + id + "." + core::random_hex(4) + ".tmp");
+  // Leftovers of crashed runs are removed by retention.
+  const auto tmp = temporary_name(backups_dir, id);
   fs::create_directories(tmp);
-  struct RemoveUnlessDone {
-    fs::path path;
-    bool done = false;
-    ~RemoveUnlessDone() {
-      std::error_code ignored;
-      if (!done) fs::remove_all(path, ignored);
-    }
-  } cleanup{tmp};
+  RemoveUnlessDone cleanup{tmp};
 
   // The read models' snapshot first: its checkpoints bound the export, so the log and the dump
   // describe the same history.
@@ -468,11 +501,12 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
     taken.events += p.events;
   }
   files.push_back(describe_file(tmp, kDump));
-  // The rendered reports (the read models say they are ready; the PDFs are files).
+  // The rendered reports and their downloaded sources (the read models say they are ready; the
+  // PDFs and sources are files): restored as they are, nothing to render again.
   if (sources.data_dir) {
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(*sources.data_dir / "reports", ec)) {
-      if (!entry.is_regular_file() || entry.path().extension() != ".pdf") continue;
+      if (!kept_data_file(entry)) continue;
       fs::create_directories(tmp / "reports");
       const auto name = "reports/" + entry.path().filename().string();
       fs::copy_file(entry.path(), tmp / name, fs::copy_options::overwrite_existing);
@@ -534,6 +568,11 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
   }
   w.EndObject();
   w.EndObject();
+  w.Key("data_files");  // what of the data dir is in here, and what a restore does with it
+  w.String(
+      "reports/<id>.pdf (rendered reports) and reports/<id>.source (their downloaded sources), "
+      "as they were when the backup was taken; cauce restore puts them back under the target's "
+      "data dir, so nothing is downloaded or rendered again");
   w.Key("schemas");  // the event and command schemas this cauce writes and reads
   w.StartArray();
   for (const auto& name : commands::SchemaRegistry::instance().names()) w.String(name.c_str());
@@ -562,6 +601,12 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
   fsync_path(tmp / kManifest, false);
   taken.manifest_sha256 = core::sha256_file_hex((tmp / kManifest).string());
   taken.bytes += static_cast<std::int64_t>(fs::file_size(tmp / kManifest));
+  {
+    std::ofstream out(tmp / kManifestSum, std::ios::binary);
+    out << taken.manifest_sha256 << "  " << kManifest << '\n';
+    if (!out.flush()) throw std::runtime_error("cannot write manifest.sha256");
+  }
+  fsync_path(tmp / kManifestSum, false);
   fsync_path(tmp, true);
   fs::remove_all(final_dir);  // an earlier attempt's copy, complete or not
   fs::rename(tmp, final_dir);
@@ -579,6 +624,16 @@ BackupTaken take_backup(const BackupSources& sources, const fs::path& backups_di
 }
 
 BackupSummary verify_backup(const fs::path& directory) {
+  // Backups taken before manifest.sha256 existed have none: their manifest is checked by parsing
+  // and by the files it describes.
+  if (std::ifstream sum(directory / kManifestSum); sum) {
+    std::string expected;
+    sum >> expected;
+    if (expected != core::sha256_file_hex((directory / kManifest).string())) {
+      throw BackupError(std::string(kManifest) +
+                        ": sha256 differs from manifest.sha256's (the manifest is corrupted)");
+    }
+  }
   const auto d = read_manifest(directory);
   for (const auto& f : d["files"].GetArray()) {
     const std::string name = f["name"].GetString();
@@ -619,6 +674,69 @@ std::vector<BackupSummary> expired_backups(const fs::path& backups_dir, std::int
       now_us - std::chrono::duration_cast<std::chrono::microseconds>(retention).count();
   auto all = list_backups(backups_dir);
   std::erase_if(all, [cutoff](const auto& b) { return b.created_at_us >= cutoff; });
+  return all;
+}
+
+BackupCopy copy_backup(const fs::path& backup, const fs::path& copy_root) {
+  const auto summary = verify_backup(backup);  // a copy of a damaged backup helps nobody
+  if (!safe_file_name(summary.id) || summary.id.starts_with("reports/")) {
+    throw BackupError(std::string(kManifest) + ": the id is not a directory name");
+  }
+  const auto manifest_sha256 = core::sha256_file_hex((backup / kManifest).string());
+  const auto final_dir = copy_root / summary.id;
+  // Copied already (a run whose outcome was not recorded): that copy, if it is this backup whole.
+  if (fs::exists(final_dir / kManifest)) {
+    try {
+      const auto there = verify_backup(final_dir);
+      if (core::sha256_file_hex((final_dir / kManifest).string()) == manifest_sha256) {
+        return BackupCopy{final_dir, there.bytes, manifest_sha256};
+      }
+    } catch (const BackupError& e) {
+      log().warn("an earlier copy of this backup is not intact; copying it again",
+                 {{"id", summary.id}, {"error", e.what()}});
+    }
+  }
+  fs::create_directories(copy_root);
+  const auto tmp = temporary_name(copy_root, summary.id);
+  fs::create_directory(tmp);
+  RemoveUnlessDone cleanup{tmp};
+  const auto manifest = read_manifest(backup);
+  std::vector<std::string> names;
+  for (const auto& f : manifest["files"].GetArray()) names.emplace_back(f["name"].GetString());
+  names.emplace_back(kManifest);  // last: a copy with a manifest has every file before it
+  if (fs::exists(backup / kManifestSum)) names.emplace_back(kManifestSum);
+  for (const auto& name : names) {
+    const auto to = tmp / name;
+    if (to.parent_path() != tmp && fs::create_directory(to.parent_path())) {
+      fsync_path(tmp, true);
+    }
+    fs::copy_file(backup / name, to);
+    fsync_uncached(to);
+  }
+  if (fs::exists(tmp / "reports")) fsync_path(tmp / "reports", true);
+  fsync_path(tmp, true);
+  // Read back from the destination: every file against the manifest, and the manifest against
+  // the backup's.
+  BackupSummary copied;
+  try {
+    copied = verify_backup(tmp);
+    if (core::sha256_file_hex((tmp / kManifest).string()) != manifest_sha256) {
+      throw BackupError(std::string(kManifest) + ": sha256 differs from the backup's");
+    }
+  } catch (const BackupError& e) {
+    throw BackupError("the copy read back from " + copy_root.string() + " differs: " + e.what());
+  }
+  fs::remove_all(final_dir);  // an earlier copy that was not intact
+  fs::rename(tmp, final_dir);
+  cleanup.done = true;
+  fsync_path(copy_root, true);
+  return BackupCopy{final_dir, copied.bytes, manifest_sha256};
+}
+
+std::vector<BackupSummary> surplus_backups(const fs::path& directory, std::size_t keep) {
+  auto all = list_backups(directory);
+  if (all.size() <= keep) return {};
+  all.resize(all.size() - keep);
   return all;
 }
 

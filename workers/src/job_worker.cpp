@@ -15,6 +15,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <rapidjson/document.h>
+#include <sys/stat.h>
 
 #include <cauce/commands/jobs.hpp>
 #include <cauce/core/backoff.hpp>
@@ -23,6 +24,7 @@
 #include <cauce/core/log.hpp>
 #include <cauce/core/postgres.hpp>
 #include <cauce/workers/backup.hpp>
+#include <cauce/workers/backup_metrics.hpp>
 #include <cauce/workers/download.hpp>
 #include <cauce/workers/job_worker.hpp>
 #include <cauce/workers/render.hpp>
@@ -137,6 +139,26 @@ class DeliveryReports : public RdKafka::DeliveryReportCb {
   std::atomic<int> failed{0};
 };
 
+// Whether two paths (or, for one not made yet, their nearest existing ancestors) are on one
+// filesystem; nullopt when that cannot be told.
+std::optional<bool> same_filesystem(std::filesystem::path a, std::filesystem::path b) {
+  const auto device = [](std::filesystem::path p) -> std::optional<dev_t> {
+    std::error_code ec;
+    p = std::filesystem::absolute(p, ec);
+    if (ec) return std::nullopt;
+    for (;;) {
+      struct stat st {};
+      if (::stat(p.c_str(), &st) == 0) return st.st_dev;
+      if (!p.has_relative_path()) return std::nullopt;
+      p = p.parent_path();
+    }
+  };
+  const auto da = device(std::move(a));
+  const auto db = device(std::move(b));
+  if (!da || !db) return std::nullopt;
+  return *da == *db;
+}
+
 // What a failed step tells the job.
 struct StepFailure {
   std::string step;
@@ -172,7 +194,8 @@ struct Workers::Impl {
         attempts(prometheus::BuildHistogram()
                      .Name("cauce_job_attempts")
                      .Help("Attempts a job took in its round, when it finished, by kind")
-                     .Register(registry)) {
+                     .Register(registry)),
+        last_backup_success(registry) {
     if (!options.now_us) options.now_us = system_now_us;
     // Every series known in advance exists from the start, at 0 (rates need a starting point).
     for (const auto* kind : {"report", "backup"}) {
@@ -181,7 +204,7 @@ struct Workers::Impl {
       attempts.Add({{"kind", kind}}, attempt_buckets());
     }
     for (const auto& [kind, step] : {std::pair{"report", "download"}, std::pair{"report", "render"},
-                                     std::pair{"backup", "backup"}}) {
+                                     std::pair{"backup", "backup"}, std::pair{"backup", "copy"}}) {
       for (const auto* result : {"ok", "retryable", "permanent"}) {
         steps.Add({{"kind", kind}, {"step", step}, {"result", result}});
       }
@@ -207,6 +230,10 @@ struct Workers::Impl {
   prometheus::Family<prometheus::Counter>& steps;
   prometheus::Family<prometheus::Counter>& jobs;
   prometheus::Family<prometheus::Histogram>& attempts;
+  BackupSuccessGauge last_backup_success;  // set at a completion or a copy's event time
+
+  // Whether a backup's success is its copy (backups.copy_to set) or its completion.
+  bool copies_backups() const { return !options.backups.copy_to.empty(); }
 
   // A job this worker finished (its final step's command taken).
   void finished(const Claim& c, const char* outcome) {
@@ -295,7 +322,8 @@ struct Workers::Impl {
           for (auto& entry : schedule_entries_after(event, deadlines)) {
             entries.push_back(std::move(entry));
           }
-          if (event.type == "report.failed" || event.type == "backup.failed") {
+          if (event.type == "report.failed" || event.type == "backup.failed" ||
+              copy_given_up(event)) {
             dead.push_back({event.event_id, event.aggregate_id, dead_letter(event)});
           }
         } catch (const std::exception& e) {
@@ -347,18 +375,34 @@ struct Workers::Impl {
     }
   }
 
+  // A backup's copy attempt after which none follows: the copy is given up (the backup itself
+  // stays completed) and dead-lettered like a failed job.
+  static bool copy_given_up(const commands::EventEnvelope& e) {
+    if (e.type != "backup.copy_attempt_failed") return false;
+    rapidjson::Document d;
+    d.Parse(e.data.c_str());
+    return d.IsObject() && !d.HasMember("next_attempt_at");
+  }
+
+  // A failed job's dead letter, or a given-up copy's (step "copy": its error and attempts).
   static std::string dead_letter(const commands::EventEnvelope& e) {
+    const bool copy = e.type == "backup.copy_attempt_failed";
     std::string reason;
     std::int64_t attempts = 0;
     rapidjson::Document d;
     d.Parse(e.data.c_str());
+    const char* const reason_key = copy ? "error" : "reason";
+    const char* const attempts_key = copy ? "attempt" : "attempts";
     if (d.IsObject()) {
-      if (d.HasMember("reason") && d["reason"].IsString()) reason = d["reason"].GetString();
-      if (d.HasMember("attempts") && d["attempts"].IsInt64()) attempts = d["attempts"].GetInt64();
+      if (d.HasMember(reason_key) && d[reason_key].IsString()) reason = d[reason_key].GetString();
+      if (d.HasMember(attempts_key) && d[attempts_key].IsInt64()) {
+        attempts = d[attempts_key].GetInt64();
+      }
     }
     return json_object([&](JsonWriter& w) {
       put(w, "kind", e.aggregate_type);
       put(w, "job_id", e.aggregate_id);
+      if (copy) put(w, "step", "copy");
       put(w, "attempts", attempts);
       put(w, "last_error", reason);
       put(w, "failed_at", core::format_utc_micros(e.occurred_at_us));
@@ -712,6 +756,7 @@ struct Workers::Impl {
   // Runs the claimed step (and the steps after it, while they succeed). Returns the version the
   // row must reach before the job is claimed again, and a delay.
   std::pair<std::int64_t, std::chrono::milliseconds> run(Claim c, std::mt19937_64& random) {
+    if (c.kind == "backup" && c.step == "copy") return run_copy(c, random);
     const bool report = c.kind == "report";
     std::int64_t version = c.version;
     if (!c.started) {
@@ -802,7 +847,11 @@ struct Workers::Impl {
                          for (const auto p : taken.positions) w.Int64(p);
                          w.EndArray();
                          put(w, "events", taken.events);
+                         if (copies_backups()) put(w, "copy_to", options.backups.copy_to);
                        }));
+        if (done->kind == Sent::kTaken && !copies_backups()) {
+          last_backup_success.succeeded(done->issued_at_us);
+        }
       } catch (const std::exception& e) {
         count(c.kind, "backup", "retryable");
         failure = StepFailure{"backup", e.what(), true};
@@ -815,6 +864,107 @@ struct Workers::Impl {
       finished(c, "done");
     }
     return after(*done, c, version);
+  }
+
+  // ---- a completed backup's off-box copy (backups.copy_to) ----
+
+  // The copy's attempt: copy_backup, then backup.record_copy; a failure is recorded with the next
+  // attempt's time (backoff as for jobs) or, past workers.max_attempts, as the last one: the copy
+  // is then given up and dead-lettered, and the backup stays completed, its local files intact.
+  std::pair<std::int64_t, std::chrono::milliseconds> run_copy(const Claim& c,
+                                                              std::mt19937_64& random) {
+    std::optional<BackupCopy> copy;
+    std::string error;
+    if (!copies_backups()) {
+      error =
+          "backups.copy_to is not set in this process (every workers process needs the same "
+          "backups settings)";
+    } else {
+      try {
+        copy = copy_backup(options.data_dir / "backups" / c.id, options.backups.copy_to);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    if (!copy) {
+      count(c.kind, "copy", "retryable");
+      return fail_copy(c, error, true, random);
+    }
+    count(c.kind, "copy", "ok");
+    const auto sent = command(c, "backup.record_copy", json_object([&](JsonWriter& w) {
+                                put(w, "attempt", c.attempt);
+                                put(w, "directory", copy->directory.string());
+                                put(w, "bytes", copy->bytes);
+                                put(w, "sha256", copy->manifest_sha256);
+                              }));
+    if (sent.kind == Sent::kInvalid) {
+      return fail_copy(c, "the worker's report was refused: " + sent.detail, false, random);
+    }
+    if (sent.kind == Sent::kTaken) {
+      log().info("backup copied off the box", {{"id", c.id},
+                                               {"attempt", c.attempt},
+                                               {"directory", copy->directory.string()},
+                                               {"sha256", copy->manifest_sha256}});
+      last_backup_success.succeeded(sent.issued_at_us);
+      apply_copy_retention();
+    }
+    return after(sent, c, c.version);
+  }
+
+  std::pair<std::int64_t, std::chrono::milliseconds> fail_copy(const Claim& c,
+                                                               const std::string& error_text,
+                                                               bool retryable,
+                                                               std::mt19937_64& random) {
+    const bool again = retryable && c.attempt < options.workers.max_attempts;
+    std::optional<std::int64_t> next;
+    if (again) {
+      const auto delay =
+          retry_delay(c.attempt, std::chrono::milliseconds(options.workers.backoff_base_ms),
+                      std::chrono::milliseconds(options.workers.backoff_cap_ms), random());
+      next =
+          options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
+    }
+    const auto error = printable_error(error_text);
+    log().write(again ? core::LogLevel::kWarn : core::LogLevel::kError,
+                again ? "backup copy attempt failed; retrying later"
+                      : "backup copy given up; dead-lettered (the backup stays completed)",
+                {{"id", c.id}, {"attempt", c.attempt}, {"retryable", retryable}, {"error", error}});
+    const auto sent = command(c, "backup.record_copy_failure", json_object([&](JsonWriter& w) {
+                                put(w, "attempt", c.attempt);
+                                put(w, "error", error);
+                                if (next) put(w, "next_attempt_at", core::format_utc_micros(*next));
+                              }));
+    return after(sent, c, c.version);
+  }
+
+  // Copies beyond backups.copy_keep (the oldest) are deleted: after each copy, and with the
+  // local retention. Deletions are logged, not recorded as events: the copy's directory is not
+  // the backup's, whose own retention records backup.expired.
+  void apply_copy_retention() {
+    if (!copies_backups()) return;
+    try {
+      for (const auto& b : surplus_backups(options.backups.copy_to,
+                                           static_cast<std::size_t>(options.backups.copy_keep))) {
+        std::filesystem::remove_all(b.directory);
+        log().info("old backup copy deleted",
+                   {{"id", b.id},
+                    {"directory", b.directory.string()},
+                    {"created_at", core::format_utc_micros(b.created_at_us)}});
+      }
+    } catch (const std::exception& e) {
+      log().warn("backup copy retention failed", {{"error", e.what()}});
+    }
+  }
+
+  // The gauge from the read models, so that every process (a restarted one too) shows the newest
+  // success, whoever took it.
+  void refresh_last_backup_success(pqxx::connection& pg) {
+    pqxx::nontransaction n(pg);
+    const auto row =
+        n.exec1(copies_backups()
+                    ? "SELECT (extract(epoch FROM max(copied_at)) * 1e6)::bigint FROM backups"
+                    : "SELECT (extract(epoch FROM max(created_at)) * 1e6)::bigint FROM backups");
+    if (!row[0].is_null()) last_backup_success.succeeded(row[0].as<std::int64_t>());
   }
 
   // A step's command refused as invalid (a bug, or a text that cannot be stored): the same
@@ -944,6 +1094,15 @@ struct Workers::Impl {
       if (Clock::now() >= next_retention) {
         next_retention = Clock::now() + std::chrono::minutes(1);
         apply_retention(now);
+        apply_copy_retention();
+        try {
+          if (!pg) pg = connect(condition);
+          if (!pg) return;
+          refresh_last_backup_success(*pg);
+        } catch (const std::exception& e) {
+          pg.reset();
+          log().warn("the newest backup's success could not be read", {{"error", e.what()}});
+        }
         try {
           if (!pg) pg = connect(condition);
           if (!pg) return;
@@ -1073,16 +1232,20 @@ struct Workers::Impl {
         log().info("expired backup deleted",
                    {{"id", b.id}, {"created_at", core::format_utc_micros(b.created_at_us)}});
       }
-      // Temporary directories of runs that crashed: gone once older than the retention.
+      // Temporary directories of runs (backups and copies) that crashed: gone once older than
+      // the retention.
       std::error_code ec;
       const auto horizon = std::filesystem::file_time_type::clock::now() -
                            std::chrono::hours(options.backups.retention_h);
-      for (const auto& entry :
-           std::filesystem::directory_iterator(options.data_dir / "backups", ec)) {
-        const auto name = entry.path().filename().string();
-        if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
-            entry.last_write_time() < horizon) {
-          std::filesystem::remove_all(entry.path(), ec);
+      std::vector<std::filesystem::path> roots{options.data_dir / "backups"};
+      if (copies_backups()) roots.emplace_back(options.backups.copy_to);
+      for (const auto& root : roots) {
+        for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+          const auto name = entry.path().filename().string();
+          if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
+              entry.last_write_time() < horizon) {
+            std::filesystem::remove_all(entry.path(), ec);
+          }
         }
       }
     } catch (const std::exception& e) {
@@ -1098,6 +1261,13 @@ Workers::~Workers() { stop(); }
 
 void Workers::start() {
   auto& o = impl_->options;
+  if (!o.backups.copy_to.empty() &&
+      same_filesystem(o.data_dir, o.backups.copy_to).value_or(false)) {
+    log().warn(
+        "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
+        "(mount another machine's storage there)",
+        {{"copy_to", o.backups.copy_to}});
+  }
   auto conf = core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.workers.group));
   std::string err;
   impl_->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));

@@ -52,6 +52,10 @@ inline constexpr AddedColumn kAddedColumns[] = {
     {9, "contacts", "claimed_by"}, {9, "contacts", "claimed_until"},
     {11, "alerts", "acknowledged_at"},
     {13, "reports", "schedule_id"}, {13, "reports", "slot_at"}, {13, "reports", "source_auth"},
+    {16, "backups", "copy_status"}, {16, "backups", "copy_to"}, {16, "backups", "copy_directory"},
+    {16, "backups", "copy_sha256"}, {16, "backups", "copy_bytes"}, {16, "backups", "copy_attempts"},
+    {16, "backups", "copy_error"}, {16, "backups", "copy_next_attempt_at"},
+    {16, "backups", "copied_at"},
 };
 // clang-format on
 

@@ -138,7 +138,20 @@ std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& e,
     } else {
       s.step = "done";  // report.failed / backup.failed follows
     }
-  } else if (what == "rendered" || what == "completed" || what == "failed" || what == "expired") {
+  } else if (what == "completed") {
+    // A backup with an off-box copy to make (backups.copy_to) goes on to it: attempt 1 of the
+    // copy, no start event (the copy's attempts are recorded by their outcome only).
+    s.step = text(d, "copy_to") ? "copy" : "done";
+    s.started = true;
+  } else if (what == "copied") {
+    s.step = "done";
+  } else if (what == "copy_attempt_failed") {
+    const auto next = text(d, "next_attempt_at");
+    s.step = next ? "copy" : "done";  // given up: the feeder dead-letters it
+    s.attempt = integer(d, "attempt") + (next ? 1 : 0);
+    s.started = true;
+    if (next) s.due_at_us = core::parse_utc_micros(*next);
+  } else if (what == "rendered" || what == "failed" || what == "expired") {
     s.step = "done";
   } else {
     return std::nullopt;

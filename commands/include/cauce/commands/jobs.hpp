@@ -143,6 +143,11 @@ namespace cauce::commands::backup {
 enum class Status { kRequested, kRunning, kRetrying, kCompleted, kFailed, kExpired };
 std::string_view status_name(Status status);
 
+// The off-box copy of a completed backup (backups.copy_to): a step of its own after the backup,
+// with its own attempts. Whatever becomes of it, the backup stays completed.
+enum class CopyStatus { kNone, kPending, kCopied, kFailed };
+std::string_view copy_status_name(CopyStatus status);
+
 struct Request {};
 struct Start {
   std::int64_t attempt = 0;
@@ -153,8 +158,21 @@ struct RecordCompletion {
   std::string sha256;                   // of its manifest
   std::vector<std::int64_t> positions;  // per partition of the event log: the next offset
   std::int64_t events = 0;              // events exported
+  std::optional<std::string> copy_to = std::nullopt;  // a copy follows, into this directory
 };
 struct Expire {};
+// The copy's attempts count from 1, apart from the backup's.
+struct RecordCopy {
+  std::int64_t attempt = 0;
+  std::string directory;  // the copy
+  std::int64_t bytes = 0;
+  std::string sha256;  // of the copy's manifest, read back from the destination
+};
+struct RecordCopyFailure {
+  std::int64_t attempt = 0;
+  std::string error;
+  std::optional<std::int64_t> next_attempt_at_us;  // none: the copy is given up
+};
 using job::RecordFailure;
 using job::Retry;
 
@@ -171,13 +189,27 @@ struct Completed {
   std::string sha256;
   std::vector<std::int64_t> positions;
   std::int64_t events = 0;
+  std::optional<std::string> copy_to = std::nullopt;
   friend bool operator==(const Completed&, const Completed&) = default;
 };
 struct Expired {
   friend bool operator==(const Expired&, const Expired&) = default;
 };
+struct Copied {
+  std::int64_t attempt = 0;
+  std::string directory;
+  std::int64_t bytes = 0;
+  std::string sha256;
+  friend bool operator==(const Copied&, const Copied&) = default;
+};
+struct CopyAttemptFailed {
+  std::int64_t attempt = 0;
+  std::string error;
+  std::optional<std::int64_t> next_attempt_at_us;
+  friend bool operator==(const CopyAttemptFailed&, const CopyAttemptFailed&) = default;
+};
 using Event = std::variant<Requested, Started, job::AttemptFailed, Completed, job::Failed,
-                           job::Retried, Expired>;
+                           job::Retried, Expired, Copied, CopyAttemptFailed>;
 
 struct State {
   bool exists = false;
@@ -185,6 +217,8 @@ struct State {
   Status status = Status::kRequested;
   std::int64_t round = 0;
   std::int64_t attempt = 0;
+  CopyStatus copy = CopyStatus::kNone;
+  std::int64_t copy_attempts = 0;  // copy attempts recorded (failed or not)
 };
 using Result = std::variant<std::vector<Event>, Rejection>;
 
@@ -194,6 +228,8 @@ Result decide(const State& state, const RecordCompletion& command, const Command
 Result decide(const State& state, const RecordFailure& command, const CommandContext& context);
 Result decide(const State& state, const Retry& command, const CommandContext& context);
 Result decide(const State& state, const Expire& command, const CommandContext& context);
+Result decide(const State& state, const RecordCopy& command, const CommandContext& context);
+Result decide(const State& state, const RecordCopyFailure& command, const CommandContext& context);
 State evolve(State state, const Event& event);
 std::string event_type(const Event& event);
 std::string to_json(const Event& event);

@@ -4,9 +4,9 @@
 // replays only the events after it instead of the whole history (DESIGN §3's snapshots). Pure:
 // the processor stores and reads the bytes (processor.cpp).
 //
-// Format 7 (2 + a contact's claim + an alert's missed deadline, 4; + jobs' status, round and
-// attempt and report schedules, 5; + webhooks, 6; + imports, 7), little-endian: the magic
-// "CAUCESN7", then the aggregates
+// Format 8 (2 + a contact's claim + an alert's missed deadline, 4; + jobs' status, round and
+// attempt and report schedules, 5; + webhooks, 6; + imports, 7; + a backup's copy status and
+// copy attempts, 8), little-endian: the magic "CAUCESN8", then the aggregates
 // (count, then per aggregate its 16-byte id, its type and the state's fields), then the commands
 // (count, then per command its 16-byte id, request digest, version and offset, and for a remembered
 // rejection its code, field and message). Integers are LEB128 varints (zigzag for signed) except
@@ -23,7 +23,7 @@
 
 namespace cauce::commands {
 
-inline constexpr int kSnapshotFormat = 7;
+inline constexpr int kSnapshotFormat = 8;
 
 std::string encode_snapshot(const MemoryAggregateStore& store);
 std::unique_ptr<MemoryAggregateStore> decode_snapshot(std::string_view bytes);

@@ -146,6 +146,10 @@ struct BackupsConfig {
   int interval_s = 1800;       // a backup every 30 min (0: only on request)
   int retention_h = 24 * 7;    // complete backups older than this are deleted
   int export_timeout_s = 600;  // the log export of one backup must finish within this
+  // The off-box copy (workers/README.md "Copies off the box"): an absolute directory on another
+  // mount each completed backup is copied into (empty: none), and how many copies it keeps.
+  std::string copy_to;
+  int copy_keep = 7;
 };
 
 // Alert deadlines (workers/README.md "Deadlines"): an open alert not acknowledged within its

@@ -30,7 +30,7 @@ struct BackupSources {
   core::PostgresConfig postgres;
   std::string projection = "main";  // projections.name: whose checkpoints bound the export
   std::chrono::seconds export_timeout{600};
-  std::optional<std::filesystem::path> data_dir;  // its reports/*.pdf are copied in
+  std::optional<std::filesystem::path> data_dir;  // its reports/*.pdf and *.source are copied in
 };
 
 struct BackupTaken {
@@ -66,6 +66,25 @@ BackupSummary verify_backup(const std::filesystem::path& directory);
 std::vector<BackupSummary> expired_backups(const std::filesystem::path& backups_dir,
                                            std::int64_t now_us, std::chrono::hours retention);
 
+struct BackupCopy {
+  std::filesystem::path directory;  // <copy_root>/<id>
+  std::int64_t bytes = 0;           // all files, as read back
+  std::string manifest_sha256;      // of the copy's manifest.json, read back
+};
+
+// The off-box copy (backups.copy_to, workers/README.md "Copies off the box"): verifies the
+// backup, writes every file under a temporary name in `copy_root`, fsyncs each (and drops it from
+// the page cache), reads the copy back against the manifest, then renames it to
+// `<copy_root>/<id>` and fsyncs `copy_root`. A complete, intact copy already there is kept as it
+// is. Throws BackupError (naming the file) when the backup or the read-back differ, and
+// std::filesystem::filesystem_error / std::system_error when the destination cannot be written.
+BackupCopy copy_backup(const std::filesystem::path& backup, const std::filesystem::path& copy_root);
+
+// The complete backups under `directory` beyond the newest `keep`: what a copy's retention
+// (backups.copy_keep) deletes, oldest first.
+std::vector<BackupSummary> surplus_backups(const std::filesystem::path& directory,
+                                           std::size_t keep);
+
 // Progress of a long operation: what, done, total (0 when unknown).
 using Progress = std::function<void(const std::string&, std::int64_t, std::int64_t)>;
 
@@ -73,7 +92,7 @@ struct RestoreTarget {
   core::KafkaConfig kafka;
   core::PostgresConfig postgres;
   core::ProjectionsConfig projections;
-  std::optional<std::filesystem::path> data_dir;  // where the backup's reports/*.pdf go
+  std::optional<std::filesystem::path> data_dir;  // where the backup's reports/ files go
   std::chrono::seconds timeout{3600};
 };
 

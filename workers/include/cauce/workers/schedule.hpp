@@ -23,8 +23,8 @@ struct ScheduleEntry {
   std::int64_t version = 0;           // the event's version: older rows are replaced, never newer
   std::optional<std::int64_t> round;  // nullopt: as the row has it
   std::int64_t attempt = 1;
-  std::string step;  // "download", "render", "backup", "deadline", "deliver", or "done": nothing
-                     // left to run
+  std::string step;      // "download", "render", "backup", "copy" (a backup's off-box copy),
+                         // "deadline", "deliver", or "done": nothing left to run
   bool started = false;  // the attempt's start is recorded (a rerun skips it)
   std::int64_t due_at_us = 0;
   std::int64_t at_us = 0;  // when the event happened (a render's document time)
