@@ -1,8 +1,9 @@
 // A fatal signal (core/fatal_signals.hpp) is logged as one JSON line with a symbolised stack
 // trace that names the function that crashed, and the process still dies of that signal: a null
-// pointer written through, abort(), and a thread's stack overflowing (handled on its alternate
-// stack). The crashing process is fatal_signal_child; `cauce serve` itself is checked in
-// service_kafka_pg_test.cpp (AFatalSignalLogsAStackTraceAndDiesOfIt).
+// pointer written through, abort(), two threads faulting at once (one report), and a thread's
+// stack overflowing (handled on its alternate stack). The crashing process is fatal_signal_child;
+// `cauce serve` itself is checked in service_kafka_pg_test.cpp
+// (AFatalSignalLogsAStackTraceAndDiesOfIt).
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -89,6 +90,21 @@ TEST_F(FatalSignalTest, ANullPointerWriteIsReportedThenKillsBySigsegv) {
 
 TEST_F(FatalSignalTest, AbortIsReportedThenKillsBySigabrt) {
   expect_reported("abort", SIGABRT, "SIGABRT", "abort_on_a_broken_invariant");
+}
+
+TEST_F(FatalSignalTest, TwoThreadsFaultingAtOnceMakeOneReport) {
+  const auto c = crash("two-threads");
+  ASSERT_TRUE(WIFSIGNALED(c.wait_status)) << c.output;
+  EXPECT_EQ(WTERMSIG(c.wait_status), SIGSEGV) << c.output;
+  std::size_t reports = 0;
+  for (auto at = c.output.find(R"("msg":"fatal signal")"); at != std::string::npos;
+       at = c.output.find(R"("msg":"fatal signal")", at + 1)) {
+    ++reports;
+  }
+  EXPECT_EQ(reports, 1u) << c.output;
+  const auto report = report_of(c);
+  ASSERT_TRUE(report.IsObject()) << c.output;
+  EXPECT_THAT(frames_of(report), HasSubstr("write_through_a_null_pointer"));
 }
 
 TEST_F(FatalSignalTest, AStackOverflowIsReportedOnTheAlternateStack) {
