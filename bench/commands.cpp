@@ -116,7 +116,7 @@ double raw_transactional_produce(const core::KafkaConfig& kafka, int seconds, in
   const auto started = Clock::now();
   for (int p = 0; p < kafka.partitions; ++p) {
     threads.emplace_back([&, p] {
-      auto conf = core::kafka_conf(
+      auto conf = core::kafka_producer_conf(
           kafka, {{"transactional.id", kafka.events_topic + "-raw-" + std::to_string(p)},
                   {"linger.ms", "0"},
                   {"retry.backoff.ms", "10"}});
@@ -143,9 +143,9 @@ double raw_transactional_produce(const core::KafkaConfig& kafka, int seconds, in
 // Per-transaction latency of one transactional producer committing one record at a time.
 std::vector<double> transaction_floor(const core::KafkaConfig& kafka, int seconds) {
   const auto value = sample_event();
-  auto conf = core::kafka_conf(kafka, {{"transactional.id", kafka.events_topic + "-floor"},
-                                       {"linger.ms", "0"},
-                                       {"retry.backoff.ms", "10"}});
+  auto conf = core::kafka_producer_conf(kafka, {{"transactional.id", kafka.events_topic + "-floor"},
+                                                {"linger.ms", "0"},
+                                                {"retry.backoff.ms", "10"}});
   std::string err;
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   core::kafka_check(producer->init_transactions(30000), "init");

@@ -160,9 +160,10 @@ class SseWatcher {
 
 // One record produced and committed in its own Kafka transaction, `count` times.
 std::vector<double> raw_transaction_latency(const core::KafkaConfig& kafka, int count) {
-  auto conf = core::kafka_conf(kafka, {{"transactional.id", "bench-e2e-" + core::random_hex(4)},
-                                       {"linger.ms", "0"},
-                                       {"retry.backoff.ms", "10"}});  // as the processor
+  auto conf =
+      core::kafka_producer_conf(kafka, {{"transactional.id", "bench-e2e-" + core::random_hex(4)},
+                                        {"linger.ms", "0"},
+                                        {"retry.backoff.ms", "10"}});  // as the processor
   std::string err;
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) throw std::runtime_error(err);

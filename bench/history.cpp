@@ -9,10 +9,10 @@ namespace cauce::bench {
 
 std::int64_t produce_history(const core::KafkaConfig& kafka, int aggregates, int updates,
                              std::vector<std::string>& one_id_per_partition) {
-  auto conf = core::kafka_conf(kafka, {{"enable.idempotence", "true"},
-                                       {"linger.ms", "20"},
-                                       {"batch.size", "1000000"},
-                                       {"queue.buffering.max.messages", "1000000"}});
+  auto conf = core::kafka_producer_conf(kafka, {{"enable.idempotence", "true"},
+                                                {"linger.ms", "20"},
+                                                {"batch.size", "1000000"},
+                                                {"queue.buffering.max.messages", "1000000"}});
   std::string err;
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) throw std::runtime_error(err);

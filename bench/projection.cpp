@@ -251,10 +251,8 @@ double apply_path(const core::PostgresConfig& admin, const Batches& batches) {
 
 // Produces the log to a fresh topic (idempotent producer); returns records/s.
 double produce(const core::KafkaConfig& kafka, const std::vector<projections::LogRecord>& log) {
-  auto conf = core::kafka_conf(kafka, {{"enable.idempotence", "true"},
-                                       {"linger.ms", "5"},
-                                       {"batch.size", "1000000"},
-                                       {"compression.type", "lz4"}});
+  auto conf = core::kafka_producer_conf(
+      kafka, {{"enable.idempotence", "true"}, {"linger.ms", "5"}, {"batch.size", "1000000"}});
   std::string err;
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) throw std::runtime_error(err);

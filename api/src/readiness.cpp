@@ -122,7 +122,41 @@ class ProcessorCheck final : public DependencyCheck {
   const commands::CommandProcessor& processor_;
 };
 
+class DataDirCheck final : public DependencyCheck {
+ public:
+  DataDirCheck(std::filesystem::path dir, std::int64_t min_free_bytes)
+      : dir_(std::move(dir)), min_free_bytes_(min_free_bytes) {}
+  std::string name() const override { return "data_dir"; }
+  std::string check() override {
+    std::error_code error;
+    const auto space = std::filesystem::space(dir_, error);
+    if (error) {
+      throw CheckFailed("the data dir's file system cannot be read",
+                        dir_.string() + ": " + error.message());
+    }
+    const auto free =
+        std::to_string(space.available) + " bytes free of " + std::to_string(space.capacity);
+    degraded_ = space.available < static_cast<std::uintmax_t>(min_free_bytes_);
+    if (degraded_) {
+      return free + "; degraded: below readiness.min_free_bytes (" +
+             std::to_string(min_free_bytes_) + ")";
+    }
+    return free;
+  }
+  bool degraded() const override { return degraded_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::int64_t min_free_bytes_;
+  std::atomic<bool> degraded_{false};
+};
+
 }  // namespace
+
+std::unique_ptr<DependencyCheck> make_data_dir_check(std::filesystem::path data_dir,
+                                                     std::int64_t min_free_bytes) {
+  return std::make_unique<DataDirCheck>(std::move(data_dir), min_free_bytes);
+}
 
 std::unique_ptr<DependencyCheck> make_processor_check(const commands::CommandProcessor& processor) {
   return std::make_unique<ProcessorCheck>(processor);

@@ -28,6 +28,7 @@
 #include <cauce/api/rate_limit.hpp>
 #include <cauce/api/server.hpp>
 #include <cauce/core/crypto.hpp>
+#include <cauce/core/fatal_signals.hpp>
 #include <cauce/core/log.hpp>
 
 #include "gzip.hpp"
@@ -761,7 +762,11 @@ std::uint16_t HttpServer::start() {
   if (ec) throw std::system_error(ec, "cannot listen on " + where);
   asio::co_spawn(acceptor.get_executor(), impl_->accept_loop(), asio::detached);
   for (int i = 0; i < impl_->config.threads; ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this] {
+      // Requests are parsed here: a stack overflow on these threads is reported too.
+      const core::FatalSignalStack fatal_signal_stack;
+      impl_->ioc.run();
+    });
   }
   return acceptor.local_endpoint().port();
 }

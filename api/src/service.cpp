@@ -209,6 +209,18 @@ int run_serve(const core::Config& config) {
           .Help("Connections of the PostgreSQL query pool in use (sampled at scrape)")
           .Register(registry)
           .Add({});
+  // The data dir's file system, sampled at scrape (statvfs through std::filesystem::space).
+  auto& data_dir_free =
+      prometheus::BuildGauge()
+          .Name("cauce_data_dir_free_bytes")
+          .Help("Bytes cauce may still write on the data dir's file system (sampled at scrape)")
+          .Register(registry)
+          .Add({});
+  auto& data_dir_size = prometheus::BuildGauge()
+                            .Name("cauce_data_dir_size_bytes")
+                            .Help("Size of the data dir's file system (sampled at scrape)")
+                            .Register(registry)
+                            .Add({});
   HttpMetrics http_metrics(registry);
   std::unique_ptr<projections::Projector> projector;
   if (has_role(config, "projector")) {
@@ -235,6 +247,7 @@ int run_serve(const core::Config& config) {
   if (projector) {
     checks.push_back(make_projection_check(*projector, config.projections.max_lag_events));
   }
+  checks.push_back(make_data_dir_check(config.data_dir, config.readiness.min_free_bytes));
   ReadinessProbe probe(std::move(checks));
   std::unique_ptr<commands::CommandBus> bus;
   if (has_role(config, "api")) {
@@ -288,11 +301,18 @@ int run_serve(const core::Config& config) {
         config.postgres.read_pipelines);
   }
   Router router;
-  add_operations_routes(router, probe, registry,
-                        [&pool, &pool_in_use, &pipelines, &pipeline_metrics] {
-                          pool_in_use.Set(static_cast<double>(pool.in_use()));
-                          if (pipelines) pipeline_metrics.sample(*pipelines);
-                        });
+  const auto sample_at_scrape = [&pool, &pool_in_use, &pipelines, &pipeline_metrics, &config,
+                                 &data_dir_free, &data_dir_size] {
+    pool_in_use.Set(static_cast<double>(pool.in_use()));
+    if (pipelines) pipeline_metrics.sample(*pipelines);
+    std::error_code error;
+    const auto space = std::filesystem::space(config.data_dir, error);
+    if (!error) {
+      data_dir_free.Set(static_cast<double>(space.available));
+      data_dir_size.Set(static_cast<double>(space.capacity));
+    }
+  };
+  add_operations_routes(router, probe, registry, sample_at_scrape);
   if (has_role(config, "api")) {
     hub = std::make_unique<projections::NotificationHub>(
         config.postgres, config.projections.name, config.kafka.events_topic, config.projections);

@@ -173,7 +173,7 @@ CommandBus::~CommandBus() { stop(); }
 void CommandBus::start() {
   auto& i = *impl_;
   const auto timeout = std::chrono::milliseconds(i.options.kafka.request_timeout_ms);
-  auto producer_conf = core::kafka_conf(
+  auto producer_conf = core::kafka_producer_conf(
       i.options.kafka,
       {{"enable.idempotence", "true"},
        {"acks", "all"},

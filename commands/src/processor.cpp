@@ -576,10 +576,10 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   void write_snapshot(Lane& l, Owned& o) {
     const auto started = Clock::now();
     if (!l.snapshots_producer) {
-      auto conf = core::kafka_conf(options.kafka, {{"enable.idempotence", "true"},
-                                                   {"acks", "all"},
-                                                   {"linger.ms", "5"},
-                                                   {"message.max.bytes", "1000000"}});
+      auto conf = core::kafka_producer_conf(options.kafka, {{"enable.idempotence", "true"},
+                                                            {"acks", "all"},
+                                                            {"linger.ms", "5"},
+                                                            {"message.max.bytes", "1000000"}});
       std::string err;
       l.snapshots_producer.reset(RdKafka::Producer::create(conf.get(), err));
       if (!l.snapshots_producer)
@@ -738,7 +738,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   // Creates the producer and claims the transactional id (an earlier producer with the same id
   // is fenced and its open transaction aborted); retries while the broker is away.
   bool init_producer(Lane& l) {
-    auto conf = core::kafka_conf(
+    auto conf = core::kafka_producer_conf(
         options.kafka, {{"transactional.id", l.transactional_id},
                         {"transaction.timeout.ms", std::to_string(kTransactionTimeoutMs)},
                         {"message.timeout.ms", std::to_string(kCallTimeoutMs)},

@@ -151,6 +151,7 @@ const std::vector<Binding>& bindings() {
     const SectionBinder<ReportsConfig> reports{&Config::reports};
     const SectionBinder<WebhooksConfig> webhooks{&Config::webhooks};
     const SectionBinder<ImportsConfig> imports{&Config::imports};
+    const SectionBinder<ReadinessConfig> readiness{&Config::readiness};
     std::vector<Binding> b;
     b.push_back(
         {option("data_dir", "Directory for cauce's own files (admin.key, job outputs)"),
@@ -283,6 +284,19 @@ const std::vector<Binding>& bindings() {
                               &KafkaConfig::replication_factor, 1, 32));
     b.push_back(kafka.integer("kafka.request_timeout_ms", "Timeout of one Kafka admin request",
                               &KafkaConfig::request_timeout_ms, 100, 600000));
+    b.push_back(
+        {option("kafka.compression",
+                "Compression of the batches cauce produces: none, gzip, snappy, lz4, zstd"),
+         [](Config& c, const std::string& v) {
+           const std::string codec = trim(v);
+           static const std::set<std::string> kCodecs = {"none", "gzip", "snappy", "lz4", "zstd"};
+           if (!kCodecs.contains(codec)) {
+             throw ConfigError("kafka.compression",
+                               "expected none, gzip, snappy, lz4 or zstd, got \"" + v + "\"");
+           }
+           c.kafka.compression = codec;
+         },
+         [](const Config& c) { return c.kafka.compression; }});
     b.push_back(pg.text("postgres.host", "PostgreSQL host", &PostgresConfig::host));
     b.push_back(pg.integer("postgres.port", "PostgreSQL port", &PostgresConfig::port, 1, kPortMax));
     b.push_back(pg.text("postgres.database", "PostgreSQL database", &PostgresConfig::database));
@@ -480,6 +494,10 @@ const std::vector<Binding>& bindings() {
         "An import running with no event for this long (its process died mid-upload) is "
         "recorded failed by the workers",
         &ImportsConfig::abandoned_after_s, 1, 7 * 86400));
+    b.push_back(readiness.integer("readiness.min_free_bytes",
+                                  "/readyz is degraded while data_dir's file system has fewer free "
+                                  "bytes (0: never)",
+                                  &ReadinessConfig::min_free_bytes, 0, 1LL << 62));
     return b;
   }();
   return all;

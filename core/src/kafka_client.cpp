@@ -91,6 +91,13 @@ std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config,
   return conf;
 }
 
+std::unique_ptr<RdKafka::Conf> kafka_producer_conf(const KafkaConfig& config,
+                                                   const KafkaSettings& settings) {
+  KafkaSettings all{{"compression.type", config.compression}};
+  all.insert(all.end(), settings.begin(), settings.end());
+  return kafka_conf(config, all);
+}
+
 KafkaErrorMetrics::KafkaErrorMetrics(prometheus::Registry& registry) {
   auto& family =
       prometheus::BuildCounter()

@@ -9,7 +9,8 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$CAUC
 CAUCE_PACKAGES=(
   cmake ninja-build g++ pkg-config git ca-certificates iproute2 procps util-linux
   librdkafka-dev libpqxx-dev rapidjson-dev prometheus-cpp-dev libgtest-dev libgmock-dev
-  libboost-dev libcurl4-openssl-dev zlib1g-dev libcairo2-dev libpango1.0-dev libcli11-dev libssl-dev
+  libboost-dev libboost-stacktrace-dev libcurl4-openssl-dev zlib1g-dev libcairo2-dev libpango1.0-dev
+  libcli11-dev libssl-dev
   postgresql-15 postgresql-client-15 openjdk-17-jre-headless maven curl clang-format
   python3 python3-confluent-kafka python3-jsonschema python3-yaml fonts-dejavu-core poppler-utils
   prometheus python3-venv tzdata

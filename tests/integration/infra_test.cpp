@@ -4,6 +4,7 @@
 // `promtool check metrics` and holds every metric family a panel of
 // infra/grafana/dashboards/cauce.json reads; `promtool check config` passes on
 // infra/prometheus/prometheus.yml and `promtool check rules` parses every panel's PromQL;
+// every metric an alert of infra/prometheus/alerts.yml reads is on the live /metrics too;
 // infra/compose.yaml parses (PyYAML) with the services, ports, healthchecks, secrets and roles
 // of the stack, and cauce accepts each cauce service's CAUCE_* environment; infra/Dockerfile
 // builds the release preset from paths that exist and runs as a non-root user.
@@ -283,6 +284,26 @@ TEST(InfraTest, LiveMetricsPassPromtoolAndHoldEveryMetricOfTheDashboard) {
   for (const auto& m : missing) list += "\n  " + m;
   EXPECT_TRUE(missing.empty()) << "metrics the dashboard reads but /metrics has no `# TYPE` for:"
                                << list;
+
+  // The same for the alert rules: an alert on a metric cauce does not export never fires.
+  const auto alerts = yaml_as_json({kInfra / "prometheus" / "alerts.yml"});
+  std::set<std::string> unexported;
+  std::size_t alert_metrics = 0;
+  for (const auto& group : alerts[0]["groups"].GetArray()) {
+    for (const auto& rule : group["rules"].GetArray()) {
+      for (const auto& name : cauce_metric_names(rule["expr"].GetString())) {
+        ++alert_metrics;
+        if (!family_of(name, families)) {
+          unexported.insert(name + " (alert " + rule["alert"].GetString() + ")");
+        }
+      }
+    }
+  }
+  EXPECT_GT(alert_metrics, 8u) << "the alerts read cauce's metrics";
+  list.clear();
+  for (const auto& m : unexported) list += "\n  " + m;
+  EXPECT_TRUE(unexported.empty()) << "metrics an alert reads but /metrics has no `# TYPE` for:"
+                                  << list;
 
   serve.signal(SIGTERM);
   EXPECT_EQ(serve.wait_exit(), 0) << serve.output();

@@ -11,6 +11,7 @@
 
 #include <cauce/commands/envelope.hpp>
 #include <cauce/commands/upcast.hpp>
+#include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/postgres.hpp>
 
@@ -23,13 +24,10 @@ class Producer {
  public:
   explicit Producer(const core::KafkaConfig& kafka) : topic_(kafka.events_topic) {
     std::string err;
-    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-    for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
-             {"bootstrap.servers", kafka.bootstrap_servers},
-             {"enable.idempotence", "true"},
-             {"linger.ms", "5"}}) {
-      if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) throw std::runtime_error(err);
-    }
+    // Batches compressed as cauce's own producers compress them (kafka.compression, zstd), so
+    // the projector and every reader in these tests decompress what production writes.
+    auto conf =
+        core::kafka_producer_conf(kafka, {{"enable.idempotence", "true"}, {"linger.ms", "5"}});
     producer_.reset(RdKafka::Producer::create(conf.get(), err));
     if (!producer_) throw std::runtime_error(err);
   }

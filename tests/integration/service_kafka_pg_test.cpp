@@ -7,6 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
 #include <sys/stat.h>
 
 #include <cauce/core/kafka_admin.hpp>
@@ -84,6 +85,54 @@ TEST_F(ServiceTest, ARestartKeepsSchemaAndKeys) {
             200u);
   second.signal(SIGTERM);
   EXPECT_EQ(second.wait_exit(), 0);
+}
+
+TEST_F(ServiceTest, ADataDirShortOfFreeSpaceIsDegradedAndMeasured) {
+  ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
+  auto e = env();
+  e["CAUCE_READINESS_MIN_FREE_BYTES"] = std::to_string(1LL << 62);  // more than any disk has
+  CauceProcess serve({"serve"}, e);
+  const auto listening = serve.wait_for_line(R"("msg":"listening")");
+  ASSERT_TRUE(listening) << serve.output();
+  const auto port = listening_port(*listening);
+  // Still ready (200): a filling disk asks for an operator, it does not stop the service.
+  std::string body;
+  EXPECT_TRUE(eventually([&] {
+    const auto r = http_request(port, http::verb::get, "/readyz");
+    body = r.body;
+    return r.status == 200 && body.find(R"("status":"degraded")") != std::string::npos;
+  })) << body;
+  EXPECT_THAT(body, HasSubstr(R"("data_dir":{"ok":true,"degraded":true,)"));
+  EXPECT_THAT(body, HasSubstr("below readiness.min_free_bytes"));
+  EXPECT_TRUE(serve.wait_for_line(R"("msg":"dependency degraded","dependency":"data_dir")", 1s));
+
+  const auto metrics = http_request(port, http::verb::get, "/metrics").body;
+  for (const std::string name : {"cauce_data_dir_free_bytes ", "cauce_data_dir_size_bytes "}) {
+    const auto at = metrics.find("\n" + name);
+    ASSERT_NE(at, std::string::npos) << name << "missing from /metrics";
+    EXPECT_GT(std::stod(metrics.substr(at + 1 + name.size())), 0) << name;
+  }
+  serve.signal(SIGTERM);
+  EXPECT_EQ(serve.wait_exit(), 0) << serve.output();
+}
+
+TEST_F(ServiceTest, AFatalSignalLogsAStackTraceAndDiesOfIt) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "under a sanitizer cauce leaves fatal signals to the sanitizer's own report";
+#endif
+  ASSERT_EQ(run_cauce({"topics", "create"}, env()).first, 0);
+  CauceProcess serve({"serve"}, env());
+  ASSERT_TRUE(serve.wait_for_line(R"("msg":"listening")")) << serve.output();
+  serve.signal(SIGABRT);
+  EXPECT_EQ(serve.wait_exit(), 128 + SIGABRT) << serve.output();
+  const auto report = serve.wait_for_line(R"("msg":"fatal signal")", 1s);
+  ASSERT_TRUE(report) << serve.output();
+  EXPECT_THAT(*report, HasSubstr(R"("component":"crash")"));
+  EXPECT_THAT(*report, HasSubstr(R"("signal":"SIGABRT")"));
+  EXPECT_THAT(*report, HasSubstr(R"("stacktrace":["#0 0x)"));
+  rapidjson::Document line;
+  line.Parse(report->c_str());
+  EXPECT_FALSE(line.HasParseError()) << *report;
 }
 
 TEST_F(ServiceTest, TopicsCreateIsIdempotentAndRefusesAPartitionMismatch) {

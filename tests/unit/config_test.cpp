@@ -8,6 +8,7 @@
 #include <cauce/core/config.hpp>
 #include <cauce/core/errors.hpp>
 #include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/kafka_client.hpp>
 
 namespace cauce::core {
 namespace {
@@ -108,6 +109,36 @@ TEST_F(ConfigTest, UnknownKeysAreRefusedByName) {
   ConfigSources from_file;
   from_file.file = write_file("typo.json", R"({"http": {"prot": 1}})");
   EXPECT_EQ(rejected_key(from_file), "http.prot");
+}
+
+// Every codec the setting accepts is one Debian's librdkafka was built with (it refuses others
+// when the property is set), and the default reaches the producer's configuration.
+TEST_F(ConfigTest, ProducersCompressWithZstdUnlessTheSettingSaysOtherwise) {
+  const auto defaults = load_config({});
+  EXPECT_EQ(defaults.kafka.compression, "zstd");
+  std::string value;
+  ASSERT_EQ(kafka_producer_conf(defaults.kafka, {})->get("compression.type", value),
+            RdKafka::Conf::CONF_OK);
+  EXPECT_EQ(value, "zstd");
+  for (const auto* codec : {"none", "gzip", "snappy", "lz4", "zstd"}) {
+    const auto config =
+        load_config({.file = {}, .env = {{"CAUCE_KAFKA_COMPRESSION", codec}}, .flags = {}});
+    EXPECT_EQ(config.kafka.compression, codec);
+    ASSERT_EQ(kafka_producer_conf(config.kafka, {})->get("compression.type", value),
+              RdKafka::Conf::CONF_OK);
+    EXPECT_EQ(value, codec);
+  }
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"kafka.compression", "brotli"}}}),
+            "kafka.compression");
+}
+
+TEST_F(ConfigTest, ReadinessWantsAGibibyteFreeInTheDataDirByDefault) {
+  EXPECT_EQ(load_config({}).readiness.min_free_bytes, 1024LL * 1024 * 1024);
+  EXPECT_EQ(load_config({.file = {}, .env = {{"CAUCE_READINESS_MIN_FREE_BYTES", "0"}}, .flags = {}})
+                .readiness.min_free_bytes,
+            0);
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"readiness.min_free_bytes", "-1"}}}),
+            "readiness.min_free_bytes");
 }
 
 // Empty means none, as `config --print` shows the default: it loads back.

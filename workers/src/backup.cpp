@@ -782,10 +782,8 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
   core::KafkaAdmin admin(target.kafka);
   admin.ensure_topics(core::cauce_topics(target.kafka), partitions,
                       target.kafka.replication_factor);
-  auto conf = core::kafka_conf(target.kafka, {{"enable.idempotence", "true"},
-                                              {"acks", "all"},
-                                              {"linger.ms", "20"},
-                                              {"compression.type", "lz4"}});
+  auto conf = core::kafka_producer_conf(
+      target.kafka, {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "20"}});
   std::string err;
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) throw core::DependencyError("kafka", "restore producer: " + err, false);

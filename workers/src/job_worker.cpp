@@ -1276,7 +1276,7 @@ void Workers::start() {
       rc != RdKafka::ERR_NO_ERROR) {
     throw core::DependencyError("kafka", "subscribe: " + RdKafka::err2str(rc), true);
   }
-  auto producer_conf = core::kafka_conf(o.kafka, {{"enable.idempotence", "true"}});
+  auto producer_conf = core::kafka_producer_conf(o.kafka, {{"enable.idempotence", "true"}});
   if (producer_conf->set("dr_cb", &impl_->dlq_reports, err) != RdKafka::Conf::CONF_OK) {
     throw core::ConfigError("kafka.dr_cb", err);
   }

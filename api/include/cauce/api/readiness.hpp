@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -44,6 +45,12 @@ std::unique_ptr<DependencyCheck> make_projection_check(const projections::Projec
 // The in-process command processor has its assignment from the group and every partition it
 // owns has rebuilt its state (until then commands to those partitions would wait or 503).
 std::unique_ptr<DependencyCheck> make_processor_check(const commands::CommandProcessor& processor);
+
+// The file system of `data_dir` (report PDFs, backups, imports' spool) has at least
+// `min_free_bytes` free for cauce (statvfs's f_bavail, through std::filesystem::space); fewer
+// makes it degraded (still ready: 200). 0: never degraded. The detail gives the free bytes.
+std::unique_ptr<DependencyCheck> make_data_dir_check(std::filesystem::path data_dir,
+                                                     std::int64_t min_free_bytes);
 
 // Runs each check on its own thread every `interval`, so /readyz answers at once from the
 // latest results and a hanging dependency never holds up a request. A result older than

@@ -61,6 +61,8 @@ struct KafkaConfig {
   int partitions = 12;
   int replication_factor = 1;
   int request_timeout_ms = 5000;
+  // Codec of every batch cauce produces (none, gzip, snappy, lz4, zstd); consumers read any.
+  std::string compression = "zstd";
 };
 
 // Names every cauce topic "<prefix>.<role>" (commands, events, replies, outcomes, snapshots,
@@ -193,6 +195,12 @@ struct ImportsConfig {
   int abandoned_after_s = 600;
 };
 
+// What /readyz reports degraded besides its dependencies (api/README.md "Readiness").
+struct ReadinessConfig {
+  // Free bytes of data_dir's file system (statvfs f_bavail) below which /readyz is degraded.
+  std::int64_t min_free_bytes = 1024LL * 1024 * 1024;
+};
+
 struct Config {
   std::string data_dir = ".data";
   std::string log_level = "info";
@@ -210,6 +218,7 @@ struct Config {
   ReportsConfig reports;
   WebhooksConfig webhooks;
   ImportsConfig imports;
+  ReadinessConfig readiness;
 };
 
 // Where the layers come from, lowest priority first: defaults < file < env < flags.

@@ -27,6 +27,11 @@ using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
 // JSON log, then `settings`. Throws ConfigError naming the librdkafka property it refused.
 std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config, const KafkaSettings& settings);
 
+// kafka_conf() for a producer: its batches compressed with `config.compression` (kafka.compression,
+// zstd by default), then `settings`. Consumers decompress whatever codec a batch carries.
+std::unique_ptr<RdKafka::Conf> kafka_producer_conf(const KafkaConfig& config,
+                                                   const KafkaSettings& settings);
+
 // While it lives, librdkafka's client-level errors of every client made with kafka_conf() are
 // counted as cauce_kafka_errors_total{kind} in `registry` (kind: transport, all_brokers_down,
 // timed_out, resolve, authentication, fatal, other). One per process; the registry outlives it.
