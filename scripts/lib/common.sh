@@ -33,15 +33,18 @@ install_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Kafka's jars from Maven Central (pinned in infra/kafka/pom.xml; -C: fail on a bad checksum).
+# Kafka's jars from Maven Central (pinned in infra/kafka/pom.xml; -C: fail on a bad checksum),
+# fetched again when the pom changes.
 KAFKA_HOME=${CAUCE_KAFKA_HOME:-$CAUCE_ROOT/.cache/kafka-$KAFKA_VERSION}
 fetch_kafka() {
-  local stamp="$KAFKA_HOME/.complete"
+  local pom="$CAUCE_ROOT/infra/kafka/pom.xml"
+  local stamp
+  stamp="$KAFKA_HOME/.complete-$(sha256sum "$pom" | cut -c1-16)"
   [ -f "$stamp" ] && return 0
   log "fetching Apache Kafka $KAFKA_VERSION from Maven Central"
   rm -rf "$KAFKA_HOME"
   mkdir -p "$KAFKA_HOME/lib"
-  mvn -q -B -C -f "$CAUCE_ROOT/infra/kafka/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -C -f "$pom" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/lib" >&2 ||
     die "could not fetch Kafka $KAFKA_VERSION with Maven"
   touch "$stamp"
@@ -165,43 +168,93 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'role', :'role')
 SQL
 }
 
-# ---- Kafka (KRaft, one combined broker + controller) ------------------------------------------
-# kafka_start DIR PORT CONTROLLER_PORT: writes DIR/server.properties, formats DIR/logs once,
-# starts the broker in the background (pid in DIR/kafka.pid) and waits until it serves.
-kafka_start() {
-  local dir=$1 port=$2 cport=$3
+# ---- Kafka (KRaft) ------------------------------------------------------------------------------
+# One node is a directory: DIR/server.properties, its log in DIR/logs, DIR/kafka.pid,
+# DIR/kafka.log. kafka_start runs the single node scripts/run and scripts/test use;
+# scripts/cluster builds three nodes from the same pieces.
+
+# Every Kafka JVM's options but its heap: our logging, G1.
+KAFKA_JVM_OPTS=(-XX:+UseG1GC -Djava.awt.headless=true
+  "-Dlog4j.configuration=file:$CAUCE_ROOT/infra/kafka/log4j.properties")
+
+# kafka_java HEAP_OPTS CLASS ARGS...: a JVM on Kafka's jars.
+kafka_java() {
+  local heap=$1
+  shift
+  # shellcheck disable=SC2086 # HEAP_OPTS is a list of JVM options
+  java $heap "${KAFKA_JVM_OPTS[@]}" -cp "$KAFKA_HOME/lib/*" "$@"
+}
+
+# kafka_tool CLASS ARGS...: one of Kafka's command-line tools (org.apache.kafka.tools.TopicCommand,
+# MetadataQuorumCommand, ...) with a heap of its own, small.
+kafka_tool() { kafka_java "-Xms32m -Xmx128m -XX:TieredStopAtLevel=1" "$@"; }
+
+kafka_random_cluster_id() { kafka_java "-Xmx64m" kafka.tools.StorageTool random-uuid 2>/dev/null; }
+
+# kafka_configure TEMPLATE DIR NAME=VALUE...: DIR/server.properties from an infra/kafka template,
+# every @NAME@ replaced by its value and @LOG_DIR@ by DIR/logs.
+kafka_configure() {
+  local template=$1 dir=$2
+  shift 2
   mkdir -p "$dir/logs"
-  sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$cport|g" -e "s|@LOG_DIR@|$dir/logs|g" \
-    "$CAUCE_ROOT/infra/kafka/server.properties.in" >"$dir/server.properties"
-  local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
-    "-Dlog4j.configuration=file:$CAUCE_ROOT/infra/kafka/log4j.properties")
-  if [ ! -f "$dir/logs/meta.properties" ]; then
-    local cluster_id
-    cluster_id=$(java -cp "$KAFKA_HOME/lib/*" kafka.tools.StorageTool random-uuid 2>/dev/null)
-    log "formatting Kafka storage in $dir/logs (cluster $cluster_id)"
-    java "${java_opts[@]}" -cp "$KAFKA_HOME/lib/*" kafka.tools.StorageTool format \
-      -t "$cluster_id" -c "$dir/server.properties" >/dev/null || die "formatting Kafka storage failed"
-  fi
+  local subst=(-e "s|@LOG_DIR@|$dir/logs|g") pair
+  for pair in "$@"; do subst+=(-e "s|@${pair%%=*}@|${pair#*=}|g"); done
+  sed "${subst[@]}" "$template" >"$dir/server.properties"
+  ! grep -n '@[A-Z_]*@' "$dir/server.properties" >&2 || die "unfilled placeholders in $dir/server.properties"
+}
+
+# kafka_format DIR CLUSTER_ID: formats DIR/logs for that cluster, once.
+kafka_format() {
+  local dir=$1 cluster_id=$2
+  [ -f "$dir/logs/meta.properties" ] && return 0
+  log "formatting Kafka storage in $dir/logs (cluster $cluster_id)"
+  kafka_java "-Xmx128m" kafka.tools.StorageTool format -t "$cluster_id" \
+    -c "$dir/server.properties" >/dev/null || die "formatting Kafka storage failed"
+}
+
+# kafka_spawn DIR HEAP_OPTS: stops a node left running on DIR, then starts it in the background
+# in a session of its own (pid in DIR/kafka.pid, output in DIR/kafka.log).
+kafka_spawn() {
+  local dir=$1 heap=$2
   kafka_stop "$dir"
-  log "starting Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$port"
-  setsid java "${java_opts[@]}" -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$dir/server.properties" \
+  # (setsid execs the JVM in this background child, so $! is the JVM's pid)
+  # shellcheck disable=SC2086 # HEAP_OPTS is a list of JVM options
+  setsid java $heap "${KAFKA_JVM_OPTS[@]}" -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$dir/server.properties" \
     >"$dir/kafka.log" 2>&1 </dev/null &
   echo $! >"$dir/kafka.pid"
-  local deadline=$((SECONDS + 90))
+}
+
+# kafka_wait_started DIR PORT SECONDS: until the node logged that it started (in KRaft: caught up
+# with the metadata log and unfenced) and its broker port accepts connections.
+kafka_wait_started() {
+  local dir=$1 port=$2 deadline=$((SECONDS + $3))
   until grep -q 'Kafka Server started' "$dir/kafka.log" 2>/dev/null && wait_for_port "$port" 1; do
     kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null || { tail -30 "$dir/kafka.log" >&2; die "Kafka exited (log: $dir/kafka.log)"; }
-    [ $SECONDS -ge $deadline ] && die "Kafka did not start within 90 s (log: $dir/kafka.log)"
+    [ $SECONDS -ge $deadline ] && die "Kafka did not start within $3 s (log: $dir/kafka.log)"
     sleep 0.3
   done
 }
 
-kafka_stop() { # DIR
+# kafka_start DIR PORT CONTROLLER_PORT: one combined broker + controller from
+# infra/kafka/server.properties.in, formatted once with a cluster id of its own, started in the
+# background; returns once it serves.
+kafka_start() {
+  local dir=$1 port=$2 cport=$3
+  kafka_configure "$CAUCE_ROOT/infra/kafka/server.properties.in" "$dir" PORT="$port" CONTROLLER_PORT="$cport"
+  [ -f "$dir/logs/meta.properties" ] || kafka_format "$dir" "$(kafka_random_cluster_id)"
+  log "starting Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$port"
+  kafka_spawn "$dir" "-Xms256m -Xmx512m"
+  kafka_wait_started "$dir" "$port" 90
+}
+
+# kafka_stop DIR [SECONDS]: SIGTERM (a controlled shutdown), SIGKILL after SECONDS (30).
+kafka_stop() {
   local pidfile="$1/kafka.pid" pid
   [ -f "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 1 $((${2:-30} * 5))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
