@@ -1,19 +1,34 @@
+#include <array>
+#include <stdexcept>
+
 #include <cauce/api/http.hpp>
 
 namespace cauce::api {
 namespace {
 
-// Splits "/v1/keys/abc" into {"v1", "keys", "abc"}; a trailing slash is not a segment.
-std::vector<std::string_view> segments(std::string_view path) {
-  std::vector<std::string_view> out;
+// The segments of "/v1/keys/abc": {"v1", "keys", "abc"}; a trailing slash is not a segment.
+// Without allocating: a path of more than Router::kMaxSegments is `too_long`.
+struct Segments {
+  std::array<std::string_view, Router::kMaxSegments> items;
+  std::size_t size = 0;
+  bool too_long = false;
+};
+
+Segments segments(std::string_view path) {
+  Segments out;
   std::size_t start = 0;
   while (start < path.size()) {
     if (path[start] == '/') {
       ++start;
       continue;
     }
+    if (out.size == out.items.size()) {
+      out.too_long = true;
+      break;
+    }
     const auto end = path.find('/', start);
-    out.push_back(path.substr(start, end == std::string_view::npos ? path.npos : end - start));
+    out.items[out.size++] =
+        path.substr(start, end == std::string_view::npos ? path.npos : end - start);
     if (end == std::string_view::npos) break;
     start = end + 1;
   }
@@ -33,46 +48,54 @@ std::string_view Request::path_param(std::string_view name) const {
   return {};
 }
 
+void Router::insert(Route route) {
+  const auto parts = segments(route.pattern);
+  if (parts.too_long) throw std::invalid_argument("route pattern too long: " + route.pattern);
+  route.segments.assign(parts.items.begin(), parts.items.begin() + parts.size);
+  routes_.push_back(std::move(route));
+}
+
 void Router::add(http::verb method, std::string pattern, std::optional<Role> role,
                  Handler handler) {
-  routes_.push_back({method, std::move(pattern), role, std::move(handler), {}, {}, {}});
+  insert({method, std::move(pattern), role, std::move(handler), {}, {}, {}});
 }
 
 void Router::add_async(http::verb method, std::string pattern, std::optional<Role> role,
                        AsyncHandler handler) {
-  routes_.push_back({method, std::move(pattern), role, {}, std::move(handler), {}, {}});
+  insert({method, std::move(pattern), role, {}, std::move(handler), {}, {}});
 }
 
 void Router::add_stream(http::verb method, std::string pattern, std::optional<Role> role,
                         StreamHandler handler) {
-  routes_.push_back({method, std::move(pattern), role, {}, {}, std::move(handler), {}});
+  insert({method, std::move(pattern), role, {}, {}, std::move(handler), {}});
 }
 
 void Router::add_upload(http::verb method, std::string pattern, std::optional<Role> role,
                         UploadHandler handler) {
-  routes_.push_back({method, std::move(pattern), role, {}, {}, {}, std::move(handler)});
+  insert({method, std::move(pattern), role, {}, {}, {}, std::move(handler)});
 }
 
+// Every request: the path split once, without allocating; each route's pattern was split when
+// it was added; parameters are copied out for the matching route only.
 Router::Match Router::match(http::verb method, std::string_view path) const {
-  const auto query = path.find('?');
-  const auto parts = segments(path.substr(0, query));
+  const auto parts = segments(path.substr(0, path.find('?')));
   Match result;
+  if (parts.too_long) return result;
   for (const auto& route : routes_) {
-    const auto pattern = segments(route.pattern);
-    if (pattern.size() != parts.size()) continue;
-    std::vector<std::pair<std::string, std::string>> params;
+    const auto& pattern = route.segments;
+    if (pattern.size() != parts.size) continue;
     bool matches = true;
-    for (std::size_t i = 0; i < parts.size() && matches; ++i) {
-      if (is_param(pattern[i])) {
-        params.emplace_back(pattern[i].substr(1, pattern[i].size() - 2), parts[i]);
-      } else {
-        matches = pattern[i] == parts[i];
-      }
+    for (std::size_t i = 0; i < parts.size && matches; ++i) {
+      matches = is_param(pattern[i]) || pattern[i] == parts.items[i];
     }
     if (!matches) continue;
     if (route.method == method) {
       result.route = &route;
-      result.params = std::move(params);
+      for (std::size_t i = 0; i < parts.size; ++i) {
+        if (is_param(pattern[i])) {
+          result.params.emplace_back(pattern[i].substr(1, pattern[i].size() - 2), parts.items[i]);
+        }
+      }
       return result;
     }
     result.allowed.push_back(route.method);

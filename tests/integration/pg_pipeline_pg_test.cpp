@@ -63,14 +63,15 @@ class PgPipelineTest : public ::testing::Test {
 
   // Runs one query and waits for its one answer: the first column of its first row, "" for no
   // rows, nullopt when handed back.
+  // rows, nullopt when handed back; "<no answer>" when none came within 30 s.
   std::optional<std::string> ask(const std::string& statement, const std::string& param) {
-    std::promise<std::optional<std::string>> answer;
-    auto future = answer.get_future();
-    pipelines_->query(statement, {param}, [&answer](std::optional<PgRows> rows) {
-      if (!rows) return answer.set_value(std::nullopt);
-      answer.set_value(rows->size() > 0 ? std::string(rows->text(0, 0)) : std::string());
+    auto answer = std::make_shared<std::promise<std::optional<std::string>>>();
+    auto future = answer->get_future();
+    pipelines_->query(statement, {param}, [answer](std::optional<PgRows> rows) {
+      if (!rows) return answer->set_value(std::nullopt);
+      answer->set_value(rows->size() > 0 ? std::string(rows->text(0, 0)) : std::string());
     });
-    EXPECT_EQ(future.wait_for(20s), std::future_status::ready) << "no answer";
+    if (future.wait_for(30s) != std::future_status::ready) return "<no answer>";
     return future.get();
   }
 
@@ -129,6 +130,26 @@ TEST_F(PgPipelineTest, QueriesFromManyThreadsEachGetTheirOwnRowsOnce) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(handed_back.load(), 0);
   EXPECT_EQ(pipelines_->answered(), static_cast<std::uint64_t>(kThreads * kPerThread));
+}
+
+// One query at a time per thread: each answer must wake its connection (Asio's reactor is
+// edge-triggered, so an answer that came before the wait was queued raised no event, and the
+// connection stalled until its watchdog dropped it: handed back, here after an hour).
+TEST_F(PgPipelineTest, EveryAnswerWakesItsConnectionWithoutTheWatchdog) {
+  start(2, {.answer_timeout = std::chrono::hours(1)});
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 300 && wrong.load() == 0; ++i) {
+        const int id = 1 + (t * 300 + i) % kRows;
+        if (ask("item", std::to_string(id)) != "item " + std::to_string(id)) ++wrong;
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(pipelines_->handed_back(), 0u);
 }
 
 TEST_F(PgPipelineTest, AnIdWithoutARowIsAnEmptyAnswer) {

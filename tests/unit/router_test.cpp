@@ -40,5 +40,19 @@ TEST(RouterTest, UnknownPathMatchesNothing) {
   }
 }
 
+TEST(RouterTest, TwoParametersAndAPathOfManySegments) {
+  Router router;
+  router.add(http::verb::get, "/v1/contacts/{id}/calls/{call}", Role::kReader, ok);
+  const auto m = router.match(http::verb::get, "/v1/contacts/c1/calls/k2?x=1");
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_EQ(m.params,
+            (std::vector<std::pair<std::string, std::string>>{{"id", "c1"}, {"call", "k2"}}));
+  std::string deep;
+  for (int i = 0; i < 40; ++i) deep += "/v1";
+  const auto none = router.match(http::verb::get, deep);
+  EXPECT_EQ(none.route, nullptr);
+  EXPECT_TRUE(none.allowed.empty());
+}
+
 }  // namespace
 }  // namespace cauce::api

@@ -95,6 +95,7 @@ struct Route {
   AsyncHandler async_handler;
   StreamHandler stream_handler;
   UploadHandler upload_handler;
+  std::vector<std::string> segments = {};  // the pattern's, split once when the route is added
 };
 
 // Matches method + path to a route. A path that exists with another method is a 405 (with the
@@ -117,8 +118,11 @@ class Router {
   Match match(http::verb method, std::string_view path) const;
 
   const std::vector<Route>& routes() const { return routes_; }
+  // Paths of more segments than this match no route (404).
+  static constexpr std::size_t kMaxSegments = 12;
 
  private:
+  void insert(Route route);
   std::vector<Route> routes_;
 };
 
