@@ -418,7 +418,8 @@ class ImportSession final : public UploadSession,
     c.aggregate_id = std::move(aggregate_id);
     c.issued_at_us = now_us();
     c.actor = request_->principal->actor;
-    c.correlation_id = id_;  // every event of an import carries its id
+    c.correlation_id = id_;            // every event of an import carries its id
+    c.trace_parent = request_->trace;  // and the upload's trace
     c.request_hash = core::sha256_hex(c.type + "\n" + data);
     c.data = std::move(data);
     return c;
