@@ -11,6 +11,7 @@
 #include <cauce/commands/recurrence.hpp>
 #include <cauce/commands/schemas.hpp>
 #include <cauce/core/crypto.hpp>
+#include <cauce/core/log.hpp>
 #include <cauce/core/time_zone.hpp>
 #include <cauce/workers/source_auth.hpp>
 
@@ -24,6 +25,11 @@ using commands::Reply;
 using commands::ReplyOutcome;
 
 constexpr std::size_t kMaxCorrelationId = 200;
+
+const core::Logger& log() {
+  static const core::Logger logger("http");
+  return logger;
+}
 
 // What the success response of a command looks like.
 enum class Answer {
@@ -153,6 +159,7 @@ CommandEnvelope envelope_for(const CommandRoute& route, const Request& request) 
   c.issued_at_us = now_us();
   c.actor = principal.actor;
   c.correlation_id = correlation_id(request);
+  c.trace_parent = request.trace;
   const auto key = idempotency_key(request);
   // The same key from the same API key is the same command, forever (the processor keeps
   // every applied command id).
@@ -350,17 +357,25 @@ void send_and_answer(commands::CommandBus& bus, const CommandRoute& route,
                      const std::shared_ptr<Request>& request,
                      const commands::CommandEnvelope& command, const Responder& respond,
                      std::uint32_t reply_timeout_ms) {
-  bus.send(command, [&route, request, respond, reply_timeout_ms,
-                     correlation = command.correlation_id](commands::SendResult result) {
-    Response response;
-    try {
-      response = answer(route, *request, result, reply_timeout_ms);
-    } catch (...) {
-      response = problem_response(*request, std::current_exception());
-    }
-    response.set("X-Correlation-Id", correlation);
-    respond(std::move(response));
-  });
+  bus.send(command,
+           [&route, request, respond, reply_timeout_ms, correlation = command.correlation_id,
+            command_id = command.command_id](commands::SendResult result) {
+             Response response;
+             try {
+               response = answer(route, *request, result, reply_timeout_ms);
+             } catch (...) {
+               response = problem_response(*request, std::current_exception());
+             }
+             log().debug(response.result_int() < 300 ? "command accepted" : "command refused",
+                         {{"command_id", command_id},
+                          {"type", route.type},
+                          {"status", response.result_int()},
+                          {"request_id", request->request_id},
+                          {"trace_id", request->trace.trace_id()},
+                          {"span_id", request->trace.span_id()}});
+             response.set("X-Correlation-Id", correlation);
+             respond(std::move(response));
+           });
 }
 
 }  // namespace

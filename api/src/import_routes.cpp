@@ -224,7 +224,9 @@ class ImportSession final : public UploadSession,
     logger().info("import receiving", {{"import_id", id_},
                                        {"format", std::string(format_name(format_))},
                                        {"staged", spooled},
-                                       {"request_id", request_->request_id}});
+                                       {"request_id", request_->request_id},
+                                       {"trace_id", request_->trace.trace_id()},
+                                       {"span_id", request_->trace.span_id()}});
   }
 
   std::uint64_t body_limit() const override {
@@ -335,12 +337,15 @@ class ImportSession final : public UploadSession,
     while (!lane_.empty()) co_await wait();
     const bool completed = end == UploadEnd::kComplete && !fatal_;
     (completed ? shared_->metrics.completed : shared_->metrics.failed).Increment();
-    logger().info(completed ? "import completed" : "import failed", {{"import_id", id_},
-                                                                     {"rows_total", rows_total_},
-                                                                     {"accepted", accepted_},
-                                                                     {"rejected", rejected_},
-                                                                     {"duplicates", duplicates_},
-                                                                     {"bytes", bytes_}});
+    logger().info(completed ? "import completed" : "import failed",
+                  {{"import_id", id_},
+                   {"rows_total", rows_total_},
+                   {"accepted", accepted_},
+                   {"rejected", rejected_},
+                   {"duplicates", duplicates_},
+                   {"bytes", bytes_},
+                   {"trace_id", request_->trace.trace_id()},
+                   {"span_id", request_->trace.span_id()}});
     if (completed) co_return summary();
     ApiError error(fatal_ || end == UploadEnd::kStopping ? http::status::service_unavailable
                                                          : http::status::bad_request,
@@ -418,7 +423,8 @@ class ImportSession final : public UploadSession,
     c.aggregate_id = std::move(aggregate_id);
     c.issued_at_us = now_us();
     c.actor = request_->principal->actor;
-    c.correlation_id = id_;  // every event of an import carries its id
+    c.correlation_id = id_;            // every event of an import carries its id
+    c.trace_parent = request_->trace;  // and the upload's trace
     c.request_hash = core::sha256_hex(c.type + "\n" + data);
     c.data = std::move(data);
     return c;
@@ -559,7 +565,9 @@ class ImportSession final : public UploadSession,
         logger().error("an import step was refused",
                        {{"import_id", id_},
                         {"type", c.type},
-                        {"error", reply->rejection ? reply->rejection->message : "key reused"}});
+                        {"error", reply->rejection ? reply->rejection->message : "key reused"},
+                        {"trace_id", request_->trace.trace_id()},
+                        {"span_id", request_->trace.span_id()}});
         fail_for_good("the import's record was refused");
       }
     } else {
@@ -572,7 +580,10 @@ class ImportSession final : public UploadSession,
 
   void fail_for_good(std::string why) {
     if (!fatal_) {
-      logger().warn("import failing", {{"import_id", id_}, {"error", why}});
+      logger().warn("import failing", {{"import_id", id_},
+                                       {"error", why},
+                                       {"trace_id", request_->trace.trace_id()},
+                                       {"span_id", request_->trace.span_id()}});
       fatal_ = std::move(why);
     }
   }

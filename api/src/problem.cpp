@@ -61,17 +61,24 @@ Response problem_response(const Request& request, std::exception_ptr error) {
   } catch (const ApiError& e) {
     return render_problem(e, request.request_id, version, keep_alive);
   } catch (const core::DependencyError& e) {
-    log.warn(
-        "dependency unavailable",
-        {{"request_id", request.request_id}, {"dependency", e.dependency()}, {"error", e.what()}});
+    log.warn("dependency unavailable", {{"request_id", request.request_id},
+                                        {"dependency", e.dependency()},
+                                        {"error", e.what()},
+                                        {"trace_id", request.trace.trace_id()},
+                                        {"span_id", request.trace.span_id()}});
     ApiError problem(http::status::service_unavailable, "dependency-unavailable",
                      e.dependency() + " is unavailable; try again shortly");
     problem.retry_after_s = e.is_retryable() ? 1 : 30;
     return render_problem(problem, request.request_id, version, keep_alive);
   } catch (const std::exception& e) {
-    log.error("unhandled error", {{"request_id", request.request_id}, {"error", e.what()}});
+    log.error("unhandled error", {{"request_id", request.request_id},
+                                  {"error", e.what()},
+                                  {"trace_id", request.trace.trace_id()},
+                                  {"span_id", request.trace.span_id()}});
   } catch (...) {
-    log.error("unhandled non-standard exception", {{"request_id", request.request_id}});
+    log.error("unhandled non-standard exception", {{"request_id", request.request_id},
+                                                   {"trace_id", request.trace.trace_id()},
+                                                   {"span_id", request.trace.span_id()}});
   }
   return render_problem(ApiError(http::status::internal_server_error, "internal",
                                  "the server failed to handle this request; it was logged with "

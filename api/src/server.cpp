@@ -57,9 +57,10 @@ ApiError unauthenticated(bool had_token) {
 // the response headers a client acts on.
 constexpr const char* kCorsAllowHeaders =
     "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, Cauce-Min-Position, "
-    "Last-Event-ID, X-Request-Id";
+    "Last-Event-ID, X-Request-Id, traceparent";
 constexpr const char* kCorsExposeHeaders =
-    "ETag, Location, Retry-After, Cauce-Position, Idempotent-Replayed, X-Request-Id";
+    "ETag, Location, Retry-After, Cauce-Position, Idempotent-Replayed, X-Request-Id, traceparent";
+constexpr std::string_view kTraceParentHeader = "traceparent";
 constexpr int kCorsMaxAgeS = 600;
 
 // "GET, POST": an Allow or Access-Control-Allow-Methods value.
@@ -82,6 +83,17 @@ bool usable_request_id(std::string_view id) {
     }
   }
   return true;
+}
+
+// W3C Trace Context: the request's traceparent continued in a span of ours; a new trace when
+// it has none, or one that is malformed (ignored, never refused), or more than one.
+core::TraceParent trace_of(const http::request_header<>& message) {
+  if (message.count(kTraceParentHeader) == 1) {
+    if (const auto incoming = core::TraceParent::parse(message[kTraceParentHeader])) {
+      return incoming->child();
+    }
+  }
+  return core::TraceParent::start();
 }
 
 std::optional<std::string_view> bearer_token(std::string_view header) {
@@ -212,6 +224,7 @@ std::optional<Response> HttpServer::Impl::refuse_before_body(
   }
   auto response = render_problem(unauthenticated(token.has_value()), core::random_hex(8),
                                  header.version(), false);
+  response.set(kTraceParentHeader, trace_of(header).text());
   add_common_headers(header, response);
   metrics.observe(match.route->pattern,
                   header.method() == http::verb::unknown
@@ -291,10 +304,12 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
   const auto incoming_id = request->message["X-Request-Id"];
   request->request_id =
       usable_request_id(incoming_id) ? std::string(incoming_id) : core::random_hex(8);
+  request->trace = trace_of(request->message);
   auto route_label = std::make_shared<std::string>("unmatched");
   // Headers, metrics and hand-over: the same for sync, async, stream and failed requests.
   auto decorate = [this, request, route_label, started](Response& response) {
     response.set("X-Request-Id", request->request_id);
+    response.set(kTraceParentHeader, request->trace.text());
     add_common_headers(*request, response);
     compress(request->message, response);
     response.keep_alive(request->message.keep_alive());
@@ -557,6 +572,11 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
                           "the request is not valid HTTP/1.1: " + ec.message());
         }
         auto response = render_problem(*problem, core::random_hex(8), 11, false);
+        // Past the body limit the headers are whole: the request's trace goes on.
+        response.set(kTraceParentHeader,
+                     (ec == http::error::body_limit ? trace_of(parser.get().base())
+                                                    : core::TraceParent::start())
+                         .text());
         metrics.observe("unmatched", "OTHER", response.result_int(), 0.0);
         co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
         break;

@@ -328,13 +328,15 @@ std::unique_ptr<StreamSlots::Slot> stream_slot(StreamSlots& slots, const Request
 class SseSession final : public StreamSession {
  public:
   SseSession(NotificationHub& hub, std::shared_ptr<StreamTicker> ticker, StreamView view,
-             std::optional<std::int64_t> last_event_id, std::string request_id, int heartbeat_s,
-             KeyCheck key, std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
+             std::optional<std::int64_t> last_event_id, std::string request_id,
+             core::TraceParent trace, int heartbeat_s, KeyCheck key,
+             std::unique_ptr<StreamSlots::Slot> slot, prometheus::Gauge& clients)
       : hub_(hub),
         ticker_(std::move(ticker)),
         view_(std::move(view)),
         last_event_id_(last_event_id),
         request_id_(std::move(request_id)),
+        trace_(trace),
         heartbeat_(heartbeat_s),
         key_(std::move(key)),
         count_(std::move(slot), clients) {}
@@ -354,7 +356,8 @@ class SseSession final : public StreamSession {
           "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
           "X-Accel-Buffering: no\r\n"
           "X-Request-Id: " +
-          request_id_ + "\r\n\r\nretry: 1000\n\n";
+          request_id_ + "\r\ntraceparent: " + std::string(trace_.text()) +
+          "\r\n\r\nretry: 1000\n\n";
       co_await write_within(*waker_, stream, asio::buffer(head), ec);
     }
     const auto heartbeat_due = heartbeat_ - kBeatSlack;
@@ -432,6 +435,7 @@ class SseSession final : public StreamSession {
   StreamView view_;
   std::optional<std::int64_t> last_event_id_;
   std::string request_id_;
+  core::TraceParent trace_;  // answered in the head, as every response is
   std::chrono::seconds heartbeat_;
   KeyCheck key_;  // strand only
   ClientCount count_;
@@ -755,7 +759,7 @@ void add_stream_routes(Router& router, NotificationHub& hub, const core::Project
           throw core::DependencyError("postgres", "live notifications are unavailable", true);
         }
         return std::make_shared<SseSession>(hub, ticker, std::move(view), after, request.request_id,
-                                            heartbeat_s, key_check(request),
+                                            request.trace, heartbeat_s, key_check(request),
                                             stream_slot(*slots, request), sse_clients);
       });
   router.add_stream(

@@ -269,19 +269,26 @@ void CommandBus::send(const CommandEnvelope& command, SendCallback done) {
     i.local_sends.Increment();
     return;
   }
+  std::vector<std::pair<std::string, std::string>> headers = {
+      {header::kType, command.type},
+      {header::kAggregateType, command.aggregate_type},
+      {header::kAggregateId, command.aggregate_id},
+      {header::kCommandId, command.command_id},
+      {header::kReplyInstance, i.instance},
+      {header::kReplyPartition, std::to_string(i.reply_partition)},
+      {header::kReplyToken, std::to_string(token)}};
+  if (!command.trace_parent.empty()) {
+    headers.emplace_back(header::kTraceParent, command.trace_parent.text());
+  }
   const auto rc =
       core::kafka_produce(*i.producer, i.options.kafka.commands_topic, RdKafka::Topic::PARTITION_UA,
-                          command.aggregate_id, to_json(command),
-                          {{header::kType, command.type},
-                           {header::kAggregateType, command.aggregate_type},
-                           {header::kAggregateId, command.aggregate_id},
-                           {header::kCommandId, command.command_id},
-                           {header::kReplyInstance, i.instance},
-                           {header::kReplyPartition, std::to_string(i.reply_partition)},
-                           {header::kReplyToken, std::to_string(token)}},
+                          command.aggregate_id, to_json(command), headers,
                           reinterpret_cast<void*>(static_cast<std::uintptr_t>(token)));
   if (rc != RdKafka::ERR_NO_ERROR) {
-    log().warn("command not queued", {{"error", RdKafka::err2str(rc)}});
+    log().warn("command not queued", {{"error", RdKafka::err2str(rc)},
+                                      {"command_id", command.command_id},
+                                      {"trace_id", command.trace_parent.trace_id()},
+                                      {"span_id", command.trace_parent.span_id()}});
     i.complete(token, SendError::kUnavailable);
   }
 }

@@ -33,6 +33,18 @@ std::int64_t required_int(const rapidjson::Value& o, const char* key) {
   return *v;
 }
 
+void trace_field(json::Writer& w, const core::TraceParent& trace) {
+  if (!trace.empty()) json::field(w, "trace_parent", trace.text());
+}
+
+// An optional traceparent; a malformed one is no trace (W3C: ignored, the reader starts anew).
+core::TraceParent trace_from(const rapidjson::Value& o) {
+  const auto it = o.FindMember("trace_parent");
+  if (it == o.MemberEnd() || !it->value.IsString()) return {};
+  return core::TraceParent::parse({it->value.GetString(), it->value.GetStringLength()})
+      .value_or(core::TraceParent{});
+}
+
 }  // namespace
 
 const char* outcome_name(ReplyOutcome outcome) {
@@ -62,6 +74,7 @@ std::string to_json(const CommandEnvelope& c) {
     json::field(w, "issued_at_us", c.issued_at_us);
     json::field(w, "actor", c.actor);
     json::field(w, "correlation_id", c.correlation_id);
+    trace_field(w, c.trace_parent);
     json::field(w, "request_hash", c.request_hash);
     raw_object(w, "data", c.data);
   });
@@ -78,6 +91,7 @@ CommandEnvelope command_from_json(std::string_view text) {
   c.issued_at_us = required_int(d, "issued_at_us");
   c.actor = json::string(d, "actor");
   c.correlation_id = json::string(d, "correlation_id");
+  c.trace_parent = trace_from(d);
   c.request_hash = json::opt_string(d, "request_hash").value_or("");
   c.data = object_text(d, "data");
   return c;
@@ -96,6 +110,7 @@ std::string to_json(const EventEnvelope& e) {
     json::field(w, "correlation_id", e.correlation_id);
     json::field(w, "causation_id", e.causation_id);
     json::field(w, "actor", e.actor);
+    trace_field(w, e.trace_parent);
     raw_object(w, "data", e.data);
   });
 }
@@ -114,6 +129,7 @@ EventEnvelope event_from_json(std::string_view text) {
   e.correlation_id = json::string(d, "correlation_id");
   e.causation_id = json::string(d, "causation_id");
   e.actor = json::string(d, "actor");
+  e.trace_parent = trace_from(d);
   e.data = object_text(d, "data");
   return e;
 }

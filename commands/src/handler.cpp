@@ -451,6 +451,7 @@ std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const
     e.correlation_id = command.correlation_id;
     e.causation_id = command.command_id;
     e.actor = command.actor;
+    e.trace_parent = command.trace_parent;
     e.data = event.data;
   }
   return out;

@@ -1045,6 +1045,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
                 {"outcome", outcome_name(d.outcome.kind)}})
           .Increment();
       if (d.slots == 0) continue;
+      log().debug("command appended", {{"command_id", d.command->command_id},
+                                       {"events", d.slots},
+                                       {"position", d.position},
+                                       {"trace_id", d.command->trace_parent.trace_id()},
+                                       {"span_id", d.command->trace_parent.span_id()}});
       for (const auto& e : d.outcome.events) {
         metrics.events.Add({{"type", e.type}}).Increment();  // our aggregates' types: bounded
       }
@@ -1117,8 +1122,18 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     Decided d;
     d.owned = &o;
     d.command = command;
+    // Decided in a span of its own, a child of the sender's (a new trace when it sent none):
+    // the span its events carry.
+    d.command->trace_parent = command.trace_parent.child();
     auto& store = *o.store;
     d.outcome = decide(store, *d.command);
+    log().debug("command decided", {{"command_id", command.command_id},
+                                    {"type", command.type},
+                                    {"outcome", outcome_name(d.outcome.kind)},
+                                    {"events", d.outcome.events.size()},
+                                    {"partition", o.partition},
+                                    {"trace_id", d.command->trace_parent.trace_id()},
+                                    {"span_id", d.command->trace_parent.span_id()}});
     if (remembers_rejection(*d.command, d.outcome)) {
       remember_rejection(l, d);
       // At once, so that a repeat later in this batch answers the same.
@@ -1144,16 +1159,18 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   void append_events(Lane& l, const Owned& o, const CommandEnvelope& command,
                      const Outcome& outcome) {
     for (const auto& envelope : event_envelopes(command, outcome)) {
-      check_produced(core::kafka_produce(*l.producer, options.kafka.events_topic, o.partition,
-                                         command.aggregate_id, to_json(envelope),
-                                         {{header::kType, envelope.type},
-                                          {header::kAggregateType, envelope.aggregate_type},
-                                          {header::kAggregateId, envelope.aggregate_id},
-                                          {header::kEventId, envelope.event_id},
-                                          {header::kCommandId, envelope.command_id},
-                                          {header::kRequestHash, command.request_hash}},
-                                         l.deliveries.track()),
-                     "produce event");
+      check_produced(
+          core::kafka_produce(*l.producer, options.kafka.events_topic, o.partition,
+                              command.aggregate_id, to_json(envelope),
+                              {{header::kType, envelope.type},
+                               {header::kAggregateType, envelope.aggregate_type},
+                               {header::kAggregateId, envelope.aggregate_id},
+                               {header::kEventId, envelope.event_id},
+                               {header::kCommandId, envelope.command_id},
+                               {header::kRequestHash, command.request_hash},
+                               {header::kTraceParent, std::string(envelope.trace_parent.text())}},
+                              l.deliveries.track()),
+          "produce event");
     }
   }
 

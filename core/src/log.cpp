@@ -46,6 +46,8 @@ LogLevel parse_log_level(std::string_view name) {
 
 void set_log_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
 
+bool log_enabled(LogLevel level) { return level >= g_level.load(std::memory_order_relaxed); }
+
 std::string format_utc_micros(std::int64_t micros_since_epoch) {
   // Floor division: before 1970 the fraction is still 0..999999 of the second that precedes.
   std::int64_t seconds = micros_since_epoch / 1'000'000;
@@ -125,7 +127,7 @@ std::string format_log_line(LogLevel level, std::string_view component, std::str
 
 void Logger::write(LogLevel level, std::string_view msg,
                    std::initializer_list<LogField> fields) const {
-  if (level < g_level.load(std::memory_order_relaxed)) return;
+  if (!log_enabled(level)) return;
   std::string line = format_log_line(level, component_, msg, fields);
   line += '\n';
   // One write(2) per line: stderr is unbuffered and lines from threads do not interleave.

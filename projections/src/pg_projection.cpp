@@ -757,6 +757,33 @@ std::int64_t write_notifications(pqxx::dbtransaction& txn, const std::vector<Log
       .as<std::int64_t>();
 }
 
+// One debug line per event a committed batch applied or parked, with the trace its command
+// came in (schemas/README.md: `trace_parent`), so a request is followed into the read model.
+void log_traced(const std::vector<LogRecord>& applied, const std::vector<ParkedRecord>& parked) {
+  if (!core::log_enabled(core::LogLevel::kDebug)) return;
+  static const core::Logger log("projector");
+  for (const auto& r : applied) {
+    const auto& e = r.event;
+    log.debug("event applied", {{"event_id", e.event_id},
+                                {"type", e.type},
+                                {"command_id", e.command_id},
+                                {"partition", r.partition},
+                                {"offset", r.offset},
+                                {"trace_id", e.trace_parent.trace_id()},
+                                {"span_id", e.trace_parent.span_id()}});
+  }
+  for (const auto& p : parked) {
+    const core::TraceParent none;
+    const auto& trace = p.event ? p.event->trace_parent : none;
+    log.debug("event parked", {{"partition", p.partition},
+                               {"offset", p.offset},
+                               {"error", p.error},
+                               {"command_id", p.event ? p.event->command_id : ""},
+                               {"trace_id", trace.trace_id()},
+                               {"span_id", trace.span_id()}});
+  }
+}
+
 }  // namespace
 
 ParkedRecord ParkedRecord::of(const LogRecord& record, std::string error, std::string sqlstate) {
@@ -940,6 +967,9 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
     const bool live =
         pinned_schema_.empty() ||
         txn.exec1("SELECT schema FROM read_model_live")[0].as<std::string>() == pinned_schema_;
+    // What the debug log says once committed (a copy only when someone reads it).
+    const auto traced =
+        core::log_enabled(core::LogLevel::kDebug) ? fresh : std::vector<LogRecord>{};
     auto written = write_records(txn, std::move(fresh), live ? Notify::kFromMarks : Notify::kNone);
     std::vector<std::int64_t> parts;
     std::vector<std::int64_t> nexts;
@@ -953,6 +983,7 @@ ApplyResult PgProjection::apply(const std::vector<LogRecord>& records,
                                      written.last_notification_id));
     txn.commit();
     ensured_.insert(partitions.begin(), partitions.end());
+    log_traced(traced, to_park);
     result.applied = written.applied;
     result.unprojected_types = std::move(written.unprojected_types);
     return result;

@@ -436,11 +436,15 @@ struct Projector::Impl final : public RdKafka::RebalanceCb {
       for (const auto& [p, end] : a.eof) end_seen[p] = end;
       if (result.first_parked) {
         const auto& first = *result.first_parked;
+        const core::TraceParent none;
+        const auto& trace = first.event ? first.event->trace_parent : none;
         parking.failing("events parked: the projection goes on without them (cauce parked list)",
                         {{"parked", result.parked},
                          {"partition", first.partition},
                          {"offset", first.offset},
-                         {"error", first.error}});
+                         {"error", first.error},
+                         {"trace_id", trace.trace_id()},
+                         {"span_id", trace.span_id()}});
         refresh_parked_count();
       } else if (result.applied > 0) {
         parking.cleared("events project again without parking");

@@ -289,6 +289,43 @@ TEST_F(CommandsTest, EveryCommandRouteAppendsSchemaValidEvents) {
   EXPECT_EQ(registered->envelope.correlation_id, "corr-1");
 }
 
+// W3C Trace Context across processes (issue 18, part 6): the API's span goes on the command record
+// (header and envelope), the processor decides it in a child span, and every event of the command
+// carries that span, in the envelope and as a `traceparent` header.
+TEST_F(CommandsTest, ARequestsTraceGoesOnTheCommandRecordAndEveryEvent) {
+  const std::string incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const auto r =
+      send(http::verb::post, "/v1/contacts", R"({"name":"Ana Lima","phone":"+351 912 345 678"})",
+           {{"traceparent", incoming}, {"Idempotency-Key", "traced"}});
+  ASSERT_EQ(r.status, 201u) << r.body;
+  const auto api = core::TraceParent::parse(header(r, "traceparent"));
+  ASSERT_TRUE(api) << header(r, "traceparent");
+  EXPECT_EQ(api->trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_NE(api->span_id(), "00f067aa0ba902b7");
+  EXPECT_TRUE(api->sampled());
+
+  const auto id = field(r.body, "id");
+  const auto events = log_checked();  // headers agree with envelopes (schema_problems)
+  std::string command_id;
+  for (const auto& e : events) {
+    if (e.envelope.aggregate_id != id) continue;
+    command_id = e.envelope.command_id;
+    EXPECT_EQ(e.envelope.trace_parent.trace_id(), api->trace_id());
+    EXPECT_NE(e.envelope.trace_parent.span_id(), api->span_id()) << "the processor's own span";
+    EXPECT_TRUE(e.envelope.trace_parent.sampled());
+    EXPECT_EQ(e.headers.at("traceparent"), e.envelope.trace_parent.text());
+  }
+  ASSERT_FALSE(command_id.empty()) << "no event of " << id;
+  bool found = false;
+  for (const auto& record : read_topic(kafka_, kafka_.commands_topic)) {
+    if (record.headers.at(commands::header::kCommandId) != command_id) continue;
+    found = true;
+    EXPECT_EQ(record.headers.at("traceparent"), api->text()) << "the API's span";
+    EXPECT_EQ(commands::command_from_json(record.value).trace_parent, *api);
+  }
+  EXPECT_TRUE(found) << "the command went through the commands topic";
+}
+
 TEST_F(CommandsTest, AnIdempotencyKeyAppliesOnceAcrossConcurrentRetriesAndRestarts) {
   const std::string body = R"({"name":"Rui Sousa","phone":"+351912345678"})";
   const std::vector<std::pair<std::string, std::string>> key = {{"Idempotency-Key", "order-42"}};

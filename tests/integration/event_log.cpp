@@ -102,6 +102,14 @@ std::vector<std::string> schema_problems(const std::vector<LoggedEvent>& events)
         e.key != e.envelope.aggregate_id) {
       problems.push_back(where + "headers or key disagree with the envelope");
     }
+    // The trace: the header is the envelope's trace_parent, both present or both absent.
+    const auto trace = e.envelope.trace_parent.empty()
+                           ? std::string("<absent>")
+                           : std::string(e.envelope.trace_parent.text());
+    if (header(commands::header::kTraceParent) != trace) {
+      problems.push_back(where + "traceparent header " + header(commands::header::kTraceParent) +
+                         " is not the envelope's trace_parent " + trace);
+    }
   }
   return problems;
 }

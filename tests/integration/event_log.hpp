@@ -34,7 +34,8 @@ std::vector<TopicRecord> read_topic(const core::KafkaConfig& kafka, const std::s
 std::vector<LoggedEvent> read_event_log(const core::KafkaConfig& kafka, bool skip_foreign = false);
 
 // What is wrong with the events: each record's envelope against envelope.v1, its data against
-// "<type>.v1" (e.g. contact.registered.v1), and its headers against its envelope. Empty: fine.
+// "<type>.v1" (e.g. contact.registered.v1), and its headers (traceparent included) against its
+// envelope. Empty: fine.
 std::vector<std::string> schema_problems(const std::vector<LoggedEvent>& events);
 
 // The events a command produced.

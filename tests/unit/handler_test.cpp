@@ -252,6 +252,37 @@ TEST(EnvelopeTest, EventsRoundTripAndFitTheEnvelopeSchema) {
   EXPECT_EQ(to_json(back), json);
 }
 
+// The trace (issue 18, part 6): an optional field of both wire forms, which the events a command
+// decides carry; a malformed one reads as none (the processor then starts a trace).
+TEST(EnvelopeTest, TheTraceRoundTripsAndGoesFromTheCommandToItsEvents) {
+  const auto trace =
+      *core::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  auto c = command("contact.register", "contact", kContact,
+                   R"({"name":"Ana","phone":"+351 912 345 678"})", "c1");
+  EXPECT_THAT(to_json(c), ::testing::Not(::testing::HasSubstr("trace_parent")));
+  EXPECT_TRUE(command_from_json(to_json(c)).trace_parent.empty());
+  c.trace_parent = trace;
+  const auto json = to_json(c);
+  EXPECT_THAT(json, ::testing::HasSubstr(R"("trace_parent":")" + std::string(trace.text()) + '"'));
+  EXPECT_EQ(command_from_json(json).trace_parent, trace);
+
+  MemoryAggregateStore store;
+  const auto out = decide(store, c);
+  ASSERT_EQ(out.kind, ReplyOutcome::kApplied);
+  const auto events = event_envelopes(c, out);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].trace_parent, trace);
+  const auto event_json = to_json(events[0]);
+  EXPECT_EQ(SchemaRegistry::instance().validate_json("envelope.v1", event_json), std::nullopt);
+  EXPECT_EQ(event_from_json(event_json).trace_parent, trace);
+
+  // Malformed on the wire: no trace, and the envelope's schema refuses it.
+  std::string bad = event_json;
+  bad.replace(bad.find("00-4bf9"), 2, "ff");
+  EXPECT_TRUE(event_from_json(bad).trace_parent.empty());
+  EXPECT_NE(SchemaRegistry::instance().validate_json("envelope.v1", bad), std::nullopt);
+}
+
 TEST(EnvelopeTest, RepliesAndCommandsRoundTrip) {
   Reply r;
   r.command_id = "c";

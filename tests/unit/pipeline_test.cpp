@@ -186,6 +186,45 @@ TEST_F(PipelineTest, RequestIdsAreEchoedWhenPlainAndMintedOtherwise) {
   EXPECT_EQ(minted["X-Request-Id"].size(), 16u);
 }
 
+// W3C Trace Context: every answer names cauce's span in `traceparent`, a child of the request's
+// when it sent one that is well-formed; a malformed one is ignored (a new trace), never refused.
+TEST_F(PipelineTest, EveryAnswerCarriesItsTraceParent) {
+  const auto with = [this](std::vector<std::string> values, std::string target = "/public") {
+    http::request<http::string_body> req(http::verb::get, target, 11);
+    for (const auto& value : values) req.insert("traceparent", value);
+    return server_->handle(std::move(req));
+  };
+  const std::string incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const auto continued = with({incoming});
+  EXPECT_EQ(continued.result(), http::status::ok);
+  const auto ours = core::TraceParent::parse(continued["traceparent"]);
+  ASSERT_TRUE(ours) << continued["traceparent"];
+  EXPECT_EQ(ours->trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_NE(ours->span_id(), "00f067aa0ba902b7");
+  EXPECT_TRUE(ours->sampled());
+  // Refusals and errors too.
+  for (const auto* target : {"/nowhere", "/down", "/v1/things/1"}) {
+    const auto r = with({incoming}, target);
+    EXPECT_GE(r.result_int(), 400u) << target;
+    EXPECT_EQ(r["traceparent"].substr(0, 35), incoming.substr(0, 35)) << target;
+  }
+  const std::vector<std::vector<std::string>> fresh_cases = {
+      {},
+      {"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"},
+      {"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+      {"00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
+      {"not a traceparent"},
+      {incoming, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}};
+  for (const auto& values : fresh_cases) {
+    const auto r = with(values);
+    EXPECT_EQ(r.result(), http::status::ok) << (values.empty() ? "" : values[0]);
+    const auto started = core::TraceParent::parse(r["traceparent"]);
+    ASSERT_TRUE(started) << r["traceparent"];
+    EXPECT_NE(started->trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    EXPECT_FALSE(started->sampled());
+  }
+}
+
 TEST_F(PipelineTest, MetricsCountByRoutePatternNotRawPath) {
   call(http::verb::get, "/v1/things/1", reader_);
   call(http::verb::get, "/v1/things/2", reader_);

@@ -53,6 +53,30 @@ TEST(ScheduleTest, OnlyAChangeOfTheRecurrenceRestartsAScheduleRowsSlots) {
   }
 }
 
+// Traces across processes: a row keeps the traceparent of the event that wrote it (every row
+// the event moves, a triggered slot's report too), so the runner's next command continues it.
+TEST(ScheduleTest, ARowKeepsTheTraceOfTheEventThatWroteIt) {
+  constexpr std::string_view kTrace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto requested = event("report.requested", 1, R"({"title":"Q3","source_url":"http://x/a"})");
+  requested.trace_parent = *core::TraceParent::parse(kTrace);
+  const auto rows = schedule_entries_after(requested);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].trace_parent, kTrace);
+  auto triggered = event("report_schedule.triggered", 3,
+                         R"({"slot_at":"2026-05-28T20:26:40.000000Z","report_id":)"
+                         R"("0190a5a0-0000-7000-8000-000000000002","title":"T",)"
+                         R"("source_url":"https://x.org/a"})");
+  triggered.trace_parent = *core::TraceParent::parse(kTrace);
+  const auto slot = schedule_entries_after(triggered);
+  ASSERT_EQ(slot.size(), 2u);
+  for (const auto& row : slot) EXPECT_EQ(row.trace_parent, kTrace) << row.kind;
+  // An event from before traces were carried leaves the row's as it is (NULL: coalesce).
+  const auto untraced =
+      schedule_entries_after(event("report.requested", 1, R"({"title":"Q3","source_url":"x"})"));
+  ASSERT_EQ(untraced.size(), 1u);
+  EXPECT_FALSE(untraced[0].trace_parent);
+}
+
 TEST(ScheduleTest, AReportsEventsMoveItsRowStepByStep) {
   const auto requested =
       schedule_after(event("report.requested", 1, R"({"title":"Q3","source_url":"http://x/a"})"));

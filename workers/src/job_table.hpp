@@ -13,11 +13,11 @@ namespace cauce::workers {
 inline constexpr const char* kUpsertJob = R"(
   INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, title,
                                 source_url, content_type, step_at, deadline_level, deadline_at,
-                                source_auth, schedule_id, slot_at)
+                                source_auth, schedule_id, slot_at, trace_parent)
   VALUES ($1, $2::uuid, $3, coalesce($4, 0), $5, $6, $7, to_timestamp($8::double precision / 1e6),
           $9, $10, $11, to_timestamp($12::double precision / 1e6), $13::text,
           CASE WHEN $13::text IS NULL THEN NULL ELSE to_timestamp($8::double precision / 1e6) END,
-          $14, $15::uuid, to_timestamp($16::double precision / 1e6))
+          $14, $15::uuid, to_timestamp($16::double precision / 1e6), $17)
   ON CONFLICT (kind, id) DO UPDATE SET
     version = excluded.version, round = coalesce($4, j.round), attempt = excluded.attempt,
     step = excluded.step, started = excluded.started, due_at = excluded.due_at,
@@ -27,7 +27,8 @@ inline constexpr const char* kUpsertJob = R"(
     j.source_url), content_type = coalesce(excluded.content_type, j.content_type),
     source_auth = coalesce(excluded.source_auth, j.source_auth),
     schedule_id = coalesce(excluded.schedule_id, j.schedule_id),
-    slot_at = coalesce(excluded.slot_at, j.slot_at)
+    slot_at = coalesce(excluded.slot_at, j.slot_at),
+    trace_parent = coalesce(excluded.trace_parent, j.trace_parent)
   WHERE j.version < excluded.version)";
 
 // A report schedule's row (workers/README.md "Scheduled reports"): its definition replaced by the
@@ -37,10 +38,10 @@ inline constexpr const char* kUpsertJob = R"(
 inline constexpr const char* kUpsertSchedule = R"(
   INSERT INTO worker_jobs AS j (kind, id, version, round, attempt, step, started, due_at, step_at,
                                 title, source_url, source_auth, recurrence, timezone,
-                                schedule_revision, slot_after)
+                                schedule_revision, slot_after, trace_parent)
   VALUES ('report_schedule', $1::uuid, $2, 0, 1, CASE WHEN $3 = 'keep' THEN 'slot' ELSE $3 END,
           false, to_timestamp($4::double precision / 1e6), to_timestamp($4::double precision / 1e6),
-          $5, $6, $7, $8, $9, $10, to_timestamp($11::double precision / 1e6))
+          $5, $6, $7, $8, $9, $10, to_timestamp($11::double precision / 1e6), $13)
   ON CONFLICT (kind, id) DO UPDATE SET
     version = excluded.version, due_at = excluded.due_at, step_at = excluded.step_at,
     step = CASE WHEN $3 <> 'keep' THEN $3 WHEN j.step = 'done' THEN 'done' ELSE 'slot' END,
@@ -50,7 +51,8 @@ inline constexpr const char* kUpsertSchedule = R"(
     recurrence = CASE WHEN $12 THEN excluded.recurrence ELSE j.recurrence END,
     timezone = CASE WHEN $12 THEN excluded.timezone ELSE j.timezone END,
     schedule_revision = coalesce(excluded.schedule_revision, j.schedule_revision),
-    slot_after = greatest(excluded.slot_after, j.slot_after)
+    slot_after = greatest(excluded.slot_after, j.slot_after),
+    trace_parent = coalesce(excluded.trace_parent, j.trace_parent)
   WHERE j.version < excluded.version)";
 
 // One due job for this runner: not leased (or its lease expired), and its row has caught up
@@ -73,7 +75,8 @@ inline constexpr const char* kClaimJob = R"(
             coalesce((extract(epoch FROM j.slot_at) * 1e6)::bigint, 0),
             coalesce(j.recurrence, ''), coalesce(j.timezone, ''),
             coalesce(j.schedule_revision, 0),
-            coalesce((extract(epoch FROM j.slot_after) * 1e6)::bigint, 0))";
+            coalesce((extract(epoch FROM j.slot_after) * 1e6)::bigint, 0),
+            coalesce(j.trace_parent, ''))";
 
 // Gives the job back: due again at once (or after `$4` ms), and not before the row reflects
 // version `$3` (what this runner's last command made of the job). The delay only holds for the
@@ -95,12 +98,12 @@ inline void upsert_entry(pqxx::transaction_base& txn, const ScheduleEntry& s) {
   if (s.kind == "report_schedule") {
     txn.exec_params(kUpsertSchedule, s.id, s.version, s.step, s.due_at_us, s.title, s.source_url,
                     s.source_auth, s.recurrence, s.timezone, s.revision, s.slot_after_us,
-                    s.definition);
+                    s.definition, s.trace_parent);
     return;
   }
   txn.exec_params(kUpsertJob, s.kind, s.id, s.version, s.round, s.attempt, s.step, s.started,
                   s.due_at_us, s.title, s.source_url, s.content_type, s.at_us, s.deadline_level,
-                  s.source_auth, s.schedule_id, s.slot_at_us);
+                  s.source_auth, s.schedule_id, s.slot_at_us, s.trace_parent);
 }
 
 }  // namespace cauce::workers

@@ -99,6 +99,9 @@ struct Claim {
   std::string timezone;             // ... in this zone,
   std::int64_t revision = 0;        // the revision a trigger names,
   std::int64_t slot_after_us = 0;   // the instant the slots count after
+  // This runner's span for the claimed step: a child of the trace of the event that wrote the
+  // row (a new trace when it has none). The step's commands carry it.
+  core::TraceParent trace;
 };
 
 // The outcome of a job command: taken (applied, or applied before), refused (the job is
@@ -460,7 +463,11 @@ struct Workers::Impl {
           }
         } catch (const std::exception& e) {
           log().warn("a timed step stopped unexpectedly; it runs again",
-                     {{"kind", claim->kind}, {"id", claim->id}, {"error", e.what()}});
+                     {{"kind", claim->kind},
+                      {"id", claim->id},
+                      {"error", e.what()},
+                      {"trace_id", claim->trace.trace_id()},
+                      {"span_id", claim->trace.span_id()}});
           release(pg, *claim, claim->version,
                   std::chrono::milliseconds(options.workers.backoff_base_ms), condition);
         }
@@ -478,7 +485,11 @@ struct Workers::Impl {
         delay = outcome.second;
       } catch (const std::exception& e) {
         log().warn("a job step stopped unexpectedly; it runs again",
-                   {{"kind", claim->kind}, {"id", claim->id}, {"error", e.what()}});
+                   {{"kind", claim->kind},
+                    {"id", claim->id},
+                    {"error", e.what()},
+                    {"trace_id", claim->trace.trace_id()},
+                    {"span_id", claim->trace.span_id()}});
         delay = std::chrono::milliseconds(options.workers.backoff_base_ms);
       }
       release(pg, *claim, awaits, delay, condition);
@@ -497,13 +508,29 @@ struct Workers::Impl {
       const std::lock_guard lock(mutex);
       held.insert(token);
     }
-    return Claim{std::move(token),        r[0].as<std::string>(),   r[1].as<std::string>(),
-                 r[2].as<std::int64_t>(), r[3].as<std::int64_t>(),  r[4].as<std::int64_t>(),
-                 r[5].as<std::string>(),  r[6].as<bool>(),          r[7].as<std::string>(),
-                 r[8].as<std::string>(),  r[9].as<std::string>(),   r[10].as<std::int64_t>(),
-                 r[11].as<std::string>(), r[12].as<std::int64_t>(), r[13].as<std::string>(),
-                 r[14].as<std::string>(), r[15].as<std::int64_t>(), r[16].as<std::string>(),
-                 r[17].as<std::string>(), r[18].as<std::int64_t>(), r[19].as<std::int64_t>()};
+    return Claim{
+        std::move(token),
+        r[0].as<std::string>(),
+        r[1].as<std::string>(),
+        r[2].as<std::int64_t>(),
+        r[3].as<std::int64_t>(),
+        r[4].as<std::int64_t>(),
+        r[5].as<std::string>(),
+        r[6].as<bool>(),
+        r[7].as<std::string>(),
+        r[8].as<std::string>(),
+        r[9].as<std::string>(),
+        r[10].as<std::int64_t>(),
+        r[11].as<std::string>(),
+        r[12].as<std::int64_t>(),
+        r[13].as<std::string>(),
+        r[14].as<std::string>(),
+        r[15].as<std::int64_t>(),
+        r[16].as<std::string>(),
+        r[17].as<std::string>(),
+        r[18].as<std::int64_t>(),
+        r[19].as<std::int64_t>(),
+        core::TraceParent::parse(r[20].as<std::string>()).value_or(core::TraceParent{}).child()};
   }
 
   void release(std::unique_ptr<pqxx::connection>& pg, const Claim& c, std::int64_t awaits,
@@ -543,6 +570,7 @@ struct Workers::Impl {
     e.issued_at_us = options.now_us();
     e.actor = actor;
     e.correlation_id = c.id;
+    e.trace_parent = c.trace;
     // The command id alone is the request: the same step sent again with other figures (a
     // rerun that downloaded again) is the same command, and its first outcome stands.
     e.request_hash = core::sha256_hex(e.command_id);
@@ -597,7 +625,10 @@ struct Workers::Impl {
       delay = std::chrono::milliseconds(options.workers.backoff_base_ms);  // asked again soon
     } else if (sent.kind == Sent::kTaken) {
       awaits = sent.version;
-      log().info("alert deadline missed", {{"id", c.id}, {"level", c.deadline_level}});
+      log().info("alert deadline missed", {{"id", c.id},
+                                           {"level", c.deadline_level},
+                                           {"trace_id", c.trace.trace_id()},
+                                           {"span_id", c.trace.span_id()}});
       count("alert", "deadline", "ok");
     } else if (sent.code == "too_early") {
       delay = std::chrono::milliseconds(
@@ -683,8 +714,11 @@ struct Workers::Impl {
                     {"first_missed", core::format_utc_micros(next)},
                     {"slot", core::format_utc_micros(slot)}});
       }
-      log().info("report schedule slot fired",
-                 {{"id", c.id}, {"slot", core::format_utc_micros(slot)}, {"report", report_id}});
+      log().info("report schedule slot fired", {{"id", c.id},
+                                                {"slot", core::format_utc_micros(slot)},
+                                                {"report", report_id},
+                                                {"trace_id", c.trace.trace_id()},
+                                                {"span_id", c.trace.span_id()}});
       count("report_schedule", "slot", "ok");
     } else if (sent.code == "too_early") {
       delay = std::chrono::milliseconds(
@@ -695,7 +729,10 @@ struct Workers::Impl {
         awaits = sent.version;  // the schedule moved on: the feeder will show how
       } else {
         log().error("a report schedule refused its slot; trying again later",
-                    {{"id", c.id}, {"detail", sent.detail}});
+                    {{"id", c.id},
+                     {"detail", sent.detail},
+                     {"trace_id", c.trace.trace_id()},
+                     {"span_id", c.trace.span_id()}});
         delay = std::chrono::milliseconds(options.workers.backoff_cap_ms);
       }
     }
@@ -739,7 +776,10 @@ struct Workers::Impl {
                                    }),
                                    "system:schedules");
     if (sent.kind == Sent::kTaken) {
-      log().info("scheduled report requested", {{"id", c.id}, {"schedule", c.schedule_id}});
+      log().info("scheduled report requested", {{"id", c.id},
+                                                {"schedule", c.schedule_id},
+                                                {"trace_id", c.trace.trace_id()},
+                                                {"span_id", c.trace.span_id()}});
       count("report", "request", "ok");
     }
     if (sent.kind == Sent::kRefused && sent.code == "already_exists") {
@@ -766,7 +806,11 @@ struct Workers::Impl {
       if (sent.kind != Sent::kTaken) return after(sent, c, version);
       version = sent.version;
       c.step_at_us = sent.issued_at_us;  // the started event's time
-      log().info("job attempt started", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
+      log().info("job attempt started", {{"kind", c.kind},
+                                         {"id", c.id},
+                                         {"attempt", c.attempt},
+                                         {"trace_id", c.trace.trace_id()},
+                                         {"span_id", c.trace.span_id()}});
     }
     std::optional<StepFailure> failure;
     std::optional<Sent> done;
@@ -860,7 +904,11 @@ struct Workers::Impl {
     if (failure) return fail(c, *failure, version, random);
     if (done->kind == Sent::kInvalid) return refused(c, *done, version, random);
     if (done->kind == Sent::kTaken) {
-      log().info("job done", {{"kind", c.kind}, {"id", c.id}, {"attempt", c.attempt}});
+      log().info("job done", {{"kind", c.kind},
+                              {"id", c.id},
+                              {"attempt", c.attempt},
+                              {"trace_id", c.trace.trace_id()},
+                              {"span_id", c.trace.span_id()}});
       finished(c, "done");
     }
     return after(*done, c, version);
@@ -994,8 +1042,11 @@ struct Workers::Impl {
     }
     // Refused although the row is current: not something a rerun fixes soon. Logged, and tried
     // again after the longest backoff rather than never.
-    log().error("a job step was refused; trying again later",
-                {{"kind", c.kind}, {"id", c.id}, {"detail", sent.detail}});
+    log().error("a job step was refused; trying again later", {{"kind", c.kind},
+                                                               {"id", c.id},
+                                                               {"detail", sent.detail},
+                                                               {"trace_id", c.trace.trace_id()},
+                                                               {"span_id", c.trace.span_id()}});
     return {version, std::chrono::milliseconds(options.workers.backoff_cap_ms)};
   }
 
@@ -1018,7 +1069,9 @@ struct Workers::Impl {
                 {"attempt", c.attempt},
                 {"step", f.step},
                 {"retryable", f.retryable},
-                {"error", error}});
+                {"error", error},
+                {"trace_id", c.trace.trace_id()},
+                {"span_id", c.trace.span_id()}});
     const auto sent = command(c, c.kind + ".record_failure", json_object([&](JsonWriter& w) {
                                 put(w, "attempt", c.attempt);
                                 put(w, "step", f.step);

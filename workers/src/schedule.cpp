@@ -230,10 +230,16 @@ std::vector<ScheduleEntry> report_schedule_after(const commands::EventEnvelope& 
 
 std::vector<ScheduleEntry> schedule_entries_after(const commands::EventEnvelope& event,
                                                   const Deadlines& deadlines) {
-  if (event.aggregate_type == "report_schedule") return report_schedule_after(event);
-  auto entry = schedule_after(event, deadlines);
-  if (!entry) return {};
-  return {std::move(*entry)};
+  std::vector<ScheduleEntry> out;
+  if (event.aggregate_type == "report_schedule") {
+    out = report_schedule_after(event);
+  } else if (auto entry = schedule_after(event, deadlines)) {
+    out.push_back(std::move(*entry));
+  }
+  if (!event.trace_parent.empty()) {
+    for (auto& entry : out) entry.trace_parent = std::string(event.trace_parent.text());
+  }
+  return out;
 }
 
 commands::Recurrence recurrence_of(const std::string& recurrence, const std::string& timezone,

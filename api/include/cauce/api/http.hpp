@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 
 #include <cauce/api/auth.hpp>
+#include <cauce/core/trace.hpp>
 
 namespace cauce::api {
 
@@ -24,6 +25,9 @@ using Response = http::response<http::string_body>;
 struct Request {
   http::request<http::string_body> message;
   std::string request_id;
+  // cauce's span for this request (W3C traceparent, answered in `traceparent`): a child of the
+  // request's `traceparent` when it has one well-formed, else a new trace. Commands carry it.
+  core::TraceParent trace;
   std::string route;  // the matched pattern, e.g. "/v1/keys/{id}"
   std::vector<std::pair<std::string, std::string>> path_params;
   std::optional<Principal> principal;

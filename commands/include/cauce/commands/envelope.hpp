@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include <cauce/commands/domain.hpp>
+#include <cauce/core/trace.hpp>
 
 namespace cauce::commands {
 
@@ -21,6 +22,9 @@ struct CommandEnvelope {
   std::int64_t issued_at_us = 0;                 // the API's clock: the events' occurred_at
   std::string actor;                             // the API key's name
   std::string correlation_id;
+  // The W3C traceparent of the span that sent it (the API's, or the worker's); none from an
+  // older sender. The processor decides it in a child span, which its events carry.
+  core::TraceParent trace_parent;
   std::string request_hash;  // sha256 of method, path and body: same key + other body = 422
   std::string data;          // JSON object: the validated body (+ ids the API chose)
 };
@@ -38,6 +42,9 @@ struct EventEnvelope {
   std::string causation_id;  // the command that caused it
   std::string actor;
   std::string data;  // JSON object
+  // The span of the processor that decided the command (W3C traceparent): what a consumer that
+  // acts on the event continues. None on events appended before traces were carried.
+  core::TraceParent trace_parent;
 };
 
 enum class ReplyOutcome { kApplied, kDuplicate, kRejected, kKeyReused };
@@ -66,6 +73,7 @@ inline constexpr const char* kAggregateId = "aggregate_id";             // event
 inline constexpr const char* kEventId = "event_id";                     // events
 inline constexpr const char* kCommandId = "command_id";                 // events, commands, replies
 inline constexpr const char* kRequestHash = "request_hash";             // events (deduplication)
+inline constexpr const char* kTraceParent = "traceparent";              // events, commands (W3C)
 inline constexpr const char* kReplyInstance = "reply_instance";         // commands, replies
 inline constexpr const char* kReplyPartition = "reply_partition";       // commands
 inline constexpr const char* kReplyToken = "reply_token";               // commands, replies

@@ -143,7 +143,7 @@ void record(AggregateStore& store, const CommandEnvelope& command, const Outcome
 Outcome decide(const AggregateStore& store, const CommandEnvelope& command);
 
 // The envelopes of an applied command's events, as the processor appends them: UUIDv7 ids,
-// versions ending at `outcome.version`, time, actor and correlation from the command, the
+// versions ending at `outcome.version`, time, actor, correlation and trace from the command, the
 // command as their cause.
 std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const Outcome& outcome);
 

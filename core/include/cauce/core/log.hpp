@@ -14,6 +14,8 @@ enum class LogLevel { kDebug, kInfo, kWarn, kError };
 // Parses "debug" / "info" / "warn" / "error"; anything else is kInfo.
 LogLevel parse_log_level(std::string_view name);
 void set_log_level(LogLevel level);
+// Whether a line at `level` is written: for loops that would build many lines no one reads.
+bool log_enabled(LogLevel level);
 
 // One structured field of a log line. Never put secrets or personal data in one.
 struct LogField {

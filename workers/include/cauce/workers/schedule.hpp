@@ -47,6 +47,9 @@ struct ScheduleEntry {
   std::optional<std::string> timezone;
   std::optional<std::int64_t> revision;
   std::optional<std::int64_t> slot_after_us;
+  // The W3C traceparent of the event (its trace_parent; nullopt when it has none): the runner's
+  // command for the row's next step continues that trace.
+  std::optional<std::string> trace_parent;
 };
 
 // The deadline of each alert level in seconds (alerts.deadline_*_s; 0: that level has none).
@@ -65,7 +68,7 @@ std::optional<ScheduleEntry> schedule_after(const commands::EventEnvelope& event
                                             const Deadlines& deadlines = {});
 
 // Every row an event moves: schedule_after's, or a report schedule's (and, for a triggered slot,
-// the slot's report too, at step "request" until it is requested).
+// the slot's report too, at step "request" until it is requested), each with the event's trace.
 std::vector<ScheduleEntry> schedule_entries_after(const commands::EventEnvelope& event,
                                                   const Deadlines& deadlines = {});
 
