@@ -231,6 +231,7 @@ struct Workers::Impl {
   prometheus::Family<prometheus::Counter>& jobs;
   prometheus::Family<prometheus::Histogram>& attempts;
   BackupSuccessGauge last_backup_success;  // set at a completion or a copy's event time
+  std::string installation;                // backups.copy_to set: this installation's name
 
   // Whether a backup's success is its copy (backups.copy_to set) or its completion.
   bool copies_backups() const { return !options.backups.copy_to.empty(); }
@@ -881,7 +882,13 @@ struct Workers::Impl {
           "backups settings)";
     } else {
       try {
-        copy = copy_backup(options.data_dir / "backups" / c.id, options.backups.copy_to);
+        copy =
+            copy_backup(options.data_dir / "backups" / c.id, options.backups.copy_to, installation);
+      } catch (const BackupCopyConflict& e) {
+        // Another backup's copy, or another installation's copy_to: running it again changes
+        // nothing, and nothing there is deleted.
+        count(c.kind, "copy", "permanent");
+        return fail_copy(c, e.what(), false, random);
       } catch (const std::exception& e) {
         error = e.what();
       }
@@ -1261,12 +1268,23 @@ Workers::~Workers() { stop(); }
 
 void Workers::start() {
   auto& o = impl_->options;
-  if (!o.backups.copy_to.empty() &&
-      same_filesystem(o.data_dir, o.backups.copy_to).value_or(false)) {
-    log().warn(
-        "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
-        "(mount another machine's storage there)",
-        {{"copy_to", o.backups.copy_to}});
+  if (!o.backups.copy_to.empty()) {
+    if (same_filesystem(o.data_dir, o.backups.copy_to).value_or(false)) {
+      log().warn(
+          "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
+          "(mount another machine's storage there)",
+          {{"copy_to", o.backups.copy_to}});
+    }
+    impl_->installation = installation_id(o.data_dir);
+    try {
+      claim_copy_root(o.backups.copy_to, impl_->installation);
+    } catch (const BackupCopyConflict& e) {
+      throw core::ConfigError("backups.copy_to", e.what());
+    } catch (const std::exception& e) {
+      // A mount that is away now may be back by the first copy, which claims it again.
+      log().warn("backups.copy_to cannot be prepared now; each copy tries again",
+                 {{"copy_to", o.backups.copy_to}, {"error", e.what()}});
+    }
   }
   auto conf = core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.workers.group));
   std::string err;
