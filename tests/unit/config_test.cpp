@@ -101,6 +101,32 @@ TEST_F(ConfigTest, BackupsAreCopiedOffTheBoxOnlyWhenASettingNamesAnAbsoluteDirec
             "backups.copy_keep");
 }
 
+// A copy on the data dir itself (the same directory, one inside it, or one holding it, through a
+// symlink too) is lost with it, and copy retention would delete the local backups as its own.
+TEST_F(ConfigTest, BackupsAreNotCopiedIntoOrAroundTheDataDir) {
+  const auto data = dir_ / "data";
+  std::filesystem::create_directories(data / "backups");
+  std::filesystem::create_directory_symlink(data, dir_ / "link");
+  const auto with = [&](const std::filesystem::path& copy_to) {
+    return ConfigSources{
+        .file = {},
+        .env = {{"CAUCE_BACKUPS_COPY_TO", copy_to.string()}, {"CAUCE_DATA_DIR", data.string()}},
+        .flags = {}};
+  };
+  for (const auto& copy_to : {data, data / "backups", data / "not-yet" / "copies", dir_,
+                              dir_ / "link", dir_ / "link" / "copies", data / ".." / "data"}) {
+    EXPECT_EQ(rejected_key(with(copy_to)), "backups.copy_to") << copy_to;
+  }
+  try {
+    load_config(with(data / "backups"));
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("data_dir"));
+  }
+  for (const auto& copy_to : {dir_ / "copies", dir_ / "data-copies", dir_ / "dat"}) {
+    EXPECT_EQ(load_config(with(copy_to)).backups.copy_to, copy_to.string()) << copy_to;
+  }
+}
+
 TEST_F(ConfigTest, UnknownKeysAreRefusedByName) {
   EXPECT_EQ(rejected_key({.file = {}, .env = {{"CAUCE_HTTP_PROT", "1"}}, .flags = {}}),
             "CAUCE_HTTP_PROT");
