@@ -922,15 +922,8 @@ struct Workers::Impl {
                                                                const std::string& error_text,
                                                                bool retryable,
                                                                std::mt19937_64& random) {
-    const bool again = retryable && c.attempt < options.workers.max_attempts;
-    std::optional<std::int64_t> next;
-    if (again) {
-      const auto delay =
-          retry_delay(c.attempt, std::chrono::milliseconds(options.workers.backoff_base_ms),
-                      std::chrono::milliseconds(options.workers.backoff_cap_ms), random());
-      next =
-          options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
-    }
+    const auto next = next_attempt_at(c, retryable, random);
+    const bool again = next.has_value();
     const auto error = printable_error(error_text);
     log().write(again ? core::LogLevel::kWarn : core::LogLevel::kError,
                 again ? "backup copy attempt failed; retrying later"
@@ -944,12 +937,14 @@ struct Workers::Impl {
     return after(sent, c, c.version);
   }
 
-  // Copies beyond backups.copy_keep (the oldest) are deleted: after each copy, and with the
-  // local retention. Deletions are logged, not recorded as events: the copy's directory is not
-  // the backup's, whose own retention records backup.expired.
+  // Copies beyond backups.copy_keep (the oldest) are deleted after each copy, on the runner that
+  // copied (housekeeping never touches backups.copy_to), with the crashed copies' temporary
+  // directories. Deletions are logged, not recorded as events: the copy's directory is not the
+  // backup's, whose own retention records backup.expired.
   void apply_copy_retention() {
     if (!copies_backups()) return;
     try {
+      remove_crashed_runs(options.backups.copy_to);
       for (const auto& b : surplus_backups(options.backups.copy_to,
                                            static_cast<std::size_t>(options.backups.copy_keep))) {
         std::filesystem::remove_all(b.directory);
@@ -1006,18 +1001,22 @@ struct Workers::Impl {
     return {version, std::chrono::milliseconds(options.workers.backoff_cap_ms)};
   }
 
+  // When the attempt after this failed one is due (full-jitter backoff); none when the failure is
+  // permanent or the attempts are used up (workers.max_attempts).
+  std::optional<std::int64_t> next_attempt_at(const Claim& c, bool retryable,
+                                              std::mt19937_64& random) const {
+    if (!retryable || c.attempt >= options.workers.max_attempts) return std::nullopt;
+    const auto delay =
+        retry_delay(c.attempt, std::chrono::milliseconds(options.workers.backoff_base_ms),
+                    std::chrono::milliseconds(options.workers.backoff_cap_ms), random());
+    return options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
+  }
+
   std::pair<std::int64_t, std::chrono::milliseconds> fail(const Claim& c, const StepFailure& f,
                                                           std::int64_t version,
                                                           std::mt19937_64& random) {
-    const bool again = f.retryable && c.attempt < options.workers.max_attempts;
-    std::optional<std::int64_t> next;
-    if (again) {
-      const auto delay =
-          retry_delay(c.attempt, std::chrono::milliseconds(options.workers.backoff_base_ms),
-                      std::chrono::milliseconds(options.workers.backoff_cap_ms), random());
-      next =
-          options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
-    }
+    const auto next = next_attempt_at(c, f.retryable, random);
+    const bool again = next.has_value();
     const auto error = printable_error(f.error);
     log().warn(again ? "job attempt failed; retrying later" : "job failed",
                {{"kind", c.kind},
@@ -1075,6 +1074,9 @@ struct Workers::Impl {
 
   void housekeeping_loop() {
     core::ConditionLog condition(log());
+    // Each minute's reads: a warning when they start failing (PostgreSQL away), not every minute.
+    core::ConditionLog success_read(log());
+    core::ConditionLog pruning(log());
     std::unique_ptr<pqxx::connection> pg;
     // The schedule's first backup is at the next slot boundary (:00 and :30 by default), not at
     // every start.
@@ -1100,24 +1102,26 @@ struct Workers::Impl {
       }
       if (Clock::now() >= next_retention) {
         next_retention = Clock::now() + std::chrono::minutes(1);
-        apply_retention(now);
-        apply_copy_retention();
+        apply_retention(now);  // never backups.copy_to: its I/O may hang (a mount away)
         try {
           if (!pg) pg = connect(condition);
           if (!pg) return;
           refresh_last_backup_success(*pg);
+          success_read.cleared("the newest backup's success is read again");
         } catch (const std::exception& e) {
           pg.reset();
-          log().warn("the newest backup's success could not be read", {{"error", e.what()}});
+          success_read.failing("the newest backup's success could not be read",
+                               {{"error", e.what()}});
         }
         try {
           if (!pg) pg = connect(condition);
           if (!pg) return;
           WebhookRunner::prune(*pg, options.projections.notifications_retention_h);
           fail_abandoned_imports(*pg, now);
+          pruning.cleared("old webhook deliveries are deleted again");
         } catch (const std::exception& e) {
           pg.reset();
-          log().warn("old webhook deliveries could not be deleted", {{"error", e.what()}});
+          pruning.failing("old webhook deliveries could not be deleted", {{"error", e.what()}});
         }
       }
     }
@@ -1234,29 +1238,34 @@ struct Workers::Impl {
         const auto result = send(e);
         const auto* reply = std::get_if<Reply>(&result);
         if (reply == nullptr) return;  // Kafka away: next time
+        if (reply->rejection && reply->rejection->code == "too_early") {
+          // Its copy is pending and reads these files: expired once the copy is done or given up.
+          log().debug("expired backup kept until its copy is done", {{"id", b.id}});
+          continue;
+        }
         // Recorded (or the log does not know this backup, e.g. restored elsewhere): delete.
         std::filesystem::remove_all(b.directory);
         log().info("expired backup deleted",
                    {{"id", b.id}, {"created_at", core::format_utc_micros(b.created_at_us)}});
       }
-      // Temporary directories of runs (backups and copies) that crashed: gone once older than
-      // the retention.
-      std::error_code ec;
-      const auto horizon = std::filesystem::file_time_type::clock::now() -
-                           std::chrono::hours(options.backups.retention_h);
-      std::vector<std::filesystem::path> roots{options.data_dir / "backups"};
-      if (copies_backups()) roots.emplace_back(options.backups.copy_to);
-      for (const auto& root : roots) {
-        for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
-          const auto name = entry.path().filename().string();
-          if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
-              entry.last_write_time() < horizon) {
-            std::filesystem::remove_all(entry.path(), ec);
-          }
-        }
-      }
+      remove_crashed_runs(options.data_dir / "backups");
     } catch (const std::exception& e) {
       log().warn("backup retention failed", {{"error", e.what()}});
+    }
+  }
+
+  // Temporary directories of runs (backups, copies) that crashed: gone once older than the
+  // retention.
+  void remove_crashed_runs(const std::filesystem::path& root) const {
+    std::error_code ec;
+    const auto horizon = std::filesystem::file_time_type::clock::now() -
+                         std::chrono::hours(options.backups.retention_h);
+    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+      const auto name = entry.path().filename().string();
+      if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
+          entry.last_write_time() < horizon) {
+        std::filesystem::remove_all(entry.path(), ec);
+      }
     }
   }
 };
