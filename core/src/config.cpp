@@ -450,6 +450,10 @@ const std::vector<Binding>& bindings() {
     b.push_back(backups.integer("backups.copy_keep",
                                 "Copies kept in backups.copy_to (the newest; older ones deleted)",
                                 &BackupsConfig::copy_keep, 1, 100000));
+    b.push_back(backups.integer("backups.copy_timeout_s",
+                                "How long one backup's copy into backups.copy_to may take (a "
+                                "mount that does not answer fails the attempt, retried later)",
+                                &BackupsConfig::copy_timeout_s, 1, 86400));
     b.push_back(reports.text("reports.source_auth_dir",
                              "Directory of the secrets report downloads may send, one file per "
                              "name (bearer <token> or basic <user>:<password>, and origins "

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include <cauce/core/crypto.hpp>
@@ -797,6 +798,31 @@ TEST_F(BackupCopyTest, ACopyThatCannotBeWrittenIsRetriedThenDeadLetteredAndTheBa
   // waits for that read after a restart; a check here could pass before housekeeping ran.)
   const auto verified = run_cauce({"backups", "verify", id}, env());
   EXPECT_EQ(verified.first, 0) << verified.second;
+}
+
+// A mount that does not answer (its marker a FIFO nobody writes to: reading it blocks, as I/O on a
+// hard NFS mount whose server is gone does) neither holds the start nor a runner: each attempt
+// fails at backups.copy_timeout_s, and the copy is given up like any other.
+TEST_F(BackupCopyTest, ACopyToThatDoesNotAnswerFailsEachAttemptAtItsDeadline) {
+  const auto hung = copies_.path() / "hung";
+  std::filesystem::create_directories(hung);
+  ASSERT_EQ(::mkfifo((hung / "cauce-installation").c_str(), 0644), 0);
+  extra_env_["CAUCE_BACKUPS_COPY_TO"] = hung.string();
+  extra_env_["CAUCE_BACKUPS_COPY_TIMEOUT_S"] = "1";
+  restart();
+  EXPECT_THAT(serve_->output(), HasSubstr("backups.copy_to does not answer"));
+
+  const auto id = request_backup();
+  const auto item = backup_when_copy(id, "failed");
+  ASSERT_TRUE(item.IsObject());
+  EXPECT_STREQ(item["status"].GetString(), "completed");
+  EXPECT_EQ(item["copy"]["attempts"].GetInt(), 4) << "workers.max_attempts";
+  EXPECT_THAT(item["copy"]["error"].GetString(), HasSubstr("backups.copy_timeout_s"));
+  // The runners are free: another backup completes, and its copy is given up the same way.
+  const auto next = request_backup();
+  const auto next_item = backup_when_copy(next, "failed");
+  ASSERT_TRUE(next_item.IsObject());
+  EXPECT_STREQ(next_item["status"].GetString(), "completed");
 }
 
 TEST_F(BackupCopyTest, TheCopyDestinationKeepsTheNewestCopies) {

@@ -88,6 +88,7 @@ TEST_F(ConfigTest, BackupsAreCopiedOffTheBoxOnlyWhenASettingNamesAnAbsoluteDirec
   const auto defaults = load_config({});
   EXPECT_EQ(defaults.backups.copy_to, "");
   EXPECT_EQ(defaults.backups.copy_keep, 7);
+  EXPECT_EQ(defaults.backups.copy_timeout_s, 1800);
   const auto set = load_config(
       {.file = {},
        .env = {{"CAUCE_BACKUPS_COPY_TO", "/mnt/nfs/cauce"}, {"CAUCE_BACKUPS_COPY_KEEP", "3"}},
@@ -99,6 +100,8 @@ TEST_F(ConfigTest, BackupsAreCopiedOffTheBoxOnlyWhenASettingNamesAnAbsoluteDirec
       "backups.copy_to");
   EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"backups.copy_keep", "0"}}}),
             "backups.copy_keep");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"backups.copy_timeout_s", "0"}}}),
+            "backups.copy_timeout_s");
 }
 
 // A copy on the data dir itself (the same directory, one inside it, or one holding it, through a

@@ -2,6 +2,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -157,6 +158,34 @@ std::optional<bool> same_filesystem(std::filesystem::path a, std::filesystem::pa
   const auto db = device(std::move(b));
   if (!da || !db) return std::nullopt;
   return *da == *db;
+}
+
+// Runs `work` on a thread of its own and waits for it up to `deadline`: its result (or its
+// exception), or nullopt when the deadline passed first. A thread still running then is left
+// behind: blocked in I/O on a mount that does not answer, nothing stops it. It owns what it uses
+// (`work` holds copies), and what it does if the mount comes back is harmless (copy_backup
+// publishes without replacing anything; a retention pass deletes what the next one would).
+template <typename T>
+std::optional<T> within_deadline(std::function<T()> work, std::chrono::seconds deadline) {
+  std::packaged_task<T()> task(std::move(work));
+  auto result = task.get_future();
+  std::thread(std::move(task)).detach();
+  if (result.wait_for(deadline) != std::future_status::ready) return std::nullopt;
+  return result.get();
+}
+
+// Temporary directories of runs (backups, copies) that crashed under `root`: gone once older
+// than `retention`.
+void remove_crashed_runs(const std::filesystem::path& root, std::chrono::hours retention) {
+  std::error_code ec;
+  const auto horizon = std::filesystem::file_time_type::clock::now() - retention;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    const auto name = entry.path().filename().string();
+    if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
+        entry.last_write_time() < horizon) {
+      std::filesystem::remove_all(entry.path(), ec);
+    }
+  }
 }
 
 // What a failed step tells the job.
@@ -882,8 +911,18 @@ struct Workers::Impl {
           "backups settings)";
     } else {
       try {
-        copy =
-            copy_backup(options.data_dir / "backups" / c.id, options.backups.copy_to, installation);
+        // On a thread of its own, up to backups.copy_timeout_s: a mount that does not answer
+        // fails the attempt instead of holding this runner (and the job's lease) for ever.
+        copy = within_deadline<BackupCopy>(
+            [backup = options.data_dir / "backups" / c.id,
+             root = std::filesystem::path(options.backups.copy_to),
+             installation = installation] { return copy_backup(backup, root, installation); },
+            std::chrono::seconds(options.backups.copy_timeout_s));
+        if (!copy) {
+          error = "the copy into " + options.backups.copy_to + " did not finish within " +
+                  "backups.copy_timeout_s (" + std::to_string(options.backups.copy_timeout_s) +
+                  " s): the mount does not answer";
+        }
       } catch (const BackupCopyConflict& e) {
         // Another backup's copy, or another installation's copy_to: running it again changes
         // nothing, and nothing there is deleted.
@@ -944,14 +983,25 @@ struct Workers::Impl {
   void apply_copy_retention() {
     if (!copies_backups()) return;
     try {
-      remove_crashed_runs(options.backups.copy_to);
-      for (const auto& b : surplus_backups(options.backups.copy_to,
-                                           static_cast<std::size_t>(options.backups.copy_keep))) {
-        std::filesystem::remove_all(b.directory);
-        log().info("old backup copy deleted",
-                   {{"id", b.id},
-                    {"directory", b.directory.string()},
-                    {"created_at", core::format_utc_micros(b.created_at_us)}});
+      // Up to backups.copy_timeout_s, as the copy.
+      const auto done = within_deadline<bool>(
+          [root = std::filesystem::path(options.backups.copy_to),
+           keep = static_cast<std::size_t>(options.backups.copy_keep),
+           retention = std::chrono::hours(options.backups.retention_h)] {
+            remove_crashed_runs(root, retention);
+            for (const auto& b : surplus_backups(root, keep)) {
+              std::filesystem::remove_all(b.directory);
+              log().info("old backup copy deleted",
+                         {{"id", b.id},
+                          {"directory", b.directory.string()},
+                          {"created_at", core::format_utc_micros(b.created_at_us)}});
+            }
+            return true;
+          },
+          std::chrono::seconds(options.backups.copy_timeout_s));
+      if (!done) {
+        log().warn("backup copy retention did not finish within backups.copy_timeout_s",
+                   {{"copy_to", options.backups.copy_to}});
       }
     } catch (const std::exception& e) {
       log().warn("backup copy retention failed", {{"error", e.what()}});
@@ -1248,24 +1298,10 @@ struct Workers::Impl {
         log().info("expired backup deleted",
                    {{"id", b.id}, {"created_at", core::format_utc_micros(b.created_at_us)}});
       }
-      remove_crashed_runs(options.data_dir / "backups");
+      remove_crashed_runs(options.data_dir / "backups",
+                          std::chrono::hours(options.backups.retention_h));
     } catch (const std::exception& e) {
       log().warn("backup retention failed", {{"error", e.what()}});
-    }
-  }
-
-  // Temporary directories of runs (backups, copies) that crashed: gone once older than the
-  // retention.
-  void remove_crashed_runs(const std::filesystem::path& root) const {
-    std::error_code ec;
-    const auto horizon = std::filesystem::file_time_type::clock::now() -
-                         std::chrono::hours(options.backups.retention_h);
-    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
-      const auto name = entry.path().filename().string();
-      if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
-          entry.last_write_time() < horizon) {
-        std::filesystem::remove_all(entry.path(), ec);
-      }
     }
   }
 };
@@ -1278,15 +1314,27 @@ Workers::~Workers() { stop(); }
 void Workers::start() {
   auto& o = impl_->options;
   if (!o.backups.copy_to.empty()) {
-    if (same_filesystem(o.data_dir, o.backups.copy_to).value_or(false)) {
-      log().warn(
-          "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
-          "(mount another machine's storage there)",
-          {{"copy_to", o.backups.copy_to}});
-    }
     impl_->installation = installation_id(o.data_dir);
+    // The mount is checked on a thread of its own for a few seconds at most: one that does not
+    // answer does not hold the start (each copy claims it again, with its own deadline).
     try {
-      claim_copy_root(o.backups.copy_to, impl_->installation);
+      const auto same_disk = within_deadline<bool>(
+          [data_dir = o.data_dir, root = std::filesystem::path(o.backups.copy_to),
+           installation = impl_->installation] {
+            const auto same = same_filesystem(data_dir, root).value_or(false);
+            claim_copy_root(root, installation);
+            return same;
+          },
+          std::min(std::chrono::seconds(o.backups.copy_timeout_s), std::chrono::seconds(10)));
+      if (!same_disk) {
+        log().warn("backups.copy_to does not answer; each copy tries again",
+                   {{"copy_to", o.backups.copy_to}});
+      } else if (*same_disk) {
+        log().warn(
+            "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
+            "(mount another machine's storage there)",
+            {{"copy_to", o.backups.copy_to}});
+      }
     } catch (const BackupCopyConflict& e) {
       throw core::ConfigError("backups.copy_to", e.what());
     } catch (const std::exception& e) {
