@@ -391,13 +391,20 @@ Result decide(const State& s, const Expire&, const CommandContext&) {
         "conflict", "state",
         "only a completed backup expires; this one is " + std::string(status_name(s.status))};
   }
+  // Its copy needs its files: retention asks again (too_early is not remembered against the
+  // command id) and the backup expires once the copy is recorded or given up.
+  if (s.copy == CopyStatus::kPending) {
+    return Rejection{"too_early", "copy",
+                     "the backup's copy is pending; it expires once the copy is done or given up"};
+  }
   return std::vector<Event>{Expired{}};
 }
 
 namespace {
 
 // A copy attempt is recorded once, in order, and only while the copy of a completed backup is
-// pending (an expired backup's copy may still finish: retention deleted the local files only).
+// pending (a backup does not expire then; one that expired with its copy pending, before
+// backup.expire refused that, may still record it).
 std::optional<Rejection> current_copy_attempt(const State& s, std::int64_t attempt) {
   if (auto r = job::exists(s.exists, "backup")) return *r;
   if (s.copy != CopyStatus::kPending) {

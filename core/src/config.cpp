@@ -434,8 +434,10 @@ const std::vector<Binding>& bindings() {
                                 "How long one backup's event-log export may take",
                                 &BackupsConfig::export_timeout_s, 1, 86400));
     b.push_back({option("backups.copy_to",
-                        "Absolute directory (on another mount: NFS, SMB, a synced folder) each "
-                        "completed backup is copied into and verified at; empty: no copy"),
+                        "Absolute directory on another mount (NFS, SMB) each completed backup is "
+                        "copied into and verified at (there: what a sync agent uploads from it "
+                        "is not verified); one per installation, apart from the data dir; "
+                        "empty: no copy"),
                  [](Config& c, const std::string& v) {
                    const auto dir = trim(v);
                    if (!dir.empty() && !std::filesystem::path(dir).is_absolute()) {
@@ -448,6 +450,10 @@ const std::vector<Binding>& bindings() {
     b.push_back(backups.integer("backups.copy_keep",
                                 "Copies kept in backups.copy_to (the newest; older ones deleted)",
                                 &BackupsConfig::copy_keep, 1, 100000));
+    b.push_back(backups.integer("backups.copy_timeout_s",
+                                "How long one backup's copy into backups.copy_to may take (a "
+                                "mount that does not answer fails the attempt, retried later)",
+                                &BackupsConfig::copy_timeout_s, 1, 86400));
     b.push_back(reports.text("reports.source_auth_dir",
                              "Directory of the secrets report downloads may send, one file per "
                              "name (bearer <token> or basic <user>:<password>, and origins "
@@ -581,6 +587,37 @@ const std::vector<ConfigOption>& config_options() {
   return all;
 }
 
+namespace {
+
+// backups.copy_to is neither the data dir, nor inside it, nor around it (symlinks resolved as far
+// as the path exists): a copy there is lost with the data dir, and the copies' retention would
+// take the local backups for copies.
+void check_copy_to(const Config& config) {
+  namespace fs = std::filesystem;
+  if (config.backups.copy_to.empty()) return;
+  const auto resolved = [](const std::string& text) {
+    std::error_code ec;
+    auto p = fs::weakly_canonical(fs::absolute(text), ec);
+    if (ec) p = fs::absolute(text).lexically_normal();
+    return p.has_filename() || !p.has_relative_path() ? p : p.parent_path();  // no trailing '/'
+  };
+  const auto within = [](const fs::path& inner, const fs::path& outer) {
+    return std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end()).first ==
+           outer.end();
+  };
+  const auto copy_to = resolved(config.backups.copy_to);
+  const auto data_dir = resolved(config.data_dir);
+  if (within(copy_to, data_dir) || within(data_dir, copy_to)) {
+    throw ConfigError("backups.copy_to",
+                      "is the data dir, inside it or around it (" + copy_to.string() +
+                          ", data_dir " + data_dir.string() +
+                          "): a copy there is lost with the data dir; name a directory on "
+                          "another mount");
+  }
+}
+
+}  // namespace
+
 Config load_config(const ConfigSources& sources) {
   Config config;
   if (sources.file) {
@@ -615,6 +652,7 @@ Config load_config(const ConfigSources& sources) {
     config.postgres.password =
         Secret(read_secret_file("postgres.password_file", config.postgres.password_file));
   }
+  check_copy_to(config);
   return config;
 }
 

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include <cauce/core/crypto.hpp>
@@ -735,6 +736,18 @@ TEST_F(BackupCopyTest, ABackupLandsInBothPlacesAndRestoresFromItsCopyAlone) {
     const auto name = "reports/" + report_id + extension;
     EXPECT_EQ(sha256_of(data_.path() / "target" / name), sha256_of(copy / name)) << name;
   }
+  // Restored from the copy, the target is the installation that copies there: it goes on copying
+  // into the same backups.copy_to.
+  const auto first_word = [](const std::filesystem::path& path) {
+    std::string word;
+    std::ifstream(path) >> word;
+    return word;
+  };
+  EXPECT_FALSE(first_word(copy_root() / "cauce-installation").empty());
+  EXPECT_EQ(first_word(data_.path() / "target" / "installation"),
+            first_word(copy_root() / "cauce-installation"));
+  EXPECT_EQ(first_word(copy_root() / "cauce-installation"),
+            first_word(data_.path() / "installation"));
 }
 
 TEST_F(BackupCopyTest, ACopyThatCannotBeWrittenIsRetriedThenDeadLetteredAndTheBackupStays) {
@@ -780,19 +793,47 @@ TEST_F(BackupCopyTest, ACopyThatCannotBeWrittenIsRetriedThenDeadLetteredAndTheBa
   EXPECT_EQ(letter["attempts"].GetInt(), 4);
   EXPECT_THAT(letter["last_error"].GetString(), HasSubstr("blocker"));
 
-  // The local backup is intact, and without its copy it is not a success to alert on.
+  // The local backup is intact. (That a backup whose copy failed is no success for the gauge is
+  // the read model's max(copied_at), read by housekeeping: TheCopyDestinationKeepsTheNewestCopies
+  // waits for that read after a restart; a check here could pass before housekeeping ran.)
   const auto verified = run_cauce({"backups", "verify", id}, env());
   EXPECT_EQ(verified.first, 0) << verified.second;
-  EXPECT_EQ(metric_value(port_, "cauce_backup_last_success_timestamp_seconds"), 0.0);
+}
+
+// A mount that does not answer (its marker a FIFO nobody writes to: reading it blocks, as I/O on a
+// hard NFS mount whose server is gone does) neither holds the start nor a runner: each attempt
+// fails at backups.copy_timeout_s, and the copy is given up like any other.
+TEST_F(BackupCopyTest, ACopyToThatDoesNotAnswerFailsEachAttemptAtItsDeadline) {
+  const auto hung = copies_.path() / "hung";
+  std::filesystem::create_directories(hung);
+  ASSERT_EQ(::mkfifo((hung / "cauce-installation").c_str(), 0644), 0);
+  extra_env_["CAUCE_BACKUPS_COPY_TO"] = hung.string();
+  extra_env_["CAUCE_BACKUPS_COPY_TIMEOUT_S"] = "1";
+  restart();
+  EXPECT_THAT(serve_->output(), HasSubstr("backups.copy_to does not answer"));
+
+  const auto id = request_backup();
+  const auto item = backup_when_copy(id, "failed");
+  ASSERT_TRUE(item.IsObject());
+  EXPECT_STREQ(item["status"].GetString(), "completed");
+  EXPECT_EQ(item["copy"]["attempts"].GetInt(), 4) << "workers.max_attempts";
+  EXPECT_THAT(item["copy"]["error"].GetString(), HasSubstr("backups.copy_timeout_s"));
+  // The runners are free: another backup completes, and its copy is given up the same way.
+  const auto next = request_backup();
+  const auto next_item = backup_when_copy(next, "failed");
+  ASSERT_TRUE(next_item.IsObject());
+  EXPECT_STREQ(next_item["status"].GetString(), "completed");
 }
 
 TEST_F(BackupCopyTest, TheCopyDestinationKeepsTheNewestCopies) {
   extra_env_["CAUCE_BACKUPS_COPY_KEEP"] = "2";
   restart();
   std::vector<std::string> ids;
+  std::string newest_copied_at;
   for (int i = 0; i < 3; ++i) {
     ids.push_back(request_backup());
-    backup_when_copy(ids.back(), "copied");
+    const auto item = backup_when_copy(ids.back(), "copied");
+    if (item.IsObject()) newest_copied_at = item["copy"]["copied_at"].GetString();
   }
   // Retention runs once the last copy is recorded (the read model may show it a moment before).
   EXPECT_TRUE(eventually([&] {
@@ -801,6 +842,18 @@ TEST_F(BackupCopyTest, TheCopyDestinationKeepsTheNewestCopies) {
   EXPECT_EQ(backup_ids_in(data_.path() / "backups"),
             (std::set<std::string>(ids.begin(), ids.end())))
       << "the local retention is its own";
+  // A restarted process took no backup: its gauge is what housekeeping reads, the newest copy's
+  // time (0 until it has read it).
+  ASSERT_FALSE(newest_copied_at.empty());
+  restart();
+  const auto newest = static_cast<double>(core::parse_utc_micros(newest_copied_at)) / 1e6;
+  std::optional<double> gauge;
+  EXPECT_TRUE(eventually([&] {
+    gauge = metric_value(port_, "cauce_backup_last_success_timestamp_seconds");
+    return gauge && *gauge > 0;
+  })) << "housekeeping reads the newest success";
+  ASSERT_TRUE(gauge);
+  EXPECT_NEAR(*gauge, newest, 1.0);
 }
 
 }  // namespace

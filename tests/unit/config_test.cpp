@@ -88,6 +88,7 @@ TEST_F(ConfigTest, BackupsAreCopiedOffTheBoxOnlyWhenASettingNamesAnAbsoluteDirec
   const auto defaults = load_config({});
   EXPECT_EQ(defaults.backups.copy_to, "");
   EXPECT_EQ(defaults.backups.copy_keep, 7);
+  EXPECT_EQ(defaults.backups.copy_timeout_s, 1800);
   const auto set = load_config(
       {.file = {},
        .env = {{"CAUCE_BACKUPS_COPY_TO", "/mnt/nfs/cauce"}, {"CAUCE_BACKUPS_COPY_KEEP", "3"}},
@@ -99,6 +100,34 @@ TEST_F(ConfigTest, BackupsAreCopiedOffTheBoxOnlyWhenASettingNamesAnAbsoluteDirec
       "backups.copy_to");
   EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"backups.copy_keep", "0"}}}),
             "backups.copy_keep");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"backups.copy_timeout_s", "0"}}}),
+            "backups.copy_timeout_s");
+}
+
+// A copy on the data dir itself (the same directory, one inside it, or one holding it, through a
+// symlink too) is lost with it, and copy retention would delete the local backups as its own.
+TEST_F(ConfigTest, BackupsAreNotCopiedIntoOrAroundTheDataDir) {
+  const auto data = dir_ / "data";
+  std::filesystem::create_directories(data / "backups");
+  std::filesystem::create_directory_symlink(data, dir_ / "link");
+  const auto with = [&](const std::filesystem::path& copy_to) {
+    return ConfigSources{
+        .file = {},
+        .env = {{"CAUCE_BACKUPS_COPY_TO", copy_to.string()}, {"CAUCE_DATA_DIR", data.string()}},
+        .flags = {}};
+  };
+  for (const auto& copy_to : {data, data / "backups", data / "not-yet" / "copies", dir_,
+                              dir_ / "link", dir_ / "link" / "copies", data / ".." / "data"}) {
+    EXPECT_EQ(rejected_key(with(copy_to)), "backups.copy_to") << copy_to;
+  }
+  try {
+    load_config(with(data / "backups"));
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("data_dir"));
+  }
+  for (const auto& copy_to : {dir_ / "copies", dir_ / "data-copies", dir_ / "dat"}) {
+    EXPECT_EQ(load_config(with(copy_to)).backups.copy_to, copy_to.string()) << copy_to;
+  }
 }
 
 TEST_F(ConfigTest, UnknownKeysAreRefusedByName) {

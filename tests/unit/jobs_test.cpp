@@ -138,6 +138,10 @@ TEST(BackupJobTest, ACompletedBackupsCopyIsRecordedOnceAttemptByAttempt) {
       Event{completed});
   auto s = evolve(started, completed);
   EXPECT_EQ(s.copy, CopyStatus::kPending);
+  // Retention waits for the copy: its files are what the copy reads.
+  const auto waits = then_rejected(decide(s, Expire{}, at()));
+  EXPECT_EQ(waits.code, "too_early") << "asked again later, not remembered";
+  EXPECT_EQ(waits.field, "copy");
   EXPECT_EQ(then_rejected(decide(s, RecordCopy{2, "/mnt/copies/b", 10, kSha}, at())).field,
             "attempt");
   // A failed attempt with a next one keeps it pending, and the backup completed.
@@ -158,6 +162,7 @@ TEST(BackupJobTest, ACompletedBackupsCopyIsRecordedOnceAttemptByAttempt) {
             Event{copied});
   const auto done = evolve(s, copied);
   EXPECT_EQ(done.copy, CopyStatus::kCopied);
+  EXPECT_EQ(then_events(decide(done, Expire{}, at()))[0], (Event{Expired{}}));
   EXPECT_EQ(then_rejected(decide(done, RecordCopy{3, "/mnt/copies/b", 10, kSha}, at())).field,
             "state");
   // A final failure gives the copy up; the backup stays completed and can still expire.

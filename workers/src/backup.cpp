@@ -1,6 +1,8 @@
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -9,6 +11,7 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include <fcntl.h>
 #include <pqxx/pqxx>
@@ -379,18 +382,6 @@ struct RemoveUnlessDone {
   bool done = false;
 };
 
-// fsync, then drop the file's pages from the cache, so that reading it back (the copy's check)
-// reads what the storage holds rather than what this process wrote (on NFS: what the server
-// has). Throws std::system_error.
-void fsync_uncached(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path.string());
-  const int error = ::fsync(fd) == 0 ? 0 : errno;
-  if (error == 0) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // advice: nothing to check
-  ::close(fd);
-  if (error != 0) throw std::system_error(error, std::generic_category(), "fsync " + path.string());
-}
-
 // The files the workers write under the data dir that a backup keeps: rendered reports and the
 // downloaded sources they were rendered from.
 bool kept_data_file(const fs::directory_entry& entry) {
@@ -677,26 +668,215 @@ std::vector<BackupSummary> expired_backups(const fs::path& backups_dir, std::int
   return all;
 }
 
-BackupCopy copy_backup(const fs::path& backup, const fs::path& copy_root) {
+namespace {
+
+const char* const kInstallationFile = "installation";          // in the data dir
+const char* const kInstallationMarker = "cauce-installation";  // in backups.copy_to
+
+// create_directories, each directory it creates fsynced into its parent, so that a copy_to made on
+// a fresh mount keeps its entry through a crash.
+void create_directories_durably(const fs::path& directory) {
+  std::vector<fs::path> missing;
+  for (auto p = directory; !p.empty() && !fs::exists(p); p = p.parent_path()) {
+    missing.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    fs::create_directory(*it);  // false: another process made it meanwhile
+    fsync_path(it->has_parent_path() ? it->parent_path() : fs::path("."), true);
+  }
+}
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+// Creates `path` holding `text`, fsynced with its directory entry; false when it existed already
+// (O_EXCL: two processes creating it at once, one wins). Throws std::system_error.
+bool create_new_file(const fs::path& path, const std::string& text) {
+  FileDescriptor fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (fd.get() < 0) {
+    if (errno == EEXIST) return false;
+    throw std::system_error(errno, std::generic_category(), "create " + path.string());
+  }
+  RemoveUnlessDone cleanup{path};  // a file left empty would look like one being written
+  for (std::size_t written = 0; written < text.size();) {
+    const auto n = ::write(fd.get(), text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::system_error(errno, std::generic_category(), "write " + path.string());
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) {
+    throw std::system_error(errno, std::generic_category(), "fsync " + path.string());
+  }
+  cleanup.done = true;
+  fsync_path(path.has_parent_path() ? path.parent_path() : fs::path("."), true);
+  return true;
+}
+
+// The first word of a small file ("" when it is empty or being written); nullopt when there is
+// no such file.
+std::optional<std::string> first_word(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) {
+    if (!fs::exists(path)) return std::nullopt;
+    throw std::system_error(errno, std::generic_category(), "read " + path.string());
+  }
+  std::string word;
+  in >> word;
+  return word;
+}
+
+// An installation's name as this cauce writes it (32 hex digits); what a marker holds otherwise
+// is not taken over into a data dir.
+bool installation_name(std::string_view name) {
+  return name.size() == 32 &&
+         std::all_of(name.begin(), name.end(), [](char c) { return std::isxdigit(c) != 0; });
+}
+
+// Renames `from` to `to` unless `to` exists (false then): renameat2(RENAME_NOREPLACE) where the
+// filesystem has it. Where it has not (EINVAL: NFS and SMB mounts), a plain rename, which does not
+// replace a non-empty directory either (ENOTEMPTY, EEXIST): a copy always has files.
+bool rename_unless_exists(const fs::path& from, const fs::path& to) {
+  int error = 0;
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    error = errno;
+    if (error == EINVAL) error = ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+  }
+  if (error == 0) return true;
+  if (error == EEXIST || error == ENOTEMPTY) return false;
+  throw std::system_error(error, std::generic_category(),
+                          "rename " + from.string() + " to " + to.string());
+}
+
+// What is at `<copy_root>/<id>` before a copy is published there.
+struct ExistingCopy {
+  enum class Kind { kNone, kThisBackup, kAnotherBackup, kBroken } kind = Kind::kNone;
+  std::int64_t bytes = 0;       // kThisBackup
+  std::string manifest_sha256;  // kThisBackup, kAnotherBackup
+  std::string problem;          // kBroken: the first thing verify found
+};
+
+ExistingCopy existing_copy(const fs::path& directory, const std::string& manifest_sha256) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(directory, ec))) {
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      throw fs::filesystem_error("stat", directory, ec);
+    }
+    return {};
+  }
+  ExistingCopy there;
+  try {
+    there.bytes = verify_backup(directory).bytes;
+  } catch (const BackupError& e) {
+    there.kind = ExistingCopy::Kind::kBroken;
+    there.problem = e.what();
+    return there;
+  }
+  there.manifest_sha256 = core::sha256_file_hex((directory / kManifest).string());
+  there.kind = there.manifest_sha256 == manifest_sha256 ? ExistingCopy::Kind::kThisBackup
+                                                        : ExistingCopy::Kind::kAnotherBackup;
+  return there;
+}
+
+BackupCopyConflict another_backups_copy(const fs::path& directory, const std::string& id,
+                                        const std::string& theirs, const std::string& ours) {
+  return BackupCopyConflict(
+      directory.string() + " is an intact copy of another backup with the id " + id +
+      " (its manifest's sha256 " + theirs + ", this backup's " + ours +
+      "); it is kept and this backup is not copied (was this system restored from that copy, or "
+      "does another installation copy into the same directory?)");
+}
+
+}  // namespace
+
+std::string installation_id(const fs::path& data_dir) {
+  const auto file = data_dir / kInstallationFile;
+  if (auto name = first_word(file); !name) {
+    create_directories_durably(data_dir);
+    create_new_file(file, core::random_hex(16) + "\n");  // false: another process was first
+  }
+  const auto name = first_word(file);
+  if (!name || name->empty()) throw std::runtime_error(file.string() + " is empty");
+  return *name;
+}
+
+void claim_copy_root(const fs::path& copy_root, const std::string& installation) {
+  create_directories_durably(copy_root);
+  const auto marker = copy_root / kInstallationMarker;
+  if (create_new_file(marker,
+                      installation +
+                          "\ncauce: the backups.copy_to of the installation above (its "
+                          "data dir's `installation` file); one installation per copy_to\n")) {
+    return;
+  }
+  const auto owner = first_word(marker).value_or("");
+  if (owner.empty()) throw std::runtime_error(marker.string() + " is empty (being written?)");
+  if (owner != installation) {
+    throw BackupCopyConflict(
+        copy_root.string() + " holds another cauce installation's copies (" + marker.string() +
+        " names " + owner.substr(0, 64) + "; this one is " + installation +
+        "): give each installation a backups.copy_to of its own, or, if this system is that "
+        "installation restored or moved, write its name into the data dir's `installation` file");
+  }
+}
+
+void adopt_installation(const fs::path& backup, const fs::path& data_dir) {
+  auto directory = backup.lexically_normal();
+  if (directory.filename().empty()) directory = directory.parent_path();
+  const auto owner = first_word(directory.parent_path() / kInstallationMarker);
+  if (!owner || !installation_name(*owner) || first_word(data_dir / kInstallationFile)) return;
+  create_directories_durably(data_dir);
+  if (create_new_file(data_dir / kInstallationFile, *owner + "\n")) {
+    log().info("the restored data dir takes over the installation of the copy it came from",
+               {{"installation", *owner}, {"copy_to", directory.parent_path().string()}});
+  }
+}
+
+BackupCopy copy_backup(const fs::path& backup, const fs::path& copy_root,
+                       const std::string& installation) {
   const auto summary = verify_backup(backup);  // a copy of a damaged backup helps nobody
   if (!safe_file_name(summary.id) || summary.id.starts_with("reports/")) {
     throw BackupError(std::string(kManifest) + ": the id is not a directory name");
   }
   const auto manifest_sha256 = core::sha256_file_hex((backup / kManifest).string());
+  claim_copy_root(copy_root, installation);
   const auto final_dir = copy_root / summary.id;
-  // Copied already (a run whose outcome was not recorded): that copy, if it is this backup whole.
-  if (fs::exists(final_dir / kManifest)) {
-    try {
-      const auto there = verify_backup(final_dir);
-      if (core::sha256_file_hex((final_dir / kManifest).string()) == manifest_sha256) {
-        return BackupCopy{final_dir, there.bytes, manifest_sha256};
-      }
-    } catch (const BackupError& e) {
-      log().warn("an earlier copy of this backup is not intact; copying it again",
-                 {{"id", summary.id}, {"error", e.what()}});
+  // What is there already is never deleted: this backup's copy (a run whose outcome was not
+  // recorded) is taken as it is, another backup's is a conflict, a broken one is set aside.
+  switch (const auto there = existing_copy(final_dir, manifest_sha256); there.kind) {
+    case ExistingCopy::Kind::kNone:
+      break;
+    case ExistingCopy::Kind::kThisBackup:
+      fsync_path(copy_root, true);  // the rename that made it may not have reached the storage
+      return BackupCopy{final_dir, there.bytes, manifest_sha256};
+    case ExistingCopy::Kind::kAnotherBackup:
+      throw another_backups_copy(final_dir, summary.id, there.manifest_sha256, manifest_sha256);
+    case ExistingCopy::Kind::kBroken: {
+      const auto aside =
+          copy_root / ("." + summary.id + ".broken-" +
+                       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count()) +
+                       "-" + core::random_hex(2));
+      fs::rename(final_dir, aside);
+      fsync_path(copy_root, true);
+      log().warn("an earlier copy of this backup is not intact; set aside and copied again",
+                 {{"id", summary.id}, {"error", there.problem}, {"set_aside", aside.string()}});
+      break;
     }
   }
-  fs::create_directories(copy_root);
   const auto tmp = temporary_name(copy_root, summary.id);
   fs::create_directory(tmp);
   RemoveUnlessDone cleanup{tmp};
@@ -711,7 +891,7 @@ BackupCopy copy_backup(const fs::path& backup, const fs::path& copy_root) {
       fsync_path(tmp, true);
     }
     fs::copy_file(backup / name, to);
-    fsync_uncached(to);
+    fsync_path(to, false, true);  // read back below from the storage, not the page cache
   }
   if (fs::exists(tmp / "reports")) fsync_path(tmp / "reports", true);
   fsync_path(tmp, true);
@@ -726,9 +906,21 @@ BackupCopy copy_backup(const fs::path& backup, const fs::path& copy_root) {
   } catch (const BackupError& e) {
     throw BackupError("the copy read back from " + copy_root.string() + " differs: " + e.what());
   }
-  fs::remove_all(final_dir);  // an earlier copy that was not intact
-  fs::rename(tmp, final_dir);
-  cleanup.done = true;
+  if (!rename_unless_exists(tmp, final_dir)) {
+    // Published meanwhile by another run of this copy (a lease that lapsed): taken if it is this
+    // backup whole; this run's files go.
+    const auto there = existing_copy(final_dir, manifest_sha256);
+    if (there.kind == ExistingCopy::Kind::kAnotherBackup) {
+      throw another_backups_copy(final_dir, summary.id, there.manifest_sha256, manifest_sha256);
+    }
+    if (there.kind != ExistingCopy::Kind::kThisBackup) {
+      throw BackupError(final_dir.string() + " appeared during the copy and is not intact (" +
+                        there.problem + "); the next attempt sets it aside");
+    }
+    copied.bytes = there.bytes;
+  } else {
+    cleanup.done = true;
+  }
   fsync_path(copy_root, true);
   return BackupCopy{final_dir, copied.bytes, manifest_sha256};
 }
@@ -938,6 +1130,8 @@ RestoreReport restore_backup(const fs::path& directory, const RestoreTarget& tar
                     fs::copy_options::overwrite_existing);
     }
   }
+  // Restored from a copy: the restored system goes on copying into that copy_to as its own.
+  if (target.data_dir) adopt_installation(directory, *target.data_dir);
   return report;
 }
 

@@ -2,6 +2,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -162,6 +163,34 @@ std::optional<bool> same_filesystem(std::filesystem::path a, std::filesystem::pa
   return *da == *db;
 }
 
+// Runs `work` on a thread of its own and waits for it up to `deadline`: its result (or its
+// exception), or nullopt when the deadline passed first. A thread still running then is left
+// behind: blocked in I/O on a mount that does not answer, nothing stops it. It owns what it uses
+// (`work` holds copies), and what it does if the mount comes back is harmless (copy_backup
+// publishes without replacing anything; a retention pass deletes what the next one would).
+template <typename T>
+std::optional<T> within_deadline(std::function<T()> work, std::chrono::seconds deadline) {
+  std::packaged_task<T()> task(std::move(work));
+  auto result = task.get_future();
+  std::thread(std::move(task)).detach();
+  if (result.wait_for(deadline) != std::future_status::ready) return std::nullopt;
+  return result.get();
+}
+
+// Temporary directories of runs (backups, copies) that crashed under `root`: gone once older
+// than `retention`.
+void remove_crashed_runs(const std::filesystem::path& root, std::chrono::hours retention) {
+  std::error_code ec;
+  const auto horizon = std::filesystem::file_time_type::clock::now() - retention;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    const auto name = entry.path().filename().string();
+    if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
+        entry.last_write_time() < horizon) {
+      std::filesystem::remove_all(entry.path(), ec);
+    }
+  }
+}
+
 // What a failed step tells the job.
 struct StepFailure {
   std::string step;
@@ -234,6 +263,7 @@ struct Workers::Impl {
   prometheus::Family<prometheus::Counter>& jobs;
   prometheus::Family<prometheus::Histogram>& attempts;
   BackupSuccessGauge last_backup_success;  // set at a completion or a copy's event time
+  std::string installation;                // backups.copy_to set: this installation's name
 
   // Whether a backup's success is its copy (backups.copy_to set) or its completion.
   bool copies_backups() const { return !options.backups.copy_to.empty(); }
@@ -929,7 +959,23 @@ struct Workers::Impl {
           "backups settings)";
     } else {
       try {
-        copy = copy_backup(options.data_dir / "backups" / c.id, options.backups.copy_to);
+        // On a thread of its own, up to backups.copy_timeout_s: a mount that does not answer
+        // fails the attempt instead of holding this runner (and the job's lease) for ever.
+        copy = within_deadline<BackupCopy>(
+            [backup = options.data_dir / "backups" / c.id,
+             root = std::filesystem::path(options.backups.copy_to),
+             installation = installation] { return copy_backup(backup, root, installation); },
+            std::chrono::seconds(options.backups.copy_timeout_s));
+        if (!copy) {
+          error = "the copy into " + options.backups.copy_to + " did not finish within " +
+                  "backups.copy_timeout_s (" + std::to_string(options.backups.copy_timeout_s) +
+                  " s): the mount does not answer";
+        }
+      } catch (const BackupCopyConflict& e) {
+        // Another backup's copy, or another installation's copy_to: running it again changes
+        // nothing, and nothing there is deleted.
+        count(c.kind, "copy", "permanent");
+        return fail_copy(c, e.what(), false, random);
       } catch (const std::exception& e) {
         error = e.what();
       }
@@ -963,15 +1009,8 @@ struct Workers::Impl {
                                                                const std::string& error_text,
                                                                bool retryable,
                                                                std::mt19937_64& random) {
-    const bool again = retryable && c.attempt < options.workers.max_attempts;
-    std::optional<std::int64_t> next;
-    if (again) {
-      const auto delay =
-          retry_delay(c.attempt, std::chrono::milliseconds(options.workers.backoff_base_ms),
-                      std::chrono::milliseconds(options.workers.backoff_cap_ms), random());
-      next =
-          options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
-    }
+    const auto next = next_attempt_at(c, retryable, random);
+    const bool again = next.has_value();
     const auto error = printable_error(error_text);
     log().write(again ? core::LogLevel::kWarn : core::LogLevel::kError,
                 again ? "backup copy attempt failed; retrying later"
@@ -985,19 +1024,32 @@ struct Workers::Impl {
     return after(sent, c, c.version);
   }
 
-  // Copies beyond backups.copy_keep (the oldest) are deleted: after each copy, and with the
-  // local retention. Deletions are logged, not recorded as events: the copy's directory is not
-  // the backup's, whose own retention records backup.expired.
+  // Copies beyond backups.copy_keep (the oldest) are deleted after each copy, on the runner that
+  // copied (housekeeping never touches backups.copy_to), with the crashed copies' temporary
+  // directories. Deletions are logged, not recorded as events: the copy's directory is not the
+  // backup's, whose own retention records backup.expired.
   void apply_copy_retention() {
     if (!copies_backups()) return;
     try {
-      for (const auto& b : surplus_backups(options.backups.copy_to,
-                                           static_cast<std::size_t>(options.backups.copy_keep))) {
-        std::filesystem::remove_all(b.directory);
-        log().info("old backup copy deleted",
-                   {{"id", b.id},
-                    {"directory", b.directory.string()},
-                    {"created_at", core::format_utc_micros(b.created_at_us)}});
+      // Up to backups.copy_timeout_s, as the copy.
+      const auto done = within_deadline<bool>(
+          [root = std::filesystem::path(options.backups.copy_to),
+           keep = static_cast<std::size_t>(options.backups.copy_keep),
+           retention = std::chrono::hours(options.backups.retention_h)] {
+            remove_crashed_runs(root, retention);
+            for (const auto& b : surplus_backups(root, keep)) {
+              std::filesystem::remove_all(b.directory);
+              log().info("old backup copy deleted",
+                         {{"id", b.id},
+                          {"directory", b.directory.string()},
+                          {"created_at", core::format_utc_micros(b.created_at_us)}});
+            }
+            return true;
+          },
+          std::chrono::seconds(options.backups.copy_timeout_s));
+      if (!done) {
+        log().warn("backup copy retention did not finish within backups.copy_timeout_s",
+                   {{"copy_to", options.backups.copy_to}});
       }
     } catch (const std::exception& e) {
       log().warn("backup copy retention failed", {{"error", e.what()}});
@@ -1050,18 +1102,22 @@ struct Workers::Impl {
     return {version, std::chrono::milliseconds(options.workers.backoff_cap_ms)};
   }
 
+  // When the attempt after this failed one is due (full-jitter backoff); none when the failure is
+  // permanent or the attempts are used up (workers.max_attempts).
+  std::optional<std::int64_t> next_attempt_at(const Claim& c, bool retryable,
+                                              std::mt19937_64& random) const {
+    if (!retryable || c.attempt >= options.workers.max_attempts) return std::nullopt;
+    const auto delay =
+        retry_delay(c.attempt, std::chrono::milliseconds(options.workers.backoff_base_ms),
+                    std::chrono::milliseconds(options.workers.backoff_cap_ms), random());
+    return options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
+  }
+
   std::pair<std::int64_t, std::chrono::milliseconds> fail(const Claim& c, const StepFailure& f,
                                                           std::int64_t version,
                                                           std::mt19937_64& random) {
-    const bool again = f.retryable && c.attempt < options.workers.max_attempts;
-    std::optional<std::int64_t> next;
-    if (again) {
-      const auto delay =
-          retry_delay(c.attempt, std::chrono::milliseconds(options.workers.backoff_base_ms),
-                      std::chrono::milliseconds(options.workers.backoff_cap_ms), random());
-      next =
-          options.now_us() + std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
-    }
+    const auto next = next_attempt_at(c, f.retryable, random);
+    const bool again = next.has_value();
     const auto error = printable_error(f.error);
     log().warn(again ? "job attempt failed; retrying later" : "job failed",
                {{"kind", c.kind},
@@ -1121,6 +1177,9 @@ struct Workers::Impl {
 
   void housekeeping_loop() {
     core::ConditionLog condition(log());
+    // Each minute's reads: a warning when they start failing (PostgreSQL away), not every minute.
+    core::ConditionLog success_read(log());
+    core::ConditionLog pruning(log());
     std::unique_ptr<pqxx::connection> pg;
     // The schedule's first backup is at the next slot boundary (:00 and :30 by default), not at
     // every start.
@@ -1146,24 +1205,26 @@ struct Workers::Impl {
       }
       if (Clock::now() >= next_retention) {
         next_retention = Clock::now() + std::chrono::minutes(1);
-        apply_retention(now);
-        apply_copy_retention();
+        apply_retention(now);  // never backups.copy_to: its I/O may hang (a mount away)
         try {
           if (!pg) pg = connect(condition);
           if (!pg) return;
           refresh_last_backup_success(*pg);
+          success_read.cleared("the newest backup's success is read again");
         } catch (const std::exception& e) {
           pg.reset();
-          log().warn("the newest backup's success could not be read", {{"error", e.what()}});
+          success_read.failing("the newest backup's success could not be read",
+                               {{"error", e.what()}});
         }
         try {
           if (!pg) pg = connect(condition);
           if (!pg) return;
           WebhookRunner::prune(*pg, options.projections.notifications_retention_h);
           fail_abandoned_imports(*pg, now);
+          pruning.cleared("old webhook deliveries are deleted again");
         } catch (const std::exception& e) {
           pg.reset();
-          log().warn("old webhook deliveries could not be deleted", {{"error", e.what()}});
+          pruning.failing("old webhook deliveries could not be deleted", {{"error", e.what()}});
         }
       }
     }
@@ -1280,27 +1341,18 @@ struct Workers::Impl {
         const auto result = send(e);
         const auto* reply = std::get_if<Reply>(&result);
         if (reply == nullptr) return;  // Kafka away: next time
+        if (reply->rejection && reply->rejection->code == "too_early") {
+          // Its copy is pending and reads these files: expired once the copy is done or given up.
+          log().debug("expired backup kept until its copy is done", {{"id", b.id}});
+          continue;
+        }
         // Recorded (or the log does not know this backup, e.g. restored elsewhere): delete.
         std::filesystem::remove_all(b.directory);
         log().info("expired backup deleted",
                    {{"id", b.id}, {"created_at", core::format_utc_micros(b.created_at_us)}});
       }
-      // Temporary directories of runs (backups and copies) that crashed: gone once older than
-      // the retention.
-      std::error_code ec;
-      const auto horizon = std::filesystem::file_time_type::clock::now() -
-                           std::chrono::hours(options.backups.retention_h);
-      std::vector<std::filesystem::path> roots{options.data_dir / "backups"};
-      if (copies_backups()) roots.emplace_back(options.backups.copy_to);
-      for (const auto& root : roots) {
-        for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
-          const auto name = entry.path().filename().string();
-          if (entry.is_directory() && name.starts_with(".") && name.ends_with(".tmp") &&
-              entry.last_write_time() < horizon) {
-            std::filesystem::remove_all(entry.path(), ec);
-          }
-        }
-      }
+      remove_crashed_runs(options.data_dir / "backups",
+                          std::chrono::hours(options.backups.retention_h));
     } catch (const std::exception& e) {
       log().warn("backup retention failed", {{"error", e.what()}});
     }
@@ -1314,12 +1366,35 @@ Workers::~Workers() { stop(); }
 
 void Workers::start() {
   auto& o = impl_->options;
-  if (!o.backups.copy_to.empty() &&
-      same_filesystem(o.data_dir, o.backups.copy_to).value_or(false)) {
-    log().warn(
-        "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
-        "(mount another machine's storage there)",
-        {{"copy_to", o.backups.copy_to}});
+  if (!o.backups.copy_to.empty()) {
+    impl_->installation = installation_id(o.data_dir);
+    // The mount is checked on a thread of its own for a few seconds at most: one that does not
+    // answer does not hold the start (each copy claims it again, with its own deadline).
+    try {
+      const auto same_disk = within_deadline<bool>(
+          [data_dir = o.data_dir, root = std::filesystem::path(o.backups.copy_to),
+           installation = impl_->installation] {
+            const auto same = same_filesystem(data_dir, root).value_or(false);
+            claim_copy_root(root, installation);
+            return same;
+          },
+          std::min(std::chrono::seconds(o.backups.copy_timeout_s), std::chrono::seconds(10)));
+      if (!same_disk) {
+        log().warn("backups.copy_to does not answer; each copy tries again",
+                   {{"copy_to", o.backups.copy_to}});
+      } else if (*same_disk) {
+        log().warn(
+            "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
+            "(mount another machine's storage there)",
+            {{"copy_to", o.backups.copy_to}});
+      }
+    } catch (const BackupCopyConflict& e) {
+      throw core::ConfigError("backups.copy_to", e.what());
+    } catch (const std::exception& e) {
+      // A mount that is away now may be back by the first copy, which claims it again.
+      log().warn("backups.copy_to cannot be prepared now; each copy tries again",
+                 {{"copy_to", o.backups.copy_to}, {"error", e.what()}});
+    }
   }
   auto conf = core::kafka_conf(o.kafka, core::exactly_once_consumer_settings(o.workers.group));
   std::string err;

@@ -56,10 +56,12 @@ void PartFile::publish() {
   fsync_path(destination_.has_parent_path() ? destination_.parent_path() : ".", true);
 }
 
-void fsync_path(const std::filesystem::path& path, bool directory) {
+void fsync_path(const std::filesystem::path& path, bool directory, bool drop_cache) {
   const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) fail("open " + path.string());
   const int error = ::fsync(fd) == 0 ? 0 : errno;
+  // Advice: nothing to check.
+  if (error == 0 && drop_cache) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   ::close(fd);
   if (error != 0) throw std::system_error(error, std::generic_category(), "fsync " + path.string());
 }

@@ -10,8 +10,11 @@
 
 namespace cauce::workers {
 
-// fsync of a file or a directory (the entry a rename made); throws std::system_error.
-void fsync_path(const std::filesystem::path& path, bool directory);
+// fsync of a file or a directory (the entry a rename made); throws std::system_error. With
+// `drop_cache`, the file's pages are then dropped from the page cache, so that reading it back
+// (a backup copy's check) reads what the storage holds rather than what this process wrote (on
+// NFS: what the server has).
+void fsync_path(const std::filesystem::path& path, bool directory, bool drop_cache = false);
 
 class PartFile {
  public:

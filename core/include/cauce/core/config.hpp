@@ -152,6 +152,8 @@ struct BackupsConfig {
   // mount each completed backup is copied into (empty: none), and how many copies it keeps.
   std::string copy_to;
   int copy_keep = 7;
+  // One copy (and its retention) must finish within this: a mount that hangs fails the attempt.
+  int copy_timeout_s = 1800;
 };
 
 // Alert deadlines (workers/README.md "Deadlines"): an open alert not acknowledged within its

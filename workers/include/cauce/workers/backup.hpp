@@ -25,6 +25,13 @@ class BackupError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A copy that would take the place of another installation's, or of an intact copy of another
+// backup with the same id: nothing is deleted, and running the copy again does not help.
+class BackupCopyConflict : public BackupError {
+ public:
+  using BackupError::BackupError;
+};
+
 struct BackupSources {
   core::KafkaConfig kafka;
   core::PostgresConfig postgres;
@@ -72,13 +79,31 @@ struct BackupCopy {
   std::string manifest_sha256;      // of the copy's manifest.json, read back
 };
 
+// This installation's name (workers/README.md "Copies off the box"): 32 hex digits kept in
+// `<data_dir>/installation`, written (with the data dir) the first time it is asked for.
+std::string installation_id(const std::filesystem::path& data_dir);
+
+// Makes `copy_root` this installation's: creates it (durably) and writes its marker file
+// `cauce-installation` naming `installation` when it has none. Throws BackupCopyConflict when the
+// marker names another installation, std::system_error / filesystem_error on I/O errors.
+void claim_copy_root(const std::filesystem::path& copy_root, const std::string& installation);
+
+// A restore from a copy into a data dir that has no installation yet: the data dir becomes the
+// installation the copy's directory (the backup's parent) is marked with, so that the restored
+// system goes on copying there. Nothing happens otherwise.
+void adopt_installation(const std::filesystem::path& backup, const std::filesystem::path& data_dir);
+
 // The off-box copy (backups.copy_to, workers/README.md "Copies off the box"): verifies the
-// backup, writes every file under a temporary name in `copy_root`, fsyncs each (and drops it from
-// the page cache), reads the copy back against the manifest, then renames it to
-// `<copy_root>/<id>` and fsyncs `copy_root`. A complete, intact copy already there is kept as it
-// is. Throws BackupError (naming the file) when the backup or the read-back differ, and
+// backup, claims `copy_root` for `installation`, writes every file under a temporary name in it,
+// fsyncs each (and drops it from the page cache), reads the copy back against the manifest, then
+// renames it to `<copy_root>/<id>` without replacing anything there and fsyncs `copy_root`. What
+// is already at `<copy_root>/<id>`: this backup's intact copy is kept and returned; an intact copy
+// of another backup is never touched (BackupCopyConflict naming both manifests' sha256); a broken
+// one is renamed aside to `.<id>.broken-<unix seconds>-<random>` and copied again. Throws
+// BackupError (naming the file) when the backup or the read-back differ, and
 // std::filesystem::filesystem_error / std::system_error when the destination cannot be written.
-BackupCopy copy_backup(const std::filesystem::path& backup, const std::filesystem::path& copy_root);
+BackupCopy copy_backup(const std::filesystem::path& backup, const std::filesystem::path& copy_root,
+                       const std::string& installation);
 
 // The complete backups under `directory` beyond the newest `keep`: what a copy's retention
 // (backups.copy_keep) deletes, oldest first.
