@@ -19,6 +19,8 @@ namespace cauce::commands {
 //   version_mismatch If-Match does not match (412)
 //   too_early        the command's time is before what it acts on (a worker's command sent by a
 //                    clock behind another); never remembered: the same command may be taken later
+//   unreadable_history  the aggregate's history holds an event this build cannot read (a newer
+//                    build wrote it: rolling upgrade, rollback) (503); never remembered
 struct Rejection {
   std::string code;
   std::string field;
