@@ -563,6 +563,7 @@ std::optional<std::string> fold(AggregateStore& store, EventEnvelope e, std::int
     }
     store.put(key, std::move(next));
   }
+  if (unread) store.count_unread_event();
   store.record_command(command_id, AppliedCommand{digest(request_hash, e.aggregate_id), e.version,
                                                   offset, std::nullopt});
   return unread;

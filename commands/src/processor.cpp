@@ -1089,7 +1089,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
       if (every <= 0 || o.events_since_snapshot < every) continue;
       // A snapshot would hide unread events from the build that can read them: it must fold
       // them from the log.
-      if (o.store->unread_count() > 0) continue;
+      if (o.store->unread_events() > 0) continue;
       o.events_since_snapshot = 0;
       try {
         write_snapshot(l, o);

@@ -73,7 +73,11 @@ class AggregateStore {
   // event decides them.
   virtual const std::string* unread(const AggregateKey& key) const = 0;
   virtual void mark_unread(const AggregateKey& key, std::string event) = 0;
-  virtual std::size_t unread_count() const = 0;
+  // Events folded without being read, of any aggregate type (one of a type this build does not
+  // know has no key to mark). A store holding any is never snapshotted: the build that reads
+  // them must fold them from the log.
+  virtual std::int64_t unread_events() const = 0;
+  virtual void count_unread_event() = 0;
 };
 
 // Every aggregate and command in fixed-size records (compact.hpp): about 150 bytes per contact
@@ -107,7 +111,8 @@ class MemoryAggregateStore final : public AggregateStore {
   std::size_t command_count() const override { return commands_.size(); }
   const std::string* unread(const AggregateKey& key) const override;
   void mark_unread(const AggregateKey& key, std::string event) override;
-  std::size_t unread_count() const override { return unread_.size(); }
+  std::int64_t unread_events() const override { return unread_events_; }
+  void count_unread_event() override { ++unread_events_; }
 
   // For snapshots.
   const Aggregates& aggregates() const { return aggregates_; }
@@ -120,6 +125,7 @@ class MemoryAggregateStore final : public AggregateStore {
   Rejections rejections_;
   // Never snapshotted: a processor holding any does not write snapshots (processor.cpp).
   DenseMap<AggregateKey, std::string, KeyTraits> unread_;
+  std::int64_t unread_events_ = 0;
 };
 
 struct Outcome {
