@@ -9,6 +9,18 @@ namespace {
 
 Rejection invalid_body(const std::string& message) { return Rejection{"invalid", "body", message}; }
 
+// A command type (or aggregate type) this build does not know. Only cauce's API sends commands,
+// so it comes from a newer API during a rolling upgrade: not the client's fault.
+class UnknownCommand : public std::invalid_argument {
+ public:
+  explicit UnknownCommand(const std::string& type)
+      : std::invalid_argument("unknown command type " + type), type_(type) {}
+  const std::string& type() const noexcept { return type_; }
+
+ private:
+  std::string type_;
+};
+
 // Decides with the aggregate's own decide(), then folds the events into a copy of the state.
 template <typename State, typename Result>
 Outcome finish(State state, const Result& result) {
@@ -146,7 +158,7 @@ Outcome decide_contact(const contact::State& s, const CommandEnvelope& c, const 
         s, decide(s, Claim{json::opt_int(d, "ttl_s").value_or(Claim::kDefaultClaimSeconds)}, ctx));
   }
   if (c.type == "contact.release") return finish(s, decide(s, Release{}, ctx));
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
@@ -171,7 +183,7 @@ Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapi
                                          core::parse_utc_micros(json::string(d, "deadline_at"))},
                             ctx));
   }
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 job::RecordFailure record_failure(const rapidjson::Value& d) {
@@ -217,7 +229,7 @@ Outcome decide_report(const report::State& s, const CommandEnvelope& c, const ra
   }
   if (c.type == "report.record_failure") return finish(s, decide(s, record_failure(d), ctx));
   if (c.type == "report.retry") return finish(s, decide(s, Retry{}, ctx));
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
@@ -251,7 +263,7 @@ Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const ra
   }
   if (c.type == "backup.retry") return finish(s, decide(s, Retry{}, ctx));
   if (c.type == "backup.expire") return finish(s, decide(s, Expire{}, ctx));
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 // PATCH's source_auth: absent (unchanged), null (removed) or a name.
@@ -293,7 +305,7 @@ Outcome decide_report_schedule(const report_schedule::State& s, const CommandEnv
                                     json::integer(d, "revision"), json::string(d, "report_id")},
                             ctx));
   }
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 // Registration by an admin (POST /v1/webhooks), disabling by the delivery worker, enabling by an
@@ -304,7 +316,7 @@ Outcome decide_webhook(const webhook::State& s, const CommandEnvelope& c,
   if (c.type == "webhook.register") return finish(s, decide(s, register_from_json(c.data), ctx));
   if (c.type == "webhook.disable") return finish(s, decide(s, disable_from_json(c.data), ctx));
   if (c.type == "webhook.enable") return finish(s, decide(s, Enable{}, ctx));
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 // The import session's commands (api/src/imports.cpp): an import's course, never a client's.
@@ -341,7 +353,7 @@ Outcome decide_import(const import::State& s, const CommandEnvelope& c, const ra
         s,
         decide(s, Fail{counts_of(d), json::integer(d, "bytes"), json::string(d, "reason")}, ctx));
   }
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 }  // namespace cauce::commands
@@ -398,8 +410,8 @@ void MemoryAggregateStore::record_command(const Uuid& command_id, const AppliedC
 bool remembers_rejection(const CommandEnvelope& command, const Outcome& outcome) {
   return outcome.kind == ReplyOutcome::kRejected && !outcome.original &&
          outcome.rejection.has_value() && outcome.rejection->code != "invalid" &&
-         outcome.rejection->code != "too_early" &&
-         outcome.rejection->code != "unreadable_history" && is_name_based_uuid(command.command_id);
+         outcome.rejection->code != "too_early" && !refused_until_upgrade(*outcome.rejection) &&
+         is_name_based_uuid(command.command_id);
 }
 
 AppliedCommand remembered(const CommandEnvelope& command, const Outcome& outcome,
@@ -457,7 +469,7 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
   const CommandContext ctx{c.issued_at_us, c.expected_version, c.actor};
   try {
     const auto type = aggregate_type(c.aggregate_type);
-    if (!type) throw std::invalid_argument("unknown command type " + c.type);
+    if (!type) throw UnknownCommand(c.type);
     const AggregateKey key{Uuid::from(c.aggregate_id, "aggregate_id"), *type};
     const auto* current = store.find(key);
     if (const auto* unread = store.unread(key))
@@ -481,6 +493,14 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
       return decide_import(current_or_new<import::State>(current), c, d, ctx);
     }
     return decide_backup(current_or_new<backup::State>(current), c, d, ctx);
+  } catch (const UnknownCommand& e) {
+    Outcome out;
+    out.kind = ReplyOutcome::kRejected;
+    out.rejection = Rejection{"unknown_command", "type",
+                              e.type() +
+                                  " is unknown to this version of cauce's command processor; "
+                                  "retry once every process runs the newer version"};
+    return out;
   } catch (const std::invalid_argument& e) {
     Outcome out;
     out.kind = ReplyOutcome::kRejected;

@@ -156,7 +156,8 @@ void record(AggregateStore& store, const CommandEnvelope& command, const Outcome
 
 // Decides `command` against `store` without changing it. A command id decided before answers
 // what it answered then (duplicate, the same rejection replayed, or key_reused when the request
-// differs). Unknown types and malformed data are rejections ("invalid"), never exceptions. On
+// differs). Malformed data is a rejection ("invalid"), an unknown command type one of its own
+// ("unknown_command", not remembered: a newer API sent it), never exceptions. On
 // an aggregate with unread history (AggregateStore::unread) a wrong If-Match is a
 // version_mismatch as usual and anything else an "unreadable_history" rejection, which is not
 // remembered (the same command is decided again after the upgrade).
