@@ -210,6 +210,22 @@ ApiError rejection_error(const Reply& reply) {
     return ApiError(http::status::conflict, r.code == "conflict" ? "conflict" : "already-exists",
                     r.message, {{r.field, r.message}});
   }
+  if (r.code == "unknown_command") {
+    // A newer API sent a command this processor's build does not know (a rolling upgrade).
+    ApiError error(http::status::service_unavailable, "unknown-command", r.message,
+                   {{r.field, r.message}});
+    error.retry_after_s = 5;
+    return error;
+  }
+  if (r.code == "unreadable_history") {
+    // A newer build wrote part of this aggregate's history (a rolling upgrade): decided once
+    // every processor runs it. Not remembered, so the same request succeeds then.
+    ApiError error(http::status::service_unavailable, "unreadable-history", r.message,
+                   {{r.field, r.message}});
+    error.retry_after_s = 5;
+    error.extensions.emplace_back("current_version", reply.version);
+    return error;
+  }
   if (r.code == "version_mismatch") {
     ApiError error(http::status::precondition_failed, "version-mismatch", r.message,
                    {{"If-Match", r.message}});

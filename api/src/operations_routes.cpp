@@ -27,7 +27,13 @@ void add_operations_routes(Router& router, const ReadinessProbe& probe,
       for (const auto& c : report.checks) {
         if (!c.ok) failing += (failing.empty() ? "" : ", ") + c.name;
       }
-      write_string(w, "detail", "not ready: " + failing);
+      write_string(
+          w, "detail",
+          report.stopping ? "not ready: stopping (shutting down)" : "not ready: " + failing);
+      if (report.stopping) {
+        w.Key("stopping");
+        w.Bool(true);
+      }
       write_string(w, "request_id", request.request_id);
     } else {
       write_string(w, "status", report.degraded ? "degraded" : "ready");

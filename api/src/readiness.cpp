@@ -240,7 +240,7 @@ void ReadinessProbe::loop(Slot& slot) {
 ReadinessProbe::Report ReadinessProbe::report() const {
   const auto now = std::chrono::steady_clock::now();
   const std::lock_guard lock(mutex_);
-  Report report{true, false, {}};
+  Report report{true, false, stopping_requests_.load(), {}};
   for (const auto& slot : slots_) {
     CheckStatus status{slot->check->name(), slot->ok, slot->degraded, slot->detail, 0};
     if (!slot->has_result) {
@@ -257,6 +257,7 @@ ReadinessProbe::Report ReadinessProbe::report() const {
     report.degraded = report.degraded || status.degraded;
     report.checks.push_back(std::move(status));
   }
+  if (report.stopping) report.ready = false;
   return report;
 }
 

@@ -1,6 +1,8 @@
 #include "service.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <mutex>
@@ -38,6 +40,20 @@
 
 namespace cauce::api {
 namespace {
+
+// Waits `grace`, or less when another stop signal comes (an operator who does not want to wait).
+void wait_for_grace(const sigset_t& stop_signals, std::chrono::milliseconds grace) {
+  const auto until = std::chrono::steady_clock::now() + grace;
+  for (;;) {
+    const auto left = until - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return;
+    const auto s = std::chrono::duration_cast<std::chrono::seconds>(left);
+    timespec timeout{static_cast<time_t>(s.count()),
+                     static_cast<long>(std::chrono::nanoseconds(left - s).count())};
+    if (sigtimedwait(&stop_signals, nullptr, &timeout) >= 0) return;
+    if (errno != EINTR) return;  // EAGAIN: the grace is over
+  }
+}
 
 bool has_role(const core::Config& config, std::string_view role) {
   return std::find(config.roles.begin(), config.roles.end(), role) != config.roles.end();
@@ -380,7 +396,14 @@ int run_serve(const core::Config& config) {
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
-  log.info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
+  const auto stopping_at = std::chrono::steady_clock::now();
+  log.info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"},
+                        {"grace_ms", config.http.shutdown_grace_ms}});
+  // Not ready from now on, still serving: a load balancer takes this process out of rotation
+  // before the listener closes. Then the HTTP drain answers every request already accepted,
+  // commands included (their replies come through the bus and the processor, which stop after).
+  probe.stop_serving();
+  wait_for_grace(stop_signals, std::chrono::milliseconds(config.http.shutdown_grace_ms));
   server.stop();
   if (job_workers) job_workers->stop();
   if (workers_bus) {
@@ -393,7 +416,9 @@ int run_serve(const core::Config& config) {
   if (bus) bus->stop();
   if (processor) processor->stop();
   if (projector) projector->stop();
-  log.info("stopped");
+  log.info("stopped", {{"ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now() - stopping_at)
+                                  .count()}});
   return 0;
 }
 

@@ -9,6 +9,18 @@ namespace {
 
 Rejection invalid_body(const std::string& message) { return Rejection{"invalid", "body", message}; }
 
+// A command type (or aggregate type) this build does not know. Only cauce's API sends commands,
+// so it comes from a newer API during a rolling upgrade: not the client's fault.
+class UnknownCommand : public std::invalid_argument {
+ public:
+  explicit UnknownCommand(const std::string& type)
+      : std::invalid_argument("unknown command type " + type), type_(type) {}
+  const std::string& type() const noexcept { return type_; }
+
+ private:
+  std::string type_;
+};
+
 // Decides with the aggregate's own decide(), then folds the events into a copy of the state.
 template <typename State, typename Result>
 Outcome finish(State state, const Result& result) {
@@ -59,6 +71,50 @@ std::optional<std::string> claim_of(const AggregateStore& store, const CommandEn
   return core::format_utc_micros(contact->claimed_until_us);
 }
 
+// A fresh state of `type`, before its first event.
+AggregateState new_state(AggregateType type) {
+  switch (type) {
+    case AggregateType::kContact:
+      return contact::State{};
+    case AggregateType::kAlert:
+      return alert::State{};
+    case AggregateType::kReport:
+      return report::State{};
+    case AggregateType::kBackup:
+      return backup::State{};
+    case AggregateType::kReportSchedule:
+      return report_schedule::State{};
+    case AggregateType::kWebhook:
+      return webhook::State{};
+    case AggregateType::kImport:
+      return import::State{};
+  }
+  throw std::logic_error("aggregate type out of range");
+}
+
+std::int64_t version_of(const AggregateState& state) {
+  return std::visit([](const auto& s) { return s.version; }, state);
+}
+
+// A command on an aggregate whose history holds `unread` (an event this build cannot fold): its
+// state here may lack what that event did, so only the version, which is exact, is checked.
+Outcome refuse_unread(const AggregateState& state, const std::string& unread,
+                      const CommandContext& ctx) {
+  Outcome out;
+  out.kind = ReplyOutcome::kRejected;
+  out.version = version_of(state);
+  if (ctx.expected_version && *ctx.expected_version != out.version) {
+    out.rejection = Rejection{"version_mismatch", "If-Match",
+                              "the aggregate is at version " + std::to_string(out.version)};
+  } else {
+    out.rejection = Rejection{"unreadable_history", "id",
+                              "its history holds " + unread +
+                                  ", which this version of cauce cannot read; retry once every "
+                                  "process runs the newer version"};
+  }
+  return out;
+}
+
 template <typename State>
 State current_or_new(const AggregateState* current) {
   if (current != nullptr) {
@@ -102,7 +158,7 @@ Outcome decide_contact(const contact::State& s, const CommandEnvelope& c, const 
         s, decide(s, Claim{json::opt_int(d, "ttl_s").value_or(Claim::kDefaultClaimSeconds)}, ctx));
   }
   if (c.type == "contact.release") return finish(s, decide(s, Release{}, ctx));
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
@@ -127,7 +183,7 @@ Outcome decide_alert(const alert::State& s, const CommandEnvelope& c, const rapi
                                          core::parse_utc_micros(json::string(d, "deadline_at"))},
                             ctx));
   }
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 job::RecordFailure record_failure(const rapidjson::Value& d) {
@@ -173,7 +229,7 @@ Outcome decide_report(const report::State& s, const CommandEnvelope& c, const ra
   }
   if (c.type == "report.record_failure") return finish(s, decide(s, record_failure(d), ctx));
   if (c.type == "report.retry") return finish(s, decide(s, Retry{}, ctx));
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const rapidjson::Value& d,
@@ -207,7 +263,7 @@ Outcome decide_backup(const backup::State& s, const CommandEnvelope& c, const ra
   }
   if (c.type == "backup.retry") return finish(s, decide(s, Retry{}, ctx));
   if (c.type == "backup.expire") return finish(s, decide(s, Expire{}, ctx));
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 // PATCH's source_auth: absent (unchanged), null (removed) or a name.
@@ -249,7 +305,7 @@ Outcome decide_report_schedule(const report_schedule::State& s, const CommandEnv
                                     json::integer(d, "revision"), json::string(d, "report_id")},
                             ctx));
   }
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 // Registration by an admin (POST /v1/webhooks), disabling by the delivery worker, enabling by an
@@ -260,7 +316,7 @@ Outcome decide_webhook(const webhook::State& s, const CommandEnvelope& c,
   if (c.type == "webhook.register") return finish(s, decide(s, register_from_json(c.data), ctx));
   if (c.type == "webhook.disable") return finish(s, decide(s, disable_from_json(c.data), ctx));
   if (c.type == "webhook.enable") return finish(s, decide(s, Enable{}, ctx));
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 // The import session's commands (api/src/imports.cpp): an import's course, never a client's.
@@ -297,7 +353,7 @@ Outcome decide_import(const import::State& s, const CommandEnvelope& c, const ra
         s,
         decide(s, Fail{counts_of(d), json::integer(d, "bytes"), json::string(d, "reason")}, ctx));
   }
-  throw std::invalid_argument("unknown command type " + c.type);
+  throw UnknownCommand(c.type);
 }
 
 }  // namespace cauce::commands
@@ -324,6 +380,14 @@ void MemoryAggregateStore::put(const AggregateKey& key, AggregateState state) {
   aggregates_.insert_or_assign(key, std::move(state));
 }
 
+const std::string* MemoryAggregateStore::unread(const AggregateKey& key) const {
+  return unread_.find(key);
+}
+
+void MemoryAggregateStore::mark_unread(const AggregateKey& key, std::string event) {
+  if (unread_.find(key) == nullptr) unread_.insert_or_assign(key, std::move(event));
+}
+
 std::optional<AppliedCommand> MemoryAggregateStore::find_command(const Uuid& command_id) const {
   const auto* record = commands_.find(command_id);
   if (record == nullptr) return std::nullopt;
@@ -346,7 +410,8 @@ void MemoryAggregateStore::record_command(const Uuid& command_id, const AppliedC
 bool remembers_rejection(const CommandEnvelope& command, const Outcome& outcome) {
   return outcome.kind == ReplyOutcome::kRejected && !outcome.original &&
          outcome.rejection.has_value() && outcome.rejection->code != "invalid" &&
-         outcome.rejection->code != "too_early" && is_name_based_uuid(command.command_id);
+         outcome.rejection->code != "too_early" && !refused_until_upgrade(*outcome.rejection) &&
+         is_name_based_uuid(command.command_id);
 }
 
 AppliedCommand remembered(const CommandEnvelope& command, const Outcome& outcome,
@@ -404,9 +469,11 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
   const CommandContext ctx{c.issued_at_us, c.expected_version, c.actor};
   try {
     const auto type = aggregate_type(c.aggregate_type);
-    if (!type) throw std::invalid_argument("unknown command type " + c.type);
-    const auto* current =
-        store.find(AggregateKey{Uuid::from(c.aggregate_id, "aggregate_id"), *type});
+    if (!type) throw UnknownCommand(c.type);
+    const AggregateKey key{Uuid::from(c.aggregate_id, "aggregate_id"), *type};
+    const auto* current = store.find(key);
+    if (const auto* unread = store.unread(key))
+      return refuse_unread(current != nullptr ? *current : new_state(*type), *unread, ctx);
     const auto d = json::parse(c.data);
     if (*type == AggregateType::kContact) {
       return decide_contact(current_or_new<contact::State>(current), c, d, ctx);
@@ -426,6 +493,14 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& c) {
       return decide_import(current_or_new<import::State>(current), c, d, ctx);
     }
     return decide_backup(current_or_new<backup::State>(current), c, d, ctx);
+  } catch (const UnknownCommand& e) {
+    Outcome out;
+    out.kind = ReplyOutcome::kRejected;
+    out.rejection = Rejection{"unknown_command", "type",
+                              e.type() +
+                                  " is unknown to this version of cauce's command processor; "
+                                  "retry once every process runs the newer version"};
+    return out;
   } catch (const std::invalid_argument& e) {
     Outcome out;
     out.kind = ReplyOutcome::kRejected;
@@ -457,45 +532,62 @@ std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const
   return out;
 }
 
-void fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
-          const std::string& request_hash) {
-  upcast(e);
-  const auto type = aggregate_type(e.aggregate_type);
-  if (!type) throw std::invalid_argument("unknown aggregate type " + e.aggregate_type);
-  const AggregateKey key{Uuid::from(e.aggregate_id, "aggregate_id"), *type};
+std::optional<std::string> fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
+                                const std::string& request_hash) {
   const auto command_id = Uuid::from(e.command_id, "command_id");
-  const auto* current = store.find(key);
-  // The aggregate's own evolve() (found by argument-dependent lookup) over its state so far.
-  const auto evolved = [&](auto initial, const auto& event) -> AggregateState {
-    return evolve(current_or_new<decltype(initial)>(current), event);
-  };
-  AggregateState next;
-  switch (*type) {
-    case AggregateType::kContact:
-      next = evolved(contact::State{}, contact::event_from_json(e.type, e.data));
-      break;
-    case AggregateType::kAlert:
-      next = evolved(alert::State{}, alert::event_from_json(e.type, e.data));
-      break;
-    case AggregateType::kReport:
-      next = evolved(report::State{}, report::event_from_json(e.type, e.data));
-      break;
-    case AggregateType::kBackup:
-      next = evolved(backup::State{}, backup::event_from_json(e.type, e.data));
-      break;
-    case AggregateType::kReportSchedule:
-      next = evolved(report_schedule::State{}, report_schedule::event_from_json(e.type, e.data));
-      break;
-    case AggregateType::kWebhook:
-      next = evolved(webhook::State{}, webhook::event_from_json(e.type, e.data));
-      break;
-    case AggregateType::kImport:
-      next = evolved(import::State{}, import::event_from_json(e.type, e.data));
-      break;
+  const auto aggregate_id = Uuid::from(e.aggregate_id, "aggregate_id");
+  const auto event_name = e.type + " v" + std::to_string(e.schema_version);
+  const auto type = aggregate_type(e.aggregate_type);
+  std::optional<std::string> unread;
+  if (!type) {
+    unread = "unknown aggregate type " + e.aggregate_type;
+  } else {
+    const AggregateKey key{aggregate_id, *type};
+    const auto* current = store.find(key);
+    // The aggregate's own evolve() (found by argument-dependent lookup) over its state so far.
+    const auto evolved = [&](auto initial, const auto& event) -> AggregateState {
+      return evolve(current_or_new<decltype(initial)>(current), event);
+    };
+    AggregateState next;
+    try {
+      upcast(e);
+      switch (*type) {
+        case AggregateType::kContact:
+          next = evolved(contact::State{}, contact::event_from_json(e.type, e.data));
+          break;
+        case AggregateType::kAlert:
+          next = evolved(alert::State{}, alert::event_from_json(e.type, e.data));
+          break;
+        case AggregateType::kReport:
+          next = evolved(report::State{}, report::event_from_json(e.type, e.data));
+          break;
+        case AggregateType::kBackup:
+          next = evolved(backup::State{}, backup::event_from_json(e.type, e.data));
+          break;
+        case AggregateType::kReportSchedule:
+          next =
+              evolved(report_schedule::State{}, report_schedule::event_from_json(e.type, e.data));
+          break;
+        case AggregateType::kWebhook:
+          next = evolved(webhook::State{}, webhook::event_from_json(e.type, e.data));
+          break;
+        case AggregateType::kImport:
+          next = evolved(import::State{}, import::event_from_json(e.type, e.data));
+          break;
+      }
+    } catch (const std::invalid_argument& error) {
+      // What it did is unknown here, but not where it leaves the aggregate's version.
+      unread = error.what();
+      next = current != nullptr ? *current : new_state(*type);
+      std::visit([&](auto& s) { s.version = e.version; }, next);
+      store.mark_unread(key, event_name);
+    }
+    store.put(key, std::move(next));
   }
-  store.put(key, std::move(next));
+  if (unread) store.count_unread_event();
   store.record_command(command_id, AppliedCommand{digest(request_hash, e.aggregate_id), e.version,
                                                   offset, std::nullopt});
+  return unread;
 }
 
 }  // namespace cauce::commands

@@ -108,6 +108,13 @@ struct Metrics {
         snapshots_written(snapshots.Add({{"result", "written"}})),
         snapshots_loaded(snapshots.Add({{"result", "loaded"}})),
         snapshots_invalid(snapshots.Add({{"result", "invalid"}})),
+        unread_events(prometheus::BuildCounter()
+                          .Name("cauce_processor_unread_events_total")
+                          .Help("Events a rebuild could not fold (a newer build's type or "
+                                "schema_version): their aggregates keep the events' versions "
+                                "and refuse commands until the upgrade")
+                          .Register(registry)
+                          .Add({})),
         dead_letters(prometheus::BuildCounter()
                          .Name("cauce_processor_dead_letters_total")
                          .Help("Records on the commands topic that were not commands, parked on "
@@ -128,6 +135,7 @@ struct Metrics {
   prometheus::Counter& snapshots_written;
   prometheus::Counter& snapshots_loaded;
   prometheus::Counter& snapshots_invalid;
+  prometheus::Counter& unread_events;
   prometheus::Counter& dead_letters;
 };
 
@@ -305,6 +313,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   std::map<std::int32_t, std::unique_ptr<Owned>> owned;
   bool holding = false;  // a revocation is waiting: take no new batch
   bool fenced = false;   // another producer took the transactional id: append nothing more
+  std::set<std::string> unread_logged;  // "type vN" of unread events already logged
 
   std::set<std::int32_t> paused;  // poll thread only
 
@@ -494,8 +503,11 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     const auto events = read_partition(
         o, options.kafka.events_topic,
         [&](RdKafka::Message& m) {
-          fold(*store, event_from_json(core::kafka_payload(m)), m.offset(),
-               core::kafka_header(m, header::kRequestHash).value_or(""));
+          auto event = event_from_json(core::kafka_payload(m));
+          const auto name = event.type + " v" + std::to_string(event.schema_version);
+          const auto unread = fold(*store, std::move(event), m.offset(),
+                                   core::kafka_header(m, header::kRequestHash).value_or(""));
+          if (unread) note_unread(o, name, m.offset(), *unread);
         },
         from, &events_end);
     replayed = events;
@@ -515,6 +527,22 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
          {"ms",
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
     return store;
+  }
+
+  // An event the rebuild could not fold (fold() kept its version): counted, and logged once per
+  // type and schema_version in this process, not once per event.
+  void note_unread(const Owned& o, const std::string& name, std::int64_t offset,
+                   const std::string& reason) {
+    metrics.unread_events.Increment();
+    {
+      const std::lock_guard lock(mutex);
+      if (!unread_logged.insert(name).second) return;
+    }
+    log().warn(
+        "events this build cannot read: their aggregates keep the events' versions and refuse "
+        "commands until every process runs a build that reads them; the partition is not "
+        "snapshotted meanwhile (logged once per event type)",
+        {{"event", name}, {"partition", o.partition}, {"offset", offset}, {"error", reason}});
   }
 
   struct LoadedSnapshot {
@@ -1064,6 +1092,9 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     for (const auto& slice : batch) {
       Owned& o = *slice.owned;
       if (every <= 0 || o.events_since_snapshot < every) continue;
+      // A snapshot would hide unread events from the build that can read them: it must fold
+      // them from the log.
+      if (o.store->unread_events() > 0) continue;
       o.events_since_snapshot = 0;
       try {
         write_snapshot(l, o);

@@ -257,6 +257,11 @@ const std::vector<Binding>& bindings() {
     b.push_back(http.integer("http.drain_timeout_s",
                              "On shutdown, seconds in-flight requests get to finish",
                              &HttpConfig::drain_timeout_s, 0, 600));
+    b.push_back(http.integer("http.shutdown_grace_ms",
+                             "On SIGTERM, milliseconds /readyz answers 503 (stopping) while "
+                             "requests are still served, before the listener closes and the "
+                             "drain starts (a load balancer's time to stop sending)",
+                             &HttpConfig::shutdown_grace_ms, 0, 600000));
     b.push_back(kafka.text("kafka.bootstrap_servers", "Kafka bootstrap servers (host:port,...)",
                            &KafkaConfig::bootstrap_servers));
     b.push_back(kafka.text("kafka.commands_topic", "Topic the API writes commands to",

@@ -364,6 +364,9 @@ std::map<std::string, std::string> cauce_env(const core::PostgresConfig& pg,
       {"CAUCE_HTTP_RATE_LIMIT_READER", "0"},
       {"CAUCE_HTTP_RATE_LIMIT_OPERATOR", "0"},
       {"CAUCE_HTTP_RATE_LIMIT_ADMIN", "0"},
+      // Tests stop servers often and no load balancer watches them; the grace has a test of its
+      // own (UpgradesTest).
+      {"CAUCE_HTTP_SHUTDOWN_GRACE_MS", "0"},
   };
 }
 

@@ -33,11 +33,12 @@ class Producer {
   }
   ~Producer() { producer_->flush(30000); }
 
-  void send(const std::string& key, const std::string& value) {
+  void send(const std::string& key, const std::string& value,
+            std::int32_t partition = RdKafka::Topic::PARTITION_UA) {
     for (;;) {
-      const auto rc = producer_->produce(
-          topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-          const_cast<char*>(value.data()), value.size(), key.data(), key.size(), 0, nullptr);
+      const auto rc = producer_->produce(topic_, partition, RdKafka::Producer::RK_MSG_COPY,
+                                         const_cast<char*>(value.data()), value.size(), key.data(),
+                                         key.size(), 0, nullptr);
       if (rc == RdKafka::ERR_NO_ERROR) return;
       if (rc != RdKafka::ERR__QUEUE_FULL) throw std::runtime_error(RdKafka::err2str(rc));
       producer_->poll(50);
@@ -195,6 +196,16 @@ void write_records(const core::KafkaConfig& kafka,
                    const std::vector<std::pair<std::string, std::string>>& records) {
   Producer producer(kafka);
   for (const auto& [key, value] : records) producer.send(key, value);
+  producer.flush();
+}
+
+void write_records_on_cauce_partitions(
+    const core::KafkaConfig& kafka,
+    const std::vector<std::pair<std::string, std::string>>& records) {
+  Producer producer(kafka);
+  for (const auto& [key, value] : records) {
+    producer.send(key, value, core::kafka_key_partition(key, kafka.partitions));
+  }
   producer.flush();
 }
 

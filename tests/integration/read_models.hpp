@@ -39,6 +39,13 @@ std::string synthetic_envelope(const std::string& aggregate_type, const std::str
 void write_records(const core::KafkaConfig& kafka,
                    const std::vector<std::pair<std::string, std::string>>& records);
 
+// Like write_records, each on the partition cauce's processor appends its key's events to (the
+// partition of the aggregate's commands: murmur2 of the key over kafka.partitions), as another
+// build of cauce would write them.
+void write_records_on_cauce_partitions(
+    const core::KafkaConfig& kafka,
+    const std::vector<std::pair<std::string, std::string>>& records);
+
 // `text` without the lines starting with `prefix`.
 std::string without_lines(const std::string& text, const std::string& prefix);
 

@@ -67,15 +67,27 @@ TEST(HandlerTest, DecidingDoesNotChangeTheStore) {
   EXPECT_EQ(store.command_count(), 0u);
 }
 
-TEST(HandlerTest, UnknownTypesAndMalformedDataAreInvalidRejections) {
+TEST(HandlerTest, MalformedDataIsAnInvalidRejection) {
+  MemoryAggregateStore store;
+  const auto out =
+      decide(store, command("contact.register", "contact", kContact, R"({"name":7})", "b"));
+  EXPECT_EQ(out.kind, ReplyOutcome::kRejected);
+  ASSERT_TRUE(out.rejection);
+  EXPECT_EQ(out.rejection->code, "invalid");
+}
+
+// Only cauce's API sends commands, so a type this processor does not know was sent by a newer
+// API during a rolling upgrade: refused for now (never remembered), decided after the upgrade.
+TEST(HandlerTest, CommandTypesOfANewerBuildAreRefusedUntilTheUpgrade) {
   MemoryAggregateStore store;
   for (const auto& c : {command("contact.teleport", "contact", kContact, "{}", "a"),
-                        command("contact.register", "contact", kContact, R"({"name":7})", "b"),
                         command("ship.launch", "ship", kContact, "{}", "c")}) {
     const auto out = decide(store, c);
     EXPECT_EQ(out.kind, ReplyOutcome::kRejected) << c.type;
     ASSERT_TRUE(out.rejection) << c.type;
-    EXPECT_EQ(out.rejection->code, "invalid") << c.type;
+    EXPECT_EQ(out.rejection->code, "unknown_command") << c.type;
+    EXPECT_THAT(out.rejection->message, ::testing::HasSubstr(c.type));
+    EXPECT_FALSE(remembers_rejection(c, out)) << c.type;
   }
 }
 
@@ -137,6 +149,89 @@ TEST(HandlerTest, FoldingTheEventsRebuildsTheStateAndTheAppliedCommands) {
   EXPECT_EQ(retry.call_id, std::optional<std::string>("0195a0c4-2222-7000-8000-000000000002"));
   const auto next = command("contact.archive", "contact", kContact, "{}", "c4");
   EXPECT_EQ(decide(rebuilt, next).version, decide(live, next).version);
+}
+
+// An event a newer build wrote (rolling upgrades, issue 18): its type or schema_version is
+// unknown here. `version` and the command that wrote it come from the envelope.
+EventEnvelope newer_event(const std::string& aggregate_type, const std::string& aggregate_id,
+                          std::int64_t version, const std::string& type, int schema_version,
+                          const std::string& name) {
+  EventEnvelope e;
+  e.event_id = uuid_v7(1'700'000'000'000);
+  e.type = type;
+  e.schema_version = schema_version;
+  e.aggregate_type = aggregate_type;
+  e.aggregate_id = aggregate_id;
+  e.version = version;
+  e.occurred_at_us = 1'700'000'000'000'000;
+  e.command_id = uuid_from_name(name);
+  e.correlation_id = "corr";
+  e.causation_id = e.command_id;
+  e.actor = "tester";
+  e.data = R"({"nickname":"Nana"})";
+  return e;
+}
+
+TEST(HandlerTest, EventsOfANewerBuildKeepTheVersionExactAndRefuseCommandsUntilTheUpgrade) {
+  MemoryAggregateStore store;
+  const auto registered =
+      decide(store, command("contact.register", "contact", kContact, kRegister, "c1"));
+  ASSERT_EQ(registered.kind, ReplyOutcome::kApplied);
+  for (const auto& e : event_envelopes(
+           command("contact.register", "contact", kContact, kRegister, "c1"), registered)) {
+    EXPECT_FALSE(fold(store, e, 0, "h1"));
+  }
+  EXPECT_EQ(store.unread(contact_key(kContact)), nullptr);
+
+  // A type this build does not know, then a known type at a schema_version it does not know.
+  const auto unknown_type =
+      fold(store, newer_event("contact", kContact, 2, "contact.nicknamed", 1, "n1"), 1, "h1");
+  ASSERT_TRUE(unknown_type);
+  EXPECT_THAT(*unknown_type, ::testing::HasSubstr("contact.nicknamed"));
+  const auto newer_version =
+      fold(store, newer_event("contact", kContact, 3, "contact.updated", 2, "n2"), 2, "h1");
+  ASSERT_TRUE(newer_version);
+  EXPECT_THAT(*newer_version, ::testing::HasSubstr("schema_version 2"));
+  // An aggregate type this build does not know: its command is still remembered.
+  const auto invoice = "0195a0c4-3333-7000-8000-000000000003";
+  EXPECT_TRUE(fold(store, newer_event("invoice", invoice, 1, "invoice.issued", 1, "n3"), 3, "h1"));
+  EXPECT_TRUE(store.find_command(*Uuid::parse(uuid_from_name("n3"))));
+  EXPECT_EQ(store.find_command(*Uuid::parse(uuid_from_name("n2")))->version, 3);
+
+  // The version is the envelope's: OCC stays exact.
+  const auto* state = std::get_if<contact::State>(store.find(contact_key(kContact)));
+  ASSERT_NE(state, nullptr);
+  EXPECT_EQ(state->version, 3);
+  const auto* unread = store.unread(contact_key(kContact));
+  ASSERT_NE(unread, nullptr);
+  EXPECT_EQ(*unread, "contact.nicknamed v1") << "the first event it could not read";
+  EXPECT_EQ(store.unread_events(), 3) << "the invoice's too: the store is not snapshotted";
+
+  // A wrong If-Match is a mismatch as always, at the exact version.
+  auto stale = command("contact.update", "contact", kContact, R"({"name":"Ana B"})", "c2");
+  stale.expected_version = 2;
+  const auto mismatch = decide(store, stale);
+  ASSERT_TRUE(mismatch.rejection);
+  EXPECT_EQ(mismatch.rejection->code, "version_mismatch");
+  EXPECT_EQ(mismatch.version, 3);
+  // The right one, or none, is refused until a build that reads the whole history decides it;
+  // the refusal is never remembered, so the same command is decided again after the upgrade.
+  for (const std::optional<std::int64_t> if_match :
+       {std::optional<std::int64_t>(3), std::optional<std::int64_t>()}) {
+    auto update = command("contact.update", "contact", kContact, R"({"name":"Ana B"})", "c3");
+    update.expected_version = if_match;
+    const auto refused = decide(store, update);
+    ASSERT_EQ(refused.kind, ReplyOutcome::kRejected);
+    ASSERT_TRUE(refused.rejection);
+    EXPECT_EQ(refused.rejection->code, "unreadable_history");
+    EXPECT_THAT(refused.rejection->message, ::testing::HasSubstr("contact.nicknamed v1"));
+    EXPECT_EQ(refused.version, 3);
+    EXPECT_FALSE(remembers_rejection(update, refused));
+  }
+  // Other aggregates are decided as usual.
+  const auto other = "0195a0c4-4444-7000-8000-000000000004";
+  EXPECT_EQ(decide(store, command("contact.register", "contact", other, kRegister, "c4")).kind,
+            ReplyOutcome::kApplied);
 }
 
 TEST(HandlerTest, ARejectionOfARetriableCommandIsRememberedAndAnsweredAgain) {

@@ -622,6 +622,12 @@ struct Workers::Impl {
       }
       const auto detail = reply.rejection ? reply.rejection->code + ": " + reply.rejection->message
                                           : std::string(commands::outcome_name(reply.outcome));
+      // A processor of an older build than the log or this worker (a rolling upgrade): not an
+      // answer about the job, asked again like no answer.
+      if (reply.rejection && commands::refused_until_upgrade(*reply.rejection)) {
+        if (attempt < 6 && sleep_for(backoff.next())) continue;
+        return {Sent::kUnknown, 0, detail, e.issued_at_us, ""};
+      }
       const bool elsewhere = reply.rejection && reply.rejection->code != "invalid";
       return {elsewhere ? Sent::kRefused : Sent::kInvalid, reply.version, detail, e.issued_at_us,
               reply.rejection ? reply.rejection->code : ""};

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -67,6 +68,7 @@ class ReadinessProbe {
   struct Report {
     bool ready = false;
     bool degraded = false;  // ready, but a check asks for an operator
+    bool stopping = false;  // the process is shutting down: not ready, whatever the checks say
     std::vector<CheckStatus> checks;
   };
 
@@ -78,6 +80,10 @@ class ReadinessProbe {
   ReadinessProbe& operator=(const ReadinessProbe&) = delete;
 
   Report report() const;
+
+  // From now on every report is "not ready: stopping" (SIGTERM: a load balancer stops sending
+  // new requests here before the listener closes). Thread-safe.
+  void stop_serving() { stopping_requests_.store(true); }
 
  private:
   struct Slot {
@@ -95,7 +101,8 @@ class ReadinessProbe {
   std::chrono::milliseconds max_age_;
   mutable std::mutex mutex_;
   std::condition_variable stop_requested_;
-  bool stopping_ = false;
+  bool stopping_ = false;  // the check threads end
+  std::atomic<bool> stopping_requests_{false};
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<std::jthread> threads_;
 };

@@ -19,6 +19,10 @@ namespace cauce::commands {
 //   version_mismatch If-Match does not match (412)
 //   too_early        the command's time is before what it acts on (a worker's command sent by a
 //                    clock behind another); never remembered: the same command may be taken later
+//   unreadable_history  the aggregate's history holds an event this build cannot read (a newer
+//                    build wrote it: rolling upgrade, rollback) (503); never remembered
+//   unknown_command  a command type this build does not know (a newer API sent it during a
+//                    rolling upgrade) (503); never remembered
 struct Rejection {
   std::string code;
   std::string field;
@@ -26,6 +30,13 @@ struct Rejection {
 
   friend bool operator==(const Rejection&, const Rejection&) = default;
 };
+
+// Whether a rejection only says that the processor's build is older than what it met during a
+// rolling upgrade (unreadable_history, unknown_command): never remembered; a sender treats it
+// like no answer and tries again later.
+inline bool refused_until_upgrade(const Rejection& rejection) {
+  return rejection.code == "unreadable_history" || rejection.code == "unknown_command";
+}
 
 // What every command carries besides its payload. Time comes from here, never from a clock.
 struct CommandContext {

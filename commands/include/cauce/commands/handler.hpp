@@ -67,6 +67,17 @@ class AggregateStore {
   virtual void record_command(const Uuid& command_id, const AppliedCommand& applied) = 0;
   virtual std::size_t aggregate_count() const = 0;
   virtual std::size_t command_count() const = 0;
+  // Aggregates whose history holds an event this build cannot fold (a newer build's type or
+  // schema_version, during a rolling upgrade or after a rollback): the first such event ("type
+  // vN"), nullptr for the others. Commands on them are refused until a build that reads every
+  // event decides them.
+  virtual const std::string* unread(const AggregateKey& key) const = 0;
+  virtual void mark_unread(const AggregateKey& key, std::string event) = 0;
+  // Events folded without being read, of any aggregate type (one of a type this build does not
+  // know has no key to mark). A store holding any is never snapshotted: the build that reads
+  // them must fold them from the log.
+  virtual std::int64_t unread_events() const = 0;
+  virtual void count_unread_event() = 0;
 };
 
 // Every aggregate and command in fixed-size records (compact.hpp): about 150 bytes per contact
@@ -98,6 +109,10 @@ class MemoryAggregateStore final : public AggregateStore {
   void record_command(const Uuid& command_id, const AppliedCommand& applied) override;
   std::size_t aggregate_count() const override { return aggregates_.size(); }
   std::size_t command_count() const override { return commands_.size(); }
+  const std::string* unread(const AggregateKey& key) const override;
+  void mark_unread(const AggregateKey& key, std::string event) override;
+  std::int64_t unread_events() const override { return unread_events_; }
+  void count_unread_event() override { ++unread_events_; }
 
   // For snapshots.
   const Aggregates& aggregates() const { return aggregates_; }
@@ -108,6 +123,9 @@ class MemoryAggregateStore final : public AggregateStore {
   Aggregates aggregates_;
   Commands commands_;
   Rejections rejections_;
+  // Never snapshotted: a processor holding any does not write snapshots (processor.cpp).
+  DenseMap<AggregateKey, std::string, KeyTraits> unread_;
+  std::int64_t unread_events_ = 0;
 };
 
 struct Outcome {
@@ -138,8 +156,11 @@ void record(AggregateStore& store, const CommandEnvelope& command, const Outcome
 
 // Decides `command` against `store` without changing it. A command id decided before answers
 // what it answered then (duplicate, the same rejection replayed, or key_reused when the request
-// differs). Unknown types and malformed data are
-// rejections ("invalid"), never exceptions.
+// differs). Malformed data is a rejection ("invalid"), an unknown command type one of its own
+// ("unknown_command", not remembered: a newer API sent it), never exceptions. On
+// an aggregate with unread history (AggregateStore::unread) a wrong If-Match is a
+// version_mismatch as usual and anything else an "unreadable_history" rejection, which is not
+// remembered (the same command is decided again after the upgrade).
 Outcome decide(const AggregateStore& store, const CommandEnvelope& command);
 
 // The envelopes of an applied command's events, as the processor appends them: UUIDv7 ids,
@@ -149,8 +170,12 @@ std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const
 
 // Folds one event of the log into `store` (state and the command it came from), upcast to the
 // current schema version first. `offset` is the event's in its partition; `request_hash` comes
-// from the record's header. Throws std::invalid_argument for an event it cannot take.
-void fold(AggregateStore& store, EventEnvelope event, std::int64_t offset,
-          const std::string& request_hash);
+// from the record's header. An event whose envelope is sound but whose type, schema_version,
+// data or aggregate type this build cannot read is never fatal: the aggregate takes the
+// envelope's version (OCC stays exact), is marked unread, its command is remembered, and the
+// reason is returned (nullopt: folded). Throws std::invalid_argument for an envelope without
+// valid ids.
+std::optional<std::string> fold(AggregateStore& store, EventEnvelope event, std::int64_t offset,
+                                const std::string& request_hash);
 
 }  // namespace cauce::commands

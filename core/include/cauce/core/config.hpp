@@ -31,10 +31,13 @@ struct HttpConfig {
   std::uint16_t port = 8080;  // 0 picks a free port; the bound port is logged
   int threads = 4;
   std::size_t body_limit_bytes = 1024 * 1024;
-  int idle_timeout_s = 30;      // a keep-alive connection with no request is closed after this
-  int header_timeout_s = 10;    // from a request's first byte to the end of its headers
-  int body_timeout_s = 30;      // to receive a request's body
-  int drain_timeout_s = 10;     // on shutdown, in-flight requests get this long to finish
+  int idle_timeout_s = 30;    // a keep-alive connection with no request is closed after this
+  int header_timeout_s = 10;  // from a request's first byte to the end of its headers
+  int body_timeout_s = 30;    // to receive a request's body
+  int drain_timeout_s = 10;   // on shutdown, in-flight requests get this long to finish
+  // On SIGTERM, /readyz answers 503 this long before the listener closes, so that a load
+  // balancer stops sending new requests here first (a second signal cuts it short).
+  int shutdown_grace_ms = 1000;
   int max_connections = 10000;  // past this a new connection gets a 503 and is closed
   // Bodies of at least this many bytes are gzipped for clients that accept it; 0: never.
   int gzip_min_bytes = 1024;
