@@ -1,5 +1,6 @@
 #include "pg_pipeline.hpp"
 
+#include <cerrno>
 #include <deque>
 
 #include <boost/asio/bind_executor.hpp>
@@ -9,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <libpq-fe.h>
+#include <unistd.h>
 
 #include <cauce/core/backoff.hpp>
 #include <cauce/core/log.hpp>
@@ -119,7 +121,11 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
   void send(const std::string& statement, const std::vector<std::string>& params, Done done) {
     done = [shared = shared_, done = std::move(done)](std::optional<PgRows> rows) {
       ++(rows ? shared->answered : shared->handed_back);
-      done(std::move(rows));
+      try {
+        done(std::move(rows));
+      } catch (const std::exception& e) {  // a responder must not throw: the strand goes on
+        core::Logger("postgres").error("a pipelined read's answer threw", {{"error", e.what()}});
+      }
     };
     if (!connection_ || in_flight_.size() >= options_.max_in_flight) {
       done(std::nullopt);
@@ -156,26 +162,30 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
     wait_readable();
   }
 
-  // Asio's epoll reactor is edge-triggered and a wait does not look before it waits: readiness
-  // that came while no wait was queued raises no event. So each wait is followed by a look
-  // (write: flush again; read: bytes readable), and a read drains the socket.
+  // A wait re-arms the descriptor in Asio's epoll reactor (EPOLL_CTL_MOD), so bytes waiting
+  // in the socket wake it even if they came first. Bytes already pulled into memory do not:
+  // answers libpq read while a flush found the socket full, and under TLS, records OpenSSL
+  // decrypted beyond what libpq asked for. So results are taken after a partial flush, and
+  // under TLS a read goes on while it yields results.
   void flush() {
     if (!connection_) return;
     const int left = PQflush(connection_.get());
     if (left < 0) {
       drop("writing: " + trimmed(PQerrorMessage(connection_.get())));
-    } else if (left > 0 && !writing_) {
-      writing_ = true;
-      socket_->async_wait(asio::posix::descriptor_base::wait_write,
-                          asio::bind_executor(strand_, [self = shared_from_this(),
-                                                        generation = generation_](auto error) {
-                            if (generation != self->generation_) return;
-                            self->writing_ = false;
-                            if (error) return self->drop("waiting to write: " + error.message());
-                            self->flush();
-                          }));
-      later([](Connection& c) { c.flush(); });
+      return;
     }
+    if (left == 0) return;
+    take_results();
+    if (writing_) return;
+    writing_ = true;
+    socket_->async_wait(asio::posix::descriptor_base::wait_write,
+                        asio::bind_executor(strand_, [self = shared_from_this(),
+                                                      generation = generation_](auto error) {
+                          if (generation != self->generation_) return;
+                          self->writing_ = false;
+                          if (error) return self->drop("waiting to write: " + error.message());
+                          self->flush();
+                        }));
   }
 
   void wait_readable() {
@@ -189,38 +199,27 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
                           if (error) return self->drop("waiting to read: " + error.message());
                           self->read();
                         }));
-    if (readable() > 0) later([](Connection& c) { c.read(); });
-  }
-
-  // Runs `step` on the strand after what is queued there, unless the connection changed.
-  void later(void (*step)(Connection&)) {
-    asio::post(strand_, [self = shared_from_this(), generation = generation_, step] {
-      if (generation == self->generation_) step(*self);
-    });
-  }
-
-  std::size_t readable() {
-    asio::posix::descriptor_base::bytes_readable command(true);
-    boost::system::error_code error;
-    socket_->io_control(command, error);
-    return error ? 0 : command.get();
   }
 
   void read() {
     if (!connection_) return;
-    do {
+    const bool tls = PQsslInUse(connection_.get()) == 1;
+    for (int round = 0; round < 64; ++round) {  // bounded: other work shares this I/O thread
       if (PQconsumeInput(connection_.get()) != 1) {
         drop("reading: " + trimmed(PQerrorMessage(connection_.get())));
         return;
       }
-      take_results();
-    } while (connection_ && readable() > 0);
+      if (take_results() == 0 || !tls) break;
+    }
     flush();  // a full socket may have been waiting on these reads
     wait_readable();
   }
 
-  // Hands each query the results libpq has parsed for it, in the order they were sent.
-  void take_results() {
+  // Hands each query the results libpq has parsed for it, in the order they were sent; how many
+  // results it took.
+  int take_results() {
+    if (!connection_) return 0;
+    int taken = 0;
     int nulls = 0;  // in a row: two mean libpq has nothing more for now
     while ((!in_flight_.empty() || syncs_ > 0) && PQisBusy(connection_.get()) == 0 && nulls < 2) {
       PGresult* raw = PQgetResult(connection_.get());
@@ -234,6 +233,7 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
         continue;
       }
       nulls = 0;
+      ++taken;
       PgRows result(raw);
       switch (PQresultStatus(raw)) {
         case PGRES_PIPELINE_SYNC:
@@ -255,6 +255,7 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
           break;
       }
     }
+    return taken;
   }
 
   // Arms the timer that finds a connection that stopped answering.
@@ -299,7 +300,8 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
     ++generation_;  // handlers of the old connection find they are stale
     ready_.store(false);
     if (socket_) {
-      socket_->release();  // the descriptor is libpq's: PQfinish closes it
+      boost::system::error_code ignored;
+      socket_->close(ignored);  // Asio's own descriptor; PQfinish closes libpq's
       socket_.reset();
     }
     connection_.reset();
@@ -335,8 +337,19 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
     if (warned_) log_.info("pipelined PostgreSQL reads are back");
     warned_ = false;
     backoff_.reset();
+    // Asio gets a descriptor of its own: libpq closes its socket itself when the server goes,
+    // and closing Asio's then would unregister whatever took that number meanwhile.
+    const int descriptor = ::dup(PQsocket(opened.connection.get()));
+    if (descriptor < 0) {
+      log_.warn("cannot duplicate the pipelined connection's socket", {{"errno", errno}});
+      retry_.expires_after(backoff_.next());
+      retry_.async_wait(asio::bind_executor(strand_, [self = shared_from_this()](auto error) {
+        if (!error) self->open_soon();
+      }));
+      return;
+    }
     connection_ = std::move(opened.connection);
-    socket_.emplace(strand_, PQsocket(connection_.get()));
+    socket_.emplace(strand_, descriptor);
     ready_.store(true);
   }
 
@@ -380,8 +393,13 @@ void PgPipelines::query(std::string_view statement, std::vector<std::string> par
     done(std::nullopt);
     return;
   }
-  const auto n = next_.fetch_add(1, std::memory_order_relaxed) % connections_.size();
-  connections_[n]->query(statement, std::move(params), std::move(done));
+  // In turn, passing over connections that are not open (one that is down hands reads back).
+  const auto first = next_.fetch_add(1, std::memory_order_relaxed);
+  auto* chosen = connections_[first % connections_.size()].get();
+  for (std::size_t i = 0; i < connections_.size() && !chosen->ready(); ++i) {
+    chosen = connections_[(first + i) % connections_.size()].get();
+  }
+  chosen->query(statement, std::move(params), std::move(done));
 }
 
 int PgPipelines::ready() const {

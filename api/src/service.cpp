@@ -303,6 +303,8 @@ int run_serve(const core::Config& config) {
   const BlockingExecutor run_blocking = [&query_threads](std::function<void()> work) {
     boost::asio::post(query_threads, std::move(work));
   };
+  // Pipelined connections open on a thread of their own, never holding a query thread.
+  boost::asio::thread_pool pipeline_opener(1);
   std::unique_ptr<PgPipelines> pipelines;
   PipelineMetrics pipeline_metrics(registry);
   if (has_role(config, "api") && config.postgres.read_pipelines > 0) {
@@ -313,7 +315,14 @@ int run_serve(const core::Config& config) {
             .conninfo = conninfo + " application_name='cauce-read-pipeline'",
             .statements = pipelined_statements(),
             .statement_timeout = std::chrono::milliseconds(config.postgres.statement_timeout_ms),
-            .open_on = run_blocking},
+            // A connection is taken for dead a second past the statement timeout (5 s at least),
+            // never before PostgreSQL's own cancel.
+            .answer_timeout = std::chrono::milliseconds(
+                std::max(5000, config.postgres.statement_timeout_ms + 1000)),
+            .open_on =
+                [&pipeline_opener](std::function<void()> work) {
+                  boost::asio::post(pipeline_opener, std::move(work));
+                }},
         config.postgres.read_pipelines);
   }
   Router router;

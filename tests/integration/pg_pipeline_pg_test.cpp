@@ -132,9 +132,8 @@ TEST_F(PgPipelineTest, QueriesFromManyThreadsEachGetTheirOwnRowsOnce) {
   EXPECT_EQ(pipelines_->answered(), static_cast<std::uint64_t>(kThreads * kPerThread));
 }
 
-// One query at a time per thread: each answer must wake its connection (Asio's reactor is
-// edge-triggered, so an answer that came before the wait was queued raised no event, and the
-// connection stalled until its watchdog dropped it: handed back, here after an hour).
+// One query at a time per thread: each answer must wake its connection (a lost wake-up would
+// leave the read to the watchdog, an hour away here, and hand it back).
 TEST_F(PgPipelineTest, EveryAnswerWakesItsConnectionWithoutTheWatchdog) {
   start(2, {.answer_timeout = std::chrono::hours(1)});
   std::atomic<int> wrong{0};
