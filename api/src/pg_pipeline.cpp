@@ -176,29 +176,31 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
     }
     if (left == 0) return;
     take_results();
-    if (writing_) return;
-    writing_ = true;
-    socket_->async_wait(asio::posix::descriptor_base::wait_write,
-                        asio::bind_executor(strand_, [self = shared_from_this(),
-                                                      generation = generation_](auto error) {
-                          if (generation != self->generation_) return;
-                          self->writing_ = false;
-                          if (error) return self->drop("waiting to write: " + error.message());
-                          self->flush();
-                        }));
+    if (!writing_)
+      wait(asio::posix::descriptor_base::wait_write, &Connection::writing_, &Connection::flush);
   }
 
   void wait_readable() {
     if (!connection_ || reading_ || (in_flight_.empty() && syncs_ == 0)) return;
-    reading_ = true;
-    socket_->async_wait(asio::posix::descriptor_base::wait_read,
-                        asio::bind_executor(strand_, [self = shared_from_this(),
-                                                      generation = generation_](auto error) {
-                          if (generation != self->generation_) return;
-                          self->reading_ = false;
-                          if (error) return self->drop("waiting to read: " + error.message());
-                          self->read();
-                        }));
+    wait(asio::posix::descriptor_base::wait_read, &Connection::reading_, &Connection::read);
+  }
+
+  // Waits until the socket is ready for `type` (`armed` is set meanwhile), then runs `then`.
+  void wait(asio::posix::descriptor_base::wait_type type, bool Connection::*armed,
+            void (Connection::*then)()) {
+    this->*armed = true;
+    socket_->async_wait(
+        type, asio::bind_executor(strand_, [self = shared_from_this(), generation = generation_,
+                                            type, armed, then](auto error) {
+          if (generation != self->generation_) return;
+          (*self).*armed = false;
+          if (error) {
+            const bool read = type == asio::posix::descriptor_base::wait_read;
+            return self->drop((read ? "waiting to read: " : "waiting to write: ") +
+                              error.message());
+          }
+          ((*self).*then)();
+        }));
   }
 
   void read() {

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -37,82 +38,73 @@ TEST(AuthConcurrencyTest, ALookupThatRacedARevokeDoesNotCacheTheRevokedKey) {
   EXPECT_FALSE(keys.authenticate(key.token)) << "revoked on this instance: refused at once";
 }
 
-TEST(AuthConcurrencyTest, ARevokedKeyIsRefusedAtOnceWhileSixteenThreadsLookItUp) {
-  testing::MemoryKeyStore store;
-  store.after_find = [] { std::this_thread::sleep_for(200us); };  // a store that takes a moment
-  ApiKeys keys(store, 1ms);                                       // lookups all the time
-  constexpr int kKeys = 8;
-  std::vector<IssuedKey> issued;
-  for (int k = 0; k < kKeys; ++k)
-    issued.push_back(keys.create("k" + std::to_string(k), Role::kReader));
-  std::array<std::atomic<bool>, kKeys> revoked{};
+// Sixteen threads run `check(k, was_revoked)` on keys taken in turn while the keys are revoked
+// one by one, 20 ms apart.
+void while_revoking(ApiKeys& keys, const std::vector<IssuedKey>& issued,
+                    const std::function<void(std::size_t k, bool was_revoked)>& check) {
+  std::vector<std::atomic<bool>> revoked(issued.size());
   std::atomic<bool> done{false};
-  std::atomic<int> accepted_after_revoke{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 16; ++t) {
     threads.emplace_back([&, t] {
-      for (int i = t; !done; ++i) {
-        const auto k = static_cast<std::size_t>(i % kKeys);
-        const bool was_revoked = revoked[k].load();
-        if (keys.authenticate(issued[k].token) && was_revoked) ++accepted_after_revoke;
+      for (std::size_t i = static_cast<std::size_t>(t); !done; ++i) {
+        const auto k = i % issued.size();
+        check(k, revoked[k].load());
       }
     });
   }
-  for (std::size_t k = 0; k < kKeys; ++k) {
+  for (std::size_t k = 0; k < issued.size(); ++k) {
     std::this_thread::sleep_for(20ms);
-    ASSERT_TRUE(keys.revoke(issued[k].record.id));
+    EXPECT_TRUE(keys.revoke(issued[k].record.id));  // not ASSERT: the threads must be joined
     revoked[k] = true;
   }
   std::this_thread::sleep_for(50ms);
   done = true;
   for (auto& t : threads) t.join();
+}
+
+std::vector<IssuedKey> issue(ApiKeys& keys, int n) {
+  std::vector<IssuedKey> issued;
+  for (int k = 0; k < n; ++k) issued.push_back(keys.create("k" + std::to_string(k), Role::kReader));
+  return issued;
+}
+
+TEST(AuthConcurrencyTest, ARevokedKeyIsRefusedAtOnceWhileSixteenThreadsLookItUp) {
+  testing::MemoryKeyStore store;
+  store.after_find = [] { std::this_thread::sleep_for(200us); };  // a store that takes a moment
+  ApiKeys keys(store, 1ms);                                       // lookups all the time
+  const auto issued = issue(keys, 8);
+  std::atomic<int> accepted_after_revoke{0};
+  while_revoking(keys, issued, [&](std::size_t k, bool was_revoked) {
+    if (keys.authenticate(issued[k].token) && was_revoked) ++accepted_after_revoke;
+  });
   EXPECT_EQ(accepted_after_revoke.load(), 0);
   for (const auto& key : issued) EXPECT_FALSE(keys.authenticate(key.token));
 }
 
 // The I/O threads' path: answers from the cache alone, a verified secret compared without
-// hashing. Sixteen threads with right and wrong secrets while the keys are revoked one by one:
-// no wrong secret is ever accepted, and no key once revoke() has returned.
+// hashing. Right and wrong secrets while the keys are revoked: no wrong secret is ever
+// accepted, and no key once revoke() has returned.
 TEST(AuthConcurrencyTest, CachedAnswersNeverAcceptAWrongSecretOrARevokedKey) {
   testing::MemoryKeyStore store;
   ApiKeys keys(store, 1h);
-  constexpr int kKeys = 8;
-  std::vector<IssuedKey> issued;
+  const auto issued = issue(keys, 8);
   std::vector<std::string> tampered;
-  for (int k = 0; k < kKeys; ++k) {
-    issued.push_back(keys.create("k" + std::to_string(k), Role::kReader));
-    tampered.push_back(issued.back().token);
+  for (const auto& key : issued) {
+    tampered.push_back(key.token);
     tampered.back().back() = tampered.back().back() == '0' ? '1' : '0';
-    ASSERT_TRUE(keys.authenticate(issued.back().token));  // cached
+    ASSERT_TRUE(keys.authenticate(key.token));  // cached
   }
-  std::array<std::atomic<bool>, kKeys> revoked{};
-  std::atomic<bool> done{false};
+  std::atomic<int> right_accepted{0};
   std::atomic<int> wrong_accepted{0};
   std::atomic<int> accepted_after_revoke{0};
-  std::atomic<int> right_accepted{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 16; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = t; !done; ++i) {
-        const auto k = static_cast<std::size_t>(i % kKeys);
-        const bool was_revoked = revoked[k].load();
-        const auto right = keys.cached_principal(issued[k].token);
-        if (right && *right) {
-          ++right_accepted;
-          if (was_revoked) ++accepted_after_revoke;
-        }
-        const auto wrong = keys.cached_principal(tampered[k]);
-        if (wrong && *wrong) ++wrong_accepted;
-      }
-    });
-  }
-  for (std::size_t k = 0; k < kKeys; ++k) {
-    std::this_thread::sleep_for(20ms);
-    ASSERT_TRUE(keys.revoke(issued[k].record.id));
-    revoked[k] = true;
-  }
-  done = true;
-  for (auto& t : threads) t.join();
+  while_revoking(keys, issued, [&](std::size_t k, bool was_revoked) {
+    if (const auto right = keys.cached_principal(issued[k].token); right && *right) {
+      ++right_accepted;
+      if (was_revoked) ++accepted_after_revoke;
+    }
+    if (const auto wrong = keys.cached_principal(tampered[k]); wrong && *wrong) ++wrong_accepted;
+  });
   EXPECT_GT(right_accepted.load(), 0);
   EXPECT_EQ(wrong_accepted.load(), 0);
   EXPECT_EQ(accepted_after_revoke.load(), 0);
