@@ -129,6 +129,21 @@ class JobsTest : public ::testing::Test {
     start();
   }
 
+  // The jobs' dead-letter topic once it has a letter: that one letter, for `key`, parsed (not
+  // an object, with the test failed, when there is none, more than one, or another key's).
+  rapidjson::Document only_dead_letter(const std::string& key) const {
+    std::vector<TopicRecord> dead;
+    const bool any = eventually([&] {
+      dead = read_topic(kafka_, kafka_.jobs_dlq_topic);
+      return !dead.empty();
+    });
+    EXPECT_TRUE(any) << "no dead letter";
+    EXPECT_EQ(dead.size(), 1u);
+    if (dead.size() != 1) return {};
+    EXPECT_EQ(dead[0].key, key);
+    return parse(dead[0].value);
+  }
+
   std::map<std::string, std::string> env() const {
     auto e = cauce_env(db_.config(), kafka_);
     e["CAUCE_DATA_DIR"] = data_.path().string();
@@ -274,14 +289,8 @@ TEST_F(JobsTest, AMissingSourceFailsAtOnceGoesToTheDeadLettersAndCanBeRetried) {
   EXPECT_FALSE(failed["errors"][0]["retryable"].GetBool());
   EXPECT_EQ(call(beast_http::verb::get, "/v1/reports/" + id + "/pdf").status, 404u);
 
-  std::vector<TopicRecord> dead;
-  ASSERT_TRUE(eventually([&] {
-    dead = read_topic(kafka_, kafka_.jobs_dlq_topic);
-    return !dead.empty();
-  }));
-  ASSERT_EQ(dead.size(), 1u);
-  EXPECT_EQ(dead[0].key, id);
-  const auto letter = parse(dead[0].value);
+  const auto letter = only_dead_letter(id);
+  ASSERT_TRUE(letter.IsObject());
   EXPECT_STREQ(letter["kind"].GetString(), "report");
   EXPECT_EQ(letter["attempts"].GetInt(), 1);
   EXPECT_THAT(letter["last_error"].GetString(), HasSubstr("404"));
@@ -780,14 +789,8 @@ TEST_F(BackupCopyTest, ACopyThatCannotBeWrittenIsRetriedThenDeadLetteredAndTheBa
   }
   EXPECT_EQ(count_type(events, "backup.failed"), 0u);
 
-  std::vector<TopicRecord> dead;
-  ASSERT_TRUE(eventually([&] {
-    dead = read_topic(kafka_, kafka_.jobs_dlq_topic);
-    return !dead.empty();
-  }));
-  ASSERT_EQ(dead.size(), 1u);
-  EXPECT_EQ(dead[0].key, id);
-  const auto letter = parse(dead[0].value);
+  const auto letter = only_dead_letter(id);
+  ASSERT_TRUE(letter.IsObject());
   EXPECT_STREQ(letter["kind"].GetString(), "backup");
   EXPECT_STREQ(letter["step"].GetString(), "copy");
   EXPECT_EQ(letter["attempts"].GetInt(), 4);
