@@ -23,6 +23,13 @@ PgRows::PgRows(pg_result* result) : result_(result) {}
 
 void PgRows::Clear::operator()(pg_result* result) const { PQclear(result); }
 
+bool PgRows::ok() const { return PQresultStatus(result_.get()) == PGRES_TUPLES_OK; }
+
+std::string_view PgRows::sqlstate() const {
+  const char* code = PQresultErrorField(result_.get(), PG_DIAG_SQLSTATE);
+  return code == nullptr ? std::string_view() : std::string_view(code);
+}
+
 int PgRows::size() const { return PQntuples(result_.get()); }
 
 std::string_view PgRows::text(int row, int column) const {
@@ -241,18 +248,20 @@ class PgPipelines::Connection : public std::enable_shared_from_this<Connection> 
         case PGRES_PIPELINE_SYNC:
           --syncs_;
           break;
+        case PGRES_FATAL_ERROR:  // the statement's own error: an answer, the caller decides
+          if (Clock::now() >= next_failure_log_) {
+            next_failure_log_ = Clock::now() + std::chrono::minutes(1);  // not one per query
+            log_.warn("a pipelined read failed (logged once a minute)",
+                      {{"error", trimmed(PQresultErrorMessage(raw))}});
+          }
+          [[fallthrough]];
         case PGRES_TUPLES_OK:
           if (!in_flight_.empty()) {
             in_flight_.front().rows = std::move(result);
             in_flight_.front().answered = true;
           }
           break;
-        default:  // an error, or a query after it in the same pipeline (aborted)
-          if (PQresultStatus(raw) == PGRES_FATAL_ERROR && Clock::now() >= next_failure_log_) {
-            next_failure_log_ = Clock::now() + std::chrono::minutes(1);  // not one per query
-            log_.warn("a pipelined read failed; it goes the blocking way (logged once a minute)",
-                      {{"error", trimmed(PQresultErrorMessage(raw))}});
-          }
+        default:  // a query after an error in the same pipeline (aborted): handed back
           if (!in_flight_.empty()) in_flight_.front().answered = true;
           break;
       }

@@ -9,10 +9,12 @@
 // that arrive together leave in one write and come back in one read.
 //
 // It is an accelerator, never the only way to an answer: whenever a connection cannot answer
-// (not connected yet, too many queries in flight, the connection lost or silent, a statement
-// that failed), `done` gets nullopt and the caller takes the blocking path, which answers or maps
-// the failure (a 503 while PostgreSQL is down). Reads are idempotent, so running one again
-// there is harmless.
+// (not connected yet, too many queries in flight, the connection lost or silent, a query aborted
+// by another's error), `done` gets nullopt and the caller takes the blocking path, which answers
+// or maps the failure (a 503 while PostgreSQL is down). Reads are idempotent, so running one
+// again there is harmless. A statement that failed is an answer (PgRows::ok() false), so that
+// the caller can tell a statement timeout, which running it again would only double, from the
+// rest.
 
 #include <atomic>
 #include <chrono>
@@ -32,10 +34,13 @@ class io_context;
 
 namespace cauce::api {
 
-// The rows of one answer (owns libpq's result).
+// One answer (owns libpq's result): its rows, or the statement's error.
 class PgRows {
  public:
   explicit PgRows(pg_result* result);
+  // False when the statement failed; then sqlstate() names why (57014: the statement timeout).
+  bool ok() const;
+  std::string_view sqlstate() const;
   int size() const;
   // A column's text; empty for NULL.
   std::string_view text(int row, int column) const;

@@ -14,6 +14,7 @@
 #include <cauce/commands/envelope.hpp>
 #include <cauce/commands/recurrence.hpp>
 #include <cauce/core/crypto.hpp>
+#include <cauce/core/errors.hpp>
 #include <cauce/core/json.hpp>
 #include <cauce/core/log.hpp>
 #include <cauce/core/time_zone.hpp>
@@ -365,22 +366,33 @@ void add_query_routes(Router& router, QueryDeps query_deps) {
           if (row && deps->versions != nullptr) deps->versions->raise(id, row->version);
           return resource(*r, std::move(row), "contact " + id);
         };
-        Query blocking = [deps, id, answer] { return answer(deps->models.contact(id)); };
+        // The blocking path, built only when it is taken (a pipelined answer needs
+        // none).
+        const auto blocking = [deps, id, answer]() -> Query {
+          return [deps, id, answer] { return answer(deps->models.contact(id)); };
+        };
         if (deps->pipelines == nullptr || !now) {
-          serve(deps, queued, r, respond, std::move(blocking));
+          serve(deps, queued, r, respond, blocking());
           return;
         }
         if (!take_place(deps, queued, *r, respond)) return;
         deps->pipelines->query(
             kContactStatement, {id},
-            [deps, queued, r, respond, answer,
-             blocking = std::move(blocking)](std::optional<PgRows> rows) mutable {
+            [deps, queued, r, respond, answer, blocking](std::optional<PgRows> rows) {
               --*queued;
-              if (!rows) {
-                serve(deps, queued, r, respond, std::move(blocking));
+              // A statement timeout is PostgreSQL's answer: running the read again
+              // would only double its load. Anything else the pipeline could not
+              // answer goes the blocking way.
+              constexpr std::string_view kQueryCanceled = "57014";
+              if (!rows || (!rows->ok() && rows->sqlstate() != kQueryCanceled)) {
+                serve(deps, queued, r, respond, blocking());
                 return;
               }
               try {
+                if (!rows->ok()) {
+                  throw core::DependencyError(
+                      "postgres", "a query ran past postgres.statement_timeout_ms", true);
+                }
                 std::optional<projections::Versioned> row;
                 if (rows->size() > 0) {
                   row = projections::Versioned{std::string(rows->text(0, 0)),

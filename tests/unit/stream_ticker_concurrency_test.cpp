@@ -41,7 +41,12 @@ TEST(StreamTickerConcurrencyTest, SixteenThreadsComeAndGoAndNoTickOutlivesItsReg
     });
   }
   for (auto& t : threads) t.join();
-  while (steady_ticks->load() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Bounded: a ticker that stopped ticking fails here instead of hanging the run.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (steady_ticks->load() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GE(steady_ticks->load(), 3) << "the ticker stopped ticking";
   EXPECT_FALSE(late_tick.load());
   EXPECT_GT(ticks.load(), 0);
   EXPECT_EQ(ticker.size(), 1u);
