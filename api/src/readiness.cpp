@@ -34,6 +34,9 @@ class PostgresCheck final : public DependencyCheck {
       pqxx::nontransaction n(*connection_);
       n.exec1("SELECT 1");
       return "ok";
+    } catch (const core::RefusedError& e) {
+      connection_.reset();
+      throw CheckFailed("PostgreSQL refused the connection; check " + e.settings(), e.what());
     } catch (const std::exception& e) {
       connection_.reset();
       // The cause (host, port, libpq's reason) goes to the log; /readyz says only this.
@@ -55,6 +58,8 @@ class KafkaCheck final : public DependencyCheck {
     core::ClusterInfo info;
     try {
       info = admin_.describe(std::chrono::milliseconds(1000));
+    } catch (const core::RefusedError& e) {
+      throw CheckFailed("Kafka refused the connection; check " + e.settings(), e.what());
     } catch (const std::exception& e) {
       throw CheckFailed("Kafka is unreachable", e.what());
     }

@@ -125,6 +125,27 @@ struct SectionBinder {
         [sec, field](const Config& c) { return std::string((c.*sec).*field ? "true" : "false"); }};
   }
 
+  // One of `allowed`, spelled exactly (the help lists them).
+  Binding choice(std::string key, std::string help, std::string Section::*field,
+                 std::vector<std::string> allowed) const {
+    auto sec = section;
+    std::string listed;  // "a, b or c"
+    std::string all;     // "a, b, c"
+    for (std::size_t i = 0; i < allowed.size(); ++i) {
+      listed += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + allowed[i];
+      all += (i == 0 ? "" : ", ") + allowed[i];
+    }
+    return {option(key, help + ": " + all),
+            [key, sec, field, allowed, listed](Config& c, const std::string& v) {
+              auto value = trim(v);
+              if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
+                throw ConfigError(key, "expected " + listed + ", got \"" + v + "\"");
+              }
+              (c.*sec).*field = std::move(value);
+            },
+            [sec, field](const Config& c) { return (c.*sec).*field; }};
+  }
+
   Binding text(std::string key, std::string help, std::string Section::*field,
                bool may_be_empty = false) const {
     auto sec = section;
@@ -289,19 +310,31 @@ const std::vector<Binding>& bindings() {
                               &KafkaConfig::replication_factor, 1, 32));
     b.push_back(kafka.integer("kafka.request_timeout_ms", "Timeout of one Kafka admin request",
                               &KafkaConfig::request_timeout_ms, 100, 600000));
-    b.push_back(
-        {option("kafka.compression",
-                "Compression of the batches cauce produces: none, gzip, snappy, lz4, zstd"),
-         [](Config& c, const std::string& v) {
-           const std::string codec = trim(v);
-           static const std::set<std::string> kCodecs = {"none", "gzip", "snappy", "lz4", "zstd"};
-           if (!kCodecs.contains(codec)) {
-             throw ConfigError("kafka.compression",
-                               "expected none, gzip, snappy, lz4 or zstd, got \"" + v + "\"");
-           }
-           c.kafka.compression = codec;
-         },
-         [](const Config& c) { return c.kafka.compression; }});
+    b.push_back(kafka.choice("kafka.compression", "Compression of the batches cauce produces",
+                             &KafkaConfig::compression, {"none", "gzip", "snappy", "lz4", "zstd"}));
+    b.push_back(kafka.choice("kafka.security_protocol", "How cauce's clients reach the brokers",
+                             &KafkaConfig::security_protocol,
+                             {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"}));
+    b.push_back(kafka.choice(
+        "kafka.sasl_mechanism", "SASL mechanism (security_protocol sasl_plaintext or sasl_ssl)",
+        &KafkaConfig::sasl_mechanism, {"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"}));
+    b.push_back(kafka.text("kafka.sasl_username", "SASL user cauce authenticates as",
+                           &KafkaConfig::sasl_username, true));
+    b.push_back({option("kafka.sasl_password",
+                        "SASL password (environment only: CAUCE_KAFKA_SASL_PASSWORD)", true),
+                 [](Config& c, const std::string& v) { c.kafka.sasl_password = Secret(v); },
+                 [](const Config& c) { return c.kafka.sasl_password.masked(); }});
+    b.push_back(kafka.text("kafka.sasl_password_file", "File holding the SASL password",
+                           &KafkaConfig::sasl_password_file, true));
+    b.push_back(kafka.text("kafka.ssl_ca_file",
+                           "PEM CA bundle the brokers' certificates are verified with (ssl, "
+                           "sasl_ssl; empty: the system's)",
+                           &KafkaConfig::ssl_ca_file, true));
+    b.push_back(kafka.text("kafka.ssl_certificate_file",
+                           "PEM client certificate for mutual TLS (with kafka.ssl_key_file)",
+                           &KafkaConfig::ssl_certificate_file, true));
+    b.push_back(kafka.text("kafka.ssl_key_file", "PEM private key of kafka.ssl_certificate_file",
+                           &KafkaConfig::ssl_key_file, true));
     b.push_back(pg.text("postgres.host", "PostgreSQL host", &PostgresConfig::host));
     b.push_back(pg.integer("postgres.port", "PostgreSQL port", &PostgresConfig::port, 1, kPortMax));
     b.push_back(pg.text("postgres.database", "PostgreSQL database", &PostgresConfig::database));
@@ -326,6 +359,12 @@ const std::vector<Binding>& bindings() {
     b.push_back(pg.text("postgres.migrations_dir",
                         "Directory of *.sql migrations (empty: those built into cauce)",
                         &PostgresConfig::migrations_dir, true));
+    b.push_back(pg.choice("postgres.sslmode", "libpq's sslmode", &PostgresConfig::sslmode,
+                          {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}));
+    b.push_back(pg.text("postgres.sslrootcert",
+                        "PEM CA file the server's certificate is verified with (sslmode verify-ca "
+                        "or verify-full)",
+                        &PostgresConfig::sslrootcert, true));
     b.push_back(commands.integer("commands.batch_max",
                                  "Most commands the processor decides in one Kafka transaction",
                                  &CommandsConfig::batch_max, 1, 100000));
@@ -621,6 +660,67 @@ void check_copy_to(const Config& config) {
   }
 }
 
+void check_readable(const std::string& key, const std::string& path) {
+  if (path.empty()) return;
+  if (!std::ifstream(path, std::ios::binary)) throw ConfigError(key, "cannot read " + path);
+}
+
+// The Kafka settings that only make sense together: SASL settings with a sasl_* protocol, TLS
+// files with ssl or sasl_ssl, a client certificate with its key. Files are read now, so that a
+// wrong path stops start-up naming its setting instead of failing at the first connection.
+void check_kafka_security(const KafkaConfig& kafka) {
+  const auto& protocol = kafka.security_protocol;
+  const bool sasl = protocol == "sasl_plaintext" || protocol == "sasl_ssl";
+  const bool tls = protocol == "ssl" || protocol == "sasl_ssl";
+  if (sasl && kafka.sasl_username.empty()) {
+    throw ConfigError("kafka.sasl_username",
+                      "must be set when kafka.security_protocol is " + protocol);
+  }
+  if (sasl && kafka.sasl_password.empty()) {
+    throw ConfigError("kafka.sasl_password_file",
+                      "must name a file holding the password (or set CAUCE_KAFKA_SASL_PASSWORD) "
+                      "when kafka.security_protocol is " +
+                          protocol);
+  }
+  if (!sasl && (!kafka.sasl_username.empty() || !kafka.sasl_password.empty())) {
+    throw ConfigError(
+        kafka.sasl_username.empty() ? "kafka.sasl_password_file" : "kafka.sasl_username",
+        "is set but kafka.security_protocol is " + protocol +
+            " (sasl_plaintext or sasl_ssl authenticate)");
+  }
+  const std::pair<const char*, const std::string*> files[] = {
+      {"kafka.ssl_ca_file", &kafka.ssl_ca_file},
+      {"kafka.ssl_certificate_file", &kafka.ssl_certificate_file},
+      {"kafka.ssl_key_file", &kafka.ssl_key_file}};
+  for (const auto& [key, path] : files) {
+    if (path->empty()) continue;
+    if (!tls) {
+      throw ConfigError(key, std::string("is set but kafka.security_protocol is ") + protocol +
+                                 " (ssl or sasl_ssl use TLS)");
+    }
+    check_readable(key, *path);
+  }
+  if (kafka.ssl_certificate_file.empty() != kafka.ssl_key_file.empty()) {
+    throw ConfigError(
+        kafka.ssl_key_file.empty() ? "kafka.ssl_key_file" : "kafka.ssl_certificate_file",
+        "a client certificate needs both kafka.ssl_certificate_file and "
+        "kafka.ssl_key_file");
+  }
+}
+
+void check_postgres_tls(const PostgresConfig& pg) {
+  if (pg.sslmode.starts_with("verify-") && pg.sslrootcert.empty()) {
+    throw ConfigError("postgres.sslrootcert",
+                      "must name the CA file the server's certificate is verified with when "
+                      "postgres.sslmode is " +
+                          pg.sslmode);
+  }
+  if (!pg.sslrootcert.empty() && pg.sslmode == "disable") {
+    throw ConfigError("postgres.sslrootcert", "is set but postgres.sslmode is disable");
+  }
+  check_readable("postgres.sslrootcert", pg.sslrootcert);
+}
+
 }  // namespace
 
 Config load_config(const ConfigSources& sources) {
@@ -657,7 +757,13 @@ Config load_config(const ConfigSources& sources) {
     config.postgres.password =
         Secret(read_secret_file("postgres.password_file", config.postgres.password_file));
   }
+  if (config.kafka.sasl_password.empty() && !config.kafka.sasl_password_file.empty()) {
+    config.kafka.sasl_password =
+        Secret(read_secret_file("kafka.sasl_password_file", config.kafka.sasl_password_file));
+  }
   check_copy_to(config);
+  check_kafka_security(config.kafka);
+  check_postgres_tls(config.postgres);
   return config;
 }
 

@@ -1,11 +1,14 @@
 #include <algorithm>
 #include <array>
+#include <mutex>
+#include <string_view>
 #include <thread>
 
 #include <librdkafka/rdkafka.h>
 
 #include <cauce/core/errors.hpp>
 #include <cauce/core/kafka_admin.hpp>
+#include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
 namespace cauce::core {
@@ -49,6 +52,30 @@ void route_log(const rd_kafka_t* /*rk*/, int level, const char* facility, const 
   log.write(ours, message, {{"facility", facility}, {"syslog_level", level}});
 }
 
+// Which of cauce's settings a refusal by the brokers (or a TLS file librdkafka could not load)
+// points at; empty when the error is not one.
+std::string refused_settings(int err, std::string_view reason) {
+  if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+    return "kafka.sasl_username, kafka.sasl_password_file, kafka.sasl_mechanism";
+  }
+  if (reason.find("ssl.ca.location") != std::string_view::npos) return "kafka.ssl_ca_file";
+  if (reason.find("ssl.certificate.location") != std::string_view::npos) {
+    return "kafka.ssl_certificate_file";
+  }
+  if (reason.find("ssl.key.location") != std::string_view::npos) return "kafka.ssl_key_file";
+  if (err == RD_KAFKA_RESP_ERR__SSL || reason.find("SSL") != std::string_view::npos) {
+    return reason.find("verify") != std::string_view::npos
+               ? "kafka.ssl_ca_file, kafka.bootstrap_servers (the name the certificate is for)"
+               : "kafka.security_protocol, kafka.ssl_ca_file";
+  }
+  // A plaintext client at a TLS listener, or the reverse, is seen as a closed connection;
+  // librdkafka then says which setting it suspects.
+  if (reason.find("security.protocol") != std::string_view::npos) {
+    return "kafka.security_protocol";
+  }
+  return {};
+}
+
 void set(rd_kafka_conf_t* conf, const char* key, const std::string& value) {
   std::array<char, 512> err{};
   if (rd_kafka_conf_set(conf, key, value.c_str(), err.data(), err.size()) != RD_KAFKA_CONF_OK) {
@@ -78,8 +105,23 @@ std::vector<TopicSpec> cauce_topics(const KafkaConfig& config) {
 }
 
 struct KafkaAdmin::Impl {
-  KafkaHandle rk;
   int request_timeout_ms = 5000;
+  // The last refusal librdkafka reported (its thread writes, describe() reads), until a request
+  // succeeds again.
+  std::mutex mutex;
+  std::string refusal;
+  std::string refused;  // the settings it points at
+
+  static void on_error(rd_kafka_t* /*rk*/, int err, const char* reason, void* opaque) {
+    auto settings = refused_settings(err, reason);
+    if (settings.empty()) return;
+    auto* self = static_cast<Impl*>(opaque);
+    const std::lock_guard lock(self->mutex);
+    self->refusal = reason;
+    self->refused = std::move(settings);
+  }
+
+  KafkaHandle rk;  // last: destroyed first, while on_error's state is still there
 };
 
 KafkaAdmin::KafkaAdmin(const KafkaConfig& config) : impl_(std::make_unique<Impl>()) {
@@ -89,10 +131,20 @@ KafkaAdmin::KafkaAdmin(const KafkaConfig& config) : impl_(std::make_unique<Impl>
   set(conf.get(), "client.id", "cauce-admin");
   set(conf.get(), "socket.connection.setup.timeout.ms", "2000");
   set(conf.get(), "reconnect.backoff.max.ms", "1000");
+  for (const auto& [key, value] : kafka_security_settings(config)) {
+    set(conf.get(), key.c_str(), value);
+  }
   rd_kafka_conf_set_log_cb(conf.get(), route_log);
+  rd_kafka_conf_set_error_cb(conf.get(), &Impl::on_error);
+  rd_kafka_conf_set_opaque(conf.get(), impl_.get());
   std::array<char, 512> err{};
   impl_->rk.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err.data(), err.size()));
-  if (!impl_->rk) throw DependencyError("kafka", std::string("librdkafka: ") + err.data(), false);
+  if (!impl_->rk) {
+    // A TLS file that does not load (not PEM, a key that does not match) is refused here.
+    const auto settings = refused_settings(RD_KAFKA_RESP_ERR_NO_ERROR, err.data());
+    if (!settings.empty()) throw ConfigError(settings, err.data());
+    throw DependencyError("kafka", std::string("librdkafka: ") + err.data(), false);
+  }
   static_cast<void>(conf.release());  // rd_kafka_new took ownership
 }
 
@@ -103,10 +155,18 @@ ClusterInfo KafkaAdmin::describe(std::chrono::milliseconds timeout) const {
   const auto rc =
       rd_kafka_metadata(impl_->rk.get(), 1, nullptr, &raw, static_cast<int>(timeout.count()));
   MetadataHandle md(raw);
+  rd_kafka_poll(impl_->rk.get(), 0);  // serves on_error (librdkafka queues errors for a poll)
+  const std::lock_guard lock(impl_->mutex);
   if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (!impl_->refused.empty()) {
+      throw RefusedError("kafka", "Kafka refused the connection: " + impl_->refusal,
+                         impl_->refused);
+    }
     throw DependencyError(
         "kafka", std::string("Kafka metadata request failed: ") + rd_kafka_err2str(rc), true);
   }
+  impl_->refusal.clear();
+  impl_->refused.clear();
   ClusterInfo info;
   info.brokers = md->broker_cnt;
   for (int i = 0; i < md->topic_cnt; ++i) {

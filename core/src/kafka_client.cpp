@@ -72,6 +72,26 @@ class LogEvents final : public RdKafka::EventCb {
 
 }  // namespace
 
+KafkaSettings kafka_security_settings(const KafkaConfig& config) {
+  if (config.security_protocol == "plaintext") return {};
+  KafkaSettings out{{"security.protocol", config.security_protocol}};
+  if (config.security_protocol.starts_with("sasl_")) {
+    out.emplace_back("sasl.mechanism", config.sasl_mechanism);
+    out.emplace_back("sasl.username", config.sasl_username);
+    out.emplace_back("sasl.password", config.sasl_password.reveal());
+  }
+  if (config.security_protocol.ends_with("ssl")) {
+    // The broker's name is checked against its certificate (librdkafka's default, said here).
+    out.emplace_back("ssl.endpoint.identification.algorithm", "https");
+    if (!config.ssl_ca_file.empty()) out.emplace_back("ssl.ca.location", config.ssl_ca_file);
+    if (!config.ssl_certificate_file.empty()) {
+      out.emplace_back("ssl.certificate.location", config.ssl_certificate_file);
+      out.emplace_back("ssl.key.location", config.ssl_key_file);
+    }
+  }
+  return out;
+}
+
 std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config,
                                           const KafkaSettings& settings) {
   static LogEvents events;  // stateless; outlives every client
@@ -87,6 +107,7 @@ std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config,
   if (conf->set("event_cb", &events, err) != RdKafka::Conf::CONF_OK) {
     throw ConfigError("kafka.event_cb", err);
   }
+  for (const auto& [key, value] : kafka_security_settings(config)) set(key, value);
   for (const auto& [key, value] : settings) set(key, value);
   return conf;
 }

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <string_view>
 #include <thread>
 
 #include <cauce/core/log.hpp>
@@ -16,6 +17,24 @@ std::string quote(const std::string& value) {
   return out + "'";
 }
 
+// Which settings a connection failure points at, when it is a refusal rather than an outage;
+// empty otherwise. Matched on libpq's and the server's messages (their wording is stable).
+std::string refused_settings(std::string_view reason) {
+  const auto has = [&](std::string_view text) {
+    return reason.find(text) != std::string_view::npos;
+  };
+  if (has("password authentication failed") || has("no password supplied")) {
+    return "postgres.user, postgres.password_file";
+  }
+  if (has("no pg_hba.conf entry")) return "postgres.user, postgres.sslmode";
+  if (has("certificate verify failed") || has("root certificate file") ||
+      has("does not match host name")) {
+    return "postgres.sslrootcert, postgres.sslmode, postgres.host";
+  }
+  if (has("does not support SSL") || has("SSL error")) return "postgres.sslmode";
+  return {};
+}
+
 }  // namespace
 
 std::string postgres_conninfo(const PostgresConfig& config) {
@@ -24,6 +43,8 @@ std::string postgres_conninfo(const PostgresConfig& config) {
                     " connect_timeout=" + std::to_string(config.connect_timeout_s) +
                     " application_name='cauce'";
   if (!config.password.empty()) out += " password=" + quote(config.password.reveal());
+  out += " sslmode=" + config.sslmode;
+  if (!config.sslrootcert.empty()) out += " sslrootcert=" + quote(config.sslrootcert);
   return out;
 }
 
@@ -34,6 +55,10 @@ std::unique_ptr<pqxx::connection> connect_postgres(const std::string& conninfo) 
     // libpq's message names host and port and the reason; it never contains the password.
     std::string reason = e.what();
     while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+    if (auto settings = refused_settings(reason); !settings.empty()) {
+      throw RefusedError("postgres", "PostgreSQL refused the connection: " + reason,
+                         std::move(settings));
+    }
     throw DependencyError("postgres", "cannot connect to PostgreSQL: " + reason, true);
   }
 }
@@ -47,7 +72,7 @@ std::unique_ptr<pqxx::connection> connect_postgres_with_retry(const std::string&
     try {
       return connect_postgres(conninfo);
     } catch (const DependencyError& e) {
-      if (std::chrono::steady_clock::now() + backoff >= deadline) throw;
+      if (!e.is_retryable() || std::chrono::steady_clock::now() + backoff >= deadline) throw;
       log.warn("PostgreSQL not reachable yet, retrying",
                {{"attempt", attempt}, {"error", e.what()}});
       std::this_thread::sleep_for(backoff);

@@ -108,10 +108,11 @@ pg_as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# pg_start DIR PORT: initialises DIR/data on first use (superuser `postgres`, password in
-# DIR/superuser.password), then starts it on 127.0.0.1:PORT with its socket in DIR/run.
+# pg_start DIR PORT [TLS_DIR]: initialises DIR/data on first use (superuser `postgres`, password
+# in DIR/superuser.password), then starts it on 127.0.0.1:PORT with its socket in DIR/run; with
+# TLS_DIR (tls_test_ca), ssl=on with that directory's server certificate.
 pg_start() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 tls=${3:-}
   mkdir -p "$dir"
   if [ "$(id -u)" -eq 0 ]; then
     local d=$dir
@@ -131,13 +132,22 @@ pg_start() {
       die "initdb failed"
   fi
   pg_as_owner mkdir -p "$dir/run"
+  local ssl=
+  if [ -n "$tls" ]; then
+    # The server's key must belong to the user PostgreSQL runs as, readable by it alone.
+    local file
+    for file in server.crt server.key; do
+      pg_as_owner sh -c "umask 077; cat >'$dir/$file'" <"$tls/$file"
+    done
+    ssl="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+  fi
   if pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     log "stopping a PostgreSQL left running on $dir/data"
     pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
   fi
   log "starting PostgreSQL on 127.0.0.1:$port"
   pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $dir/run -c unix_socket_permissions=0700" \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $dir/run -c unix_socket_permissions=0700 $ssl" \
     start >/dev/null || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start (log: $dir/postgres.log)"; }
 }
 
@@ -203,13 +213,15 @@ kafka_configure() {
   ! grep -n '@[A-Z_]*@' "$dir/server.properties" >&2 || die "unfilled placeholders in $dir/server.properties"
 }
 
-# kafka_format DIR CLUSTER_ID: formats DIR/logs for that cluster, once.
+# kafka_format DIR CLUSTER_ID [STORAGE_TOOL_ARGS...]: formats DIR/logs for that cluster, once
+# (extra arguments such as --add-scram go to Kafka's storage tool).
 kafka_format() {
   local dir=$1 cluster_id=$2
+  shift 2
   [ -f "$dir/logs/meta.properties" ] && return 0
   log "formatting Kafka storage in $dir/logs (cluster $cluster_id)"
   kafka_java "-Xmx128m" kafka.tools.StorageTool format -t "$cluster_id" \
-    -c "$dir/server.properties" >/dev/null || die "formatting Kafka storage failed"
+    -c "$dir/server.properties" "$@" >/dev/null || die "formatting Kafka storage failed"
 }
 
 # kafka_spawn DIR HEAP_OPTS: stops a node left running on DIR, then starts it in the background
@@ -235,13 +247,16 @@ kafka_wait_started() {
   done
 }
 
-# kafka_start DIR PORT CONTROLLER_PORT: one combined broker + controller from
-# infra/kafka/server.properties.in, formatted once with a cluster id of its own, started in the
-# background; returns once it serves.
+# kafka_start DIR PORT CONTROLLER_PORT [EXTRA_PROPERTIES [STORAGE_TOOL_ARGS...]]: one combined
+# broker + controller from infra/kafka/server.properties.in (then the EXTRA_PROPERTIES file, whose
+# keys win), formatted once with a cluster id of its own, started in the background; returns once
+# it serves.
 kafka_start() {
-  local dir=$1 port=$2 cport=$3
+  local dir=$1 port=$2 cport=$3 extra=${4:-}
+  shift $(($# < 4 ? $# : 4))
   kafka_configure "$CAUCE_ROOT/infra/kafka/server.properties.in" "$dir" PORT="$port" CONTROLLER_PORT="$cport"
-  [ -f "$dir/logs/meta.properties" ] || kafka_format "$dir" "$(kafka_random_cluster_id)"
+  [ -z "$extra" ] || cat "$extra" >>"$dir/server.properties"
+  [ -f "$dir/logs/meta.properties" ] || kafka_format "$dir" "$(kafka_random_cluster_id)" "$@"
   log "starting Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$port"
   kafka_spawn "$dir" "-Xms256m -Xmx512m"
   kafka_wait_started "$dir" "$port" 90
@@ -258,4 +273,68 @@ kafka_stop() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
+}
+
+# ---- TLS and SASL for tests ---------------------------------------------------------------------
+# tls_test_ca DIR: a throwaway CA (DIR/ca.crt), a certificate it signed for localhost and
+# 127.0.0.1 (DIR/server.crt and .key, and DIR/server.p12 for Java with its password in
+# DIR/server.p12.password), a client certificate (DIR/client.crt and .key) and an unrelated CA
+# (DIR/other-ca.crt) for a client to refuse the server with. Valid for two days.
+tls_test_ca() {
+  local dir=$1
+  mkdir -p "$dir"
+  (
+    set -e
+    cd "$dir"
+    umask 077
+    key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key" 2>/dev/null; }
+    for ca in ca other-ca; do
+      key "$ca"
+      openssl req -x509 -key "$ca.key" -days 2 -subj "/CN=cauce test $ca" -out "$ca.crt" 2>/dev/null
+    done
+    for leaf in server:localhost:"subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      client:cauce-test-client:"extendedKeyUsage=clientAuth"; do
+      IFS=: read -r name cn ext <<<"$leaf"
+      key "$name"
+      openssl req -new -key "$name.key" -subj "/CN=$cn" -out "$name.csr" 2>/dev/null
+      printf '%s\n' "$ext" >"$name.ext"
+      openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+    done
+    head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >server.p12.password
+    openssl pkcs12 -export -in server.crt -inkey server.key -passout file:server.p12.password \
+      -out server.p12
+    chmod 644 ca.crt other-ca.crt server.crt client.crt
+  ) || die "making the test CA in $dir failed"
+}
+
+# kafka_secured_properties TLS_DIR PORT CONTROLLER_PORT SASL_PORT SSL_PORT SASL_SSL_PORT USER
+# PASSWORD_FILE: properties (for kafka_start's EXTRA_PROPERTIES) adding three listeners beside
+# PLAINTEXT, which stays the default and inter-broker one: SASL_PLAINTEXT and SASL_SSL accepting
+# SCRAM-SHA-512, SCRAM-SHA-256 (USER's credentials go in at format time: kafka_format's --add-scram) and
+# PLAIN, and SSL requiring a client certificate; certificates from tls_test_ca TLS_DIR.
+kafka_secured_properties() {
+  local tls=$1 port=$2 cport=$3 sasl=$4 ssl=$5 sasl_ssl=$6 user=$7 password
+  password=$(cat "$8")
+  local p12_password listener mechanism
+  p12_password=$(cat "$tls/server.p12.password")
+  cat <<PROPERTIES
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_PLAINTEXT://127.0.0.1:$sasl,SSL://127.0.0.1:$ssl,SASL_SSL://127.0.0.1:$sasl_ssl
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sasl,SSL://127.0.0.1:$ssl,SASL_SSL://127.0.0.1:$sasl_ssl
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/server.p12
+ssl.keystore.password=$p12_password
+ssl.key.password=$p12_password
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.crt
+listener.name.ssl.ssl.client.auth=required
+PROPERTIES
+  for listener in sasl_plaintext sasl_ssl; do
+    for mechanism in scram-sha-512 scram-sha-256; do
+      echo "listener.name.$listener.$mechanism.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    done
+    echo "listener.name.$listener.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$user=\"$password\";"
+  done
 }

@@ -1,5 +1,6 @@
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <gmock/gmock.h>
@@ -161,6 +162,79 @@ TEST_F(ConfigTest, ProducersCompressWithZstdUnlessTheSettingSaysOtherwise) {
             "kafka.compression");
 }
 
+// Kafka's security settings go together: what one needs is asked for by name, and what the
+// protocol would not use is refused rather than silently ignored.
+TEST_F(ConfigTest, KafkaSecuritySettingsAreCheckedTogether) {
+  const auto ca = write_file("ca.crt", "PEM");
+  const auto password = write_file("kafka.password", "p4ss\n");
+  const auto with = [&](std::map<std::string, std::string> flags) {
+    ConfigSources sources;
+    for (auto& [key, value] : flags) sources.flags.emplace_back(key, value);
+    return sources;
+  };
+  const auto sasl_ssl = load_config(with({{"kafka.security_protocol", "sasl_ssl"},
+                                          {"kafka.sasl_mechanism", "SCRAM-SHA-256"},
+                                          {"kafka.sasl_username", "cauce"},
+                                          {"kafka.sasl_password_file", password.string()},
+                                          {"kafka.ssl_ca_file", ca.string()}}));
+  EXPECT_EQ(sasl_ssl.kafka.sasl_password.reveal(), "p4ss");
+  const KafkaSettings expected = {{"security.protocol", "sasl_ssl"},
+                                  {"sasl.mechanism", "SCRAM-SHA-256"},
+                                  {"sasl.username", "cauce"},
+                                  {"sasl.password", "p4ss"},
+                                  {"ssl.endpoint.identification.algorithm", "https"},
+                                  {"ssl.ca.location", ca.string()}};
+  EXPECT_EQ(kafka_security_settings(sasl_ssl.kafka), expected);
+  EXPECT_TRUE(kafka_security_settings(load_config({}).kafka).empty());
+
+  EXPECT_EQ(rejected_key(with({{"kafka.security_protocol", "SASL_SSL"}})),
+            "kafka.security_protocol");
+  EXPECT_EQ(rejected_key(with({{"kafka.sasl_mechanism", "GSSAPI"}})), "kafka.sasl_mechanism");
+  EXPECT_EQ(rejected_key(with({{"kafka.security_protocol", "sasl_plaintext"}})),
+            "kafka.sasl_username");
+  EXPECT_EQ(rejected_key(with(
+                {{"kafka.security_protocol", "sasl_plaintext"}, {"kafka.sasl_username", "cauce"}})),
+            "kafka.sasl_password_file");
+  EXPECT_EQ(rejected_key(with({{"kafka.sasl_username", "cauce"}})), "kafka.sasl_username");
+  EXPECT_EQ(rejected_key(with({{"kafka.ssl_ca_file", ca.string()}})), "kafka.ssl_ca_file");
+  EXPECT_EQ(rejected_key(with({{"kafka.security_protocol", "ssl"},
+                               {"kafka.ssl_ca_file", (dir_ / "missing.crt").string()}})),
+            "kafka.ssl_ca_file");
+  EXPECT_EQ(rejected_key(with(
+                {{"kafka.security_protocol", "ssl"}, {"kafka.ssl_certificate_file", ca.string()}})),
+            "kafka.ssl_key_file");
+  EXPECT_EQ(rejected_key(with({{"kafka.security_protocol", "sasl_ssl"},
+                               {"kafka.sasl_username", "cauce"},
+                               {"kafka.sasl_password_file", (dir_ / "missing").string()}})),
+            "kafka.sasl_password_file");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"kafka.sasl_password", "x"}}}),
+            "kafka.sasl_password");
+}
+
+TEST_F(ConfigTest, PostgresVerifiesItsServerOnlyAgainstANamedCa) {
+  const auto ca = write_file("root.crt", "PEM");
+  const auto config = load_config({.file = {},
+                                   .env = {{"CAUCE_POSTGRES_SSLMODE", "verify-full"},
+                                           {"CAUCE_POSTGRES_SSLROOTCERT", ca.string()}},
+                                   .flags = {}});
+  EXPECT_EQ(config.postgres.sslmode, "verify-full");
+  EXPECT_EQ(load_config({}).postgres.sslmode, "prefer");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"postgres.sslmode", "verify-ca"}}}),
+            "postgres.sslrootcert");
+  EXPECT_EQ(rejected_key({.file = {}, .env = {}, .flags = {{"postgres.sslmode", "on"}}}),
+            "postgres.sslmode");
+  EXPECT_EQ(rejected_key({.file = {},
+                          .env = {},
+                          .flags = {{"postgres.sslmode", "require"},
+                                    {"postgres.sslrootcert", (dir_ / "none.crt").string()}}}),
+            "postgres.sslrootcert");
+  EXPECT_EQ(rejected_key({.file = {},
+                          .env = {},
+                          .flags = {{"postgres.sslmode", "disable"},
+                                    {"postgres.sslrootcert", ca.string()}}}),
+            "postgres.sslrootcert");
+}
+
 TEST_F(ConfigTest, ReadinessWantsAGibibyteFreeInTheDataDirByDefault) {
   EXPECT_EQ(load_config({}).readiness.min_free_bytes, 1024LL * 1024 * 1024);
   EXPECT_EQ(load_config({.file = {}, .env = {{"CAUCE_READINESS_MIN_FREE_BYTES", "0"}}, .flags = {}})
@@ -220,17 +294,19 @@ TEST_F(ConfigTest, SecretsComeOnlyFromEnvironmentOrFile) {
 }
 
 TEST_F(ConfigTest, DescribeMasksSecrets) {
-  const auto config =
-      load_config({.file = {}, .env = {{"CAUCE_POSTGRES_PASSWORD", "hunter2"}}, .flags = {}});
-  bool saw_password = false;
+  const auto config = load_config({.file = {},
+                                   .env = {{"CAUCE_POSTGRES_PASSWORD", "hunter2"},
+                                           {"CAUCE_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"},
+                                           {"CAUCE_KAFKA_SASL_USERNAME", "cauce"},
+                                           {"CAUCE_KAFKA_SASL_PASSWORD", "swordfish"}},
+                                   .flags = {}});
+  std::set<std::string> masked;
   for (const auto& [key, value] : describe(config)) {
     EXPECT_THAT(value, ::testing::Not(HasSubstr("hunter2"))) << key;
-    if (key == "postgres.password") {
-      saw_password = true;
-      EXPECT_EQ(value, "********");
-    }
+    EXPECT_THAT(value, ::testing::Not(HasSubstr("swordfish"))) << key;
+    if (value == "********") masked.insert(key);
   }
-  EXPECT_TRUE(saw_password);
+  EXPECT_EQ(masked, (std::set<std::string>{"postgres.password", "kafka.sasl_password"}));
 }
 
 TEST_F(ConfigTest, EveryOptionHasEnvAndFlagNamesDerivedFromItsKey) {

@@ -66,6 +66,18 @@ struct KafkaConfig {
   int request_timeout_ms = 5000;
   // Codec of every batch cauce produces (none, gzip, snappy, lz4, zstd); consumers read any.
   std::string compression = "zstd";
+  // How every client of cauce reaches the brokers: plaintext, ssl, sasl_plaintext or sasl_ssl.
+  std::string security_protocol = "plaintext";
+  // With sasl_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN, as this user with this password.
+  std::string sasl_mechanism = "SCRAM-SHA-512";
+  std::string sasl_username;
+  Secret sasl_password;            // CAUCE_KAFKA_SASL_PASSWORD or sasl_password_file only
+  std::string sasl_password_file;  // a file holding the password (first line)
+  // With ssl or sasl_ssl: the PEM CA bundle brokers' certificates are verified with (empty: the
+  // system's), and for mutual TLS a PEM client certificate with its unencrypted key.
+  std::string ssl_ca_file;
+  std::string ssl_certificate_file;
+  std::string ssl_key_file;
 };
 
 // Names every cauce topic "<prefix>.<role>" (commands, events, replies, outcomes, snapshots,
@@ -86,6 +98,10 @@ struct PostgresConfig {
   int read_pipelines = 2;
   int statement_timeout_ms = 5000;  // a query of the API running longer is cancelled (503)
   std::string migrations_dir;       // empty: the migrations compiled into the binary
+  // libpq's sslmode: disable, allow, prefer, require, verify-ca or verify-full. The verify modes
+  // check the server's certificate against sslrootcert (a PEM CA file), which they need.
+  std::string sslmode = "prefer";
+  std::string sslrootcert;
 };
 
 // The write side: how the processor batches and how long the API waits for a reply.

@@ -22,6 +22,21 @@ class DependencyError : public std::runtime_error {
   bool retryable_;
 };
 
+// A dependency refused cauce itself: its credentials, or the TLS handshake (a certificate that
+// does not verify against the configured CA, a protocol the listener does not speak). Not
+// retryable: start-up stops at once, and `settings` names the settings to check (never values).
+class RefusedError : public DependencyError {
+ public:
+  RefusedError(std::string dependency, const std::string& reason, std::string settings)
+      : DependencyError(std::move(dependency), reason + " (check " + settings + ")", false),
+        settings_(std::move(settings)) {}
+
+  const std::string& settings() const noexcept { return settings_; }
+
+ private:
+  std::string settings_;
+};
+
 // A dependency refused the data itself (PostgreSQL: a value it cannot store, a constraint; a
 // record that is not a cauce event). Waiting does not heal it: the caller isolates what was
 // refused and parks it instead of retrying. `sqlstate` is PostgreSQL's code, "" otherwise.

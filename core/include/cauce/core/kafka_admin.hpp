@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <cauce/core/config.hpp>
+#include <cauce/core/errors.hpp>
 
 namespace cauce::core {
 

@@ -23,8 +23,12 @@ namespace cauce::core {
 
 using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
 
-// A client configuration: bootstrap servers from `config`, librdkafka's own log routed into our
-// JSON log, then `settings`. Throws ConfigError naming the librdkafka property it refused.
+// librdkafka's properties for kafka.security_protocol and the SASL and TLS settings beside it
+// (none for plaintext). Holds the SASL password: pass it to a client's configuration only.
+KafkaSettings kafka_security_settings(const KafkaConfig& config);
+
+// A client configuration: bootstrap servers and security from `config`, librdkafka's own log routed
+// into our JSON log, then `settings`. Throws ConfigError naming the librdkafka property it refused.
 std::unique_ptr<RdKafka::Conf> kafka_conf(const KafkaConfig& config, const KafkaSettings& settings);
 
 // kafka_conf() for a producer: its batches compressed with `config.compression` (kafka.compression,
