@@ -308,6 +308,10 @@ const std::vector<Binding>& bindings() {
                               &KafkaConfig::partitions, 1, 10000));
     b.push_back(kafka.integer("kafka.replication_factor", "Replication factor of new topics",
                               &KafkaConfig::replication_factor, 1, 32));
+    b.push_back(kafka.integer("kafka.min_insync_replicas",
+                              "min.insync.replicas of new topics (capped at the replication "
+                              "factor)",
+                              &KafkaConfig::min_insync_replicas, 1, 32));
     b.push_back(kafka.integer("kafka.request_timeout_ms", "Timeout of one Kafka admin request",
                               &KafkaConfig::request_timeout_ms, 100, 600000));
     b.push_back(kafka.choice("kafka.compression", "Compression of the batches cauce produces",

@@ -36,6 +36,9 @@ using PartitionListHandle = std::unique_ptr<
 using GroupOffsetsHandle = std::unique_ptr<
     rd_kafka_ListConsumerGroupOffsets_t,
     Deleter<rd_kafka_ListConsumerGroupOffsets_t, rd_kafka_ListConsumerGroupOffsets_destroy>>;
+using ConfigResourceHandle =
+    std::unique_ptr<rd_kafka_ConfigResource_t,
+                    Deleter<rd_kafka_ConfigResource_t, rd_kafka_ConfigResource_destroy>>;
 using AdminOptionsHandle =
     std::unique_ptr<rd_kafka_AdminOptions_t,
                     Deleter<rd_kafka_AdminOptions_t, rd_kafka_AdminOptions_destroy>>;
@@ -106,6 +109,7 @@ std::vector<TopicSpec> cauce_topics(const KafkaConfig& config) {
 
 struct KafkaAdmin::Impl {
   int request_timeout_ms = 5000;
+  int min_insync_replicas = 2;
   // The last refusal librdkafka reported (its thread writes, describe() reads), until a request
   // succeeds again.
   std::mutex mutex;
@@ -126,6 +130,7 @@ struct KafkaAdmin::Impl {
 
 KafkaAdmin::KafkaAdmin(const KafkaConfig& config) : impl_(std::make_unique<Impl>()) {
   impl_->request_timeout_ms = config.request_timeout_ms;
+  impl_->min_insync_replicas = config.min_insync_replicas;
   ConfHandle conf(rd_kafka_conf_new());
   set(conf.get(), "bootstrap.servers", config.bootstrap_servers);
   set(conf.get(), "client.id", "cauce-admin");
@@ -191,8 +196,15 @@ std::vector<EnsuredTopic> KafkaAdmin::ensure_topics(const std::vector<TopicSpec>
       NewTopicHandle topic(rd_kafka_NewTopic_new(spec.name.c_str(), partitions, replication_factor,
                                                  err.data(), err.size()));
       if (!topic) throw ConfigError("kafka", "topic " + spec.name + ": " + err.data());
+      bool sets_min_insync = false;
       for (const auto& [key, value] : spec.configs) {
         rd_kafka_NewTopic_set_config(topic.get(), key.c_str(), value.c_str());
+        sets_min_insync = sets_min_insync || key == "min.insync.replicas";
+      }
+      if (!sets_min_insync) {
+        const auto min_insync = std::min(impl_->min_insync_replicas, replication_factor);
+        rd_kafka_NewTopic_set_config(topic.get(), "min.insync.replicas",
+                                     std::to_string(min_insync).c_str());
       }
       to_create.push_back(std::move(topic));
       continue;
@@ -249,6 +261,50 @@ std::vector<EnsuredTopic> KafkaAdmin::ensure_topics(const std::vector<TopicSpec>
     }
   }
   if (raced) return ensure_topics(topics, partitions, replication_factor);
+  return out;
+}
+
+std::map<std::string, std::string> KafkaAdmin::topic_overrides(const std::string& topic) const {
+  ConfigResourceHandle resource(
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
+  AdminOptionsHandle options(
+      rd_kafka_AdminOptions_new(impl_->rk.get(), RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS));
+  std::array<char, 512> err{};
+  rd_kafka_AdminOptions_set_request_timeout(options.get(), impl_->request_timeout_ms, err.data(),
+                                            err.size());
+  QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
+  rd_kafka_ConfigResource_t* requested = resource.get();
+  rd_kafka_DescribeConfigs(impl_->rk.get(), &requested, 1, options.get(), queue.get());
+  EventHandle event(rd_kafka_queue_poll(queue.get(), impl_->request_timeout_ms * 2));
+  if (!event) throw DependencyError("kafka", "DescribeConfigs got no answer in time", true);
+  if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw DependencyError(
+        "kafka", std::string("DescribeConfigs failed: ") + rd_kafka_event_error_string(event.get()),
+        true);
+  }
+  std::size_t resources = 0;
+  const auto* described = rd_kafka_DescribeConfigs_result_resources(
+      rd_kafka_event_DescribeConfigs_result(event.get()), &resources);
+  std::map<std::string, std::string> out;
+  for (std::size_t i = 0; i < resources; ++i) {
+    const auto code = rd_kafka_ConfigResource_error(described[i]);
+    if (code != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // A topic created a moment ago may not be known to the broker asked yet.
+      throw DependencyError(
+          "kafka",
+          "describing topic " + topic + ": " + rd_kafka_ConfigResource_error_string(described[i]),
+          code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    }
+    std::size_t entries = 0;
+    const auto* configs = rd_kafka_ConfigResource_configs(described[i], &entries);
+    for (std::size_t j = 0; j < entries; ++j) {
+      const char* value = rd_kafka_ConfigEntry_value(configs[j]);
+      if (rd_kafka_ConfigEntry_source(configs[j]) == RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG &&
+          value != nullptr) {
+        out.emplace(rd_kafka_ConfigEntry_name(configs[j]), value);
+      }
+    }
+  }
   return out;
 }
 

@@ -1,3 +1,4 @@
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -29,6 +30,31 @@ TEST(TopicsKafkaTest, CreatesMissingTopicsAndLeavesExistingOnes) {
   const auto info = admin.describe(5s);
   EXPECT_EQ(info.partitions_by_topic.at(kafka.events_topic), 3);
   EXPECT_EQ(info.brokers, 1);
+}
+
+// Each topic carries its own min.insync.replicas (the broker's default may be 1), capped at its
+// replication factor: one broker here, so 1, set on the topic itself.
+TEST(TopicsKafkaTest, NewTopicsCarryTheirOwnMinInsyncReplicas) {
+  auto kafka = test_kafka(1);
+  ASSERT_EQ(kafka.min_insync_replicas, 2);
+  core::KafkaAdmin admin(kafka);
+  admin.ensure_topics(core::cauce_topics(kafka), 1, 1);
+  for (const auto& topic : core::cauce_topics(kafka)) {
+    std::map<std::string, std::string> overrides;
+    // Until the broker's config handler knows the topic just created.
+    ASSERT_TRUE(eventually([&] {
+      try {
+        overrides = admin.topic_overrides(topic.name);
+        return true;
+      } catch (const core::DependencyError& e) {
+        if (!e.is_retryable()) throw;
+        return false;
+      }
+    })) << topic.name;
+    ASSERT_TRUE(overrides.contains("min.insync.replicas")) << topic.name;
+    EXPECT_EQ(overrides.at("min.insync.replicas"), "1") << topic.name;
+    EXPECT_EQ(overrides.at("cleanup.policy"), topic.configs.front().second) << topic.name;
+  }
 }
 
 TEST(TopicsKafkaTest, AMismatchedPartitionCountIsRefusedNotRetried) {

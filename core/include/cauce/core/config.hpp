@@ -63,6 +63,10 @@ struct KafkaConfig {
   std::string snapshots_topic = "cauce.snapshots";        // processor state (compacted)
   int partitions = 12;
   int replication_factor = 1;
+  // min.insync.replicas of the topics cauce creates, at most their replication factor: with the
+  // producers' acks=all, an acknowledged record is on this many replicas (2 of 3 survives one
+  // broker's loss; the partition refuses writes rather than keep one copy).
+  int min_insync_replicas = 2;
   int request_timeout_ms = 5000;
   // Codec of every batch cauce produces (none, gzip, snappy, lz4, zstd); consumers read any.
   std::string compression = "zstd";

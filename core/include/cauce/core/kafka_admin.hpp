@@ -52,10 +52,16 @@ class KafkaAdmin {
   // One metadata request: brokers and every topic's partition count.
   ClusterInfo describe(std::chrono::milliseconds timeout) const;
 
-  // Creates each missing topic with `partitions` partitions; leaves an existing one alone when
-  // its partition count matches and refuses (non-retryable DependencyError) when it does not.
+  // Creates each missing topic with `partitions` partitions and min.insync.replicas =
+  // min(kafka.min_insync_replicas, replication_factor) unless its spec sets it; leaves an
+  // existing one alone when its partition count matches and refuses (non-retryable
+  // DependencyError) when it does not.
   std::vector<EnsuredTopic> ensure_topics(const std::vector<TopicSpec>& topics, int partitions,
                                           int replication_factor);
+
+  // The settings set on `topic` itself (DescribeConfigs entries whose source is the topic's
+  // dynamic config), not the broker's defaults.
+  std::map<std::string, std::string> topic_overrides(const std::string& topic) const;
 
   // The offset `group` has committed for `topic`/`partition` (-1 when none), asked with
   // require_stable (KIP-447): the broker answers only once no open transaction holds an offset
