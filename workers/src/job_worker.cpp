@@ -34,6 +34,7 @@
 
 #include "job_table.hpp"
 #include "json_writer.hpp"
+#include "mount_calls.hpp"
 #include "webhook_runner.hpp"
 
 namespace cauce::workers {
@@ -163,20 +164,6 @@ std::optional<bool> same_filesystem(std::filesystem::path a, std::filesystem::pa
   return *da == *db;
 }
 
-// Runs `work` on a thread of its own and waits for it up to `deadline`: its result (or its
-// exception), or nullopt when the deadline passed first. A thread still running then is left
-// behind: blocked in I/O on a mount that does not answer, nothing stops it. It owns what it uses
-// (`work` holds copies), and what it does if the mount comes back is harmless (copy_backup
-// publishes without replacing anything; a retention pass deletes what the next one would).
-template <typename T>
-std::optional<T> within_deadline(std::function<T()> work, std::chrono::seconds deadline) {
-  std::packaged_task<T()> task(std::move(work));
-  auto result = task.get_future();
-  std::thread(std::move(task)).detach();
-  if (result.wait_for(deadline) != std::future_status::ready) return std::nullopt;
-  return result.get();
-}
-
 // Temporary directories of runs (backups, copies) that crashed under `root`: gone once older
 // than `retention`.
 void remove_crashed_runs(const std::filesystem::path& root, std::chrono::hours retention) {
@@ -263,7 +250,12 @@ struct Workers::Impl {
   prometheus::Family<prometheus::Counter>& jobs;
   prometheus::Family<prometheus::Histogram>& attempts;
   BackupSuccessGauge last_backup_success;  // set at a completion or a copy's event time
-  std::string installation;                // backups.copy_to set: this installation's name
+  // Copies and their retention pass, into backups.copy_to: a mount that stops answering fails
+  // them within backups.copy_timeout_s, and holds no more than the calls that were stuck then.
+  // What a stuck call does if the mount comes back is harmless (copy_backup publishes without
+  // replacing anything; a retention pass deletes what the next one would).
+  MountCalls copy_to_calls;
+  std::string installation;  // backups.copy_to set: this installation's name
 
   // Whether a backup's success is its copy (backups.copy_to set) or its completion.
   bool copies_backups() const { return !options.backups.copy_to.empty(); }
@@ -967,15 +959,20 @@ struct Workers::Impl {
       try {
         // On a thread of its own, up to backups.copy_timeout_s: a mount that does not answer
         // fails the attempt instead of holding this runner (and the job's lease) for ever.
-        copy = within_deadline<BackupCopy>(
+        auto called = copy_to_calls.call<BackupCopy>(
             [backup = options.data_dir / "backups" / c.id,
              root = std::filesystem::path(options.backups.copy_to),
              installation = installation] { return copy_backup(backup, root, installation); },
             std::chrono::seconds(options.backups.copy_timeout_s));
-        if (!copy) {
+        copy = std::move(called.value);
+        if (called.outcome == MountCalls::Outcome::kTimedOut) {
           error = "the copy into " + options.backups.copy_to + " did not finish within " +
                   "backups.copy_timeout_s (" + std::to_string(options.backups.copy_timeout_s) +
                   " s): the mount does not answer";
+        } else if (called.outcome == MountCalls::Outcome::kStillBlocked) {
+          error = "an earlier call into " + options.backups.copy_to +
+                  " is still blocked (it overran backups.copy_timeout_s): the mount does not "
+                  "answer";
         }
       } catch (const BackupCopyConflict& e) {
         // Another backup's copy, or another installation's copy_to: running it again changes
@@ -1038,7 +1035,7 @@ struct Workers::Impl {
     if (!copies_backups()) return;
     try {
       // Up to backups.copy_timeout_s, as the copy.
-      const auto done = within_deadline<bool>(
+      const auto done = copy_to_calls.call<bool>(
           [root = std::filesystem::path(options.backups.copy_to),
            keep = static_cast<std::size_t>(options.backups.copy_keep),
            retention = std::chrono::hours(options.backups.retention_h)] {
@@ -1053,7 +1050,7 @@ struct Workers::Impl {
             return true;
           },
           std::chrono::seconds(options.backups.copy_timeout_s));
-      if (!done) {
+      if (done.outcome != MountCalls::Outcome::kDone) {
         log().warn("backup copy retention did not finish within backups.copy_timeout_s",
                    {{"copy_to", options.backups.copy_to}});
       }
@@ -1377,7 +1374,7 @@ void Workers::start() {
     // The mount is checked on a thread of its own for a few seconds at most: one that does not
     // answer does not hold the start (each copy claims it again, with its own deadline).
     try {
-      const auto same_disk = within_deadline<bool>(
+      const auto same_disk = impl_->copy_to_calls.call<bool>(
           [data_dir = o.data_dir, root = std::filesystem::path(o.backups.copy_to),
            installation = impl_->installation] {
             const auto same = same_filesystem(data_dir, root).value_or(false);
@@ -1385,10 +1382,10 @@ void Workers::start() {
             return same;
           },
           std::min(std::chrono::seconds(o.backups.copy_timeout_s), std::chrono::seconds(10)));
-      if (!same_disk) {
+      if (!same_disk.value) {
         log().warn("backups.copy_to does not answer; each copy tries again",
                    {{"copy_to", o.backups.copy_to}});
-      } else if (*same_disk) {
+      } else if (*same_disk.value) {
         log().warn(
             "backups.copy_to is on the data dir's filesystem: its copies are lost with this disk "
             "(mount another machine's storage there)",
