@@ -1,4 +1,5 @@
 #include <cauce/commands/handler.hpp>
+#include <cauce/commands/schemas.hpp>
 #include <cauce/commands/upcast.hpp>
 #include <cauce/core/log.hpp>
 
@@ -96,8 +97,9 @@ std::int64_t version_of(const AggregateState& state) {
   return std::visit([](const auto& s) { return s.version; }, state);
 }
 
-// A command on an aggregate whose history holds `unread` (an event this build cannot fold): its
-// state here may lack what that event did, so only the version, which is exact, is checked.
+// A command on an aggregate whose history holds `unread` (an event this build cannot fold, and
+// why: what AggregateStore::mark_unread kept): its state here may lack what that event did, so
+// only the version, which is exact, is checked.
 Outcome refuse_unread(const AggregateState& state, const std::string& unread,
                       const CommandContext& ctx) {
   Outcome out;
@@ -107,10 +109,7 @@ Outcome refuse_unread(const AggregateState& state, const std::string& unread,
     out.rejection = Rejection{"version_mismatch", "If-Match",
                               "the aggregate is at version " + std::to_string(out.version)};
   } else {
-    out.rejection = Rejection{"unreadable_history", "id",
-                              "its history holds " + unread +
-                                  ", which this version of cauce cannot read; retry once every "
-                                  "process runs the newer version"};
+    out.rejection = Rejection{"unreadable_history", "id", "its history holds " + unread};
   }
   return out;
 }
@@ -532,15 +531,18 @@ std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const
   return out;
 }
 
-std::optional<std::string> fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
+std::optional<UnreadEvent> fold(AggregateStore& store, EventEnvelope e, std::int64_t offset,
                                 const std::string& request_hash) {
   const auto command_id = Uuid::from(e.command_id, "command_id");
   const auto aggregate_id = Uuid::from(e.aggregate_id, "aggregate_id");
   const auto event_name = e.type + " v" + std::to_string(e.schema_version);
+  // Whether this build has a schema for the event as written (before upcasting).
+  const bool known =
+      SchemaRegistry::instance().contains(e.type + ".v" + std::to_string(e.schema_version));
   const auto type = aggregate_type(e.aggregate_type);
-  std::optional<std::string> unread;
+  std::optional<UnreadEvent> unread;
   if (!type) {
-    unread = "unknown aggregate type " + e.aggregate_type;
+    unread = UnreadEvent{event_name, "unknown aggregate type " + e.aggregate_type, true};
   } else {
     const AggregateKey key{aggregate_id, *type};
     const auto* current = store.find(key);
@@ -577,10 +579,18 @@ std::optional<std::string> fold(AggregateStore& store, EventEnvelope e, std::int
       }
     } catch (const std::invalid_argument& error) {
       // What it did is unknown here, but not where it leaves the aggregate's version.
-      unread = error.what();
+      unread = UnreadEvent{event_name, error.what(), !known};
       next = current != nullptr ? *current : new_state(*type);
       std::visit([&](auto& s) { s.version = e.version; }, next);
-      store.mark_unread(key, event_name);
+      store.mark_unread(
+          key, unread->newer
+                   ? event_name +
+                         ", which this version of cauce cannot read; retry once every process "
+                         "runs the newer version"
+                   : event_name + ", which does not fit its schema (" + unread->reason +
+                         "): no version of cauce reads it; an operator must look (cauce events "
+                         "dump --aggregate=" +
+                         e.aggregate_id + ")");
     }
     store.put(key, std::move(next));
   }

@@ -503,11 +503,9 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
     const auto events = read_partition(
         o, options.kafka.events_topic,
         [&](RdKafka::Message& m) {
-          auto event = event_from_json(core::kafka_payload(m));
-          const auto name = event.type + " v" + std::to_string(event.schema_version);
-          const auto unread = fold(*store, std::move(event), m.offset(),
+          const auto unread = fold(*store, event_from_json(core::kafka_payload(m)), m.offset(),
                                    core::kafka_header(m, header::kRequestHash).value_or(""));
-          if (unread) note_unread(o, name, m.offset(), *unread);
+          if (unread) note_unread(o, m.offset(), *unread);
         },
         from, &events_end);
     replayed = events;
@@ -531,18 +529,25 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
 
   // An event the rebuild could not fold (fold() kept its version): counted, and logged once per
   // type and schema_version in this process, not once per event.
-  void note_unread(const Owned& o, const std::string& name, std::int64_t offset,
-                   const std::string& reason) {
+  void note_unread(const Owned& o, std::int64_t offset, const UnreadEvent& unread) {
     metrics.unread_events.Increment();
     {
       const std::lock_guard lock(mutex);
-      if (!unread_logged.insert(name).second) return;
+      if (!unread_logged.insert(unread.event).second) return;
     }
-    log().warn(
-        "events this build cannot read: their aggregates keep the events' versions and refuse "
-        "commands until every process runs a build that reads them; the partition is not "
-        "snapshotted meanwhile (logged once per event type)",
-        {{"event", name}, {"partition", o.partition}, {"offset", offset}, {"error", reason}});
+    log().write(
+        unread.newer ? core::LogLevel::kWarn : core::LogLevel::kError,
+        unread.newer
+            ? "events this build cannot read: their aggregates keep the events' versions and "
+              "refuse commands until every process runs a build that reads them; the partition "
+              "is not snapshotted meanwhile (logged once per event type)"
+            : "damaged events: this build knows their type and schema_version but their data "
+              "does not fit; their aggregates keep the events' versions and refuse commands, and "
+              "no upgrade reads them (logged once per event type)",
+        {{"event", unread.event},
+         {"partition", o.partition},
+         {"offset", offset},
+         {"error", unread.reason}});
   }
 
   struct LoadedSnapshot {

@@ -168,14 +168,24 @@ Outcome decide(const AggregateStore& store, const CommandEnvelope& command);
 // command as their cause.
 std::vector<EventEnvelope> event_envelopes(const CommandEnvelope& command, const Outcome& outcome);
 
+// An event fold() could not read.
+struct UnreadEvent {
+  std::string event;   // its type and schema_version: "contact.nicknamed v1"
+  std::string reason;  // what could not be read
+  // Its type, schema_version or aggregate type is unknown to this build: a newer build wrote it
+  // (a rolling upgrade), and once every process runs that build it is read. Otherwise it is
+  // damaged: this build has a schema for it and its data does not fit; no upgrade reads it.
+  bool newer = false;
+};
+
 // Folds one event of the log into `store` (state and the command it came from), upcast to the
 // current schema version first. `offset` is the event's in its partition; `request_hash` comes
 // from the record's header. An event whose envelope is sound but whose type, schema_version,
 // data or aggregate type this build cannot read is never fatal: the aggregate takes the
-// envelope's version (OCC stays exact), is marked unread, its command is remembered, and the
-// reason is returned (nullopt: folded). Throws std::invalid_argument for an envelope without
-// valid ids.
-std::optional<std::string> fold(AggregateStore& store, EventEnvelope event, std::int64_t offset,
+// envelope's version (OCC stays exact), is marked unread (with what its refusals say), its
+// command is remembered, and the event is returned (nullopt: folded). Throws
+// std::invalid_argument for an envelope without valid ids.
+std::optional<UnreadEvent> fold(AggregateStore& store, EventEnvelope event, std::int64_t offset,
                                 const std::string& request_hash);
 
 }  // namespace cauce::commands
