@@ -106,7 +106,19 @@ def main():
     parser.add_argument("--until-end", action="store_true",
                         help="stop once every partition is read to its end")
     parser.add_argument("--every", type=float, default=10.0)
+    parser.add_argument("-X", dest="properties", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a librdkafka property for a secured cluster, e.g. "
+                             "-X security.protocol=sasl_ssl -X sasl.mechanism=SCRAM-SHA-512 "
+                             "-X sasl.username=analytics -X sasl.password=... "
+                             "-X ssl.ca.location=ca.crt (repeatable)")
     args = parser.parse_args()
+    extra = {}
+    for prop in args.properties:
+        key, sep, value = prop.partition("=")
+        if not sep or not key:
+            parser.error(f"-X {prop}: expected KEY=VALUE")
+        extra[key] = value
 
     schemas = Schemas(args.schemas)
     figures = Figures()
@@ -117,6 +129,7 @@ def main():
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,  # a report from the start each run
         "enable.partition.eof": True,
+        **extra,
     })
     assigned, at_end = set(), set()
 
