@@ -292,12 +292,13 @@ tls_test_ca() {
       key "$ca"
       openssl req -x509 -key "$ca.key" -days 2 -subj "/CN=cauce test $ca" -out "$ca.crt" 2>/dev/null
     done
-    for leaf in server:localhost:"subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    for leaf in server:localhost:"extendedKeyUsage=serverAuth;subjectAltName=DNS:localhost,IP:127.0.0.1" \
       client:cauce-test-client:"extendedKeyUsage=clientAuth"; do
       IFS=: read -r name cn ext <<<"$leaf"
       key "$name"
       openssl req -new -key "$name.key" -subj "/CN=$cn" -out "$name.csr" 2>/dev/null
-      printf '%s\n' "$ext" >"$name.ext"
+      printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n%s\n' \
+        "${ext//;/$'\n'}" >"$name.ext"
       openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
         -extfile "$name.ext" -out "$name.crt" 2>/dev/null
     done
