@@ -125,7 +125,8 @@ struct SectionBinder {
         [sec, field](const Config& c) { return std::string((c.*sec).*field ? "true" : "false"); }};
   }
 
-  // One of `allowed`, spelled exactly (the help lists them).
+  // One of `allowed`, in any case (Kafka's documentation writes SASL_SSL, librdkafka's
+  // sasl_ssl); kept as `allowed` spells it.
   Binding choice(std::string key, std::string help, std::string Section::*field,
                  std::vector<std::string> allowed) const {
     auto sec = section;
@@ -137,11 +138,19 @@ struct SectionBinder {
     }
     return {option(key, help + ": " + all),
             [key, sec, field, allowed, listed](Config& c, const std::string& v) {
-              auto value = trim(v);
-              if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
+              const auto value = trim(v);
+              const auto same = [&](const std::string& candidate) {
+                return std::equal(value.begin(), value.end(), candidate.begin(), candidate.end(),
+                                  [](char a, char b) {
+                                    return std::tolower(static_cast<unsigned char>(a)) ==
+                                           std::tolower(static_cast<unsigned char>(b));
+                                  });
+              };
+              const auto it = std::find_if(allowed.begin(), allowed.end(), same);
+              if (it == allowed.end()) {
                 throw ConfigError(key, "expected " + listed + ", got \"" + v + "\"");
               }
-              (c.*sec).*field = std::move(value);
+              (c.*sec).*field = *it;
             },
             [sec, field](const Config& c) { return (c.*sec).*field; }};
   }

@@ -187,8 +187,9 @@ TEST_F(ConfigTest, KafkaSecuritySettingsAreCheckedTogether) {
   EXPECT_EQ(kafka_security_settings(sasl_ssl.kafka), expected);
   EXPECT_TRUE(kafka_security_settings(load_config({}).kafka).empty());
 
-  EXPECT_EQ(rejected_key(with({{"kafka.security_protocol", "SASL_SSL"}})),
-            "kafka.security_protocol");
+  EXPECT_EQ(load_config(with({{"kafka.security_protocol", "SSL"}})).kafka.security_protocol, "ssl")
+      << "Kafka's own spelling is taken too";
+  EXPECT_EQ(rejected_key(with({{"kafka.security_protocol", "tls"}})), "kafka.security_protocol");
   EXPECT_EQ(rejected_key(with({{"kafka.sasl_mechanism", "GSSAPI"}})), "kafka.sasl_mechanism");
   EXPECT_EQ(rejected_key(with({{"kafka.security_protocol", "sasl_plaintext"}})),
             "kafka.sasl_username");
