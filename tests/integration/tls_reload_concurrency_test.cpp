@@ -92,10 +92,17 @@ TEST(TlsReloadConcurrencyTest, HandshakesRunWhileTheCertificateIsSwappedFromAnot
   }
   api::TlsCertificate served(certs.server_cert.string(), certs.server_key.string());
 
-  const SslCtxPtr client(SSL_CTX_new(TLS_client_method()));
-  ASSERT_TRUE(client);
-  ASSERT_EQ(SSL_CTX_load_verify_locations(client.get(), certs.ca_cert.c_str(), nullptr), 1);
-  SSL_CTX_set_verify(client.get(), SSL_VERIFY_PEER, nullptr);
+  // Each thread a client of its own (as separate clients are): only the server side is shared.
+  const auto make_client = [&certs] {
+    SslCtxPtr client(SSL_CTX_new(TLS_client_method()));
+    if (!client ||
+        SSL_CTX_load_verify_locations(client.get(), certs.ca_cert.c_str(), nullptr) != 1) {
+      return SslCtxPtr();
+    }
+    SSL_CTX_set_verify(client.get(), SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_session_cache_mode(client.get(), SSL_SESS_CACHE_OFF);
+    return client;
+  };
 
   std::atomic<bool> stop{false};
   std::atomic<int> handshakes{0};
@@ -105,6 +112,11 @@ TEST(TlsReloadConcurrencyTest, HandshakesRunWhileTheCertificateIsSwappedFromAnot
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
+      const auto client = make_client();
+      if (!client) {
+        ++failures;
+        return;
+      }
       std::set<std::string> mine;
       while (!stop.load()) {
         const auto context = served.context();  // kept for the handshake, as a connection does
