@@ -279,6 +279,9 @@ TEST_F(TlsTest, HttpsWorksWithTheTestCaAndIsRefusedByAClientTrustingAnotherCa) {
       metric(text, R"(cauce_http_tls_handshake_failures_total{reason="certificate_refused"})"), 1);
   EXPECT_GT(metric(text, "cauce_http_tls_certificate_expiry_timestamp_seconds"),
             static_cast<double>(std::time(nullptr)));
+  // What infra/prometheus/alerts.yml reads (InfraTest's server speaks HTTP and has none).
+  EXPECT_THAT(text, HasSubstr("# TYPE cauce_http_tls_reloads_total counter"));
+  EXPECT_THAT(text, HasSubstr("# TYPE cauce_http_tls_certificate_expiry_timestamp_seconds gauge"));
   ASSERT_TRUE(serve_->wait_for_line(R"("reason":"plain_http")", 10s));
   const auto output = serve_->output();
   std::size_t logged = 0;
