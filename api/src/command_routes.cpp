@@ -387,6 +387,7 @@ void send_and_answer(commands::CommandBus& bus, const CommandRoute& route,
                           {"type", route.type},
                           {"status", response.result_int()},
                           {"request_id", request->request_id},
+                          {"client", request->client},
                           {"trace_id", request->trace.trace_id()},
                           {"span_id", request->trace.span_id()}});
              response.set("X-Correlation-Id", correlation);

@@ -10,7 +10,11 @@ HttpMetrics::HttpMetrics(prometheus::Registry& registry)
       duration_(prometheus::BuildHistogram()
                     .Name("cauce_http_request_duration_seconds")
                     .Help("Time from a request's last byte read to its response being ready")
-                    .Register(registry)) {}
+                    .Register(registry)),
+      handshake_failures_(prometheus::BuildCounter()
+                              .Name("cauce_http_tls_handshake_failures_total")
+                              .Help("HTTPS connections whose TLS handshake failed, by reason")
+                              .Register(registry)) {}
 
 void HttpMetrics::observe(const std::string& route, const std::string& method, unsigned status,
                           double seconds) {
@@ -19,6 +23,10 @@ void HttpMetrics::observe(const std::string& route, const std::string& method, u
   requests_.Add({{"route", route}, {"method", method}, {"status", std::to_string(status)}})
       .Increment();
   duration_.Add({{"route", route}, {"method", method}}, kBuckets).Observe(seconds);
+}
+
+void HttpMetrics::tls_handshake_failed(const std::string& reason) {
+  handshake_failures_.Add({{"reason", reason}}).Increment();
 }
 
 }  // namespace cauce::api

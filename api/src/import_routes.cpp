@@ -225,6 +225,7 @@ class ImportSession final : public UploadSession,
                                        {"format", std::string(format_name(format_))},
                                        {"staged", spooled},
                                        {"request_id", request_->request_id},
+                                       {"client", request_->client},
                                        {"trace_id", request_->trace.trace_id()},
                                        {"span_id", request_->trace.span_id()}});
   }

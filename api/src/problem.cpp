@@ -62,6 +62,7 @@ Response problem_response(const Request& request, std::exception_ptr error) {
     return render_problem(e, request.request_id, version, keep_alive);
   } catch (const core::DependencyError& e) {
     log.warn("dependency unavailable", {{"request_id", request.request_id},
+                                        {"client", request.client},
                                         {"dependency", e.dependency()},
                                         {"error", e.what()},
                                         {"trace_id", request.trace.trace_id()},
@@ -72,11 +73,13 @@ Response problem_response(const Request& request, std::exception_ptr error) {
     return render_problem(problem, request.request_id, version, keep_alive);
   } catch (const std::exception& e) {
     log.error("unhandled error", {{"request_id", request.request_id},
+                                  {"client", request.client},
                                   {"error", e.what()},
                                   {"trace_id", request.trace.trace_id()},
                                   {"span_id", request.trace.span_id()}});
   } catch (...) {
     log.error("unhandled non-standard exception", {{"request_id", request.request_id},
+                                                   {"client", request.client},
                                                    {"trace_id", request.trace.trace_id()},
                                                    {"span_id", request.trace.span_id()}});
   }

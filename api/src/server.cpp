@@ -21,12 +21,17 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <cauce/api/auth.hpp>
+#include <cauce/api/client_address.hpp>
 #include <cauce/api/http_metrics.hpp>
+#include <cauce/api/http_stream.hpp>
 #include <cauce/api/problem.hpp>
 #include <cauce/api/rate_limit.hpp>
 #include <cauce/api/server.hpp>
+#include <cauce/api/tls.hpp>
 #include <cauce/core/crypto.hpp>
 #include <cauce/core/fatal_signals.hpp>
 #include <cauce/core/log.hpp>
@@ -119,8 +124,17 @@ bool is_disconnect(const beast::error_code& ec) {
 }
 
 struct Connection {
-  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
-  beast::tcp_stream stream;
+  // `tls`: the context of an HTTPS listener (the handshake is still to come); null for HTTP.
+  Connection(tcp::socket socket, std::shared_ptr<asio::ssl::context> tls)
+      : peer(peer_of(socket)), stream(std::move(socket), std::move(tls)) {}
+  static std::optional<core::IpAddress> peer_of(const tcp::socket& socket) {
+    beast::error_code ec;
+    const auto endpoint = socket.remote_endpoint(ec);
+    if (ec) return std::nullopt;
+    return core::IpAddress::parse(endpoint.address().to_string());
+  }
+  const std::optional<core::IpAddress> peer;  // the TCP peer
+  HttpStream stream;
   bool idle = true;  // waiting for a request's header; touched only on the connection's strand
   std::shared_ptr<StreamSession> session;  // set while a stream owns the connection (strand)
   bool uploading = false;                  // an upload's body is being read (strand)
@@ -148,7 +162,7 @@ UploadEnd upload_end(const beast::error_code& ec, bool draining) {
 
 struct HttpServer::Impl {
   Impl(const core::HttpConfig& c, const Router& r, ApiKeys& k, HttpMetrics& m,
-       asio::io_context* shared_io)
+       asio::io_context* shared_io, std::shared_ptr<TlsCertificate> certificate)
       : config(c),
         router(r),
         keys(k),
@@ -159,9 +173,17 @@ struct HttpServer::Impl {
         cors_origins(c.cors_origins.begin(), c.cors_origins.end()),
         own_ioc(shared_io == nullptr ? std::make_unique<asio::io_context>(c.threads) : nullptr),
         ioc(shared_io == nullptr ? *own_ioc : *shared_io),
-        acceptor(asio::make_strand(ioc)) {}
+        acceptor(asio::make_strand(ioc)),
+        tls(certificate != nullptr || c.tls_certificate_file.empty()
+                ? std::move(certificate)
+                : std::make_shared<TlsCertificate>(c.tls_certificate_file, c.tls_key_file)),
+        trusted(c.trusted_proxies),
+        // Without TLS or trusted proxies cauce cannot tell HTTPS from HTTP: http.hsts then means
+        // that a TLS proxy fronts it, and every answer carries the header.
+        hsts_everywhere(tls == nullptr && trusted.empty()) {}
 
-  void dispatch(http::request<http::string_body>&& message, Done done) const;
+  void dispatch(http::request<http::string_body>&& message, const ClientOrigin& origin,
+                Done done) const;
   // The answer to a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method).
   Response preflight(const Request& request) const;
   // Headers every answer carries: security headers, and CORS for an allowed Origin (no-store
@@ -170,21 +192,32 @@ struct HttpServer::Impl {
   // A body of http.gzip_min_bytes or more, gzipped when the client accepts it (Vary tells caches
   // that the answer depends on Accept-Encoding; the ETag becomes weak, as the bytes differ).
   void compress(const http::request<http::string_body>& request, Response& response) const;
-  void add_common_headers(const http::request_header<>& header, Response& response) const;
+  void add_common_headers(const http::request_header<>& header, bool https,
+                          Response& response) const;
   // A 401 when the headers alone show that the route needs a key the request does not carry (or
   // carries malformed, or the cache knows to be invalid); nullopt to read the body and go on.
-  std::optional<Response> refuse_before_body(const http::request_header<>& header) const;
+  std::optional<Response> refuse_before_body(const http::request_header<>& header,
+                                             const ClientOrigin& origin) const;
   asio::awaitable<void> accept_loop();
-  static asio::awaitable<void> refuse_connection(tcp::socket socket);
+  asio::awaitable<void> refuse_connection(std::shared_ptr<HttpStream> stream);
+  // HTTPS: the TLS handshake, within http.header_timeout_s (a client that connects and says
+  // nothing is cut off like one that trickles its headers); false when it failed (counted).
+  asio::awaitable<bool> handshake(HttpStream& stream);
+  // Counts a failed handshake by reason; the first of each reason is logged (at warn), the rest
+  // only counted: a scanner or a misconfigured client must not flood the log.
+  void handshake_failed(const beast::error_code& ec);
+  // Ends a connection: close_notify first on HTTPS (briefly bounded), then the TCP close.
+  static asio::awaitable<void> close(HttpStream& stream, bool handshaken);
   asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
   // A live stream that took a connection over, until it ends; then the connection closes.
   asio::awaitable<void> run_stream(std::shared_ptr<Connection> connection);
   // An upload route's request, from its headers: routed and authorised without its body, which
   // its session then takes piece by piece. Answers, then the connection closes.
   asio::awaitable<void> serve_upload(Connection& connection, beast::flat_buffer& buffer,
-                                     http::request_parser<http::string_body>& parser);
+                                     http::request_parser<http::string_body>& parser,
+                                     const ClientOrigin& origin);
   // After an answer that left the body unread: lets the client's bytes drain before the close.
-  static asio::awaitable<void> linger(beast::tcp_stream& stream);
+  static asio::awaitable<void> linger(HttpStream& stream);
   static constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
   void forget(const std::shared_ptr<Connection>& connection);
 
@@ -211,10 +244,16 @@ struct HttpServer::Impl {
   std::mutex mutex;
   std::condition_variable connections_closed;
   std::set<std::shared_ptr<Connection>> connections;
+
+  std::shared_ptr<TlsCertificate> tls;  // null: plain HTTP
+  const TrustedProxies trusted;
+  const bool hsts_everywhere;
+  std::mutex handshake_mutex;
+  std::set<std::string, std::less<>> handshake_reasons_logged;  // under handshake_mutex
 };
 
-std::optional<Response> HttpServer::Impl::refuse_before_body(
-    const http::request_header<>& header) const {
+std::optional<Response> HttpServer::Impl::refuse_before_body(const http::request_header<>& header,
+                                                             const ClientOrigin& origin) const {
   const auto match = router.match(header.method(), header.target());
   if (match.route == nullptr || !match.route->role) return std::nullopt;
   const auto token = bearer_token(header[http::field::authorization]);
@@ -225,7 +264,7 @@ std::optional<Response> HttpServer::Impl::refuse_before_body(
   auto response = render_problem(unauthenticated(token.has_value()), core::random_hex(8),
                                  header.version(), false);
   response.set(kTraceParentHeader, trace_of(header).text());
-  add_common_headers(header, response);
+  add_common_headers(header, origin.https, response);
   metrics.observe(match.route->pattern,
                   header.method() == http::verb::unknown
                       ? std::string("OTHER")
@@ -255,13 +294,15 @@ void HttpServer::Impl::compress(const http::request<http::string_body>& request,
 
 void HttpServer::Impl::add_common_headers(const Request& request, Response& response) const {
   if (request.principal) response.set(http::field::cache_control, "no-store");
-  add_common_headers(request.message.base(), response);
+  add_common_headers(request.message.base(), request.https, response);
 }
 
-void HttpServer::Impl::add_common_headers(const http::request_header<>& header,
+void HttpServer::Impl::add_common_headers(const http::request_header<>& header, bool https,
                                           Response& response) const {
   response.set("X-Content-Type-Options", "nosniff");
-  if (config.hsts) response.set(http::field::strict_transport_security, "max-age=31536000");
+  if (config.hsts && (https || hsts_everywhere)) {
+    response.set(http::field::strict_transport_security, "max-age=31536000");
+  }
   const auto origin = header[http::field::origin];
   if (!origin.empty() && cors_origins.contains(origin)) {
     // The origin itself, never "*": the answer depends on the key the request carries.
@@ -297,10 +338,13 @@ Response HttpServer::Impl::preflight(const Request& request) const {
   return response;
 }
 
-void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done done) const {
+void HttpServer::Impl::dispatch(http::request<http::string_body>&& message,
+                                const ClientOrigin& origin, Done done) const {
   const auto started = std::chrono::steady_clock::now();
   auto request = std::make_shared<Request>();
   request->message = std::move(message);
+  request->client = origin.address;
+  request->https = origin.https;
   const auto incoming_id = request->message["X-Request-Id"];
   request->request_id =
       usable_request_id(incoming_id) ? std::string(incoming_id) : core::random_hex(8);
@@ -447,8 +491,7 @@ void HttpServer::Impl::dispatch(http::request<http::string_body>&& message, Done
   }
 }
 
-asio::awaitable<void> HttpServer::Impl::refuse_connection(tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
+asio::awaitable<void> HttpServer::Impl::refuse_connection(std::shared_ptr<HttpStream> stream) {
   static const std::string kBusy =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
       "Retry-After: 1\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
@@ -456,11 +499,83 @@ asio::awaitable<void> HttpServer::Impl::refuse_connection(tcp::socket socket) {
       R"({"type":"urn:cauce:problem:too-many-connections","title":"Service Unavailable",)"
       R"("status":503,"detail":"too many open connections; try again"})";
   beast::error_code ec;
-  stream.expires_after(std::chrono::seconds(5));
-  co_await asio::async_write(stream, asio::buffer(kBusy),
-                             asio::redirect_error(asio::use_awaitable, ec));
+  const bool handshaken = !stream->tls() || co_await handshake(*stream);
+  if (handshaken) {
+    stream->expires_after(std::chrono::seconds(5));
+    co_await asio::async_write(*stream, asio::buffer(kBusy),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
+  co_await close(*stream, handshaken);
+}
+
+namespace {
+
+// A failed handshake's reason as a label: a few fixed values, whatever the peer sent.
+std::string_view handshake_reason(const beast::error_code& ec) {
+  if (ec == beast::error::timeout) return "timeout";
+  if (ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::broken_pipe || ec == asio::ssl::error::stream_truncated) {
+    return "closed";
+  }
+  if (ec.category() == asio::error::get_ssl_category()) {
+    switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
+      case SSL_R_UNSUPPORTED_PROTOCOL:
+      case SSL_R_WRONG_VERSION_NUMBER:
+      case SSL_R_VERSION_TOO_LOW:
+      case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+        return "protocol_version";
+      case SSL_R_HTTP_REQUEST:
+        return "plain_http";
+      case SSL_R_NO_SHARED_CIPHER:
+      case SSL_R_NO_SHARED_GROUPS:
+        return "no_shared_cipher";
+      case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+      case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+      case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+      case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+      case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:
+        return "certificate_refused";
+      default:
+        break;
+    }
+  }
+  return "other";
+}
+
+}  // namespace
+
+asio::awaitable<bool> HttpServer::Impl::handshake(HttpStream& stream) {
+  beast::error_code ec;
+  stream.expires_after(std::chrono::seconds(config.header_timeout_s));
+  co_await stream.async_handshake(asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) co_return true;
+  handshake_failed(ec);
+  co_return false;
+}
+
+void HttpServer::Impl::handshake_failed(const beast::error_code& ec) {
+  const auto reason = handshake_reason(ec);
+  metrics.tls_handshake_failed(std::string(reason));
+  {
+    const std::lock_guard lock(handshake_mutex);
+    if (!handshake_reasons_logged.emplace(reason).second) return;
+  }
+  log.warn(
+      "TLS handshake failed (the first of each reason is logged; "
+      "cauce_http_tls_handshake_failures_total counts them all)",
+      {{"reason", reason}, {"error", ec.message()}});
+}
+
+asio::awaitable<void> HttpServer::Impl::close(HttpStream& stream, bool handshaken) {
+  beast::error_code ec;
+  if (stream.tls() && handshaken) {
+    // close_notify tells the client that the answer is whole (an SSE stream has no length); the
+    // peer's own close_notify is awaited briefly, never for long.
+    stream.expires_after(std::chrono::seconds(1));
+    co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+  }
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.close();
+  stream.next_layer().close();
 }
 
 asio::awaitable<void> HttpServer::Impl::accept_loop() {
@@ -468,6 +583,8 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
     beast::error_code ec;
     tcp::socket socket(asio::make_strand(ioc));
     co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    // The certificate current now serves this connection for its whole life.
+    auto context = tls ? tls->context() : nullptr;
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       // e.g. EMFILE: back off briefly instead of spinning.
@@ -483,10 +600,14 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
     }
     if (full) {
       // Past the cap a connection costs one short answer, not a coroutine and a file forever.
-      asio::co_spawn(socket.get_executor(), refuse_connection(std::move(socket)), asio::detached);
+      const auto executor = socket.get_executor();
+      asio::co_spawn(
+          executor,
+          refuse_connection(std::make_shared<HttpStream>(std::move(socket), std::move(context))),
+          asio::detached);
       continue;
     }
-    auto connection = std::make_shared<Connection>(std::move(socket));
+    auto connection = std::make_shared<Connection>(std::move(socket), std::move(context));
     {
       const std::lock_guard lock(mutex);
       connections.insert(connection);
@@ -499,8 +620,10 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
   auto& stream = connection->stream;
   beast::flat_buffer buffer;
   beast::error_code ec;
+  bool handshaken = !stream.tls();
   try {
-    while (!draining.load()) {
+    if (!handshaken) handshaken = co_await handshake(stream);
+    while (handshaken && !draining.load()) {
       http::request_parser<http::string_body> parser;
       // The route, known once the headers are in, sets the body's limit (an upload has its own):
       // none while they are read (boost::none would refuse every Content-Length in Beast 1.74).
@@ -523,7 +646,9 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       // Until a request's headers are in, a drain may cut the connection (nothing was asked).
       connection->idle = false;
       bool upload = false;
+      ClientOrigin origin;
       if (!ec) {
+        origin = trusted.resolve(connection->peer, stream.tls(), parser.get());
         const auto match = router.match(parser.get().method(), parser.get().target());
         upload = match.route != nullptr && static_cast<bool>(match.route->upload_handler);
         if (!upload) {
@@ -536,7 +661,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
         // A request that can only be refused is answered before its body is read (and before
         // `100 Continue`): an anonymous client cannot make the server take in a body. Requests
         // without a body skip this (dispatch checks the key anyway).
-        if (auto refusal = refuse_before_body(parser.get())) {
+        if (auto refusal = refuse_before_body(parser.get(), origin)) {
           stream.expires_after(kWriteTimeout);
           co_await http::async_write(stream, *refusal,
                                      asio::redirect_error(asio::use_awaitable, ec));
@@ -544,7 +669,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
         }
       }
       if (!ec && upload) {
-        co_await serve_upload(*connection, buffer, parser);
+        co_await serve_upload(*connection, buffer, parser, origin);
         break;
       }
       if (!ec && parser.get()[http::field::expect] == "100-continue") {
@@ -586,7 +711,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
       // (a query, a command, a key lookup): the coroutine parks on a timer that the responder
       // cancels on this connection's strand.
       struct Pending {
-        explicit Pending(const beast::tcp_stream::executor_type& executor)
+        explicit Pending(const HttpStream::executor_type& executor)
             : parked(executor, asio::steady_timer::time_point::max()) {}
         asio::steady_timer parked;
         std::optional<Response> answer;
@@ -594,7 +719,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
         std::atomic<std::thread::id> dispatching{std::this_thread::get_id()};
       };
       auto pending = std::make_shared<Pending>(stream.get_executor());
-      dispatch(parser.release(), [pending](Response r, Handover h) {
+      dispatch(parser.release(), origin, [pending](Response r, Handover h) {
         if (pending->dispatching.load() == std::this_thread::get_id()) {
           pending->answer = std::move(r);
           pending->session = std::move(h.stream);
@@ -638,28 +763,25 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> connec
   } catch (const std::exception& e) {
     log.error("connection failed", {{"error", e.what()}});
   }
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.close();
+  co_await close(stream, handshaken);
   forget(connection);
 }
 
 asio::awaitable<void> HttpServer::Impl::run_stream(std::shared_ptr<Connection> connection) {
   auto& stream = connection->stream;
-  beast::error_code ec;
   try {
     co_await connection->session->run(stream);
   } catch (const std::exception& e) {
     log.error("connection failed", {{"error", e.what()}});
   }
   connection->session.reset();
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.close();
+  co_await close(stream, true);
   forget(connection);
 }
 
 asio::awaitable<void> HttpServer::Impl::serve_upload(
     Connection& connection, beast::flat_buffer& buffer,
-    http::request_parser<http::string_body>& parser) {
+    http::request_parser<http::string_body>& parser, const ClientOrigin& origin) {
   auto& stream = connection.stream;
   beast::error_code ec;
   // Routed, authorised and checked from the headers alone; the answer may come later from
@@ -668,7 +790,7 @@ asio::awaitable<void> HttpServer::Impl::serve_upload(
                                                      asio::steady_timer::time_point::max());
   auto answer = std::make_shared<std::optional<Response>>();
   auto handover = std::make_shared<Handover>();
-  dispatch(http::request<http::string_body>(parser.get().base()),
+  dispatch(http::request<http::string_body>(parser.get().base()), origin,
            [parked, answer, handover](Response r, Handover h) {
              asio::post(parked->get_executor(),
                         [parked, answer, handover, r = std::move(r), h = std::move(h)]() mutable {
@@ -735,7 +857,7 @@ asio::awaitable<void> HttpServer::Impl::serve_upload(
   if (!ec && end != UploadEnd::kComplete) co_await linger(stream);
 }
 
-asio::awaitable<void> HttpServer::Impl::linger(beast::tcp_stream& stream) {
+asio::awaitable<void> HttpServer::Impl::linger(HttpStream& stream) {
   // Closing a socket with unread bytes resets the connection, and the client may then lose the
   // answer it has not read yet: say no more, and take (and drop) what the client still sends for
   // a moment, a bounded amount.
@@ -757,12 +879,13 @@ void HttpServer::Impl::forget(const std::shared_ptr<Connection>& connection) {
 }
 
 HttpServer::HttpServer(const core::HttpConfig& config, const Router& router, ApiKeys& keys,
-                       HttpMetrics& metrics)
-    : impl_(std::make_unique<Impl>(config, router, keys, metrics, nullptr)) {}
+                       HttpMetrics& metrics, std::shared_ptr<TlsCertificate> tls)
+    : impl_(std::make_unique<Impl>(config, router, keys, metrics, nullptr, std::move(tls))) {}
 
 HttpServer::HttpServer(const core::HttpConfig& config, const Router& router, ApiKeys& keys,
-                       HttpMetrics& metrics, asio::io_context& io)
-    : impl_(std::make_unique<Impl>(config, router, keys, metrics, &io)) {}
+                       HttpMetrics& metrics, asio::io_context& io,
+                       std::shared_ptr<TlsCertificate> tls)
+    : impl_(std::make_unique<Impl>(config, router, keys, metrics, &io, std::move(tls))) {}
 
 HttpServer::~HttpServer() { stop(); }
 
@@ -826,15 +949,16 @@ void HttpServer::stop() {
 }
 
 void HttpServer::dispatch(http::request<http::string_body>&& message,
-                          std::function<void(Response)> done) const {
-  impl_->dispatch(std::move(message),
+                          std::function<void(Response)> done, const ClientOrigin& origin) const {
+  impl_->dispatch(std::move(message), origin,
                   [done = std::move(done)](Response r, Handover) { done(std::move(r)); });
 }
 
-Response HttpServer::handle(http::request<http::string_body>&& message) const {
+Response HttpServer::handle(http::request<http::string_body>&& message,
+                            const ClientOrigin& origin) const {
   std::promise<Response> promise;
   auto future = promise.get_future();
-  impl_->dispatch(std::move(message),
+  impl_->dispatch(std::move(message), origin,
                   [&promise](Response r, Handover) { promise.set_value(std::move(r)); });
   return future.get();
 }

@@ -22,6 +22,7 @@
 #include <cauce/api/readiness.hpp>
 #include <cauce/api/routes.hpp>
 #include <cauce/api/server.hpp>
+#include <cauce/api/tls.hpp>
 #include <cauce/commands/command_bus.hpp>
 #include <cauce/commands/processor.hpp>
 #include <cauce/core/kafka_admin.hpp>
@@ -150,13 +151,16 @@ class PipelineMetrics {
 
 int run_serve(const core::Config& config) {
   const core::Logger log("serve");
-  // Block the stop signals before any thread starts, so every thread inherits the mask and
-  // this one receives them with sigwait below.
+  // Block the stop signals and SIGHUP (reload the HTTPS certificate) before any thread starts,
+  // so every thread inherits the mask and this one receives them with sigwait below: a reload
+  // runs on this thread, between stops, never inside a handler.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t waited_signals = stop_signals;
+  sigaddset(&waited_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &waited_signals, nullptr);
 
   std::string roles;
   for (const auto& role : config.roles) roles += (roles.empty() ? "" : ",") + role;
@@ -168,6 +172,18 @@ int run_serve(const core::Config& config) {
             {"data_dir", config.data_dir}});
   const auto startup_timeout = std::chrono::seconds(config.startup_timeout_s);
   raise_file_limit(config, log);
+  prometheus::Registry registry;
+  // The HTTPS certificate first: a file that cannot be used stops the start at once (a
+  // ConfigError naming the setting), before any wait for Kafka or PostgreSQL.
+  std::shared_ptr<TlsCertificate> tls;
+  if (!config.http.tls_certificate_file.empty()) {
+    tls = std::make_shared<TlsCertificate>(config.http.tls_certificate_file,
+                                           config.http.tls_key_file, &registry);
+    const auto served = tls->served();
+    log.info("TLS certificate loaded", {{"subject", served.subject},
+                                        {"not_after_s", served.not_after_s},
+                                        {"sha256", served.sha256}});
+  }
 
   std::filesystem::create_directories(config.data_dir);
   const auto conninfo = core::postgres_conninfo(config.postgres);
@@ -217,7 +233,6 @@ int run_serve(const core::Config& config) {
     log.info("no API keys existed: created an admin key", {{"file", path->string()}});
   }
 
-  prometheus::Registry registry;
   const core::KafkaErrorMetrics kafka_errors(registry);
   auto& pool_in_use =
       prometheus::BuildGauge()
@@ -399,12 +414,21 @@ int run_serve(const core::Config& config) {
     job_workers->start();
   }
 
-  HttpServer server(config.http, router, keys, http_metrics, io);
+  HttpServer server(config.http, router, keys, http_metrics, io, tls);
   const auto port = server.start();
-  log.info("listening", {{"host", config.http.host}, {"port", port}});
+  log.info("listening",
+           {{"host", config.http.host}, {"port", port}, {"scheme", tls ? "https" : "http"}});
 
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  for (;;) {
+    sigwait(&waited_signals, &signal);
+    if (signal != SIGHUP) break;
+    if (tls) {
+      tls->reload();  // logs either way; a failure keeps the certificate served now
+    } else {
+      log.info("SIGHUP: nothing to reload (no http.tls_certificate_file)");
+    }
+  }
   const auto stopping_at = std::chrono::steady_clock::now();
   log.info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"},
                         {"grace_ms", config.http.shutdown_grace_ms}});

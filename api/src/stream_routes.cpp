@@ -18,6 +18,7 @@
 #include <prometheus/gauge.h>
 #include <rapidjson/document.h>
 
+#include <cauce/api/http_stream.hpp>
 #include <cauce/api/json.hpp>
 #include <cauce/api/problem.hpp>
 #include <cauce/api/routes.hpp>
@@ -159,7 +160,7 @@ struct WakeState {
   std::atomic<bool> flag{false};
   std::atomic<bool> closed{false};
   // Strand only: the stream while a write to it is in flight, and since when.
-  beast::tcp_stream* writing = nullptr;
+  HttpStream* writing = nullptr;
   std::chrono::steady_clock::time_point write_since{};
 };
 
@@ -203,7 +204,7 @@ class Waker {
     state_->flag.store(false);
   }
   // Marks a write in flight (the ticker cuts it past the deadline) and its end.
-  void writing(beast::tcp_stream* stream) {
+  void writing(HttpStream* stream) {
     state_->writing = stream;
     state_->write_since = std::chrono::steady_clock::now();
   }
@@ -286,7 +287,7 @@ class KeyCheck {
 constexpr const char* kKeyRevoked = "the API key was revoked";
 
 template <typename Buffers>
-asio::awaitable<void> write_within(Waker& waker, beast::tcp_stream& stream, const Buffers& bytes,
+asio::awaitable<void> write_within(Waker& waker, HttpStream& stream, const Buffers& bytes,
                                    beast::error_code& ec) {
   waker.writing(&stream);
   co_await asio::async_write(stream, bytes, asio::redirect_error(asio::use_awaitable, ec));
@@ -341,7 +342,7 @@ class SseSession final : public StreamSession {
         key_(std::move(key)),
         count_(std::move(slot), clients) {}
 
-  asio::awaitable<void> run(beast::tcp_stream& stream) override {
+  asio::awaitable<void> run(HttpStream& stream) override {
     stream.expires_never();
     waker_.emplace(stream.get_executor(), *ticker_);
     if (closing_) waker_->close();
@@ -459,11 +460,11 @@ class WsSession final : public StreamSession {
         key_(std::move(key)),
         count_(std::move(slot), clients) {}
 
-  asio::awaitable<void> run(beast::tcp_stream& stream) override {
+  asio::awaitable<void> run(HttpStream& stream) override {
     stream.expires_never();
     waker_.emplace(stream.get_executor(), *ticker_);
     if (closing_) waker_->close();
-    websocket::stream<beast::tcp_stream&> ws(stream);
+    websocket::stream<HttpStream&> ws(stream);
     beast::error_code ec;
     // Beast bounds the handshakes; pings, the idle check and write deadlines run on the shared
     // ticker's beat, not on a timer per client: a peer that sends nothing, not even the pong to
@@ -670,7 +671,7 @@ class WsSession final : public StreamSession {
     }
   }
 
-  static asio::awaitable<void> read_loop(websocket::stream<beast::tcp_stream&>& ws,
+  static asio::awaitable<void> read_loop(websocket::stream<HttpStream&>& ws,
                                          std::shared_ptr<ReaderState> state, Principal principal,
                                          std::function<void()> wake) {
     beast::flat_buffer buffer;

@@ -11,6 +11,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
+#include <cauce/core/cidr.hpp>
 #include <cauce/core/config.hpp>
 #include <cauce/core/errors.hpp>
 
@@ -271,8 +272,34 @@ const std::vector<Binding>& bindings() {
          },
          [](const Config& c) { return join(c.http.cors_origins); }});
     b.push_back(http.boolean("http.hsts",
-                             "Send Strict-Transport-Security (set when a TLS proxy fronts cauce)",
+                             "Send Strict-Transport-Security on HTTPS answers (cauce's own TLS "
+                             "or X-Forwarded-Proto: https from a trusted proxy; with neither "
+                             "TLS nor http.trusted_proxies, on every answer)",
                              &HttpConfig::hsts));
+    b.push_back(http.text("http.tls_certificate_file",
+                          "PEM certificate (chain) file: cauce serves HTTPS (TLS 1.2+) with it "
+                          "and http.tls_key_file, reloaded on SIGHUP; empty: plain HTTP",
+                          &HttpConfig::tls_certificate_file, true));
+    b.push_back(http.text("http.tls_key_file",
+                          "PEM private key file of http.tls_certificate_file (both or neither)",
+                          &HttpConfig::tls_key_file, true));
+    b.push_back(
+        {option("http.trusted_proxies",
+                "Reverse proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For "
+                "and X-Forwarded-Proto are believed; none if empty"),
+         [](Config& c, const std::string& v) {
+           std::vector<std::string> proxies;
+           if (!trim(v).empty()) {
+             for (const auto& item : parse_list("http.trusted_proxies", v)) {
+               std::string error;
+               const auto cidr = Cidr::parse(item, &error);
+               if (!cidr) throw ConfigError("http.trusted_proxies", error);
+               proxies.push_back(cidr->text());
+             }
+           }
+           c.http.trusted_proxies = std::move(proxies);
+         },
+         [](const Config& c) { return join(c.http.trusted_proxies); }});
     b.push_back(http.integer("http.max_connections",
                              "Open connections at most (streams included); past it a 503",
                              &HttpConfig::max_connections, 1, 1000000));
@@ -777,6 +804,13 @@ Config load_config(const ConfigSources& sources) {
   check_copy_to(config);
   check_kafka_security(config.kafka);
   check_postgres_tls(config.postgres);
+  if (config.http.tls_certificate_file.empty() != config.http.tls_key_file.empty()) {
+    const bool key_missing = config.http.tls_key_file.empty();
+    throw ConfigError(key_missing ? "http.tls_key_file" : "http.tls_certificate_file",
+                      std::string("must be set with ") +
+                          (key_missing ? "http.tls_certificate_file" : "http.tls_key_file") +
+                          " (both or neither)");
+  }
   return config;
 }
 

@@ -293,6 +293,8 @@ TEST(InfraTest, LiveMetricsPassPromtoolAndHoldEveryMetricOfTheDashboard) {
     for (const auto& rule : group["rules"].GetArray()) {
       for (const auto& name : cauce_metric_names(rule["expr"].GetString())) {
         ++alert_metrics;
+        // Exported by an HTTPS listener only (this server speaks HTTP); TlsTest reads them.
+        if (name.starts_with("cauce_http_tls_")) continue;
         if (!family_of(name, families)) {
           unexported.insert(name + " (alert " + rule["alert"].GetString() + ")");
         }

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
 #include <cauce/api/auth.hpp>
@@ -20,6 +19,7 @@
 namespace cauce::api {
 
 namespace http = boost::beast::http;
+class HttpStream;  // http_stream.hpp
 using Response = http::response<http::string_body>;
 
 struct Request {
@@ -31,6 +31,11 @@ struct Request {
   std::string route;  // the matched pattern, e.g. "/v1/keys/{id}"
   std::vector<std::pair<std::string, std::string>> path_params;
   std::optional<Principal> principal;
+  // The client's address (X-Forwarded-For from a proxy of http.trusted_proxies, else the TCP
+  // peer; "" off the network) and whether it asked over HTTPS (cauce's own TLS, or
+  // X-Forwarded-Proto from such a proxy). For logs; never for authorisation.
+  std::string client;
+  bool https = false;
 
   // The value of a {name} segment of the route ("" when absent).
   std::string_view path_param(std::string_view name) const;
@@ -52,7 +57,7 @@ class StreamSession {
  public:
   virtual ~StreamSession() = default;
   // Runs on the connection's strand.
-  virtual boost::asio::awaitable<void> run(boost::beast::tcp_stream& stream) = 0;
+  virtual boost::asio::awaitable<void> run(HttpStream& stream) = 0;
   // Asks run() to end soon (server shutdown). Any thread.
   virtual void close() = 0;
 };

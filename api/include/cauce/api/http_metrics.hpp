@@ -18,10 +18,14 @@ class HttpMetrics {
 
   void observe(const std::string& route, const std::string& method, unsigned status,
                double seconds);
+  // cauce_http_tls_handshake_failures_total{reason}: timeout, closed, protocol_version,
+  // plain_http, no_shared_cipher, certificate_refused, other.
+  void tls_handshake_failed(const std::string& reason);
 
  private:
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& duration_;
+  prometheus::Family<prometheus::Counter>& handshake_failures_;
 };
 
 }  // namespace cauce::api

@@ -49,7 +49,16 @@ struct HttpConfig {
   int rate_limit_admin = 100;
   // Origins browsers may call from (CORS), e.g. https://desk.example.org; empty: none.
   std::vector<std::string> cors_origins;
-  bool hsts = false;  // send Strict-Transport-Security (cauce sits behind a TLS proxy)
+  // Send Strict-Transport-Security on HTTPS answers: cauce's own TLS, or X-Forwarded-Proto:
+  // https from a trusted proxy (with neither TLS nor trusted proxies, on every answer).
+  bool hsts = false;
+  // cauce's own listener over TLS (1.2 and later): a PEM certificate (chain) file and its PEM
+  // private key file, both or neither; reloaded from the same paths on SIGHUP. Empty: plain HTTP.
+  std::string tls_certificate_file;
+  std::string tls_key_file;
+  // Reverse proxies (CIDRs, IPv4 or IPv6) whose X-Forwarded-For and X-Forwarded-Proto are
+  // believed; from any other peer those headers are ignored. Canonical text ("10.0.0.0/8").
+  std::vector<std::string> trusted_proxies;
 };
 
 struct KafkaConfig {
