@@ -32,6 +32,8 @@
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
+#include "watermarks.hpp"
+
 namespace cauce::commands {
 namespace {
 
@@ -652,14 +654,8 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   }
 
   std::int64_t high_watermark(const std::string& topic, std::int32_t partition) {
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    const auto rc = watermarks->query_watermark_offsets(topic, partition, &low, &high,
-                                                        options.kafka.request_timeout_ms);
-    if (rc != RdKafka::ERR_NO_ERROR) {
-      throw core::KafkaError(topic + " offsets: " + RdKafka::err2str(rc), true, false, false);
-    }
-    return high;
+    return commands::high_watermark(*watermarks, topic, partition,
+                                    options.kafka.request_timeout_ms);
   }
 
   // Hands every committed record of the partition of `topic` to `apply`, from the start until
