@@ -133,7 +133,7 @@ class Client(threading.Thread):
         self.rng = random.Random(n * 7919 + int(time.time()))
         self.conns = [Connection(i, key) for i in instances]
         self.seq = 0
-        self.acknowledged = []  # (method, path, body, key, status, version) for replays
+        self.acknowledged = []  # (method, path, body, headers, status, version) for replays
 
     def run(self):
         while not self.stop.is_set():
@@ -195,7 +195,7 @@ class Client(threading.Thread):
             if 200 <= status < 300:
                 record["outcome"] = "ok"
                 record["version"] = (parsed or {}).get("version")
-                self.acknowledged.append((method, path, body, key, status, record["version"]))
+                self.acknowledged.append((method, path, body, headers, status, record["version"]))
                 if len(self.acknowledged) > 200:
                     self.acknowledged.pop(0)
             else:
@@ -210,10 +210,13 @@ class Client(threading.Thread):
         return record
 
     def replay(self):
-        method, path, body, key, status, version = self.rng.choice(self.acknowledged)
+        # The same request: method, target, body and headers (If-Match is part of it: the same
+        # key with another If-Match is another request, a 422).
+        method, path, body, headers, status, version = self.rng.choice(self.acknowledged)
+        key = headers["Idempotency-Key"]
         conn = self.rng.choice(self.conns)
         t0 = time.time()
-        got, answer, parsed = conn.request(method, path, body, {"Idempotency-Key": key})
+        got, answer, parsed = conn.request(method, path, body, headers)
         if got is None or got >= 500 or got == 429:
             return  # no answer: nothing to compare
         self.recorder.write("replays", {
