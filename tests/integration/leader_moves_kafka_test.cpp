@@ -4,8 +4,11 @@
 // rebuilds kept asking the old leader its metadata cache named for high watermarks ("Not
 // leader for partition") and every command was a 503 for minutes. librdkafka's mock cluster
 // (fault injection only, DESIGN.md §7) moves the leader here; no broker is needed.
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
@@ -30,6 +33,19 @@ std::unique_ptr<RdKafka::Conf> make_conf(
   return conf;
 }
 
+commands::HighWatermarks::ClientFactory client_factory(rd_kafka_mock_cluster_t* mock) {
+  return [bootstrap = std::string(rd_kafka_mock_cluster_bootstraps(mock))] {
+    auto conf = make_conf({{"bootstrap.servers", bootstrap},
+                           {"group.id", "watermarks"},
+                           {"enable.auto.commit", "false"},
+                           {"isolation.level", "read_uncommitted"}});
+    std::string err;
+    std::unique_ptr<RdKafka::KafkaConsumer> client(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!client) throw std::runtime_error(err);
+    return client;
+  };
+}
+
 TEST(LeaderMovesKafkaTest, TheHighWatermarkIsAskedOfTheNewLeaderAfterTheLeaderMoved) {
   std::string err;
   // Three mock brokers, run by the handle that creates them.
@@ -50,13 +66,9 @@ TEST(LeaderMovesKafkaTest, TheHighWatermarkIsAskedOfTheNewLeaderAfterTheLeaderMo
   }
   ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
 
-  // Like the processor's watermarks client: a consumer that is never assigned anything.
-  auto conf = make_conf({{"bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mock)},
-                         {"group.id", unique_name("watermarks")},
-                         {"enable.auto.commit", "false"}});
-  std::unique_ptr<RdKafka::KafkaConsumer> client(RdKafka::KafkaConsumer::create(conf.get(), err));
-  ASSERT_TRUE(client) << err;
-  EXPECT_EQ(commands::high_watermark(*client, topic, 0, 5000), 3);
+  // Like the processor's: a client that is never assigned anything.
+  commands::HighWatermarks watermarks(client_factory(mock));
+  EXPECT_EQ(watermarks.query(topic, 0, 5000), 3);
 
   ASSERT_EQ(rd_kafka_mock_partition_set_leader(mock, topic.c_str(), 0, 2),
             RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -66,7 +78,7 @@ TEST(LeaderMovesKafkaTest, TheHighWatermarkIsAskedOfTheNewLeaderAfterTheLeaderMo
   EXPECT_TRUE(eventually(
       [&] {
         try {
-          return commands::high_watermark(*client, topic, 0, 5000) == 3;
+          return watermarks.query(topic, 0, 5000) == 3;
         } catch (const core::DependencyError& e) {
           ++failures;
           EXPECT_TRUE(e.is_retryable()) << e.what();
@@ -76,7 +88,45 @@ TEST(LeaderMovesKafkaTest, TheHighWatermarkIsAskedOfTheNewLeaderAfterTheLeaderMo
       std::chrono::seconds(20), std::chrono::milliseconds(100)))
       << failures << " queries failed after the leader moved";
   EXPECT_LE(failures, 3);
-  client->close();
+  EXPECT_EQ(watermarks.clients_made(), 1 + failures);
+}
+
+// The processor rebuilds its partitions on threads of their own, all asking one client.
+TEST(LeaderMovesKafkaTest, ManyRebuildsAskAtOnceWhileTheLeadersMove) {
+  std::string err;
+  auto mock_conf = make_conf({{"test.mock.num.brokers", "3"}});
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(mock_conf.get(), err));
+  ASSERT_TRUE(producer) << err;
+  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(producer->c_ptr());
+  const std::string topic = unique_name("leader-moves");
+  constexpr int kPartitions = 6;
+  ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic.c_str(), kPartitions, 3),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  commands::HighWatermarks watermarks(client_factory(mock));
+  std::atomic<bool> stop = false;
+  std::atomic<int> answers = 0;
+  std::vector<std::thread> rebuilds;
+  for (int p = 0; p < kPartitions; ++p) {
+    rebuilds.emplace_back([&, p] {
+      while (!stop) {
+        try {
+          watermarks.query(topic, p, 2000);
+          ++answers;
+        } catch (const core::DependencyError&) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      }
+    });
+  }
+  for (int round = 0; round < 10; ++round) {
+    for (int p = 0; p < kPartitions; ++p) {
+      rd_kafka_mock_partition_set_leader(mock, topic.c_str(), p, 1 + (round + p) % 3);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  stop = true;
+  for (auto& t : rebuilds) t.join();
+  EXPECT_GT(answers.load(), 0);
 }
 
 }  // namespace
