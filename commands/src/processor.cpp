@@ -1336,9 +1336,7 @@ void CommandProcessor::start() {
       std::make_unique<HighWatermarks>([&kafka = o.kafka, group = o.commands.processor_group] {
         auto wm_conf = core::kafka_conf(kafka, {{"group.id", group + "-watermarks"},
                                                 {"enable.auto.commit", "false"},
-                                                {"isolation.level", "read_uncommitted"},
-                                                {"enable.partition.eof", "true"},
-                                                {"fetch.wait.max.ms", "10"}});
+                                                {"isolation.level", "read_uncommitted"}});
         std::string wm_err;
         std::unique_ptr<RdKafka::KafkaConsumer> client(
             RdKafka::KafkaConsumer::create(wm_conf.get(), wm_err));

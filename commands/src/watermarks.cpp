@@ -1,51 +1,55 @@
 #include "watermarks.hpp"
 
-#include <chrono>
 #include <utility>
-#include <vector>
 
 #include <cauce/core/kafka_client.hpp>
 
 namespace cauce::commands {
+namespace {
 
-HighWatermarks::HighWatermarks(ClientFactory make_client) : make_client_(std::move(make_client)) {}
+// A consumer that never subscribed leaves nothing behind: closed when its last user drops it.
+std::shared_ptr<RdKafka::KafkaConsumer> shared_client(std::unique_ptr<RdKafka::KafkaConsumer> c) {
+  return {c.release(), [](RdKafka::KafkaConsumer* client) {
+            client->close();
+            delete client;  // NOLINT(cppcoreguidelines-owning-memory): the deleter owns it
+          }};
+}
+
+}  // namespace
+
+HighWatermarks::HighWatermarks(ClientFactory make_client) : make_client_(std::move(make_client)) {
+  client_ = shared_client(make_client_());
+  clients_made_ = 1;
+}
 
 HighWatermarks::~HighWatermarks() = default;
 
 std::int64_t HighWatermarks::query(const std::string& topic, std::int32_t partition,
                                    int timeout_ms) {
-  auto client = make_client_();
+  std::shared_ptr<RdKafka::KafkaConsumer> client;
   {
     const std::lock_guard lock(mutex_);
-    ++clients_made_;
+    client = client_;
   }
-  const std::unique_ptr<RdKafka::TopicPartition> tp(
-      RdKafka::TopicPartition::create(topic, partition, RdKafka::Topic::OFFSET_END));
-  std::vector<RdKafka::TopicPartition*> list{tp.get()};
-  const auto assigned = client->assign(list);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  std::string last_error = RdKafka::err2str(assigned);
-  while (assigned == RdKafka::ERR_NO_ERROR && std::chrono::steady_clock::now() < deadline) {
-    const std::unique_ptr<RdKafka::Message> message(client->consume(100));
-    if (message->err() == RdKafka::ERR__PARTITION_EOF && message->partition() == partition) {
-      // The fetch that reached the end carried the partition's high watermark (the client is
-      // read_uncommitted: the true one, not the last stable offset).
-      std::int64_t low = 0;
-      std::int64_t high = -1;
-      if (client->get_watermark_offsets(topic, partition, &low, &high) == RdKafka::ERR_NO_ERROR &&
-          high >= 0) {
-        client->close();
-        return high;
-      }
-    } else if (message->err() != RdKafka::ERR_NO_ERROR &&
-               message->err() != RdKafka::ERR__TIMED_OUT) {
-      last_error = message->errstr();
+  std::int64_t low = 0;
+  std::int64_t high = 0;
+  const auto rc = client->query_watermark_offsets(topic, partition, &low, &high, timeout_ms);
+  if (rc == RdKafka::ERR_NO_ERROR) return high;
+  // Another thread may have replaced it already (after its own failure): once is enough.
+  std::unique_ptr<RdKafka::KafkaConsumer> fresh;
+  try {
+    fresh = make_client_();
+  } catch (const std::exception&) {
+    fresh.reset();  // keep the old one; the next failure tries again
+  }
+  if (fresh) {
+    const std::lock_guard lock(mutex_);
+    if (client_ == client) {
+      client_ = shared_client(std::move(fresh));
+      ++clients_made_;
     }
   }
-  client->close();
-  throw core::KafkaError(topic + " offsets: no high watermark within " +
-                             std::to_string(timeout_ms) + " ms (" + last_error + ")",
-                         true, false, false);
+  throw core::KafkaError(topic + " offsets: " + RdKafka::err2str(rc), true, false, false);
 }
 
 int HighWatermarks::clients_made() const {

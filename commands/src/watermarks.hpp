@@ -12,41 +12,38 @@
 
 namespace cauce::commands {
 
-// The true high watermark of a partition (read_uncommitted: an open transaction's records
-// included, so that a rebuild waits for it instead of reading past it), for the processor's
-// rebuilds. Found by the fault drill (scripts/drill), two ways not to ask:
-//  - through one long-lived client that is never assigned anything: librdkafka finds the leader
-//    in that client's metadata cache, which nothing refreshes for such a client, so after a
-//    leader moved every query went to the old leader ("Not leader for partition") until
-//    metadata.max.age.ms (15 min) expired the entry: partitions unready, every command a 503;
-//  - with rd_kafka_query_watermark_offsets() at all while brokers fail: it sends two ListOffsets
-//    requests whose callback state lives on the caller's stack and returns at the first error,
-//    so the other request's late answer (or its timeout) writes into a stack frame that is gone
-//    (librdkafka 2.0.2, src/rdkafka.c): both api,processor processes died of SIGSEGV in a
-//    librdkafka thread after a broker was stalled for 20 s.
-// So each query assigns the partition at its end to a fresh read_uncommitted consumer and takes
-// the high watermark the fetch that reached the end carried (get_watermark_offsets(): cached, no
-// request of its own). A fresh client looks the leader up anew.
+// Asks partitions' leaders for their high watermarks through one read_uncommitted client shared
+// by every rebuild thread. librdkafka finds a partition's leader in the client's metadata cache,
+// and nothing refreshes that cache for a client that neither subscribes nor is assigned
+// partitions: after a leader moved (its broker died, or came back and took the leadership again)
+// every query would go to the old leader and fail ("Not leader for partition") until
+// metadata.max.age.ms (15 min) expired the entry, and the processor's partitions would stay
+// unready, every command a 503 (found by the fault drill, scripts/drill). So a failed query
+// replaces the client with a fresh one, which asks the cluster for the current leaders: the
+// caller's next try (its rebuild retries with backoff) reaches the new leader. No metadata call
+// is made on the shared client (a metadata request that times out while a broker is stopped is
+// what the drill's first fix crashed in).
 class HighWatermarks {
  public:
   using ClientFactory = std::function<std::unique_ptr<RdKafka::KafkaConsumer>()>;
 
-  // `make_client` makes a read_uncommitted consumer with enable.partition.eof; it may throw.
+  // `make_client` makes the (read_uncommitted) client; it may throw.
   explicit HighWatermarks(ClientFactory make_client);
   ~HighWatermarks();
   HighWatermarks(const HighWatermarks&) = delete;
   HighWatermarks& operator=(const HighWatermarks&) = delete;
 
-  // The partition's high watermark; throws core::KafkaError (retryable) when none came within
-  // `timeout_ms`. Safe from any number of threads (each query has a client of its own).
+  // The partition's high watermark; throws core::KafkaError (retryable) when the query fails,
+  // after replacing the client. Safe from any number of threads.
   std::int64_t query(const std::string& topic, std::int32_t partition, int timeout_ms);
 
-  // How many clients were made so far.
+  // How many clients were made so far (the first included).
   int clients_made() const;
 
  private:
   ClientFactory make_client_;
   mutable std::mutex mutex_;
+  std::shared_ptr<RdKafka::KafkaConsumer> client_;
   int clients_made_ = 0;
 };
 

@@ -38,9 +38,7 @@ commands::HighWatermarks::ClientFactory client_factory(rd_kafka_mock_cluster_t* 
     auto conf = make_conf({{"bootstrap.servers", bootstrap},
                            {"group.id", "watermarks"},
                            {"enable.auto.commit", "false"},
-                           {"isolation.level", "read_uncommitted"},
-                           {"enable.partition.eof", "true"},
-                           {"fetch.wait.max.ms", "10"}});
+                           {"isolation.level", "read_uncommitted"}});
     std::string err;
     std::unique_ptr<RdKafka::KafkaConsumer> client(RdKafka::KafkaConsumer::create(conf.get(), err));
     if (!client) throw std::runtime_error(err);
@@ -90,6 +88,7 @@ TEST(LeaderMovesKafkaTest, TheHighWatermarkIsAskedOfTheNewLeaderAfterTheLeaderMo
       std::chrono::seconds(20), std::chrono::milliseconds(100)))
       << failures << " queries failed after the leader moved";
   EXPECT_LE(failures, 3);
+  EXPECT_EQ(watermarks.clients_made(), 1 + failures);
 }
 
 // The processor rebuilds its partitions on threads of their own, all asking one client.
