@@ -20,9 +20,10 @@ namespace cauce::commands {
 // metadata.max.age.ms (15 min) expired the entry, and the processor's partitions would stay
 // unready, every command a 503 (found by the fault drill, scripts/drill). So a failed query
 // replaces the client with a fresh one, which asks the cluster for the current leaders: the
-// caller's next try (its rebuild retries with backoff) reaches the new leader. No metadata call
-// is made on the shared client (a metadata request that times out while a broker is stopped is
-// what the drill's first fix crashed in).
+// caller's next try (its rebuild retries with backoff) reaches the new leader. (A fresh client
+// rather than a metadata request on the old one: a client per failure is simple to reason about,
+// and the drill crashed, in librdkafka, while that first fix was in; the crash turned out to be
+// elsewhere, tests/drill/README.md, but the simpler path stayed.)
 class HighWatermarks {
  public:
   using ClientFactory = std::function<std::unique_ptr<RdKafka::KafkaConsumer>()>;
