@@ -23,7 +23,7 @@ namespace cauce::commands {
 // caller's next try (its rebuild retries with backoff) reaches the new leader. (A fresh client
 // rather than a metadata request on the old one: a client per failure is simple to reason about,
 // and the drill crashed, in librdkafka, while that first fix was in; the crash turned out to be
-// elsewhere, tests/drill/README.md, but the simpler path stayed.)
+// elsewhere, infra/README.md "The fault drill", but the simpler path stayed.)
 class HighWatermarks {
  public:
   using ClientFactory = std::function<std::unique_ptr<RdKafka::KafkaConsumer>()>;
