@@ -32,6 +32,8 @@
 #include <cauce/core/kafka_client.hpp>
 #include <cauce/core/log.hpp>
 
+#include "watermarks.hpp"
+
 namespace cauce::commands {
 namespace {
 
@@ -301,8 +303,8 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   Metrics metrics;
   core::KafkaAdmin admin;  // stable committed offsets before a rebuild
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
-  std::unique_ptr<RdKafka::KafkaConsumer> watermarks;  // read_uncommitted: true high watermarks
-  bool stable_id = false;  // from commands.instance_id (else fresh per start)
+  std::unique_ptr<HighWatermarks> watermarks;  // read_uncommitted: true high watermarks
+  bool stable_id = false;                      // from commands.instance_id (else fresh per start)
   std::atomic<bool> running{false};
   std::atomic<bool> assignment_known{false};
   std::atomic<int> commands_partitions{0};  // learnt by the committer; 0: no local path yet
@@ -657,14 +659,7 @@ struct CommandProcessor::Impl final : public RdKafka::RebalanceCb {
   }
 
   std::int64_t high_watermark(const std::string& topic, std::int32_t partition) {
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    const auto rc = watermarks->query_watermark_offsets(topic, partition, &low, &high,
-                                                        options.kafka.request_timeout_ms);
-    if (rc != RdKafka::ERR_NO_ERROR) {
-      throw core::KafkaError(topic + " offsets: " + RdKafka::err2str(rc), true, false, false);
-    }
-    return high;
+    return watermarks->query(topic, partition, options.kafka.request_timeout_ms);
   }
 
   // Hands every committed record of the partition of `topic` to `apply`, from the start until
@@ -1342,12 +1337,17 @@ void CommandProcessor::start() {
   }
   impl_->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!impl_->consumer) throw core::DependencyError("kafka", "commands consumer: " + err, false);
-  auto wm_conf =
-      core::kafka_conf(o.kafka, {{"group.id", o.commands.processor_group + "-watermarks"},
-                                 {"enable.auto.commit", "false"},
-                                 {"isolation.level", "read_uncommitted"}});
-  impl_->watermarks.reset(RdKafka::KafkaConsumer::create(wm_conf.get(), err));
-  if (!impl_->watermarks) throw core::DependencyError("kafka", "watermarks client: " + err, false);
+  impl_->watermarks =
+      std::make_unique<HighWatermarks>([&kafka = o.kafka, group = o.commands.processor_group] {
+        auto wm_conf = core::kafka_conf(kafka, {{"group.id", group + "-watermarks"},
+                                                {"enable.auto.commit", "false"},
+                                                {"isolation.level", "read_uncommitted"}});
+        std::string wm_err;
+        std::unique_ptr<RdKafka::KafkaConsumer> client(
+            RdKafka::KafkaConsumer::create(wm_conf.get(), wm_err));
+        if (!client) throw core::DependencyError("kafka", "watermarks client: " + wm_err, false);
+        return client;
+      });
   impl_->running = true;
   if (o.static_partitions.empty()) {
     const auto rc = impl_->consumer->subscribe({o.kafka.commands_topic});
@@ -1385,7 +1385,6 @@ void CommandProcessor::stop() {
   impl_->release_all();
   impl_->consumer->close();
   impl_->consumer.reset();
-  impl_->watermarks->close();
   impl_->watermarks.reset();
   log().info("processor stopped");
 }
