@@ -196,6 +196,18 @@ int common_sh(const std::string& call, const std::vector<std::string>& args) {
   return std::system(command.c_str());
 }
 
+std::unique_ptr<RdKafka::Conf> rdkafka_conf(
+    const std::vector<std::pair<std::string, std::string>>& settings) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  for (const auto& [key, value] : settings) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
+      throw std::runtime_error(key + ": " + err);
+    }
+  }
+  return conf;
+}
+
 std::string shell_quote(const std::string& word) {
   std::string out = "'";
   for (const char c : word) out += c == '\'' ? std::string(R"('\'')") : std::string(1, c);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <boost/beast/http.hpp>
+#include <librdkafka/rdkafkacpp.h>
 
 #include <cauce/core/config.hpp>
 
@@ -105,6 +106,11 @@ struct ToolResult {
 };
 // Runs a shell command line to completion (a tool such as promtool, not a service).
 ToolResult run_tool(const std::string& command);
+
+// A bare librdkafka configuration of exactly `settings` (none of cauce's defaults), for tests of
+// librdkafka's own behaviour; throws std::runtime_error naming a property it refuses.
+std::unique_ptr<RdKafka::Conf> rdkafka_conf(
+    const std::vector<std::pair<std::string, std::string>>& settings);
 
 // A TCP port nothing listens on right now.
 std::uint16_t free_port();

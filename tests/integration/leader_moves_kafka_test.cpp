@@ -23,22 +23,12 @@
 namespace cauce::testing {
 namespace {
 
-std::unique_ptr<RdKafka::Conf> make_conf(
-    const std::vector<std::pair<std::string, std::string>>& settings) {
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  std::string err;
-  for (const auto& [key, value] : settings) {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) throw std::runtime_error(err);
-  }
-  return conf;
-}
-
 commands::HighWatermarks::ClientFactory client_factory(rd_kafka_mock_cluster_t* mock) {
   return [bootstrap = std::string(rd_kafka_mock_cluster_bootstraps(mock))] {
-    auto conf = make_conf({{"bootstrap.servers", bootstrap},
-                           {"group.id", "watermarks"},
-                           {"enable.auto.commit", "false"},
-                           {"isolation.level", "read_uncommitted"}});
+    auto conf = rdkafka_conf({{"bootstrap.servers", bootstrap},
+                              {"group.id", "watermarks"},
+                              {"enable.auto.commit", "false"},
+                              {"isolation.level", "read_uncommitted"}});
     std::string err;
     std::unique_ptr<RdKafka::KafkaConsumer> client(RdKafka::KafkaConsumer::create(conf.get(), err));
     if (!client) throw std::runtime_error(err);
@@ -49,7 +39,7 @@ commands::HighWatermarks::ClientFactory client_factory(rd_kafka_mock_cluster_t* 
 TEST(LeaderMovesKafkaTest, TheHighWatermarkIsAskedOfTheNewLeaderAfterTheLeaderMoved) {
   std::string err;
   // Three mock brokers, run by the handle that creates them.
-  auto mock_conf = make_conf({{"test.mock.num.brokers", "3"}});
+  auto mock_conf = rdkafka_conf({{"test.mock.num.brokers", "3"}});
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(mock_conf.get(), err));
   ASSERT_TRUE(producer) << err;
   rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(producer->c_ptr());
@@ -94,7 +84,7 @@ TEST(LeaderMovesKafkaTest, TheHighWatermarkIsAskedOfTheNewLeaderAfterTheLeaderMo
 // The processor rebuilds its partitions on threads of their own, all asking one client.
 TEST(LeaderMovesKafkaTest, ManyRebuildsAskAtOnceWhileTheLeadersMove) {
   std::string err;
-  auto mock_conf = make_conf({{"test.mock.num.brokers", "3"}});
+  auto mock_conf = rdkafka_conf({{"test.mock.num.brokers", "3"}});
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(mock_conf.get(), err));
   ASSERT_TRUE(producer) << err;
   rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(producer->c_ptr());

@@ -12,15 +12,12 @@
 namespace cauce::testing {
 namespace {
 
+// The test broker's, with `settings`.
 std::unique_ptr<RdKafka::Conf> make_conf(
-    const std::vector<std::pair<std::string, std::string>>& settings) {
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  std::string err;
-  conf->set("bootstrap.servers", test_env("TEST_KAFKA_BOOTSTRAP_SERVERS"), err);
-  for (const auto& [key, value] : settings) {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) throw std::runtime_error(err);
-  }
-  return conf;
+    std::vector<std::pair<std::string, std::string>> settings) {
+  settings.insert(settings.begin(),
+                  {"bootstrap.servers", test_env("TEST_KAFKA_BOOTSTRAP_SERVERS")});
+  return rdkafka_conf(settings);
 }
 
 void check(RdKafka::Error* raw) {
