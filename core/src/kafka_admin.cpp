@@ -43,6 +43,11 @@ using AdminOptionsHandle =
     std::unique_ptr<rd_kafka_AdminOptions_t,
                     Deleter<rd_kafka_AdminOptions_t, rd_kafka_AdminOptions_destroy>>;
 
+// A consumer handle that never joined its group: nothing to leave or commit on close.
+void destroy_without_close(rd_kafka_t* rk) {
+  rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
 void destroy_metadata(const rd_kafka_metadata_t* md) { rd_kafka_metadata_destroy(md); }
 using MetadataHandle = std::unique_ptr<const rd_kafka_metadata_t,
                                        Deleter<const rd_kafka_metadata_t, destroy_metadata>>;
@@ -124,6 +129,54 @@ struct KafkaAdmin::Impl {
     self->refusal = reason;
     self->refused = std::move(settings);
   }
+  std::string bootstrap_servers;
+  KafkaSettings security;  // kafka_security_settings(): every handle connects the same way
+  // ListConsumerGroupOffsets only: a consumer handle with a group of its own, created at first
+  // use. librdkafka 2.0.2 (and later, librdkafka issue #5040) handles an OffsetFetch answer
+  // NOT_COORDINATOR by asking the handle's own consumer group to look its coordinator up again:
+  // rd_kafka_cgrp_op(rk->rk_cgrp, ..., COORD_QUERY) in rd_kafka_handle_OffsetFetch(), with no
+  // check that there is one. On a producer handle such as `rk` rk_cgrp is NULL and rdk:main dies
+  // of SIGSEGV: the crash of both processors in the fault drill's stalled broker, whose group
+  // coordinators moved while a rebuild asked for a stable committed offset. This handle's group
+  // ("cauce-admin-offsets") is never joined (no subscribe, no assignment); the coordinator query
+  // goes to it and the request fails with NOT_COORDINATOR.
+  // The admin request takes the queried group's coordinator from the handle's coordinator cache,
+  // which a NOT_COORDINATOR answer does not clear and which keeps an entry while it is used
+  // (metadata.max.age.ms after its last use): asked again, the same handle asks the old
+  // coordinator for as long as the caller retries (the drill: every rebuild stuck). So a
+  // coordinator error or a timeout replaces the handle (replace_offsets_handle); a fresh one
+  // looks the coordinator up. Callers hold a shared_ptr: a request in flight keeps its handle.
+  std::mutex offsets_mutex;
+  std::shared_ptr<rd_kafka_t> offsets_rk;
+
+  std::shared_ptr<rd_kafka_t> offsets_handle() {
+    const std::lock_guard lock(offsets_mutex);
+    if (offsets_rk) return offsets_rk;
+    ConfHandle conf(rd_kafka_conf_new());
+    set(conf.get(), "bootstrap.servers", bootstrap_servers);
+    for (const auto& [key, value] : security) set(conf.get(), key.c_str(), value);
+    set(conf.get(), "client.id", "cauce-admin");
+    set(conf.get(), "group.id", "cauce-admin-offsets");  // see offsets_rk
+    set(conf.get(), "enable.auto.commit", "false");
+    set(conf.get(), "enable.auto.offset.store", "false");
+    set(conf.get(), "socket.connection.setup.timeout.ms", "2000");
+    set(conf.get(), "reconnect.backoff.max.ms", "1000");
+    rd_kafka_conf_set_log_cb(conf.get(), route_log);
+    std::array<char, 512> err{};
+    rd_kafka_t* fresh = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err.data(), err.size());
+    if (fresh == nullptr) {
+      throw DependencyError("kafka", std::string("librdkafka: ") + err.data(), false);
+    }
+    static_cast<void>(conf.release());  // rd_kafka_new took ownership
+    offsets_rk = std::shared_ptr<rd_kafka_t>(fresh, destroy_without_close);
+    return offsets_rk;
+  }
+
+  // The next offsets_handle() makes a fresh handle, unless another caller replaced `failed`.
+  void replace_offsets_handle(const std::shared_ptr<rd_kafka_t>& failed) {
+    const std::lock_guard lock(offsets_mutex);
+    if (offsets_rk == failed) offsets_rk.reset();
+  }
 
   KafkaHandle rk;  // last: destroyed first, while on_error's state is still there
 };
@@ -131,14 +184,14 @@ struct KafkaAdmin::Impl {
 KafkaAdmin::KafkaAdmin(const KafkaConfig& config) : impl_(std::make_unique<Impl>()) {
   impl_->request_timeout_ms = config.request_timeout_ms;
   impl_->min_insync_replicas = config.min_insync_replicas;
+  impl_->bootstrap_servers = config.bootstrap_servers;
+  impl_->security = kafka_security_settings(config);
   ConfHandle conf(rd_kafka_conf_new());
   set(conf.get(), "bootstrap.servers", config.bootstrap_servers);
   set(conf.get(), "client.id", "cauce-admin");
   set(conf.get(), "socket.connection.setup.timeout.ms", "2000");
   set(conf.get(), "reconnect.backoff.max.ms", "1000");
-  for (const auto& [key, value] : kafka_security_settings(config)) {
-    set(conf.get(), key.c_str(), value);
-  }
+  for (const auto& [key, value] : impl_->security) set(conf.get(), key.c_str(), value);
   rd_kafka_conf_set_log_cb(conf.get(), route_log);
   rd_kafka_conf_set_error_cb(conf.get(), &Impl::on_error);
   rd_kafka_conf_set_opaque(conf.get(), impl_.get());
@@ -315,12 +368,14 @@ std::int64_t KafkaAdmin::stable_committed_offset(const std::string& group, const
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto pause = std::chrono::milliseconds(20);
   for (;;) {
+    const auto handle = impl_->offsets_handle();  // not impl_->rk: see Impl::offsets_rk
+    rd_kafka_t* const rk = handle.get();
     PartitionListHandle wanted(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(wanted.get(), topic.c_str(), partition);
     GroupOffsetsHandle request(rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), wanted.get()));
     auto* raw_request = request.get();
     AdminOptionsHandle options(
-        rd_kafka_AdminOptions_new(impl_->rk.get(), RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS));
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS));
     std::array<char, 512> err{};
     rd_kafka_AdminOptions_set_request_timeout(options.get(), impl_->request_timeout_ms, err.data(),
                                               err.size());
@@ -329,8 +384,8 @@ std::int64_t KafkaAdmin::stable_committed_offset(const std::string& group, const
       rd_kafka_error_destroy(e);
       throw DependencyError("kafka", "require_stable_offsets: " + message, false);
     }
-    QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
-    rd_kafka_ListConsumerGroupOffsets(impl_->rk.get(), &raw_request, 1, options.get(), queue.get());
+    QueueHandle queue(rd_kafka_queue_new(rk));
+    rd_kafka_ListConsumerGroupOffsets(rk, &raw_request, 1, options.get(), queue.get());
     EventHandle event(rd_kafka_queue_poll(queue.get(), impl_->request_timeout_ms * 2));
     rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR__TIMED_OUT;
     std::string message = "no answer in time";
@@ -360,6 +415,12 @@ std::int64_t KafkaAdmin::stable_committed_offset(const std::string& group, const
       }
     }
     // UNSTABLE_OFFSET_COMMIT: a transaction holding an offset of this partition is still open.
+    // A coordinator that moved or does not answer: ask the next time through a fresh handle.
+    if (code == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+        code == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+        code == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+      impl_->replace_offsets_handle(handle);
+    }
     if (give_up && give_up()) {
       throw DependencyError("kafka", "stopped waiting for a stable committed offset", true);
     }

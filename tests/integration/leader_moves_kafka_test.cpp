@@ -5,6 +5,7 @@
 // leader for partition") and every command was a 503 for minutes. librdkafka's mock cluster
 // (fault injection only, DESIGN.md §7) moves the leader here; no broker is needed.
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -16,12 +17,15 @@
 #include <librdkafka/rdkafkacpp.h>
 
 #include <cauce/core/errors.hpp>
+#include <cauce/core/kafka_admin.hpp>
 
 #include "fixtures.hpp"
 #include "watermarks.hpp"
 
 namespace cauce::testing {
 namespace {
+
+constexpr std::int16_t kOffsetFetch = 9;  // the Kafka protocol's ApiKey
 
 commands::HighWatermarks::ClientFactory client_factory(rd_kafka_mock_cluster_t* mock) {
   return [bootstrap = std::string(rd_kafka_mock_cluster_bootstraps(mock))] {
@@ -117,6 +121,61 @@ TEST(LeaderMovesKafkaTest, ManyRebuildsAskAtOnceWhileTheLeadersMove) {
   stop = true;
   for (auto& t : rebuilds) t.join();
   EXPECT_GT(answers.load(), 0);
+}
+
+// The consumer group's coordinator moves (the drill's stalled broker lost its __consumer_offsets
+// leaderships): the broker a rebuild asks for the group's stable committed offset answers
+// NOT_COORDINATOR. librdkafka 2.0.2 then asks the asking handle's own consumer group to look its
+// coordinator up again, without checking there is one: on the admin's producer handle that was a
+// NULL dereference on rdk:main (SIGSEGV, both processors of the drill). The offsets are now asked
+// through a consumer handle (core/src/kafka_admin.cpp); the answer comes once the broker gives one.
+TEST(LeaderMovesKafkaTest, AStableCommittedOffsetIsAnsweredAfterNotCoordinator) {
+  std::string err;
+  auto mock_conf = rdkafka_conf({{"test.mock.num.brokers", "3"}});
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(mock_conf.get(), err));
+  ASSERT_TRUE(producer) << err;
+  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(producer->c_ptr());
+  const std::string topic = unique_name("coordinator-moves");
+  ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic.c_str(), 1, 3), RD_KAFKA_RESP_ERR_NO_ERROR);
+  core::KafkaConfig kafka;
+  kafka.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
+  kafka.request_timeout_ms = 2000;
+  core::KafkaAdmin admin(kafka);
+  for (int round = 0; round < 3; ++round) {
+    rd_kafka_mock_push_request_errors(mock, kOffsetFetch, 2, RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                                      RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
+    EXPECT_EQ(admin.stable_committed_offset("processor", topic, 0, std::chrono::seconds(20)), -1)
+        << "round " << round;  // nothing committed
+  }
+}
+
+// The old coordinator keeps answering NOT_COORDINATOR after the group moved to another broker.
+// librdkafka keeps the coordinator a handle found in a cache that a NOT_COORDINATOR answer does
+// not clear (metadata.max.age.ms after its last use): the same handle would ask the old one until
+// the timeout, every rebuild stuck (seen in a drill run with the first half of the fix).
+TEST(LeaderMovesKafkaTest, AStableCommittedOffsetIsAskedOfTheNewCoordinator) {
+  std::string err;
+  auto mock_conf = rdkafka_conf({{"test.mock.num.brokers", "3"}});
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(mock_conf.get(), err));
+  ASSERT_TRUE(producer) << err;
+  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(producer->c_ptr());
+  const std::string topic = unique_name("coordinator-moves");
+  ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic.c_str(), 1, 3), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_mock_coordinator_set(mock, "group", "processor", 1),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  core::KafkaConfig kafka;
+  kafka.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
+  kafka.request_timeout_ms = 2000;
+  core::KafkaAdmin admin(kafka);
+  ASSERT_EQ(admin.stable_committed_offset("processor", topic, 0, std::chrono::seconds(20)), -1);
+  // Broker 1 is no longer the coordinator and says so to every OffsetFetch from now on.
+  for (int i = 0; i < 200; ++i) {
+    rd_kafka_mock_broker_push_request_error_rtts(mock, 1, kOffsetFetch, 1,
+                                                 RD_KAFKA_RESP_ERR_NOT_COORDINATOR, 0);
+  }
+  ASSERT_EQ(rd_kafka_mock_coordinator_set(mock, "group", "processor", 2),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  EXPECT_EQ(admin.stable_committed_offset("processor", topic, 0, std::chrono::seconds(10)), -1);
 }
 
 }  // namespace
