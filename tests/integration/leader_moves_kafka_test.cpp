@@ -123,6 +123,30 @@ TEST(LeaderMovesKafkaTest, ManyRebuildsAskAtOnceWhileTheLeadersMove) {
   EXPECT_GT(answers.load(), 0);
 }
 
+// Three mock brokers (run by `producer`, which creates them) with a topic of one partition, and
+// an admin client of cauce's on them.
+struct CoordinatorMoves {
+  CoordinatorMoves() {
+    std::string err;
+    auto conf = rdkafka_conf({{"test.mock.num.brokers", "3"}});
+    producer.reset(RdKafka::Producer::create(conf.get(), err));
+    if (!producer) throw std::runtime_error(err);
+    mock = rd_kafka_handle_mock_cluster(producer->c_ptr());
+    if (rd_kafka_mock_topic_create(mock, topic.c_str(), 1, 3) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw std::runtime_error("mock topic " + topic);
+    }
+    core::KafkaConfig kafka;
+    kafka.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
+    kafka.request_timeout_ms = 2000;
+    admin = std::make_unique<core::KafkaAdmin>(kafka);
+  }
+
+  std::unique_ptr<RdKafka::Producer> producer;
+  rd_kafka_mock_cluster_t* mock = nullptr;
+  const std::string topic = unique_name("coordinator-moves");
+  std::unique_ptr<core::KafkaAdmin> admin;
+};
+
 // The consumer group's coordinator moves (the drill's stalled broker lost its __consumer_offsets
 // leaderships): the broker a rebuild asks for the group's stable committed offset answers
 // NOT_COORDINATOR. librdkafka 2.0.2 then asks the asking handle's own consumer group to look its
@@ -130,17 +154,10 @@ TEST(LeaderMovesKafkaTest, ManyRebuildsAskAtOnceWhileTheLeadersMove) {
 // NULL dereference on rdk:main (SIGSEGV, both processors of the drill). The offsets are now asked
 // through a consumer handle (core/src/kafka_admin.cpp); the answer comes once the broker gives one.
 TEST(LeaderMovesKafkaTest, AStableCommittedOffsetIsAnsweredAfterNotCoordinator) {
-  std::string err;
-  auto mock_conf = rdkafka_conf({{"test.mock.num.brokers", "3"}});
-  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(mock_conf.get(), err));
-  ASSERT_TRUE(producer) << err;
-  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(producer->c_ptr());
-  const std::string topic = unique_name("coordinator-moves");
-  ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic.c_str(), 1, 3), RD_KAFKA_RESP_ERR_NO_ERROR);
-  core::KafkaConfig kafka;
-  kafka.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
-  kafka.request_timeout_ms = 2000;
-  core::KafkaAdmin admin(kafka);
+  CoordinatorMoves cluster;
+  auto* mock = cluster.mock;
+  const auto& topic = cluster.topic;
+  auto& admin = *cluster.admin;
   for (int round = 0; round < 3; ++round) {
     rd_kafka_mock_push_request_errors(mock, kOffsetFetch, 2, RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
                                       RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
@@ -154,19 +171,12 @@ TEST(LeaderMovesKafkaTest, AStableCommittedOffsetIsAnsweredAfterNotCoordinator) 
 // not clear (metadata.max.age.ms after its last use): the same handle would ask the old one until
 // the timeout, every rebuild stuck (seen in a drill run with the first half of the fix).
 TEST(LeaderMovesKafkaTest, AStableCommittedOffsetIsAskedOfTheNewCoordinator) {
-  std::string err;
-  auto mock_conf = rdkafka_conf({{"test.mock.num.brokers", "3"}});
-  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(mock_conf.get(), err));
-  ASSERT_TRUE(producer) << err;
-  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(producer->c_ptr());
-  const std::string topic = unique_name("coordinator-moves");
-  ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic.c_str(), 1, 3), RD_KAFKA_RESP_ERR_NO_ERROR);
+  CoordinatorMoves cluster;
+  auto* mock = cluster.mock;
+  const auto& topic = cluster.topic;
+  auto& admin = *cluster.admin;
   ASSERT_EQ(rd_kafka_mock_coordinator_set(mock, "group", "processor", 1),
             RD_KAFKA_RESP_ERR_NO_ERROR);
-  core::KafkaConfig kafka;
-  kafka.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
-  kafka.request_timeout_ms = 2000;
-  core::KafkaAdmin admin(kafka);
   ASSERT_EQ(admin.stable_committed_offset("processor", topic, 0, std::chrono::seconds(20)), -1);
   // Broker 1 is no longer the coordinator and says so to every OffsetFetch from now on.
   for (int i = 0; i < 200; ++i) {
