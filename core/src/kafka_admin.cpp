@@ -71,14 +71,15 @@ std::string refused_settings(int err, std::string_view reason) {
     return "kafka.ssl_certificate_file";
   }
   if (reason.find("ssl.key.location") != std::string_view::npos) return "kafka.ssl_key_file";
-  if (err == RD_KAFKA_RESP_ERR__SSL || reason.find("SSL") != std::string_view::npos) {
-    return reason.find("verify") != std::string_view::npos
-               ? "kafka.ssl_ca_file, kafka.bootstrap_servers (the name the certificate is for)"
-               : "kafka.security_protocol, kafka.ssl_ca_file";
+  // A broker certificate that does not verify (unknown CA, expired, another name). Other TLS
+  // errors (a reset or an EOF mid-handshake while a broker restarts) are outages, retried.
+  if (reason.find("certificate verify failed") != std::string_view::npos) {
+    return "kafka.ssl_ca_file, kafka.bootstrap_servers (the name the certificate is for)";
   }
-  // A plaintext client at a TLS listener, or the reverse, is seen as a closed connection;
-  // librdkafka then says which setting it suspects.
-  if (reason.find("security.protocol") != std::string_view::npos) {
+  // A plaintext client at a TLS listener is seen as a closed connection, and librdkafka says
+  // which setting it suspects; a TLS client at a plaintext listener gets no TLS record back.
+  if (reason.find("security.protocol") != std::string_view::npos ||
+      reason.find("wrong version number") != std::string_view::npos) {
     return "kafka.security_protocol";
   }
   return {};

@@ -31,7 +31,8 @@ std::string refused_settings(std::string_view reason) {
       has("does not match host name")) {
     return "postgres.sslrootcert, postgres.sslmode, postgres.host";
   }
-  if (has("does not support SSL") || has("SSL error")) return "postgres.sslmode";
+  // Not every TLS error: an EOF or a reset mid-handshake while the server restarts is an outage.
+  if (has("does not support SSL")) return "postgres.sslmode";
   return {};
 }
 
